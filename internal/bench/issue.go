@@ -1,0 +1,316 @@
+// Package bench runs Keyward's whole-job benchmarks and measures, in the same run, the in-process limit each
+// figure is compared with.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/issuer"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// IssueOptions configure the issuance benchmark.
+type IssueOptions struct {
+	N         int    // certificates to issue
+	DB        string // "" for SQLite in a fresh directory; a postgres:// URL (a fresh, empty database or schema)
+	Keystore  string // "soft" or a PKCS#11 configuration URI for the issuing CA key
+	Workers   int
+	BatchSize int
+	Dir       string        // working directory; default a new temporary one, removed afterwards
+	LimitTime time.Duration // how long to measure the limit; default 3s
+	Progress  io.Writer     // progress lines, or nil
+}
+
+// IssueResult is what the issuance benchmark measured.
+type IssueResult struct {
+	N              int     `json:"n"`
+	Issued         int     `json:"issued"`
+	Failed         int     `json:"failed"`
+	Seconds        float64 `json:"seconds"`
+	PerSecond      float64 `json:"per_second"`
+	LimitPerSecond float64 `json:"limit_per_second"`
+	Ratio          float64 `json:"ratio"`
+	Store          string  `json:"store"`
+	Keystore       string  `json:"keystore"`
+	Workers        int     `json:"workers"`
+	BatchSize      int     `json:"batch_size"`
+	GOMAXPROCS     int     `json:"gomaxprocs"`
+	CertBytes      int     `json:"cert_der_bytes"`
+	AuditEvents    int64   `json:"audit_events"`
+	AuditVerified  bool    `json:"audit_verified"`
+}
+
+const benchProfile = "implant-identity"
+
+// Issue issues opts.N compact device certificates (implant-identity) from distinct CSRs through the RA into a
+// fresh store, with lint, key checks and audit, and measures beside it the in-process limit: a plain
+// x509.CreateCertificate loop on all cores with the same CA key and template. CSRs are generated before the
+// timed part and streamed from a file during it.
+func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
+	if opts.N <= 0 {
+		return nil, errors.New("bench: --n must be positive")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 512
+	}
+	if opts.LimitTime <= 0 {
+		opts.LimitTime = 3 * time.Second
+	}
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "keyward-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	progress := func(format string, args ...any) {
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, format+"\n", args...)
+		}
+	}
+	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: filepath.Join(dir, "data"), DB: opts.DB, Warn: io.Discard}, Keystore: opts.Keystore, Actor: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+
+	progress("generating %d device keys and CSRs (not timed)", opts.N)
+	csrFile := filepath.Join(dir, "csrs.bin")
+	if err := writeCSRs(ctx, csrFile, opts.N); err != nil {
+		return nil, err
+	}
+
+	res := &IssueResult{N: opts.N, Workers: opts.Workers, BatchSize: opts.BatchSize, GOMAXPROCS: runtime.GOMAXPROCS(0), Store: storeName(opts.DB), Keystore: keystoreName(opts.Keystore)}
+	progress("measuring the in-process limit (x509.CreateCertificate on %d cores) for %s", res.GOMAXPROCS, opts.LimitTime)
+	res.LimitPerSecond, err = createCertificateLimit(ctx, n, opts.LimitTime)
+	if err != nil {
+		return nil, err
+	}
+
+	f, err := os.Open(csrFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rd := bufio.NewReaderSize(f, 1<<20)
+	next := func() (ra.IssueRequest, bool) {
+		csr, err := readRecord(rd)
+		if err != nil {
+			return ra.IssueRequest{}, false
+		}
+		return ra.IssueRequest{Profile: benchProfile, Environment: "dev", CSR: csr}, true
+	}
+	var issued, failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var size atomic.Int64
+	progress("issuing %d certificates (workers %d, %d per transaction)", opts.N, opts.Workers, opts.BatchSize)
+	start := time.Now()
+	err = n.RA.IssueStream(ctx, ra.Principal{ID: "bench", Role: ra.RoleAdmin}, ra.StreamOptions{Workers: opts.Workers, BatchSize: opts.BatchSize}, next, func(r ra.StreamResult) {
+		if r.Err != nil {
+			failed.Add(1)
+			errOnce.Do(func() { firstErr = r.Err })
+			return
+		}
+		size.Store(int64(len(r.Cert.DER)))
+		if c := issued.Add(1); opts.Progress != nil && c%50000 == 0 {
+			progress("  %d issued", c)
+		}
+	})
+	elapsed := time.Since(start)
+	if err != nil {
+		return nil, err
+	}
+	res.Issued, res.Failed = int(issued.Load()), int(failed.Load())
+	if res.Failed > 0 {
+		return nil, fmt.Errorf("bench: %d of %d issuances failed; first: %w", res.Failed, opts.N, firstErr)
+	}
+	res.Seconds = elapsed.Seconds()
+	res.PerSecond = float64(res.Issued) / res.Seconds
+	res.Ratio = res.PerSecond / res.LimitPerSecond
+	res.CertBytes = int(size.Load())
+	progress("verifying the audit chain")
+	res.AuditEvents, err = store.VerifyAudit(ctx, n.Store)
+	if err != nil {
+		return nil, err
+	}
+	res.AuditVerified = true
+	return res, nil
+}
+
+// createCertificateLimit runs x509.CreateCertificate in a loop on every core with the issuing CA's key and one
+// implant-identity template, and returns certificates per second.
+func createCertificateLimit(ctx context.Context, n *node.Node, d time.Duration) (float64, error) {
+	ca, err := n.Store.GetCA(ctx, hierarchy.IssuingID("dev", "demo-implant"))
+	if err != nil {
+		return 0, err
+	}
+	caCert, err := x509.ParseCertificate(ca.CertDER)
+	if err != nil {
+		return 0, err
+	}
+	signer, err := n.Keys.Signer(ctx, ca.KeyURI, keystore.PurposeCASigning)
+	if err != nil {
+		return 0, err
+	}
+	devKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, devKey)
+	if err != nil {
+		return 0, err
+	}
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	serial, err := issuer.RandomSerial()
+	if err != nil {
+		return 0, err
+	}
+	tmpl, err := n.Profiles[benchProfile].Template(&profile.Request{CSR: csr, Role: ra.RoleAdmin}, serial, time.Now(), caCert)
+	if err != nil {
+		return 0, err
+	}
+	var count atomic.Int64
+	var wg sync.WaitGroup
+	var failure atomic.Value
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if _, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &devKey.PublicKey, signer); err != nil {
+					failure.Store(err)
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failure.Load().(error); err != nil {
+		return 0, fmt.Errorf("limit loop: %w", err)
+	}
+	return float64(count.Load()) / time.Since(start).Seconds(), nil
+}
+
+// writeCSRs writes n length-prefixed DER CSRs with distinct P-256 keys and serial-number subjects.
+func writeCSRs(ctx context.Context, path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	workers := runtime.GOMAXPROCS(0)
+	out := make(chan []byte, 1024)
+	idx := make(chan int, 1024)
+	var wg sync.WaitGroup
+	var genErr atomic.Value
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if err == nil {
+					var der []byte
+					der, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: fmt.Sprintf("DEMO-%08d", i)}}, k)
+					if err == nil {
+						out <- der
+						continue
+					}
+				}
+				genErr.Store(err)
+				out <- nil
+			}
+		}()
+	}
+	go func() {
+		defer close(idx)
+		for i := 0; i < n; i++ {
+			select {
+			case idx <- i % 100000000:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(out) }()
+	for der := range out {
+		if der == nil {
+			continue
+		}
+		if err := writeRecord(w, der); err != nil {
+			return err
+		}
+	}
+	if err, _ := genErr.Load().(error); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func writeRecord(w io.Writer, b []byte) error {
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(b)))
+	if _, err := w.Write(l[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+func readRecord(r io.Reader) ([]byte, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(l[:]))
+	_, err := io.ReadFull(r, b)
+	return b, err
+}
+
+func storeName(db string) string {
+	if db == "" || len(db) >= 7 && db[:7] == "sqlite:" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+func keystoreName(ks string) string {
+	if len(ks) >= 7 && ks[:7] == "pkcs11:" {
+		return "pkcs11"
+	}
+	return "soft"
+}

@@ -1,0 +1,215 @@
+// Package cli implements the keyward command line: 'keyward <noun> <verb>'. Every command accepts --help,
+// listings accept --json, and the exit codes are documented in ExitCodes.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
+)
+
+// Exit codes of keyward.
+const (
+	ExitOK          = 0
+	ExitInternal    = 1 // an unexpected failure
+	ExitUsage       = 2 // bad flags or arguments
+	ExitBadRequest  = 3 // the input breaks a rule (profile, key quality, malformed file)
+	ExitDenied      = 4 // unauthorised or forbidden
+	ExitNotFound    = 5 // no such CA, certificate, key or profile
+	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
+	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
+	ExitAuditBroken = 8 // 'audit verify' found the chain broken
+)
+
+// ExitCodes documents the exit codes; it is printed by 'keyward --help'.
+const ExitCodes = `Exit codes:
+  0  success
+  1  internal error
+  2  usage error (bad flags or arguments)
+  3  bad request: the input breaks a rule (profile, key quality, malformed file)
+  4  unauthorised or forbidden
+  5  not found
+  6  conflict with existing state (duplicate key, already exists)
+  7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
+  8  audit chain verification failed`
+
+// Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	Stdin  io.Reader
+}
+
+type usageError struct{ error }
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Run executes keyward with args (without the program name) and returns the exit code.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = os.Stdout
+	}
+	if env.Stderr == nil {
+		env.Stderr = os.Stderr
+	}
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
+	root := newRoot(env)
+	root.SetArgs(args)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetContext(ctx)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "keyward: %v\n", err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	switch {
+	case errors.Is(err, audit.ErrChainBroken):
+		return ExitAuditBroken
+	case errors.Is(err, keystore.ErrUnseal), errors.Is(err, keystore.ErrBackend):
+		return ExitUnavailable
+	case errors.Is(err, keystore.ErrWrongPurpose):
+		return ExitDenied
+	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, node.ErrNotInitialised):
+		return ExitNotFound
+	}
+	var re *ra.Error
+	if errors.As(err, &re) {
+		switch re.Kind {
+		case ra.KindBadRequest:
+			return ExitBadRequest
+		case ra.KindUnauthorized, ra.KindForbidden:
+			return ExitDenied
+		case ra.KindNotFound:
+			return ExitNotFound
+		case ra.KindConflict:
+			return ExitConflict
+		case ra.KindUnavailable:
+			return ExitUnavailable
+		}
+	}
+	return ExitInternal
+}
+
+// global flags shared by every command.
+type globals struct {
+	env            Env
+	data           string
+	db             string
+	passphraseFile string
+	json           bool
+	verbose        bool
+}
+
+func newRoot(env Env) *cobra.Command {
+	g := &globals{env: env}
+	root := &cobra.Command{
+		Use:   "keyward",
+		Short: "Keyward: private PKI and key lifecycle for connected medical devices",
+		Long: `Keyward runs a private CA hierarchy (an offline root per environment, issuing CAs per product line),
+issues device identities under certificate profiles, keeps keys in a sealed software keystore or a PKCS#11 HSM,
+and records every change in a hash-chained audit trail.
+
+` + ExitCodes,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	defData := os.Getenv("KEYWARD_DATA")
+	if defData == "" {
+		defData = "keyward-data"
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.data, "data", defData, "data directory (env KEYWARD_DATA)")
+	pf.StringVar(&g.db, "db", os.Getenv("KEYWARD_DB"), "database: empty for SQLite in the data directory, or postgres://... (env KEYWARD_DB)")
+	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "file holding the software keystore passphrase (default: $KEYWARD_PASSPHRASE, else DATA/passphrase)")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log at debug level")
+	root.AddCommand(
+		initCmd(g), serveCmd(g), caCmd(g), keyCmd(g), certCmd(g), auditCmd(g), profileCmd(g), tokenCmd(g), benchCmd(g), versionCmd(g),
+	)
+	return root
+}
+
+// addJSON adds --json to a command.
+func (g *globals) addJSON(c *cobra.Command) {
+	c.Flags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
+}
+
+func (g *globals) logger() *slog.Logger {
+	lvl := slog.LevelWarn
+	if g.verbose {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.env.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (g *globals) options() node.Options {
+	return node.Options{Dir: g.data, DB: g.db, PassphraseFile: g.passphraseFile, Logger: g.logger(), Warn: g.env.Stderr}
+}
+
+func (g *globals) open(ctx context.Context) (*node.Node, error) {
+	return node.Open(ctx, g.options())
+}
+
+// principal is who runs a local CLI command: the operating-system user, acting as administrator, since they can
+// read the data directory and its keystore.
+func principal() ra.Principal {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return ra.Principal{ID: "cli:" + name, Role: ra.RoleAdmin}
+}
+
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func versionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the keyward version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(g.env.Stdout, "keyward", Version)
+			return nil
+		},
+	}
+}
+
+// Version is set at build time with -ldflags "-X github.com/keyward/keyward/internal/cli.Version=...".
+var Version = "dev"

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+)
+
+// maxInputFile bounds files read from operators (CSRs, certificates): far above any legitimate one.
+const maxInputFile = 1 << 20
+
+func readFileLimited(path string) ([]byte, error) {
+	if path == "" {
+		return nil, usageError{fmt.Errorf("missing file argument")}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxInputFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxInputFile {
+		return nil, badInput(fmt.Errorf("%s is larger than %d bytes", path, maxInputFile))
+	}
+	return data, nil
+}
+
+// readPEMOrDER returns the DER of the first PEM block of type typ in path, or the file itself if it is not PEM.
+func readPEMOrDER(path, typ string) ([]byte, error) {
+	data, err := readFileLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		return data, nil
+	}
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, badInput(fmt.Errorf("%s: no PEM block of type %q", path, typ))
+		}
+		if b.Type == typ || (typ == "CERTIFICATE REQUEST" && b.Type == "NEW CERTIFICATE REQUEST") {
+			return b.Bytes, nil
+		}
+	}
+}
+
+func readCert(path string) ([]byte, error) { return readPEMOrDER(path, "CERTIFICATE") }
+
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+}
+
+func badInput(err error) error { return &exitError{code: ExitBadRequest, err: err} }

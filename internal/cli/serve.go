@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/server"
+)
+
+func serveCmd(g *globals) *cobra.Command {
+	var listen string
+	var names []string
+	var grace time.Duration
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
+		Long: `Run the server. On a first start with an empty data directory it runs 'keyward init' (dev hierarchy,
+software keystore, SQLite). The API is HTTPS with TLS 1.3 only; clients trust DATA/tls/ca.pem and authenticate
+with an operator token (DATA/admin.token) as 'Authorization: Bearer <token>'. SIGTERM or SIGINT shuts down
+gracefully.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var n *node.Node
+			var err error
+			if _, statErr := os.Stat(filepath.Join(g.data, node.ConfigFile)); errors.Is(statErr, os.ErrNotExist) {
+				fmt.Fprintf(g.env.Stderr, "keyward: %s is empty: initialising the embedded dev defaults\n", g.data)
+				var res *node.InitResult
+				n, res, err = node.Init(ctx, node.InitOptions{Options: g.options(), Actor: "server:init"})
+				if err == nil && res.TokenFile != "" {
+					fmt.Fprintf(g.env.Stderr, "keyward: admin operator token written to %s\n", res.TokenFile)
+				}
+			} else {
+				n, err = g.open(ctx)
+				if err == nil {
+					_, err = n.EnsureAdminToken(ctx, "server")
+				}
+			}
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if len(names) == 0 {
+				names = []string{"localhost", "127.0.0.1", "::1"}
+				if host, _, err := net.SplitHostPort(listen); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+					names = appendUnique(names, host)
+				}
+			}
+			cert, _, err := server.ServerTLS(ctx, n, names)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
+			}
+			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
+			return server.New(n).Serve(ctx, ln, cert, grace)
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
+	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
+	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
+	return c
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, v := range list {
+		if v == s {
+			return list
+		}
+	}
+	return append(list, s)
+}

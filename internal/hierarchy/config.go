@@ -1,0 +1,192 @@
+// Package hierarchy declares and builds Keyward's CA hierarchy: per environment a root CA, per (environment,
+// product line) an issuing CA under it. The declaration is YAML (keyward.yaml in the data directory); building
+// a CA generates its key in the keystore, signs its certificate, and records the CA, the key and the audit
+// event in one transaction.
+package hierarchy
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyward/keyward/internal/keystore"
+)
+
+// Environments Keyward knows, in promotion order.
+var Environments = []string{"dev", "staging", "production"}
+
+//go:embed defaults/keyward.yaml
+var defaultConfig []byte
+
+// DefaultConfig returns the embedded default hierarchy: the dev environment with product line demo-implant.
+func DefaultConfig() []byte { return append([]byte(nil), defaultConfig...) }
+
+// Config is the parsed keyward.yaml.
+type Config struct {
+	Organization string                  `yaml:"organization"`
+	Environments map[string]*Environment `yaml:"environments"`
+}
+
+// Environment is one isolated trust domain.
+type Environment struct {
+	Root         RootSpec                    `yaml:"root"`
+	ProductLines map[string]*ProductLineSpec `yaml:"product_lines"`
+}
+
+// RootSpec describes an environment's root CA.
+type RootSpec struct {
+	Algorithm string   `yaml:"algorithm"`
+	Validity  Duration `yaml:"validity"`
+	Offline   bool     `yaml:"offline"`
+}
+
+// ProductLineSpec describes a product line's issuing CA.
+type ProductLineSpec struct {
+	Algorithm string   `yaml:"algorithm"`
+	Validity  Duration `yaml:"validity"`
+	Profiles  []string `yaml:"profiles"`
+}
+
+// Duration is a YAML duration that also accepts days ("90d") and years ("15y", 365 days each).
+type Duration time.Duration
+
+// UnmarshalYAML parses "15y", "90d" or any time.ParseDuration form.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses "15y" (365-day years), "90d" or a time.ParseDuration string.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	for suffix, unit := range map[string]time.Duration{"y": 365 * 24 * time.Hour, "d": 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil || v <= 0 {
+				return 0, fmt.Errorf("%q is not a duration (use 720h, 90d or 15y)", s)
+			}
+			return time.Duration(v) * unit, nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (use 720h, 90d or 15y)", s)
+	}
+	return v, nil
+}
+
+var nameRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ParseConfig parses and validates keyward.yaml. Unknown fields are errors.
+func ParseConfig(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("keyward.yaml: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("keyward.yaml: %w", err)
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	if c.Organization == "" {
+		return fmt.Errorf("organization is required")
+	}
+	if len(c.Environments) == 0 {
+		return fmt.Errorf("environments: at least one environment is required")
+	}
+	for name, env := range c.Environments {
+		if !isEnvironment(name) {
+			return fmt.Errorf("environments: %q is not an environment (use one of %s)", name, strings.Join(Environments, ", "))
+		}
+		if env == nil {
+			return fmt.Errorf("environments.%s: empty", name)
+		}
+		if _, err := keystore.ParseAlgorithm(env.Root.Algorithm); err != nil {
+			return fmt.Errorf("environments.%s.root.algorithm: %w", name, err)
+		}
+		if env.Root.Validity <= 0 {
+			return fmt.Errorf("environments.%s.root.validity is required", name)
+		}
+		// The production root is offline: its key exists only in a ceremony, never in a running server.
+		if name == "production" && !env.Root.Offline {
+			return fmt.Errorf("environments.production.root.offline must be true: the production root key is created only by 'keyward ca ceremony root'")
+		}
+		for pl, spec := range env.ProductLines {
+			where := fmt.Sprintf("environments.%s.product_lines.%s", name, pl)
+			if !nameRule.MatchString(pl) {
+				return fmt.Errorf("%s: product line names are lower-case letters, digits and '-' (rule %s)", where, nameRule)
+			}
+			if spec == nil {
+				return fmt.Errorf("%s: empty", where)
+			}
+			if _, err := keystore.ParseAlgorithm(spec.Algorithm); err != nil {
+				return fmt.Errorf("%s.algorithm: %w", where, err)
+			}
+			if spec.Validity <= 0 {
+				return fmt.Errorf("%s.validity is required", where)
+			}
+			if spec.Validity >= env.Root.Validity {
+				return fmt.Errorf("%s.validity (%s) must be shorter than the root's (%s)", where, time.Duration(spec.Validity), time.Duration(env.Root.Validity))
+			}
+			if len(spec.Profiles) == 0 {
+				return fmt.Errorf("%s.profiles: at least one profile is required", where)
+			}
+		}
+	}
+	return nil
+}
+
+func isEnvironment(s string) bool {
+	for _, e := range Environments {
+		if s == e {
+			return true
+		}
+	}
+	return false
+}
+
+// EnvironmentNames returns the configured environments in promotion order.
+func (c *Config) EnvironmentNames() []string {
+	var out []string
+	for _, e := range Environments {
+		if _, ok := c.Environments[e]; ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ProductLineNames returns env's product lines, sorted.
+func (c *Config) ProductLineNames(env string) []string {
+	e := c.Environments[env]
+	if e == nil {
+		return nil
+	}
+	out := make([]string, 0, len(e.ProductLines))
+	for pl := range e.ProductLines {
+		out = append(out, pl)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RootID is the CA id of env's root.
+func RootID(env string) string { return env + "/root" }
+
+// IssuingID is the CA id of the issuing CA of (env, product line).
+func IssuingID(env, product string) string { return env + "/" + product }

@@ -1,0 +1,120 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/keystore/soft"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// InitOptions say how to initialise a data directory.
+type InitOptions struct {
+	Options
+	// Keystore is where the new CA keys are generated: "" or "soft", or a PKCS#11 configuration URI.
+	Keystore string
+	// Actor is recorded in the audit trail.
+	Actor string
+}
+
+// InitResult reports what Init did.
+type InitResult struct {
+	Created        []*store.CA
+	PassphraseFile string // set when a random dev passphrase was generated
+	TokenFile      string // set when an admin token was written
+}
+
+// Init creates a data directory from the embedded defaults (keyward.yaml with the dev environment and the
+// demo-implant product line, the default profiles) if it holds none, then creates every CA the configuration
+// declares for environments with an online root, and an operator token. Repeating it is harmless: existing
+// files and CAs are kept.
+func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
+	res := &InitResult{}
+	if opts.Warn == nil {
+		opts.Warn = os.Stderr
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if err := writeIfMissing(filepath.Join(opts.Dir, ConfigFile), hierarchy.DefaultConfig()); err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, ProfilesDir), 0o700); err != nil {
+		return nil, nil, err
+	}
+	for name, data := range profile.Defaults() {
+		if err := writeIfMissing(filepath.Join(opts.Dir, ProfilesDir, name+".yaml"), data); err != nil {
+			return nil, nil, err
+		}
+	}
+	if os.Getenv(PassphraseEnv) == "" && opts.PassphraseFile == "" {
+		pf := filepath.Join(opts.Dir, PassphraseFile)
+		if _, err := os.Stat(pf); errors.Is(err, os.ErrNotExist) {
+			if _, err := soft.WriteRandomPassphraseFile(pf); err != nil {
+				return nil, nil, err
+			}
+			res.PassphraseFile = pf
+			warn(opts.Warn, "generated a random keystore passphrase in %s (mode 0600). This is the embedded DEV default:\n"+
+				"anyone who can read that file can use every software-held key. For staging and production set %s or\n"+
+				"--passphrase-file from a secret store, or keep CA keys in an HSM (--keystore pkcs11:...).", pf, PassphraseEnv)
+		}
+	}
+	n, err := Open(ctx, opts.Options)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := n.Keystore(opts.Keystore)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	actor := opts.Actor
+	if actor == "" {
+		actor = "cli:init"
+	}
+	b := n.Builder(actor, ks)
+	for _, env := range n.Config.EnvironmentNames() {
+		if n.Config.Environments[env].Root.Offline {
+			continue
+		}
+		r, err := b.Build(ctx, env)
+		if r != nil {
+			res.Created = append(res.Created, r.Created...)
+		}
+		if err != nil {
+			n.Close()
+			return nil, nil, err
+		}
+	}
+	tf, err := n.EnsureAdminToken(ctx, actor)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	res.TokenFile = tf
+	return n, res, nil
+}
+
+func writeIfMissing(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func warn(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "WARNING: "+format+"\n", args...)
+}

@@ -1,0 +1,316 @@
+// Package node wires one Keyward process: the data directory's configuration and profiles, the store, the
+// keystores and the registration authority. Commands and the server open a Node; nothing else reads the data
+// directory.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/keystore/multi"
+	"github.com/keyward/keyward/internal/keystore/pkcs11"
+	"github.com/keyward/keyward/internal/keystore/soft"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/storeopen"
+)
+
+// Files of a data directory.
+const (
+	ConfigFile     = "keyward.yaml"
+	ProfilesDir    = "profiles"
+	KeysDir        = "keys"
+	PassphraseFile = "passphrase"
+	KeystoresFile  = "keystores.yaml"
+	TokenFile      = "admin.token"
+	TLSDir         = "tls"
+	CeremonyDB     = "ceremony.db"
+)
+
+// PassphraseEnv names the environment variable that holds the software keystore's passphrase.
+const PassphraseEnv = "KEYWARD_PASSPHRASE"
+
+// Options say how to open a data directory.
+type Options struct {
+	Dir            string
+	DB             string // "" (SQLite in Dir), "sqlite:PATH" or "postgres://..."
+	PassphraseFile string // overrides Dir/passphrase
+	Logger         *slog.Logger
+	Now            func() time.Time
+	// Warn receives operator-facing warnings (e.g. a generated dev passphrase). Defaults to stderr.
+	Warn io.Writer
+}
+
+// Node is an opened data directory.
+type Node struct {
+	Dir      string
+	Config   *hierarchy.Config
+	Profiles map[string]*profile.Profile
+	Store    store.Store
+	Soft     *soft.Store
+	Keys     *multi.Router
+	RA       *ra.RA
+	Logger   *slog.Logger
+	Now      func() time.Time
+	pkcs11   []*pkcs11.Store
+}
+
+// ErrNotInitialised is returned by Open when the data directory has no keyward.yaml.
+var ErrNotInitialised = errors.New("data directory is not initialised")
+
+// Open opens an initialised data directory.
+func Open(ctx context.Context, opts Options) (*Node, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfgData, err := os.ReadFile(filepath.Join(opts.Dir, ConfigFile))
+	if errors.Is(err, os.ErrNotExist) && isCeremony(opts.Dir) {
+		return OpenCeremony(ctx, opts)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (run 'keyward init --data %s')", opts.Dir, ErrNotInitialised, opts.Dir)
+	} else if err != nil {
+		return nil, err
+	}
+	cfg, err := hierarchy.ParseConfig(cfgData)
+	if err != nil {
+		return nil, err
+	}
+	profiles, err := profile.LoadDir(filepath.Join(opts.Dir, ProfilesDir))
+	if err != nil {
+		return nil, err
+	}
+	for _, env := range cfg.EnvironmentNames() {
+		for _, pl := range cfg.ProductLineNames(env) {
+			for _, name := range cfg.Environments[env].ProductLines[pl].Profiles {
+				if profiles[name] == nil {
+					return nil, fmt.Errorf("keyward.yaml: product line %s/%s names profile %q, which is not in %s", env, pl, name, filepath.Join(opts.Dir, ProfilesDir))
+				}
+			}
+		}
+	}
+	n := &Node{Dir: opts.Dir, Config: cfg, Profiles: profiles, Logger: opts.Logger, Now: opts.Now}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	pass, err := readPassphrase(opts)
+	if err != nil {
+		return nil, err
+	}
+	n.Soft, err = openSoft(filepath.Join(opts.Dir, KeysDir), pass)
+	if err != nil {
+		return nil, err
+	}
+	backends := []keystore.Keystore{n.Soft}
+	uris, err := ReadKeystores(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range uris {
+		p, err := pkcs11.Open(u)
+		if err != nil {
+			return nil, err
+		}
+		n.pkcs11 = append(n.pkcs11, p)
+		backends = append(backends, p)
+	}
+	n.Keys = multi.New(backends...)
+	n.Store, err = storeopen.Open(ctx, opts.DB, opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n.RA, err = ra.New(ra.Config{Store: n.Store, Keys: n.Keys, Hierarchy: cfg, Profiles: profiles, Now: opts.Now, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return n, nil
+}
+
+// Close releases the store and keystores.
+func (n *Node) Close() error {
+	var errs []error
+	if n.Store != nil {
+		errs = append(errs, n.Store.Close())
+	}
+	if n.Keys != nil {
+		errs = append(errs, n.Keys.Close())
+	} else if n.Soft != nil {
+		errs = append(errs, n.Soft.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Builder returns a hierarchy builder whose new keys go to ks (nil: the software keystore).
+func (n *Node) Builder(actor string, ks keystore.Keystore) *hierarchy.Builder {
+	if ks == nil {
+		ks = n.Soft
+	}
+	return &hierarchy.Builder{Store: n.Store, Keys: routed{n.Keys, ks}, Config: n.Config, Actor: actor, Now: n.Now}
+}
+
+// routed generates in one backend but finds signers through the router, so a builder can sign an issuing CA in
+// an HSM with a root held in software, or the other way round.
+type routed struct {
+	*multi.Router
+	gen keystore.Keystore
+}
+
+func (r routed) Generate(ctx context.Context, p keystore.Purpose, a keystore.Algorithm, label string) (keystore.Key, error) {
+	return r.gen.Generate(ctx, p, a, label)
+}
+func (r routed) Location() keystore.Location { return r.gen.Location() }
+
+// Keystore returns the backend for a --keystore value: "" or "soft" for the software keystore, or a PKCS#11
+// configuration URI (which is opened, remembered in keystores.yaml without any PIN value, and added to the
+// router).
+func (n *Node) Keystore(spec string) (keystore.Keystore, error) {
+	if spec == "" || spec == "soft" {
+		return n.Soft, nil
+	}
+	if !strings.HasPrefix(spec, "pkcs11:") {
+		return nil, fmt.Errorf("--keystore %q: use \"soft\" or a pkcs11: URI (RFC 7512)", spec)
+	}
+	p, err := pkcs11.Open(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := rememberKeystore(n.Dir, spec); err != nil {
+		p.Close()
+		return nil, err
+	}
+	n.pkcs11 = append(n.pkcs11, p)
+	n.Keys.Add(p)
+	return p, nil
+}
+
+type keystoresFile struct {
+	PKCS11 []string `yaml:"pkcs11"`
+}
+
+// ReadKeystores returns the PKCS#11 configuration URIs remembered in dir.
+func ReadKeystores(dir string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, KeystoresFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var f keystoresFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", KeystoresFile, err)
+	}
+	return f.PKCS11, nil
+}
+
+func rememberKeystore(dir, uri string) error {
+	uri, err := stripPIN(uri)
+	if err != nil {
+		return err
+	}
+	list, err := ReadKeystores(dir)
+	if err != nil {
+		return err
+	}
+	for _, u := range list {
+		if u == uri {
+			return nil
+		}
+	}
+	data, err := yaml.Marshal(keystoresFile{PKCS11: append(list, uri)})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, KeystoresFile), data, 0o600)
+}
+
+// openSoft opens the software keystore in dir, creating it on first use.
+func openSoft(dir string, pass []byte) (*soft.Store, error) {
+	s, err := soft.Open(dir, pass)
+	if errors.Is(err, fs.ErrNotExist) {
+		return soft.Create(dir, pass, nil)
+	}
+	return s, err
+}
+
+// stripPIN removes pin-value from a PKCS#11 configuration URI, so it can be remembered on disk; the PIN then
+// comes from pin-source or KEYWARD_PKCS11_PIN.
+func stripPIN(uri string) (string, error) {
+	u, err := pkcs11.ParseURI(uri)
+	if err != nil {
+		return "", err
+	}
+	u.PINValue = ""
+	return u.String(), nil
+}
+
+func readPassphrase(opts Options) ([]byte, error) {
+	if v := os.Getenv(PassphraseEnv); v != "" {
+		return []byte(v), nil
+	}
+	file := opts.PassphraseFile
+	if file == "" {
+		file = filepath.Join(opts.Dir, PassphraseFile)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("keystore passphrase: set %s or provide %s: %w", PassphraseEnv, file, err)
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if p == "" {
+		return nil, fmt.Errorf("keystore passphrase file %s is empty", file)
+	}
+	return []byte(p), nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func nowUTC() time.Time { return time.Now().UTC() }
+
+// isCeremony reports whether dir is a ceremony workspace, so read-only commands (audit verify, key list) work on
+// it with --data.
+func isCeremony(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, CeremonyDB))
+	return err == nil
+}

@@ -1,0 +1,184 @@
+package profile
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testNow = time.Date(2026, 5, 1, 12, 0, 0, 500, time.UTC)
+
+func testCA(t testing.TB, name string, notAfter time.Time, ski []byte) *x509.Certificate {
+	t.Helper()
+	k := newKey(t, elliptic.P256())
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             testNow.Add(-24 * time.Hour),
+		NotAfter:              notAfter,
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SubjectKeyId:          ski,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ski == nil {
+		c.SubjectKeyId = nil // Go adds one to CA certificates; drop it to model an issuer without
+	}
+	return c
+}
+
+func TestTemplate(t *testing.T) {
+	ps := mustDefaults(t)
+	imp, gw := ps["implant-identity"], ps["gateway-identity"]
+	ca := testCA(t, "Keyward Dev Implant CA", testNow.AddDate(20, 0, 0), []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4})
+	key := newKey(t, elliptic.P256())
+	serial := new(big.Int).Lsh(big.NewInt(1), 120)
+
+	req := func(tmpl *x509.CertificateRequest) *Request {
+		csr, err := ParseCSR(csrDERFor(t, key, tmpl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{CSR: csr, Role: "admin"}
+	}
+
+	t.Run("implant", func(t *testing.T) {
+		tmpl, err := imp.Template(req(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}), serial, testNow, ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantNB := testNow.Truncate(time.Second).Add(-time.Hour)
+		if !tmpl.NotBefore.Equal(wantNB) {
+			t.Errorf("NotBefore = %v, want %v", tmpl.NotBefore, wantNB)
+		}
+		if want := wantNB.Add(15*365*24*time.Hour - time.Second); !tmpl.NotAfter.Equal(want) {
+			t.Errorf("NotAfter = %v, want %v", tmpl.NotAfter, want)
+		}
+		if tmpl.Subject.CommonName != "DEMO-00000001" || len(tmpl.Subject.Organization) != 0 || len(tmpl.Subject.ExtraNames) != 0 {
+			t.Errorf("Subject = %+v", tmpl.Subject)
+		}
+		if tmpl.SubjectKeyId != nil {
+			t.Errorf("SubjectKeyId = %x, want none (include_ski: false)", tmpl.SubjectKeyId)
+		}
+		if !bytes.Equal(tmpl.AuthorityKeyId, ca.SubjectKeyId) {
+			t.Errorf("AuthorityKeyId = %x, want %x", tmpl.AuthorityKeyId, ca.SubjectKeyId)
+		}
+		if tmpl.KeyUsage != x509.KeyUsageDigitalSignature || len(tmpl.ExtKeyUsage) != 1 || tmpl.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+			t.Errorf("KeyUsage %v, ExtKeyUsage %v", tmpl.KeyUsage, tmpl.ExtKeyUsage)
+		}
+		if tmpl.BasicConstraintsValid || tmpl.IsCA {
+			t.Error("end-entity template has basic constraints")
+		}
+		if len(tmpl.CRLDistributionPoints)+len(tmpl.OCSPServer)+len(tmpl.IssuingCertificateURL)+len(tmpl.DNSNames) != 0 {
+			t.Errorf("implant template has URLs or SANs: %+v", tmpl)
+		}
+		if tmpl.SerialNumber.Cmp(serial) != 0 || tmpl.SerialNumber == serial {
+			t.Error("serial not copied")
+		}
+	})
+
+	t.Run("gateway", func(t *testing.T) {
+		tmpl, err := gw.Template(req(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "GW-WARD-7"}, DNSNames: []string{"ward-7.gateways.example.com"}}), serial, testNow, ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := IssuerID(ca)
+		if id != "keyward-dev-implant-ca-deadbeef" {
+			t.Errorf("IssuerID = %q", id)
+		}
+		if len(tmpl.CRLDistributionPoints) != 1 || tmpl.CRLDistributionPoints[0] != "http://127.0.0.1:8080/crl/"+id+".crl" {
+			t.Errorf("CRLDistributionPoints = %v", tmpl.CRLDistributionPoints)
+		}
+		if len(tmpl.OCSPServer) != 1 || tmpl.OCSPServer[0] != "http://127.0.0.1:8080/ocsp" {
+			t.Errorf("OCSPServer = %v", tmpl.OCSPServer)
+		}
+		// RFC 7093 method 1: leftmost 160 bits of SHA-256 over the subjectPublicKey bits (the uncompressed point).
+		pt, _ := key.PublicKey.ECDH()
+		h := sha256.Sum256(pt.Bytes())
+		if !bytes.Equal(tmpl.SubjectKeyId, h[:20]) {
+			t.Errorf("SubjectKeyId = %x, want %x", tmpl.SubjectKeyId, h[:20])
+		}
+		if len(tmpl.DNSNames) != 1 || len(tmpl.ExtKeyUsage) != 2 {
+			t.Errorf("DNSNames %v, ExtKeyUsage %v", tmpl.DNSNames, tmpl.ExtKeyUsage)
+		}
+	})
+
+	implantReq := req(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}})
+	errTests := []struct {
+		name   string
+		p      *Profile
+		req    *Request
+		serial *big.Int
+		now    time.Time
+		issuer *x509.Certificate
+		want   string
+		kind   error
+	}{
+		{"outlives issuer", imp, implantReq, serial, testNow, testCA(t, "Short CA", testNow.AddDate(10, 0, 0), []byte{1}),
+			`certificate would expire 2041-04-27T10:59:59Z, after its issuer "CN=Short CA" (expires 2036-05-01T12:00:00Z); profile "implant-identity" validity is 15y`, ErrIssuer},
+		{"issuer without SKI", imp, implantReq, serial, testNow, testCA(t, "No SKI CA", testNow.AddDate(20, 0, 0), nil), "has no subject key identifier", ErrIssuer},
+		{"issuer expired", imp, implantReq, serial, testNow.AddDate(21, 0, 0), ca, "is not valid at", ErrIssuer},
+		{"zero serial", imp, implantReq, big.NewInt(0), testNow, ca, "serial number must be positive", ErrIssuer},
+		{"negative serial", imp, implantReq, big.NewInt(-5), testNow, ca, "serial number must be positive", ErrIssuer},
+		{"21-octet serial", imp, implantReq, new(big.Int).Lsh(big.NewInt(1), 159), testNow, ca, "longer than 20 octets", ErrIssuer},
+		{"nil issuer", imp, implantReq, serial, testNow, nil, "no issuer", ErrIssuer},
+		{"request refused", imp, &Request{CSR: implantReq.CSR, Role: "auditor"}, serial, testNow, ca, "may not request", ErrForbidden},
+	}
+	for _, tc := range errTests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.p.Template(tc.req, tc.serial, tc.now, tc.issuer)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v; want %q", err, tc.want)
+			}
+			if !errors.Is(err, tc.kind) {
+				t.Errorf("err %v is not %v", err, tc.kind)
+			}
+		})
+	}
+}
+
+func TestIssuerID(t *testing.T) {
+	tests := []struct {
+		cn   string
+		ski  []byte
+		want string
+	}{
+		{"Keyward dev / pacemaker-x1 Issuing CA", []byte{0xab, 0xcd, 0xef, 0x01, 0x23}, "keyward-dev-pacemaker-x1-issuing-ca-abcdef01"},
+		{"", nil, "ca"},
+		{"ÄÖÜ", []byte{1}, "ca-01"},
+		{strings.Repeat("a", 100), nil, strings.Repeat("a", 48)},
+	}
+	for _, tc := range tests {
+		c := &x509.Certificate{Subject: pkix.Name{CommonName: tc.cn}, SubjectKeyId: tc.ski}
+		if got := IssuerID(c); got != tc.want {
+			t.Errorf("IssuerID(%q) = %q, want %q", tc.cn, got, tc.want)
+		}
+	}
+}
+
+func TestSubjectKeyIDRejectsUnknownKey(t *testing.T) {
+	if _, err := SubjectKeyID("x"); err == nil {
+		t.Error("SubjectKeyID accepted a non-key")
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if id, err := SubjectKeyID(&k.PublicKey); err != nil || len(id) != 20 {
+		t.Errorf("SubjectKeyID = %x, %v", id, err)
+	}
+}

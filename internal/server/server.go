@@ -1,0 +1,215 @@
+// Package server is Keyward's HTTPS front end: TLS 1.3 only, every route authenticated and authorised by role
+// from one route table, JSON API for health, CAs, issuance from a CSR and certificate lookup. Later capabilities
+// (EST, CRL, OCSP) mount on the same mux.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
+)
+
+// Server serves the API of one node.
+type Server struct {
+	node   *node.Node
+	log    *slog.Logger
+	routes []Route
+	mux    *http.ServeMux
+}
+
+// Route is one registered route. Public routes need no credentials; every other route requires a principal whose
+// role is in Roles.
+type Route struct {
+	Method  string
+	Pattern string
+	Public  bool
+	Roles   []string
+	Handler func(w http.ResponseWriter, r *http.Request, p ra.Principal)
+}
+
+// maxBody bounds every request body: a CSR is at most 64 KiB, and JSON wraps it in base64 or PEM.
+const maxBody = 128 << 10
+
+// New returns a server for n.
+func New(n *node.Node) *Server {
+	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux()}
+	operators := []string{ra.RoleAdmin, ra.RoleCAOfficer, ra.RoleAuditor}
+	issuers := []string{ra.RoleAdmin, ra.RoleCAOfficer}
+	s.routes = []Route{
+		{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health},
+		{Method: "GET", Pattern: "/api/v1/cas", Roles: operators, Handler: s.listCAs},
+		{Method: "GET", Pattern: "/api/v1/cas/{env}/chain", Roles: operators, Handler: s.chain},
+		{Method: "POST", Pattern: "/api/v1/certificates", Roles: issuers, Handler: s.issue},
+		{Method: "GET", Pattern: "/api/v1/certificates", Roles: operators, Handler: s.listCerts},
+		{Method: "GET", Pattern: "/api/v1/certificates/{serial}", Roles: operators, Handler: s.getCert},
+		{Method: "GET", Pattern: "/api/v1/keys", Roles: operators, Handler: s.listKeys},
+		{Method: "GET", Pattern: "/api/v1/audit", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listAudit},
+	}
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	return s
+}
+
+// Routes returns the route table, so tests can prove every route is authenticated and authorised.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if rt.Public {
+			rt.Handler(w, r, ra.Principal{ID: "anonymous"})
+			return
+		}
+		p, err := s.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if !contains(rt.Roles, p.Role) {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", ")))
+			return
+		}
+		rt.Handler(w, r, p)
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return ra.Principal{}, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
+	}
+	p, err := s.node.Authenticate(r.Context(), strings.TrimSpace(tok))
+	if err != nil {
+		if errors.Is(err, node.ErrBadToken) {
+			return ra.Principal{}, err
+		}
+		s.log.ErrorContext(r.Context(), "authenticate", "err", err)
+		return ra.Principal{}, errors.New("cannot check the operator token now")
+	}
+	return p, nil
+}
+
+// TLSConfig is the listener configuration: TLS 1.3 only (TLS 1.2 clients fail the handshake).
+func TLSConfig(cert *tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		MaxVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{*cert},
+	}
+}
+
+// Serve runs the HTTPS server on ln until ctx is cancelled, then shuts down gracefully, letting requests in
+// flight finish for up to grace.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certificate, grace time.Duration) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		TLSConfig:         TLSConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError sends {"error": msg}. msg is written for the caller and never holds a secret.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// statusOf maps an RA error to its HTTP status.
+func statusOf(err error) int {
+	switch ra.KindOf(err) {
+	case ra.KindBadRequest:
+		return http.StatusBadRequest
+	case ra.KindUnauthorized:
+		return http.StatusUnauthorized
+	case ra.KindForbidden:
+		return http.StatusForbidden
+	case ra.KindNotFound:
+		return http.StatusNotFound
+	case ra.KindConflict:
+		return http.StatusConflict
+	case ra.KindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, status, "internal error; see the server log")
+		return
+	}
+	writeError(w, status, err.Error())
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("request body is larger than %d bytes", mbe.Limit)}
+		}
+		return &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("request body is not valid JSON for this endpoint: %w", err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("request body has data after the JSON object")}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

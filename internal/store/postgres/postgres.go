@@ -1,0 +1,382 @@
+// Package postgres implements store.Store on PostgreSQL with pgx, for deployments of several stateless nodes
+// sharing one database.
+//
+// Transactions run at READ COMMITTED. Two invariants span nodes and are enforced in the database rather than in
+// a process: the audit chain has one head (appenders serialise on a transaction-scoped advisory lock, see
+// AppendAudit), and a public key is certified for one subject only (the certificate_keys table's primary key,
+// see InsertCertificate). Statements are prepared once per connection by pgx's statement cache.
+//
+// Advisory lock keys used here (database-wide, shared by every schema of the database):
+// 0x6b65797761726401 (audit chain head) and 0x6b65797761726402 (schema migrations).
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+const (
+	// auditLock serialises appenders to the audit chain: "keyward" and 1.
+	auditLock int64 = 0x6b65797761726401
+	// migrationLock serialises nodes that migrate the schema at start: "keyward" and 2.
+	migrationLock int64 = 0x6b65797761726402
+)
+
+// walkPage is the number of audit events WalkAudit reads per query.
+const walkPage = 1000
+
+// Store is a Keyward database on PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool  *pgxpool.Pool
+	where string // host:port/database, for errors; never the password
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the PostgreSQL database named by dsn (a postgres:// URL or keyword/value string, as pgx
+// accepts, including pool_max_conns and run-time parameters such as search_path) and applies any pending
+// schema migrations.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err) // pgx redacts the password
+	}
+	s := &Store{where: fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w", s.where, err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("open postgres store %s: %w", s.where, err)
+	}
+	if err := migrate(ctx, s.pool); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("open postgres store %s: %w", s.where, err)
+	}
+	return s, nil
+}
+
+// Close closes every connection of the store.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// ExecRaw runs query outside any transaction. It is a hook for tests and forensics tooling only (the
+// conformance suite uses it to tamper with the audit chain); Keyward itself never calls it.
+func (s *Store) ExecRaw(ctx context.Context, query string, args ...any) error {
+	if _, err := s.pool.Exec(ctx, query, args...); err != nil {
+		return fmt.Errorf("exec raw sql on %s: %w", s.where, err)
+	}
+	return nil
+}
+
+// Tx runs fn in one READ COMMITTED transaction: it commits if fn returns nil, and rolls back if fn returns an
+// error or panics (the panic then continues).
+//
+// READ COMMITTED, not REPEATABLE READ or SERIALIZABLE, because AppendAudit must see the chain head as it is
+// once it holds the audit lock: at READ COMMITTED each statement takes a new snapshot, so the head read after
+// the lock includes the event the previous holder committed. At a higher level the snapshot would date from the
+// transaction's first statement, possibly before the lock, and the append would collide with the event it
+// missed. The lock, not the isolation level, provides the serialisation.
+func (s *Store) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("begin transaction on %s: %w", s.where, err)
+	}
+	t := &tx{tx: ptx}
+	finished := false
+	defer func() {
+		if !finished {
+			// fn panicked or called runtime.Goexit (t.FailNow in a test).
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := fn(t); err != nil {
+		finished = true
+		if rbErr := ptx.Rollback(context.WithoutCancel(ctx)); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
+			return errors.Join(err, fmt.Errorf("roll back transaction on %s: %w", s.where, rbErr))
+		}
+		return err
+	}
+	finished = true
+	if err := t.flush(ctx); err != nil {
+		_ = ptx.Rollback(context.WithoutCancel(ctx))
+		return fmt.Errorf("commit transaction on %s: %w", s.where, err)
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit transaction on %s: %w", s.where, err)
+	}
+	return nil
+}
+
+const (
+	caColumns   = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
+	keyColumns  = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
+	certColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
+		`revoked_at, revocation_reason, created_at`
+	auditColumns = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
+)
+
+// GetCA returns the CA with the given id, or an error wrapping store.ErrNotFound.
+func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
+	ca, err := scanCA(s.pool.QueryRow(ctx, `SELECT `+caColumns+` FROM cas WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("get CA %q: %w", id, notFound(err))
+	}
+	return ca, nil
+}
+
+// ListCAs returns every CA, ordered by id.
+func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
+	cas, err := collect(ctx, s.pool, scanCA, `SELECT `+caColumns+` FROM cas ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list CAs: %w", err)
+	}
+	return cas, nil
+}
+
+// GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
+func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
+	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE uri = $1`, uri))
+	if err != nil {
+		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
+	}
+	return k, nil
+}
+
+// ListKeys returns every key of the glossary, ordered by URI.
+func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
+	keys, err := collect(ctx, s.pool, scanKey, `SELECT `+keyColumns+` FROM keys ORDER BY uri`)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return keys, nil
+}
+
+// CertificatesBySPKI returns the certificates whose SPKI hash is h, ordered by serial.
+func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
+	certs, err := collect(ctx, s.pool, scanCert,
+		`SELECT `+certColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	if err != nil {
+		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
+	}
+	return certs, nil
+}
+
+// TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
+func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
+	var t store.Token
+	err := s.pool.QueryRow(ctx, `SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = $1`, h).
+		Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &t.CreatedAt, &t.RevokedAt)
+	if err != nil {
+		return nil, fmt.Errorf("token by hash: %w", notFound(err))
+	}
+	t.CreatedAt = utc(t.CreatedAt)
+	t.RevokedAt = utcPtr(t.RevokedAt)
+	return &t, nil
+}
+
+// GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
+func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
+	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	if err != nil {
+		return nil, fmt.Errorf("get certificate %s: %w", serial, notFound(err))
+	}
+	return c, nil
+}
+
+// ListCertificates returns the certificates that match every non-zero field of f, ordered by serial, at most
+// f.Limit of them when f.Limit is positive.
+func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error) {
+	var (
+		where []string
+		args  []any
+	)
+	for _, c := range []struct{ col, val string }{
+		{"issuer_id", f.IssuerID}, {"profile", f.Profile}, {"status", f.Status}, {"subject", f.Subject},
+	} {
+		if c.val != "" {
+			args = append(args, c.val)
+			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+		}
+	}
+	q := `SELECT ` + certColumns + ` FROM certificates`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY serial`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += fmt.Sprintf(" LIMIT $%d", len(args))
+	}
+	certs, err := collect(ctx, s.pool, scanCert, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
+	}
+	return certs, nil
+}
+
+// WalkAudit calls fn for every audit event with Seq > after, in sequence order, stopping at the first error,
+// which it returns unwrapped. It reads pages of walkPage events by sequence number and holds no connection or
+// transaction while fn runs, so fn may use the store and a long walk does not hold back vacuum.
+func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error {
+	for {
+		page, err := collect(ctx, s.pool, scanEvent,
+			`SELECT `+auditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, walkPage)
+		if err != nil {
+			return fmt.Errorf("walk audit after %d: %w", after, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
+// querier is what reads need of a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func collect[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// pgCode returns the SQLSTATE of err, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// SQLSTATEs, PostgreSQL appendix A.
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// bytea returns b for binding, NULL for an empty slice, so nil round-trips as nil.
+func bytea(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func scanCA(r pgx.Row) (*store.CA, error) {
+	var (
+		ca     store.CA
+		parent *string
+	)
+	if err := r.Scan(&ca.ID, &ca.Environment, &ca.ProductLine, &ca.Kind, &parent, &ca.KeyURI, &ca.CertDER,
+		&ca.Subject, &ca.NotBefore, &ca.NotAfter, &ca.Status, &ca.CreatedAt); err != nil {
+		return nil, err
+	}
+	if parent != nil {
+		ca.ParentID = *parent
+	}
+	ca.CertDER = nonEmpty(ca.CertDER)
+	ca.NotBefore, ca.NotAfter, ca.CreatedAt = utc(ca.NotBefore), utc(ca.NotAfter), utc(ca.CreatedAt)
+	return &ca, nil
+}
+
+func scanKey(r pgx.Row) (*store.Key, error) {
+	var k store.Key
+	if err := r.Scan(&k.URI, &k.Purpose, &k.Algorithm, &k.Location, &k.State, &k.Owner, &k.SPKISHA256,
+		&k.CreatedAt, &k.StateChangedAt, &k.DestroyedAt); err != nil {
+		return nil, err
+	}
+	k.SPKISHA256 = nonEmpty(k.SPKISHA256)
+	k.CreatedAt, k.StateChangedAt, k.DestroyedAt = utc(k.CreatedAt), utc(k.StateChangedAt), utcPtr(k.DestroyedAt)
+	return &k, nil
+}
+
+func scanCert(r pgx.Row) (*store.Certificate, error) {
+	var c store.Certificate
+	if err := r.Scan(&c.Serial, &c.IssuerID, &c.Profile, &c.ProfileVersion, &c.Subject, &c.NotBefore, &c.NotAfter,
+		&c.SPKISHA256, &c.DER, &c.Status, &c.RevokedAt, &c.RevocationReason, &c.CreatedAt); err != nil {
+		return nil, err
+	}
+	c.SPKISHA256, c.DER = nonEmpty(c.SPKISHA256), nonEmpty(c.DER)
+	c.NotBefore, c.NotAfter, c.CreatedAt, c.RevokedAt = utc(c.NotBefore), utc(c.NotAfter), utc(c.CreatedAt), utcPtr(c.RevokedAt)
+	return &c, nil
+}
+
+func scanEvent(r pgx.Row) (*audit.Event, error) {
+	var (
+		e       audit.Event
+		details string
+	)
+	if err := r.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &e.Subject, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
+		return nil, err
+	}
+	e.Time = e.Time.UTC()
+	d, err := decodeDetails(e.Seq, details)
+	if err != nil {
+		return nil, err
+	}
+	e.Details = d
+	return &e, nil
+}

@@ -1,0 +1,234 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// tx is one READ COMMITTED transaction.
+//
+// Every insert that can meet an existing row uses ON CONFLICT rather than failing: in PostgreSQL an error
+// aborts the whole transaction, and the contract lets a caller carry on after ErrExists, ErrDuplicateKey or
+// ErrDuplicateSerial (retrying with a new serial, for one) as it can on SQLite.
+type tx struct {
+	tx pgx.Tx
+
+	// The audit chain head, read once under the audit lock and then advanced by each append: the lock is held
+	// until the transaction ends, so no one else can move it.
+	headKnown bool
+	headSeq   int64
+	headHash  []byte
+
+	// pending holds sealed audit events not yet written; see AppendAudit.
+	pending [][]any
+}
+
+// maxPending bounds the audit events a transaction buffers before writing them, so a transaction of any size
+// holds a bounded number in memory.
+const maxPending = 1024
+
+var _ store.Tx = (*tx)(nil)
+
+// flush writes the buffered audit events with one COPY. Tx calls it before commit.
+func (t *tx) flush(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	first := t.pending[0][0]
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
+		[]string{"seq", "time", "actor", "action", "subject", "outcome", "details", "prev_hash", "hash"},
+		pgx.CopyFromRows(t.pending)); err != nil {
+		return fmt.Errorf("write audit events %d to %d: %w", first, t.headSeq, err)
+	}
+	t.pending = t.pending[:0]
+	return nil
+}
+
+func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO cas (`+caColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (id) DO NOTHING`,
+		ca.ID, ca.Environment, ca.ProductLine, ca.Kind, nullString(ca.ParentID), ca.KeyURI, bytea(ca.CertDER),
+		ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status, ca.CreatedAt)
+	switch {
+	case err == nil && tag.RowsAffected() == 0:
+		return fmt.Errorf("insert CA %q: %w", ca.ID, store.ErrExists)
+	case err == nil:
+		return nil
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert CA %q: parent CA %q: %w", ca.ID, ca.ParentID, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert CA %q: %w", ca.ID, err)
+	}
+}
+
+func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE cas SET status = $1 WHERE id = $2`, status, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("set CA %q status %s: %w", id, status, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("set CA %q status %s: %w", id, status, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING`, tok.ID, tok.Name, tok.Role, tok.Hash, tok.CreatedAt, tok.RevokedAt)
+	switch {
+	case err != nil:
+		return fmt.Errorf("insert token %s: %w", tok.ID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert token %s: %w", tok.ID, store.ErrExists)
+	}
+	return nil
+}
+
+func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (uri) DO NOTHING`,
+		k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, bytea(k.SPKISHA256), k.CreatedAt,
+		k.StateChangedAt, k.DestroyedAt)
+	switch {
+	case err == nil && tag.RowsAffected() == 0:
+		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
+	case err == nil:
+		return nil
+	default:
+		return fmt.Errorf("insert key %q: %w", k.URI, err)
+	}
+}
+
+func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE keys SET state = $1, state_changed_at = $2,
+		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
+		WHERE uri = $3`, state, at, uri, store.KeyDestroyed)
+	switch {
+	case err != nil:
+		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("set key %q state %s: %w", uri, state, store.ErrNotFound)
+	}
+	return nil
+}
+
+// insertCertificate binds the key to the subject in certificate_keys (or finds the subject it is bound to,
+// waiting for a concurrent transaction that is binding it), then inserts the certificate if the subjects
+// match and the serial is free. It returns the subject the key is bound to and whether the certificate was
+// inserted. The no-op DO UPDATE is there to lock and return the existing row; it writes only on a re-issue.
+const insertCertificate = `WITH owner AS (
+	INSERT INTO certificate_keys AS k (spki_sha256, subject) VALUES ($8, $5)
+	ON CONFLICT (spki_sha256) DO UPDATE SET subject = k.subject
+	RETURNING k.subject
+), inserted AS (
+	INSERT INTO certificates (` + certColumns + `)
+	SELECT $1::text, $2::text, $3::text, $4::integer, $5::text, $6::timestamptz, $7::timestamptz, $8::bytea,
+		$9::bytea, $10::text, $11::timestamptz, $12::integer, $13::timestamptz
+	FROM owner WHERE owner.subject = $5
+	ON CONFLICT (serial) DO NOTHING
+	RETURNING 1
+)
+SELECT (SELECT subject FROM owner), EXISTS (SELECT 1 FROM inserted)`
+
+// InsertCertificate stores c. A key may be certified again for the same subject (a re-issue to the same
+// device) but never for another one: the architecture refuses a key shared by two devices. If the serial is
+// taken, nothing is stored but the key's binding to c.Subject, which only a certificate for c.Subject can use.
+func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error {
+	if len(c.SPKISHA256) != sha256.Size {
+		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
+	}
+	var (
+		owner    string
+		inserted bool
+	)
+	err := t.tx.QueryRow(ctx, insertCertificate, c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject,
+		c.NotBefore, c.NotAfter, c.SPKISHA256, bytea(c.DER), c.Status, c.RevokedAt, c.RevocationReason,
+		c.CreatedAt).Scan(&owner, &inserted)
+	switch {
+	case err == nil && owner != c.Subject:
+		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
+			c.Serial, c.Subject, c.SPKISHA256, owner, store.ErrDuplicateKey)
+	case err == nil && !inserted:
+		return fmt.Errorf("insert certificate %s: %w", c.Serial, store.ErrDuplicateSerial)
+	case err == nil:
+		return nil
+	case pgCode(err) == uniqueViolation:
+		return fmt.Errorf("insert certificate %s: %w", c.Serial, store.ErrDuplicateSerial)
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert certificate %s: issuer CA %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
+	}
+}
+
+func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
+	certs, err := collect(ctx, t.tx, scanCert,
+		`SELECT `+certColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	if err != nil {
+		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
+	}
+	return certs, nil
+}
+
+// AppendAudit seals e after the chain head and stores it. The first append of a transaction takes the audit
+// advisory lock, which serialises appenders on every node until their transactions end, and then reads the
+// head: the two statements go in one round trip, and at READ COMMITTED the read takes its snapshot after the
+// lock is granted, so it sees the event of the previous holder.
+//
+// Sealed events are buffered and written with COPY, maxPending at a time and before commit, which saves a
+// round trip per event: a batch of certificates and their events costs one round trip per certificate. The
+// buffered events are part of the transaction as much as the written ones: they commit or roll back with it.
+func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
+	if !t.headKnown {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
+		b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+		br := t.tx.SendBatch(ctx, b)
+		_, err := br.Exec()
+		if err == nil {
+			err = br.QueryRow().Scan(&t.headSeq, &t.headHash)
+			if errors.Is(err, pgx.ErrNoRows) {
+				t.headSeq, t.headHash, err = 0, audit.GenesisHash, nil
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("append audit %s %q: read chain head: %w", e.Action, e.Subject, err)
+		}
+		t.headKnown = true
+	}
+	details, err := audit.DetailsJSON(e.Details)
+	if err != nil {
+		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
+	}
+	audit.Seal(e, t.headSeq, t.headHash)
+	t.pending = append(t.pending, []any{e.Seq, e.Time, e.Actor, e.Action, e.Subject, e.Outcome, string(details), e.PrevHash, e.Hash})
+	t.headSeq, t.headHash = e.Seq, e.Hash
+	if len(t.pending) >= maxPending {
+		return t.flush(ctx)
+	}
+	return nil
+}
+
+// decodeDetails reads the details column; an empty object reads back as nil details, which hash the same.
+func decodeDetails(seq int64, text string) (map[string]string, error) {
+	var d map[string]string
+	if err := json.Unmarshal([]byte(text), &d); err != nil {
+		return nil, fmt.Errorf("audit event %d: details: %w", seq, err)
+	}
+	if len(d) == 0 {
+		return nil, nil
+	}
+	return d, nil
+}

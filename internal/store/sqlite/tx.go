@@ -1,0 +1,182 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// tx is one IMMEDIATE transaction on the writer connection. Because it holds SQLite's write lock from BEGIN to
+// COMMIT, no other writer (in this process or another) can change the database meanwhile: the duplicate-key
+// check and the audit chain head it reads stay true until it commits.
+type tx struct {
+	s     *Store
+	tx    *sql.Tx
+	stmts [numWriteStmts]*sql.Stmt
+
+	// The audit chain head, read once per transaction and then advanced by each append.
+	headKnown bool
+	headSeq   int64
+	headHash  []byte
+}
+
+var _ store.Tx = (*tx)(nil)
+
+// stmt returns the store's prepared statement i bound to this transaction; on the single writer connection it
+// is the statement prepared at Open, not a new one.
+func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
+	if t.stmts[i] == nil {
+		t.stmts[i] = t.tx.StmtContext(ctx, t.s.ws[i])
+	}
+	return t.stmts[i]
+}
+
+func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
+	_, err := t.stmt(ctx, stInsertCA).ExecContext(ctx, ca.ID, ca.Environment, ca.ProductLine, ca.Kind,
+		nullString(ca.ParentID), ca.KeyURI, blob(ca.CertDER), ca.Subject, micros(ca.NotBefore),
+		micros(ca.NotAfter), ca.Status, micros(ca.CreatedAt))
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert CA %q: %w", ca.ID, store.ErrExists)
+	case isForeignKey(err):
+		return fmt.Errorf("insert CA %q: parent CA %q: %w", ca.ID, ca.ParentID, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert CA %q: %w", ca.ID, err)
+	}
+}
+
+func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
+	res, err := t.stmt(ctx, stSetCAStatus).ExecContext(ctx, status, id)
+	if err != nil {
+		return fmt.Errorf("set CA %q status %s: %w", id, status, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set CA %q status %s: %w", id, status, err)
+	} else if n == 0 {
+		return fmt.Errorf("set CA %q status %s: %w", id, status, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
+	_, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, tok.ID, tok.Name, tok.Role, tok.Hash, micros(tok.CreatedAt), nullMicros(tok.RevokedAt))
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert token %s: %w", tok.ID, store.ErrExists)
+	default:
+		return fmt.Errorf("insert token %s: %w", tok.ID, err)
+	}
+}
+
+func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
+	_, err := t.stmt(ctx, stInsertKey).ExecContext(ctx, k.URI, k.Purpose, k.Algorithm, k.Location, k.State,
+		k.Owner, blob(k.SPKISHA256), micros(k.CreatedAt), micros(k.StateChangedAt), nullMicros(k.DestroyedAt))
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
+	default:
+		return fmt.Errorf("insert key %q: %w", k.URI, err)
+	}
+}
+
+func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
+	var (
+		res sql.Result
+		err error
+	)
+	if state == store.KeyDestroyed {
+		res, err = t.stmt(ctx, stDestroyKey).ExecContext(ctx, state, micros(at), micros(at), uri)
+	} else {
+		res, err = t.stmt(ctx, stSetKeyState).ExecContext(ctx, state, micros(at), uri)
+	}
+	if err != nil {
+		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
+	} else if n == 0 {
+		return fmt.Errorf("set key %q state %s: %w", uri, state, store.ErrNotFound)
+	}
+	return nil
+}
+
+// InsertCertificate stores c. A key may be certified again for the same subject (a re-issue to the same
+// device) but never for another one: the architecture refuses a key shared by two devices.
+func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error {
+	if len(c.SPKISHA256) != sha256.Size {
+		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
+	}
+	// The transaction holds the write lock, so no other writer can certify the key between check and insert.
+	var other string
+	err := t.stmt(ctx, stKeyConflict).QueryRowContext(ctx, c.SPKISHA256, c.Subject).Scan(&other)
+	switch {
+	case err == nil:
+		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
+			c.Serial, c.Subject, c.SPKISHA256, other, store.ErrDuplicateKey)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
+	}
+	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, c.Serial, c.IssuerID, c.Profile, c.ProfileVersion,
+		c.Subject, micros(c.NotBefore), micros(c.NotAfter), c.SPKISHA256, blob(c.DER), c.Status,
+		nullMicros(c.RevokedAt), c.RevocationReason, micros(c.CreatedAt))
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert certificate %s: %w", c.Serial, store.ErrDuplicateSerial)
+	case isForeignKey(err):
+		return fmt.Errorf("insert certificate %s: issuer CA %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
+	}
+}
+
+func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
+	rows, err := t.stmt(ctx, stCertsBySPKI).QueryContext(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
+	}
+	certs, err := collect(rows, scanCert)
+	if err != nil {
+		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
+	}
+	return certs, nil
+}
+
+// AppendAudit seals e after the chain head and stores it. The head is read once per transaction: the
+// transaction holds the write lock, so no one else can append until it commits.
+func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
+	if !t.headKnown {
+		err := t.stmt(ctx, stAuditHead).QueryRowContext(ctx).Scan(&t.headSeq, &t.headHash)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			t.headSeq, t.headHash = 0, audit.GenesisHash
+		case err != nil:
+			return fmt.Errorf("append audit %s %q: read chain head: %w", e.Action, e.Subject, err)
+		}
+		t.headKnown = true
+	}
+	details, err := audit.DetailsJSON(e.Details)
+	if err != nil {
+		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
+	}
+	audit.Seal(e, t.headSeq, t.headHash)
+	if _, err := t.stmt(ctx, stInsertAudit).ExecContext(ctx, e.Seq, micros(e.Time), e.Actor, e.Action,
+		e.Subject, e.Outcome, string(details), e.PrevHash, e.Hash); err != nil {
+		return fmt.Errorf("append audit event %d %s %q: %w", e.Seq, e.Action, e.Subject, err)
+	}
+	t.headSeq, t.headHash = e.Seq, e.Hash
+	return nil
+}

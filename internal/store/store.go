@@ -1,0 +1,172 @@
+// Package store defines Keyward's persistence: the records (CAs, keys, certificates, audit events) and the
+// Store interface that the SQLite and PostgreSQL backends implement. Storage knows neither keys nor policy:
+// it keeps what the registration authority decided, and it writes an operation and its audit event in one
+// transaction so that nothing is recorded without its audit trail and no audit event survives a rolled-back
+// change.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+)
+
+// CA kinds.
+const (
+	CAKindRoot    = "root"
+	CAKindIssuing = "issuing"
+	CAKindStation = "station"
+	CAKindService = "service" // the data directory's own TLS CA; belongs to no device environment
+)
+
+// CA states.
+const (
+	CAStatusActive  = "active"
+	CAStatusRetired = "retired"
+)
+
+// CA is a certificate authority of one environment: a root, or an issuing CA for one product line.
+type CA struct {
+	ID          string // e.g. "dev/root", "dev/demo-implant"
+	Environment string
+	ProductLine string // empty for a root
+	Kind        string
+	ParentID    string // empty for a root
+	KeyURI      string
+	CertDER     []byte
+	Subject     string
+	NotBefore   time.Time
+	NotAfter    time.Time
+	Status      string
+	CreatedAt   time.Time
+}
+
+// Key states, as CycloneDX names them.
+const (
+	KeyPreActivation = "pre-activation"
+	KeyActive        = "active"
+	KeySuspended     = "suspended"
+	KeyDeactivated   = "deactivated"
+	KeyCompromised   = "compromised"
+	KeyDestroyed     = "destroyed"
+)
+
+// Key is one entry of the key glossary: a key Keyward holds or knows of (a device's key, for instance).
+type Key struct {
+	URI            string // keystore URI, or "spki:sha256:<hex>" for a key Keyward does not hold
+	Purpose        string
+	Algorithm      string
+	Location       string // software, pkcs11, device
+	State          string
+	Owner          string // what uses the key: a CA id, a certificate serial, a device serial
+	SPKISHA256     []byte
+	CreatedAt      time.Time
+	StateChangedAt time.Time
+	DestroyedAt    *time.Time
+}
+
+// Certificate states.
+const (
+	CertStatusValid      = "valid"
+	CertStatusRevoked    = "revoked"
+	CertStatusSuperseded = "superseded"
+)
+
+// Certificate is an issued end-entity certificate.
+type Certificate struct {
+	Serial           string // lower-case hex, no leading zeros
+	IssuerID         string // CA.ID
+	Profile          string
+	ProfileVersion   int
+	Subject          string
+	NotBefore        time.Time
+	NotAfter         time.Time
+	SPKISHA256       []byte // unique across all certificates of all subjects; see InsertCertificate
+	DER              []byte
+	Status           string
+	RevokedAt        *time.Time
+	RevocationReason int
+	CreatedAt        time.Time
+}
+
+// Token is an operator API token. Only the SHA-256 of the token is stored.
+type Token struct {
+	ID        string
+	Name      string
+	Role      string
+	Hash      []byte
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
+// CertFilter narrows ListCertificates. Zero fields do not filter.
+type CertFilter struct {
+	IssuerID string
+	Profile  string
+	Status   string
+	Subject  string
+	Limit    int // 0: no limit
+}
+
+// Errors a caller must tell apart; backends wrap them.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrDuplicateKey: a certificate with the same SubjectPublicKeyInfo already exists for another subject.
+	ErrDuplicateKey = errors.New("public key already certified")
+	// ErrDuplicateSerial: the serial is taken (a random-serial collision: retry with a new serial).
+	ErrDuplicateSerial = errors.New("certificate serial already used")
+	// ErrExists: a record with that identifier exists already.
+	ErrExists = errors.New("already exists")
+)
+
+// Tx is one transaction. Every mutating operation happens through a Tx so it commits with its audit event.
+type Tx interface {
+	InsertCA(ctx context.Context, ca *CA) error
+	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
+	SetCAStatus(ctx context.Context, id, status string) error
+	// InsertToken stores an operator token's hash (ErrExists for a duplicate id or hash).
+	InsertToken(ctx context.Context, t *Token) error
+	InsertKey(ctx context.Context, k *Key) error
+	// SetKeyState moves the key at uri to state at time at; for KeyDestroyed it also sets DestroyedAt.
+	SetKeyState(ctx context.Context, uri, state string, at time.Time) error
+	// InsertCertificate stores c. It fails with ErrDuplicateKey if another subject's certificate has the same
+	// SPKI hash, and ErrDuplicateSerial if the serial is taken.
+	InsertCertificate(ctx context.Context, c *Certificate) error
+	// CertificateBySPKI returns the certificates whose SPKI hash equals h (used for the duplicate-key check).
+	CertificatesBySPKI(ctx context.Context, h []byte) ([]*Certificate, error)
+	// AppendAudit seals e into the chain after the newest stored event and stores it; it sets e.Seq, e.PrevHash and
+	// e.Hash. Concurrent transactions are serialised on the chain head.
+	AppendAudit(ctx context.Context, e *audit.Event) error
+}
+
+// Store is a Keyward database.
+type Store interface {
+	// Tx runs fn in a transaction, committing if fn returns nil and rolling back otherwise.
+	Tx(ctx context.Context, fn func(Tx) error) error
+
+	GetCA(ctx context.Context, id string) (*CA, error)
+	ListCAs(ctx context.Context) ([]*CA, error)
+	GetKey(ctx context.Context, uri string) (*Key, error)
+	ListKeys(ctx context.Context) ([]*Key, error)
+	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
+	// CertificatesBySPKI returns the certificates whose SPKI hash equals h, for the duplicate-key pre-check made
+	// before anything is signed (InsertCertificate enforces the rule again).
+	CertificatesBySPKI(ctx context.Context, h []byte) ([]*Certificate, error)
+	// TokenByHash returns the operator token with that hash (ErrNotFound if none).
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
+	// WalkAudit calls fn for every audit event with Seq > after in sequence order, stopping at the first error.
+	WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error
+
+	Close() error
+}
+
+// VerifyAudit recomputes the whole audit chain stored in s. It returns the number of events verified, and an
+// error wrapping audit.ErrChainBroken that names the first bad event.
+func VerifyAudit(ctx context.Context, s Store) (int64, error) {
+	v := audit.NewVerifier()
+	err := s.WalkAudit(ctx, 0, v.Next)
+	return v.Count(), err
+}
