@@ -60,6 +60,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"AuditTamperDetails", testAuditTamperDetails},
 		{"AuditTamperDelete", testAuditTamperDelete},
 		{"AuditTamperSwap", testAuditTamperSwap},
+		{"CAStatus", testCAStatus},
+		{"Token", testToken},
+		{"CertificatesBySPKIRead", testCertificatesBySPKIRead},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
 	}
@@ -794,4 +797,62 @@ func testAuditTamperSwap(t *testing.T, s Backend) {
 	raw(t, s, `UPDATE audit_events SET seq = 5 WHERE seq = 6`)
 	raw(t, s, `UPDATE audit_events SET seq = 6 WHERE seq = -5`)
 	wantBroken(t, s, 5, 4)
+}
+
+func testCAStatus(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	tx(t, s, func(tx store.Tx) error { return tx.SetCAStatus(ctx, "dev/demo-implant", store.CAStatusRetired) })
+	got, err := s.GetCA(ctx, "dev/demo-implant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "status", got.Status, store.CAStatusRetired)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.SetCAStatus(ctx, "dev/missing", store.CAStatusRetired) })
+	wantErr(t, "SetCAStatus on a missing CA", err, store.ErrNotFound)
+}
+
+func testToken(t *testing.T, s Backend) {
+	ctx := context.Background()
+	h := randBytes(t, 32)
+	tok := &store.Token{ID: "0123abcd", Name: "admin", Role: "admin", Hash: h, CreatedAt: us(t0)}
+	if _, err := s.TokenByHash(ctx, h); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TokenByHash on an empty store: %v", err)
+	}
+	tx(t, s, func(tx store.Tx) error { return tx.InsertToken(ctx, tok) })
+	got, err := s.TokenByHash(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "token", got, tok)
+	dup := *tok
+	dup.ID = "other"
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertToken(ctx, &dup) })
+	wantErr(t, "InsertToken with a taken hash", err, store.ErrExists)
+	if _, err := s.TokenByHash(ctx, randBytes(t, 32)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TokenByHash unknown: %v", err)
+	}
+}
+
+func testCertificatesBySPKIRead(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	spki := randBytes(t, 32)
+	a, b := newCert(t, "dev/demo-implant", "CN=DEMO-00000001", spki), newCert(t, "dev/demo-implant", "CN=DEMO-00000001", spki)
+	tx(t, s, func(tx store.Tx) error {
+		if err := tx.InsertCertificate(ctx, a); err != nil {
+			return err
+		}
+		return tx.InsertCertificate(ctx, b)
+	})
+	got, err := s.CertificatesBySPKI(ctx, spki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("CertificatesBySPKI: %d certificates, want 2", len(got))
+	}
+	if none, err := s.CertificatesBySPKI(ctx, randBytes(t, 32)); err != nil || len(none) != 0 {
+		t.Fatalf("CertificatesBySPKI unknown key: %v %v", none, err)
+	}
 }
