@@ -193,6 +193,10 @@ func TestInitIssueExportVerify(t *testing.T) {
 	if ev.Action != "cert.issue" || ev.Outcome != "success" || ev.Subject != serial {
 		t.Errorf("last audit event = %+v", ev)
 	}
+	// implant-identity omits the SKI on purpose; zlint's warning about it is kept with the issuance record.
+	if !strings.Contains(ev.Details["lint_warnings"], "subject_key_identifier") {
+		t.Errorf("lint warnings not audited: %v", ev.Details)
+	}
 
 	// openssl, as an independent peer, accepts the chain.
 	if _, err := exec.LookPath("openssl"); err == nil {

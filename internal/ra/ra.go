@@ -254,9 +254,17 @@ func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed) er
 	}); err != nil && !errors.Is(err, store.ErrExists) {
 		return err
 	}
-	return tx.AppendAudit(ctx, &audit.Event{Time: c.CreatedAt, Actor: p.ID, Action: "cert.issue", Subject: c.Serial, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role,
-			"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}})
+	details := map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role,
+		"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}
+	// Lint warnings do not stop issuance (errors do, in Prepare); they are kept with the issuance record.
+	if w := s.prepared.token.Warnings(); len(w) > 0 {
+		names := make([]string, len(w))
+		for i, f := range w {
+			names[i] = f.Lint
+		}
+		details["lint_warnings"] = strings.Join(names, ",")
+	}
+	return tx.AppendAudit(ctx, &audit.Event{Time: c.CreatedAt, Actor: p.ID, Action: "cert.issue", Subject: c.Serial, Outcome: audit.OutcomeSuccess, Details: details})
 }
 
 // refuse records a refused issuance in its own transaction; nothing else is stored.
