@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
@@ -18,17 +19,6 @@ func auditCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "The hash-chained audit trail: list, verify"}
 	c.AddCommand(auditListCmd(g), auditVerifyCmd(g))
 	return c
-}
-
-type eventJSON struct {
-	Seq     int64             `json:"seq"`
-	Time    time.Time         `json:"time"`
-	Actor   string            `json:"actor"`
-	Action  string            `json:"action"`
-	Subject string            `json:"subject"`
-	Outcome string            `json:"outcome"`
-	Details map[string]string `json:"details,omitempty"`
-	Hash    string            `json:"hash"`
 }
 
 func auditListCmd(g *globals) *cobra.Command {
@@ -44,13 +34,13 @@ func auditListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			var out []eventJSON
+			var out []api.Event
 			stop := fmt.Errorf("limit")
 			err = n.Store.WalkAudit(cmd.Context(), after, func(e *audit.Event) error {
 				if limit > 0 && len(out) >= limit {
 					return stop
 				}
-				out = append(out, eventJSON{e.Seq, e.Time, e.Actor, e.Action, e.Subject, e.Outcome, e.Details, hex.EncodeToString(e.Hash)})
+				out = append(out, api.NewEvent(e))
 				return nil
 			})
 			if err != nil && err != stop {
@@ -58,7 +48,7 @@ func auditListCmd(g *globals) *cobra.Command {
 			}
 			if g.json {
 				if out == nil {
-					out = []eventJSON{}
+					out = []api.Event{}
 				}
 				return g.printJSON(out)
 			}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/api"
+
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/node"
@@ -18,19 +20,6 @@ func caCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "ca", Short: "Certificate authorities: list, export, create, offline-root ceremony"}
 	c.AddCommand(caListCmd(g), caExportCmd(g), caCreateCmd(g), caCSRCmd(g), caImportCmd(g), caCeremonyCmd(g))
 	return c
-}
-
-type caJSON struct {
-	ID          string    `json:"id"`
-	Kind        string    `json:"kind"`
-	Environment string    `json:"environment"`
-	ProductLine string    `json:"product_line,omitempty"`
-	Parent      string    `json:"parent,omitempty"`
-	KeyURI      string    `json:"key_uri"`
-	Subject     string    `json:"subject"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Status      string    `json:"status"`
 }
 
 func caListCmd(g *globals) *cobra.Command {
@@ -48,13 +37,9 @@ func caListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := make([]caJSON, 0, len(cas))
+			out := make([]api.CA, 0, len(cas))
 			for _, ca := range cas {
-				key := ca.KeyURI
-				if key == "" {
-					key = "offline"
-				}
-				out = append(out, caJSON{ca.ID, ca.Kind, ca.Environment, ca.ProductLine, ca.ParentID, key, ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status})
+				out = append(out, api.NewCA(ca, false))
 			}
 			if g.json {
 				return g.printJSON(out)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -10,37 +9,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/api"
+
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
 func certCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "cert", Short: "Certificates: issue, show, list"}
-	c.AddCommand(certIssueCmd(g), certShowCmd(g), certListCmd(g))
+	c.AddCommand(certIssueCmd(g), certShowCmd(g), certListCmd(g), certExpiringCmd(g))
+	c.AddCommand(certRevokeCmd(g), certUnholdCmd(g))
 	return c
-}
-
-type certJSON struct {
-	Serial         string     `json:"serial"`
-	Issuer         string     `json:"issuer"`
-	Profile        string     `json:"profile"`
-	ProfileVersion int        `json:"profile_version"`
-	Subject        string     `json:"subject"`
-	NotBefore      time.Time  `json:"not_before"`
-	NotAfter       time.Time  `json:"not_after"`
-	Status         string     `json:"status"`
-	SPKISHA256     string     `json:"spki_sha256"`
-	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
-	Size           int        `json:"der_size"`
-	PEM            string     `json:"pem,omitempty"`
-}
-
-func toCertJSON(c *store.Certificate, withPEM bool) certJSON {
-	j := certJSON{c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject, c.NotBefore, c.NotAfter, c.Status, hex.EncodeToString(c.SPKISHA256), c.RevokedAt, len(c.DER), ""}
-	if withPEM {
-		j.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
-	}
-	return j
 }
 
 func certIssueCmd(g *globals) *cobra.Command {
@@ -76,7 +55,7 @@ record it with its audit event. Prints the certificate PEM, or writes it to --ou
 				}
 			}
 			if g.json {
-				return g.printJSON(toCertJSON(cert, true))
+				return g.printJSON(api.NewCertificate(cert, true))
 			}
 			if out == "" {
 				_, err = g.env.Stdout.Write(p)
@@ -110,13 +89,13 @@ func certShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			j := toCertJSON(cert, true)
+			j := api.NewCertificate(cert, true)
 			if g.json {
 				return g.printJSON(j)
 			}
 			w := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "serial\t%s\nsubject\t%s\nissuer\t%s\nprofile\t%s v%d\nvalidity\t%s .. %s\nstatus\t%s\nspki sha256\t%s\nsize\t%d bytes\n",
-				j.Serial, j.Subject, j.Issuer, j.Profile, j.ProfileVersion, j.NotBefore.Format(time.RFC3339), j.NotAfter.Format(time.RFC3339), j.Status, j.SPKISHA256, j.Size)
+				j.Serial, j.Subject, j.Issuer, j.Profile, j.ProfileVersion, j.NotBefore.Format(time.RFC3339), j.NotAfter.Format(time.RFC3339), j.Status, j.SPKISHA256, j.DERSize)
 			w.Flush()
 			fmt.Fprint(g.env.Stdout, j.PEM)
 			return nil
@@ -142,9 +121,9 @@ func certListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := make([]certJSON, 0, len(certs))
+			out := make([]api.Certificate, 0, len(certs))
 			for _, c := range certs {
-				out = append(out, toCertJSON(c, false))
+				out = append(out, api.NewCertificate(c, false))
 			}
 			if g.json {
 				return g.printJSON(out)

@@ -158,6 +158,9 @@ and records every change in a hash-chained audit trail.
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log at debug level")
 	root.AddCommand(
 		initCmd(g), serveCmd(g), caCmd(g), keyCmd(g), certCmd(g), auditCmd(g), profileCmd(g), tokenCmd(g), benchCmd(g), versionCmd(g),
+		stationCmd(g), deviceCmd(g),
+		firmwareCmd(g),
+		revocationCmd(g),
 	)
 	return root
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/api"
 )
 
 // kw runs keyward in-process and returns stdout, stderr and the exit code.
@@ -315,3 +317,11 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("--help: exit %d", code)
 	}
 }
+
+// Names the tests use for the JSON records the CLI prints.
+type (
+	caJSON    = api.CA
+	certJSON  = api.Certificate
+	keyJSON   = api.Key
+	eventJSON = api.Event
+)

@@ -1,31 +1,19 @@
 package cli
 
 import (
-	"encoding/hex"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api"
 )
 
 func keyCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "key", Short: "The key glossary: every key Keyward holds or knows of"}
 	c.AddCommand(keyListCmd(g), keyDestroyCmd(g))
 	return c
-}
-
-type keyJSON struct {
-	URI            string     `json:"uri"`
-	Purpose        string     `json:"purpose"`
-	Algorithm      string     `json:"algorithm"`
-	Location       string     `json:"location"`
-	State          string     `json:"state"`
-	Owner          string     `json:"owner"`
-	SPKISHA256     string     `json:"spki_sha256"`
-	CreatedAt      time.Time  `json:"created_at"`
-	StateChangedAt time.Time  `json:"state_changed_at"`
-	DestroyedAt    *time.Time `json:"destroyed_at,omitempty"`
 }
 
 func keyListCmd(g *globals) *cobra.Command {
@@ -43,9 +31,9 @@ func keyListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := make([]keyJSON, 0, len(keys))
+			out := make([]api.Key, 0, len(keys))
 			for _, k := range keys {
-				out = append(out, keyJSON{k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, hex.EncodeToString(k.SPKISHA256), k.CreatedAt, k.StateChangedAt, k.DestroyedAt})
+				out = append(out, api.NewKey(k))
 			}
 			if g.json {
 				return g.printJSON(out)

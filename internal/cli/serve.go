@@ -18,6 +18,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var listen string
 	var names []string
 	var grace time.Duration
+	var pub publicOptions
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -62,12 +63,13 @@ gracefully.`,
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return server.New(n).Serve(ctx, ln, cert, grace)
+			return serveWithPublic(ctx, g, n, server.New(n), ln, cert, grace, pub)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
+	addPublicFlags(c, &pub)
 	return c
 }
 

@@ -52,6 +52,19 @@ type ProductLineSpec struct {
 	Algorithm string   `yaml:"algorithm"`
 	Validity  Duration `yaml:"validity"`
 	Profiles  []string `yaml:"profiles"`
+	// Firmware is the product line's firmware release policy; nil means its firmware cannot be released.
+	Firmware *FirmwarePolicy `yaml:"firmware"`
+}
+
+// FirmwarePolicy says who releases a product line's firmware: Threshold distinct release signers out of
+// Signers must approve a release before it is signed (m-of-n), and Hybrid requires ECDSA P-256 and ML-DSA-65
+// signatures on every manifest.
+type FirmwarePolicy struct {
+	Threshold int      `yaml:"threshold"`
+	Signers   []string `yaml:"signers"`
+	Hybrid    bool     `yaml:"hybrid"`
+	// Validity is how long a signed manifest may be installed (default 365d).
+	Validity Duration `yaml:"validity"`
 }
 
 // Duration is a YAML duration that also accepts days ("90d") and years ("15y", 365 days each).
@@ -146,7 +159,31 @@ func (c *Config) validate() error {
 			if len(spec.Profiles) == 0 {
 				return fmt.Errorf("%s.profiles: at least one profile is required", where)
 			}
+			if err := spec.Firmware.validate(where + ".firmware"); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+func (p *FirmwarePolicy) validate(where string) error {
+	if p == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Signers {
+		if !nameRule.MatchString(s) {
+			return fmt.Errorf("%s.signers: %q: signer names are lower-case letters, digits and '-' (rule %s)", where, s, nameRule)
+		}
+		if seen[s] {
+			return fmt.Errorf("%s.signers: %q is listed twice; m-of-n needs n distinct signers", where, s)
+		}
+		seen[s] = true
+	}
+	// One signer alone must never release firmware: the point of the policy is that no single person can.
+	if p.Threshold < 2 || p.Threshold > len(p.Signers) {
+		return fmt.Errorf("%s.threshold is %d; it must be at least 2 and at most the %d signers listed", where, p.Threshold, len(p.Signers))
 	}
 	return nil
 }

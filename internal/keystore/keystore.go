@@ -13,6 +13,8 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+
+	"filippo.io/mldsa"
 )
 
 // Purpose is the one use a key is allowed. The names follow the key glossary in ARCHITECTURE.md.
@@ -63,6 +65,11 @@ const (
 // Algorithms lists every supported algorithm.
 var Algorithms = []Algorithm{ECDSAP256, ECDSAP384, Ed25519, RSA3072, RSA4096}
 
+// MLDSA65 is ML-DSA-65 (FIPS 204), the post-quantum half of hybrid firmware signatures. Only the software
+// keystore holds it, and it signs COSE structures, never X.509 certificates, so it is not in Algorithms (which
+// lists what CA keys, profiles and every backend accept).
+const MLDSA65 Algorithm = "ml-dsa-65"
+
 // ParseAlgorithm returns the Algorithm named s or an error listing the supported ones.
 func ParseAlgorithm(s string) (Algorithm, error) {
 	for _, a := range Algorithms {
@@ -86,6 +93,11 @@ func AlgorithmOf(pub crypto.PublicKey) (Algorithm, error) {
 		return "", fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
 	case ed25519.PublicKey:
 		return Ed25519, nil
+	case *mldsa.PublicKey:
+		if k.Parameters() == mldsa.MLDSA65() {
+			return MLDSA65, nil
+		}
+		return "", fmt.Errorf("unsupported ML-DSA parameter set %s", k.Parameters())
 	case *rsa.PublicKey:
 		switch k.N.BitLen() {
 		case 3072:

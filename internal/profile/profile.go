@@ -65,7 +65,9 @@ type Profile struct {
 	AllowedPrincipals []string
 	// RenewalWindow is the fraction of the validity, counted back from NotAfter, in which renewal is due.
 	RenewalWindow float64
-	// ShortLived marks certificates short enough (at most 7 days) to go without revocation.
+	// ShortLived marks certificates short enough (at most MaxShortLivedValidity) to go without revocation:
+	// the profile names no CRL distribution point or OCSP responder, and its certificates carry the RFC 9608
+	// noRevAvail extension instead.
 	ShortLived bool
 }
 
@@ -574,11 +576,30 @@ func (v *validator) validate(fileName string, s *spec) *Profile {
 
 	// short_lived: CA/B BR 1.6.1 "Short-lived Subscriber Certificate": at most 7 days (from 2026-03-15).
 	p.ShortLived = s.ShortLived
-	if p.ShortLived && p.Validity > 7*24*time.Hour {
+	if p.ShortLived && p.Validity > MaxShortLivedValidity {
 		v.fail("short_lived", "is true but validity is %s; a short-lived certificate lasts at most 7d (CA/B BR 1.6.1)", formatDuration(p.Validity))
+	}
+	// A short-lived certificate carries no revocation pointer: the CA publishes no revocation information for
+	// it, and says so with noRevAvail (RFC 9608 section 2), which a certificate naming a CRL distribution point
+	// or an OCSP responder would contradict. Relying parties would otherwise fetch a CRL or ask a responder for
+	// nothing, and fail closed when they cannot reach it.
+	if p.ShortLived {
+		for _, f := range []struct {
+			field string
+			urls  []string
+		}{{"crl_distribution_points", s.CRLDistributionPoints}, {"ocsp_servers", s.OCSPServers}} {
+			if len(f.urls) > 0 {
+				v.fail(f.field, "lists %d URL(s) but short_lived is true: a short-lived certificate carries no revocation pointer (RFC 9608 section 2); remove %s or set short_lived: false",
+					len(f.urls), f.field)
+			}
+		}
 	}
 	return p
 }
+
+// MaxShortLivedValidity is the longest validity of a short-lived profile (CA/B BR 1.6.1, "Short-lived
+// Subscriber Certificate", from 2026-03-15).
+const MaxShortLivedValidity = 7 * 24 * time.Hour
 
 func (v *validator) keyAlgorithms(p *Profile, algs []string) {
 	names := make([]string, len(keystore.Algorithms))

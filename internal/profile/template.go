@@ -111,11 +111,22 @@ func (p *Profile) Template(req *Request, serial *big.Int, now time.Time, issuer 
 		}
 		return out
 	}
-	tmpl.CRLDistributionPoints = fill(p.CRLDistributionPoints)
-	tmpl.OCSPServer = fill(p.OCSPServers)
+	if p.ShortLived {
+		// RFC 9608 section 2: noRevAvail, non-critical, value NULL, and no CRL distribution point or OCSP
+		// responder beside it (Parse refuses a short-lived profile that names one; this holds for a Profile
+		// built by hand too).
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: OIDNoRevAvail, Critical: false, Value: []byte{0x05, 0x00}}}
+	} else {
+		tmpl.CRLDistributionPoints = fill(p.CRLDistributionPoints)
+		tmpl.OCSPServer = fill(p.OCSPServers)
+	}
 	tmpl.IssuingCertificateURL = fill(p.IssuingCertificateURLs)
 	return tmpl, nil
 }
+
+// OIDNoRevAvail is id-ce-noRevAvail (RFC 9608 section 2, X.509 (2019) 9.2.2.7): the CA publishes no
+// revocation information for the certificate.
+var OIDNoRevAvail = asn1.ObjectIdentifier{2, 5, 29, 56}
 
 // SubjectKeyID computes a key identifier with RFC 7093 section 2 method 1: the leftmost 160 bits of the
 // SHA-256 hash of the subjectPublicKey BIT STRING value (without tag, length and unused-bits octet).

@@ -2,14 +2,13 @@ package server
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -24,35 +23,15 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ ra.Principal) 
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// CAView is the API form of a CA.
-type CAView struct {
-	ID          string    `json:"id"`
-	Kind        string    `json:"kind"`
-	Environment string    `json:"environment"`
-	ProductLine string    `json:"product_line,omitempty"`
-	Parent      string    `json:"parent,omitempty"`
-	KeyURI      string    `json:"key_uri"`
-	Subject     string    `json:"subject"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Status      string    `json:"status"`
-	PEM         string    `json:"pem"`
-}
-
 func (s *Server) listCAs(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
 	cas, err := s.node.Store.ListCAs(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]CAView, 0, len(cas))
+	out := make([]api.CA, 0, len(cas))
 	for _, c := range cas {
-		key := c.KeyURI
-		if key == "" {
-			key = "offline"
-		}
-		out = append(out, CAView{c.ID, c.Kind, c.Environment, c.ProductLine, c.ParentID, key, c.Subject, c.NotBefore, c.NotAfter, c.Status,
-			string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.CertDER}))})
+		out = append(out, api.NewCA(c, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -78,26 +57,6 @@ type IssueRequest struct {
 	CSR string `json:"csr"`
 }
 
-// CertView is the API form of a certificate.
-type CertView struct {
-	Serial         string     `json:"serial"`
-	Issuer         string     `json:"issuer"`
-	Profile        string     `json:"profile"`
-	ProfileVersion int        `json:"profile_version"`
-	Subject        string     `json:"subject"`
-	NotBefore      time.Time  `json:"not_before"`
-	NotAfter       time.Time  `json:"not_after"`
-	Status         string     `json:"status"`
-	SPKISHA256     string     `json:"spki_sha256"`
-	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
-	PEM            string     `json:"pem"`
-}
-
-func certView(c *store.Certificate) CertView {
-	return CertView{c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject, c.NotBefore, c.NotAfter, c.Status, hex.EncodeToString(c.SPKISHA256), c.RevokedAt,
-		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))}
-}
-
 func (s *Server) issue(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 	var req IssueRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -119,7 +78,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/certificates/"+cert.Serial)
-	writeJSON(w, http.StatusCreated, certView(cert))
+	writeJSON(w, http.StatusCreated, api.NewCertificate(cert, true))
 }
 
 func (s *Server) getCert(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
@@ -128,7 +87,7 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request, _ ra.Principal)
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, certView(c))
+	writeJSON(w, http.StatusOK, api.NewCertificate(c, true))
 }
 
 func (s *Server) listCerts(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
@@ -147,9 +106,9 @@ func (s *Server) listCerts(w http.ResponseWriter, r *http.Request, _ ra.Principa
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]CertView, 0, len(certs))
+	out := make([]api.Certificate, 0, len(certs))
 	for _, c := range certs {
-		out = append(out, certView(c))
+		out = append(out, api.NewCertificate(c, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -160,20 +119,9 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ ra.Principal
 		s.fail(w, r, err)
 		return
 	}
-	type keyView struct {
-		URI            string     `json:"uri"`
-		Purpose        string     `json:"purpose"`
-		Algorithm      string     `json:"algorithm"`
-		Location       string     `json:"location"`
-		State          string     `json:"state"`
-		Owner          string     `json:"owner"`
-		CreatedAt      time.Time  `json:"created_at"`
-		StateChangedAt time.Time  `json:"state_changed_at"`
-		DestroyedAt    *time.Time `json:"destroyed_at,omitempty"`
-	}
-	out := make([]keyView, 0, len(keys))
+	out := make([]api.Key, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, keyView{k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, k.CreatedAt, k.StateChangedAt, k.DestroyedAt})
+		out = append(out, api.NewKey(k))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -181,21 +129,18 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ ra.Principal
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	const limit = 1000
-	var out []*audit.Event
+	out := []api.Event{}
 	errStop := errors.New("stop")
 	err := s.node.Store.WalkAudit(r.Context(), after, func(e *audit.Event) error {
 		if len(out) == limit {
 			return errStop
 		}
-		out = append(out, e)
+		out = append(out, api.NewEvent(e))
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		s.fail(w, r, err)
 		return
-	}
-	if out == nil {
-		out = []*audit.Event{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -26,6 +26,7 @@ type Server struct {
 	log    *slog.Logger
 	routes []Route
 	mux    *http.ServeMux
+	est    *estState
 }
 
 // Route is one registered route. Public routes need no credentials; every other route requires a principal whose
@@ -34,8 +35,11 @@ type Route struct {
 	Method  string
 	Pattern string
 	Public  bool
-	Roles   []string
-	Handler func(w http.ResponseWriter, r *http.Request, p ra.Principal)
+	// ClientCert routes authenticate by TLS client certificate (factory stations, devices; see mtls.go)
+	// instead of an operator token, and answer errors in text/plain (EST, RFC 7030).
+	ClientCert bool
+	Roles      []string
+	Handler    func(w http.ResponseWriter, r *http.Request, p ra.Principal)
 }
 
 // maxBody bounds every request body: a CSR is at most 64 KiB, and JSON wraps it in base64 or PEM.
@@ -43,7 +47,7 @@ const maxBody = 128 << 10
 
 // New returns a server for n.
 func New(n *node.Node) *Server {
-	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux()}
+	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux(), est: newESTState(n)}
 	operators := []string{ra.RoleAdmin, ra.RoleCAOfficer, ra.RoleAuditor}
 	issuers := []string{ra.RoleAdmin, ra.RoleCAOfficer}
 	s.routes = []Route{
@@ -56,6 +60,9 @@ func New(n *node.Node) *Server {
 		{Method: "GET", Pattern: "/api/v1/keys", Roles: operators, Handler: s.listKeys},
 		{Method: "GET", Pattern: "/api/v1/audit", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listAudit},
 	}
+	s.routes = append(s.routes, s.estRoutes()...)
+	s.routes = append(s.routes, s.revocationRoutes()...)
+	s.routes = append(s.routes, s.firmwareRoutes()...)
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
@@ -69,6 +76,9 @@ func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) wrap(rt Route) http.Handler {
+	if rt.ClientCert {
+		return s.wrapCert(rt)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if rt.Public {
@@ -106,12 +116,15 @@ func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
 	return p, nil
 }
 
-// TLSConfig is the listener configuration: TLS 1.3 only (TLS 1.2 clients fail the handshake).
+// TLSConfig is the listener configuration: TLS 1.3 only (TLS 1.2 clients fail the handshake). A client
+// certificate is requested but optional, and verified per request by the routes that authenticate with it
+// (mtls.go); operator routes use tokens and ignore it.
 func TLSConfig(cert *tls.Certificate) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		MaxVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{*cert},
+		ClientAuth:   tls.RequestClientCert,
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -155,6 +156,9 @@ func TestEveryRouteIsAuthenticatedAndAuthorised(t *testing.T) {
 					t.Fatalf("token %q: status %d %s, want 401", tok, code, body)
 				}
 			}
+			if rt.ClientCert {
+				return // operator tokens never pass; the roles are walked in TestCertRoutesAuthenticatedAndAuthorised
+			}
 			for role, tok := range tokens {
 				code, body := ts.do(t, rt.Method, path, tok, []byte("{}"))
 				allowed := contains(rt.Roles, role)
@@ -176,7 +180,7 @@ func TestIssueOverAPI(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("issue: %d %s", code, resp)
 	}
-	var cv CertView
+	var cv api.Certificate
 	if err := json.Unmarshal(resp, &cv); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +237,7 @@ func TestCurlInterop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("curl issue: %v\n%s", err, out)
 	}
-	var cv CertView
+	var cv api.Certificate
 	if err := json.Unmarshal(out, &cv); err != nil || cv.Subject != "CN=DEMO-00000077" {
 		t.Fatalf("curl issue: %v %s", err, out)
 	}

@@ -123,6 +123,10 @@ var (
 
 // Tx is one transaction. Every mutating operation happens through a Tx so it commits with its audit event.
 type Tx interface {
+	EnrollmentTx
+	RevocationTx
+	FirmwareTx
+
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
 	SetCAStatus(ctx context.Context, id, status string) error
@@ -143,6 +147,10 @@ type Tx interface {
 
 // Store is a Keyward database.
 type Store interface {
+	EnrollmentStore
+	RevocationStore
+	FirmwareStore
+
 	// Tx runs fn in a transaction, committing if fn returns nil and rolling back otherwise.
 	Tx(ctx context.Context, fn func(Tx) error) error
 

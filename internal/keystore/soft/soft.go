@@ -37,7 +37,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -339,7 +338,7 @@ func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keys
 	}
 	id := hex.EncodeToString(rawID)
 
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	der, err := marshalPKCS8(priv)
 	if err != nil {
 		return keystore.Key{}, fmt.Errorf("generate %s key: PKCS #8: %w", alg, err)
 	}
@@ -395,6 +394,8 @@ func generateKey(alg keystore.Algorithm) (crypto.Signer, error) {
 		return rsa.GenerateKey(rand.Reader, 3072)
 	case keystore.RSA4096:
 		return rsa.GenerateKey(rand.Reader, 4096)
+	case keystore.MLDSA65:
+		return generateMLDSA65()
 	}
 	return nil, fmt.Errorf("unknown key algorithm %q; supported: %v", alg, keystore.Algorithms)
 }
@@ -463,7 +464,7 @@ func (s *Store) loadLocked(id string) (*entry, error) {
 	case len(kf.Nonce) != s.aead.NonceSize():
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s is corrupted: nonce is %d bytes", uri, path, len(kf.Nonce)))
 	}
-	if _, err := keystore.ParseAlgorithm(string(kf.Algorithm)); err != nil {
+	if !knownAlgorithm(kf.Algorithm) {
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s has unknown algorithm %q", uri, path, truncate(string(kf.Algorithm))))
 	}
 	if canon, err := json.MarshalIndent(kf, "", "  "); err != nil || !bytes.Equal(append(canon, '\n'), data) {
@@ -474,7 +475,7 @@ func (s *Store) loadLocked(id string) (*entry, error) {
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s fails authentication (corrupted, edited, or sealed under another keystore's passphrase)", uri, path))
 	}
 	defer clear(der)
-	parsed, err := x509.ParsePKCS8PrivateKey(der)
+	parsed, err := parsePKCS8(der)
 	if err != nil {
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s: PKCS #8: %v", uri, path, err))
 	}

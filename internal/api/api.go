@@ -1,0 +1,107 @@
+// Package api defines the JSON form of Keyward's records, shared by the HTTP API and the CLI's --json output so
+// that a script reads the same fields from either.
+package api
+
+import (
+	"encoding/hex"
+	"encoding/pem"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// CA is a certificate authority.
+type CA struct {
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	Environment string    `json:"environment"`
+	ProductLine string    `json:"product_line,omitempty"`
+	Parent      string    `json:"parent,omitempty"`
+	KeyURI      string    `json:"key_uri"` // "offline" for a root whose key this node never holds
+	Subject     string    `json:"subject"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Status      string    `json:"status"`
+	PEM         string    `json:"pem,omitempty"`
+}
+
+// NewCA returns the JSON form of ca, with its certificate as PEM if withPEM.
+func NewCA(ca *store.CA, withPEM bool) CA {
+	key := ca.KeyURI
+	if key == "" {
+		key = "offline"
+	}
+	v := CA{ca.ID, ca.Kind, ca.Environment, ca.ProductLine, ca.ParentID, key, ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status, ""}
+	if withPEM && len(ca.CertDER) > 0 {
+		v.PEM = certPEM(ca.CertDER)
+	}
+	return v
+}
+
+// Certificate is an issued certificate.
+type Certificate struct {
+	Serial         string     `json:"serial"`
+	Issuer         string     `json:"issuer"`
+	Profile        string     `json:"profile"`
+	ProfileVersion int        `json:"profile_version"`
+	Subject        string     `json:"subject"`
+	NotBefore      time.Time  `json:"not_before"`
+	NotAfter       time.Time  `json:"not_after"`
+	Status         string     `json:"status"`
+	SPKISHA256     string     `json:"spki_sha256"`
+	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
+	DERSize        int        `json:"der_size"`
+	PEM            string     `json:"pem,omitempty"`
+}
+
+// NewCertificate returns the JSON form of c, with its PEM if withPEM.
+func NewCertificate(c *store.Certificate, withPEM bool) Certificate {
+	v := Certificate{c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject, c.NotBefore, c.NotAfter, c.Status,
+		hex.EncodeToString(c.SPKISHA256), c.RevokedAt, len(c.DER), ""}
+	if withPEM {
+		v.PEM = certPEM(c.DER)
+	}
+	return v
+}
+
+// Key is an entry of the key glossary.
+type Key struct {
+	URI            string     `json:"uri"`
+	Purpose        string     `json:"purpose"`
+	Algorithm      string     `json:"algorithm"`
+	Location       string     `json:"location"`
+	State          string     `json:"state"`
+	Owner          string     `json:"owner"`
+	SPKISHA256     string     `json:"spki_sha256"`
+	CreatedAt      time.Time  `json:"created_at"`
+	StateChangedAt time.Time  `json:"state_changed_at"`
+	DestroyedAt    *time.Time `json:"destroyed_at,omitempty"`
+}
+
+// NewKey returns the JSON form of k.
+func NewKey(k *store.Key) Key {
+	return Key{k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, hex.EncodeToString(k.SPKISHA256), k.CreatedAt, k.StateChangedAt, k.DestroyedAt}
+}
+
+// Event is an audit event with its chain hashes in hex.
+type Event struct {
+	Seq      int64             `json:"seq"`
+	Time     time.Time         `json:"time"`
+	Actor    string            `json:"actor"`
+	Action   string            `json:"action"`
+	Subject  string            `json:"subject"`
+	Outcome  string            `json:"outcome"`
+	Details  map[string]string `json:"details,omitempty"`
+	PrevHash string            `json:"prev_hash"`
+	Hash     string            `json:"hash"`
+}
+
+// NewEvent returns the JSON form of e.
+func NewEvent(e *audit.Event) Event {
+	return Event{e.Seq, e.Time, e.Actor, e.Action, e.Subject, e.Outcome, e.Details, hex.EncodeToString(e.PrevHash), hex.EncodeToString(e.Hash)}
+}
+
+func certPEM(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}

@@ -1,0 +1,438 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/revocation"
+	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/revocation/filter"
+)
+
+// reasonHelp lists the reasons operators may give.
+const reasonHelp = "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, affiliationChanged, certificateHold, " +
+	"privilegeWithdrawn, cACompromise, aACompromise, unspecified"
+
+func parseRevTime(flag, s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, usageError{fmt.Errorf("%s %q: use RFC 3339 (2026-03-14T15:09:26Z) or a date (2026-03-14)", flag, s)}
+}
+
+func certRevokeCmd(g *globals) *cobra.Command {
+	var reason, invalidity, profileName, subject string
+	var issuers, between []string
+	var dryRun bool
+	c := &cobra.Command{
+		Use:   "revoke [SERIAL]",
+		Short: "Revoke a certificate, or every certificate matching a query",
+		Long: `Revoke one certificate by serial (hex), or, without SERIAL, every certificate matching all the given
+selectors: --issuer (CA id, repeatable), --profile, --subject (exact DN, e.g. CN=DEMO-00000042) and
+--issued-between A B (issuance time A <= t < B; also written --issued-between A,B). A bulk revocation with
+--dry-run only counts what it would revoke; without it, it revokes in batches, each revocation with its
+audit event in the same transaction.
+
+Revoking a revoked certificate changes nothing and exits 6 (conflict), except that a certificate on
+certificateHold may be revoked for a permanent reason. Only certificateHold can be undone: 'keyward cert
+unhold SERIAL'. --invalidity-date is when the key was or may have been compromised (RFC 5280 5.3.2).
+
+Revocation by device, station, site or batch arrives with the device registry.`,
+		Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usageError{errors.New("--reason is required (" + reasonHelp + ")")}
+			}
+			code, err := revocation.ParseReason(reason)
+			if err != nil {
+				return err
+			}
+			var inv *time.Time
+			if invalidity != "" {
+				t, err := parseRevTime("--invalidity-date", invalidity)
+				if err != nil {
+					return err
+				}
+				inv = &t
+			}
+			// "--issued-between A B": pflag takes A; B arrives as a positional argument.
+			if len(between) == 1 && len(args) == 1 {
+				if _, err := parseRevTime("", args[0]); err == nil {
+					between, args = append(between, args[0]), nil
+				}
+			}
+			if len(args) > 1 {
+				return usageError{fmt.Errorf("unexpected arguments %v: give one SERIAL, or selectors for a bulk revocation", args)}
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			svc, err := revocation.New(n)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun {
+					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between), not both")}
+				}
+				e, err := svc.Revoke(cmd.Context(), principal(), revocation.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return g.printJSON(revocationJSON(e))
+				}
+				fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.IssuerID, e.RevokedAt.Format(time.RFC3339), revocation.ReasonName(e.Reason))
+				return nil
+			}
+			q := store.CertQuery{IssuerIDs: issuers, Profile: profileName, Subject: subject}
+			switch len(between) {
+			case 0:
+			case 2:
+				if q.IssuedFrom, err = parseRevTime("--issued-between", between[0]); err != nil {
+					return err
+				}
+				if q.IssuedTo, err = parseRevTime("--issued-between", between[1]); err != nil {
+					return err
+				}
+			default:
+				return usageError{fmt.Errorf("--issued-between takes two times A B, got %d", len(between))}
+			}
+			res, err := svc.Bulk(cmd.Context(), principal(), revocation.BulkRequest{Query: q, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			verb := "revoked"
+			if dryRun {
+				verb = "would revoke"
+			}
+			fmt.Fprintf(g.env.Stdout, "matched %d certificates: %s %d, %d already revoked\n", res.Matched, verb, res.Revoked, res.AlreadyRevoked)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", reasonHelp)
+	c.Flags().StringVar(&invalidity, "invalidity-date", "", "when the key was or may have been compromised (RFC 3339)")
+	c.Flags().StringSliceVar(&issuers, "issuer", nil, "bulk: issuing CA id (e.g. dev/demo-implant); repeatable")
+	c.Flags().StringVar(&profileName, "profile", "", "bulk: only certificates of this profile")
+	c.Flags().StringVar(&subject, "subject", "", "bulk: only certificates with this exact subject DN")
+	c.Flags().StringSliceVar(&between, "issued-between", nil, "bulk: issuance time range A B (A inclusive, B exclusive)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "bulk: count, revoke nothing")
+	g.addJSON(c)
+	return c
+}
+
+func certUnholdCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "unhold SERIAL",
+		Short: "Release a certificate from certificateHold (the only revocation that can be undone)",
+		Long: `Release a certificate revoked with reason certificateHold: it becomes valid again, OCSP answers good, the
+next delta CRL lists it with reason removeFromCRL and the next complete CRL omits it (RFC 5280 5.3.1). Any
+other revocation is final: exit 6.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			svc, err := revocation.New(n)
+			if err != nil {
+				return err
+			}
+			e, err := svc.Unhold(cmd.Context(), principal(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(revocationJSON(e))
+			}
+			fmt.Fprintf(g.env.Stdout, "released %s from hold: valid again\n", e.Serial)
+			return nil
+		},
+	}
+	g.addJSON(c)
+	return c
+}
+
+func revocationJSON(e *store.RevocationEntry) server.RevocationView {
+	v := server.RevocationView{Serial: e.Serial, Issuer: e.IssuerID, Status: e.Status, RevokedAt: e.RevokedAt, InvalidityDate: e.InvalidityDate}
+	if e.Status == store.CertStatusRevoked {
+		v.Reason = revocation.ReasonName(e.Reason)
+	}
+	return v
+}
+
+func revocationCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "revocation", Short: "CRLs and revocation filters: publish, build, check"}
+	c.AddCommand(revocationCRLCmd(g), revocationFilterCmd(g), revocationCheckCmd(g))
+	return c
+}
+
+func revocationCRLCmd(g *globals) *cobra.Command {
+	var caID, out, baseURL string
+	var delta bool
+	c := &cobra.Command{
+		Use:   "crl --ca ID",
+		Short: "Publish a CRL of a CA now and write it (DER) to --out",
+		Long: `Publish a complete CRL (with an empty delta CRL of the same number) for CA --ca (e.g. dev/demo-implant or
+dev/root), or with --delta a delta CRL against the newest complete one, store it for the public listener and
+write it to --out as DER. 'keyward serve --public-listen' publishes on its own schedule; this command is for
+operators and tests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if caID == "" {
+				return usageError{errors.New("--ca is required (see 'keyward ca list')")}
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			svc, err := revocation.New(n)
+			if err != nil {
+				return err
+			}
+			cfg := revocation.CRLConfig{BaseURL: baseURL}
+			var row *store.PublishedCRL
+			if delta {
+				row, err = svc.PublishDelta(cmd.Context(), caID, cfg)
+			} else {
+				row, err = svc.PublishCRLs(cmd.Context(), caID, cfg)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				return &ra.Error{Kind: ra.KindNotFound, Err: err}
+			} else if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := os.WriteFile(out, row.DER, 0o644); err != nil {
+					return err
+				}
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"ca": caID, "number": row.Number, "delta": row.Delta, "base_number": row.BaseNumber, "entries": row.Entries,
+					"this_update": row.ThisUpdate, "next_update": row.NextUpdate, "bytes": len(row.DER)})
+			}
+			kind := "complete CRL"
+			if row.Delta {
+				kind = fmt.Sprintf("delta CRL (base %d)", row.BaseNumber)
+			}
+			fmt.Fprintf(g.env.Stdout, "%s %d of %s: %d entries, %d bytes, next update %s\n", kind, row.Number, caID, row.Entries, len(row.DER), row.NextUpdate.Format(time.RFC3339))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&caID, "ca", "", "CA id")
+	c.Flags().BoolVar(&delta, "delta", false, "publish a delta CRL")
+	c.Flags().StringVar(&out, "out", "", "write the CRL (DER) here")
+	c.Flags().StringVar(&baseURL, "public-url", "http://127.0.0.1:8080", "public listener URL as certificates name it (for freshestCRL)")
+	g.addJSON(c)
+	return c
+}
+
+func revocationFilterCmd(g *globals) *cobra.Command {
+	var req revocation.FilterRequest
+	var out string
+	c := &cobra.Command{
+		Use:   "filter --env E [--product P] --out filter.kwf",
+		Short: "Build a signed revocation filter for offline verifiers",
+		Long: `Build a compact revocation filter from the registry: exact for every certificate the CA issued (see
+pkg/revocation/filter), signed by a crl-signing delegate whose certificate (id-kp-documentSigning) is issued
+by the product line's issuing CA, or by the environment's root for a whole-environment filter. The filter is
+versioned and stored; the public listener serves the newest at /filter/<env>[/<product>].kwf.
+--delta-from V writes a delta against stored full version V instead: only the corrections, small enough to
+sync often.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.Environment == "" || out == "" {
+				return usageError{errors.New("--env and --out are required")}
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			svc, err := revocation.New(n)
+			if err != nil {
+				return err
+			}
+			res, err := svc.BuildFilter(cmd.Context(), principal(), req)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, res.Data, 0o644); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			if res.Base != 0 {
+				fmt.Fprintf(g.env.Stdout, "delta filter %s v%d from v%d: %d corrections, %d bytes -> %s\n", res.Scope, res.Version, res.Base, res.Entries, len(res.Data), out)
+				return nil
+			}
+			st := res.Stats
+			fmt.Fprintf(g.env.Stdout, "filter %s v%d: %d certificates, %d revoked, %d bytes (%.2f x the information bound) -> %s\n",
+				res.Scope, res.Version, st.Certificates, st.Revoked, len(res.Data), st.Ratio, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&req.Environment, "env", "", "environment")
+	c.Flags().StringVar(&req.Product, "product", "", "product line (default: every product line of --env)")
+	c.Flags().DurationVar(&req.Validity, "validity", 7*24*time.Hour, "time from issuance to next update")
+	c.Flags().Int64Var(&req.DeltaFrom, "delta-from", 0, "build a delta against this stored full filter version")
+	c.Flags().StringVar(&out, "out", "", "write the filter here")
+	g.addJSON(c)
+	return c
+}
+
+func revocationCheckCmd(g *globals) *cobra.Command {
+	var filterFile, deltaFile, trustFile, serial, env, product string
+	c := &cobra.Command{
+		Use:   "check --filter filter.kwf --trust root.pem --serial S",
+		Short: "Check a serial against a revocation filter, as an offline device would",
+		Long: `Verify a revocation filter (signature chain to --trust, signer authority, environment --env, freshness),
+apply --delta if given, and answer whether certificate serial --serial (hex) is revoked. Uses only
+pkg/revocation/filter, the standard-library package devices embed. Prints "revoked" or "not revoked";
+exit 3 if the filter does not verify.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if filterFile == "" || trustFile == "" || serial == "" {
+				return usageError{errors.New("--filter, --trust and --serial are required")}
+			}
+			s, err := node.NormalizeSerial(serial)
+			if err != nil {
+				return err
+			}
+			sn, _ := new(big.Int).SetString(s, 16)
+			data, err := os.ReadFile(filterFile)
+			if err != nil {
+				return usageError{err}
+			}
+			trust, err := os.ReadFile(trustFile)
+			if err != nil {
+				return usageError{err}
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(trust) {
+				return badInput(fmt.Errorf("%s holds no PEM certificate", trustFile))
+			}
+			opts := filter.VerifyOptions{Roots: pool, Environment: env, Scope: product}
+			f, err := filter.Verify(data, opts)
+			if err != nil {
+				return badInput(fmt.Errorf("%s: %w", filterFile, err))
+			}
+			if deltaFile != "" {
+				d, err := os.ReadFile(deltaFile)
+				if err != nil {
+					return usageError{err}
+				}
+				if f, err = f.ApplyDelta(d, opts); err != nil {
+					return badInput(fmt.Errorf("%s: %w", deltaFile, err))
+				}
+			}
+			revoked := f.Revoked(sn)
+			if g.json {
+				return g.printJSON(map[string]any{"serial": s, "revoked": revoked, "environment": f.Environment(), "scope": f.Scope(),
+					"version": f.Version(), "issued_at": f.IssuedAt(), "next_update": f.NextUpdate()})
+			}
+			state := "not revoked"
+			if revoked {
+				state = "revoked"
+			}
+			fmt.Fprintf(g.env.Stdout, "%s: %s (filter %s v%d, issued %s, fresh until %s)\n", s, state, strings.TrimSuffix(f.Environment()+"/"+f.Scope(), "/"),
+				f.Version(), f.IssuedAt().Format(time.RFC3339), f.NextUpdate().Format(time.RFC3339))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&filterFile, "filter", "", "filter file (.kwf)")
+	c.Flags().StringVar(&deltaFile, "delta", "", "delta filter file to apply")
+	c.Flags().StringVar(&trustFile, "trust", "", "the environment's root certificate (PEM)")
+	c.Flags().StringVar(&serial, "serial", "", "certificate serial (hex)")
+	c.Flags().StringVar(&env, "env", "dev", "environment the filter must belong to")
+	c.Flags().StringVar(&product, "product", "", "product line the filter must cover (default: any)")
+	g.addJSON(c)
+	return c
+}
+
+// publicOptions configure the plain-HTTP public listener of 'keyward serve'.
+type publicOptions struct {
+	listen   string
+	url      string
+	interval time.Duration
+	full     time.Duration
+	delta    time.Duration
+}
+
+func addPublicFlags(c *cobra.Command, o *publicOptions) {
+	c.Flags().StringVar(&o.listen, "public-listen", "", "plain-HTTP listen address for signed public objects: CRLs, OCSP, CA certificates, filters (e.g. 127.0.0.1:8080)")
+	c.Flags().StringVar(&o.url, "public-url", "http://127.0.0.1:8080", "the public listener's URL as profiles put it in certificates (freshestCRL of base CRLs)")
+	c.Flags().DurationVar(&o.interval, "publish-check", 5*time.Second, "how often to check for revocations to publish and to reload published objects")
+	c.Flags().DurationVar(&o.full, "crl-interval", 24*time.Hour, "how often to issue a complete CRL (nextUpdate is twice this)")
+	c.Flags().DurationVar(&o.delta, "delta-crl-interval", time.Hour, "how often to issue a delta CRL when nothing changes (nextUpdate is twice this)")
+}
+
+// serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
+// OCSP responder beside it, until ctx ends.
+func serveWithPublic(ctx context.Context, g *globals, n *node.Node, api *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions) error {
+	if o.listen == "" {
+		return api.Serve(ctx, ln, cert, grace)
+	}
+	svc, err := revocation.New(n)
+	if err != nil {
+		return err
+	}
+	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
+	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
+	svc.OnChange(publisher.Kick)
+	pub := server.NewPublic(n, svc, responder)
+	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.
+	if _, err := publisher.PublishOnce(ctx); err != nil {
+		return fmt.Errorf("first CRL publication: %w", err)
+	}
+	if err := responder.Refresh(ctx); err != nil {
+		return fmt.Errorf("OCSP responder: %w", err)
+	}
+	if err := pub.Reload(ctx); err != nil {
+		return fmt.Errorf("public objects: %w", err)
+	}
+	pln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return usageError{fmt.Errorf("--public-listen %s: %w", o.listen, err)}
+	}
+	fmt.Fprintf(g.env.Stderr, "keyward: serving public objects on http://%s (CRLs, OCSP, CA certificates, filters)\n", pln.Addr())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(3)
+	go func() { defer wg.Done(); server.RunRevocation(ctx, pub, publisher, o.interval) }()
+	go func() { defer wg.Done(); errc <- pub.ServePublic(ctx, pln, grace); cancel() }()
+	go func() { defer wg.Done(); errc <- api.Serve(ctx, ln, cert, grace); cancel() }()
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

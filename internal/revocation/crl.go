@@ -1,0 +1,314 @@
+package revocation
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// CRL extension and entry-extension identifiers (RFC 5280 5.2 and 5.3).
+var (
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28} // 5.2.5
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27} // 5.2.4
+	oidFreshestCRL              = asn1.ObjectIdentifier{2, 5, 29, 46} // 5.2.6
+	oidInvalidityDate           = asn1.ObjectIdentifier{2, 5, 29, 24} // 5.3.2
+)
+
+// CRLConfig says where CRLs are published and how often.
+type CRLConfig struct {
+	// BaseURL is the public listener's URL as certificates name it (default "http://127.0.0.1:8080"). The
+	// base CRL's freshestCRL extension points to BaseURL/crl/<issuer>-delta.crl.
+	BaseURL string
+	// FullInterval is how often a complete CRL is issued (default 24h); its nextUpdate is twice that, so a
+	// relying party that misses one publication still has a current CRL.
+	FullInterval time.Duration
+	// DeltaInterval is how often a delta CRL is issued when nothing changes (default 1h); revocations
+	// trigger one at once. Its nextUpdate is twice the interval.
+	DeltaInterval time.Duration
+}
+
+func (c *CRLConfig) defaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = "http://127.0.0.1:8080"
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.FullInterval <= 0 {
+		c.FullInterval = 24 * time.Hour
+	}
+	if c.DeltaInterval <= 0 {
+		c.DeltaInterval = time.Hour
+	}
+}
+
+// CRLPath and DeltaCRLPath are the public listener paths of a CA's CRLs: the path profiles put in
+// certificates ("/crl/{issuer}.crl", with {issuer} = profile.IssuerID of the CA certificate).
+func CRLPath(caCert *x509.Certificate) string { return "/crl/" + profile.IssuerID(caCert) + ".crl" }
+
+// DeltaCRLPath is the public path of a CA's delta CRL, which the base CRL's freshestCRL names.
+func DeltaCRLPath(caCert *x509.Certificate) string {
+	return "/crl/" + profile.IssuerID(caCert) + "-delta.crl"
+}
+
+// PublishCRLs issues a complete CRL for CA caID and, at the same time and with the same CRL number (RFC 5280
+// 5.2.3: a complete and a delta CRL issued together share their number), an empty delta CRL referring to it,
+// so that a delta is never served without its base. Both are stored in one transaction.
+func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (*store.PublishedCRL, error) {
+	cfg.defaults()
+	ca, err := s.caKey(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	number, err := s.nextCRLNumber(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	head, err := s.rs.RevocationHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().Truncate(time.Second)
+	var entries []x509.RevocationListEntry
+	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error {
+		entry, err := crlEntry(e, now)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, entry)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	full, err := s.signCRL(ca, number, 0, now, now.Add(2*cfg.FullInterval), entries, cfg)
+	if err != nil {
+		return nil, err
+	}
+	delta, err := s.signCRL(ca, number, number, now, now.Add(2*cfg.DeltaInterval), nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: len(entries), DER: full, CreatedAt: now}
+	deltaRow := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval), MaxSeq: head, DER: delta, CreatedAt: now}
+	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
+		rtx := tx
+		if err := rtx.InsertCRL(ctx, fullRow); err != nil {
+			return err
+		}
+		return rtx.InsertCRL(ctx, deltaRow)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fullRow, nil
+}
+
+// PublishDelta issues a delta CRL against the newest complete CRL of caID: every certificate whose
+// revocation state changed after that CRL was built, revoked ones with their reason and released holds
+// with removeFromCRL (RFC 5280 5.2.4, 5.3.1). Its CRL number is new; its base number is the complete CRL's.
+func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) (*store.PublishedCRL, error) {
+	cfg.defaults()
+	base, err := s.rs.LatestCRL(ctx, caID, false)
+	if err != nil {
+		return nil, fmt.Errorf("delta CRL of %s needs a complete CRL first: %w", caID, err)
+	}
+	ca, err := s.caKey(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	number, err := s.nextCRLNumber(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	head, err := s.rs.RevocationHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().Truncate(time.Second)
+	var entries []x509.RevocationListEntry
+	err = s.rs.WalkRevocationChanges(ctx, caID, base.MaxSeq, func(e *store.RevocationEntry) error {
+		if e.NotAfter.Before(now) {
+			return nil
+		}
+		if e.Status != store.CertStatusRevoked {
+			// Released from hold after the base: RFC 5280 5.3.1 removeFromCRL, only in delta CRLs.
+			e = &store.RevocationEntry{Serial: e.Serial, Reason: store.ReasonRemoveFromCRL, RevokedAt: &now}
+		}
+		entry, err := crlEntry(e, now)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, entry)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	der, err := s.signCRL(ca, number, base.Number, now, now.Add(2*cfg.DeltaInterval), entries, cfg)
+	if err != nil {
+		return nil, err
+	}
+	row := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: base.Number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval),
+		MaxSeq: head, Entries: len(entries), DER: der, CreatedAt: now}
+	if err := s.n.Store.Tx(ctx, func(tx store.Tx) error { return tx.InsertCRL(ctx, row) }); err != nil {
+		return nil, err
+	}
+	return row, nil
+}
+
+func (s *Service) nextCRLNumber(ctx context.Context, caID string) (int64, error) {
+	var n int64
+	// The number is taken in its own short transaction, not while the CRL is signed, so a large CRL does not
+	// hold the database's write lock. A crash in between only skips a number: RFC 5280 5.2.3 requires the
+	// sequence to increase, not to be gapless.
+	err := s.n.Store.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = tx.NextCRLNumber(ctx, caID)
+		return err
+	})
+	return n, err
+}
+
+func crlEntry(e *store.RevocationEntry, now time.Time) (x509.RevocationListEntry, error) {
+	serial, ok := new(big.Int).SetString(e.Serial, 16)
+	if !ok {
+		return x509.RevocationListEntry{}, fmt.Errorf("stored serial %q is not hexadecimal", e.Serial)
+	}
+	at := now
+	if e.RevokedAt != nil {
+		at = *e.RevokedAt
+	}
+	// RFC 5280 5.3.1: the reasonCode extension SHOULD be absent rather than say unspecified; Go omits a zero
+	// ReasonCode.
+	entry := x509.RevocationListEntry{SerialNumber: serial, RevocationTime: at.UTC(), ReasonCode: e.Reason}
+	if e.InvalidityDate != nil {
+		// RFC 5280 5.3.2: invalidityDate, non-critical, GeneralizedTime.
+		v, err := asn1.MarshalWithParams(e.InvalidityDate.UTC(), "generalized")
+		if err != nil {
+			return entry, err
+		}
+		entry.ExtraExtensions = []pkix.Extension{{Id: oidInvalidityDate, Value: v}}
+	}
+	return entry, nil
+}
+
+// signCRL builds and signs one CRL. baseNumber 0 makes a complete CRL carrying freshestCRL; otherwise a delta
+// CRL carrying the critical delta CRL indicator. Both carry the same issuing distribution point, as a delta
+// and its base must (RFC 5280 5.2.4).
+func (s *Service) signCRL(ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []x509.RevocationListEntry, cfg CRLConfig) ([]byte, error) {
+	idp, err := issuingDistributionPoint(ca.ca.Kind == store.CAKindRoot)
+	if err != nil {
+		return nil, err
+	}
+	// RFC 5280 5.2.5: the issuing distribution point is critical.
+	exts := []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}
+	if baseNumber == 0 {
+		// RFC 5280 5.2.6: freshestCRL, non-critical, in complete CRLs: where the delta CRLs are.
+		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(ca.cert))
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, pkix.Extension{Id: oidFreshestCRL, Value: fresh})
+	} else {
+		// RFC 5280 5.2.4: the delta CRL indicator is critical; its value is the base CRL's number.
+		v, err := asn1.Marshal(big.NewInt(baseNumber))
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: v})
+	}
+	tmpl := &x509.RevocationList{
+		RevokedCertificateEntries: entries,
+		// RFC 5280 5.2.3: the CRL number, a monotonically increasing sequence per CA.
+		Number:     big.NewInt(number),
+		ThisUpdate: thisUpdate.UTC(),
+		// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
+		NextUpdate:      nextUpdate.UTC(),
+		ExtraExtensions: exts,
+	}
+	// x509.CreateRevocationList writes the authority key identifier from the CA certificate's subject key
+	// identifier (RFC 5280 5.2.1) and checks that the CA certificate has cRLSign (4.2.1.3).
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign CRL %d of %s: %w", number, ca.ca.ID, err)
+	}
+	return der, nil
+}
+
+// issuingDistributionPoint encodes the IssuingDistributionPoint of a CA's CRLs (RFC 5280 5.2.5): no
+// distribution point name (so the CRL applies both to certificates that name a CRL distribution point and to
+// compact ones that name none), and the scope: onlyContainsUserCerts for an issuing CA, onlyContainsCACerts for
+// a root, whose CRL lists revoked issuing CAs.
+func issuingDistributionPoint(root bool) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		tag := cbasn1.Tag(1).ContextSpecific() // onlyContainsUserCerts [1] IMPLICIT BOOLEAN
+		if root {
+			tag = cbasn1.Tag(2).ContextSpecific() // onlyContainsCACerts [2] IMPLICIT BOOLEAN
+		}
+		b.AddASN1(tag, func(b *cryptobyte.Builder) { b.AddUint8(0xff) })
+	})
+	return b.Bytes()
+}
+
+// distributionPoints encodes CRLDistributionPoints (RFC 5280 4.2.1.13, also the syntax of freshestCRL,
+// 5.2.6) with one distribution point whose fullName is one URI.
+func distributionPoints(uri string) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // CRLDistributionPoints
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // DistributionPoint
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // distributionPoint [0]
+				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // fullName [0]
+					b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { // uniformResourceIdentifier [6]
+						b.AddBytes([]byte(uri))
+					})
+				})
+			})
+		})
+	})
+	return b.Bytes()
+}
+
+// CRLPair is a consistent complete CRL and delta CRL of one CA.
+type CRLPair struct {
+	CA    *x509.Certificate
+	Full  *store.PublishedCRL
+	Delta *store.PublishedCRL // nil unless its base is Full
+}
+
+// CurrentCRLs returns the newest complete CRL of caID and the newest delta CRL whose base it is.
+func (s *Service) CurrentCRLs(ctx context.Context, caID string) (*CRLPair, error) {
+	ca, err := s.n.Store.GetCA(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(ca.CertDER)
+	if err != nil {
+		return nil, err
+	}
+	full, err := s.rs.LatestCRL(ctx, caID, false)
+	if err != nil {
+		return nil, err
+	}
+	p := &CRLPair{CA: cert, Full: full}
+	delta, err := s.rs.LatestCRL(ctx, caID, true)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if delta != nil && delta.BaseNumber == full.Number {
+		p.Delta = delta
+	}
+	return p, nil
+}

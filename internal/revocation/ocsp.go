@@ -1,0 +1,482 @@
+package revocation
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// OCSP request parsing. golang.org/x/crypto/ocsp.ParseRequest drops the request extensions, and so the nonce,
+// so Keyward parses requests itself (RFC 6960 4.1.1) with cryptobyte.
+
+// oidNonce is id-pkix-ocsp-nonce (RFC 6960 4.4.1).
+var oidNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
+
+// Hash algorithm identifiers a CertID may use: SHA-1 (what OpenSSL and most clients send, RFC 6960 B.1) and
+// the SHA-2 family.
+var certIDHashes = []struct {
+	oid  asn1.ObjectIdentifier
+	hash crypto.Hash
+	new  func() hash.Hash
+}{
+	{asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}, crypto.SHA1, sha1.New},
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA256, sha256.New},
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA384, sha512.New384},
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}, crypto.SHA512, sha512.New},
+}
+
+// maxNonce is the longest nonce accepted (RFC 8954 2.1: 1 to 32 octets).
+const maxNonce = 32
+
+// OCSPRequest is a parsed single-certificate OCSP request.
+type OCSPRequest struct {
+	Hash           crypto.Hash
+	IssuerNameHash []byte
+	IssuerKeyHash  []byte
+	Serial         *big.Int
+	// NonceExt is the raw extnValue of the nonce extension (an OCTET STRING holding the nonce), nil if none.
+	NonceExt []byte
+}
+
+// ErrMalformedRequest is returned by ParseOCSPRequest; the responder answers malformedRequest (RFC 6960 2.3).
+var ErrMalformedRequest = errors.New("malformed OCSP request")
+
+// ParseOCSPRequest parses a DER OCSPRequest (RFC 6960 4.1.1) with exactly one Request, keeping the nonce
+// extension. A signed request's signature is ignored (RFC 6960 4.1.2: optional; Keyward serves anyone).
+func ParseOCSPRequest(der []byte) (*OCSPRequest, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: %s", ErrMalformedRequest, what) }
+	input := cryptobyte.String(der)
+	var req, tbs cryptobyte.String
+	if !input.ReadASN1(&req, cbasn1.SEQUENCE) || !input.Empty() {
+		return nil, bad("not a DER SEQUENCE")
+	}
+	if !req.ReadASN1(&tbs, cbasn1.SEQUENCE) {
+		return nil, bad("no tbsRequest")
+	}
+	// version [0] EXPLICIT INTEGER DEFAULT v1(0); requestorName [1] EXPLICIT GeneralName OPTIONAL.
+	var version int64
+	if !tbs.ReadOptionalASN1Integer(&version, cbasn1.Tag(0).ContextSpecific().Constructed(), int64(0)) || version != 0 {
+		return nil, bad("version is not v1")
+	}
+	if !tbs.SkipOptionalASN1(cbasn1.Tag(1).ContextSpecific().Constructed()) {
+		return nil, bad("bad requestorName")
+	}
+	var list cryptobyte.String
+	if !tbs.ReadASN1(&list, cbasn1.SEQUENCE) {
+		return nil, bad("no requestList")
+	}
+	var one, certID cryptobyte.String
+	if !list.ReadASN1(&one, cbasn1.SEQUENCE) {
+		return nil, bad("empty requestList")
+	}
+	if !list.Empty() {
+		return nil, bad("more than one certificate in one request; send one request per certificate")
+	}
+	if !one.ReadASN1(&certID, cbasn1.SEQUENCE) || !one.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || !one.Empty() {
+		return nil, bad("bad Request")
+	}
+	out := &OCSPRequest{}
+	var alg cryptobyte.String
+	var oid asn1.ObjectIdentifier
+	if !certID.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&oid) {
+		return nil, bad("bad hashAlgorithm")
+	}
+	for _, h := range certIDHashes {
+		if h.oid.Equal(oid) {
+			out.Hash = h.hash
+		}
+	}
+	if out.Hash == 0 {
+		return nil, bad(fmt.Sprintf("CertID hash algorithm %v is not SHA-1 or SHA-2", oid))
+	}
+	var nameHash, keyHash cryptobyte.String
+	out.Serial = new(big.Int)
+	if !certID.ReadASN1(&nameHash, cbasn1.OCTET_STRING) || !certID.ReadASN1(&keyHash, cbasn1.OCTET_STRING) ||
+		!certID.ReadASN1Integer(out.Serial) || !certID.Empty() {
+		return nil, bad("bad CertID")
+	}
+	if len(nameHash) != out.Hash.Size() || len(keyHash) != out.Hash.Size() {
+		return nil, bad("CertID hash lengths do not match the hash algorithm")
+	}
+	out.IssuerNameHash, out.IssuerKeyHash = bytes.Clone(nameHash), bytes.Clone(keyHash)
+	// requestExtensions [2] EXPLICIT Extensions OPTIONAL.
+	var exts cryptobyte.String
+	var hasExts bool
+	if !tbs.ReadOptionalASN1(&exts, &hasExts, cbasn1.Tag(2).ContextSpecific().Constructed()) || !tbs.Empty() {
+		return nil, bad("bad requestExtensions")
+	}
+	if hasExts {
+		var seq cryptobyte.String
+		if !exts.ReadASN1(&seq, cbasn1.SEQUENCE) || !exts.Empty() {
+			return nil, bad("bad Extensions")
+		}
+		for !seq.Empty() {
+			var ext, value cryptobyte.String
+			var id asn1.ObjectIdentifier
+			var critical bool
+			if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&id) ||
+				!ext.ReadOptionalASN1Boolean(&critical, cbasn1.BOOLEAN, false) || !ext.ReadASN1(&value, cbasn1.OCTET_STRING) || !ext.Empty() {
+				return nil, bad("bad Extension")
+			}
+			if !id.Equal(oidNonce) {
+				continue // RFC 6960 4.4: unrecognised non-critical extensions are ignored
+			}
+			// RFC 8954 2.1: Nonce ::= OCTET STRING (SIZE(1..32)).
+			inner := value
+			var nonce cryptobyte.String
+			if !inner.ReadASN1(&nonce, cbasn1.OCTET_STRING) || !inner.Empty() || len(nonce) < 1 || len(nonce) > maxNonce {
+				return nil, bad("nonce must be an OCTET STRING of 1 to 32 octets (RFC 8954)")
+			}
+			out.NonceExt = bytes.Clone(value)
+		}
+	}
+	if !req.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || !req.Empty() {
+		return nil, bad("bad optionalSignature")
+	}
+	return out, nil
+}
+
+// OCSPConfig tunes the responder.
+type OCSPConfig struct {
+	// Validity is the span from thisUpdate to nextUpdate of a response (default 24h). Cached responses are
+	// re-signed when half of it has passed.
+	Validity time.Duration
+	// MaxCached bounds the number of cached responses (default 1,000,000); when full, the cache is emptied.
+	MaxCached int
+}
+
+// Responder answers OCSP requests for every CA of the node from pre-signed responses held in memory. It is
+// safe for concurrent use.
+type Responder struct {
+	s   *Service
+	cfg OCSPConfig
+
+	mu      sync.RWMutex
+	issuers []*ocspIssuer
+	cache   map[string]*cached // issuer id + "/" + serial + "/" + hash
+	seq     int64              // revocation head the cache reflects
+}
+
+type ocspIssuer struct {
+	id        string
+	cert      *x509.Certificate
+	nameHash  map[crypto.Hash][]byte
+	keyHash   map[crypto.Hash][]byte
+	delegate  *Delegate
+	loadedErr error
+}
+
+type cached struct {
+	der     []byte
+	refresh time.Time
+}
+
+// NewResponder returns a responder for the service's CAs. Call Refresh before serving.
+func NewResponder(s *Service, cfg OCSPConfig) *Responder {
+	if cfg.Validity <= 0 {
+		cfg.Validity = 24 * time.Hour
+	}
+	if cfg.MaxCached <= 0 {
+		cfg.MaxCached = 1_000_000
+	}
+	return &Responder{s: s, cfg: cfg, cache: map[string]*cached{}}
+}
+
+// Refresh loads the CAs and their delegated responders (issuing responders that are missing or due for
+// renewal), and drops cached responses of certificates whose revocation state changed since the last call.
+func (r *Responder) Refresh(ctx context.Context) error {
+	cas, err := r.s.n.Store.ListCAs(ctx)
+	if err != nil {
+		return err
+	}
+	head, err := r.s.rs.RevocationHead(ctx)
+	if err != nil {
+		return err
+	}
+	var issuers []*ocspIssuer
+	for _, ca := range cas {
+		if (ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindRoot) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
+			continue
+		}
+		cert, err := x509.ParseCertificate(ca.CertDER)
+		if err != nil {
+			return fmt.Errorf("CA %s: %w", ca.ID, err)
+		}
+		oi := &ocspIssuer{id: ca.ID, cert: cert, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		var spki struct {
+			Algorithm asn1.RawValue
+			PublicKey asn1.BitString
+		}
+		if _, err := asn1.Unmarshal(cert.RawSubjectPublicKeyInfo, &spki); err != nil {
+			return fmt.Errorf("CA %s key: %w", ca.ID, err)
+		}
+		// RFC 6960 4.1.1: issuerNameHash over the DER issuer name, issuerKeyHash over the value of the BIT
+		// STRING subjectPublicKey (without tag, length and unused-bits octet).
+		for _, h := range certIDHashes {
+			nh := h.new()
+			nh.Write(cert.RawSubject)
+			kh := h.new()
+			kh.Write(spki.PublicKey.Bytes)
+			oi.nameHash[h.hash], oi.keyHash[h.hash] = nh.Sum(nil), kh.Sum(nil)
+		}
+		if ca.KeyURI != "" {
+			oi.delegate, oi.loadedErr = r.s.ensureDelegate(ctx, ca.ID, keystore.PurposeOCSPSigning)
+		} else {
+			oi.loadedErr = fmt.Errorf("CA %s is offline: no OCSP responder can be certified here", ca.ID)
+		}
+		issuers = append(issuers, oi)
+	}
+	r.mu.RLock()
+	from := r.seq
+	r.mu.RUnlock()
+	var changed []string
+	if head > from {
+		for _, oi := range issuers {
+			err := r.s.rs.WalkRevocationChanges(ctx, oi.id, from, func(e *store.RevocationEntry) error {
+				changed = append(changed, oi.id+"/"+e.Serial+"/")
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.issuers = issuers
+	for _, prefix := range changed {
+		for _, h := range certIDHashes {
+			delete(r.cache, prefix+fmt.Sprint(int(h.hash)))
+		}
+	}
+	r.seq = head
+	return nil
+}
+
+// Run refreshes the responder every interval, and at once when kick receives, until ctx ends.
+func (r *Responder) Run(ctx context.Context, interval time.Duration, kick <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+			r.s.n.Logger.WarnContext(ctx, "OCSP responder refresh", "err", err)
+		}
+	}
+}
+
+// Respond answers one DER OCSP request. It always returns a DER OCSPResponse: malformedRequest for a request
+// that does not parse, unauthorized for an issuer this responder does not serve (RFC 6960 2.3), else a
+// signed response with status good, revoked or unknown, from the cache unless the request carries a nonce.
+func (r *Responder) Respond(ctx context.Context, der []byte) []byte {
+	req, err := ParseOCSPRequest(der)
+	if err != nil {
+		return ocsp.MalformedRequestErrorResponse
+	}
+	r.mu.RLock()
+	var oi *ocspIssuer
+	for _, c := range r.issuers {
+		if bytes.Equal(c.nameHash[req.Hash], req.IssuerNameHash) && bytes.Equal(c.keyHash[req.Hash], req.IssuerKeyHash) {
+			oi = c
+			break
+		}
+	}
+	if oi == nil || oi.delegate == nil {
+		r.mu.RUnlock()
+		return ocsp.UnauthorizedErrorResponse
+	}
+	serial := req.Serial.Text(16)
+	key := oi.id + "/" + serial + "/" + fmt.Sprint(int(req.Hash))
+	now := r.s.now()
+	if req.NonceExt == nil {
+		if c := r.cache[key]; c != nil && now.Before(c.refresh) {
+			r.mu.RUnlock()
+			return c.der
+		}
+	}
+	r.mu.RUnlock()
+	resp, err := r.sign(ctx, oi, req, serial, now)
+	if err != nil {
+		r.s.n.Logger.ErrorContext(ctx, "OCSP response", "issuer", oi.id, "serial", serial, "err", err)
+		return ocsp.InternalErrorErrorResponse
+	}
+	if req.NonceExt == nil {
+		r.mu.Lock()
+		if len(r.cache) >= r.cfg.MaxCached {
+			r.cache = map[string]*cached{}
+		}
+		r.cache[key] = &cached{der: resp, refresh: now.Add(r.cfg.Validity / 2)}
+		r.mu.Unlock()
+	}
+	return resp
+}
+
+func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, serial string, now time.Time) ([]byte, error) {
+	st := singleStatus{status: ocsp.Unknown}
+	c, err := r.s.n.Store.GetCertificate(ctx, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Unknown to this CA (RFC 6960 2.2), including a certificate of another Keyward CA asked under this one.
+	case err != nil:
+		return nil, err
+	case c.IssuerID != oi.id:
+	case c.Status == store.CertStatusRevoked:
+		st.status, st.reason = ocsp.Revoked, c.RevocationReason
+		if c.RevokedAt != nil {
+			st.revokedAt = *c.RevokedAt
+		}
+	default:
+		st.status = ocsp.Good
+	}
+	return createResponse(oi, req, st, now.Truncate(time.Second), now.Add(r.cfg.Validity).Truncate(time.Second))
+}
+
+type singleStatus struct {
+	status    int
+	revokedAt time.Time
+	reason    int
+}
+
+// OIDs of the response.
+var (
+	oidOCSPBasic   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1} // RFC 6960 4.2.1 id-pkix-ocsp-basic
+	oidECDSASHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}     // RFC 5758 3.2
+	oidECDSASHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
+)
+
+// createResponse encodes and signs a successful OCSPResponse with one SingleResponse (RFC 6960 4.2.1).
+// golang.org/x/crypto/ocsp.CreateResponse cannot put the nonce where RFC 6960 4.4.1 puts it (it writes extra
+// extensions into singleExtensions, and OpenSSL looks in responseExtensions), so Keyward encodes the response
+// itself. The CertID repeats the request's (RFC 6960 4.2.2.3 asks the responder to answer for the CertID it
+// was asked about); the responder is named by key (byKey, the SHA-1 of its public key, 4.2.1); the responder
+// certificate travels in certs (4.2.2.2).
+func createResponse(oi *ocspIssuer, req *OCSPRequest, st singleStatus, thisUpdate, nextUpdate time.Time) ([]byte, error) {
+	d := oi.delegate
+	var hashOID asn1.ObjectIdentifier
+	for _, h := range certIDHashes {
+		if h.hash == req.Hash {
+			hashOID = h.oid
+		}
+	}
+	var spki struct {
+		Algorithm asn1.RawValue
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(d.Cert.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return nil, err
+	}
+	keyHash := sha1.Sum(spki.PublicKey.Bytes)
+	sigOID, hash := oidECDSASHA256, crypto.SHA256
+	if k, ok := d.Cert.PublicKey.(interface{ Params() *elliptic.CurveParams }); ok && k.Params().BitSize == 384 {
+		sigOID, hash = oidECDSASHA384, crypto.SHA384
+	}
+	gt := func(b *cryptobyte.Builder, t time.Time) { b.AddASN1GeneralizedTime(t.UTC()) }
+	var tbs cryptobyte.Builder
+	tbs.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ResponseData; version v1 is the DEFAULT, omitted
+		b.AddASN1(cbasn1.Tag(2).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // byKey [2]
+			b.AddASN1OctetString(keyHash[:])
+		})
+		gt(b, thisUpdate)                                        // producedAt
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // responses
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SingleResponse
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // CertID
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1ObjectIdentifier(hashOID)
+						b.AddASN1NULL()
+					})
+					b.AddASN1OctetString(req.IssuerNameHash)
+					b.AddASN1OctetString(req.IssuerKeyHash)
+					b.AddASN1BigInt(req.Serial)
+				})
+				switch st.status {
+				case ocsp.Good:
+					b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(*cryptobyte.Builder) {}) // good [0] IMPLICIT NULL
+				case ocsp.Revoked:
+					b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // revoked [1] IMPLICIT RevokedInfo
+						gt(b, st.revokedAt)
+						// RFC 5280 5.3.1 via RFC 6960 4.2.1: the reason, when it is not unspecified.
+						if st.reason != 0 {
+							b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+								b.AddASN1Enum(int64(st.reason))
+							})
+						}
+					})
+				default:
+					b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(*cryptobyte.Builder) {}) // unknown [2] IMPLICIT NULL
+				}
+				gt(b, thisUpdate)
+				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { gt(b, nextUpdate) })
+			})
+		})
+		if req.NonceExt != nil {
+			// RFC 6960 4.4.1, RFC 8954: the nonce, echoed in responseExtensions [1].
+			b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1ObjectIdentifier(oidNonce)
+						b.AddASN1OctetString(req.NonceExt)
+					})
+				})
+			})
+		}
+	})
+	tbsDER, err := tbs.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	h := hash.New()
+	h.Write(tbsDER)
+	sig, err := d.Signer.Sign(rand.Reader, h.Sum(nil), hash)
+	if err != nil {
+		return nil, fmt.Errorf("sign OCSP response: %w", err)
+	}
+	var basic cryptobyte.Builder
+	basic.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbsDER)
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(sigOID) })
+		b.AddASN1BitString(sig)
+		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(d.Cert.Raw) })
+		})
+	})
+	basicDER, err := basic.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var out cryptobyte.Builder
+	out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1Enum(0) // successful
+		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1ObjectIdentifier(oidOCSPBasic)
+				b.AddASN1OctetString(basicDER)
+			})
+		})
+	})
+	return out.Bytes()
+}

@@ -1,0 +1,119 @@
+package revocation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Publisher keeps every online CA's CRLs current: a complete CRL (with its empty delta) every FullInterval,
+// and a delta CRL after every revocation change and every DeltaInterval. Only one node publishes at a time:
+// each round runs under the store's publisher lock (a PostgreSQL advisory lock, or a lease row in SQLite);
+// a node that does not get it skips the round and serves what the holder stored.
+type Publisher struct {
+	s      *Service
+	cfg    CRLConfig
+	holder string
+	kick   chan struct{}
+	// lastHead and nextDue let a round that has nothing to do return without reading any CRL.
+	lastHead int64
+	nextDue  time.Time
+	// Published, if set, is called after a round that published something.
+	Published func()
+}
+
+// NewPublisher returns a publisher with cfg.
+func NewPublisher(s *Service, cfg CRLConfig) *Publisher {
+	cfg.defaults()
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &Publisher{s: s, cfg: cfg, holder: "node-" + hex.EncodeToString(b), kick: make(chan struct{}, 1)}
+}
+
+// Kick asks for a publication round soon (after a revocation).
+func (p *Publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// PublishOnce runs one round: for each active root and issuing CA whose key this node holds, publish what is
+// due. It reports whether this node held the lock.
+func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
+	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) {
+		return true, nil
+	}
+	release, ok, err := p.s.rs.TryPublisherLock(ctx, p.holder)
+	if err != nil || !ok {
+		return false, err
+	}
+	defer release()
+	cas, err := p.s.n.Store.ListCAs(ctx)
+	if err != nil {
+		return true, err
+	}
+	head, err := p.s.rs.RevocationHead(ctx)
+	if err != nil {
+		return true, err
+	}
+	now := p.s.now()
+	published := false
+	var errs []error
+	for _, ca := range cas {
+		if (ca.Kind != store.CAKindRoot && ca.Kind != store.CAKindIssuing) || ca.Status != store.CAStatusActive || ca.KeyURI == "" {
+			continue
+		}
+		full, err := p.s.rs.LatestCRL(ctx, ca.ID, false)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		if full == nil || now.Sub(full.ThisUpdate) >= p.cfg.FullInterval {
+			if _, err := p.s.PublishCRLs(ctx, ca.ID, p.cfg); err != nil {
+				errs = append(errs, err)
+			}
+			published = true
+			continue
+		}
+		delta, err := p.s.rs.LatestCRL(ctx, ca.ID, true)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		if delta == nil || delta.BaseNumber != full.Number || delta.MaxSeq < head || now.Sub(delta.ThisUpdate) >= p.cfg.DeltaInterval {
+			if _, err := p.s.PublishDelta(ctx, ca.ID, p.cfg); err != nil {
+				errs = append(errs, err)
+			}
+			published = true
+		}
+	}
+	if len(errs) == 0 {
+		p.lastHead, p.nextDue = head, now.Add(p.cfg.DeltaInterval)
+	}
+	if published && p.Published != nil {
+		p.Published()
+	}
+	return true, errors.Join(errs...)
+}
+
+// Run publishes every interval and on Kick until ctx ends. Failures are logged and retried next round.
+func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := p.PublishOnce(ctx); err != nil && ctx.Err() == nil {
+			p.s.n.Logger.WarnContext(ctx, "CRL publication", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package server
+
+// The public listener: plain HTTP serving only signed public objects, as RFC 5280 practice expects (CRLs,
+// OCSP responses, CA certificates and revocation filters are signed, and fetching them over TLS would make
+// revocation checking depend on itself; RFC 5280 8, RFC 6960 A.1). It serves nothing that needs
+// authentication and accepts no state change: GET and HEAD for objects, and GET and POST for OCSP.
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/revocation"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// maxOCSPRequest bounds an OCSP request: a single-certificate request with a nonce is under 200 bytes.
+const maxOCSPRequest = 10 << 10
+
+// Public serves the public objects of a node from memory. It is safe for concurrent use.
+type Public struct {
+	n    *node.Node
+	svc  *revocation.Service
+	ocsp *revocation.Responder
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	objects map[string]publicObject
+}
+
+type publicObject struct {
+	data        []byte
+	contentType string
+	maxAge      time.Duration
+}
+
+// NewPublic returns the public listener's handler state. Call Reload before serving.
+func NewPublic(n *node.Node, svc *revocation.Service, responder *revocation.Responder) *Public {
+	return &Public{n: n, svc: svc, ocsp: responder, log: n.Logger, objects: map[string]publicObject{}}
+}
+
+// Reload rebuilds the set of served objects from the store: every active CA's certificate at
+// /ca/<issuer>.crt, its complete CRL at /crl/<issuer>.crl (the path profiles put in certificates, with
+// <issuer> = profile.IssuerID) and its delta CRL at /crl/<issuer>-delta.crl, but only a delta whose base is the
+// complete CRL served beside it, and the newest full revocation filter of each environment and product line
+// at /filter/<env>.kwf and /filter/<env>/<product>.kwf.
+func (p *Public) Reload(ctx context.Context) error {
+	cas, err := p.n.Store.ListCAs(ctx)
+	if err != nil {
+		return err
+	}
+	objs := map[string]publicObject{}
+	for _, ca := range cas {
+		if (ca.Kind != store.CAKindRoot && ca.Kind != store.CAKindIssuing) || len(ca.CertDER) == 0 {
+			continue
+		}
+		pair, err := p.svc.CurrentCRLs(ctx, ca.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		id := profile.IssuerID(pair.CA)
+		objs["/ca/"+id+".crt"] = publicObject{ca.CertDER, "application/pkix-cert", 24 * time.Hour}
+		objs[revocation.CRLPath(pair.CA)] = publicObject{pair.Full.DER, "application/pkix-crl", maxAge(pair.Full)}
+		if pair.Delta != nil {
+			objs[revocation.DeltaCRLPath(pair.CA)] = publicObject{pair.Delta.DER, "application/pkix-crl", maxAge(pair.Delta)}
+		}
+	}
+	for _, env := range p.n.Config.EnvironmentNames() {
+		scopes := []string{env}
+		for _, pl := range p.n.Config.ProductLineNames(env) {
+			scopes = append(scopes, revocation.Scope(env, pl))
+		}
+		for _, scope := range scopes {
+			f, err := p.svc.Store().LatestFilter(ctx, scope)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			objs["/filter/"+scope+".kwf"] = publicObject{f.Data, "application/octet-stream", time.Hour}
+		}
+	}
+	p.mu.Lock()
+	p.objects = objs
+	p.mu.Unlock()
+	return nil
+}
+
+func maxAge(c *store.PublishedCRL) time.Duration {
+	// Caches may keep a CRL until half of its validity has passed; a revocation publishes a new delta sooner.
+	return min(c.NextUpdate.Sub(c.ThisUpdate)/2, 5*time.Minute)
+}
+
+// Handler returns the public HTTP handler.
+func (p *Public) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /ocsp", p.ocspPost)
+	mux.HandleFunc("GET /ocsp/", p.ocspGet)
+	mux.HandleFunc("GET /", p.object)
+	return mux
+}
+
+func (p *Public) object(w http.ResponseWriter, r *http.Request) {
+	p.mu.RLock()
+	o, ok := p.objects[r.URL.Path]
+	p.mu.RUnlock()
+	if !ok {
+		http.Error(w, "no such public object: this listener serves /ca/<issuer>.crt, /crl/<issuer>.crl, /crl/<issuer>-delta.crl, /filter/<scope>.kwf and /ocsp", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", o.contentType)
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(o.maxAge.Seconds())))
+	_, _ = w.Write(o.data)
+}
+
+// ocspPost answers RFC 6960 A.1 POST: the DER request is the body.
+func (p *Public) ocspPost(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
+	if err != nil || len(body) > maxOCSPRequest {
+		http.Error(w, fmt.Sprintf("OCSP request body unreadable or larger than %d bytes", maxOCSPRequest), http.StatusBadRequest)
+		return
+	}
+	p.writeOCSP(w, r, body)
+}
+
+// ocspGet answers RFC 6960 A.1 GET: /ocsp/{url-encoding of the base64 of the DER request}. The base64 may
+// contain '/', so everything after the prefix is the request.
+func (p *Public) ocspGet(w http.ResponseWriter, r *http.Request) {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/ocsp/")
+	dec, err := url.PathUnescape(raw)
+	if err == nil {
+		var der []byte
+		if der, err = base64.StdEncoding.DecodeString(dec); err == nil && len(der) <= maxOCSPRequest {
+			p.writeOCSP(w, r, der)
+			return
+		}
+	}
+	// An undecodable request still gets an OCSP answer: malformedRequest (RFC 6960 2.3).
+	p.writeOCSP(w, r, nil)
+}
+
+func (p *Public) writeOCSP(w http.ResponseWriter, r *http.Request, der []byte) {
+	resp := p.ocsp.Respond(r.Context(), der)
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	if r.Method == http.MethodGet {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+	}
+	_, _ = w.Write(resp)
+}
+
+// ServePublic runs the plain-HTTP public listener on ln until ctx is cancelled, then shuts down gracefully.
+func (p *Public) ServePublic(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	hs := &http.Server{
+		Handler:           p.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      60 * time.Second, // a large CRL to a slow client
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("public listener shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// RunRevocation starts the revocation machinery behind the public listener: the CRL publisher (every
+// interval, and at once after a local revocation), the OCSP responder's refresh, and the reload of served
+// objects. It returns when ctx ends.
+func RunRevocation(ctx context.Context, pub *Public, publisher *revocation.Publisher, interval time.Duration) {
+	kick := make(chan struct{}, 1)
+	publisher.Published = func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); publisher.Run(ctx, interval) }()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if err := pub.Reload(ctx); err != nil && ctx.Err() == nil {
+				pub.log.WarnContext(ctx, "public objects reload", "err", err)
+			}
+			if err := pub.ocsp.Refresh(ctx); err != nil && ctx.Err() == nil {
+				pub.log.WarnContext(ctx, "OCSP responder refresh", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-kick:
+			}
+		}
+	}()
+	wg.Wait()
+}

@@ -1,0 +1,199 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Enrollment records (stations, devices). Transactions run at READ COMMITTED, so LockStation and LockDevice
+// take row locks (SELECT ... FOR UPDATE): a second transaction that locks the same station waits, and then
+// reads the committed quota usage, which makes "check the quota, then use one" atomic across nodes.
+
+var (
+	_ store.EnrollmentStore = (*Store)(nil)
+	_ store.EnrollmentTx    = (*tx)(nil)
+)
+
+const (
+	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
+	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at`
+)
+
+func scanStation(r pgx.Row) (*store.Station, error) {
+	var (
+		s     store.Station
+		lines string
+	)
+	if err := r.Scan(&s.ID, &s.Environment, &s.Site, &lines, &s.CertSerial, &s.SPKISHA256, &s.Quota, &s.Used,
+		&s.ValidFrom, &s.ValidUntil, &s.State, &s.CreatedAt, &s.StateChanged); err != nil {
+		return nil, err
+	}
+	if lines != "" {
+		s.ProductLines = strings.Split(lines, ",")
+	}
+	s.ValidFrom, s.ValidUntil, s.CreatedAt, s.StateChanged = utc(s.ValidFrom), utc(s.ValidUntil), utc(s.CreatedAt), utc(s.StateChanged)
+	return &s, nil
+}
+
+func scanDevice(r pgx.Row) (*store.Device, error) {
+	var d store.Device
+	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &d.EnrolledAt,
+		&d.CertSerial, &d.SPKISHA256, &d.ReprovisionAllowed, &d.ForceRenew, &d.UpdatedAt); err != nil {
+		return nil, err
+	}
+	d.EnrolledAt, d.UpdatedAt = utc(d.EnrolledAt), utc(d.UpdatedAt)
+	return &d, nil
+}
+
+// InsertStation stores a new station.
+func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO stations (`+stationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (id) DO NOTHING`,
+		s.ID, s.Environment, s.Site, strings.Join(s.ProductLines, ","), s.CertSerial, s.SPKISHA256, s.Quota, s.Used,
+		s.ValidFrom, s.ValidUntil, s.State, s.CreatedAt, s.StateChanged)
+	switch {
+	case err != nil:
+		return fmt.Errorf("insert station %q: %w", s.ID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert station %q: %w", s.ID, store.ErrExists)
+	}
+	return nil
+}
+
+// LockStation reads station id and locks its row until the transaction ends.
+func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error) {
+	s, err := scanStation(t.tx.QueryRow(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return nil, fmt.Errorf("lock station %q: %w", id, notFound(err))
+	}
+	return s, nil
+}
+
+// UpdateStation writes the state and usage of s.
+func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE stations SET state = $1, state_changed = $2, used = $3 WHERE id = $4`,
+		s.State, s.StateChanged, s.Used, s.ID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("update station %q: %w", s.ID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("update station %q: %w", s.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// LockDevice reads a device and locks its row until the transaction ends.
+func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
+	d, err := scanDevice(t.tx.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices
+		WHERE environment = $1 AND product_line = $2 AND serial = $3 FOR UPDATE`, env, product, serial))
+	if err != nil {
+		return nil, fmt.Errorf("lock device %s/%s/%s: %w", env, product, serial, notFound(err))
+	}
+	return d, nil
+}
+
+// PutDevice inserts or replaces d.
+func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
+		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
+		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
+		force_renew = excluded.force_renew, updated_at = excluded.updated_at`,
+		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial,
+		d.SPKISHA256, d.ReprovisionAllowed, d.ForceRenew, d.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("put device %s/%s/%s: %w", d.Environment, d.ProductLine, d.Serial, err)
+	}
+	return nil
+}
+
+// SetCertificateStatus moves a certificate from one status to another.
+func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1 WHERE serial = $2 AND status = $3`, to, serial, from)
+	switch {
+	case err != nil:
+		return fmt.Errorf("set certificate %s status %s -> %s: %w", serial, from, to, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("set certificate %s status %s -> %s: no %s certificate with that serial: %w", serial, from, to, from, store.ErrNotFound)
+	}
+	return nil
+}
+
+// GetStation returns station id.
+func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, error) {
+	st, err := scanStation(s.pool.QueryRow(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("get station %q: %w", id, notFound(err))
+	}
+	return st, nil
+}
+
+// ListStations returns every station, ordered by id.
+func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
+	out, err := collect(ctx, s.pool, scanStation, `SELECT `+stationColumns+` FROM stations ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list stations: %w", err)
+	}
+	return out, nil
+}
+
+// GetDevice returns one device.
+func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
+	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices
+		WHERE environment = $1 AND product_line = $2 AND serial = $3`, env, product, serial))
+	if err != nil {
+		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
+	}
+	return d, nil
+}
+
+// ListDevices returns the devices matching f.
+func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
+	var (
+		where []string
+		args  []any
+	)
+	for _, c := range []struct{ col, val string }{
+		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID},
+	} {
+		if c.val != "" {
+			args = append(args, c.val)
+			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+		}
+	}
+	q := `SELECT ` + deviceColumns + ` FROM devices`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY environment, product_line, serial`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += fmt.Sprintf(" LIMIT $%d", len(args))
+	}
+	out, err := collect(ctx, s.pool, scanDevice, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list devices %+v: %w", f, err)
+	}
+	return out, nil
+}
+
+// ExpiringCertificates returns valid certificates expiring before before, soonest first.
+func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
+	q := `SELECT ` + certColumns + ` FROM certificates WHERE not_after < $1 AND status = $2 ORDER BY not_after, serial`
+	args := []any{before, store.CertStatusValid}
+	if limit > 0 {
+		q += ` LIMIT $3`
+		args = append(args, limit)
+	}
+	out, err := collect(ctx, s.pool, scanCert, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return out, nil
+}

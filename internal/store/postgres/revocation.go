@@ -1,0 +1,375 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
+
+var (
+	_ store.RevocationStore = (*Store)(nil)
+	_ store.RevocationTx    = (*tx)(nil)
+)
+
+// publisherLock makes one node the revocation publisher: "keyward" and 3 (see the package comment for 1 and 2).
+const publisherLock int64 = 0x6b65797761726403
+
+// certPage is the number of certificates WalkCertStatus and WalkRevoked read per query.
+const certPage = 5000
+
+// keepCRLs is how many CRLs of each kind per issuer stay stored; older ones are pruned at insert.
+const keepCRLs = 3
+
+const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
+
+func scanRevEntry(r pgx.Row) (*store.RevocationEntry, error) {
+	var e store.RevocationEntry
+	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &e.RevokedAt, &e.InvalidityDate, &e.NotAfter, &e.Seq); err != nil {
+		return nil, err
+	}
+	e.RevokedAt, e.InvalidityDate, e.NotAfter = utcPtr(e.RevokedAt), utcPtr(e.InvalidityDate), utc(e.NotAfter)
+	return &e, nil
+}
+
+// nextCounter increments the named counter (creating it at 1) and returns its new value. The row stays locked
+// until the transaction ends, so a second transaction incrementing the same counter waits, and values commit in
+// increasing order: a reader never sees value n committed while n-1 is still to come.
+func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
+	var v int64
+	err := t.tx.QueryRow(ctx, `INSERT INTO revocation_counters (name, value) VALUES ($1, 1)
+		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
+	e, err := scanRevEntry(t.tx.QueryRow(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = $1`, serial))
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return e, nil
+}
+
+// Revoke implements store.RevocationTx.
+func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.RevocationEntry, error) {
+	seq, err := t.nextCounter(ctx, "changes")
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is. The
+	// condition is evaluated on the row under its lock, so two concurrent revocations cannot both succeed.
+	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = $2, revocation_reason = $3,
+		invalidity_date = $4, revocation_seq = $5
+		WHERE serial = $6 AND (status <> $1 OR (revocation_reason = $7 AND $3 <> $7))`,
+		store.CertStatusRevoked, r.RevokedAt, r.Reason, r.InvalidityDate, seq, r.Serial, store.ReasonCertificateHold)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	e, err := t.entry(ctx, r.Serial)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return e, fmt.Errorf("revoke %s: %w", r.Serial, store.ErrAlreadyRevoked)
+	}
+	return e, nil
+}
+
+// Unhold implements store.RevocationTx.
+func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.RevocationEntry, error) {
+	seq, err := t.nextCounter(ctx, "changes")
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = NULL, revocation_reason = 0,
+		invalidity_date = NULL, revocation_seq = $2 WHERE serial = $3 AND status = $4 AND revocation_reason = $5`,
+		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	e, err := t.entry(ctx, serial)
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return e, fmt.Errorf("release %s from hold: %w", serial, store.ErrNotOnHold)
+	}
+	return e, nil
+}
+
+// NextCRLNumber implements store.RevocationTx.
+func (t *tx) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+	return t.nextCounter(ctx, "crl:"+issuerID)
+}
+
+// NextFilterVersion implements store.RevocationTx.
+func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error) {
+	return t.nextCounter(ctx, "filter:"+scope)
+}
+
+// InsertCRL implements store.RevocationTx.
+func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
+		next_update, max_seq, entries, der, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
+		c.IssuerID, c.Number, c.Delta, c.BaseNumber, c.ThisUpdate, c.NextUpdate, c.MaxSeq, c.Entries, c.DER, c.CreatedAt)
+	switch {
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert CRL %d: issuer CA %q: %w", c.Number, c.IssuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
+	}
+	_, err = t.tx.Exec(ctx, `DELETE FROM published_crls WHERE issuer_id = $1 AND delta = $2 AND number NOT IN
+		(SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT $3)`,
+		c.IssuerID, c.Delta, keepCRLs)
+	if err != nil {
+		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
+	}
+	return nil
+}
+
+// InsertRevocationSigner implements store.RevocationTx.
+func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
+		created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+		s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, s.NotAfter, s.CreatedAt)
+	switch {
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert revocation signer %s: issuer CA %q: %w", s.KeyURI, s.IssuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, store.ErrExists)
+	}
+	return nil
+}
+
+// InsertFilter implements store.RevocationTx.
+func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update, data)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, f.Scope, f.Version, f.BaseVersion, f.IssuedAt, f.NextUpdate, f.Data)
+	switch {
+	case err != nil:
+		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, store.ErrExists)
+	}
+	return nil
+}
+
+// certWhere builds the WHERE clause of q (without the serial cursor), numbering placeholders from 1.
+func certWhere(q store.CertQuery) ([]string, []any) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if len(q.IssuerIDs) > 0 {
+		add("issuer_id = ANY($%d)", q.IssuerIDs)
+	}
+	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
+		if c.val != "" {
+			add(c.col+" = $%d", c.val)
+		}
+	}
+	if !q.IssuedFrom.IsZero() {
+		add("created_at >= $%d", q.IssuedFrom)
+	}
+	if !q.IssuedTo.IsZero() {
+		add("created_at < $%d", q.IssuedTo)
+	}
+	if !q.NotAfterFrom.IsZero() {
+		add("not_after >= $%d", q.NotAfterFrom)
+	}
+	return where, args
+}
+
+// WalkCertStatus implements store.RevocationStore.
+func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
+	where, args := certWhere(q)
+	where = append(where, fmt.Sprintf("serial > $%d", len(args)+1))
+	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
+		strings.Join(where, " AND ") + fmt.Sprintf(` ORDER BY serial LIMIT $%d`, len(args)+2)
+	after := ""
+	for {
+		page, err := collect(ctx, s.pool, func(r pgx.Row) (*store.CertStatus, error) {
+			var c store.CertStatus
+			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &c.NotAfter); err != nil {
+				return nil, err
+			}
+			c.NotAfter = utc(c.NotAfter)
+			return &c, nil
+		}, query, append(append(args[:len(args):len(args)], after), certPage)...)
+		if err != nil {
+			return fmt.Errorf("walk certificates: %w", err)
+		}
+		for _, c := range page {
+			if err := fn(c); err != nil {
+				return err
+			}
+			after = c.Serial
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// CountCertificates implements store.RevocationStore.
+func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
+	where, args := certWhere(q)
+	query := `SELECT count(*) FROM certificates`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	var n int64
+	if err := s.pool.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count certificates: %w", err)
+	}
+	return n, nil
+}
+
+// WalkRevoked implements store.RevocationStore.
+func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
+	after := ""
+	for {
+		page, err := collect(ctx, s.pool, scanRevEntry, `SELECT `+revEntryColumns+` FROM certificates
+			WHERE issuer_id = $1 AND status = $2 AND not_after >= $3 AND serial > $4 ORDER BY serial LIMIT $5`,
+			issuerID, store.CertStatusRevoked, notAfterFrom, after, certPage)
+		if err != nil {
+			return fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Serial
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// WalkRevocationChanges implements store.RevocationStore.
+func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
+	for {
+		page, err := collect(ctx, s.pool, scanRevEntry, `SELECT `+revEntryColumns+` FROM certificates
+			WHERE issuer_id = $1 AND revocation_seq > $2 ORDER BY revocation_seq LIMIT $3`, issuerID, afterSeq, certPage)
+		if err != nil {
+			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			afterSeq = e.Seq
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// RevocationHead implements store.RevocationStore.
+func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("revocation head: %w", err)
+	}
+	return v, nil
+}
+
+// LatestCRL implements store.RevocationStore.
+func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
+	var c store.PublishedCRL
+	err := s.pool.QueryRow(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
+		entries, der, created_at FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`,
+		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &c.ThisUpdate, &c.NextUpdate, &c.MaxSeq,
+		&c.Entries, &c.DER, &c.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
+	}
+	c.ThisUpdate, c.NextUpdate, c.CreatedAt = utc(c.ThisUpdate), utc(c.NextUpdate), utc(c.CreatedAt)
+	return &c, nil
+}
+
+// LatestRevocationSigner implements store.RevocationStore.
+func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
+	var r store.RevocationSigner
+	err := s.pool.QueryRow(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
+		WHERE issuer_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
+		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &r.NotAfter, &r.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
+	}
+	r.NotAfter, r.CreatedAt = utc(r.NotAfter), utc(r.CreatedAt)
+	return &r, nil
+}
+
+func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
+	var f store.PublishedFilter
+	err := s.pool.QueryRow(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
+		Scan(&f.Scope, &f.Version, &f.BaseVersion, &f.IssuedAt, &f.NextUpdate, &f.Data)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	f.IssuedAt, f.NextUpdate = utc(f.IssuedAt), utc(f.NextUpdate)
+	return &f, nil
+}
+
+// GetFilter implements store.RevocationStore.
+func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
+	f, err := s.filter(ctx, `WHERE scope = $1 AND version = $2 AND base_version = $3`, scope, version, baseVersion)
+	if err != nil {
+		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
+	}
+	return f, nil
+}
+
+// LatestFilter implements store.RevocationStore.
+func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
+	f, err := s.filter(ctx, `WHERE scope = $1 AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	if err != nil {
+		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
+	}
+	return f, nil
+}
+
+// TryPublisherLock implements store.RevocationStore with a session-level advisory lock held on one pooled
+// connection: every node that shares the database contends for the same key, and PostgreSQL releases the lock
+// if the holder's connection dies, so a crashed publisher never blocks the others.
+func (s *Store) TryPublisherLock(ctx context.Context, holder string) (func(), bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("publisher lock on %s: %w", s.where, err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, publisherLock).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("publisher lock on %s: %w", s.where, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	release := func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, publisherLock); err != nil {
+			// The lock would outlive us on this pooled connection: close it so PostgreSQL drops the lock.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}
+	return release, true, nil
+}

@@ -1,0 +1,408 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
+
+var (
+	_ store.RevocationStore = (*Store)(nil)
+	_ store.RevocationTx    = (*tx)(nil)
+)
+
+// certPage is the number of certificates WalkCertStatus and WalkRevoked read per query.
+const certPage = 5000
+
+// publisherLease bounds how long a crashed publisher keeps others from publishing.
+const publisherLease = 5 * time.Minute
+
+const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
+
+func scanRevEntry(r scanner) (*store.RevocationEntry, error) {
+	var (
+		e                   store.RevocationEntry
+		revoked, invalidity sql.NullInt64
+		notAfter            int64
+	)
+	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &revoked, &invalidity, &notAfter, &e.Seq); err != nil {
+		return nil, err
+	}
+	e.RevokedAt, e.InvalidityDate, e.NotAfter = fromNullMicros(revoked), fromNullMicros(invalidity), fromMicros(notAfter)
+	return &e, nil
+}
+
+// nextCounter increments the named counter (creating it at 1) and returns its new value. The write lock the
+// IMMEDIATE transaction holds serialises it with every other writer.
+func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
+	var v int64
+	err := t.tx.QueryRowContext(ctx, `INSERT INTO revocation_counters (name, value) VALUES (?, 1)
+		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
+	e, err := scanRevEntry(t.tx.QueryRowContext(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = ?`, serial))
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return e, nil
+}
+
+// Revoke implements store.RevocationTx.
+func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.RevocationEntry, error) {
+	seq, err := t.nextCounter(ctx, "changes")
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is.
+	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
+		invalidity_date = ?, revocation_seq = ?
+		WHERE serial = ? AND (status <> ? OR (revocation_reason = ? AND ? <> ?))`,
+		store.CertStatusRevoked, micros(r.RevokedAt), r.Reason, nullMicros(r.InvalidityDate), seq,
+		r.Serial, store.CertStatusRevoked, store.ReasonCertificateHold, r.Reason, store.ReasonCertificateHold)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	e, err := t.entry(ctx, r.Serial)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	if n == 0 {
+		return e, fmt.Errorf("revoke %s: %w", r.Serial, store.ErrAlreadyRevoked)
+	}
+	return e, nil
+}
+
+// Unhold implements store.RevocationTx.
+func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.RevocationEntry, error) {
+	seq, err := t.nextCounter(ctx, "changes")
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = NULL, revocation_reason = 0,
+		invalidity_date = NULL, revocation_seq = ? WHERE serial = ? AND status = ? AND revocation_reason = ?`,
+		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	e, err := t.entry(ctx, serial)
+	if err != nil {
+		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
+	}
+	if n == 0 {
+		return e, fmt.Errorf("release %s from hold: %w", serial, store.ErrNotOnHold)
+	}
+	return e, nil
+}
+
+// NextCRLNumber implements store.RevocationTx.
+func (t *tx) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+	return t.nextCounter(ctx, "crl:"+issuerID)
+}
+
+// NextFilterVersion implements store.RevocationTx.
+func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error) {
+	return t.nextCounter(ctx, "filter:"+scope)
+}
+
+// keepCRLs is how many CRLs of each kind per issuer stay stored; older ones are pruned at insert.
+const keepCRLs = 3
+
+// InsertCRL implements store.RevocationTx.
+func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
+		next_update, max_seq, entries, der, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.IssuerID, c.Number, c.Delta, c.BaseNumber, micros(c.ThisUpdate), micros(c.NextUpdate), c.MaxSeq, c.Entries,
+		c.DER, micros(c.CreatedAt))
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
+	case isForeignKey(err):
+		return fmt.Errorf("insert CRL %d: issuer CA %q: %w", c.Number, c.IssuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, err)
+	}
+	_, err = t.tx.ExecContext(ctx, `DELETE FROM published_crls WHERE issuer_id = ? AND delta = ? AND number NOT IN
+		(SELECT number FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT ?)`,
+		c.IssuerID, c.Delta, c.IssuerID, c.Delta, keepCRLs)
+	if err != nil {
+		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
+	}
+	return nil
+}
+
+// InsertRevocationSigner implements store.RevocationTx.
+func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
+		created_at) VALUES (?, ?, ?, ?, ?, ?)`, s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, micros(s.NotAfter), micros(s.CreatedAt))
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, store.ErrExists)
+	case isForeignKey(err):
+		return fmt.Errorf("insert revocation signer %s: issuer CA %q: %w", s.KeyURI, s.IssuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, err)
+	}
+	return nil
+}
+
+// InsertFilter implements store.RevocationTx.
+func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update,
+		data) VALUES (?, ?, ?, ?, ?, ?)`, f.Scope, f.Version, f.BaseVersion, micros(f.IssuedAt), micros(f.NextUpdate), f.Data)
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, store.ErrExists)
+	case err != nil:
+		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, err)
+	}
+	return nil
+}
+
+// certWhere builds the WHERE clause of q (without the serial cursor).
+func certWhere(q store.CertQuery) ([]string, []any) {
+	var where []string
+	var args []any
+	if len(q.IssuerIDs) > 0 {
+		where = append(where, "issuer_id IN (?"+strings.Repeat(", ?", len(q.IssuerIDs)-1)+")")
+		for _, id := range q.IssuerIDs {
+			args = append(args, id)
+		}
+	}
+	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	if !q.IssuedFrom.IsZero() {
+		where = append(where, "created_at >= ?")
+		args = append(args, micros(q.IssuedFrom))
+	}
+	if !q.IssuedTo.IsZero() {
+		where = append(where, "created_at < ?")
+		args = append(args, micros(q.IssuedTo))
+	}
+	if !q.NotAfterFrom.IsZero() {
+		where = append(where, "not_after >= ?")
+		args = append(args, micros(q.NotAfterFrom))
+	}
+	return where, args
+}
+
+// WalkCertStatus implements store.RevocationStore.
+func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
+	where, args := certWhere(q)
+	where = append(where, "serial > ?")
+	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
+		strings.Join(where, " AND ") + ` ORDER BY serial LIMIT ?`
+	after := ""
+	page := make([]*store.CertStatus, 0, certPage)
+	for {
+		rows, err := s.r.QueryContext(ctx, query, append(append(args[:len(args):len(args)], after), certPage)...)
+		if err != nil {
+			return fmt.Errorf("walk certificates: %w", err)
+		}
+		page, err = appendRows(page[:0], rows, func(r scanner) (*store.CertStatus, error) {
+			var c store.CertStatus
+			var na int64
+			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &na); err != nil {
+				return nil, err
+			}
+			c.NotAfter = fromMicros(na)
+			return &c, nil
+		})
+		if err != nil {
+			return fmt.Errorf("walk certificates: %w", err)
+		}
+		for _, c := range page {
+			if err := fn(c); err != nil {
+				return err
+			}
+			after = c.Serial
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// CountCertificates implements store.RevocationStore.
+func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
+	where, args := certWhere(q)
+	query := `SELECT count(*) FROM certificates`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	var n int64
+	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count certificates: %w", err)
+	}
+	return n, nil
+}
+
+// WalkRevoked implements store.RevocationStore.
+func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
+	after := ""
+	page := make([]*store.RevocationEntry, 0, certPage)
+	for {
+		rows, err := s.r.QueryContext(ctx, `SELECT `+revEntryColumns+` FROM certificates
+			WHERE issuer_id = ? AND status = ? AND not_after >= ? AND serial > ? ORDER BY serial LIMIT ?`,
+			issuerID, store.CertStatusRevoked, micros(notAfterFrom), after, certPage)
+		if err != nil {
+			return fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
+		}
+		if page, err = appendRows(page[:0], rows, scanRevEntry); err != nil {
+			return fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Serial
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// WalkRevocationChanges implements store.RevocationStore.
+func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
+	page := make([]*store.RevocationEntry, 0, certPage)
+	for {
+		rows, err := s.r.QueryContext(ctx, `SELECT `+revEntryColumns+` FROM certificates
+			WHERE issuer_id = ? AND revocation_seq > ? ORDER BY revocation_seq LIMIT ?`, issuerID, afterSeq, certPage)
+		if err != nil {
+			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
+		}
+		if page, err = appendRows(page[:0], rows, scanRevEntry); err != nil {
+			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			afterSeq = e.Seq
+		}
+		if len(page) < certPage {
+			return nil
+		}
+	}
+}
+
+// RevocationHead implements store.RevocationStore.
+func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("revocation head: %w", err)
+	}
+	return v, nil
+}
+
+// LatestCRL implements store.RevocationStore.
+func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
+	var (
+		c                   store.PublishedCRL
+		this, next, created int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
+		entries, der, created_at FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT 1`,
+		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &this, &next, &c.MaxSeq, &c.Entries, &c.DER, &created)
+	if err != nil {
+		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
+	}
+	c.ThisUpdate, c.NextUpdate, c.CreatedAt = fromMicros(this), fromMicros(next), fromMicros(created)
+	return &c, nil
+}
+
+// LatestRevocationSigner implements store.RevocationStore.
+func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
+	var (
+		r                 store.RevocationSigner
+		notAfter, created int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
+		WHERE issuer_id = ? AND purpose = ? ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
+		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &notAfter, &created)
+	if err != nil {
+		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
+	}
+	r.NotAfter, r.CreatedAt = fromMicros(notAfter), fromMicros(created)
+	return &r, nil
+}
+
+func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
+	var (
+		f            store.PublishedFilter
+		issued, next int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
+		Scan(&f.Scope, &f.Version, &f.BaseVersion, &issued, &next, &f.Data)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	f.IssuedAt, f.NextUpdate = fromMicros(issued), fromMicros(next)
+	return &f, nil
+}
+
+// GetFilter implements store.RevocationStore.
+func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
+	f, err := s.filter(ctx, `WHERE scope = ? AND version = ? AND base_version = ?`, scope, version, baseVersion)
+	if err != nil {
+		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
+	}
+	return f, nil
+}
+
+// LatestFilter implements store.RevocationStore.
+func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
+	f, err := s.filter(ctx, `WHERE scope = ? AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	if err != nil {
+		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
+	}
+	return f, nil
+}
+
+// TryPublisherLock implements store.RevocationStore with a lease row: SQLite has no advisory locks, and a
+// lease also works between processes sharing the file. A holder that crashes keeps the lease for at most
+// publisherLease.
+func (s *Store) TryPublisherLock(ctx context.Context, holder string) (func(), bool, error) {
+	now := time.Now()
+	res, err := s.w.ExecContext(ctx, `INSERT INTO publisher_lease (name, holder, expires_at) VALUES ('revocation', ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE publisher_lease.expires_at < ? OR publisher_lease.holder = excluded.holder`,
+		holder, micros(now.Add(publisherLease)), micros(now))
+	if err != nil {
+		return nil, false, fmt.Errorf("take publisher lease: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, fmt.Errorf("take publisher lease: %w", err)
+	}
+	if n == 0 {
+		return nil, false, nil
+	}
+	release := func() {
+		_, _ = s.w.ExecContext(context.WithoutCancel(ctx), `DELETE FROM publisher_lease WHERE name = 'revocation' AND holder = ?`, holder)
+	}
+	return release, true, nil
+}
