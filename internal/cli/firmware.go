@@ -285,14 +285,13 @@ approved when the product line's threshold of distinct signers is reached.`,
 				return err
 			}
 			defer n.Close()
-			fs := n.Store
-			rs, err := fs.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
+			rs, err := n.Store.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
 			if err != nil {
 				return err
 			}
 			out := []releaseJSON{}
 			for _, r := range rs {
-				as, err := fs.FirmwareApprovals(cmd.Context(), r.ID)
+				as, err := n.Store.FirmwareApprovals(cmd.Context(), r.ID)
 				if err != nil {
 					return err
 				}

@@ -265,15 +265,14 @@ func (s *Service) Init(ctx context.Context, env string, ks keystore.Keystore, ac
 	fr := &store.FirmwareRoot{Environment: env, Version: 1, KeyURI: r.keyURI, CertDER: r.cert.Raw, PQKeyURI: r.pqKeyURI,
 		PQPublic: r.pq.Public().(*mldsa.PublicKey).Bytes(), CreatedAt: s.now()}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
 		if err := s.recordKeys(ctx, tx, actor, gen); err != nil {
 			return err
 		}
-		if err := ftx.InsertFirmwareRoot(ctx, fr); err != nil {
+		if err := tx.InsertFirmwareRoot(ctx, fr); err != nil {
 			return err
 		}
 		for _, k := range keys {
-			if err := ftx.InsertFirmwareSigningKey(ctx, k); err != nil {
+			if err := tx.InsertFirmwareSigningKey(ctx, k); err != nil {
 				return err
 			}
 		}
@@ -384,13 +383,12 @@ func (s *Service) CreateRelease(ctx context.Context, req CreateRequest) (*store.
 		Version: req.Version, ImageSHA256: h.Sum(nil), ImageSize: n, MinBootloader: req.MinBootloader, Threshold: pol.Threshold,
 		Hybrid: pol.Hybrid, Status: store.FirmwareDraft, CreatedBy: req.Actor, CreatedAt: now}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
-		seq, err := ftx.NextFirmwareSequence(ctx, r.Environment, r.ProductLine)
+		seq, err := tx.NextFirmwareSequence(ctx, r.Environment, r.ProductLine)
 		if err != nil {
 			return err
 		}
 		r.Sequence = seq
-		if err := ftx.InsertFirmwareRelease(ctx, r); err != nil {
+		if err := tx.InsertFirmwareRelease(ctx, r); err != nil {
 			return err
 		}
 		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: req.Actor, Action: "firmware.release.create", Subject: r.ID, Outcome: audit.OutcomeSuccess,
@@ -440,8 +438,7 @@ func (s *Service) Approve(ctx context.Context, id, signer, actor string) (*store
 	}
 	var approvals []*store.FirmwareApproval
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
-		cur, err := ftx.GetFirmwareRelease(ctx, id)
+		cur, err := tx.GetFirmwareRelease(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -449,18 +446,18 @@ func (s *Service) Approve(ctx context.Context, id, signer, actor string) (*store
 			return fmt.Errorf("release %s was signed at %s: %w", id, cur.SignedAt.Format(time.RFC3339), ErrSigned)
 		}
 		now := s.now()
-		if err := ftx.InsertFirmwareApproval(ctx, &store.FirmwareApproval{ReleaseID: id, Signer: signer, ApprovedAt: now}); err != nil {
+		if err := tx.InsertFirmwareApproval(ctx, &store.FirmwareApproval{ReleaseID: id, Signer: signer, ApprovedAt: now}); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return fmt.Errorf("%q approved release %s already; another of %v must approve: %w", signer, id, pol.Signers, ErrAlreadyApproved)
 			}
 			return err
 		}
-		if approvals, err = ftx.FirmwareApprovals(ctx, id); err != nil {
+		if approvals, err = tx.FirmwareApprovals(ctx, id); err != nil {
 			return err
 		}
 		if len(approvals) >= cur.Threshold && cur.Status == store.FirmwareDraft {
 			cur.Status = store.FirmwareApproved
-			if err := ftx.UpdateFirmwareRelease(ctx, cur); err != nil {
+			if err := tx.UpdateFirmwareRelease(ctx, cur); err != nil {
 				return err
 			}
 		}
@@ -537,8 +534,7 @@ func (s *Service) Sign(ctx context.Context, id, actor string) ([]byte, error) {
 		return nil, fmt.Errorf("release %s: the new manifest fails verification against %s trust version %d: %w", id, r.Environment, fr.Version, err)
 	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
-		cur, err := ftx.GetFirmwareRelease(ctx, id)
+		cur, err := tx.GetFirmwareRelease(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -546,7 +542,7 @@ func (s *Service) Sign(ctx context.Context, id, actor string) ([]byte, error) {
 			env = cur.Manifest // signed concurrently; keep the first
 			return nil
 		}
-		as, err := ftx.FirmwareApprovals(ctx, id)
+		as, err := tx.FirmwareApprovals(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -561,7 +557,7 @@ func (s *Service) Sign(ctx context.Context, id, actor string) ([]byte, error) {
 			signers += a.Signer
 		}
 		cur.Status, cur.Manifest, cur.SignerKID, cur.SignedAt = store.FirmwareSigned, env, ek.KID, &now
-		if err := ftx.UpdateFirmwareRelease(ctx, cur); err != nil {
+		if err := tx.UpdateFirmwareRelease(ctx, cur); err != nil {
 			return err
 		}
 		d := map[string]string{"environment": cur.Environment, "product_line": cur.ProductLine, "version": cur.Version,
@@ -690,15 +686,14 @@ func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*store.Firmwar
 	fr := &store.FirmwareRoot{Environment: req.Environment, Version: version, KeyURI: next.keyURI, CertDER: next.cert.Raw, PQKeyURI: next.pqKeyURI,
 		PQPublic: u.PQRoot, Revoked: revoked, Update: update, CreatedAt: now}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
 		if err := s.recordKeys(ctx, tx, req.Actor, gen); err != nil {
 			return err
 		}
-		if err := ftx.InsertFirmwareRoot(ctx, fr); err != nil {
+		if err := tx.InsertFirmwareRoot(ctx, fr); err != nil {
 			return err
 		}
 		for _, k := range keys {
-			if err := ftx.InsertFirmwareSigningKey(ctx, k); err != nil {
+			if err := tx.InsertFirmwareSigningKey(ctx, k); err != nil {
 				return err
 			}
 		}
@@ -707,7 +702,7 @@ func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*store.Firmwar
 			status, keyState = store.FirmwareKeyRevoked, store.KeyCompromised
 		}
 		for _, k := range replaced {
-			if err := ftx.SetFirmwareSigningKeyStatus(ctx, k.KID, status, now); err != nil {
+			if err := tx.SetFirmwareSigningKeyStatus(ctx, k.KID, status, now); err != nil {
 				return err
 			}
 			if err := tx.SetKeyState(ctx, k.KeyURI, keyState, now); err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -161,9 +161,8 @@ func (ts *testServer) snap(t *testing.T) snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es := ts.n.Store
-	devs, _ := es.ListDevices(ctx, store.DeviceFilter{})
-	sts, _ := es.ListStations(ctx)
+	devs, _ := ts.n.Store.ListDevices(ctx, store.DeviceFilter{})
+	sts, _ := ts.n.Store.ListStations(ctx)
 	s := snapshot{certs: len(certs), devices: len(devs), used: map[string]int64{}}
 	for _, st := range sts {
 		s.used[st.ID] = st.Used
@@ -381,12 +380,11 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: certPool(chain[1]), Intermediates: certPool(chain[0]), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("issued certificate does not verify under cacerts: %v", err)
 	}
-	es := ts.n.Store
-	dev, err := es.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
+	dev, err := ts.n.Store.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
 	if err != nil || dev.StationID != st.ID || dev.Site != "site-a" || dev.CertSerial != ra.SerialString(cert) || dev.State != store.DeviceActive {
 		t.Fatalf("registry: %+v %v", dev, err)
 	}
-	if got, _ := es.GetStation(ctx, st.ID); got.Used != 1 {
+	if got, _ := ts.n.Store.GetStation(ctx, st.ID); got.Used != 1 {
 		t.Fatalf("station used %d, want 1", got.Used)
 	}
 
@@ -411,7 +409,7 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if old.Status != store.CertStatusSuperseded {
 		t.Fatalf("old certificate is %s, want superseded", old.Status)
 	}
-	dev, _ = es.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
+	dev, _ = ts.n.Store.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
 	if dev.CertSerial != ra.SerialString(renewed) || dev.ForceRenew {
 		t.Fatalf("registry after renewal: %+v", dev)
 	}
@@ -440,7 +438,7 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if r, _ := ts.n.Store.GetCertificate(ctx, ra.SerialString(renewed)); r.Status != store.CertStatusSuperseded {
 		t.Fatalf("re-provisioning left the previous identity %s", r.Status)
 	}
-	dev, _ = es.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
+	dev, _ = ts.n.Store.GetDevice(ctx, "dev", "demo-implant", "DEMO-00000042")
 	if dev.CertSerial != ra.SerialString(again) || dev.ReprovisionAllowed {
 		t.Fatalf("registry after re-provisioning: %+v", dev)
 	}

@@ -103,8 +103,7 @@ func (s *Server) clientCaller(r *http.Request) (ra.Caller, error) {
 	}
 	switch ca.Kind {
 	case store.CAKindStation:
-		es := s.node.Store
-		st, err := es.GetStation(ctx, leaf.Subject.CommonName)
+		st, err := s.node.Store.GetStation(ctx, leaf.Subject.CommonName)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && (st.CertSerial != ra.SerialString(leaf) || st.Environment != ca.Environment)) {
 			return ra.Caller{}, &ra.Error{Kind: ra.KindUnauthorized, Err: fmt.Errorf("client certificate %q (serial %s) belongs to no registered factory station", leaf.Subject.CommonName, ra.SerialString(leaf))}
 		} else if err != nil {

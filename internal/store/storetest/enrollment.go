@@ -16,28 +16,13 @@ import (
 // backend whose Store implements store.EnrollmentStore and whose transactions implement store.EnrollmentTx.
 // open must return a new, empty, migrated store for each call.
 func RunEnrollment(t *testing.T, open func(t *testing.T) Backend) {
-	fresh := func(t *testing.T) Backend {
-		t.Helper()
-		b := open(t)
-		t.Cleanup(func() {
-			if err := b.Close(); err != nil {
-				t.Errorf("close store: %v", err)
-			}
-		})
-		return b
-	}
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, b Backend)
-	}{
+	runCases(t, open, []testCase{
 		{"Station", testStation},
 		{"StationQuotaConcurrent", testStationQuotaConcurrent},
 		{"Device", testDevice},
 		{"CertificateStatus", testCertificateStatus},
 		{"ExpiringCertificates", testExpiringCertificates},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
-	}
+	})
 }
 
 func enrollmentStore(t *testing.T, b Backend) store.EnrollmentStore {

@@ -16,7 +16,6 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 	ctx := context.Background()
 	s := open(t)
 	t.Cleanup(func() { s.Close() })
-	fs := s
 	now := time.Date(2030, 1, 2, 3, 4, 5, 123456000, time.UTC)
 	kid := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 	fwtx := func(fn func(store.FirmwareTx) error) error {
@@ -45,7 +44,7 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 		}
 		return nil
 	}))
-	roots, err := fs.FirmwareRoots(ctx, "dev")
+	roots, err := s.FirmwareRoots(ctx, "dev")
 	if err != nil || len(roots) != 2 || roots[0].Version != 1 || roots[0].Update != nil || roots[0].Revoked != nil {
 		t.Fatalf("FirmwareRoots = %+v, %v", roots, err)
 	}
@@ -64,11 +63,11 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 	}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("status of unknown key: %v, want ErrNotFound", err)
 	}
-	keys, err := fs.FirmwareSigningKeys(ctx, "dev")
+	keys, err := s.FirmwareSigningKeys(ctx, "dev")
 	if err != nil || len(keys) != 1 || keys[0].Status != store.FirmwareKeyRevoked || keys[0].RevokedAt == nil || !keys[0].RevokedAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("FirmwareSigningKeys = %+v, %v", keys, err)
 	}
-	if all, err := fs.FirmwareSigningKeys(ctx, ""); err != nil || len(all) != 1 {
+	if all, err := s.FirmwareSigningKeys(ctx, ""); err != nil || len(all) != 1 {
 		t.Fatalf("FirmwareSigningKeys(all) = %d, %v", len(all), err)
 	}
 
@@ -118,7 +117,7 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 		t.Fatalf("approval of unknown release: %v, want ErrNotFound", err)
 	}
 	fwMust(t, approve("signer-b"))
-	as, err := fs.FirmwareApprovals(ctx, "r1")
+	as, err := s.FirmwareApprovals(ctx, "r1")
 	if err != nil || len(as) != 2 || as[0].Signer != "signer-a" || !as[0].ApprovedAt.Equal(now) {
 		t.Fatalf("FirmwareApprovals = %+v, %v", as, err)
 	}
@@ -126,14 +125,13 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 	// A change and its audit event commit together, or not at all.
 	boom := errors.New("boom")
 	err = s.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
-		r, err := ftx.GetFirmwareRelease(ctx, "r1")
+		r, err := tx.GetFirmwareRelease(ctx, "r1")
 		if err != nil {
 			return err
 		}
 		signed := now.Add(time.Minute)
 		r.Status, r.Manifest, r.SignerKID, r.SignedAt = store.FirmwareSigned, []byte{0xd2}, kid(1), &signed
-		if err := ftx.UpdateFirmwareRelease(ctx, r); err != nil {
+		if err := tx.UpdateFirmwareRelease(ctx, r); err != nil {
 			return err
 		}
 		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: "t", Action: "firmware.sign", Subject: "r1", Outcome: audit.OutcomeSuccess}); err != nil {
@@ -144,33 +142,32 @@ func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Tx = %v", err)
 	}
-	got, err := fs.GetFirmwareRelease(ctx, "r1")
+	got, err := s.GetFirmwareRelease(ctx, "r1")
 	if err != nil || got.Status != store.FirmwareDraft || got.Manifest != nil || got.SignedAt != nil {
 		t.Fatalf("after rollback release = %+v, %v", got, err)
 	}
 	fwMust(t, s.Tx(ctx, func(tx store.Tx) error {
-		ftx := tx
-		r, err := ftx.GetFirmwareRelease(ctx, "r1")
+		r, err := tx.GetFirmwareRelease(ctx, "r1")
 		if err != nil {
 			return err
 		}
 		signed := now.Add(time.Minute)
 		r.Status, r.Manifest, r.SignerKID, r.SignedAt = store.FirmwareSigned, []byte{0xd2}, kid(1), &signed
-		return ftx.UpdateFirmwareRelease(ctx, r)
+		return tx.UpdateFirmwareRelease(ctx, r)
 	}))
-	got, err = fs.GetFirmwareRelease(ctx, "r1")
+	got, err = s.GetFirmwareRelease(ctx, "r1")
 	if err != nil || got.Status != store.FirmwareSigned || !bytes.Equal(got.Manifest, []byte{0xd2}) || !got.SignedAt.Equal(now.Add(time.Minute)) ||
 		!got.Hybrid || got.Threshold != 2 || !got.NotAfter.Equal(now.Add(time.Hour)) || got.ImageSize != 1<<20 {
 		t.Fatalf("signed release = %+v, %v", got, err)
 	}
-	if _, err := fs.GetFirmwareRelease(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetFirmwareRelease(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown release: %v, want ErrNotFound", err)
 	}
-	list, err := fs.ListFirmwareReleases(ctx, "dev", "")
+	list, err := s.ListFirmwareReleases(ctx, "dev", "")
 	if err != nil || len(list) != 1 || list[0].ID != "r1" {
 		t.Fatalf("ListFirmwareReleases = %+v, %v", list, err)
 	}
-	if list, _ := fs.ListFirmwareReleases(ctx, "dev", "other"); len(list) != 0 {
+	if list, _ := s.ListFirmwareReleases(ctx, "dev", "other"); len(list) != 0 {
 		t.Fatalf("ListFirmwareReleases(other product) = %d releases", len(list))
 	}
 	if n, err := store.VerifyAudit(ctx, s); err != nil || n != 0 {

@@ -15,20 +15,7 @@ import (
 // RunRevocation runs the conformance suite of store.RevocationStore and store.RevocationTx. open must return a
 // new, empty, migrated store for each call, as for Run.
 func RunRevocation(t *testing.T, open func(t *testing.T) Backend) {
-	fresh := func(t *testing.T) Backend {
-		t.Helper()
-		b := open(t)
-		t.Cleanup(func() {
-			if err := b.Close(); err != nil {
-				t.Errorf("close store: %v", err)
-			}
-		})
-		return b
-	}
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, b Backend)
-	}{
+	runCases(t, open, []testCase{
 		{"RevokeAndTwice", testRevokeTwice},
 		{"HoldUnholdChanges", testHoldUnhold},
 		{"RevokeRollsBack", testRevokeRollback},
@@ -36,9 +23,7 @@ func RunRevocation(t *testing.T, open func(t *testing.T) Backend) {
 		{"WalkCertStatusPages", testWalkCertStatus},
 		{"SignersAndFilters", testSignersFilters},
 		{"PublisherLock", testPublisherLock},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
-	}
+	})
 }
 
 func rtx(t *testing.T, s store.Store, fn func(store.Tx, store.RevocationTx) error) error {

@@ -30,20 +30,7 @@ type Backend interface {
 // Run runs the conformance suite. open must return a new, empty, migrated store for each call; Run closes it
 // when the (sub)test ends, before open's own cleanups run.
 func Run(t *testing.T, open func(t *testing.T) Backend) {
-	fresh := func(t *testing.T) Backend {
-		t.Helper()
-		b := open(t)
-		t.Cleanup(func() {
-			if err := b.Close(); err != nil {
-				t.Errorf("close store: %v", err)
-			}
-		})
-		return b
-	}
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, b Backend)
-	}{
+	runCases(t, open, []testCase{
 		{"CA", testCA},
 		{"Key", testKey},
 		{"Certificate", testCertificate},
@@ -63,8 +50,27 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"CAStatus", testCAStatus},
 		{"Token", testToken},
 		{"CertificatesBySPKIRead", testCertificatesBySPKIRead},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
+	})
+}
+
+// testCase is one conformance test; each runs on a fresh store.
+type testCase struct {
+	name string
+	fn   func(t *testing.T, b Backend)
+}
+
+// runCases runs each case as a subtest on a new store from open, closed at the end of the subtest.
+func runCases(t *testing.T, open func(t *testing.T) Backend, cases []testCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := open(t)
+			t.Cleanup(func() {
+				if err := b.Close(); err != nil {
+					t.Errorf("close store: %v", err)
+				}
+			})
+			tc.fn(t, b)
+		})
 	}
 }
 
