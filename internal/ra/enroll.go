@@ -208,11 +208,6 @@ func checkExisting(d *store.Device) error {
 	return nil
 }
 
-func (e *Enroller) enrollmentStore() (store.EnrollmentStore, error) {
-	es := e.r.cfg.Store
-	return es, nil
-}
-
 // Enroll issues a device's first identity for a factory station (EST simpleenroll, RFC 7030 4.2.1).
 func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
 	rf := e.newRefusal(ActionEnroll, c, req)
@@ -231,17 +226,13 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		return nil, e.fail(ctx, c, rf, err)
 	}
 	rf.details["profile"] = prof.Name
-	es, err := e.enrollmentStore()
-	if err != nil {
-		return nil, err
-	}
 	prep, err := e.r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR})
 	if err != nil {
 		return nil, e.fail(ctx, c, rf, err)
 	}
 	serial := prep.csr.Subject.CommonName
 	// The registry is checked before anything is signed, and again on the locked row when recording.
-	if d, err := es.GetDevice(ctx, req.Environment, req.ProductLine, serial); err == nil {
+	if d, err := e.r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial); err == nil {
 		if err := checkExisting(d); err != nil {
 			return nil, e.fail(ctx, c, rf, err)
 		}
@@ -257,8 +248,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 	}
 	res := &EnrollResult{Cert: s.row}
 	err = e.r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		etx := tx
-		st, err := etx.LockStation(ctx, c.Station.ID)
+		st, err := tx.LockStation(ctx, c.Station.ID)
 		if err != nil {
 			return err
 		}
@@ -267,7 +257,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		if err := checkStation(st, req.Environment, req.ProductLine, now); err != nil {
 			return err
 		}
-		prev, err := etx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
+		prev, err := tx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
 		switch {
 		case err == nil:
 			if err := checkExisting(prev); err != nil {
@@ -282,7 +272,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		if prev != nil {
 			details["reprovisioned"] = "true"
 			details["superseded"] = prev.CertSerial
-			if err := etx.SetCertificateStatus(ctx, prev.CertSerial, store.CertStatusValid, store.CertStatusSuperseded); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if err := tx.SetCertificateStatus(ctx, prev.CertSerial, store.CertStatusValid, store.CertStatusSuperseded); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 			res.Superseded = prev.CertSerial
@@ -292,11 +282,11 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		}
 		res.Device = &store.Device{Environment: req.Environment, ProductLine: req.ProductLine, Serial: serial, State: store.DeviceActive,
 			StationID: st.ID, Site: st.Site, EnrolledAt: s.row.CreatedAt, CertSerial: s.row.Serial, SPKISHA256: s.row.SPKISHA256, UpdatedAt: s.row.CreatedAt}
-		if err := etx.PutDevice(ctx, res.Device); err != nil {
+		if err := tx.PutDevice(ctx, res.Device); err != nil {
 			return err
 		}
 		st.Used++
-		return etx.UpdateStation(ctx, st)
+		return tx.UpdateStation(ctx, st)
 	})
 	if err != nil {
 		return nil, e.fail(ctx, c, rf, recordError(err, s))
@@ -315,10 +305,6 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 	if c.Environment != req.Environment || c.ProductLine != req.ProductLine {
 		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "device %s belongs to %s/%s and may not renew under %s/%s", serial, c.Environment, c.ProductLine, req.Environment, req.ProductLine))
 	}
-	es, err := e.enrollmentStore()
-	if err != nil {
-		return nil, err
-	}
 	cur, err := e.r.cfg.Store.GetCertificate(ctx, SerialString(c.Cert))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is not in this Keyward's records", SerialString(c.Cert), serial))
@@ -328,7 +314,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 	if cur.Status != store.CertStatusValid {
 		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is %s: renew with the device's current certificate", cur.Serial, serial, cur.Status))
 	}
-	dev, err := es.GetDevice(ctx, req.Environment, req.ProductLine, serial)
+	dev, err := e.r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "device %s is not in the registry of %s/%s: it must first be enrolled by a factory station", serial, req.Environment, req.ProductLine))
 	} else if err != nil {
@@ -370,8 +356,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 	}
 	res := &EnrollResult{Cert: s.row, Superseded: cur.Serial, Rekeyed: !bytes.Equal(s.row.SPKISHA256, cur.SPKISHA256)}
 	err = e.r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		etx := tx
-		d, err := etx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
+		d, err := tx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
 		if err != nil {
 			return err
 		}
@@ -379,7 +364,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 		if err := checkRenewable(d, cur.Serial); err != nil {
 			return err
 		}
-		if err := etx.SetCertificateStatus(ctx, cur.Serial, store.CertStatusValid, store.CertStatusSuperseded); err != nil {
+		if err := tx.SetCertificateStatus(ctx, cur.Serial, store.CertStatusValid, store.CertStatusSuperseded); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return errorf(KindForbidden, "certificate %s of %s is no longer valid: renew with the device's current certificate", cur.Serial, serial)
 			}
@@ -395,7 +380,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 		}
 		d.CertSerial, d.SPKISHA256, d.ForceRenew, d.UpdatedAt = s.row.Serial, s.row.SPKISHA256, false, s.row.CreatedAt
 		res.Device = d
-		return etx.PutDevice(ctx, d)
+		return tx.PutDevice(ctx, d)
 	})
 	if err != nil {
 		return nil, e.fail(ctx, c, rf, recordError(err, s))
