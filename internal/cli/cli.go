@@ -161,6 +161,7 @@ and records every change in a hash-chained audit trail.
 		stationCmd(g), deviceCmd(g),
 		firmwareCmd(g),
 		revocationCmd(g),
+		factoryCmd(g),
 	)
 	return root
 }

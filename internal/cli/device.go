@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -27,6 +28,7 @@ import (
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/pkg/est"
 )
@@ -38,7 +40,7 @@ func deviceCmd(g *globals) *cobra.Command {
 		deviceActionCmd(g, enroll.ForceRenew, "Let the device's next renewal happen outside the profile's renewal window"),
 		deviceActionCmd(g, enroll.Suspend, "Suspend a device: its renewals are refused until it is resumed"),
 		deviceActionCmd(g, enroll.Resume, "Resume a suspended device"),
-		deviceActionCmd(g, enroll.Decommission, "Decommission a device for good; its serial is never provisioned again"))
+		deviceDecommissionCmd(g))
 	return c
 }
 
@@ -552,6 +554,56 @@ func deviceActionCmd(g *globals, action enroll.DeviceAction, short string) *cobr
 	}
 	c.Flags().StringVar(&ref.Environment, "env", "", "environment (needed only if the serial is in several)")
 	c.Flags().StringVar(&ref.ProductLine, "product", "", "product line (needed only if the serial is in several)")
+	g.addJSON(c)
+	return c
+}
+
+func deviceDecommissionCmd(g *globals) *cobra.Command {
+	var req revocation.DecommissionRequest
+	c := &cobra.Command{
+		Use:   "decommission SERIAL --attested-by NAME",
+		Short: "Decommission a device for good: revoke its certificates, record its keys destroyed; its serial is never provisioned again",
+		Long: `Retire a device at the end of its life, in one transaction with its audit events:
+
+  - every certificate of the device that is valid, superseded but not expired, or on certificateHold is
+    revoked with reason cessationOfOperation (RFC 5280 5.3.1);
+  - the device becomes decommissioned, which is final: its serial is never enrolled or re-provisioned again;
+  - each of its keys in the key glossary (spki:sha256:<hex>, location device) is recorded as destroyed, with
+    the time and, in the audit event, who attested the destruction (--attested-by, required: Keyward never
+    held the key, so the record rests on that person's or procedure's word).
+
+Running it again on a decommissioned device changes nothing and exits 6. A running 'keyward serve' picks the
+revocations up at its next --publish-check; the CRL and OCSP answers follow.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(req.AttestedBy) == "" {
+				return usageError{errors.New("--attested-by is required: who attests that the device's keys were destroyed (a person, or a destruction record)")}
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			svc, err := revocation.New(n)
+			if err != nil {
+				return err
+			}
+			req.Device.Serial = args[0]
+			res, err := svc.Decommission(cmd.Context(), principal(), req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			fmt.Fprintf(g.env.Stdout, "device %s of %s/%s decommissioned: %d certificate(s) revoked (cessationOfOperation), %d device key(s) recorded destroyed, attested by %s\n",
+				res.Serial, res.Environment, res.ProductLine, len(res.Revoked), len(res.KeysDestroyed), res.AttestedBy)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&req.Device.Environment, "env", "", "environment (needed only if the serial is in several)")
+	c.Flags().StringVar(&req.Device.ProductLine, "product", "", "product line (needed only if the serial is in several)")
+	c.Flags().StringVar(&req.AttestedBy, "attested-by", "", "who attests that the device's keys were destroyed (required)")
 	g.addJSON(c)
 	return c
 }

@@ -39,21 +39,25 @@ func parseRevTime(flag, s string) (time.Time, error) {
 func certRevokeCmd(g *globals) *cobra.Command {
 	var reason, invalidity, profileName, subject string
 	var issuers, between []string
+	var reg revocation.RegistrySelector
 	var dryRun bool
 	c := &cobra.Command{
 		Use:   "revoke [SERIAL]",
 		Short: "Revoke a certificate, or every certificate matching a query",
 		Long: `Revoke one certificate by serial (hex), or, without SERIAL, every certificate matching all the given
 selectors: --issuer (CA id, repeatable), --profile, --subject (exact DN, e.g. CN=DEMO-00000042) and
---issued-between A B (issuance time A <= t < B; also written --issued-between A,B). A bulk revocation with
---dry-run only counts what it would revoke; without it, it revokes in batches, each revocation with its
+--issued-between A B (issuance time A <= t < B; also written --issued-between A,B), and through the device
+registry --device SN (every certificate of that device), --station ID (of every device that station enrolled)
+and --site SITE (of every device enrolled at that site), which --env and --product narrow. A bulk revocation
+with --dry-run only counts what it would revoke; without it, it revokes in batches, each revocation with its
 audit event in the same transaction.
 
 Revoking a revoked certificate changes nothing and exits 6 (conflict), except that a certificate on
 certificateHold may be revoked for a permanent reason. Only certificateHold can be undone: 'keyward cert
 unhold SERIAL'. --invalidity-date is when the key was or may have been compromised (RFC 5280 5.3.2).
 
-Revocation by device, station, site or batch arrives with the device registry.`,
+Revocation by production batch (--batch) is not available: batches are not recorded yet (issue 4). To
+retire a device for good, use 'keyward device decommission SN --attested-by NAME'.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
@@ -90,8 +94,8 @@ Revocation by device, station, site or batch arrives with the device registry.`,
 				return err
 			}
 			if len(args) == 1 {
-				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun {
-					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between), not both")}
+				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (revocation.RegistrySelector{}) {
+					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
 				}
 				e, err := svc.Revoke(cmd.Context(), principal(), revocation.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
 				if err != nil {
@@ -116,7 +120,7 @@ Revocation by device, station, site or batch arrives with the device registry.`,
 			default:
 				return usageError{fmt.Errorf("--issued-between takes two times A B, got %d", len(between))}
 			}
-			res, err := svc.Bulk(cmd.Context(), principal(), revocation.BulkRequest{Query: q, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			res, err := svc.Bulk(cmd.Context(), principal(), revocation.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
 			if err != nil {
 				return err
 			}
@@ -137,6 +141,11 @@ Revocation by device, station, site or batch arrives with the device registry.`,
 	c.Flags().StringVar(&profileName, "profile", "", "bulk: only certificates of this profile")
 	c.Flags().StringVar(&subject, "subject", "", "bulk: only certificates with this exact subject DN")
 	c.Flags().StringSliceVar(&between, "issued-between", nil, "bulk: issuance time range A B (A inclusive, B exclusive)")
+	c.Flags().StringVar(&reg.Device, "device", "", "bulk: every certificate of this device (serial, from the device registry)")
+	c.Flags().StringVar(&reg.Station, "station", "", "bulk: certificates of every device this factory station enrolled (station id)")
+	c.Flags().StringVar(&reg.Site, "site", "", "bulk: certificates of every device enrolled at this site")
+	c.Flags().StringVar(&reg.Environment, "env", "", "bulk: with --device, --station or --site, only devices of this environment")
+	c.Flags().StringVar(&reg.ProductLine, "product", "", "bulk: with --device, --station or --site, only devices of this product line")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "bulk: count, revoke nothing")
 	g.addJSON(c)
 	return c
@@ -404,6 +413,7 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, api *server.
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	svc.OnChange(publisher.Kick)
+	api.OnRevocationChange(publisher.Kick)
 	pub := server.NewPublic(n, svc, responder)
 	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.
 	if _, err := publisher.PublishOnce(ctx); err != nil {

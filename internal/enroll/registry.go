@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,9 +29,15 @@ const (
 	Suspend DeviceAction = "suspend"
 	// Resume returns a suspended device to active.
 	Resume DeviceAction = "resume"
-	// Decommission retires the device for good; its serial is never provisioned again.
+	// Decommission retires the device for good; its serial is never provisioned again. It is not an
+	// ApplyDeviceAction: it revokes the device's certificates and records its keys destroyed in the same
+	// transaction, so it is revocation.Service.Decommission. The name is that of its audit action.
 	Decommission DeviceAction = "decommission"
 )
+
+// ErrDecommissionNeedsRevocation is what ApplyDeviceAction answers for Decommission: changing the state alone
+// would leave the device's certificates valid and its keys recorded as live.
+var ErrDecommissionNeedsRevocation = &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("decommissioning revokes the device's certificates and records its keys destroyed on someone's attestation: use 'keyward device decommission SERIAL --attested-by NAME' (revocation.Service.Decommission), not a state change")}
 
 // DeviceRef names a device; Environment and ProductLine may be empty when the serial is unique in the registry.
 type DeviceRef struct {
@@ -60,7 +67,11 @@ func FindDevice(ctx context.Context, s store.Store, ref DeviceRef) (*store.Devic
 }
 
 // ApplyDeviceAction applies action to the device ref names, in one transaction with its audit event.
+// Decommission is refused with ErrDecommissionNeedsRevocation.
 func ApplyDeviceAction(ctx context.Context, s store.Store, now time.Time, actor string, ref DeviceRef, action DeviceAction) (*store.Device, error) {
+	if action == Decommission {
+		return nil, ErrDecommissionNeedsRevocation
+	}
 	found, err := FindDevice(ctx, s, ref)
 	if err != nil {
 		return nil, err
@@ -100,8 +111,6 @@ func ApplyDeviceAction(ctx context.Context, s store.Store, now time.Time, actor 
 				return conflict("it is %s, not suspended", d.State)
 			}
 			d.State = store.DeviceActive
-		case Decommission:
-			d.State, d.ReprovisionAllowed, d.ForceRenew = store.DeviceDecommissioned, false, false
 		default:
 			return fmt.Errorf("unknown device action %q", action)
 		}

@@ -2,13 +2,10 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
@@ -80,27 +77,22 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
-	var entries []x509.RevocationListEntry
-	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error {
-		entry, err := crlEntry(e, now)
-		if err != nil {
-			return err
-		}
-		entries = append(entries, entry)
-		return nil
-	})
+	// The entries are encoded as the walk yields them (crlencode.go): a million revoked certificates are never
+	// held as a million Go values.
+	var entries crlEncoder
+	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error { return addCRLEntry(&entries, e, now) })
 	if err != nil {
 		return nil, err
 	}
-	full, err := s.signCRL(ca, number, 0, now, now.Add(2*cfg.FullInterval), entries, cfg)
+	full, err := s.signCRL(ca, number, 0, now, now.Add(2*cfg.FullInterval), &entries, cfg)
 	if err != nil {
 		return nil, err
 	}
-	delta, err := s.signCRL(ca, number, number, now, now.Add(2*cfg.DeltaInterval), nil, cfg)
+	delta, err := s.signCRL(ca, number, number, now, now.Add(2*cfg.DeltaInterval), &crlEncoder{}, cfg)
 	if err != nil {
 		return nil, err
 	}
-	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: len(entries), DER: full, CreatedAt: now}
+	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: entries.n, DER: full, CreatedAt: now}
 	deltaRow := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval), MaxSeq: head, DER: delta, CreatedAt: now}
 	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
 		rtx := tx
@@ -137,7 +129,7 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
-	var entries []x509.RevocationListEntry
+	var entries crlEncoder
 	err = s.rs.WalkRevocationChanges(ctx, caID, base.MaxSeq, func(e *store.RevocationEntry) error {
 		if e.NotAfter.Before(now) {
 			return nil
@@ -146,22 +138,17 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 			// Released from hold after the base: RFC 5280 5.3.1 removeFromCRL, only in delta CRLs.
 			e = &store.RevocationEntry{Serial: e.Serial, Reason: store.ReasonRemoveFromCRL, RevokedAt: &now}
 		}
-		entry, err := crlEntry(e, now)
-		if err != nil {
-			return err
-		}
-		entries = append(entries, entry)
-		return nil
+		return addCRLEntry(&entries, e, now)
 	})
 	if err != nil {
 		return nil, err
 	}
-	der, err := s.signCRL(ca, number, base.Number, now, now.Add(2*cfg.DeltaInterval), entries, cfg)
+	der, err := s.signCRL(ca, number, base.Number, now, now.Add(2*cfg.DeltaInterval), &entries, cfg)
 	if err != nil {
 		return nil, err
 	}
 	row := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: base.Number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval),
-		MaxSeq: head, Entries: len(entries), DER: der, CreatedAt: now}
+		MaxSeq: head, Entries: entries.n, DER: der, CreatedAt: now}
 	if err := s.n.Store.Tx(ctx, func(tx store.Tx) error { return tx.InsertCRL(ctx, row) }); err != nil {
 		return nil, err
 	}
@@ -181,70 +168,69 @@ func (s *Service) nextCRLNumber(ctx context.Context, caID string) (int64, error)
 	return n, err
 }
 
-func crlEntry(e *store.RevocationEntry, now time.Time) (x509.RevocationListEntry, error) {
-	serial, ok := new(big.Int).SetString(e.Serial, 16)
-	if !ok {
-		return x509.RevocationListEntry{}, fmt.Errorf("stored serial %q is not hexadecimal", e.Serial)
-	}
+// addCRLEntry adds the entry of a revoked certificate: its revocation date (now if the store has none), its
+// reason and, if known, its invalidity date (RFC 5280 5.3.2: non-critical, GeneralizedTime).
+func addCRLEntry(c *crlEncoder, e *store.RevocationEntry, now time.Time) error {
 	at := now
 	if e.RevokedAt != nil {
 		at = *e.RevokedAt
 	}
-	// RFC 5280 5.3.1: the reasonCode extension SHOULD be absent rather than say unspecified; Go omits a zero
-	// ReasonCode.
-	entry := x509.RevocationListEntry{SerialNumber: serial, RevocationTime: at.UTC(), ReasonCode: e.Reason}
-	if e.InvalidityDate != nil {
-		// RFC 5280 5.3.2: invalidityDate, non-critical, GeneralizedTime.
-		v, err := asn1.MarshalWithParams(e.InvalidityDate.UTC(), "generalized")
-		if err != nil {
-			return entry, err
-		}
-		entry.ExtraExtensions = []pkix.Extension{{Id: oidInvalidityDate, Value: v}}
-	}
-	return entry, nil
+	return c.add(e.Serial, at, e.Reason, e.InvalidityDate)
 }
 
-// signCRL builds and signs one CRL. baseNumber 0 makes a complete CRL carrying freshestCRL; otherwise a delta
-// CRL carrying the critical delta CRL indicator. Both carry the same issuing distribution point, as a delta
-// and its base must (RFC 5280 5.2.4).
-func (s *Service) signCRL(ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []x509.RevocationListEntry, cfg CRLConfig) ([]byte, error) {
+// signCRL signs the CRL of the entries in enc. baseNumber 0 makes a complete CRL carrying freshestCRL;
+// otherwise a delta CRL carrying the critical delta CRL indicator. Both carry the same issuing distribution
+// point, as a delta and its base must (RFC 5280 5.2.4). The AKI (5.2.1) and CRL number (5.2.3) come first, as
+// x509.CreateRevocationList writes them.
+func (s *Service) signCRL(ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, enc *crlEncoder, cfg CRLConfig) ([]byte, error) {
+	exts, err := crlExtensions(ca, baseNumber, cfg)
+	if err != nil {
+		return nil, err
+	}
+	der, err := enc.finish(crlParams{issuer: ca.cert, signer: ca.signer, number: number,
+		// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
+		thisUpdate: thisUpdate, nextUpdate: nextUpdate, extensions: exts})
+	if err != nil {
+		return nil, fmt.Errorf("sign CRL %d of %s: %w", number, ca.ca.ID, err)
+	}
+	return der, nil
+}
+
+// crlExtensions returns the DER Extensions of a CA's CRL that follow the AKI and CRL number.
+func crlExtensions(ca *caSigner, baseNumber int64, cfg CRLConfig) ([][]byte, error) {
 	idp, err := issuingDistributionPoint(ca.ca.Kind == store.CAKindRoot)
 	if err != nil {
 		return nil, err
 	}
 	// RFC 5280 5.2.5: the issuing distribution point is critical.
-	exts := []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}
+	idpExt, err := extensionDER([]byte{0x55, 0x1d, 0x1c}, true, idp)
+	if err != nil {
+		return nil, err
+	}
+	var ext []byte
 	if baseNumber == 0 {
 		// RFC 5280 5.2.6: freshestCRL, non-critical, in complete CRLs: where the delta CRLs are.
 		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(ca.cert))
 		if err != nil {
 			return nil, err
 		}
-		exts = append(exts, pkix.Extension{Id: oidFreshestCRL, Value: fresh})
-	} else {
-		// RFC 5280 5.2.4: the delta CRL indicator is critical; its value is the base CRL's number.
-		v, err := asn1.Marshal(big.NewInt(baseNumber))
+		ext, err = extensionDER([]byte{0x55, 0x1d, 0x2e}, false, fresh)
 		if err != nil {
 			return nil, err
 		}
-		exts = append(exts, pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: v})
+	} else {
+		// RFC 5280 5.2.4: the delta CRL indicator is critical; its value is the base CRL's number.
+		var b cryptobyte.Builder
+		b.AddASN1Int64(baseNumber)
+		v, err := b.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		if ext, err = extensionDER([]byte{0x55, 0x1d, 0x1b}, true, v); err != nil {
+			return nil, err
+		}
 	}
-	tmpl := &x509.RevocationList{
-		RevokedCertificateEntries: entries,
-		// RFC 5280 5.2.3: the CRL number, a monotonically increasing sequence per CA.
-		Number:     big.NewInt(number),
-		ThisUpdate: thisUpdate.UTC(),
-		// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
-		NextUpdate:      nextUpdate.UTC(),
-		ExtraExtensions: exts,
-	}
-	// x509.CreateRevocationList writes the authority key identifier from the CA certificate's subject key
-	// identifier (RFC 5280 5.2.1) and checks that the CA certificate has cRLSign (4.2.1.3).
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign CRL %d of %s: %w", number, ca.ca.ID, err)
-	}
-	return der, nil
+	return [][]byte{idpExt, ext}, nil
 }
 
 // issuingDistributionPoint encodes the IssuingDistributionPoint of a CA's CRLs (RFC 5280 5.2.5): no

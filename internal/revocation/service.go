@@ -114,7 +114,11 @@ func (s *Service) authorise(ctx context.Context, p ra.Principal, action, subject
 			return nil
 		}
 	}
-	err := &ra.Error{Kind: ra.KindForbidden, Err: fmt.Errorf("role %q may not %s certificates (allowed: %s)", p.Role, strings.TrimPrefix(action, "cert."), strings.Join(revokers, ", "))}
+	what := strings.TrimPrefix(action, "cert.") + " certificates"
+	if v, ok := strings.CutPrefix(action, "device."); ok {
+		what = v + " devices"
+	}
+	err := &ra.Error{Kind: ra.KindForbidden, Err: fmt.Errorf("role %q may not %s (allowed: %s)", p.Role, what, strings.Join(revokers, ", "))}
 	s.refuse(ctx, p, action, subject, err)
 	return err
 }
@@ -239,9 +243,12 @@ func mapError(err error, serial string, e *store.RevocationEntry) error {
 	return &ra.Error{Kind: ra.KindUnavailable, Err: err}
 }
 
-// BulkRequest selects certificates to revoke by query. At least one of the selectors must be set.
+// BulkRequest selects certificates to revoke by query. At least one of the selectors must be set. Registry
+// selectors and Query combine: a certificate must match both.
 type BulkRequest struct {
-	Query          store.CertQuery
+	Query store.CertQuery
+	// Registry selects the certificates of one device, or of the devices a station or site enrolled.
+	Registry       RegistrySelector
 	Reason         int
 	InvalidityDate *time.Time
 	DryRun         bool
@@ -262,45 +269,58 @@ const bulkBatch = 500
 // Bulk revokes every certificate matching req.Query that is not revoked yet, in transactions of bulkBatch,
 // each revocation with its audit event, plus one summary event. With DryRun it only counts.
 func (s *Service) Bulk(ctx context.Context, p ra.Principal, req BulkRequest) (*BulkResult, error) {
-	q := req.Query
-	if len(q.IssuerIDs) == 0 && q.Profile == "" && q.Subject == "" && q.IssuedFrom.IsZero() && q.IssuedTo.IsZero() {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("bulk revocation needs a selector (--issuer, --profile, --subject or --issued-between); it never revokes everything by default")}
+	q, sel := req.Query, req.Registry
+	if len(q.IssuerIDs) == 0 && q.Profile == "" && q.Subject == "" && q.IssuedFrom.IsZero() && q.IssuedTo.IsZero() && sel.IsZero() {
+		msg := "bulk revocation needs a selector (--issuer, --profile, --subject, --issued-between, --device, --station or --site); it never revokes everything by default"
+		if sel.Environment != "" || sel.ProductLine != "" {
+			msg = "bulk revocation needs a selector: --env and --product only narrow --device, --station or --site; it never revokes everything by default"
+		}
+		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: errors.New(msg)}
 	}
 	if !q.IssuedFrom.IsZero() && !q.IssuedTo.IsZero() && !q.IssuedFrom.Before(q.IssuedTo) {
 		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("--issued-between %s %s: the first time must be before the second", q.IssuedFrom.Format(time.RFC3339), q.IssuedTo.Format(time.RFC3339))}
 	}
-	if err := s.authorise(ctx, p, "cert.revoke-bulk", describe(q)); err != nil {
+	query := strings.TrimSpace(describe(q) + " " + sel.describe())
+	if err := s.authorise(ctx, p, "cert.revoke-bulk", query); err != nil {
 		return nil, err
 	}
 	if err := checkReason(req.Reason); err != nil {
 		return nil, err
 	}
 	q.Status = ""
+	queries := []store.CertQuery{q}
+	if !sel.IsZero() {
+		var err error
+		if queries, err = s.registryQueries(ctx, sel, q); err != nil {
+			return nil, err
+		}
+	}
 	res := &BulkResult{DryRun: req.DryRun}
 	var todo []string
-	err := s.rs.WalkCertStatus(ctx, q, func(c *store.CertStatus) error {
-		res.Matched++
-		if c.Status == store.CertStatusRevoked && !(c.Reason == store.ReasonCertificateHold && req.Reason != store.ReasonCertificateHold) {
-			res.AlreadyRevoked++
+	for _, q := range queries {
+		err := s.rs.WalkCertStatus(ctx, q, func(c *store.CertStatus) error {
+			res.Matched++
+			if c.Status == store.CertStatusRevoked && !(c.Reason == store.ReasonCertificateHold && req.Reason != store.ReasonCertificateHold) {
+				res.AlreadyRevoked++
+				return nil
+			}
+			if len(res.Sample) < 10 {
+				res.Sample = append(res.Sample, c.Serial)
+			}
+			if !req.DryRun {
+				todo = append(todo, c.Serial)
+			}
 			return nil
+		})
+		if err != nil {
+			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
 		}
-		if len(res.Sample) < 10 {
-			res.Sample = append(res.Sample, c.Serial)
-		}
-		if !req.DryRun {
-			todo = append(todo, c.Serial)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
 	}
 	if req.DryRun {
 		res.Revoked = res.Matched - res.AlreadyRevoked
 		return res, nil
 	}
 	now := s.now()
-	query := describe(q)
 	for start := 0; start < len(todo); start += bulkBatch {
 		batch := todo[start:min(start+bulkBatch, len(todo))]
 		err := s.n.Store.Tx(ctx, func(tx store.Tx) error {
@@ -320,7 +340,7 @@ func (s *Service) Bulk(ctx context.Context, p ra.Principal, req BulkRequest) (*B
 		}
 		s.changed()
 	}
-	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
+	err := s.n.Store.Tx(ctx, func(tx store.Tx) error {
 		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "cert.revoke-bulk", Subject: query, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"matched": fmt.Sprint(res.Matched), "revoked": fmt.Sprint(res.Revoked), "already_revoked": fmt.Sprint(res.AlreadyRevoked),
 				"reason": ReasonName(req.Reason), "role": p.Role}})

@@ -17,7 +17,7 @@ func (s *Server) revocationRoutes() []Route {
 	return []Route{
 		{Method: "POST", Pattern: "/api/v1/certificates/{serial}/revoke", Roles: revokers, Handler: s.revoke},
 		{Method: "POST", Pattern: "/api/v1/certificates/{serial}/unhold", Roles: revokers, Handler: s.unhold},
-		{Method: "POST", Pattern: "/api/v1/revocations", Roles: revokers, Handler: s.bulkRevoke},
+		{Method: "POST", Pattern: "/api/v1/revocations", Roles: revokers, Handler: s.bulkRevokeByRegistry},
 	}
 }
 
@@ -49,6 +49,9 @@ func (s *Server) revocationService() (*revocation.Service, error) {
 	svc, err := revocation.New(s.node)
 	if err != nil {
 		return nil, &ra.Error{Kind: ra.KindInternal, Err: err}
+	}
+	if s.revChanged != nil {
+		svc.OnChange(s.revChanged)
 	}
 	return svc, nil
 }
@@ -105,35 +108,4 @@ type BulkRevokeRequest struct {
 	Reason         string     `json:"reason"`                // RFC 5280 5.3.1 name
 	InvalidityDate *time.Time `json:"invalidity_date,omitempty"`
 	DryRun         bool       `json:"dry_run,omitempty"` // only count
-}
-
-func (s *Server) bulkRevoke(w http.ResponseWriter, r *http.Request, p ra.Principal) {
-	var req BulkRevokeRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	code, err := revocation.ParseReason(req.Reason)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	q := store.CertQuery{IssuerIDs: req.Issuers, Profile: req.Profile, Subject: req.Subject}
-	if req.IssuedFrom != nil {
-		q.IssuedFrom = *req.IssuedFrom
-	}
-	if req.IssuedTo != nil {
-		q.IssuedTo = *req.IssuedTo
-	}
-	svc, err := s.revocationService()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := svc.Bulk(r.Context(), p, revocation.BulkRequest{Query: q, Reason: code, InvalidityDate: req.InvalidityDate, DryRun: req.DryRun})
-	if err != nil {
-		s.fail(w, r, err) // a partial bulk revocation names how far it got in the error
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
 }

@@ -26,7 +26,10 @@ type Server struct {
 	log    *slog.Logger
 	routes []Route
 	mux    *http.ServeMux
-	est    *estState
+	// revChanged is called after a revocation committed through the API (the CRL publisher's kick), so
+	// published CRLs and OCSP follow at once rather than at the next poll.
+	revChanged func()
+	est        *estState
 }
 
 // Route is one registered route. Public routes need no credentials; every other route requires a principal whose
@@ -62,12 +65,17 @@ func New(n *node.Node) *Server {
 	}
 	s.routes = append(s.routes, s.estRoutes()...)
 	s.routes = append(s.routes, s.revocationRoutes()...)
+	s.routes = append(s.routes, s.deviceRoutes()...)
 	s.routes = append(s.routes, s.firmwareRoutes()...)
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
 	return s
 }
+
+// OnRevocationChange sets the function called after each revocation committed through the API. Set it before
+// Serve.
+func (s *Server) OnRevocationChange(fn func()) { s.revChanged = fn }
 
 // Routes returns the route table, so tests can prove every route is authenticated and authorised.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }

@@ -126,6 +126,7 @@ type Tx interface {
 	EnrollmentTx
 	RevocationTx
 	FirmwareTx
+	FactoryTx
 
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
@@ -150,6 +151,7 @@ type Store interface {
 	EnrollmentStore
 	RevocationStore
 	FirmwareStore
+	FactoryStore
 
 	// Tx runs fn in a transaction, committing if fn returns nil and rolling back otherwise.
 	Tx(ctx context.Context, fn func(Tx) error) error

@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/keyward/keyward/internal/factory"
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/node"
+)
+
+// factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
+func factoryCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "factory", Short: "Offline manufacturing: site CAs, pre-issued credential batches, injection"}
+	c.AddCommand(factorySiteCACmd(g), factoryBatchCmd(g), factoryInjectCmd(g))
+	return c
+}
+
+// factoryErr maps factory errors to exit codes.
+func factoryErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, factory.ErrBadRequest), errors.Is(err, factory.ErrRefused), errors.Is(err, factory.ErrCorrupt):
+		return &exitError{ExitBadRequest, err}
+	case errors.Is(err, factory.ErrConflict):
+		return &exitError{ExitConflict, err}
+	case errors.Is(err, factory.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return &exitError{ExitNotFound, err}
+	case errors.Is(err, hierarchy.ErrOffline):
+		return &exitError{ExitDenied, err}
+	}
+	return err
+}
+
+func newFactory(n *node.Node) *factory.Factory {
+	return &factory.Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: principal().ID, Now: n.Now}
+}
+
+func factorySiteCACmd(g *globals) *cobra.Command {
+	var env, product, site, validFor, ks, prof string
+	var quota int64
+	c := &cobra.Command{
+		Use:   "site-ca",
+		Short: "Create a constrained issuing CA for one factory site under the environment's (online) root",
+		Long: `Creates the site CA <env>/<product>/<site>: path length 0, name constraints that exclude every DNS name,
+IP address, e-mail address and URI, the product line's serial pattern recorded as its subject rule, a quota of
+certificates and an issuing window (--valid-for). Its key (purpose ca-signing) is generated in --keystore.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			window, err := hierarchy.ParseDuration(validFor)
+			if err != nil {
+				return usageError{fmt.Errorf("--valid-for: %w", err)}
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			keys, err := n.Keystore(ks)
+			if err != nil {
+				return err
+			}
+			s, err := newFactory(n).CreateSiteCA(cmd.Context(), factory.SiteCARequest{Env: env, Product: product, Site: site, Profile: prof, Quota: quota, ValidFor: window, Keys: keys})
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"id": s.CA.ID, "subject": s.CA.Subject, "key": s.CA.KeyURI, "quota": s.Site.Quota,
+					"issue_until": s.Site.IssueUntil, "not_after": s.CA.NotAfter, "cn_pattern": s.Site.CNPattern,
+					"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.CA.CertDER}))})
+			}
+			fmt.Fprintf(g.env.Stdout, "created site CA %s (%s)\n  key %s\n  quota %d, issues until %s, subject rule %s\n",
+				s.CA.ID, s.CA.Subject, s.CA.KeyURI, s.Site.Quota, s.Site.IssueUntil.Format(time.RFC3339), s.Site.CNPattern)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&env, "env", "dev", "environment")
+	f.StringVar(&product, "product", "", "product line")
+	f.StringVar(&site, "site", "", "site name (1 to 16 lower-case letters, digits, hyphens)")
+	f.StringVar(&prof, "profile", factory.DefaultProfile, "profile the site issues")
+	f.Int64Var(&quota, "quota", 0, "certificates the site CA may issue")
+	f.StringVar(&validFor, "valid-for", "30d", "issuing window (e.g. 30d, 720h; at most 366d)")
+	f.StringVar(&ks, "keystore", "soft", `where the site CA key is generated: "soft" or a pkcs11: URI`)
+	_ = c.MarkFlagRequired("product")
+	_ = c.MarkFlagRequired("site")
+	_ = c.MarkFlagRequired("quota")
+	g.addJSON(c)
+	return c
+}
+
+func factoryBatchCmd(g *globals) *cobra.Command {
+	var req factory.BatchRequest
+	var ks, transportFile string
+	c := &cobra.Command{
+		Use:   "batch",
+		Short: "Generate (or resume) a batch of pre-issued device credentials under a site CA",
+		Long: `Generates --count device keys and their certificates under the site CA of (--env, --product, --site),
+streaming them into the append-only batch file --out (fsynced every --checkpoint credentials). Rerun the same
+command after a crash or kill to continue after the last whole credential; a file started with other flags is
+refused. Device serials (certificate common names) count up from --first-serial.
+
+Key custody: --keystore pkcs11:... generates each key in the site HSM, sensitive and not extractable (the batch
+records its URI). In dev, --keystore soft generates keys in process and writes them only wrapped with AES-256-GCM
+under a per-device transport key derived from --transport-key (hex, 32 bytes; created as OUT.transport if absent).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if ks == "soft" {
+				if req.TransportKey, err = transportKey(transportFile, req.Out, g); err != nil {
+					return err
+				}
+			} else {
+				if req.Custody, err = hsmKeystore(n, ks); err != nil {
+					return err
+				}
+			}
+			var bar *progressbar.ProgressBar
+			if f, ok := g.env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				bar = progressbar.NewOptions64(req.Count, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription("credentials"),
+					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+			}
+			last := time.Now()
+			req.Progress = func(done, total int64) {
+				if bar != nil {
+					_ = bar.Set64(done)
+				} else if time.Since(last) > 5*time.Second || done == total {
+					last = time.Now()
+					g.logger().Info("factory batch", "done", done, "total", total)
+				}
+			}
+			sum, err := newFactory(n).Batch(cmd.Context(), req)
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(sum)
+			}
+			fmt.Fprintf(g.env.Stdout, "batch %s: %d credentials (%s to %s) under %s, %s custody\n  this run: %d written after %d present, %.1fs, %.0f/s; file %s, %d bytes\n",
+				sum.BatchID, sum.Count, sum.FirstSerial, sum.LastSerial, sum.SiteCA, sum.Custody,
+				sum.Written, sum.Resumed, sum.Elapsed.Seconds(), sum.PerSecond, sum.Path, sum.Bytes)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Env, "env", "dev", "environment")
+	f.StringVar(&req.Product, "product", "", "product line")
+	f.StringVar(&req.Site, "site", "", "site")
+	f.Int64Var(&req.Count, "count", 0, "credentials in the batch")
+	f.StringVar(&req.FirstSerial, "first-serial", "", "device serial of the first credential, e.g. DEMO-00000001")
+	f.StringVar(&req.Out, "out", "", "batch file (.kwb)")
+	f.StringVar(&ks, "keystore", "", `device key custody: a pkcs11: URI (site HSM), or "soft" in dev`)
+	f.StringVar(&transportFile, "transport-key", "", "file with the hex transport master key (--keystore soft)")
+	f.IntVar(&req.Workers, "workers", 0, "parallel signers (default: number of CPUs)")
+	f.IntVar(&req.Checkpoint, "checkpoint", 256, "credentials per fsync")
+	for _, name := range []string{"product", "site", "count", "first-serial", "out", "keystore"} {
+		_ = c.MarkFlagRequired(name)
+	}
+	g.addJSON(c)
+	c.AddCommand(factoryBatchShowCmd(g))
+	return c
+}
+
+// hsmKeystore returns the PKCS#11 backend for spec, reusing one the node has open already.
+func hsmKeystore(n *node.Node, spec string) (keystore.Keystore, error) {
+	if !strings.HasPrefix(spec, "pkcs11:") {
+		return nil, usageError{fmt.Errorf(`--keystore %q: device keys go to a pkcs11: URI, or "soft" in dev`, spec)}
+	}
+	if b, err := n.Keys.Backend(spec); err == nil && b.Location() == keystore.LocationPKCS11 {
+		return b, nil
+	}
+	return n.Keystore(spec)
+}
+
+// transportKey reads the transport master key from file, or from out+".transport", creating that (mode 0600)
+// with a random key if neither exists.
+func transportKey(file, out string, g *globals) ([]byte, error) {
+	if file == "" {
+		file = out + ".transport"
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			k := make([]byte, factory.TransportKeySize)
+			if _, err := rand.Read(k); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(file, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(g.env.Stderr, "keyward: wrote a new transport master key to %s; give it to the injection station and keep it apart from the batch\n", file)
+		}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--transport-key: %w", err)
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(k) != factory.TransportKeySize {
+		return nil, usageError{fmt.Errorf("--transport-key %s: want %d bytes in hex", file, factory.TransportKeySize)}
+	}
+	return k, nil
+}
+
+func factoryBatchShowCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show BATCH.kwb",
+		Short: "Report a batch file: count, whole credentials, unique indexes and serials, injected",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info, err := factory.Show(args[0])
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(info)
+			}
+			h := info.Header
+			fmt.Fprintf(g.env.Stdout, "batch %s (%s/%s, site %s, %s custody)\n  %d of %d credentials (complete: %v), %d unique serials, %d injected, %d bytes\n",
+				h.BatchID, h.Environment, h.ProductLine, h.Site, h.Custody, info.Credentials, info.Count, info.Complete, info.UniqueSerials, info.Injected, info.Bytes)
+			if info.TornTail {
+				fmt.Fprintln(g.env.Stdout, "  ends with a torn frame: rerun 'keyward factory batch' with the same flags to resume")
+			}
+			return nil
+		},
+	}
+	g.addJSON(c)
+	return c
+}
+
+func factoryInjectCmd(g *globals) *cobra.Command {
+	var batch, serial string
+	c := &cobra.Command{
+		Use:   "inject",
+		Short: "Hand the next unused credential of a batch to a device, binding it to the device serial once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := factory.Inject(batch, serial, time.Now())
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(in)
+			}
+			fmt.Fprintf(g.env.Stdout, "credential %d (%s, certificate %s) bound to device %s\n", in.Index, in.CommonName, in.CertSerial, in.DeviceSerial)
+			return pem.Encode(g.env.Stdout, &pem.Block{Type: "CERTIFICATE", Bytes: in.CertDER})
+		},
+	}
+	c.Flags().StringVar(&batch, "batch", "", "batch file (.kwb)")
+	c.Flags().StringVar(&serial, "device-serial", "", "serial number of the device receiving the credential")
+	_ = c.MarkFlagRequired("batch")
+	_ = c.MarkFlagRequired("device-serial")
+	g.addJSON(c)
+	return c
+}

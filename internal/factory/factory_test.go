@@ -1,0 +1,408 @@
+package factory
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/keystore/pkcs11"
+	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/store"
+)
+
+func TestMain(m *testing.M) { pkcs11test.Main(m) }
+
+var transport = []byte("0123456789abcdef0123456789abcdef")
+
+func newNode(t testing.TB) (*node.Node, *Factory) {
+	t.Helper()
+	n, _, err := node.Init(context.Background(), node.InitOptions{Options: node.Options{Dir: filepath.Join(t.TempDir(), "data"), Warn: io.Discard}, Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, &Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "test"}
+}
+
+func siteCA(t testing.TB, f *Factory, ks keystore.Keystore, site string, quota int64) *SiteCA {
+	t.Helper()
+	s, err := f.CreateSiteCA(context.Background(), SiteCARequest{Env: "dev", Product: "demo-implant", Site: site, Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func softBatch(out string, count int64) BatchRequest {
+	return BatchRequest{Env: "dev", Product: "demo-implant", Site: "site-a", Count: count, FirstSerial: "DEMO-00000001", TransportKey: transport, Out: out, Checkpoint: 64}
+}
+
+func rootPool(t testing.TB, n *node.Node) *x509.CertPool {
+	t.Helper()
+	root, err := n.Store.GetCA(context.Background(), hierarchy.RootID("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(root.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
+}
+
+func TestSiteCA(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	s := siteCA(t, f, n.Soft, "site-a", 1000)
+	c := s.Cert
+	if !c.IsCA || !c.MaxPathLenZero || c.MaxPathLen != 0 {
+		t.Errorf("site CA: IsCA %v, path length %d (zero %v); want a CA with path length 0", c.IsCA, c.MaxPathLen, c.MaxPathLenZero)
+	}
+	if !c.PermittedDNSDomainsCritical || len(c.ExcludedDNSDomains) != 1 || len(c.ExcludedIPRanges) != 2 {
+		t.Errorf("site CA name constraints: critical %v, excluded DNS %q, IP %v", c.PermittedDNSDomainsCritical, c.ExcludedDNSDomains, c.ExcludedIPRanges)
+	}
+	if s.CA.Kind != store.CAKindSite || s.Site.Quota != 1000 || s.Site.CNPattern != `^DEMO-[0-9]{8}$` {
+		t.Errorf("recorded %+v %+v", s.CA, s.Site)
+	}
+	if got := s.Site.IssueUntil.Sub(time.Now()); got < 29*24*time.Hour || got > 31*24*time.Hour {
+		t.Errorf("issuing window ends in %s, want 30d", got)
+	}
+	k, err := n.Store.GetKey(ctx, s.CA.KeyURI)
+	if err != nil || k.Purpose != string(keystore.PurposeCASigning) || k.Owner != s.CA.ID {
+		t.Errorf("site CA key record %+v, %v", k, err)
+	}
+	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	_ = n.Store.WalkAudit(ctx, 0, func(e *audit.Event) error { actions = append(actions, e.Action); return nil })
+	if got := strings.Join(actions[len(actions)-3:], ","); got != "key.generate,ca.create,factory.site.create" {
+		t.Errorf("last audit events %s", got)
+	}
+
+	// Go's verifier enforces the name constraints: a certificate with any SAN type under the site CA fails.
+	signer, err := n.Keys.Signer(ctx, s.CA.KeyURI, keystore.PurposeCASigning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := rootPool(t, n)
+	inter := x509.NewCertPool()
+	inter.AddCert(c)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for name, mod := range map[string]func(*x509.Certificate){
+		"dns":   func(l *x509.Certificate) { l.DNSNames = []string{"evil.example.com"} },
+		"ip":    func(l *x509.Certificate) { l.IPAddresses = []net.IP{net.ParseIP("10.0.0.1")} },
+		"email": func(l *x509.Certificate) { l.EmailAddresses = []string{"a@example.com"} },
+		"uri":   func(l *x509.Certificate) { l.URIs = []*url.URL{{Scheme: "https", Host: "example.com"}} },
+		"none":  func(*x509.Certificate) {},
+	} {
+		l := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "DEMO-00000001"}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+		mod(l)
+		der, err := x509.CreateCertificate(rand.Reader, l, c, &leafKey.PublicKey, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if (name == "none") != (err == nil) {
+			t.Errorf("%s SAN under the site CA: verify error %v", name, err)
+		}
+	}
+
+	// Bad requests.
+	for name, req := range map[string]SiteCARequest{
+		"duplicate":       {Env: "dev", Product: "demo-implant", Site: "site-a", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
+		"unknown env":     {Env: "staging", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
+		"unknown product": {Env: "dev", Product: "pacemaker", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
+		"long site":       {Env: "dev", Product: "demo-implant", Site: "a-very-long-site-name", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
+		"no quota":        {Env: "dev", Product: "demo-implant", Site: "b", Quota: 0, ValidFor: time.Hour, Keys: n.Soft},
+		"long window":     {Env: "dev", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: 400 * 24 * time.Hour, Keys: n.Soft},
+		"wrong profile":   {Env: "dev", Product: "demo-implant", Site: "b", Profile: "no-such-profile", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
+	} {
+		_, err := f.CreateSiteCA(ctx, req)
+		want := ErrBadRequest
+		if name == "duplicate" {
+			want = ErrConflict
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("%s: got %v, want %v", name, err, want)
+		}
+	}
+}
+
+// verifyBatch checks every credential: chain to the root through the site CA, index order, unique serials and
+// names, and a wrapped key that opens to the certified key.
+func verifyBatch(t *testing.T, n *node.Node, s *SiteCA, path string, count int64) *BatchInfo {
+	t.Helper()
+	info, err := Show(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Count != count || info.Credentials != count || !info.Complete || info.UniqueIndexes != count || info.UniqueSerials != count || info.UniqueCommonNames != count || info.TornTail {
+		t.Fatalf("batch info %+v; want %d unique credentials", info, count)
+	}
+	roots, inter := rootPool(t, n), x509.NewCertPool()
+	inter.AddCert(s.Cert)
+	var i int64
+	err = ReadCredentials(path, func(c *Credential) error {
+		if c.Index != i {
+			t.Fatalf("credential %d at position %d", c.Index, i)
+		}
+		i++
+		cert, err := x509.ParseCertificate(c.CertDER)
+		if err != nil {
+			return err
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Fatalf("credential %d: %v", c.Index, err)
+		}
+		if cert.Subject.CommonName != c.DeviceCN || len(c.CertDER) > 400 {
+			t.Fatalf("credential %d: CN %q (record %q), %d bytes", c.Index, cert.Subject.CommonName, c.DeviceCN, len(c.CertDER))
+		}
+		if info.Header.Custody == CustodyWrapped {
+			pkcs8, err := UnwrapDeviceKey(transport, info.Header.BatchID, c.Index, c.CertSerial, c.WrappedKey)
+			if err != nil {
+				return err
+			}
+			k, err := x509.ParsePKCS8PrivateKey(pkcs8)
+			if err != nil {
+				return err
+			}
+			if !k.(crypto.Signer).Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey) {
+				t.Fatalf("credential %d: wrapped key does not match the certificate", c.Index)
+			}
+			if _, err := UnwrapDeviceKey(transport, info.Header.BatchID, c.Index+1, c.CertSerial, c.WrappedKey); err == nil {
+				t.Fatalf("credential %d: wrapped key opens under another index", c.Index)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestBatchResume(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	s := siteCA(t, f, n.Soft, "site-a", 1000)
+	out := filepath.Join(t.TempDir(), "batch.kwb")
+	const count = 300
+
+	req := softBatch(out, count)
+	req.StopAfter = 100
+	sum, err := f.Batch(ctx, req)
+	if !errors.Is(err, ErrStopped) || sum.Written != 100 {
+		t.Fatalf("first run: %+v, %v; want 100 written and ErrStopped", sum, err)
+	}
+	// A crash mid-write leaves a torn frame: a frame header promising more bytes than follow.
+	fh, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.Write([]byte{frameCredential, 0, 0, 3, 0, '{', '"'})
+	fh.Close()
+	if info, err := Show(out); err != nil || info.Credentials != 100 || !info.TornTail {
+		t.Fatalf("after the crash: %+v, %v", info, err)
+	}
+
+	// Resuming with another job's parameters is refused, naming what differs.
+	for name, mod := range map[string]func(*BatchRequest){
+		"count":   func(r *BatchRequest) { r.Count = 301 },
+		"product": func(r *BatchRequest) { r.Product = "pacemaker-x1" },
+		"serials": func(r *BatchRequest) { r.FirstSerial = "DEMO-00100001" },
+		"transport": func(r *BatchRequest) {
+			r.TransportKey = []byte("ffffffffffffffffffffffffffffffff")
+		},
+	} {
+		r := softBatch(out, count)
+		mod(&r)
+		_, err := f.Batch(ctx, r)
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "in the file") {
+			t.Errorf("resume with another %s: %v", name, err)
+		}
+	}
+
+	req.StopAfter = 0
+	sum, err = f.Batch(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Resumed != 100 || sum.Written != 200 {
+		t.Errorf("resume: %+v", sum)
+	}
+	verifyBatch(t, n, s, out, count)
+	// A complete batch run again writes nothing.
+	if sum, err := f.Batch(ctx, softBatch(out, count)); err != nil || sum.Written != 0 {
+		t.Errorf("rerun of a complete batch: %+v, %v", sum, err)
+	}
+	if st, err := n.Store.GetFactorySite(ctx, s.CA.ID); err != nil || st.Reserved != count {
+		t.Errorf("quota reserved %+v, %v; want %d once", st, err, count)
+	}
+	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInject(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	siteCA(t, f, n.Soft, "site-a", 1000)
+	out := filepath.Join(t.TempDir(), "batch.kwb")
+	req := softBatch(out, 4)
+	req.StopAfter = 2
+	req.Checkpoint = 1
+	if _, err := f.Batch(ctx, req); !errors.Is(err, ErrStopped) {
+		t.Fatal(err)
+	}
+	if _, err := Inject(out, "HW-1", time.Now()); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "holds 2 of its 4") {
+		t.Errorf("inject from an incomplete batch: %v", err)
+	}
+	req.StopAfter = 0
+	if _, err := f.Batch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, sn := range []string{"HW-1", "HW-2", "HW-3", "HW-4"} {
+		got, err := Inject(out, sn, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Index != int64(i) || got.DeviceSerial != sn || seen[got.CertSerial] || len(got.WrappedKey) == 0 {
+			t.Errorf("inject %s: %+v", sn, got)
+		}
+		seen[got.CertSerial] = true
+		if i == 1 {
+			if _, err := Inject(out, "HW-1", time.Now()); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "got credential 0") {
+				t.Errorf("same device twice: %v", err)
+			}
+		}
+	}
+	if _, err := Inject(out, "HW-5", time.Now()); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "all 4 credentials") {
+		t.Errorf("inject past the end: %v", err)
+	}
+	if _, err := Inject(out, "bad serial", time.Now()); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("device serial with a space: %v", err)
+	}
+	info, err := Show(out)
+	if err != nil || info.Injected != 4 {
+		t.Errorf("show after injecting: %+v, %v", info, err)
+	}
+	// Resuming a complete, injected batch changes nothing.
+	if sum, err := f.Batch(ctx, softBatch(out, 4)); err != nil || sum.Written != 0 {
+		t.Errorf("rerun: %+v, %v", sum, err)
+	}
+}
+
+func TestSiteCARefuses(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	siteCA(t, f, n.Soft, "site-a", 10)
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		mod  func(*BatchRequest, *Factory)
+		want error
+	}{
+		{"over quota", func(r *BatchRequest, _ *Factory) { r.Count = 11 }, ErrRefused},
+		{"outside subject rule", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "PX1-00000001" }, ErrRefused},
+		{"past the serial width", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "DEMO-99999999"; r.Count = 2 }, ErrBadRequest},
+		{"after the window", func(_ *BatchRequest, g *Factory) {
+			g.Now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }
+		}, ErrRefused},
+		{"no site CA", func(r *BatchRequest, _ *Factory) { r.Site = "site-b" }, ErrNotFound},
+		{"undeclared environment", func(r *BatchRequest, _ *Factory) { r.Env = "staging" }, ErrNotFound},
+	}
+	for i, tc := range cases {
+		g := *f
+		r := softBatch(filepath.Join(dir, tc.name+".kwb"), 6)
+		tc.mod(&r, &g)
+		_, err := g.Batch(ctx, r)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%d %s: got %v, want %v", i, tc.name, err, tc.want)
+		}
+	}
+	if _, err := f.Batch(ctx, softBatch(filepath.Join(dir, "a.kwb"), 6)); err != nil {
+		t.Fatal(err)
+	}
+	r := softBatch(filepath.Join(dir, "b.kwb"), 5)
+	r.FirstSerial = "DEMO-00000100"
+	if _, err := f.Batch(ctx, r); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "4 of its quota of 10") {
+		t.Errorf("second batch over the quota: %v", err)
+	}
+}
+
+func TestBatchPKCS11(t *testing.T) {
+	ctx := context.Background()
+	token := pkcs11test.NewToken(t)
+	n, f := newNode(t)
+	hsm, err := pkcs11.Open(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Keys.Add(hsm)
+	s := siteCA(t, f, hsm, "site-a", 100)
+	if !strings.HasPrefix(s.CA.KeyURI, "pkcs11:") {
+		t.Fatalf("site CA key %s is not on the token", s.CA.KeyURI)
+	}
+	out := filepath.Join(t.TempDir(), "batch.kwb")
+	req := BatchRequest{Env: "dev", Product: "demo-implant", Site: "site-a", Count: 24, FirstSerial: "DEMO-00000001", Custody: hsm, Out: out, Checkpoint: 8, StopAfter: 8}
+	if _, err := f.Batch(ctx, req); !errors.Is(err, ErrStopped) {
+		t.Fatal(err)
+	}
+	req.StopAfter = 0
+	sum, err := f.Batch(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PKCS#11 batch: %d credentials in %s (%.0f/s)", sum.Written, sum.Elapsed, sum.PerSecond)
+	verifyBatch(t, n, s, out, 24)
+	uris := map[string]bool{}
+	err = ReadCredentials(out, func(c *Credential) error {
+		if c.KeyURI == "" || len(c.WrappedKey) != 0 || uris[c.KeyURI] {
+			t.Fatalf("credential %d: key URI %q, wrapped %d bytes", c.Index, c.KeyURI, len(c.WrappedKey))
+		}
+		uris[c.KeyURI] = true
+		signer, err := hsm.Signer(ctx, c.KeyURI, keystore.PurposeDeviceIdentity)
+		if err != nil {
+			return err
+		}
+		cert, _ := x509.ParseCertificate(c.CertDER)
+		if !signer.Public().(*ecdsa.PublicKey).Equal(cert.PublicKey) {
+			t.Fatalf("credential %d: HSM key does not match the certificate", c.Index)
+		}
+		if _, err := hsm.Signer(ctx, c.KeyURI, keystore.PurposeCASigning); !errors.Is(err, keystore.ErrWrongPurpose) {
+			t.Fatalf("device key usable as a CA key: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Inject(out, "HW-1", time.Now())
+	if err != nil || got.KeyURI == "" || got.Custody != CustodyPKCS11 {
+		t.Errorf("inject: %+v, %v", got, err)
+	}
+}

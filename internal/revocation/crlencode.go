@@ -1,0 +1,410 @@
+package revocation
+
+// This file encodes and signs CRLs (RFC 5280 section 5) without crypto/x509. x509.CreateRevocationList takes
+// every entry as a big.Int and a pkix.Extension slice and marshals them through reflection; for a CA with a
+// million revoked certificates that costs more than reading them from the store. crlEncoder appends each
+// entry's DER as the store walk yields it, and the TBSCertList around them is written once, at the end, into
+// the buffer that is then signed and returned.
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// DER encodings of the fixed parts of entries and extensions.
+var (
+	derOIDReasonCode     = []byte{0x06, 0x03, 0x55, 0x1d, 0x15} // id-ce-cRLReasons, RFC 5280 5.3.1
+	derOIDInvalidityDate = []byte{0x06, 0x03, 0x55, 0x1d, 0x18} // id-ce-invalidityDate, RFC 5280 5.3.2
+)
+
+// crlSigAlg is how a CA key signs a CRL: the AlgorithmIdentifier DER and the hash handed to the signer.
+// The choice is the one x509.CreateRevocationList makes for the key (and internal/issuer for certificates):
+// SHA-256 with P-256 and RSA, SHA-384 with P-384, SHA-512 with P-521 (RFC 5480 4), pure Ed25519 (RFC 8410 3).
+type crlSigAlg struct {
+	algID []byte
+	hash  crypto.Hash // 0 for Ed25519, which signs the message itself
+}
+
+func crlSigAlgFor(pub crypto.PublicKey) (crlSigAlg, error) {
+	var oid []byte
+	var hash crypto.Hash
+	rsaNull := false
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			oid, hash = []byte{0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02}, crypto.SHA256 // ecdsa-with-SHA256, RFC 5758 3.2
+		case elliptic.P384():
+			oid, hash = []byte{0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03}, crypto.SHA384
+		case elliptic.P521():
+			oid, hash = []byte{0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04}, crypto.SHA512
+		default:
+			return crlSigAlg{}, fmt.Errorf("unsupported CA curve %s", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		oid = []byte{0x2b, 0x65, 0x70} // id-Ed25519, RFC 8410 3: parameters absent
+	case *rsa.PublicKey:
+		// sha256WithRSAEncryption, RFC 4055 5: parameters NULL.
+		oid, hash, rsaNull = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b}, crypto.SHA256, true
+	default:
+		return crlSigAlg{}, fmt.Errorf("unsupported CA key type %T", pub)
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.OBJECT_IDENTIFIER, func(b *cryptobyte.Builder) { b.AddBytes(oid) })
+		if rsaNull {
+			b.AddASN1NULL()
+		}
+	})
+	der, err := b.Bytes()
+	return crlSigAlg{algID: der, hash: hash}, err
+}
+
+// crlEncoder builds the revokedCertificates of one CRL entry by entry (RFC 5280 5.1.2.6). The zero value is
+// an encoder with no entries.
+type crlEncoder struct {
+	entries []byte // the DER of every entry so far, the content of the revokedCertificates SEQUENCE
+	n       int
+	serial  []byte // scratch for the serial being decoded
+}
+
+// add appends one entry: serialHex (the serial as the store keeps it, hexadecimal), its revocation date, its
+// CRLReason (0, unspecified, adds no reasonCode: RFC 5280 5.3.1 says the extension SHOULD then be absent)
+// and, when not nil, its invalidity date. The entry extensions come in the order x509.CreateRevocationList
+// writes them (invalidityDate, then reasonCode), so that both encoders give the same bytes.
+func (c *crlEncoder) add(serialHex string, revokedAt time.Time, reason int, invalidity *time.Time) error {
+	if reason < 0 || reason > 10 || reason == 7 {
+		// RFC 5280 5.3.1: CRLReason is 0..10, and 7 is not used.
+		return fmt.Errorf("serial %s: CRL reason %d is not a CRLReason of RFC 5280 5.3.1", serialHex, reason)
+	}
+	serial, err := c.decodeSerial(serialHex)
+	if err != nil {
+		return err
+	}
+	// RFC 5280 5.1.2.6: revocationDate is a Time; 5.1.2.4 rules on UTCTime and GeneralizedTime apply.
+	revokedAt = revokedAt.UTC()
+	y := revokedAt.Year()
+	if y < 0 || y > 9999 {
+		return fmt.Errorf("serial %s: revocation date %s cannot be encoded", serialHex, revokedAt)
+	}
+	timeLen := 2 + 13
+	if y < 1950 || y >= 2050 {
+		timeLen = 2 + 15
+	}
+	extsLen := 0
+	if invalidity != nil {
+		if iy := invalidity.UTC().Year(); iy < 0 || iy > 9999 {
+			return fmt.Errorf("serial %s: invalidity date %s cannot be encoded", serialHex, invalidity)
+		}
+		extsLen += 2 + len(derOIDInvalidityDate) + 2 + 2 + 15
+	}
+	if reason != 0 {
+		extsLen += 2 + len(derOIDReasonCode) + 2 + 3
+	}
+	content := 2 + len(serial) + timeLen
+	if extsLen > 0 {
+		content += derHeaderLen(extsLen) + extsLen
+	}
+	b := appendDERHeader(c.entries, 0x30, content) // RevokedCertificate SEQUENCE
+	b = appendDERHeader(b, 0x02, len(serial))
+	b = append(b, serial...)
+	b = appendDERTime(b, revokedAt)
+	if extsLen > 0 {
+		b = appendDERHeader(b, 0x30, extsLen) // crlEntryExtensions Extensions
+		if invalidity != nil {
+			// RFC 5280 5.3.2: invalidityDate, non-critical, a GeneralizedTime in an OCTET STRING.
+			b = append(b, 0x30, byte(len(derOIDInvalidityDate)+2+2+15))
+			b = append(b, derOIDInvalidityDate...)
+			b = append(b, 0x04, 2+15)
+			b = appendGeneralizedTime(b, invalidity.UTC())
+		}
+		if reason != 0 {
+			// RFC 5280 5.3.1: reasonCode, non-critical, an ENUMERATED in an OCTET STRING.
+			b = append(b, 0x30, byte(len(derOIDReasonCode)+2+3))
+			b = append(b, derOIDReasonCode...)
+			b = append(b, 0x04, 0x03, 0x0a, 0x01, byte(reason))
+		}
+	}
+	c.entries = b
+	c.n++
+	return nil
+}
+
+// decodeSerial returns the DER INTEGER content of a stored hexadecimal serial: minimal, with a zero octet in
+// front when the high bit is set, so the value stays positive (RFC 5280 4.1.2.2, X.690 8.3.2).
+func (c *crlEncoder) decodeSerial(serialHex string) ([]byte, error) {
+	n := (len(serialHex) + 1) / 2
+	if serialHex == "" || n > 64 {
+		return nil, fmt.Errorf("stored serial %q is not a hexadecimal serial number", serialHex)
+	}
+	// c.serial[0] stays zero: the sign octet, if one is needed.
+	if cap(c.serial) < n+1 {
+		c.serial = make([]byte, n+1, 2*n+2)
+	}
+	c.serial = c.serial[:n+1]
+	c.serial[0] = 0
+	dst := c.serial[1:]
+	odd := len(serialHex) % 2
+	for i := range dst {
+		var hi, lo byte
+		if i > 0 || odd == 0 {
+			hi = fromHex(serialHex[2*i-odd])
+		}
+		lo = fromHex(serialHex[2*i+1-odd])
+		if hi|lo > 0xf {
+			return nil, fmt.Errorf("stored serial %q is not hexadecimal", serialHex)
+		}
+		dst[i] = hi<<4 | lo
+	}
+	for len(dst) > 1 && dst[0] == 0 {
+		dst = dst[1:]
+	}
+	if dst[0]&0x80 != 0 {
+		// The octet before dst is c.serial[0] or a skipped leading zero.
+		dst = c.serial[len(c.serial)-len(dst)-1:]
+	}
+	return dst, nil
+}
+
+// fromHex returns the value of a hexadecimal digit, or 0xff.
+func fromHex(ch byte) byte {
+	switch {
+	case '0' <= ch && ch <= '9':
+		return ch - '0'
+	case 'a' <= ch && ch <= 'f':
+		return ch - 'a' + 10
+	case 'A' <= ch && ch <= 'F':
+		return ch - 'A' + 10
+	}
+	return 0xff
+}
+
+// crlParams is everything of a CRL but its entries.
+type crlParams struct {
+	issuer     *x509.Certificate
+	signer     crypto.Signer
+	number     int64
+	thisUpdate time.Time
+	nextUpdate time.Time
+	// extensions are the DER Extension elements after the AKI and the CRL number (the issuing distribution
+	// point and freshestCRL or delta CRL indicator), in order.
+	extensions [][]byte
+}
+
+// finish signs the CRL of the entries added so far and returns its DER CertificateList (RFC 5280 5.1.1). It
+// makes the checks x509.CreateRevocationList makes: the issuer may sign CRLs (cRLSign, 4.2.1.3) and has a
+// subject key identifier for the AKI (5.2.1), nextUpdate is not before thisUpdate.
+func (c *crlEncoder) finish(p crlParams) ([]byte, error) {
+	if p.issuer.KeyUsage&x509.KeyUsageCRLSign == 0 {
+		return nil, errors.New("CA certificate lacks the cRLSign key usage (RFC 5280 4.2.1.3)")
+	}
+	if len(p.issuer.SubjectKeyId) == 0 {
+		return nil, errors.New("CA certificate has no subject key identifier for the CRL's AKI (RFC 5280 5.2.1)")
+	}
+	if p.nextUpdate.Before(p.thisUpdate) {
+		return nil, fmt.Errorf("CRL nextUpdate %s is before thisUpdate %s", p.nextUpdate, p.thisUpdate)
+	}
+	if p.number < 0 {
+		return nil, fmt.Errorf("CRL number %d is negative (RFC 5280 5.2.3)", p.number)
+	}
+	for _, t := range []time.Time{p.thisUpdate, p.nextUpdate} {
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return nil, fmt.Errorf("CRL time %s cannot be encoded", t)
+		}
+	}
+	alg, err := crlSigAlgFor(p.signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeysEqual(p.signer.Public(), p.issuer.PublicKey) {
+		return nil, errors.New("CA key does not match the CA certificate")
+	}
+
+	// Everything of the TBSCertList but the entries is small: cryptobyte writes it, before and after.
+	var head cryptobyte.Builder
+	head.AddASN1Int64(1) // version v2 (RFC 5280 5.1.2.1: v2 because extensions are present)
+	head.AddBytes(alg.algID)
+	issuer := p.issuer.RawSubject // RFC 5280 5.1.2.3: the issuer name is the CA certificate's subject, as encoded there
+	head.AddBytes(issuer)
+	head.AddBytes(appendDERTime(nil, p.thisUpdate.UTC())) // 5.1.2.4
+	head.AddBytes(appendDERTime(nil, p.nextUpdate.UTC())) // 5.1.2.5
+	headDER, err := head.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var tail cryptobyte.Builder
+	tail.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // crlExtensions [0] EXPLICIT
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			// RFC 5280 5.2.1: authorityKeyIdentifier, non-critical, keyIdentifier [0] = the CA's SKI.
+			addExtension(b, []byte{0x55, 0x1d, 0x23}, false, func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(p.issuer.SubjectKeyId) })
+				})
+			})
+			// RFC 5280 5.2.3: cRLNumber, non-critical.
+			addExtension(b, []byte{0x55, 0x1d, 0x14}, false, func(b *cryptobyte.Builder) { b.AddASN1Int64(p.number) })
+			for _, e := range p.extensions {
+				b.AddBytes(e)
+			}
+		})
+	})
+	tailDER, err := tail.Bytes()
+	if err != nil {
+		return nil, err
+	}
+
+	tbsContent := len(headDER) + len(tailDER)
+	if c.n > 0 {
+		// RFC 5280 5.1.2.6: with no revoked certificates, revokedCertificates is absent.
+		tbsContent += derHeaderLen(len(c.entries)) + len(c.entries)
+	}
+	tbsLen := derHeaderLen(tbsContent) + tbsContent
+	// One buffer holds the whole CertificateList: room for its own header in front (at most 6 octets), the
+	// TBSCertList, then the signatureAlgorithm and the signature BIT STRING (the largest signature of the
+	// supported keys is an RSA one of the modulus size; 1024 octets cover RSA-8192).
+	const front = 6
+	buf := make([]byte, front, front+tbsLen+len(alg.algID)+6+1024)
+	buf = appendDERHeader(buf, 0x30, tbsContent)
+	buf = append(buf, headDER...)
+	if c.n > 0 {
+		buf = appendDERHeader(buf, 0x30, len(c.entries))
+		buf = append(buf, c.entries...)
+	}
+	buf = append(buf, tailDER...)
+	tbs := buf[front:]
+
+	sig, err := signTBS(p.signer, p.issuer.PublicKey, alg, tbs)
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, alg.algID...)
+	buf = appendDERHeader(buf, 0x03, len(sig)+1)
+	buf = append(buf, 0) // no unused bits
+	buf = append(buf, sig...)
+	outer := len(buf) - front
+	start := front - derHeaderLen(outer)
+	appendDERHeader(buf[start:start], 0x30, outer)
+	return buf[start:], nil
+}
+
+// addExtension writes one Extension (RFC 5280 4.1): extnID, critical only when TRUE (DER omits a DEFAULT
+// FALSE), extnValue wrapping what value writes.
+func addExtension(b *cryptobyte.Builder, oid []byte, critical bool, value func(*cryptobyte.Builder)) {
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.OBJECT_IDENTIFIER, func(b *cryptobyte.Builder) { b.AddBytes(oid) })
+		if critical {
+			b.AddASN1Boolean(true)
+		}
+		b.AddASN1(cbasn1.OCTET_STRING, value)
+	})
+}
+
+// extensionDER encodes one Extension whose value is already DER.
+func extensionDER(oid []byte, critical bool, value []byte) ([]byte, error) {
+	var b cryptobyte.Builder
+	addExtension(&b, oid, critical, func(b *cryptobyte.Builder) { b.AddBytes(value) })
+	return b.Bytes()
+}
+
+// signTBS signs tbs with the CA key and checks the signature before it is published, as crypto/x509 does: a
+// faulty signer (an HSM, a bit flip) must not publish a CRL that no relying party accepts. The digest of a
+// large CRL is computed once for both.
+func signTBS(signer crypto.Signer, pub crypto.PublicKey, alg crlSigAlg, tbs []byte) ([]byte, error) {
+	msg := tbs
+	if alg.hash != 0 {
+		h := alg.hash.New()
+		h.Write(tbs)
+		msg = h.Sum(nil)
+	}
+	sig, err := signer.Sign(rand.Reader, msg, alg.hash)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(k, msg, sig)
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(k, msg, sig)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPKCS1v15(k, alg.hash, msg, sig) == nil
+	}
+	if !ok {
+		return nil, errors.New("the CA signer returned a CRL signature that does not verify")
+	}
+	return sig, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
+
+// derHeaderLen is the length of the identifier and length octets of a DER element with n content octets.
+func derHeaderLen(n int) int {
+	switch {
+	case n < 0x80:
+		return 2
+	case n < 0x100:
+		return 3
+	case n < 0x10000:
+		return 4
+	case n < 0x1000000:
+		return 5
+	}
+	return 6
+}
+
+// appendDERHeader appends the identifier octet tag and the DER definite length n (X.690 8.1.3).
+func appendDERHeader(b []byte, tag byte, n int) []byte {
+	b = append(b, tag)
+	switch {
+	case n < 0x80:
+		return append(b, byte(n))
+	case n < 0x100:
+		return append(b, 0x81, byte(n))
+	case n < 0x10000:
+		return append(b, 0x82, byte(n>>8), byte(n))
+	case n < 0x1000000:
+		return append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// appendDERTime appends t (UTC, year 0..9999) as RFC 5280 5.1.2.4 asks of CRL times: UTCTime through 2049,
+// GeneralizedTime from 2050 (and before 1950), in seconds with no fraction, with Z.
+func appendDERTime(b []byte, t time.Time) []byte {
+	if y := t.Year(); y < 1950 || y >= 2050 {
+		return appendGeneralizedTime(b, t)
+	}
+	b = append(b, 0x17, 13) // UTCTime YYMMDDHHMMSSZ
+	return appendTimeDigits(b, t, false)
+}
+
+// appendGeneralizedTime appends t as GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 4.1.2.5.2: no fraction).
+func appendGeneralizedTime(b []byte, t time.Time) []byte {
+	b = append(b, 0x18, 15)
+	return appendTimeDigits(b, t, true)
+}
+
+func appendTimeDigits(b []byte, t time.Time, fullYear bool) []byte {
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	if fullYear {
+		b = append(b, byte('0'+y/1000), byte('0'+y/100%10))
+	}
+	return append(b, byte('0'+y/10%10), byte('0'+y%10),
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), byte('0'+d/10), byte('0'+d%10),
+		byte('0'+h/10), byte('0'+h%10), byte('0'+mi/10), byte('0'+mi%10), byte('0'+s/10), byte('0'+s%10), 'Z')
+}

@@ -1,0 +1,347 @@
+package revocation
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// testCA returns a CA with a key of the given kind, as caKey would return it.
+func testCA(t testing.TB, kind string, root bool) *caSigner {
+	t.Helper()
+	var key crypto.Signer
+	var err error
+	switch kind {
+	case "P-256":
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "P-384":
+		key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "P-521":
+		key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case "Ed25519":
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	case "RSA-2048":
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		t.Fatalf("unknown key kind %s", kind)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward Test " + kind, Organization: []string{"Keyward"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := store.CAKindIssuing
+	if root {
+		k = store.CAKindRoot
+	}
+	return &caSigner{ca: &store.CA{ID: "dev/test", Kind: k}, cert: cert, signer: key}
+}
+
+// referenceCRL signs the same CRL with x509.CreateRevocationList, as Keyward did before crlencode.go: it is
+// the reference the streaming encoder must agree with.
+func referenceCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry, cfg CRLConfig) []byte {
+	t.Helper()
+	var list []x509.RevocationListEntry
+	for _, e := range entries {
+		serial, ok := new(big.Int).SetString(e.Serial, 16)
+		if !ok {
+			t.Fatalf("bad serial %q", e.Serial)
+		}
+		entry := x509.RevocationListEntry{SerialNumber: serial, RevocationTime: e.RevokedAt.UTC(), ReasonCode: e.Reason}
+		if e.InvalidityDate != nil {
+			v, err := asn1.MarshalWithParams(e.InvalidityDate.UTC(), "generalized")
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry.ExtraExtensions = []pkix.Extension{{Id: oidInvalidityDate, Value: v}}
+		}
+		list = append(list, entry)
+	}
+	idp, err := issuingDistributionPoint(ca.ca.Kind == store.CAKindRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exts := []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}
+	if baseNumber == 0 {
+		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(ca.cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts = append(exts, pkix.Extension{Id: oidFreshestCRL, Value: fresh})
+	} else {
+		v, err := asn1.Marshal(big.NewInt(baseNumber))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts = append(exts, pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: v})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{RevokedCertificateEntries: list, Number: big.NewInt(number),
+		ThisUpdate: thisUpdate.UTC(), NextUpdate: nextUpdate.UTC(), ExtraExtensions: exts}, ca.cert, ca.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// encodeCRL signs entries with the streaming encoder, through signCRL as PublishCRLs does.
+func encodeCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry, cfg CRLConfig) []byte {
+	t.Helper()
+	var enc crlEncoder
+	for i := range entries {
+		if err := addCRLEntry(&enc, &entries[i], thisUpdate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	der, err := (&Service{}).signCRL(ca, number, baseNumber, thisUpdate, nextUpdate, &enc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// compareCRLs checks that got parses, verifies under the CA and says everything want says: the same
+// TBSCertList bytes (the signatures differ, ECDSA being randomised), and field by field, every entry and
+// extension.
+func compareCRLs(t *testing.T, ca *caSigner, got, want []byte) {
+	t.Helper()
+	g, err := x509.ParseRevocationList(got)
+	if err != nil {
+		t.Fatalf("encoded CRL does not parse: %v", err)
+	}
+	if err := g.CheckSignatureFrom(ca.cert); err != nil {
+		t.Fatalf("encoded CRL signature: %v", err)
+	}
+	w, err := x509.ParseRevocationList(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.SignatureAlgorithm != w.SignatureAlgorithm {
+		t.Errorf("signature algorithm %v, reference %v", g.SignatureAlgorithm, w.SignatureAlgorithm)
+	}
+	if !bytes.Equal(g.RawIssuer, w.RawIssuer) || !g.ThisUpdate.Equal(w.ThisUpdate) || !g.NextUpdate.Equal(w.NextUpdate) ||
+		g.Number.Cmp(w.Number) != 0 || !bytes.Equal(g.AuthorityKeyId, w.AuthorityKeyId) {
+		t.Errorf("header differs:\n got %x %v %v %v %x\nwant %x %v %v %v %x", g.RawIssuer, g.ThisUpdate, g.NextUpdate, g.Number, g.AuthorityKeyId,
+			w.RawIssuer, w.ThisUpdate, w.NextUpdate, w.Number, w.AuthorityKeyId)
+	}
+	if len(g.Extensions) != len(w.Extensions) {
+		t.Fatalf("%d extensions, reference %d", len(g.Extensions), len(w.Extensions))
+	}
+	for i := range g.Extensions {
+		ge, we := g.Extensions[i], w.Extensions[i]
+		if !ge.Id.Equal(we.Id) || ge.Critical != we.Critical || !bytes.Equal(ge.Value, we.Value) {
+			t.Errorf("extension %d: got %v %v %x, reference %v %v %x", i, ge.Id, ge.Critical, ge.Value, we.Id, we.Critical, we.Value)
+		}
+	}
+	if len(g.RevokedCertificateEntries) != len(w.RevokedCertificateEntries) {
+		t.Fatalf("%d entries, reference %d", len(g.RevokedCertificateEntries), len(w.RevokedCertificateEntries))
+	}
+	for i := range g.RevokedCertificateEntries {
+		ge, we := g.RevokedCertificateEntries[i], w.RevokedCertificateEntries[i]
+		if ge.SerialNumber.Cmp(we.SerialNumber) != 0 || !ge.RevocationTime.Equal(we.RevocationTime) || ge.ReasonCode != we.ReasonCode ||
+			!bytes.Equal(ge.Raw, we.Raw) || len(ge.Extensions) != len(we.Extensions) {
+			t.Fatalf("entry %d: got %x %v %d %x, reference %x %v %d %x", i, ge.SerialNumber, ge.RevocationTime, ge.ReasonCode, ge.Raw,
+				we.SerialNumber, we.RevocationTime, we.ReasonCode, we.Raw)
+		}
+		for j := range ge.Extensions {
+			if !ge.Extensions[j].Id.Equal(we.Extensions[j].Id) || !bytes.Equal(ge.Extensions[j].Value, we.Extensions[j].Value) ||
+				ge.Extensions[j].Critical != we.Extensions[j].Critical {
+				t.Fatalf("entry %d extension %d: got %+v, reference %+v", i, j, ge.Extensions[j], we.Extensions[j])
+			}
+		}
+	}
+	if !bytes.Equal(g.RawTBSRevocationList, w.RawTBSRevocationList) {
+		t.Fatalf("TBSCertList differs from x509.CreateRevocationList's:\n got %x\nwant %x", g.RawTBSRevocationList, w.RawTBSRevocationList)
+	}
+}
+
+func tp(t time.Time) *time.Time { return &t }
+
+// TestCRLEncoderMatchesX509 compares a few hundred entries, of every reason and with and without invalidity
+// dates, complete and delta, against x509.CreateRevocationList for each supported CA key type.
+func TestCRLEncoderMatchesX509(t *testing.T) {
+	cfg := CRLConfig{}
+	cfg.defaults()
+	this := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	reasons := []int{0, 1, 2, 3, 4, 5, 6, 8, 9, 10}
+	var entries []store.RevocationEntry
+	for i := range 300 {
+		b := make([]byte, 16)
+		for j := range b {
+			b[j] = byte(rng.UintN(256))
+		}
+		if i%3 == 0 {
+			b[0] |= 0x80 // needs a sign octet
+		}
+		at := this.Add(-time.Duration(rng.Int64N(int64(400*24*time.Hour))) - time.Duration(rng.IntN(1e6))*time.Microsecond)
+		e := store.RevocationEntry{Serial: hex.EncodeToString(b), Reason: reasons[i%len(reasons)], RevokedAt: &at}
+		if i%4 == 1 {
+			e.InvalidityDate = tp(at.Add(-time.Duration(rng.IntN(1e9)) * time.Millisecond))
+		}
+		entries = append(entries, e)
+	}
+	for _, kind := range []string{"P-256", "P-384", "P-521", "Ed25519", "RSA-2048"} {
+		for _, root := range []bool{false, true} {
+			ca := testCA(t, kind, root)
+			t.Run(fmt.Sprintf("%s/root=%v/complete", kind, root), func(t *testing.T) {
+				got := encodeCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries, cfg)
+				compareCRLs(t, ca, got, referenceCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries, cfg))
+			})
+			t.Run(fmt.Sprintf("%s/root=%v/delta", kind, root), func(t *testing.T) {
+				got := encodeCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17], cfg)
+				compareCRLs(t, ca, got, referenceCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17], cfg))
+			})
+		}
+	}
+}
+
+// TestCRLEncoderEdgeCases covers the encodings that a random fleet rarely shows.
+func TestCRLEncoderEdgeCases(t *testing.T) {
+	cfg := CRLConfig{}
+	cfg.defaults()
+	ca := testCA(t, "P-256", false)
+	this := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := time.Date(2029, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	one := func(serial string, reason int, inval *time.Time) []store.RevocationEntry {
+		return []store.RevocationEntry{{Serial: serial, Reason: reason, RevokedAt: &at, InvalidityDate: inval}}
+	}
+	cases := []struct {
+		name       string
+		entries    []store.RevocationEntry
+		this, next time.Time
+	}{
+		{"no entries", nil, this, this.Add(time.Hour)},
+		{"high bit serial", one("80", 1, nil), this, this.Add(time.Hour)},
+		{"high bit 20 octets", one(strings.Repeat("ff", 20), 1, nil), this, this.Add(time.Hour)},
+		{"leading zero octets", one("000000ab", 1, nil), this, this.Add(time.Hour)},
+		{"leading zeros high bit", one("0000ff01", 1, nil), this, this.Add(time.Hour)},
+		{"odd length", one("abc", 1, nil), this, this.Add(time.Hour)},
+		{"uppercase", one("4ABCDEF0", 1, nil), this, this.Add(time.Hour)},
+		{"serial zero", one("0", 1, nil), this, this.Add(time.Hour)},
+		{"serial one", one("01", 0, nil), this, this.Add(time.Hour)},
+		{"invalidity date", one("4a", 1, tp(at.Add(-36*time.Hour))), this, this.Add(time.Hour)},
+		{"invalidity date unspecified reason", one("4a", 0, tp(at.Add(-36*time.Hour))), this, this.Add(time.Hour)},
+		{"invalidity date after 2049", one("4a", 1, tp(time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC))), this, this.Add(time.Hour)},
+		{"nextUpdate in 2050 (GeneralizedTime)", one("4a", 4, nil), time.Date(2049, 12, 31, 0, 0, 0, 0, time.UTC), time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"revoked before 1950", []store.RevocationEntry{{Serial: "4a", Reason: 5, RevokedAt: tp(time.Date(1949, 12, 31, 23, 59, 59, 0, time.UTC))}}, this, this.Add(time.Hour)},
+		{"revoked in another zone", []store.RevocationEntry{{Serial: "4a", Reason: 5, RevokedAt: tp(time.Date(2030, 1, 1, 1, 0, 0, 0, time.FixedZone("CET", 3600)))}}, this, this.Add(time.Hour)},
+		{"revocation date missing (now)", []store.RevocationEntry{{Serial: "4a", Reason: 5}}, this, this.Add(time.Hour)},
+	}
+	for _, reason := range []int{0, 1, 2, 3, 4, 5, 6, 8, 9, 10} {
+		cases = append(cases, struct {
+			name       string
+			entries    []store.RevocationEntry
+			this, next time.Time
+		}{fmt.Sprintf("reason %d", reason), one("7f01", reason, nil), this, this.Add(time.Hour)})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := make([]store.RevocationEntry, len(tc.entries))
+			copy(ref, tc.entries)
+			for i := range ref {
+				if ref[i].RevokedAt == nil {
+					ref[i].RevokedAt = &tc.this
+				}
+			}
+			got := encodeCRL(t, ca, 7, 0, tc.this, tc.next, tc.entries, cfg)
+			compareCRLs(t, ca, got, referenceCRL(t, ca, 7, 0, tc.this, tc.next, ref, cfg))
+		})
+	}
+}
+
+// TestCRLEncoderRejects checks that inputs the encoder cannot represent faithfully are errors, not CRLs.
+func TestCRLEncoderRejects(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		serial string
+		reason int
+		at     time.Time
+	}{
+		{"empty serial", "", 1, at},
+		{"not hexadecimal", "4g", 1, at},
+		{"negative", "-4a", 1, at},
+		{"reason 7", "4a", 7, at},
+		{"reason 11", "4a", 11, at},
+		{"negative reason", "4a", -1, at},
+		{"year 10000", "4a", 1, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var enc crlEncoder
+			if err := enc.add(tc.serial, tc.at, tc.reason, nil); err == nil {
+				t.Fatal("accepted")
+			}
+			if enc.n != 0 || len(enc.entries) != 0 {
+				t.Fatal("a rejected entry left bytes behind")
+			}
+		})
+	}
+	ca := testCA(t, "P-256", false)
+	noCRLSign := *ca
+	cert := *ca.cert
+	cert.KeyUsage = x509.KeyUsageCertSign
+	noCRLSign.cert = &cert
+	var enc crlEncoder
+	if _, err := (&Service{}).signCRL(&noCRLSign, 1, 0, at, at.Add(time.Hour), &enc, CRLConfig{}); err == nil {
+		t.Fatal("signed with a CA certificate lacking cRLSign")
+	}
+	if _, err := (&Service{}).signCRL(ca, 1, 0, at, at.Add(-time.Hour), &enc, CRLConfig{}); err == nil {
+		t.Fatal("signed a CRL whose nextUpdate is before thisUpdate")
+	}
+	other := testCA(t, "P-256", false)
+	wrongKey := *ca
+	wrongKey.signer = other.signer
+	if _, err := (&Service{}).signCRL(&wrongKey, 1, 0, at, at.Add(time.Hour), &enc, CRLConfig{}); err == nil {
+		t.Fatal("signed with a key that is not the CA certificate's")
+	}
+}
+
+// BenchmarkCRLEncode encodes and signs a CRL of 100,000 entries, and the same with x509.CreateRevocationList.
+func BenchmarkCRLEncode(b *testing.B) {
+	cfg := CRLConfig{}
+	cfg.defaults()
+	ca := testCA(b, "P-256", false)
+	now := time.Now().Truncate(time.Second)
+	entries := make([]store.RevocationEntry, 100000)
+	for i := range entries {
+		sb := make([]byte, 16)
+		rand.Read(sb)
+		sb[0] = sb[0]&0x3f | 0x40
+		entries[i] = store.RevocationEntry{Serial: hex.EncodeToString(sb), Reason: 5, RevokedAt: &now}
+	}
+	b.Run("stream", func(b *testing.B) {
+		for b.Loop() {
+			encodeCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries, cfg)
+		}
+	})
+	b.Run("x509", func(b *testing.B) {
+		for b.Loop() {
+			referenceCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries, cfg)
+		}
+	})
+}

@@ -1,0 +1,89 @@
+package server
+
+// Device decommissioning over the JSON API, and the bulk revocation route extended to the device-registry
+// selectors (device, station, site).
+
+import (
+	"net/http"
+
+	"github.com/keyward/keyward/internal/enroll"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/revocation"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// deviceRoutes are the device registry's API routes: decommissioning. Admins and CA officers only, as for
+// every revocation.
+func (s *Server) deviceRoutes() []Route {
+	return []Route{{Method: "POST", Pattern: "/api/v1/devices/{env}/{product}/{serial}/decommission",
+		Roles: []string{ra.RoleAdmin, ra.RoleCAOfficer}, Handler: s.decommission}}
+}
+
+// DecommissionRequest is the body of POST /api/v1/devices/{env}/{product}/{serial}/decommission.
+type DecommissionRequest struct {
+	// AttestedBy names who attests that the device's keys were destroyed; required.
+	AttestedBy string `json:"attested_by"`
+}
+
+// decommission retires a device: 200 with a revocation.DecommissionResult; 409 if it is decommissioned
+// already; 404 for a device not in the registry.
+func (s *Server) decommission(w http.ResponseWriter, r *http.Request, p ra.Principal) {
+	var req DecommissionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	svc, err := s.revocationService()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := svc.Decommission(r.Context(), p, revocation.DecommissionRequest{
+		Device:     enroll.DeviceRef{Environment: r.PathValue("env"), ProductLine: r.PathValue("product"), Serial: r.PathValue("serial")},
+		AttestedBy: req.AttestedBy,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// BulkRevokeByRegistryRequest is the body of POST /api/v1/revocations: BulkRevokeRequest's selectors, plus
+// the device registry's: "device" (a serial), "station" (a station id) or "site", narrowed by "environment"
+// and "product_line". All given selectors must match.
+type BulkRevokeByRegistryRequest struct {
+	BulkRevokeRequest
+	revocation.RegistrySelector
+}
+
+func (s *Server) bulkRevokeByRegistry(w http.ResponseWriter, r *http.Request, p ra.Principal) {
+	var req BulkRevokeByRegistryRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	code, err := revocation.ParseReason(req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := store.CertQuery{IssuerIDs: req.Issuers, Profile: req.Profile, Subject: req.Subject}
+	if req.IssuedFrom != nil {
+		q.IssuedFrom = *req.IssuedFrom
+	}
+	if req.IssuedTo != nil {
+		q.IssuedTo = *req.IssuedTo
+	}
+	svc, err := s.revocationService()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := svc.Bulk(r.Context(), p, revocation.BulkRequest{Query: q, Registry: req.RegistrySelector, Reason: code, InvalidityDate: req.InvalidityDate, DryRun: req.DryRun})
+	if err != nil {
+		s.fail(w, r, err) // a partial bulk revocation names how far it got in the error
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
