@@ -579,15 +579,11 @@ revocations up at its next --publish-check; the CRL and OCSP answers follow.`,
 			if strings.TrimSpace(req.AttestedBy) == "" {
 				return usageError{errors.New("--attested-by is required: who attests that the device's keys were destroyed (a person, or a destruction record)")}
 			}
-			n, err := g.open(cmd.Context())
+			n, svc, err := g.revocationService(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			svc, err := revocation.New(n)
-			if err != nil {
-				return err
-			}
 			req.Device.Serial = args[0]
 			res, err := svc.Decommission(cmd.Context(), principal(), req)
 			if err != nil {

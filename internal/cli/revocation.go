@@ -84,15 +84,11 @@ retire a device for good, use 'keyward device decommission SN --attested-by NAME
 			if len(args) > 1 {
 				return usageError{fmt.Errorf("unexpected arguments %v: give one SERIAL, or selectors for a bulk revocation", args)}
 			}
-			n, err := g.open(cmd.Context())
+			n, svc, err := g.revocationService(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			svc, err := revocation.New(n)
-			if err != nil {
-				return err
-			}
 			if len(args) == 1 {
 				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (revocation.RegistrySelector{}) {
 					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
@@ -160,15 +156,11 @@ next delta CRL lists it with reason removeFromCRL and the next complete CRL omit
 other revocation is final: exit 6.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
+			n, svc, err := g.revocationService(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			svc, err := revocation.New(n)
-			if err != nil {
-				return err
-			}
 			e, err := svc.Unhold(cmd.Context(), principal(), args[0])
 			if err != nil {
 				return err
@@ -213,15 +205,11 @@ operators and tests.`,
 			if caID == "" {
 				return usageError{errors.New("--ca is required (see 'keyward ca list')")}
 			}
-			n, err := g.open(cmd.Context())
+			n, svc, err := g.revocationService(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			svc, err := revocation.New(n)
-			if err != nil {
-				return err
-			}
 			cfg := revocation.CRLConfig{BaseURL: baseURL}
 			var row *store.PublishedCRL
 			if delta {
@@ -276,15 +264,11 @@ sync often.`,
 			if req.Environment == "" || out == "" {
 				return usageError{errors.New("--env and --out are required")}
 			}
-			n, err := g.open(cmd.Context())
+			n, svc, err := g.revocationService(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			svc, err := revocation.New(n)
-			if err != nil {
-				return err
-			}
 			res, err := svc.BuildFilter(cmd.Context(), principal(), req)
 			if err != nil {
 				return err
@@ -402,6 +386,20 @@ func addPublicFlags(c *cobra.Command, o *publicOptions) {
 
 // serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
 // OCSP responder beside it, until ctx ends.
+// revocationService opens the data directory and its revocation service; close the node when done.
+func (g *globals) revocationService(ctx context.Context) (*node.Node, *revocation.Service, error) {
+	n, err := g.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := revocation.New(n)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	return n, svc, nil
+}
+
 func serveWithPublic(ctx context.Context, g *globals, n *node.Node, api *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions) error {
 	if o.listen == "" {
 		return api.Serve(ctx, ln, cert, grace)
