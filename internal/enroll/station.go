@@ -283,11 +283,12 @@ func ensureStationCA(ctx context.Context, n *node.Node, env, actor string) (*sto
 
 // SetStationState suspends (store.StationSuspended), resumes (store.StationActive) or revokes
 // (store.StationRevoked, final) station id, audited. The change takes effect on the station's next request.
+// Revoking a station also revokes its certificate (RFC 5280 5.3.1 cessationOfOperation) in the same
+// transaction, so CRLs and OCSP answer for it from their next update.
 func SetStationState(ctx context.Context, s store.Store, now time.Time, actor, id, state string) (*store.Station, error) {
 	var out *store.Station
 	err := s.Tx(ctx, func(tx store.Tx) error {
-		etx := tx
-		st, err := etx.LockStation(ctx, id)
+		st, err := tx.LockStation(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no station %q (see 'keyward station list')", id)}
 		} else if err != nil {
@@ -301,12 +302,26 @@ func SetStationState(ctx context.Context, s store.Store, now time.Time, actor, i
 		}
 		from := st.State
 		st.State, st.StateChanged = state, now.UTC()
-		if err := etx.UpdateStation(ctx, st); err != nil {
+		if err := tx.UpdateStation(ctx, st); err != nil {
 			return err
 		}
 		out = st
-		return tx.AppendAudit(ctx, &audit.Event{Time: now.UTC(), Actor: actor, Action: "station." + stateVerb(state), Subject: id, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"from": from, "to": state, "environment": st.Environment, "site": st.Site}})
+		details := map[string]string{"from": from, "to": state, "environment": st.Environment, "site": st.Site}
+		if state == store.StationRevoked {
+			const cessationOfOperation = 5 // RFC 5280 5.3.1
+			e, err := tx.Revoke(ctx, &store.Revocation{Serial: st.CertSerial, Reason: cessationOfOperation, RevokedAt: now.UTC().Truncate(time.Second)})
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("revoke the certificate %s of station %s: %w", st.CertSerial, id, err)
+			}
+			if err == nil {
+				details["certificate_revoked"] = st.CertSerial
+				if err := tx.AppendAudit(ctx, &audit.Event{Time: now.UTC(), Actor: actor, Action: "cert.revoke", Subject: st.CertSerial, Outcome: audit.OutcomeSuccess,
+					Details: map[string]string{"issuer": e.IssuerID, "reason": "cessationOfOperation", "station": id}}); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.AppendAudit(ctx, &audit.Event{Time: now.UTC(), Actor: actor, Action: "station." + stateVerb(state), Subject: id, Outcome: audit.OutcomeSuccess, Details: details})
 	})
 	return out, err
 }

@@ -451,6 +451,10 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if _, err := enroll.SetStationState(ctx, ts.n.Store, time.Now(), "test", st.ID, store.StationRevoked); err != nil {
 		t.Fatal(err)
 	}
+	// Its certificate is revoked in the same transaction, so CRLs and OCSP answer for it.
+	if sc, err := ts.n.Store.GetCertificate(ctx, st.CertSerial); err != nil || sc.Status != store.CertStatusRevoked || sc.RevocationReason != 5 {
+		t.Fatalf("station certificate after station revoke: %+v %v; want revoked, cessationOfOperation", sc, err)
+	}
 	csr5, _ := est.NewCSR(p256Key(t), "DEMO-00000043")
 	if _, err := cl.SimpleEnroll(ctx, csr5, nil); !errors.As(err, &ee) || ee.StatusCode != 403 || !strings.Contains(ee.Reason, "revoked") {
 		t.Fatalf("revoked station: %v", err)
