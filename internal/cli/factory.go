@@ -22,8 +22,8 @@ import (
 
 // factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
 func factoryCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "factory", Short: "Offline manufacturing: site CAs, pre-issued credential batches, injection"}
-	c.AddCommand(factorySiteCACmd(g), factoryBatchCmd(g), factoryInjectCmd(g))
+	c := &cobra.Command{Use: "factory", Short: "Offline manufacturing: site CAs, pre-issued credential batches, injection, export and reconciliation"}
+	c.AddCommand(factorySiteCACmd(g), factoryBatchCmd(g), factoryInjectCmd(g), factoryExportCmd(g), factoryReconcileCmd(g))
 	return c
 }
 
@@ -32,9 +32,10 @@ func factoryErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, factory.ErrBadRequest), errors.Is(err, factory.ErrRefused), errors.Is(err, factory.ErrCorrupt):
+	case errors.Is(err, factory.ErrBadRequest), errors.Is(err, factory.ErrRefused), errors.Is(err, factory.ErrCorrupt),
+		errors.Is(err, factory.ErrTampered), errors.Is(err, factory.ErrForeign):
 		return &exitError{ExitBadRequest, err}
-	case errors.Is(err, factory.ErrConflict):
+	case errors.Is(err, factory.ErrConflict), errors.Is(err, factory.ErrReplay):
 		return &exitError{ExitConflict, err}
 	case errors.Is(err, factory.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return &exitError{ExitNotFound, err}
@@ -266,6 +267,108 @@ func factoryInjectCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&serial, "device-serial", "", "serial number of the device receiving the credential")
 	_ = c.MarkFlagRequired("batch")
 	_ = c.MarkFlagRequired("device-serial")
+	g.addJSON(c)
+	return c
+}
+
+func factoryExportCmd(g *globals) *cobra.Command {
+	var req factory.ExportRequest
+	c := &cobra.Command{
+		Use:   "export",
+		Short: "Write a signed, append-only export of a batch's injection log for reconciliation at headquarters",
+		Long: `Writes --out (.kwx): a header (site CA, site, environment, product line, batch, export sequence number),
+one record per injected credential in index order (certificate, device serial, injection time), each chained by
+SHA-256 to the one before, and a signature by the site's export signer (an audit-signing key certified by the site
+CA) over the header and the chain head. With --final the batch is closed: the export also lists every credential
+never injected, which 'keyward factory reconcile --final' revokes and records as destroyed.
+
+Exit codes: 0 exported; 3 bad or damaged batch file; 5 no such batch file or site CA; 6 the batch is incomplete
+or --out exists.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			sum, err := newFactory(n).Export(cmd.Context(), req)
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(sum)
+			}
+			fmt.Fprintf(g.env.Stdout, "export %d of batch %s (%s): %d injected, %d unused, final %v\n  %s, chain head %s\n",
+				sum.Seq, sum.BatchID, sum.SiteCA, sum.Injected, sum.Unused, sum.Final, sum.Path, sum.Head)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Batch, "batch", "", "batch file (.kwb)")
+	f.StringVar(&req.Out, "out", "", "export file to write (.kwx); never overwritten")
+	f.BoolVar(&req.Final, "final", false, "close the batch: also list the credentials never injected, for revocation")
+	_ = c.MarkFlagRequired("batch")
+	_ = c.MarkFlagRequired("out")
+	g.addJSON(c)
+	return c
+}
+
+func factoryReconcileCmd(g *globals) *cobra.Command {
+	var req factory.ReconcileRequest
+	var ks string
+	c := &cobra.Command{
+		Use:   "reconcile FILE.kwx...",
+		Short: "Import site exports at headquarters: verify them, record devices and certificates, close batches",
+		Long: `Verifies each export in full (checksums, chain continuity, the signature of the site's recorded export
+signer, every certificate issued by the site CA within its subject rule, issuing window and quota, no replay of
+a reconciled batch and sequence number) and then, in one transaction, records every injected device in the
+registry, every certificate (status valid) and the audit events. With --final (the export must be final too),
+every credential never injected is revoked with reason cessationOfOperation (RFC 5280 5.3.1) and its key is
+recorded destroyed: destroyed in the site HSM named by --keystore, or on the word of --attested-by.
+A refused export stores nothing. Files are imported in order; the first refusal stops the command.
+
+Exit codes: 0 reconciled; 3 tampered, truncated, foreign or out-of-policy export; 5 no such file; 6 replayed
+export, or a device or certificate the registry holds already.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if ks != "" {
+				if req.Keys, err = hsmKeystore(n, ks); err != nil {
+					return err
+				}
+			}
+			req.Files = args
+			results, err := newFactory(n).Reconcile(cmd.Context(), req)
+			for _, r := range results {
+				if g.json {
+					continue
+				}
+				closed := ""
+				if r.Final {
+					closed = " (batch closed)"
+				}
+				fmt.Fprintf(g.env.Stdout, "%s: export %d of batch %s (%s): %d devices and %d certificates recorded, %d revoked, %d keys destroyed%s\n",
+					r.File, r.Seq, r.BatchID, r.SiteCA, r.Devices, r.Certificates, r.Revoked, r.KeysDestroyed, closed)
+			}
+			if err != nil {
+				return factoryErr(err)
+			}
+			if g.json {
+				return g.printJSON(results)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Env, "env", "", "accept only exports of this environment")
+	f.StringVar(&req.Site, "site", "", "accept only exports of this site")
+	f.BoolVar(&req.Final, "final", false, "close the batches: revoke the unused credentials and record their keys destroyed")
+	f.StringVar(&ks, "keystore", "", "the site HSM (pkcs11: URI) in which to destroy unused keys")
+	f.StringVar(&req.AttestedBy, "attested-by", "", "who attests the destruction of unused keys the command cannot destroy itself")
 	g.addJSON(c)
 	return c
 }

@@ -37,4 +37,21 @@ func TestFactoryCLI(t *testing.T) {
 		"--first-serial", "DEMO-00001000", "--keystore", "soft", "--out", filepath.Join(t.TempDir(), "b.kwb")); code != ExitBadRequest {
 		t.Errorf("batch over the quota: exit %d, %s", code, errs)
 	}
+
+	x := filepath.Join(t.TempDir(), "site-export.kwx")
+	mustKW(t, "factory", "export", "--data", dir, "--batch", out, "--out", x, "--final")
+	if _, errs, code := kw(t, "factory", "reconcile", "--data", dir, x); code != ExitBadRequest {
+		t.Errorf("final export without --final: exit %d, %s", code, errs)
+	}
+	rec := mustKW(t, "factory", "reconcile", "--data", dir, "--final", "--attested-by", "QA", "--json", x)
+	var res []struct {
+		Devices int64 `json:"devices_recorded"`
+		Revoked int64 `json:"revoked"`
+	}
+	if err := json.Unmarshal([]byte(rec), &res); err != nil || len(res) != 1 || res[0].Devices != 1 || res[0].Revoked != 39 {
+		t.Fatalf("reconcile: %s (%v)", rec, err)
+	}
+	if _, errs, code := kw(t, "factory", "reconcile", "--data", dir, "--final", "--attested-by", "QA", x); code != ExitConflict {
+		t.Errorf("replay: exit %d, %s", code, errs)
+	}
 }

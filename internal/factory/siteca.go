@@ -201,10 +201,27 @@ func (f *Factory) CreateSiteCA(ctx context.Context, req SiteCARequest) (*SiteCA,
 	if err != nil {
 		return nil, abandon(err)
 	}
+	// The export signer: a key of its own (purpose audit-signing) certified by the site CA. See exportSigner.
+	auditKey, auditDER, err := f.exportSigner(ctx, req, cert, key.URI, now)
+	if err != nil {
+		return nil, abandon(err)
+	}
+	auditSPKI, err := goodkey.SPKIHash(auditKey.Public)
+	if err != nil {
+		return nil, abandon(err)
+	}
+	abandonSite := abandon
+	abandon = func(cause error) error {
+		if err := req.Keys.Destroy(ctx, auditKey.URI); err != nil {
+			cause = fmt.Errorf("%w (and destroying the unused key %s failed: %v)", cause, auditKey.URI, err)
+		}
+		return abandonSite(cause)
+	}
 	ca := &store.CA{ID: id, Environment: req.Env, ProductLine: req.Product, Kind: store.CAKindSite, ParentID: root.ID, KeyURI: key.URI,
 		CertDER: der, Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Status: store.CAStatusActive, CreatedAt: now}
 	site := &store.FactorySite{CAID: id, Environment: req.Env, ProductLine: req.Product, Site: req.Site, Profile: req.Profile,
-		CNPattern: prof.Subject.CommonName.String(), Quota: req.Quota, IssueUntil: issueUntil, CreatedAt: now}
+		CNPattern: prof.Subject.CommonName.String(), Quota: req.Quota, IssueUntil: issueUntil, CreatedAt: now,
+		AuditKeyURI: auditKey.URI, AuditCertDER: auditDER}
 	loc := req.Keys.Location()
 	err = f.Store.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertKey(ctx, &store.Key{URI: key.URI, Purpose: string(key.Purpose), Algorithm: string(key.Algorithm), Location: string(loc),
@@ -213,6 +230,14 @@ func (f *Factory) CreateSiteCA(ctx context.Context, req SiteCARequest) (*SiteCA,
 		}
 		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "key.generate", Subject: key.URI, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"purpose": string(key.Purpose), "algorithm": string(key.Algorithm), "location": string(loc), "owner": id}}); err != nil {
+			return err
+		}
+		if err := tx.InsertKey(ctx, &store.Key{URI: auditKey.URI, Purpose: string(auditKey.Purpose), Algorithm: string(auditKey.Algorithm), Location: string(loc),
+			State: store.KeyActive, Owner: id + " export signer", SPKISHA256: auditSPKI, CreatedAt: now, StateChangedAt: now}); err != nil {
+			return err
+		}
+		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "key.generate", Subject: auditKey.URI, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"purpose": string(auditKey.Purpose), "algorithm": string(auditKey.Algorithm), "location": string(loc), "owner": id + " export signer"}}); err != nil {
 			return err
 		}
 		if err := tx.InsertCA(ctx, ca); err != nil {
@@ -231,7 +256,7 @@ func (f *Factory) CreateSiteCA(ctx context.Context, req SiteCARequest) (*SiteCA,
 		}
 		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "factory.site.create", Subject: id, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"site": req.Site, "profile": req.Profile, "cn_pattern": site.CNPattern,
-				"quota": fmt.Sprint(req.Quota), "issue_until": issueUntil.Format(time.RFC3339)}})
+				"quota": fmt.Sprint(req.Quota), "issue_until": issueUntil.Format(time.RFC3339), "export_signer": auditKey.URI}})
 	})
 	if err != nil {
 		return nil, abandon(fmt.Errorf("record %s: %w", id, err))

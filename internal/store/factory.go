@@ -26,6 +26,38 @@ type FactorySite struct {
 	Reserved    int64  // certificates reserved by batches (a batch reserves its whole count when it starts)
 	IssueUntil  time.Time
 	CreatedAt   time.Time
+	// AuditKeyURI and AuditCertDER are the site's export signer: a key of purpose audit-signing and its
+	// certificate (id-kp-documentSigning, RFC 9336) issued by the site CA. Exports of the site's logs are
+	// signed with it, and headquarters verifies them against this record.
+	AuditKeyURI  string
+	AuditCertDER []byte
+}
+
+// FactoryExport is one signed export a site made of a batch's injection log: its sequence number is taken
+// before the export is signed, so no two exports of a batch share one.
+type FactoryExport struct {
+	BatchID   string
+	Seq       int64
+	CAID      string
+	Records   int64  // records in the export (injected, plus unused in a final export)
+	ChainHead []byte // SHA-256 chain head the signature covers
+	Final     bool
+	CreatedAt time.Time
+}
+
+// FactoryBatch is what headquarters has reconciled of a batch: the last export sequence number imported, the
+// injected credentials recorded so far and the chain hash after the last of them (a later export must extend
+// that chain), and whether the batch is closed (its unused credentials revoked and their keys destroyed).
+type FactoryBatch struct {
+	BatchID     string
+	CAID        string
+	Count       int64
+	FirstSerial string
+	LastSeq     int64
+	Injected    int64
+	ChainHead   []byte
+	Final       bool
+	UpdatedAt   time.Time
 }
 
 // FactoryTx is the transactional part of the factory store.
@@ -36,10 +68,24 @@ type FactoryTx interface {
 	LockFactorySite(ctx context.Context, caID string) (*FactorySite, error)
 	// SetFactorySiteReserved writes the reserved count of site caID (ErrNotFound if none).
 	SetFactorySiteReserved(ctx context.Context, caID string, reserved int64) error
+	// LastFactoryExportSeq returns the highest export sequence number of batchID (0 if none).
+	LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error)
+	// InsertFactoryExport records an export (ErrExists if its batch and sequence number are taken).
+	InsertFactoryExport(ctx context.Context, e *FactoryExport) error
+	// LockFactoryBatch returns the reconciled state of batchID and holds it until the transaction ends
+	// (ErrNotFound if none).
+	LockFactoryBatch(ctx context.Context, batchID string) (*FactoryBatch, error)
+	// PutFactoryBatch inserts b, or replaces the batch with the same BatchID.
+	PutFactoryBatch(ctx context.Context, b *FactoryBatch) error
+	// FactoryBatchCounts returns the total Count of the reconciled batches of site CA caID other than
+	// exceptBatch: the certificates of its quota that headquarters has already seen.
+	FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error)
 }
 
 // FactoryStore is the read side of the factory store.
 type FactoryStore interface {
 	// GetFactorySite returns the site of CA caID (ErrNotFound if none).
 	GetFactorySite(ctx context.Context, caID string) (*FactorySite, error)
+	// GetFactoryBatch returns the reconciled state of batchID (ErrNotFound if none).
+	GetFactoryBatch(ctx context.Context, batchID string) (*FactoryBatch, error)
 }

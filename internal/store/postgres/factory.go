@@ -17,11 +17,11 @@ var (
 	_ store.FactoryTx    = (*tx)(nil)
 )
 
-const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at`
+const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at, audit_key_uri, audit_cert_der`
 
 func scanFactorySite(r pgx.Row) (*store.FactorySite, error) {
 	var s store.FactorySite
-	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &s.IssueUntil, &s.CreatedAt); err != nil {
+	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &s.IssueUntil, &s.CreatedAt, &s.AuditKeyURI, &s.AuditCertDER); err != nil {
 		return nil, err
 	}
 	s.IssueUntil, s.CreatedAt = utc(s.IssueUntil), utc(s.CreatedAt)
@@ -30,9 +30,9 @@ func scanFactorySite(r pgx.Row) (*store.FactorySite, error) {
 
 // InsertFactorySite stores a new factory site.
 func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (ca_id) DO NOTHING`,
-		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, s.IssueUntil, s.CreatedAt)
+		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, s.IssueUntil, s.CreatedAt, s.AuditKeyURI, s.AuditCertDER)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert factory site %q: %w", s.CAID, err)
@@ -70,4 +70,77 @@ func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.Factory
 		return nil, fmt.Errorf("get factory site %q: %w", caID, notFound(err))
 	}
 	return f, nil
+}
+
+// LastFactoryExportSeq returns the highest export sequence number of batchID.
+func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error) {
+	var seq int64
+	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = $1`, batchID).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("last export of batch %s: %w", batchID, err)
+	}
+	return seq, nil
+}
+
+// InsertFactoryExport records an export.
+func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_exports (batch_id, seq, ca_id, records, chain_head, final, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (batch_id, seq) DO NOTHING`,
+		e.BatchID, e.Seq, e.CAID, e.Records, e.ChainHead, e.Final, e.CreatedAt)
+	switch {
+	case err != nil:
+		return fmt.Errorf("insert export %d of batch %s: %w", e.Seq, e.BatchID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert export %d of batch %s: %w", e.Seq, e.BatchID, store.ErrExists)
+	}
+	return nil
+}
+
+const factoryBatchColumns = `batch_id, ca_id, count, first_serial, last_seq, injected, chain_head, final, updated_at`
+
+func scanFactoryBatch(r pgx.Row) (*store.FactoryBatch, error) {
+	var b store.FactoryBatch
+	if err := r.Scan(&b.BatchID, &b.CAID, &b.Count, &b.FirstSerial, &b.LastSeq, &b.Injected, &b.ChainHead, &b.Final, &b.UpdatedAt); err != nil {
+		return nil, err
+	}
+	b.UpdatedAt = utc(b.UpdatedAt)
+	return &b, nil
+}
+
+// LockFactoryBatch reads the reconciled state of batchID and locks its row until the transaction ends.
+func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
+	b, err := scanFactoryBatch(t.tx.QueryRow(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = $1 FOR UPDATE`, batchID))
+	if err != nil {
+		return nil, fmt.Errorf("lock factory batch %s: %w", batchID, notFound(err))
+	}
+	return b, nil
+}
+
+// PutFactoryBatch inserts or replaces b.
+func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO factory_batches (`+factoryBatchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (batch_id) DO UPDATE SET last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
+		final = excluded.final, updated_at = excluded.updated_at`,
+		b.BatchID, b.CAID, b.Count, b.FirstSerial, b.LastSeq, b.Injected, b.ChainHead, b.Final, b.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("put factory batch %s: %w", b.BatchID, err)
+	}
+	return nil
+}
+
+// FactoryBatchCounts sums the counts of caID's reconciled batches other than exceptBatch.
+func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error) {
+	var n int64
+	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(SUM(count), 0)::BIGINT FROM factory_batches WHERE ca_id = $1 AND batch_id <> $2`, caID, exceptBatch).Scan(&n); err != nil {
+		return 0, fmt.Errorf("batches of %s: %w", caID, err)
+	}
+	return n, nil
+}
+
+// GetFactoryBatch returns the reconciled state of batchID.
+func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
+	b, err := scanFactoryBatch(s.pool.QueryRow(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = $1`, batchID))
+	if err != nil {
+		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
+	}
+	return b, nil
 }

@@ -14,14 +14,14 @@ var (
 	_ store.FactoryTx    = (*tx)(nil)
 )
 
-const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at`
+const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at, audit_key_uri, audit_cert_der`
 
 func scanFactorySite(r scanner) (*store.FactorySite, error) {
 	var (
 		s              store.FactorySite
 		until, created int64
 	)
-	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &until, &created); err != nil {
+	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &until, &created, &s.AuditKeyURI, &s.AuditCertDER); err != nil {
 		return nil, err
 	}
 	s.IssueUntil, s.CreatedAt = fromMicros(until), fromMicros(created)
@@ -30,8 +30,9 @@ func scanFactorySite(r scanner) (*store.FactorySite, error) {
 
 // InsertFactorySite stores a new factory site.
 func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, micros(s.IssueUntil), micros(s.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, micros(s.IssueUntil), micros(s.CreatedAt),
+		s.AuditKeyURI, s.AuditCertDER)
 	switch {
 	case err == nil:
 		return nil
@@ -72,4 +73,81 @@ func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.Factory
 		return nil, fmt.Errorf("get factory site %q: %w", caID, notFound(err))
 	}
 	return f, nil
+}
+
+// LastFactoryExportSeq returns the highest export sequence number of batchID.
+func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error) {
+	var seq int64
+	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = ?`, batchID).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("last export of batch %s: %w", batchID, err)
+	}
+	return seq, nil
+}
+
+// InsertFactoryExport records an export.
+func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_exports (batch_id, seq, ca_id, records, chain_head, final, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.BatchID, e.Seq, e.CAID, e.Records, e.ChainHead, boolInt(e.Final), micros(e.CreatedAt))
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert export %d of batch %s: %w", e.Seq, e.BatchID, store.ErrExists)
+	default:
+		return fmt.Errorf("insert export %d of batch %s: %w", e.Seq, e.BatchID, err)
+	}
+}
+
+const factoryBatchColumns = `batch_id, ca_id, count, first_serial, last_seq, injected, chain_head, final, updated_at`
+
+func scanFactoryBatch(r scanner) (*store.FactoryBatch, error) {
+	var (
+		b       store.FactoryBatch
+		final   int64
+		updated int64
+	)
+	if err := r.Scan(&b.BatchID, &b.CAID, &b.Count, &b.FirstSerial, &b.LastSeq, &b.Injected, &b.ChainHead, &final, &updated); err != nil {
+		return nil, err
+	}
+	b.Final, b.UpdatedAt = final != 0, fromMicros(updated)
+	return &b, nil
+}
+
+// LockFactoryBatch reads the reconciled state of batchID.
+func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
+	b, err := scanFactoryBatch(t.tx.QueryRowContext(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = ?`, batchID))
+	if err != nil {
+		return nil, fmt.Errorf("lock factory batch %s: %w", batchID, notFound(err))
+	}
+	return b, nil
+}
+
+// PutFactoryBatch inserts or replaces b.
+func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_batches (`+factoryBatchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (batch_id) DO UPDATE SET last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
+		final = excluded.final, updated_at = excluded.updated_at`,
+		b.BatchID, b.CAID, b.Count, b.FirstSerial, b.LastSeq, b.Injected, b.ChainHead, boolInt(b.Final), micros(b.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("put factory batch %s: %w", b.BatchID, err)
+	}
+	return nil
+}
+
+// FactoryBatchCounts sums the counts of caID's reconciled batches other than exceptBatch.
+func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error) {
+	var n int64
+	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(count), 0) FROM factory_batches WHERE ca_id = ? AND batch_id <> ?`, caID, exceptBatch).Scan(&n); err != nil {
+		return 0, fmt.Errorf("batches of %s: %w", caID, err)
+	}
+	return n, nil
+}
+
+// GetFactoryBatch returns the reconciled state of batchID.
+func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
+	b, err := scanFactoryBatch(s.r.QueryRowContext(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = ?`, batchID))
+	if err != nil {
+		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
+	}
+	return b, nil
 }
