@@ -3,11 +3,13 @@ package factory
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +21,11 @@ import (
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/storetest"
+	"github.com/keyward/keyward/pkg/revocation/filter"
 )
 
 // newNodeDB is newNode on the database db ("" for SQLite in the data directory).
@@ -204,6 +209,36 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 	}
 	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
 		t.Fatal(err)
+	}
+
+	// The product line's offline revocation filter answers exactly for the site CA's credentials too.
+	svc, err := revocation.New(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := svc.BuildFilter(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.FilterRequest{Environment: "dev", Product: "demo-implant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := n.Store.GetCA(ctx, "dev/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootCert, err := x509.ParseCertificate(root.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(rootCert)
+	flt, err := filter.Verify(fr.Data, filter.VerifyOptions{Roots: roots, Environment: "dev", Scope: "demo-implant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs {
+		serial, _ := new(big.Int).SetString(c.Serial, 16)
+		if got, want := flt.Revoked(serial), c.Status == store.CertStatusRevoked; got != want {
+			t.Errorf("filter says revoked=%v for site credential %s (status %s)", got, c.Serial, c.Status)
+		}
 	}
 
 	// Replays: both exports again, and nothing changes.

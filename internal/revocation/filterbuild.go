@@ -44,7 +44,7 @@ func Scope(env, product string) string {
 	return env + "/" + product
 }
 
-// BuildFilter builds a filter from the registry, signs it with the scope's crl-signing delegate (certified by
+// BuildFilter builds a filter from the registry (the scope's issuing CAs and factory site CAs), signs it with the scope's crl-signing delegate (certified by
 // the product's issuing CA, or by the environment's root for a whole-environment filter) and stores it.
 func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterRequest) (*FilterResult, error) {
 	env := s.n.Config.Environments[req.Environment]
@@ -65,6 +65,18 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 		}
 		for _, pl := range s.n.Config.ProductLineNames(req.Environment) {
 			issuers = append(issuers, hierarchy.IssuingID(req.Environment, pl))
+		}
+	}
+	// Credentials pre-issued at a factory site (issue 4) come from the site's constrained CA, not the product
+	// line's issuing CA; the filter must cover them too, or a verifier would get no answer for exactly the
+	// implants that were provisioned offline.
+	cas, err := s.n.Store.ListCAs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, ca := range cas {
+		if ca.Kind == store.CAKindSite && ca.Environment == req.Environment && (req.Product == "" || ca.ProductLine == req.Product) {
+			issuers = append(issuers, ca.ID)
 		}
 	}
 	if req.Validity <= 0 {
