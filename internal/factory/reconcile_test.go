@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
@@ -239,6 +240,21 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		if got, want := flt.Revoked(serial), c.Status == store.CertStatusRevoked; got != want {
 			t.Errorf("filter says revoked=%v for site credential %s (status %s)", got, c.Serial, c.Status)
 		}
+	}
+
+	// A device provisioned from the batch can be decommissioned: its site-CA certificate is revoked.
+	var one string
+	for sn := range injected {
+		one = sn
+		break
+	}
+	dres, err := svc.Decommission(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.DecommissionRequest{
+		Device: enroll.DeviceRef{Environment: "dev", ProductLine: "demo-implant", Serial: one}, AttestedBy: "QA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dres.Revoked) != 1 || dres.Revoked[0] != injected[one] {
+		t.Fatalf("decommission of batch device %s revoked %v, want its certificate %s", one, dres.Revoked, injected[one])
 	}
 
 	// Replays: both exports again, and nothing changes.

@@ -173,8 +173,8 @@ func revocableAtDecommission(c *store.Certificate, now time.Time) bool {
 	return false
 }
 
-// deviceCAs returns the ids of the CAs that issue device certificates in env and product line (the current
-// issuing CA and any retired one).
+// deviceCAs returns the ids of the CAs that issue device certificates in env and product line: the current
+// issuing CA, any retired one, and the factory site CAs whose pre-issued credentials reconciliation recorded.
 func (s *Service) deviceCAs(ctx context.Context, env, product string) ([]string, error) {
 	list, err := s.n.Store.ListCAs(ctx)
 	if err != nil {
@@ -182,7 +182,7 @@ func (s *Service) deviceCAs(ctx context.Context, env, product string) ([]string,
 	}
 	var ids []string
 	for _, ca := range list {
-		if ca.Environment == env && ca.ProductLine == product && ca.Kind == store.CAKindIssuing {
+		if ca.Environment == env && ca.ProductLine == product && (ca.Kind == store.CAKindIssuing || ca.Kind == store.CAKindSite) {
 			ids = append(ids, ca.ID)
 		}
 	}
