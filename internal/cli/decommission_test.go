@@ -59,7 +59,7 @@ func TestDecommissionAndRegistryRevocationCLI(t *testing.T) {
 	}{
 		{[]string{"cert", "revoke", "--env", "dev", "--reason", "superseded"}, ExitBadRequest, "only narrow"},
 		{[]string{"cert", "revoke", "--station", "nope-00000000", "--reason", "superseded"}, ExitNotFound, "no station"},
-		{[]string{"cert", "revoke", "--batch", "B1", "--reason", "superseded"}, ExitUsage, "unknown flag: --batch"},
+		{[]string{"cert", "revoke", "--batch", "B1", "--reason", "superseded"}, ExitNotFound, "no reconciled factory batch"},
 		{[]string{"cert", "revoke", "ab", "--device", "DEMO-00000101", "--reason", "superseded"}, ExitUsage, "not both"},
 		{[]string{"device", "decommission", "DEMO-00000102"}, ExitUsage, "--attested-by is required"},
 		{[]string{"device", "decommission", "DEMO-99999999", "--attested-by", "x"}, ExitNotFound, "no device"},
@@ -69,7 +69,7 @@ func TestDecommissionAndRegistryRevocationCLI(t *testing.T) {
 		}
 	}
 	help := mustKW(t, "cert", "revoke", "--help")
-	if !strings.Contains(help, "--batch) is not available") || !strings.Contains(help, "--station") {
+	if !strings.Contains(help, "--batch ID selects") || !strings.Contains(help, "--station") {
 		t.Fatalf("cert revoke --help does not explain the registry selectors and --batch: %s", help)
 	}
 

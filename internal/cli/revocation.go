@@ -56,8 +56,9 @@ Revoking a revoked certificate changes nothing and exits 6 (conflict), except th
 certificateHold may be revoked for a permanent reason. Only certificateHold can be undone: 'keyward cert
 unhold SERIAL'. --invalidity-date is when the key was or may have been compromised (RFC 5280 5.3.2).
 
-Revocation by production batch (--batch) is not available: batches are not recorded yet (issue 4). To
-retire a device for good, use 'keyward device decommission SN --attested-by NAME'.`,
+--batch ID selects the devices headquarters recorded from a factory batch ('keyward factory reconcile'); the
+never-injected credentials of a closed batch are revoked by 'factory reconcile --final'. To retire a device
+for good, use 'keyward device decommission SN --attested-by NAME'.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
@@ -138,6 +139,7 @@ retire a device for good, use 'keyward device decommission SN --attested-by NAME
 	c.Flags().StringVar(&subject, "subject", "", "bulk: only certificates with this exact subject DN")
 	c.Flags().StringSliceVar(&between, "issued-between", nil, "bulk: issuance time range A B (A inclusive, B exclusive)")
 	c.Flags().StringVar(&reg.Device, "device", "", "bulk: every certificate of this device (serial, from the device registry)")
+	c.Flags().StringVar(&reg.Batch, "batch", "", "bulk: every certificate of the devices recorded from this factory batch (reconciled)")
 	c.Flags().StringVar(&reg.Station, "station", "", "bulk: certificates of every device this factory station enrolled (station id)")
 	c.Flags().StringVar(&reg.Site, "site", "", "bulk: certificates of every device enrolled at this site")
 	c.Flags().StringVar(&reg.Environment, "env", "", "bulk: with --device, --station or --site, only devices of this environment")

@@ -257,6 +257,16 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		t.Fatalf("decommission of batch device %s revoked %v, want its certificate %s", one, dres.Revoked, injected[one])
 	}
 
+	// Bulk revocation by batch selects exactly the batch's recorded devices that are still valid.
+	bres, err := svc.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.BulkRequest{
+		Registry: revocation.RegistrySelector{Batch: s2.BatchID}, Reason: store.ReasonCessationOfOperation, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bres.Matched-bres.AlreadyRevoked != 119 {
+		t.Fatalf("bulk by batch (dry run): matched %d, already revoked %d; want 119 still valid", bres.Matched, bres.AlreadyRevoked)
+	}
+
 	// Replays: both exports again, and nothing changes.
 	before = snap(t, n, s2.BatchID)
 	for _, x := range []string{x1, x2} {

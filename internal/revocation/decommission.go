@@ -225,16 +225,18 @@ type RegistrySelector struct {
 	Device      string `json:"device,omitempty"`  // device serial
 	Station     string `json:"station,omitempty"` // station id
 	Site        string `json:"site,omitempty"`
+	// Batch is a factory batch id: the devices headquarters recorded from that batch's reconciled exports.
+	Batch string `json:"batch,omitempty"`
 }
 
 // IsZero reports whether sel selects nothing.
 func (sel RegistrySelector) IsZero() bool {
-	return sel.Device == "" && sel.Station == "" && sel.Site == ""
+	return sel.Device == "" && sel.Station == "" && sel.Site == "" && sel.Batch == ""
 }
 
 func (sel RegistrySelector) describe() string {
 	var parts []string
-	for _, f := range []struct{ k, v string }{{"env", sel.Environment}, {"product", sel.ProductLine}, {"device", sel.Device}, {"station", sel.Station}, {"site", sel.Site}} {
+	for _, f := range []struct{ k, v string }{{"env", sel.Environment}, {"product", sel.ProductLine}, {"device", sel.Device}, {"station", sel.Station}, {"site", sel.Site}, {"batch", sel.Batch}} {
 		if f.v != "" {
 			parts = append(parts, f.k+"="+f.v)
 		}
@@ -259,6 +261,23 @@ func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q s
 			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("device %s was enrolled by station %s at site %s, not as --station/--site select", d.Serial, d.StationID, d.Site)}
 		}
 		devices = []*store.Device{d}
+	case sel.Batch != "":
+		// Reconciliation records a batch's devices with station "batch:<id>" (internal/factory).
+		b, err := reg.GetFactoryBatch(ctx, sel.Batch)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no reconciled factory batch %q (see 'keyward factory reconcile')", sel.Batch)}
+		} else if err != nil {
+			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+		}
+		list, err := reg.ListDevices(ctx, store.DeviceFilter{Environment: sel.Environment, ProductLine: sel.ProductLine, StationID: "batch:" + b.BatchID})
+		if err != nil {
+			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+		}
+		for _, d := range list {
+			if sel.Site == "" || d.Site == sel.Site {
+				devices = append(devices, d)
+			}
+		}
 	default:
 		stations, err := s.registryStations(ctx, sel)
 		if err != nil {

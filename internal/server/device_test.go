@@ -267,7 +267,7 @@ func TestBulkRevocationByRegistry(t *testing.T) {
 		{`{"environment":"dev","reason":"keyCompromise"}`, 400, "only narrow"},
 		{`{"station":"` + stA.ID + `","site":"site-b","reason":"keyCompromise"}`, 404, "not site-b"},
 		{`{"device":"DEMO-00000100","product_line":"demo-pump","reason":"keyCompromise"}`, 404, "no device"},
-		{`{"batch":"B1","reason":"keyCompromise"}`, 400, "not valid JSON"},
+		{`{"batch":"B1","reason":"keyCompromise"}`, 404, "no reconciled factory batch"},
 	} {
 		if code, resp := bulk(tc.body); code != tc.code || !strings.Contains(resp, tc.want) {
 			t.Fatalf("%s: %d %s; want %d with %q", tc.body, code, resp, tc.code, tc.want)
