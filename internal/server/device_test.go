@@ -57,7 +57,7 @@ func operatorToken(t *testing.T, ts *testServer, role string) string {
 // unexpired certificate and two keys), decommissions it over the API and checks every record, the CRL, OCSP,
 // and that the serial can never be provisioned again.
 func TestDecommissionOverAPI(t *testing.T) {
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	ctx := context.Background()
 	_, cl := stationClient(t, ts, "site-a")
 	key1 := p256Key(t)
@@ -232,7 +232,7 @@ func mustCSR(t *testing.T, cn string) []byte {
 // TestBulkRevocationByRegistry revokes by device, station and site through the bulk route: each dry run
 // counts exactly what the real run then revokes.
 func TestBulkRevocationByRegistry(t *testing.T) {
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	ctx := context.Background()
 	stA, clA := stationClient(t, ts, "site-a")
 	_, clA2 := stationClient(t, ts, "site-a")

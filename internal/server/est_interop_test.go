@@ -27,7 +27,7 @@ func needTool(t *testing.T, name string) {
 func TestESTCurlOpenSSLInterop(t *testing.T) {
 	needTool(t, "curl")
 	needTool(t, "openssl")
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	cred, err := enroll.AddStation(context.Background(), ts.n, enroll.StationOptions{Environment: "dev", Site: "site-b", ProductLines: []string{"demo-implant"}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,40 +45,6 @@ environments:
     product_lines:
       demo-implant: {algorithm: ecdsa-p256, validity: 20y, profiles: [implant-identity]}
 `
-
-// startEST starts a server on a data directory that setup prepares before initialisation.
-func startEST(t *testing.T, setup func(dir string)) *testServer {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if setup != nil {
-		setup(dir)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: dir, Warn: io.Discard}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, caPEM, err := ServerTLS(ctx, n, []string{"localhost", "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(n)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, cert, 5*time.Second) }()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	ts := &testServer{n: n, s: s, url: "https://" + ln.Addr().String(), caFile: filepath.Join(dir, node.TLSDir, "ca.pem"), pool: pool}
-	ts.stop = func() error { cancel(); err := <-done; n.Close(); return err }
-	t.Cleanup(func() { ts.stop() })
-	return ts
-}
 
 func writeConfig(cfg string) func(dir string) {
 	return func(dir string) {
@@ -210,7 +175,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 }
 
 func TestESTRefusals(t *testing.T) {
-	ts := startEST(t, writeConfig(estConfig))
+	ts := startWith(t, writeConfig(estConfig))
 	ctx := context.Background()
 	const label = "demo-implant.dev"
 	_, station := addStation(t, ts, "dev", []string{"demo-implant"}, 0)
@@ -351,7 +316,7 @@ func TestESTRefusals(t *testing.T) {
 }
 
 func TestESTEnrollRenewReprovision(t *testing.T) {
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	ctx := context.Background()
 	st, stationCert := addStation(t, ts, "dev", []string{"demo-implant"}, 0)
 	trust, _ := os.ReadFile(ts.caFile)
@@ -474,7 +439,7 @@ func certPool(certs ...*x509.Certificate) *x509.CertPool {
 
 // TestESTQuotaConcurrent sends more concurrent enrollments than a station's quota: exactly the quota pass.
 func TestESTQuotaConcurrent(t *testing.T) {
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	st, cert := addStation(t, ts, "dev", []string{"demo-implant"}, 5)
 	c := ts.mtls(&cert)
 	var (
@@ -520,7 +485,7 @@ func TestESTAttestation(t *testing.T) {
 		}
 		return der
 	}
-	ts := startEST(t, func(dir string) {
+	ts := startWith(t, func(dir string) {
 		os.MkdirAll(filepath.Join(dir, enroll.AttestationDir), 0o700)
 		os.WriteFile(filepath.Join(dir, enroll.AttestationDir, "implant-identity.pem"), est.CertPEM(vendor), 0o644)
 	})
@@ -559,7 +524,7 @@ func TestESTAttestation(t *testing.T) {
 // that authenticate by client certificate: no certificate and operator tokens get 401, and each of the two
 // certificate roles is let through exactly where the route table allows it.
 func TestCertRoutesAuthenticatedAndAuthorised(t *testing.T) {
-	ts := startEST(t, nil)
+	ts := startWith(t, nil)
 	_, station := addStation(t, ts, "dev", []string{"demo-implant"}, 0)
 	key := p256Key(t)
 	code, body, _ := ts.post(t, ts.mtls(&station), enrollPath("demo-implant"), "application/pkcs10", bytes.NewReader(csrB64(t, key, "DEMO-00000005")), nil)

@@ -38,9 +38,18 @@ type testServer struct {
 	stop   func() error
 }
 
-func start(t *testing.T) *testServer {
+func start(t *testing.T) *testServer { return startWith(t, nil) }
+
+// startWith starts a server on a data directory that setup (if not nil) prepares before initialisation.
+func startWith(t *testing.T, setup func(dir string)) *testServer {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(dir)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: dir, Warn: io.Discard}})
 	if err != nil {
