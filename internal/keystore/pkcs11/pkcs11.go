@@ -120,7 +120,15 @@ func Open(configURI string) (*Store, error) {
 		slot := int(*sel.SlotID)
 		cfg.SlotNumber = &slot
 	}
-	s.ctx, err = crypto11.Configure(cfg)
+	// C_GetSlotList is called twice, for the count and then the list; a token initialised in between (a new
+	// SoftHSM2 slot appears) makes the second call fail with CKR_BUFFER_TOO_SMALL, and PKCS#11 (v2.40 5.5)
+	// expects the caller to ask again.
+	for attempt := 0; ; attempt++ {
+		s.ctx, err = crypto11.Configure(cfg)
+		if err == nil || attempt == 4 || !strings.Contains(err.Error(), "CKR_BUFFER_TOO_SMALL") {
+			break
+		}
+	}
 	if err != nil {
 		return nil, s.classifyOpenErr(err)
 	}

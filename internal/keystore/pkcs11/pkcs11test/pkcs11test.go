@@ -91,7 +91,8 @@ func ModulePath(t testing.TB) string {
 // configuration URI for it, e.g.
 // "pkcs11:token=keyward-test-1a2b3c4d5e6f?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234".
 // It skips the test if softhsm2-util or the module is missing, unless KEYWARD_REQUIRE_INTEGRATION=1, in which case
-// it fails it. It is safe to call from parallel tests.
+// it fails it. Calls are serialised among themselves, but SoftHSM2 does not tolerate a token being initialised
+// while another goroutine opens a store (lists slots): do not run such tests in parallel.
 func NewToken(t testing.TB) (configURI string) {
 	t.Helper()
 	module := ModulePath(t)
