@@ -60,6 +60,21 @@ type FactoryBatch struct {
 	UpdatedAt   time.Time
 }
 
+// FactorySiteLogEntry is one certificate a site CA issued at the site over EST ('keyward factory serve'), in
+// issuance order: the log 'keyward factory export' signs for headquarters. Index is assigned by
+// AppendFactorySiteLog (0, 1, 2, ... per site CA) while the caller holds the site row (LockFactorySite), so the
+// log has no gaps and a later export extends an earlier one.
+type FactorySiteLogEntry struct {
+	CAID       string
+	Index      int64
+	CertSerial string
+	Device     string // the device serial: the certificate's common name
+	StationID  string
+	CreatedAt  time.Time
+	// CertDER is the certificate, filled by WalkFactorySiteLog.
+	CertDER []byte
+}
+
 // FactoryTx is the transactional part of the factory store.
 type FactoryTx interface {
 	// InsertFactorySite stores s (ErrExists if its CA already has one).
@@ -75,11 +90,16 @@ type FactoryTx interface {
 	// LockFactoryBatch returns the reconciled state of batchID and holds it until the transaction ends
 	// (ErrNotFound if none).
 	LockFactoryBatch(ctx context.Context, batchID string) (*FactoryBatch, error)
-	// PutFactoryBatch inserts b, or replaces the batch with the same BatchID.
+	// PutFactoryBatch inserts b, or replaces the batch with the same BatchID (a site CA issuance log grows its
+	// Count with each export).
 	PutFactoryBatch(ctx context.Context, b *FactoryBatch) error
 	// FactoryBatchCounts returns the total Count of the reconciled batches of site CA caID other than
 	// exceptBatch: the certificates of its quota that headquarters has already seen.
 	FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error)
+	// AppendFactorySiteLog appends e to the issuance log of site CA e.CAID, setting e.Index to the next index.
+	// The caller must hold the site row (LockFactorySite) and have inserted the certificate in the same
+	// transaction (ErrExists if the certificate is logged already).
+	AppendFactorySiteLog(ctx context.Context, e *FactorySiteLogEntry) error
 }
 
 // FactoryStore is the read side of the factory store.
@@ -88,4 +108,10 @@ type FactoryStore interface {
 	GetFactorySite(ctx context.Context, caID string) (*FactorySite, error)
 	// GetFactoryBatch returns the reconciled state of batchID (ErrNotFound if none).
 	GetFactoryBatch(ctx context.Context, batchID string) (*FactoryBatch, error)
+	// WalkFactorySiteLog calls fn for every entry of site CA caID's issuance log with Index >= from, in index
+	// order, with the certificate's DER, stopping at the first error (returned unwrapped). It reads in pages
+	// and holds no transaction across calls of fn.
+	WalkFactorySiteLog(ctx context.Context, caID string, from int64, fn func(*FactorySiteLogEntry) error) error
+	// FactorySiteLogLength returns the number of entries of site CA caID's issuance log.
+	FactorySiteLogLength(ctx context.Context, caID string) (int64, error)
 }

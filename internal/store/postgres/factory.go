@@ -118,7 +118,7 @@ func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.Facto
 // PutFactoryBatch inserts or replaces b.
 func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
 	_, err := t.tx.Exec(ctx, `INSERT INTO factory_batches (`+factoryBatchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (batch_id) DO UPDATE SET last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
+		ON CONFLICT (batch_id) DO UPDATE SET count = excluded.count, last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
 		final = excluded.final, updated_at = excluded.updated_at`,
 		b.BatchID, b.CAID, b.Count, b.FirstSerial, b.LastSeq, b.Injected, b.ChainHead, b.Final, b.UpdatedAt)
 	if err != nil {
@@ -143,4 +143,61 @@ func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.Fac
 		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
 	}
 	return b, nil
+}
+
+// AppendFactorySiteLog appends e with the next index; the caller holds the site row (LockFactorySite, FOR
+// UPDATE), which serialises appenders of one site CA across nodes.
+func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEntry) error {
+	var next int64
+	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, e.CAID).Scan(&next); err != nil {
+		return fmt.Errorf("site log of %s: %w", e.CAID, err)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO factory_site_log (ca_id, idx, cert_serial, device, station_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		e.CAID, next, e.CertSerial, e.Device, e.StationID, e.CreatedAt)
+	switch {
+	case err == nil:
+		e.Index = next
+		return nil
+	case pgCode(err) == uniqueViolation:
+		return fmt.Errorf("site log of %s: certificate %s: %w", e.CAID, e.CertSerial, store.ErrExists)
+	default:
+		return fmt.Errorf("site log of %s: certificate %s: %w", e.CAID, e.CertSerial, err)
+	}
+}
+
+// WalkFactorySiteLog reads caID's site log from index from on, a page at a time.
+func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64, fn func(*store.FactorySiteLogEntry) error) error {
+	for {
+		page, err := collect(ctx, s.pool, func(r pgx.Row) (*store.FactorySiteLogEntry, error) {
+			var e store.FactorySiteLogEntry
+			if err := r.Scan(&e.CAID, &e.Index, &e.CertSerial, &e.Device, &e.StationID, &e.CreatedAt, &e.CertDER); err != nil {
+				return nil, err
+			}
+			e.CreatedAt = e.CreatedAt.UTC()
+			return &e, nil
+		}, `SELECT l.ca_id, l.idx, l.cert_serial, l.device, l.station_id, l.created_at, c.der
+			FROM factory_site_log l JOIN certificates c ON c.serial = l.cert_serial
+			WHERE l.ca_id = $1 AND l.idx >= $2 ORDER BY l.idx LIMIT $3`, caID, from, walkPage)
+		if err != nil {
+			return fmt.Errorf("walk site log of %s: %w", caID, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			from = e.Index + 1
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
+// FactorySiteLogLength returns the length of caID's site log.
+func (s *Store) FactorySiteLogLength(ctx context.Context, caID string) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, caID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("site log of %s: %w", caID, err)
+	}
+	return n, nil
 }
