@@ -9,7 +9,9 @@
 // Each key is a key pair with a random 16-byte CKA_ID and a CKA_LABEL of the form "keyward:<purpose>:<hex id>",
 // the purpose binding the keystore contract requires; private keys are generated CKA_SENSITIVE, not
 // CKA_EXTRACTABLE and not CKA_MODIFIABLE (so the label, hence the purpose, cannot be changed afterwards) and may
-// only sign. Keys are referenced by URIs such as "pkcs11:token=keyward-prod;id=%8F...;object=keyward:ca-signing:8f...",
+// only sign. The exception are device keys made by GenerateWrappable for injection at the production line:
+// extractable, so that WrapKey can export them encrypted under a transport key, and unable to sign (wrap.go).
+// Keys are referenced by URIs such as "pkcs11:token=keyward-prod;id=%8F...;object=keyward:ca-signing:8f...",
 // which never carry a PIN or module path.
 package pkcs11
 
@@ -55,6 +57,11 @@ type Store struct {
 
 	mu    sync.RWMutex
 	cache map[string]*entry // by hex CKA_ID; found or generated key pairs
+
+	// pin logs in raw's sessions should the token not be logged in already (see wrap.go). crypto11 keeps its
+	// own copy in its Config for the life of the Context, so holding it here exposes nothing more.
+	pin string
+	raw rawModule // this Store's own handle on the module, for C_WrapKey and secret keys (wrap.go)
 
 	closeOnce sync.Once
 }
@@ -103,7 +110,7 @@ func Open(configURI string) (*Store, error) {
 		return nil, err
 	}
 
-	s := &Store{selector: sel, module: u.ModulePath, name: describe(sel), cache: map[string]*entry{}}
+	s := &Store{selector: sel, module: u.ModulePath, name: describe(sel), cache: map[string]*entry{}, pin: pin}
 	if _, err := os.Stat(u.ModulePath); err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -231,6 +238,11 @@ func (s *Store) keyURI(id []byte, label string) string {
 // supported; Ed25519 returns an error wrapping errors.ErrUnsupported, as crypto11 v1.5.0 has no CKK_EC_EDWARDS
 // support. The label argument is not recorded on the token: CKA_LABEL carries the purpose.
 func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keystore.Algorithm, label string) (keystore.Key, error) {
+	return s.generate(ctx, purpose, alg, false)
+}
+
+// generate makes a key pair for purpose; exportable selects the template of GenerateWrappable (wrap.go).
+func (s *Store) generate(ctx context.Context, purpose keystore.Purpose, alg keystore.Algorithm, exportable bool) (keystore.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return keystore.Key{}, err
 	}
@@ -243,7 +255,7 @@ func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keys
 	}
 	objLabel := labelPrefix + string(purpose) + ":" + hex.EncodeToString(id)
 
-	pub, priv, err := attributeSets(id, objLabel)
+	pub, priv, err := attributeSets(id, objLabel, exportable)
 	if err != nil {
 		return keystore.Key{}, err
 	}
@@ -275,7 +287,12 @@ func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keys
 
 // attributeSets returns the public and private key templates: a token object, sign/verify only, the private
 // half sensitive, never extractable and not modifiable (PKCS#11 v2.40 section 4.9, 4.1.2).
-func attributeSets(id []byte, label string) (pub, priv crypto11.AttributeSet, err error) {
+//
+// exportable is the template of a key made to leave the token, wrapped, for a device (GenerateWrappable): the
+// private half is still sensitive, so C_GetAttributeValue never reveals it, but extractable, so C_WrapKey may
+// export it (PKCS#11 v2.40 section 4.9, and C_WrapKey in section 5.14); and it may not sign, since the site never
+// uses a device's key.
+func attributeSets(id []byte, label string, exportable bool) (pub, priv crypto11.AttributeSet, err error) {
 	pub, priv = crypto11.NewAttributeSet(), crypto11.NewAttributeSet()
 	set := func(a crypto11.AttributeSet, attrs map[crypto11.AttributeType]any) {
 		for t, v := range attrs {
@@ -298,8 +315,8 @@ func attributeSets(id []byte, label string) (pub, priv crypto11.AttributeSet, er
 	set(priv, map[crypto11.AttributeType]any{
 		crypto11.CkaPrivate:     true,
 		crypto11.CkaSensitive:   true,
-		crypto11.CkaExtractable: false,
-		crypto11.CkaSign:        true,
+		crypto11.CkaExtractable: exportable,
+		crypto11.CkaSign:        !exportable,
 		crypto11.CkaDecrypt:     false,
 		crypto11.CkaUnwrap:      false,
 		crypto11.CkaDerive:      false,
@@ -327,11 +344,19 @@ func (s *Store) Signer(ctx context.Context, uri string, purpose keystore.Purpose
 	return &signer{e: e}, nil
 }
 
-// Destroy deletes the private and public key objects of the key pair at uri from the token. A key that is not
-// there returns an error wrapping keystore.ErrNotFound. What erasure means inside the token is up to the token.
+// Destroy deletes the private and public key objects of the key pair at uri from the token, or the transport
+// key at uri if uri names type=secret-key (as GenerateTransportKey's URIs do). A key that is not there returns an
+// error wrapping keystore.ErrNotFound. What erasure means inside the token is up to the token.
 func (s *Store) Destroy(ctx context.Context, uri string) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if u, err := ParseURI(uri); err == nil && u.Type == "secret-key" {
+		u, ref, err := s.resolve(uri, "secret-key")
+		if err != nil {
+			return err
+		}
+		return s.destroySecret(u, ref)
 	}
 	e, ref, err := s.find(uri)
 	if err != nil {
@@ -353,22 +378,9 @@ func (s *Store) Destroy(ctx context.Context, uri string) error {
 // find resolves uri to a key pair on this token, from the cache or the token. ref is uri re-formatted without any
 // query attribute, safe for error messages.
 func (s *Store) find(uri string) (e *entry, ref string, err error) {
-	u, err := ParseURI(uri)
+	u, ref, err := s.resolve(uri, "private")
 	if err != nil {
-		return nil, "", fmt.Errorf("malformed PKCS#11 key URI: %v: %w", err, keystore.ErrNotFound)
-	}
-	bare := *u
-	bare.ModulePath, bare.PINValue, bare.PINSource = "", "", ""
-	ref = bare.String()
-	switch {
-	case !s.sameToken(u):
-		return nil, ref, fmt.Errorf("key %s: not on %s: %w", ref, s.name, keystore.ErrNotFound)
-	case u.ModulePath != "" || u.PINValue != "" || u.PINSource != "":
-		return nil, ref, fmt.Errorf("key %s: a key URI must not carry module-path, pin-value or pin-source: %w", ref, keystore.ErrNotFound)
-	case len(u.ID) == 0:
-		return nil, ref, fmt.Errorf("key %s: key URI has no id: %w", ref, keystore.ErrNotFound)
-	case u.Type != "" && u.Type != "private":
-		return nil, ref, fmt.Errorf("key %s: type=%s is not a private key: %w", ref, u.Type, keystore.ErrNotFound)
+		return nil, ref, err
 	}
 	matches := func(e *entry) bool { return u.Object == "" || u.Object == e.label }
 
@@ -421,6 +433,31 @@ func (s *Store) find(uri string) (e *entry, ref string, err error) {
 	return e, ref, nil
 }
 
+// resolve parses the key URI uri and checks that it names an object of this token by id, of type typ ("private"
+// or "secret-key") if it names a type at all. ref is uri re-formatted without any query attribute, safe for error
+// messages. Errors wrap keystore.ErrNotFound.
+func (s *Store) resolve(uri, typ string) (u *URI, ref string, err error) {
+	u, err = ParseURI(uri)
+	if err != nil {
+		return nil, "", fmt.Errorf("malformed PKCS#11 key URI: %v: %w", err, keystore.ErrNotFound)
+	}
+	bare := *u
+	bare.ModulePath, bare.PINValue, bare.PINSource = "", "", ""
+	ref = bare.String()
+	switch {
+	case !s.sameToken(u):
+		return nil, ref, fmt.Errorf("key %s: not on %s: %w", ref, s.name, keystore.ErrNotFound)
+	case u.ModulePath != "" || u.PINValue != "" || u.PINSource != "":
+		return nil, ref, fmt.Errorf("key %s: a key URI must not carry module-path, pin-value or pin-source: %w", ref, keystore.ErrNotFound)
+	case len(u.ID) == 0:
+		return nil, ref, fmt.Errorf("key %s: key URI has no id: %w", ref, keystore.ErrNotFound)
+	case u.Type != "" && u.Type != typ:
+		what := map[string]string{"private": "a private key", "secret-key": "a secret key"}[typ]
+		return nil, ref, fmt.Errorf("key %s: type=%s is not %s: %w", ref, u.Type, what, keystore.ErrNotFound)
+	}
+	return u, ref, nil
+}
+
 // purposeFromLabel reads the purpose from a CKA_LABEL "keyward:<purpose>:<hex id>", checking that the id in the
 // label is the object's own.
 func purposeFromLabel(label string, id []byte) (keystore.Purpose, error) {
@@ -434,7 +471,7 @@ func purposeFromLabel(label string, id []byte) (keystore.Purpose, error) {
 }
 
 // Close logs out, closes the sessions and unloads the module once no other Store uses it. Signers obtained from
-// the Store stop working. Close is idempotent.
+// the Store stop working. Close is idempotent; it waits for wrapping operations in flight.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -444,6 +481,9 @@ func (s *Store) Close() error {
 		}
 		s.cache = map[string]*entry{}
 		s.mu.Unlock()
+		// The raw handle goes first: its sessions must be closed while crypto11 still holds the module
+		// initialised, and crypto11 may C_Finalize it below if this is the last Context on it.
+		s.raw.close()
 		if cerr := s.ctx.Close(); cerr != nil {
 			err = backendErr(fmt.Sprintf("close %s", s.name), cerr)
 		}
