@@ -80,20 +80,12 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	if opts.LimitTime <= 0 {
 		opts.LimitTime = 3 * time.Second
 	}
-	dir := opts.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "keyward-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := workDir(opts.Dir)
+	if err != nil {
+		return nil, err
 	}
-	progress := func(format string, args ...any) {
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, format+"\n", args...)
-		}
-	}
+	defer cleanup()
+	progress := progressTo(opts.Progress)
 	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: filepath.Join(dir, "data"), DB: opts.DB, Warn: io.Discard}, Keystore: opts.Keystore, Actor: "bench"})
 	if err != nil {
 		return nil, err

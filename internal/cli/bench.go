@@ -46,6 +46,7 @@ verified at the end. --json prints one object with per_second, limit_per_second 
 	g.addJSON(issue)
 	c.AddCommand(issue)
 	c.AddCommand(benchEnrollCmd(g))
+	c.AddCommand(benchBatchCmd(g))
 	c.AddCommand(benchRevocationCmds(g)...)
 	c.AddCommand(firmwareBenchCmd(g))
 	return c

@@ -17,13 +17,14 @@ import (
 	"github.com/keyward/keyward/internal/factory"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/node"
 )
 
 // factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
 func factoryCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "factory", Short: "Offline manufacturing: site CAs, pre-issued credential batches, injection, export and reconciliation"}
-	c.AddCommand(factorySiteCACmd(g), factoryBatchCmd(g), factoryInjectCmd(g), factoryExportCmd(g), factoryReconcileCmd(g))
+	c.AddCommand(factorySiteCACmd(g), factorySitePackageCmd(g), factoryServeCmd(g), factoryTransportKeyCmd(g), factoryBatchCmd(g), factoryInjectCmd(g), factoryExportCmd(g), factoryReconcileCmd(g))
 	return c
 }
 
@@ -246,13 +247,33 @@ func factoryBatchShowCmd(g *globals) *cobra.Command {
 }
 
 func factoryInjectCmd(g *globals) *cobra.Command {
-	var batch, serial string
+	var batch, serial, ks, wrapWith string
 	c := &cobra.Command{
 		Use:   "inject",
 		Short: "Hand the next unused credential of a batch to a device, binding it to the device serial once",
-		Args:  cobra.NoArgs,
+		Long: `Hands the next unused credential of a complete batch to the device with --device-serial and records the
+binding (fsynced) before answering; a device serial gets one credential, and a credential one device.
+Software-wrapped batches (dev) hand out the key sealed under its per-device transport key. For a batch whose
+keys are in the site HSM, --keystore pkcs11:... --wrap-with URI exports the key from the HSM wrapped under that
+transport key (C_WrapKey, AES key wrap with padding, RFC 5649) for the device's secure element, then destroys
+the HSM's copy; without them only the key's URI is handed out. A failed wrap records nothing.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			in, err := factory.Inject(batch, serial, time.Now())
+			var opts factory.InjectOptions
+			if ks != "" || wrapWith != "" {
+				if !strings.HasPrefix(ks, "pkcs11:") {
+					return usageError{errors.New("--wrap-with needs --keystore pkcs11:... naming the site HSM")}
+				}
+				hsm, err := pkcs11.Open(ks)
+				if err != nil {
+					return err
+				}
+				defer hsm.Close()
+				if opts, err = factory.HSMInjection(cmd.Context(), hsm, wrapWith); err != nil {
+					return factoryErr(err)
+				}
+			}
+			in, err := factory.InjectWith(batch, serial, time.Now(), opts)
 			if err != nil {
 				return factoryErr(err)
 			}
@@ -265,6 +286,8 @@ func factoryInjectCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&batch, "batch", "", "batch file (.kwb)")
 	c.Flags().StringVar(&serial, "device-serial", "", "serial number of the device receiving the credential")
+	c.Flags().StringVar(&ks, "keystore", "", "the site HSM holding the batch's keys (pkcs11: URI), to wrap the key for the device")
+	c.Flags().StringVar(&wrapWith, "wrap-with", "", "URI of the transport key in the site HSM to wrap the device key under")
 	_ = c.MarkFlagRequired("batch")
 	_ = c.MarkFlagRequired("device-serial")
 	g.addJSON(c)
@@ -273,14 +296,19 @@ func factoryInjectCmd(g *globals) *cobra.Command {
 
 func factoryExportCmd(g *globals) *cobra.Command {
 	var req factory.ExportRequest
+	var env, product, site string
 	c := &cobra.Command{
 		Use:   "export",
-		Short: "Write a signed, append-only export of a batch's injection log for reconciliation at headquarters",
+		Short: "Write a signed, append-only export of a batch's injection log or a site CA's issuance log for headquarters",
 		Long: `Writes --out (.kwx): a header (site CA, site, environment, product line, batch, export sequence number),
 one record per injected credential in index order (certificate, device serial, injection time), each chained by
 SHA-256 to the one before, and a signature by the site's export signer (an audit-signing key certified by the site
 CA) over the header and the chain head. With --final the batch is closed: the export also lists every credential
 never injected, which 'keyward factory reconcile --final' revokes and records as destroyed.
+
+Without --batch it exports the site CA's issuance log: every certificate 'keyward factory serve' issued, in
+issuance order (certificate, device serial, station, time), chained and signed the same way; each export
+covers the whole log so far and headquarters records what is new since the last one it reconciled.
 
 Exit codes: 0 exported; 3 bad or damaged batch file; 5 no such batch file or site CA; 6 the batch is incomplete
 or --out exists.`,
@@ -291,6 +319,27 @@ or --out exists.`,
 				return err
 			}
 			defer n.Close()
+			if req.Batch == "" {
+				// The site CA's issuance log ('keyward factory serve').
+				if n.Site != nil {
+					env, product, site = n.Site.Environment, n.Site.ProductLine, n.Site.Site
+				}
+				if product == "" || site == "" {
+					return usageError{errors.New("name a batch file with --batch, or export a site CA's issuance log: run in the site's data directory, or give --product and --site")}
+				}
+				if req.Final {
+					return usageError{errors.New("--final closes a batch (--batch); a site CA's issuance log has no unused credentials")}
+				}
+				sum, err := newFactory(n).ExportSiteLog(cmd.Context(), env, product, site, req.Out)
+				if err != nil {
+					return factoryErr(err)
+				}
+				if g.json {
+					return g.printJSON(sum)
+				}
+				fmt.Fprintf(g.env.Stdout, "export %d of the issuance log of %s: %d certificates\n  %s, chain head %s\n", sum.Seq, sum.SiteCA, sum.Records, sum.Path, sum.Head)
+				return nil
+			}
 			sum, err := newFactory(n).Export(cmd.Context(), req)
 			if err != nil {
 				return factoryErr(err)
@@ -304,10 +353,12 @@ or --out exists.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&req.Batch, "batch", "", "batch file (.kwb)")
+	f.StringVar(&req.Batch, "batch", "", "batch file (.kwb); without it, the site CA's issuance log is exported")
 	f.StringVar(&req.Out, "out", "", "export file to write (.kwx); never overwritten")
 	f.BoolVar(&req.Final, "final", false, "close the batch: also list the credentials never injected, for revocation")
-	_ = c.MarkFlagRequired("batch")
+	f.StringVar(&env, "env", "dev", "environment of the site CA whose issuance log is exported (without --batch, outside a site data directory)")
+	f.StringVar(&product, "product", "", "product line of that site CA")
+	f.StringVar(&site, "site", "", "site of that site CA")
 	_ = c.MarkFlagRequired("out")
 	g.addJSON(c)
 	return c

@@ -40,6 +40,10 @@ gracefully.`,
 				}
 			} else {
 				n, err = g.open(ctx)
+				if err == nil && n.Site != nil {
+					n.Close()
+					return usageError{fmt.Errorf("%s is the data directory of factory site %s: run 'keyward factory serve' there", g.data, n.Site.Site)}
+				}
 				if err == nil {
 					_, err = n.EnsureAdminToken(ctx, "server")
 				}
@@ -48,13 +52,7 @@ gracefully.`,
 				return err
 			}
 			defer n.Close()
-			if len(names) == 0 {
-				names = []string{"localhost", "127.0.0.1", "::1"}
-				if host, _, err := net.SplitHostPort(listen); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
-					names = appendUnique(names, host)
-				}
-			}
-			cert, _, err := server.ServerTLS(ctx, n, names)
+			cert, _, err := server.ServerTLS(ctx, n, tlsNames(names, listen))
 			if err != nil {
 				return err
 			}
@@ -71,6 +69,18 @@ gracefully.`,
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
 	addPublicFlags(c, &pub)
 	return c
+}
+
+// tlsNames are the server certificate's names: --tls-name, or by default the loopback names and the listen host.
+func tlsNames(names []string, listen string) []string {
+	if len(names) > 0 {
+		return names
+	}
+	names = []string{"localhost", "127.0.0.1", "::1"}
+	if host, _, err := net.SplitHostPort(listen); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		names = appendUnique(names, host)
+	}
+	return names
 }
 
 func appendUnique(list []string, s string) []string {

@@ -235,3 +235,81 @@ func scan(r *bufio.Reader, size int64, name string, onCred func(*Credential, []b
 	}
 	return res, nil
 }
+
+// readFrameAt reads the one whole frame that starts at offset off of a batch file, which must end at or before
+// limit, and checks its length and checksum. It reads hint bytes first (the caller's guess of the frame's
+// length) and the rest only if the frame is longer, so an index can jump to one credential or injection in one
+// read instead of scanning the file.
+func readFrameAt(r io.ReaderAt, off, limit int64, hint int, name string) (typ byte, body []byte, end int64, err error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: frame at offset %d: %s", name, ErrCorrupt, off, fmt.Sprintf(format, args...))
+	}
+	if off < int64(len(batchMagic)) || off+9 > limit {
+		return 0, nil, 0, bad("no whole frame fits before offset %d", limit)
+	}
+	buf := make([]byte, min(int64(max(hint, 9)), limit-off, 9+maxFrame))
+	if _, err := r.ReadAt(buf, off); err != nil {
+		return 0, nil, 0, bad("%v", err)
+	}
+	ln := int64(binary.BigEndian.Uint32(buf[1:5]))
+	if ln > maxFrame {
+		return 0, nil, 0, bad("claims %d bytes (at most %d)", ln, maxFrame)
+	}
+	end = off + 9 + ln
+	if end > limit {
+		return 0, nil, 0, bad("claims %d bytes, running past offset %d", ln, limit)
+	}
+	if have := int64(len(buf)); have < 9+ln {
+		buf = append(buf, make([]byte, 9+ln-have)...)
+		if _, err := r.ReadAt(buf[have:], off+have); err != nil {
+			return 0, nil, 0, bad("%v", err)
+		}
+	}
+	buf = buf[:9+ln]
+	if crc32.Checksum(buf[:5+ln], crcTable) != binary.BigEndian.Uint32(buf[5+ln:]) {
+		return 0, nil, 0, bad("fails its checksum")
+	}
+	return buf[0], buf[5 : 5+ln], end, nil
+}
+
+// scanAt is scan over the first size bytes of r whose callbacks also get the offset of their frame, so the
+// injection index can be built in the same single pass that checks the file. scan calls a callback right after
+// its frame is read and before the next one is, so the frame's end is what the bufio.Reader has consumed.
+func scanAt(r io.ReaderAt, size int64, name string, onCred func(c *Credential, off int64) error, onInj func(in *Injection, off int64) error) (*scanResult, error) {
+	src := &countingReader{r: io.NewSectionReader(r, 0, size)}
+	br := bufio.NewReaderSize(src, 1<<20)
+	consumed := func() int64 { return src.n - int64(br.Buffered()) }
+	// The first callback's frame starts where the header frame ends; if these bytes are not there, scan fails.
+	prevEnd := int64(-1)
+	var head [len(batchMagic) + 5]byte
+	if n, _ := r.ReadAt(head[:], 0); n == len(head) {
+		prevEnd = int64(len(head)) + int64(binary.BigEndian.Uint32(head[len(batchMagic)+1:])) + 4
+	}
+	return scan(br, size, name, func(c *Credential, _ []byte) error {
+		off := prevEnd
+		prevEnd = consumed()
+		if onCred == nil {
+			return nil
+		}
+		return onCred(c, off)
+	}, func(in *Injection) error {
+		off := prevEnd
+		prevEnd = consumed()
+		if onInj == nil {
+			return nil
+		}
+		return onInj(in, off)
+	})
+}
+
+// countingReader counts the bytes read from r.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

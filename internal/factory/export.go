@@ -39,13 +39,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
-	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/profile"
@@ -88,7 +91,7 @@ var ErrReplay = errors.New("export already reconciled")
 // ExportHeader binds an export to one site, batch and sequence number.
 type ExportHeader struct {
 	Version      int       `json:"version"`
-	Kind         string    `json:"kind"` // "batch-injection-log"
+	Kind         string    `json:"kind"` // "batch-injection-log", or "site-ca-issuance-log" (whose Count, FirstSerial and Custody are empty)
 	SiteCA       string    `json:"site_ca"`
 	SiteCASHA256 string    `json:"site_ca_sha256"`
 	Site         string    `json:"site"`
@@ -114,6 +117,7 @@ type ExportRecord struct {
 	DeviceSerial string    `json:"device_serial,omitempty"` // RecordInjected
 	At           time.Time `json:"at,omitzero"`             // injection time (RecordInjected)
 	KeyURI       string    `json:"key_uri,omitempty"`       // the key in the site HSM (PKCS#11 custody)
+	Station      string    `json:"station,omitempty"`       // the factory station that enrolled the device (site CA issuance log); empty in a batch log
 	Hash         []byte    `json:"hash"`                    // chain hash over the previous hash and this record
 }
 
@@ -153,7 +157,9 @@ func writeField(w io.Writer, p []byte) {
 	w.Write(p)
 }
 
-// recordHash chains r to prev: every field is length-prefixed, so no two records encode alike.
+// recordHash chains r to prev: every field is length-prefixed, so no two records encode alike. Station comes
+// last and only when it is set, so a record without one (every batch record, and every record of exports made
+// before the field existed) hashes as it always did, and one with a station has one field more.
 func recordHash(prev []byte, r *ExportRecord) []byte {
 	h := sha256.New()
 	writeField(h, []byte(exportDomain+" record"))
@@ -170,6 +176,9 @@ func recordHash(prev []byte, r *ExportRecord) []byte {
 	}
 	writeField(h, at[:])
 	writeField(h, []byte(r.KeyURI))
+	if r.Station != "" {
+		writeField(h, []byte(r.Station))
+	}
 	return h.Sum(nil)
 }
 
@@ -313,7 +322,7 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 		records = h.Count
 	}
 	now := f.now()
-	hdr := ExportHeader{Version: 1, Kind: "batch-injection-log", SiteCA: site.CA.ID, SiteCASHA256: h.SiteCASHA256, Site: h.Site,
+	hdr := ExportHeader{Version: 1, Kind: exportKindBatch, SiteCA: site.CA.ID, SiteCASHA256: h.SiteCASHA256, Site: h.Site,
 		Environment: h.Environment, ProductLine: h.ProductLine, BatchID: h.BatchID, Count: h.Count, FirstSerial: h.FirstSerial,
 		Custody: h.Custody, Injected: injected, Records: records, Final: req.Final, SignerCert: site.Site.AuditCertDER, CreatedAt: now}
 
@@ -330,54 +339,31 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 		return nil, err
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(req.Out), ".export-*")
+	x, err := newExportWriter(req.Out, &hdr)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	hdrPayload, err := json.Marshal(&hdr)
-	if err != nil {
-		return nil, err
-	}
-	buf := []byte(exportMagic)
-	if buf, err = appendRawFrame(buf, frameExportHeader, hdrPayload); err != nil {
-		return nil, err
-	}
-	hHash := headerHash(hdrPayload)
-	prev := chainGenesis(&hdr)
-	emit := func(r *ExportRecord) error {
-		r.Hash = recordHash(prev, r)
-		prev = r.Hash
-		var err error
-		if buf, err = appendFrame(buf[:0], frameExportRecord, r); err != nil {
-			return err
-		}
-		_, err = w.Write(buf)
-		return err
-	}
-	if _, err := w.Write(buf); err != nil {
-		return nil, err
-	}
-	// Pass 1: injections (index -> device serial and time). Pass 2: credentials in index order. Both are
-	// streams; only the injection list is held, which is at most Count small entries.
-	injections := make([]Injection, 0, injected)
-	if _, err := scanFile(req.Batch, nil, func(in *Injection) error {
-		injections = append(injections, *in)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if int64(len(injections)) != injected {
-		return nil, fmt.Errorf("%w: %s changed while it was exported (%d injections, then %d); export again", ErrConflict, req.Batch, injected, len(injections))
-	}
+	defer x.close()
+	// The batch file holds the credentials in index order, then the injections in index order: one reader at
+	// each section, merged (credential i with injection i), so neither list is held.
+	injections, stopInjections := streamInjections(req.Batch, injected)
+	defer stopInjections()
 	var unused int64
 	_, err = scanFile(req.Batch, func(c *Credential, _ []byte) error {
 		r := &ExportRecord{Index: c.Index, CertDER: c.CertDER, KeyURI: c.KeyURI}
 		switch {
 		case c.Index < injected:
-			in := injections[c.Index]
+			in, ok := <-injections
+			if !ok {
+				total, err := stopInjections()
+				if err != nil {
+					return err
+				}
+				return fmt.Errorf("%w: %s changed while it was exported (%d injections, then %d); export again", ErrConflict, req.Batch, injected, total)
+			}
+			if in.Index != c.Index {
+				return fmt.Errorf("%w: %s: injection %d where %d was due", ErrCorrupt, req.Batch, in.Index, c.Index)
+			}
 			r.Kind, r.DeviceSerial, r.At = RecordInjected, in.DeviceSerial, in.At.UTC()
 		case req.Final:
 			r.Kind = RecordUnused
@@ -385,52 +371,68 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 		default:
 			return errStop
 		}
-		return emit(r)
+		return x.add(r)
 	}, nil)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := signDigest(signer, signedDigest(hHash, prev, records))
-	if err != nil {
+	// Every injection the export lists was sent; the count of all of them says whether one was added meanwhile
+	// (for a final export, a credential listed as unused might then be on a device).
+	if total, err := stopInjections(); err != nil {
+		return nil, err
+	} else if total != injected {
+		return nil, fmt.Errorf("%w: %s changed while it was exported (%d injections, then %d); export again", ErrConflict, req.Batch, injected, total)
+	}
+	if err := x.seal(signer); err != nil {
 		return nil, fmt.Errorf("sign export of batch %s: %w", h.BatchID, err)
 	}
-	if buf, err = appendFrame(buf[:0], frameExportSignature, &ExportSignature{Head: prev, Signature: sig}); err != nil {
+	if err := f.recordExport(ctx, &store.FactoryExport{BatchID: h.BatchID, Seq: hdr.Seq, CAID: site.CA.ID, Records: records, ChainHead: x.head, Final: req.Final, CreatedAt: now},
+		"batch "+h.BatchID, map[string]string{"batch": h.BatchID, "injected": fmt.Sprint(injected), "unused": fmt.Sprint(unused), "file": filepath.Base(req.Out)}); err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(buf); err != nil {
+	if err := x.publish(); err != nil {
 		return nil, err
-	}
-	if err := w.Flush(); err != nil {
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		return nil, err
-	}
-	// Record the export with its audit event, then publish the file: a crash in between leaves a recorded
-	// sequence number without a file, never a file whose number could be reused.
-	err = f.Store.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertFactoryExport(ctx, &store.FactoryExport{BatchID: h.BatchID, Seq: hdr.Seq, CAID: site.CA.ID, Records: records,
-			ChainHead: prev, Final: req.Final, CreatedAt: now}); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("%w: another export of batch %s took sequence number %d at the same time; export again", ErrConflict, h.BatchID, hdr.Seq)
-			}
-			return err
-		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "factory.export", Subject: site.CA.ID, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"batch": h.BatchID, "seq": fmt.Sprint(hdr.Seq), "injected": fmt.Sprint(injected), "unused": fmt.Sprint(unused),
-				"final": fmt.Sprint(req.Final), "chain_head": hex.EncodeToString(prev), "file": filepath.Base(req.Out)}})
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), req.Out); err != nil {
-		return nil, fmt.Errorf("publish export %s: %w", req.Out, err)
 	}
 	return &ExportSummary{Path: req.Out, BatchID: h.BatchID, SiteCA: site.CA.ID, Seq: hdr.Seq, Count: h.Count, Injected: injected, Unused: unused,
-		Records: records, Final: req.Final, Head: hex.EncodeToString(prev)}, nil
+		Records: records, Final: req.Final, Head: hex.EncodeToString(x.head)}, nil
+}
+
+// streamInjections reads the injections of the batch file at path in a goroutine and sends the first n of
+// them, in index order, on the channel it returns, which it closes at the end of the file; it counts the rest.
+// stop ends the reader (it is safe to call more than once) and returns the count of injections it read, which
+// is every injection in the file if the first n were all received, and the reader's error.
+func streamInjections(path string, n int64) (<-chan Injection, func() (int64, error)) {
+	ch := make(chan Injection, 1024)
+	quit, done := make(chan struct{}), make(chan struct{})
+	var (
+		total int64
+		err   error
+	)
+	go func() {
+		defer close(done)
+		defer close(ch)
+		_, err = scanFile(path, nil, func(in *Injection) error {
+			total++
+			if total > n {
+				return nil
+			}
+			select {
+			case ch <- *in:
+				return nil
+			case <-quit:
+				return errStop
+			}
+		})
+		if errors.Is(err, errStop) {
+			err = nil
+		}
+	}()
+	var once sync.Once
+	return ch, func() (int64, error) {
+		once.Do(func() { close(quit) })
+		<-done
+		return total, err
+	}
 }
 
 // appendRawFrame appends a frame with an already encoded payload.
@@ -464,21 +466,166 @@ func verifyDigest(pub crypto.PublicKey, digest, sig []byte) bool {
 	return false
 }
 
-// ParsedExport is a read export whose frames are whole and whose chain is continuous; its signature is not
-// checked yet (VerifySignature).
-type ParsedExport struct {
-	Header     ExportHeader
-	Records    []ExportRecord
-	Signature  ExportSignature
-	headerHash []byte
+// Export kinds the reader accepts. The structure of both is the same; what their header counts and records
+// mean is for their reconciliation to check (batch: reconcile.go).
+const (
+	exportKindBatch   = "batch-injection-log"
+	exportKindSiteLog = "site-ca-issuance-log"
+)
+
+// ExportChecks are a caller's checks of an export's content, run by OpenExport while it reads the file. They
+// see content whose signature is not verified yet: they may refuse it, or gather the few small facts the
+// caller needs before reading the records again with Records, but must not act on it.
+type ExportChecks struct {
+	// Header, if set, sees the header as soon as it is read, before any record.
+	Header func(*ExportHeader) error
+	// Record, if set, sees each record once its index and chain hash are checked.
+	Record func(*ExportRecord) error
 }
 
-// ParseExport reads an export and checks its structure and chain: magic, whole frames with good checksums, the
-// header first, records with indexes 0, 1, 2, ... each chained to the one before, the record counts the header
-// announces, and one signature frame at the end whose head is the chain's. Every failure wraps ErrTampered
-// and names the first bad frame and what is wrong with it.
-func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+// ExportFile is an export whose structure and chain OpenExport checked in one pass over the file, holding its
+// header, chain head and counts but none of its records; Records reads them again. It holds the file open
+// until Close.
+type ExportFile struct {
+	name    string
+	src     io.ReaderAt
+	closer  io.Closer
+	scanned *exportScan
+}
+
+// exportScan is what a pass over an export learnt: everything needed to verify the signature and to recognise
+// the same file in a later pass.
+type exportScan struct {
+	hdr     ExportHeader
+	hdrHash []byte
+	sig     ExportSignature
+	records int64
+	digest  []byte // SHA-256 of every byte of the file, as read
+}
+
+// OpenExport opens the export at name and checks its structure and chain in one pass, holding no record:
+// magic, whole frames with good checksums, the header first, records with indexes 0, 1, 2, ... each chained to
+// the one before, the record count the header announces, and one signature frame at the end whose head is the
+// chain's. Every failure wraps ErrTampered and names the first bad frame and what is wrong with it; checks
+// run on the way (their errors are returned as they are). The signature is not checked yet (VerifySignature).
+func OpenExport(name string, checks ExportChecks) (*ExportFile, error) {
+	file, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		file.Close()
+		return nil, badRequest("%s is not a regular file; an export is read twice (verified, then recorded), so copy it to a file first", name)
+	}
+	e, err := openExport(file, name, checks)
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	e.closer = file
+	return e, nil
+}
+
+// openExport is OpenExport over any source that can be read again.
+func openExport(src io.ReaderAt, name string, checks ExportChecks) (*ExportFile, error) {
+	s, err := readExport(io.NewSectionReader(src, 0, math.MaxInt64), name, func(h *ExportHeader, _ []byte) error {
+		if checks.Header != nil {
+			return checks.Header(h)
+		}
+		return nil
+	}, checks.Record)
+	if err != nil {
+		return nil, err
+	}
+	return &ExportFile{name: name, src: src, scanned: s}, nil
+}
+
+// Header is the export's header. The caller must not modify it.
+func (e *ExportFile) Header() *ExportHeader { return &e.scanned.hdr }
+
+// Head is the chain head the signature covers: the hash of the last record, or the genesis hash if there is
+// none.
+func (e *ExportFile) Head() []byte { return e.scanned.sig.Head }
+
+// Close closes the file.
+func (e *ExportFile) Close() error {
+	if e.closer == nil {
+		return nil
+	}
+	return e.closer.Close()
+}
+
+// VerifySignature checks the export's signature with the public key of signer.
+func (e *ExportFile) VerifySignature(signer *x509.Certificate) error {
+	s := e.scanned
+	if !verifyDigest(signer.PublicKey, signedDigest(s.hdrHash, s.sig.Head, s.records), s.sig.Signature) {
+		return fmt.Errorf("%w: the signature of export %d of batch %s does not verify with %s's export signer (serial %x): the header or signature was altered, or another key signed it",
+			ErrTampered, s.hdr.Seq, s.hdr.BatchID, s.hdr.SiteCA, signer.SerialNumber)
+	}
+	return nil
+}
+
+// Records reads the file again and calls fn with each record in index order, after checking its chain hash;
+// each call gets a record of its own. The file must be the one OpenExport read, byte for byte: if it changed
+// since (another header, chain head, record count or any other byte), Records fails with ErrTampered, also
+// when fn failed on the way (the change explains the failure better), and a caller that records as it goes
+// must undo what it recorded. So that this holds, Records reads the file to its end even after fn failed, and
+// returns fn's error once the file is known to be the same. Until Records returns nil, a record fn saw may be
+// one whose signature nobody checked.
+func (e *ExportFile) Records(fn func(*ExportRecord) error) error {
+	want := e.scanned
+	var fnErr error
+	s, err := readExport(io.NewSectionReader(e.src, 0, math.MaxInt64), e.name, func(_ *ExportHeader, hdrHash []byte) error {
+		if !bytes.Equal(hdrHash, want.hdrHash) {
+			return fmt.Errorf("%s: %w: its header changed after it was verified", e.name, ErrTampered)
+		}
+		return nil
+	}, func(r *ExportRecord) error {
+		if fnErr == nil {
+			fnErr = fn(r)
+		}
+		return nil
+	})
+	switch {
+	case err != nil && errors.Is(err, ErrTampered):
+		return &exportChangedError{fmt.Errorf("%s changed after it was verified: %w", e.name, err)}
+	case err != nil:
+		return err
+	case s.records != want.records || !bytes.Equal(s.sig.Head, want.sig.Head) || !bytes.Equal(s.digest, want.digest):
+		return &exportChangedError{fmt.Errorf("%s: %w: the file changed after it was verified (%d records with chain head %s, then %d with %s)",
+			e.name, ErrTampered, want.records, short(hex.EncodeToString(want.sig.Head)), s.records, short(hex.EncodeToString(s.sig.Head)))}
+	}
+	return fnErr
+}
+
+// exportChangedError is Records' error for a file that is not the one OpenExport read; it wraps ErrTampered.
+type exportChangedError struct{ err error }
+
+func (e *exportChangedError) Error() string { return e.err.Error() }
+func (e *exportChangedError) Unwrap() error { return e.err }
+
+// hashingReader hashes what is read through it.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	return n, err
+}
+
+// readExport is the export parser (one pass over r): it checks structure and chain as OpenExport describes,
+// calls onHeader with the parsed header and its hash, and onRecord with each record once it is chained.
+func readExport(r io.Reader, name string, onHeader func(*ExportHeader, []byte) error, onRecord func(*ExportRecord) error) (*exportScan, error) {
+	hr := &hashingReader{r: r, h: sha256.New()}
+	br := bufio.NewReaderSize(hr, 256<<10)
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, ErrTampered, fmt.Sprintf(format, args...))
 	}
@@ -486,13 +633,14 @@ func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != exportMagic {
 		return nil, bad("not a Keyward export (no %q magic)", exportMagic)
 	}
-	p := &ExportHeader{}
-	out := &ParsedExport{}
+	out := &exportScan{}
+	p := &out.hdr
 	var (
 		prev     []byte
 		haveHdr  bool
 		haveSig  bool
 		frameHdr [5]byte
+		body     = make([]byte, 0, 4096) // one frame at a time, reused
 		off      = int64(len(exportMagic))
 	)
 	for n := 0; ; n++ {
@@ -500,15 +648,21 @@ func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
 			if err == io.EOF {
 				break
 			}
-			return nil, bad("truncated: the file ends inside the frame at offset %d", off)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, bad("truncated: the file ends inside the frame at offset %d", off)
+			}
+			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		typ, ln := frameHdr[0], binary.BigEndian.Uint32(frameHdr[1:])
 		if ln > maxFrame {
 			return nil, bad("frame at offset %d claims %d bytes (at most %d)", off, ln, maxFrame)
 		}
-		body := make([]byte, ln+4)
+		body = slices.Grow(body[:0], int(ln)+4)[:ln+4]
 		if _, err := io.ReadFull(br, body); err != nil {
-			return nil, bad("truncated: the file ends inside the frame at offset %d", off)
+			if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, bad("truncated: the file ends inside the frame at offset %d", off)
+			}
+			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		if crc32.Update(crc32.Checksum(frameHdr[:], crcTable), crcTable, body[:ln]) != binary.BigEndian.Uint32(body[ln:]) {
 			return nil, bad("frame at offset %d fails its checksum (altered or damaged)", off)
@@ -523,23 +677,24 @@ func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
 			if err := json.Unmarshal(payload, p); err != nil {
 				return nil, bad("header: %v", err)
 			}
-			if p.Version != 1 || p.Kind != "batch-injection-log" {
-				return nil, bad("export version %d kind %q; this keyward reads version 1 batch-injection-log", p.Version, p.Kind)
+			if p.Version != 1 || (p.Kind != exportKindBatch && p.Kind != exportKindSiteLog) {
+				return nil, bad("export version %d kind %q; this keyward reads version 1 %s and %s", p.Version, p.Kind, exportKindBatch, exportKindSiteLog)
 			}
-			if p.Records < 0 || p.Injected < 0 || p.Injected > p.Count || p.Records > p.Count ||
-				(p.Final && p.Records != p.Count) || (!p.Final && p.Records != p.Injected) {
-				return nil, bad("header counts are inconsistent: count %d, injected %d, records %d, final %v", p.Count, p.Injected, p.Records, p.Final)
+			if p.Records < 0 {
+				return nil, bad("header announces %d records", p.Records)
 			}
-			out.headerHash = headerHash(payload)
+			out.hdrHash = headerHash(payload)
 			prev = chainGenesis(p)
 			haveHdr = true
-			out.Records = make([]ExportRecord, 0, min(p.Records, 1<<16))
+			if err := onHeader(p, out.hdrHash); err != nil {
+				return nil, err
+			}
 		case typ == frameExportRecord:
 			var rec ExportRecord
 			if err := json.Unmarshal(payload, &rec); err != nil {
 				return nil, bad("record frame at offset %d: %v", off, err)
 			}
-			want := int64(len(out.Records))
+			want := out.records
 			switch {
 			case rec.Index < want:
 				return nil, bad("record %d at position %d, where %d was due: a duplicate or reordered record", rec.Index, want, want)
@@ -548,27 +703,25 @@ func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
 			case want >= p.Records:
 				return nil, bad("record %d beyond the %d records the header announces (appended)", rec.Index, p.Records)
 			}
-			wantKind := RecordInjected
-			if rec.Index >= p.Injected {
-				wantKind = RecordUnused
-			}
-			if rec.Kind != wantKind {
-				return nil, bad("record %d is %q; the header's %d injections make it %q", rec.Index, rec.Kind, p.Injected, wantKind)
-			}
 			h := recordHash(prev, &rec)
 			if !bytes.Equal(h, rec.Hash) {
 				return nil, bad("record %d does not match its chain hash: it was altered, or the record before it was removed or reordered", rec.Index)
 			}
 			prev = h
-			out.Records = append(out.Records, rec)
+			out.records++
+			if onRecord != nil {
+				if err := onRecord(&rec); err != nil {
+					return nil, err
+				}
+			}
 		case typ == frameExportSignature:
-			if err := json.Unmarshal(payload, &out.Signature); err != nil {
+			if err := json.Unmarshal(payload, &out.sig); err != nil {
 				return nil, bad("signature frame: %v", err)
 			}
-			if got := int64(len(out.Records)); got != p.Records {
-				return nil, bad("%d records where the header announces %d: records were removed from the end", got, p.Records)
+			if out.records != p.Records {
+				return nil, bad("%d records where the header announces %d: records were removed from the end", out.records, p.Records)
 			}
-			if !bytes.Equal(out.Signature.Head, prev) {
+			if !bytes.Equal(out.sig.Head, prev) {
 				return nil, bad("the signed chain head is not the hash of the last record")
 			}
 			haveSig = true
@@ -581,17 +734,8 @@ func ParseExport(r io.Reader, name string) (*ParsedExport, error) {
 		return nil, bad("truncated: no header")
 	}
 	if !haveSig {
-		return nil, bad("truncated: %d of %d records and no signature", len(out.Records), p.Records)
+		return nil, bad("truncated: %d of %d records and no signature", out.records, p.Records)
 	}
-	out.Header = *p
+	out.digest = hr.h.Sum(nil)
 	return out, nil
-}
-
-// VerifySignature checks the export's signature with the public key of signer.
-func (e *ParsedExport) VerifySignature(signer *x509.Certificate) error {
-	if !verifyDigest(signer.PublicKey, signedDigest(e.headerHash, e.Signature.Head, int64(len(e.Records))), e.Signature.Signature) {
-		return fmt.Errorf("%w: the signature of export %d of batch %s does not verify with %s's export signer (serial %x): the header or signature was altered, or another key signed it",
-			ErrTampered, e.Header.Seq, e.Header.BatchID, e.Header.SiteCA, signer.SerialNumber)
-	}
-	return nil
 }

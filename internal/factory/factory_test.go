@@ -405,4 +405,58 @@ func TestBatchPKCS11(t *testing.T) {
 	if err != nil || got.KeyURI == "" || got.Custody != CustodyPKCS11 {
 		t.Errorf("inject: %+v, %v", got, err)
 	}
+
+	// Injection with the key exported for the device: wrapped by the HSM under a transport key the device's
+	// secure element holds (here: one the test knows), never in the clear.
+	kek := []byte("fedcba9876543210fedcba9876543210")
+	tk, err := hsm.ImportTransportKey(ctx, "transport", kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := HSMInjection(ctx, hsm, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A wrap that fails records nothing: the next injection still gets credential 1.
+	badOpts, _ := HSMInjection(ctx, hsm, s.CA.KeyURI)
+	if _, err := InjectWith(out, "HW-2", time.Now(), badOpts); err == nil || !strings.Contains(err.Error(), "nothing was recorded") {
+		t.Fatalf("inject with a CA key as transport key: %v", err)
+	}
+	if info, err := Show(out); err != nil || info.Injected != 1 {
+		t.Fatalf("after a failed wrap: %+v, %v", info, err)
+	}
+	in, err := InjectWith(out, "HW-2", time.Now(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Index != 1 || len(in.WrappedKey) == 0 || !strings.Contains(in.KeyWrap, tk) || !in.KeyReleased {
+		t.Fatalf("wrapped injection: index %d, %d bytes, %q, released %v (%s)", in.Index, len(in.WrappedKey), in.KeyWrap, in.KeyReleased, in.ReleaseError)
+	}
+	// The device is now the key's only holder.
+	if _, err := hsm.Signer(ctx, in.KeyURI, keystore.PurposeDeviceIdentity); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("the injected key is still in the HSM: %v", err)
+	}
+	pkcs8, err := pkcs11test.UnwrapRFC5649(kek, in.WrappedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(pkcs8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(in.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.(*ecdsa.PrivateKey).PublicKey.Equal(cert.PublicKey) {
+		t.Fatal("the unwrapped key is not the certificate's")
+	}
+	// Software-wrapped batches are not HSM-wrapped.
+	soft := filepath.Join(t.TempDir(), "soft.kwb")
+	if _, err := f.Batch(ctx, BatchRequest{Env: "dev", Product: "demo-implant", Site: "site-a", Count: 2, FirstSerial: "DEMO-00000101", TransportKey: transport, Out: soft}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InjectWith(soft, "HW-3", time.Now(), opts); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("HSM wrap of a software-wrapped batch: %v", err)
+	}
 }

@@ -2,17 +2,29 @@ package factory
 
 // Reconciliation at headquarters (issue 4 part 3): a site's export is verified in full before anything is
 // stored, and then recorded in one transaction, so a refused export leaves no trace but its error.
+//
+// An export may hold millions of records, so none is held: OpenExport reads the file once to check its
+// structure and chain (pass 1), the signature is verified, and the records are read again (pass 2) inside the
+// transaction, each checked against the site's rules as it is recorded. A refused record, or a file that
+// changed between the passes, fails the transaction, which rolls back everything recorded before it.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/maphash"
+	"io"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,21 +95,43 @@ func (f *Factory) Reconcile(ctx context.Context, req ReconcileRequest) ([]*Recon
 }
 
 func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name string) (*ReconcileResult, error) {
-	file, err := os.Open(name)
+	facts := &batchFacts{name: name}
+	e, site, err := f.openVerifiedExport(ctx, req, name, ExportChecks{Header: facts.header, Record: facts.record})
 	if err != nil {
 		return nil, err
 	}
-	e, err := ParseExport(file, name)
-	file.Close()
-	if err != nil {
-		return nil, err
+	defer e.Close()
+	switch k := e.Header().Kind; k {
+	case exportKindBatch:
+		return f.reconcileBatch(ctx, req, name, e, site, facts)
+	case exportKindSiteLog:
+		return f.reconcileSiteLog(ctx, req, name, e, site) // sitelog.go
+	default:
+		return nil, badRequest("%s: export %d is a %s; this keyward reconciles %s and %s exports", name, e.Header().Seq, k, exportKindBatch, exportKindSiteLog)
 	}
-	h := &e.Header
+}
+
+// openVerifiedExport opens the export at name (OpenExport, running checks), and checks what every kind of
+// export must satisfy before its records are read again: that it belongs to a site CA of this data directory
+// (and to req.Env and req.Site if set), and that its signature verifies with the site's recorded export
+// signer, certified by the site CA. The caller closes the export.
+func (f *Factory) openVerifiedExport(ctx context.Context, req ReconcileRequest, name string, checks ExportChecks) (*ExportFile, *SiteCA, error) {
+	e, err := OpenExport(name, checks)
+	if err != nil {
+		return nil, nil, err
+	}
+	site, err := f.verifyExport(ctx, req, name, e)
+	if err != nil {
+		e.Close()
+		return nil, nil, err
+	}
+	return e, site, nil
+}
+
+func (f *Factory) verifyExport(ctx context.Context, req ReconcileRequest, name string, e *ExportFile) (*SiteCA, error) {
+	h := e.Header()
 	foreign := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, ErrForeign, fmt.Sprintf(format, args...))
-	}
-	refused := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %s", name, ErrRefused, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case req.Env != "" && h.Environment != req.Env:
@@ -134,6 +168,86 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 	if err := e.VerifySignature(signerCert); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	return site, nil
+}
+
+// batchFacts checks a batch injection log's header and records while OpenExport reads them (structure the
+// header's counts promise), and keeps the little reconcileBatch needs to know before it reads the records
+// again: how the unused keys are held, and which device serials may occur twice.
+type batchFacts struct {
+	name string
+	hdr  *ExportHeader
+	// Unused records whose key is in the site HSM (a key URI), and software-wrapped ones.
+	hsmKeys, softKeys int64
+	// devSeed keys devHashes, a 64-bit hash of each injected record's device serial: 8 bytes a record while
+	// OpenExport reads the file, sorted and dropped afterwards, leaving only the hashes seen twice (suspects).
+	// Reconciliation compares the serials of those records exactly; two serials that only share a hash are
+	// not refused.
+	devSeed   maphash.Seed
+	devHashes []uint64
+}
+
+func (b *batchFacts) header(h *ExportHeader) error {
+	b.hdr = h
+	if h.Kind != exportKindBatch {
+		return nil
+	}
+	// A batch's export lists its injected credentials and, if final, every other one: Records counts those.
+	if h.Injected < 0 || h.Injected > h.Count || h.Records > h.Count ||
+		(h.Final && h.Records != h.Count) || (!h.Final && h.Records != h.Injected) {
+		return fmt.Errorf("%s: %w: header counts are inconsistent: count %d, injected %d, records %d, final %v", b.name, ErrTampered, h.Count, h.Injected, h.Records, h.Final)
+	}
+	b.devSeed = maphash.MakeSeed()
+	// The file bounds the number of records; the header only claims it.
+	b.devHashes = make([]uint64, 0, min(h.Injected, 1<<16))
+	return nil
+}
+
+func (b *batchFacts) record(r *ExportRecord) error {
+	h := b.hdr
+	if h.Kind != exportKindBatch {
+		return nil
+	}
+	// The injections come first, in index order (export.go).
+	want := RecordInjected
+	if r.Index >= h.Injected {
+		want = RecordUnused
+	}
+	if r.Kind != want {
+		return fmt.Errorf("%s: %w: record %d is %q; the header's %d injections make it %q", b.name, ErrTampered, r.Index, r.Kind, h.Injected, want)
+	}
+	switch {
+	case r.Kind == RecordInjected:
+		b.devHashes = append(b.devHashes, maphash.String(b.devSeed, r.DeviceSerial))
+	case r.KeyURI != "":
+		b.hsmKeys++
+	default:
+		b.softKeys++
+	}
+	return nil
+}
+
+// suspects returns the device-serial hashes that occur more than once, and drops the rest.
+func (b *batchFacts) suspects() map[uint64]bool {
+	slices.Sort(b.devHashes)
+	out := map[uint64]bool{}
+	for i := 1; i < len(b.devHashes); i++ {
+		if b.devHashes[i] == b.devHashes[i-1] {
+			out[b.devHashes[i]] = true
+		}
+	}
+	b.devHashes = nil
+	return out
+}
+
+// reconcileBatch records a batch injection log whose structure, chain and signature are verified (e), in one
+// transaction: the records are read again and each is checked while it is recorded, so that any refusal rolls
+// everything back, and holding the export costs the same memory for a thousand records as for millions.
+func (f *Factory) reconcileBatch(ctx context.Context, req ReconcileRequest, name string, e *ExportFile, site *SiteCA, facts *batchFacts) (*ReconcileResult, error) {
+	h := e.Header()
+	refused := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, ErrRefused, fmt.Sprintf(format, args...))
+	}
 
 	// The signature holds: from here on, a failure is the site's (or a policy's), not tampering.
 	switch {
@@ -142,17 +256,9 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 	case !req.Final && h.Final:
 		return nil, badRequest("%s: export %d of batch %s is final; reconcile it with --final, which revokes its %d unused credentials", name, h.Seq, h.BatchID, h.Count-h.Injected)
 	}
-	var hsmKeys, softKeys int64
-	for i := h.Injected; i < int64(len(e.Records)); i++ {
-		if e.Records[i].KeyURI != "" {
-			hsmKeys++
-		} else {
-			softKeys++
-		}
-	}
 	destruction := ""
 	if h.Final && h.Records > h.Injected {
-		useHSM := req.Keys != nil && req.Keys.Location() == keystore.LocationPKCS11 && softKeys == 0
+		useHSM := req.Keys != nil && req.Keys.Location() == keystore.LocationPKCS11 && facts.softKeys == 0
 		switch {
 		case useHSM:
 			destruction = "site-hsm"
@@ -175,44 +281,44 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 	if p := f.Profiles[site.Site.Profile]; p != nil {
 		backdate = p.Backdate
 	}
-	type parsedCert struct {
-		cert *x509.Certificate
-		spki []byte
-	}
-	certs := make([]parsedCert, len(e.Records))
-	devices := make(map[string]int64, h.Injected)
-	for i := range e.Records {
-		r := &e.Records[i]
+	suspects := facts.suspects()
+	devices := map[string]int64{} // device serial -> index, for suspects only
+
+	// check applies the site's rules to one record's certificate and device serial.
+	check := func(r *ExportRecord) (*x509.Certificate, []byte, error) {
 		c, err := x509.ParseCertificate(r.CertDER)
 		if err != nil {
-			return nil, refused("record %d: certificate: %v", r.Index, err)
+			return nil, nil, refused("record %d: certificate: %v", r.Index, err)
 		}
 		if err := c.CheckSignatureFrom(site.Cert); err != nil {
-			return nil, refused("record %d: certificate %x was not issued by site CA %s: %v", r.Index, c.SerialNumber, site.CA.ID, err)
+			return nil, nil, refused("record %d: certificate %x was not issued by site CA %s: %v", r.Index, c.SerialNumber, site.CA.ID, err)
 		}
 		// The site's serial rule: credential i has the device serial FirstSerial + i, inside the subject rule
 		// recorded with the site CA (siteca.go).
 		if want := serials.at(r.Index); c.Subject.CommonName != want || !cnRule.MatchString(c.Subject.CommonName) {
-			return nil, refused("record %d: certificate subject %q is not %q, the batch's serial for that index under the site's rule %s", r.Index, c.Subject.CommonName, want, site.Site.CNPattern)
+			return nil, nil, refused("record %d: certificate subject %q is not %q, the batch's serial for that index under the site's rule %s", r.Index, c.Subject.CommonName, want, site.Site.CNPattern)
 		}
 		if c.NotBefore.Add(backdate).After(site.Site.IssueUntil) {
-			return nil, refused("record %d: certificate %x was issued at %s, after site CA %s's issuing window ended (%s)", r.Index, c.SerialNumber,
+			return nil, nil, refused("record %d: certificate %x was issued at %s, after site CA %s's issuing window ended (%s)", r.Index, c.SerialNumber,
 				c.NotBefore.Add(backdate).Format(time.RFC3339), site.CA.ID, site.Site.IssueUntil.Format(time.RFC3339))
 		}
 		spki, err := goodkey.SPKIHash(c.PublicKey)
 		if err != nil {
-			return nil, refused("record %d: %v", r.Index, err)
+			return nil, nil, refused("record %d: %v", r.Index, err)
 		}
-		certs[i] = parsedCert{c, spki}
 		if r.Kind == RecordInjected {
 			if err := checkDeviceSerial(r.DeviceSerial); err != nil {
-				return nil, refused("record %d: %v", r.Index, err)
+				return nil, nil, refused("record %d: %v", r.Index, err)
 			}
-			if prev, dup := devices[r.DeviceSerial]; dup {
-				return nil, refused("device %q received credentials %d and %d; a device gets one", r.DeviceSerial, prev, r.Index)
+			// A device gets one credential. Only serials whose hash OpenExport saw twice can repeat.
+			if suspects[maphash.String(facts.devSeed, r.DeviceSerial)] {
+				if prev, dup := devices[r.DeviceSerial]; dup {
+					return nil, nil, refused("device %q received credentials %d and %d; a device gets one", r.DeviceSerial, prev, r.Index)
+				}
+				devices[r.DeviceSerial] = r.Index
 			}
-			devices[r.DeviceSerial] = r.Index
 		}
+		return c, spki, nil
 	}
 
 	now := f.now()
@@ -233,8 +339,6 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 				name, ErrTampered, h.BatchID, b.Count, b.FirstSerial, b.CAID, h.Count, h.FirstSerial, site.CA.ID)
 		case h.Injected < b.Injected:
 			return fmt.Errorf("%s: %w: export %d of batch %s lists %d injections; %d were reconciled from export %d", name, ErrTampered, h.Seq, h.BatchID, h.Injected, b.Injected, b.LastSeq)
-		case b.Injected > 0 && !bytes.Equal(e.Records[b.Injected-1].Hash, b.ChainHead):
-			return fmt.Errorf("%s: %w: export %d of batch %s does not extend the log reconciled from export %d (record %d differs)", name, ErrTampered, h.Seq, h.BatchID, b.LastSeq, b.Injected-1)
 		}
 		// Quota (recorded with the site CA): every batch headquarters has seen counts in full.
 		seen, err := tx.FactoryBatchCounts(ctx, site.CA.ID, h.BatchID)
@@ -244,94 +348,72 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 		if seen+h.Count > site.Site.Quota {
 			return refused("batch %s of %d credentials and the %d already reconciled exceed site CA %s's quota of %d", h.BatchID, h.Count, seen, site.CA.ID, site.Site.Quota)
 		}
+		// The unused keys to destroy in the site HSM, spooled to a temporary file until every record is
+		// recorded and the export is known to be the one verified.
+		var spool *uriSpool
+		if destruction == "site-hsm" {
+			if spool, err = newURISpool(); err != nil {
+				return err
+			}
+			defer spool.Close()
+		}
+		// Two stages: a reader goroutine reads the records again and checks them (JSON, certificate parse and
+		// signature: about half the cost of recording one), handing the records new to headquarters over in
+		// order, at most a small channel's worth ahead; this goroutine records them in the transaction.
 		start := b.Injected
-		var unusedURIs []string
-		for i := start; i < int64(len(e.Records)); i++ {
-			r, c := &e.Records[i], certs[i]
-			alg, err := keystore.AlgorithmOf(c.cert.PublicKey)
-			if err != nil {
-				return refused("record %d: %v", r.Index, err)
-			}
-			serial := ra.SerialString(c.cert)
-			if err := tx.InsertCertificate(ctx, &store.Certificate{Serial: serial, IssuerID: site.CA.ID, Profile: site.Site.Profile, ProfileVersion: profileVersion(f, site.Site.Profile),
-				Subject: c.cert.Subject.String(), NotBefore: c.cert.NotBefore, NotAfter: c.cert.NotAfter, SPKISHA256: c.spki, DER: r.CertDER,
-				Status: store.CertStatusValid, CreatedAt: now}); err != nil {
-				if errors.Is(err, store.ErrDuplicateSerial) || errors.Is(err, store.ErrDuplicateKey) {
-					return fmt.Errorf("%s: %w: record %d: certificate %s: %v", name, ErrConflict, r.Index, serial, err)
+		var lastInjected []byte // chain hash of the last injected record: where the next export must continue
+		work := make(chan checkedRecord, 256)
+		quit, readDone := make(chan struct{}), make(chan struct{})
+		var readErr error
+		go func() {
+			defer close(readDone)
+			defer close(work)
+			readErr = e.Records(func(r *ExportRecord) error {
+				if r.Index == h.Injected-1 {
+					lastInjected = r.Hash
 				}
-				return err
-			}
-			res.Certificates++
-			details := map[string]string{"issuer": site.CA.ID, "subject": c.cert.Subject.CommonName, "batch": h.BatchID, "index": fmt.Sprint(r.Index),
-				"export_seq": fmt.Sprint(h.Seq), "source": "factory reconcile"}
-			if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.issue", Subject: serial, Outcome: audit.OutcomeSuccess, Details: details}); err != nil {
-				return err
-			}
-			if r.Kind == RecordInjected {
-				uri := ra.DeviceKeyURI(c.spki)
-				if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(keystore.LocationDevice),
-					State: store.KeyActive, Owner: c.cert.Subject.CommonName, SPKISHA256: c.spki, CreatedAt: r.At, StateChangedAt: r.At}); err != nil {
-					return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
-				}
-				cn := c.cert.Subject.CommonName
-				if d, err := tx.LockDevice(ctx, h.Environment, h.ProductLine, cn); err == nil {
-					return fmt.Errorf("%s: %w: record %d: device %s of %s/%s is registered already (by %s at site %s, %s)", name, ErrConflict, r.Index, cn,
-						h.Environment, h.ProductLine, d.StationID, d.Site, d.EnrolledAt.Format(time.RFC3339))
-				} else if !errors.Is(err, store.ErrNotFound) {
+				c, spki, err := check(r)
+				if err != nil {
 					return err
 				}
-				// The registry is keyed by the identity's common name, as enrollment keys it; the station is the
-				// batch that provisioned the device, and the hardware serial it was bound to is in the audit trail.
-				if err := tx.PutDevice(ctx, &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: cn, State: store.DeviceActive,
-					StationID: "batch:" + h.BatchID, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: c.spki, UpdatedAt: now}); err != nil {
-					return err
+				if r.Index < start {
+					// Reconciled before: the chain must pass through the head recorded then, before anything new
+					// is recorded.
+					if r.Index == start-1 && !bytes.Equal(r.Hash, b.ChainHead) {
+						return fmt.Errorf("%s: %w: export %d of batch %s does not extend the log reconciled from export %d (record %d differs)", name, ErrTampered, h.Seq, h.BatchID, b.LastSeq, r.Index)
+					}
+					return nil
 				}
-				if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "device.register", Subject: cn, Outcome: audit.OutcomeSuccess,
-					Details: map[string]string{"environment": h.Environment, "product_line": h.ProductLine, "site": h.Site, "batch": h.BatchID,
-						"index": fmt.Sprint(r.Index), "device_serial": r.DeviceSerial, "injected_at": r.At.Format(time.RFC3339Nano), "certificate": serial}}); err != nil {
-					return err
+				select {
+				case work <- checkedRecord{r, c, spki}:
+					return nil
+				case <-quit:
+					return errRecordingStopped
 				}
-				res.Devices++
-				continue
+			})
+		}()
+		var recErr error
+		for w := range work {
+			if recErr != nil {
+				continue // drain until the reader has stopped
 			}
-			// Unused: revoke, and record the key destroyed.
-			rev, err := tx.Revoke(ctx, &store.Revocation{Serial: serial, Reason: UnusedReason, RevokedAt: now.Truncate(time.Second)})
-			if err != nil {
-				return fmt.Errorf("revoke unused credential %d (%s): %w", r.Index, serial, err)
+			if recErr = f.recordBatchEntry(ctx, tx, req, name, h, site, w.r, w.cert, w.spki, destruction, spool, now, res); recErr != nil {
+				close(quit)
 			}
-			if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.revoke", Subject: serial, Outcome: audit.OutcomeSuccess,
-				Details: map[string]string{"issuer": site.CA.ID, "reason": "cessationOfOperation", "seq": fmt.Sprint(rev.Seq), "batch": h.BatchID,
-					"index": fmt.Sprint(r.Index), "unused": "true"}}); err != nil {
-				return err
-			}
-			res.Revoked++
-			uri, loc := ra.DeviceKeyURI(c.spki), keystore.LocationSoftware
-			if r.KeyURI != "" {
-				uri, loc = r.KeyURI, keystore.LocationPKCS11
-			}
-			if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(loc),
-				State: store.KeyActive, Owner: c.cert.Subject.CommonName, SPKISHA256: c.spki, CreatedAt: c.cert.NotBefore, StateChangedAt: now}); err != nil {
-				return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
-			}
-			if err := tx.SetKeyState(ctx, uri, store.KeyDestroyed, now); err != nil {
-				return err
-			}
-			kd := map[string]string{"purpose": string(keystore.PurposeDeviceIdentity), "location": string(loc), "owner": c.cert.Subject.CommonName,
-				"reason": "unused pre-issued credential", "batch": h.BatchID, "index": fmt.Sprint(r.Index), "method": destruction}
-			if destruction == "attested" {
-				kd["attested_by"] = req.AttestedBy
-			}
-			if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "key.destroy", Subject: uri, Outcome: audit.OutcomeSuccess, Details: kd}); err != nil {
-				return err
-			}
-			res.KeysDestroyed++
-			if destruction == "site-hsm" {
-				unusedURIs = append(unusedURIs, r.KeyURI)
-			}
+		}
+		<-readDone
+		// A record fails to record only after every record before it was checked, so its error comes first,
+		// unless the file changed, which explains any failure.
+		var changed *exportChangedError
+		switch {
+		case recErr != nil && !errors.As(readErr, &changed):
+			return recErr
+		case readErr != nil:
+			return readErr
 		}
 		b.LastSeq, b.Injected, b.Final, b.UpdatedAt = h.Seq, h.Injected, h.Final, now
 		if h.Injected > 0 {
-			b.ChainHead = e.Records[h.Injected-1].Hash
+			b.ChainHead = lastInjected
 		}
 		if err := tx.PutFactoryBatch(ctx, b); err != nil {
 			return err
@@ -339,23 +421,202 @@ func (f *Factory) reconcileFile(ctx context.Context, req ReconcileRequest, name 
 		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "factory.reconcile", Subject: site.CA.ID, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"batch": h.BatchID, "export_seq": fmt.Sprint(h.Seq), "injected": fmt.Sprint(h.Injected), "devices_recorded": fmt.Sprint(res.Devices),
 				"certificates_recorded": fmt.Sprint(res.Certificates), "revoked": fmt.Sprint(res.Revoked), "keys_destroyed": fmt.Sprint(res.KeysDestroyed),
-				"final": fmt.Sprint(h.Final), "destruction": destruction, "chain_head": fmt.Sprintf("%x", e.Signature.Head)}}); err != nil {
+				"final": fmt.Sprint(h.Final), "destruction": destruction, "chain_head": fmt.Sprintf("%x", e.Head())}}); err != nil {
 			return err
 		}
-		// Last, with everything else written: destroy the unused keys in the site HSM. A key already gone (an
-		// earlier attempt whose commit failed) is fine; any other failure rolls the whole import back.
-		for _, uri := range unusedURIs {
+		// Last, with everything else written and the export read to its end unchanged: destroy the unused keys
+		// in the site HSM, so that only a failing commit (or destruction) can roll back after a key is gone. A
+		// key already gone (an earlier attempt whose commit failed) is fine; any other failure rolls the whole
+		// import back.
+		if spool == nil {
+			return nil
+		}
+		return spool.each(func(uri string) error {
 			if err := req.Keys.Destroy(ctx, uri); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 				return fmt.Errorf("destroy unused key %s in the site HSM: %w", uri, err)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
 }
+
+// checkedRecord is a record that passed the site's rules, with its parsed certificate and SPKI hash.
+type checkedRecord struct {
+	r    *ExportRecord
+	cert *x509.Certificate
+	spki []byte
+}
+
+// errRecordingStopped tells the reader of an export that recording failed; the recording error is reported.
+var errRecordingStopped = errors.New("recording stopped")
+
+// recordBatchEntry records one checked record of a batch log new to headquarters: its certificate, and the
+// device it was injected into, or its revocation and key destruction if it is unused.
+func (f *Factory) recordBatchEntry(ctx context.Context, tx store.Tx, req ReconcileRequest, name string, h *ExportHeader, site *SiteCA, r *ExportRecord,
+	c *x509.Certificate, spki []byte, destruction string, spool *uriSpool, now time.Time, res *ReconcileResult) error {
+	refused := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, ErrRefused, fmt.Sprintf(format, args...))
+	}
+	alg, err := keystore.AlgorithmOf(c.PublicKey)
+	if err != nil {
+		return refused("record %d: %v", r.Index, err)
+	}
+	serial := ra.SerialString(c)
+	if err := tx.InsertCertificate(ctx, &store.Certificate{Serial: serial, IssuerID: site.CA.ID, Profile: site.Site.Profile, ProfileVersion: profileVersion(f, site.Site.Profile),
+		Subject: c.Subject.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SPKISHA256: spki, DER: r.CertDER,
+		Status: store.CertStatusValid, CreatedAt: now}); err != nil {
+		if errors.Is(err, store.ErrDuplicateSerial) || errors.Is(err, store.ErrDuplicateKey) {
+			return fmt.Errorf("%s: %w: record %d: certificate %s: %v", name, ErrConflict, r.Index, serial, err)
+		}
+		return err
+	}
+	res.Certificates++
+	details := map[string]string{"issuer": site.CA.ID, "subject": c.Subject.CommonName, "batch": h.BatchID, "index": fmt.Sprint(r.Index),
+		"export_seq": fmt.Sprint(h.Seq), "source": "factory reconcile"}
+	if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.issue", Subject: serial, Outcome: audit.OutcomeSuccess, Details: details}); err != nil {
+		return err
+	}
+	if r.Kind == RecordInjected {
+		uri := ra.DeviceKeyURI(spki)
+		if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(keystore.LocationDevice),
+			State: store.KeyActive, Owner: c.Subject.CommonName, SPKISHA256: spki, CreatedAt: r.At, StateChangedAt: r.At}); err != nil {
+			return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
+		}
+		cn := c.Subject.CommonName
+		if d, err := tx.LockDevice(ctx, h.Environment, h.ProductLine, cn); err == nil {
+			return fmt.Errorf("%s: %w: record %d: device %s of %s/%s is registered already (by %s at site %s, %s)", name, ErrConflict, r.Index, cn,
+				h.Environment, h.ProductLine, d.StationID, d.Site, d.EnrolledAt.Format(time.RFC3339))
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		// The registry is keyed by the identity's common name, as enrollment keys it; the station is the
+		// batch that provisioned the device, and the hardware serial it was bound to is in the audit trail.
+		if err := tx.PutDevice(ctx, &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: cn, State: store.DeviceActive,
+			StationID: "batch:" + h.BatchID, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: spki, UpdatedAt: now}); err != nil {
+			return err
+		}
+		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "device.register", Subject: cn, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"environment": h.Environment, "product_line": h.ProductLine, "site": h.Site, "batch": h.BatchID,
+				"index": fmt.Sprint(r.Index), "device_serial": r.DeviceSerial, "injected_at": r.At.Format(time.RFC3339Nano), "certificate": serial}}); err != nil {
+			return err
+		}
+		res.Devices++
+		return nil
+	}
+	// Unused: revoke, and record the key destroyed.
+	rev, err := tx.Revoke(ctx, &store.Revocation{Serial: serial, Reason: UnusedReason, RevokedAt: now.Truncate(time.Second)})
+	if err != nil {
+		return fmt.Errorf("revoke unused credential %d (%s): %w", r.Index, serial, err)
+	}
+	if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.revoke", Subject: serial, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"issuer": site.CA.ID, "reason": "cessationOfOperation", "seq": fmt.Sprint(rev.Seq), "batch": h.BatchID,
+			"index": fmt.Sprint(r.Index), "unused": "true"}}); err != nil {
+		return err
+	}
+	res.Revoked++
+	uri, loc := ra.DeviceKeyURI(spki), keystore.LocationSoftware
+	if r.KeyURI != "" {
+		uri, loc = r.KeyURI, keystore.LocationPKCS11
+	}
+	if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(loc),
+		State: store.KeyActive, Owner: c.Subject.CommonName, SPKISHA256: spki, CreatedAt: c.NotBefore, StateChangedAt: now}); err != nil {
+		return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
+	}
+	if err := tx.SetKeyState(ctx, uri, store.KeyDestroyed, now); err != nil {
+		return err
+	}
+	kd := map[string]string{"purpose": string(keystore.PurposeDeviceIdentity), "location": string(loc), "owner": c.Subject.CommonName,
+		"reason": "unused pre-issued credential", "batch": h.BatchID, "index": fmt.Sprint(r.Index), "method": destruction}
+	if destruction == "attested" {
+		kd["attested_by"] = req.AttestedBy
+	}
+	if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "key.destroy", Subject: uri, Outcome: audit.OutcomeSuccess, Details: kd}); err != nil {
+		return err
+	}
+	res.KeysDestroyed++
+	if spool != nil {
+		if r.KeyURI == "" {
+			// OpenExport counted no software-wrapped key; Records will report how the file changed.
+			return fmt.Errorf("%s: %w: record %d has no key in the site HSM", name, ErrTampered, r.Index)
+		}
+		return spool.add(r.KeyURI)
+	}
+	return nil
+}
+
+// uriSpool holds the key URIs to destroy in the site HSM outside memory, in an unnamed temporary file (removed
+// as soon as it is created): about the URI's length and 4 bytes a key. The SHA-256 of what was written is
+// checked in a full read before the first key is destroyed, so a damaged spool destroys nothing.
+type uriSpool struct {
+	f   *os.File
+	w   *bufio.Writer
+	sum hash.Hash
+	n   int64
+}
+
+func newURISpool() (*uriSpool, error) {
+	f, err := os.CreateTemp("", "keyward-reconcile-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool of the unused keys to destroy: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool of the unused keys to destroy: %w", err)
+	}
+	return &uriSpool{f: f, w: bufio.NewWriterSize(f, 64<<10), sum: sha256.New()}, nil
+}
+
+func (s *uriSpool) add(uri string) error {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(uri)))
+	s.sum.Write(n[:])
+	s.sum.Write([]byte(uri))
+	s.n++
+	s.w.Write(n[:])
+	_, err := s.w.WriteString(uri)
+	return err
+}
+
+// each calls fn with every URI added, in order, once the whole spool reads back as it was written.
+func (s *uriSpool) each(fn func(string) error) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("spool of the unused keys to destroy: %w", err)
+	}
+	read := func(fn func(string) error) error {
+		r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, math.MaxInt64), 64<<10)
+		var n [4]byte
+		for range s.n {
+			if _, err := io.ReadFull(r, n[:]); err != nil {
+				return err
+			}
+			uri := make([]byte, binary.BigEndian.Uint32(n[:]))
+			if _, err := io.ReadFull(r, uri); err != nil {
+				return err
+			}
+			if err := fn(string(uri)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sum := sha256.New()
+	if err := read(func(uri string) error {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(uri)))
+		sum.Write(n[:])
+		sum.Write([]byte(uri))
+		return nil
+	}); err != nil || !bytes.Equal(sum.Sum(nil), s.sum.Sum(nil)) {
+		return fmt.Errorf("spool of the unused keys to destroy does not read back as written (%v); nothing was destroyed", err)
+	}
+	return read(fn)
+}
+
+func (s *uriSpool) Close() error { return s.f.Close() }
 
 func profileVersion(f *Factory, name string) int {
 	if p := f.Profiles[name]; p != nil {

@@ -42,6 +42,10 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
+	// A site data directory holds one site CA and never a hierarchy of its own (site.go).
+	if fileExists(filepath.Join(opts.Dir, SiteFile)) {
+		return nil, nil, fmt.Errorf("%s is a factory site's data directory: it is not initialised with a hierarchy", opts.Dir)
+	}
 	if err := writeIfMissing(filepath.Join(opts.Dir, ConfigFile), hierarchy.DefaultConfig()); err != nil {
 		return nil, nil, err
 	}

@@ -65,7 +65,9 @@ type Node struct {
 	RA       *ra.RA
 	Logger   *slog.Logger
 	Now      func() time.Time
-	pkcs11   []*pkcs11.Store
+	// Site is set when Dir is a factory site's data directory (site.go).
+	Site   *SiteInfo
+	pkcs11 []*pkcs11.Store
 }
 
 // ErrNotInitialised is returned by Open when the data directory has no keyward.yaml.
@@ -105,7 +107,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			}
 		}
 	}
-	n := &Node{Dir: opts.Dir, Config: cfg, Profiles: profiles, Logger: opts.Logger, Now: opts.Now}
+	site, err := ReadSite(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Dir: opts.Dir, Config: cfg, Profiles: profiles, Logger: opts.Logger, Now: opts.Now, Site: site}
 	ok := false
 	defer func() {
 		if !ok {
@@ -138,7 +144,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.RA, err = ra.New(ra.Config{Store: n.Store, Keys: n.Keys, Hierarchy: cfg, Profiles: profiles, Now: opts.Now, Logger: opts.Logger})
+	n.RA, err = ra.New(ra.Config{Store: n.Store, Keys: n.Keys, Hierarchy: cfg, Profiles: profiles, Now: opts.Now, Logger: opts.Logger, Site: siteScope(site)})
 	if err != nil {
 		return nil, err
 	}

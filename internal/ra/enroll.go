@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,6 +232,16 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		return nil, e.fail(ctx, c, rf, err)
 	}
 	serial := prep.csr.Subject.CommonName
+	site := e.r.cfg.Site
+	if site != nil {
+		fs, err := e.r.cfg.Store.GetFactorySite(ctx, site.CAID)
+		if err != nil {
+			return nil, wrap(KindUnavailable, fmt.Errorf("site CA %s record: %w", site.CAID, err))
+		}
+		if err := checkSite(site, fs, c.Station, serial, now); err != nil {
+			return nil, e.fail(ctx, c, rf, err)
+		}
+	}
 	// The registry is checked before anything is signed, and again on the locked row when recording.
 	if d, err := e.r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial); err == nil {
 		if err := checkExisting(d); err != nil {
@@ -268,7 +279,21 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		default:
 			return err
 		}
+		var fs *store.FactorySite
+		if site != nil {
+			// The site row is locked before the device row, so concurrent enrollments at a site queue here and
+			// cannot overrun the quota or leave a gap in the site log.
+			if fs, err = tx.LockFactorySite(ctx, site.CAID); err != nil {
+				return err
+			}
+			if err := checkSite(site, fs, st, serial, now); err != nil {
+				return err
+			}
+		}
 		details := map[string]string{"station": st.ID, "site": st.Site, "device": serial, "environment": req.Environment, "product_line": req.ProductLine}
+		if site != nil {
+			details["site_ca"] = site.CAID
+		}
 		if prev != nil {
 			details["reprovisioned"] = "true"
 			details["superseded"] = prev.CertSerial
@@ -285,6 +310,11 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		if err := tx.PutDevice(ctx, res.Device); err != nil {
 			return err
 		}
+		if site != nil {
+			if err := siteRecord(ctx, tx, site, fs, st, s.row.Serial, serial, s.row.CreatedAt); err != nil {
+				return err
+			}
+		}
 		st.Used++
 		return tx.UpdateStation(ctx, st)
 	})
@@ -297,6 +327,9 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 // Reenroll renews a device's identity for the device itself (EST simplereenroll, RFC 7030 4.2.2).
 func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
 	rf := e.newRefusal(ActionReenroll, c, req)
+	if site := e.r.cfg.Site; site != nil {
+		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "factory site %s enrolls new devices only: a device renews its identity with headquarters (simplereenroll there)", site.Site))
+	}
 	if c.Principal.Role != RoleDevice || c.Cert == nil {
 		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "%s may not use simplereenroll: renewal is authenticated by the device's current identity certificate (RFC 7030 4.2.2); stations enroll new devices with simpleenroll", c.Principal.ID))
 	}

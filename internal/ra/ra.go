@@ -49,6 +49,9 @@ type Config struct {
 	Profiles  map[string]*profile.Profile
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// Site, if set, makes this a factory site's RA (site.go): every certificate is issued by the site CA,
+	// through EST enrollment only.
+	Site *SiteScope
 }
 
 // RA is the registration authority. It is safe for concurrent use.
@@ -94,6 +97,11 @@ type IssueRequest struct {
 
 // Issue checks req for principal p and, if every rule passes, issues and stores the certificate.
 func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.Certificate, error) {
+	if r.cfg.Site != nil {
+		err := r.errSiteIssue()
+		r.refuse(ctx, p, req, nil, err)
+		return nil, err
+	}
 	prep, err := r.prepare(ctx, p, req)
 	if err != nil {
 		r.refuse(ctx, p, req, prep, err)
@@ -160,6 +168,12 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, error) {
 	}
 	if !contains(spec.Profiles, req.Profile) {
 		return nil, "", errorf(KindBadRequest, "product line %q of %q does not issue under profile %q (it allows: %s)", product, env, req.Profile, strings.Join(spec.Profiles, ", "))
+	}
+	if r.cfg.Site != nil {
+		if err := r.checkSiteScope(env, product); err != nil {
+			return nil, "", err
+		}
+		return prof, r.cfg.Site.CAID, nil
 	}
 	return prof, hierarchy.IssuingID(env, product), nil
 }
@@ -325,6 +339,12 @@ func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
 	id := hierarchy.RootID(env)
 	if product != "" {
 		id = hierarchy.IssuingID(env, product)
+		if r.cfg.Site != nil {
+			if err := r.checkSiteScope(env, product); err != nil {
+				return nil, err
+			}
+			id = r.cfg.Site.CAID
+		}
 	}
 	var chain [][]byte
 	for id != "" {

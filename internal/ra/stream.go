@@ -28,6 +28,9 @@ type StreamResult struct {
 // holds at most a few batches in memory. A batch whose transaction fails on a conflict (a duplicate key slipped
 // past the pre-check) is retried one request per transaction so only the conflicting request is refused.
 func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, next func() (IssueRequest, bool), emit func(StreamResult)) error {
+	if r.cfg.Site != nil {
+		return r.errSiteIssue()
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}

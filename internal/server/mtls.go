@@ -4,7 +4,8 @@ package server
 //
 // The listener requests a client certificate but does not verify it in the handshake (tls.RequestClientCert;
 // TLS 1.3 still makes the client prove possession of the key with CertificateVerify, RFC 8446 4.4.3). The
-// chain is verified here, per request, against the station and issuing CAs in the store, for two reasons:
+// chain is verified here, per request, against the station, issuing and factory site CAs in the store (a device
+// provisioned at a site renews at headquarters with its site-CA certificate), for two reasons:
 // an unknown certificate must get an HTTP 401 with a reason (RFC 7030 3.3.2 leaves the failure to the
 // server; a failed handshake would give none), and a station CA created after the server started (by
 // 'keyward station add') must be accepted without a restart. Operator routes ignore client certificates.
@@ -26,7 +27,8 @@ import (
 // unknown certificates cannot turn into a flood of store reads.
 const caReload = time.Second
 
-// clientCAs caches the CAs that issue client certificates: station CAs (stations) and issuing CAs (devices).
+// clientCAs caches the CAs that issue client certificates: station CAs (stations), issuing CAs and site CAs
+// (devices).
 type clientCAs struct {
 	mu     sync.Mutex
 	pool   *x509.CertPool
@@ -46,7 +48,7 @@ func (c *clientCAs) get(ctx context.Context, s store.Store, reload bool) (*x509.
 	}
 	pool, byRaw := x509.NewCertPool(), map[string]*store.CA{}
 	for _, ca := range cas {
-		if (ca.Kind != store.CAKindStation && ca.Kind != store.CAKindIssuing) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
+		if (ca.Kind != store.CAKindStation && ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindSite) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
 			continue
 		}
 		cert, err := x509.ParseCertificate(ca.CertDER)

@@ -73,6 +73,19 @@ func New(n *node.Node) *Server {
 	return s
 }
 
+// NewSite returns the server of a factory site's data directory ('keyward factory serve', issue 4): health and
+// the EST routes only. There is no operator API at a site: stations, quotas and site CAs are managed at
+// headquarters, and the site's RA issues only by EST enrollment (ra.SiteScope).
+func NewSite(n *node.Node) *Server {
+	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux(), est: newESTState(n)}
+	s.routes = []Route{{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health}}
+	s.routes = append(s.routes, s.estRoutes()...)
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	return s
+}
+
 // OnRevocationChange sets the function called after each revocation committed through the API. Set it before
 // Serve.
 func (s *Server) OnRevocationChange(fn func()) { s.revChanged = fn }
