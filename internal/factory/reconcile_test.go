@@ -266,6 +266,15 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 	if bres.Matched-bres.AlreadyRevoked != 119 {
 		t.Fatalf("bulk by batch (dry run): matched %d, already revoked %d; want 119 still valid", bres.Matched, bres.AlreadyRevoked)
 	}
+	// By site: the batch's devices are the site's (no station of site-a enrolled any other here).
+	sres, err := svc.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.BulkRequest{
+		Registry: revocation.RegistrySelector{Site: "site-a"}, Reason: store.ReasonCessationOfOperation, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sres.Matched != bres.Matched || sres.AlreadyRevoked != bres.AlreadyRevoked {
+		t.Fatalf("bulk by site (dry run): matched %d, already revoked %d; by batch %d, %d", sres.Matched, sres.AlreadyRevoked, bres.Matched, bres.AlreadyRevoked)
+	}
 
 	// Replays: both exports again, and nothing changes.
 	before = snap(t, n, s2.BatchID)

@@ -278,6 +278,19 @@ func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q s
 				devices = append(devices, d)
 			}
 		}
+	case sel.Station == "":
+		// A site: every device provisioned there, by its stations over EST, at a site CA's 'factory serve', or
+		// from one of its pre-issued batches; the registry records the site with each.
+		list, err := reg.ListDevices(ctx, store.DeviceFilter{Environment: sel.Environment, ProductLine: sel.ProductLine, Site: sel.Site})
+		if err != nil {
+			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+		}
+		if len(list) == 0 {
+			if _, err := s.registryStations(ctx, sel); err != nil {
+				return nil, err
+			}
+		}
+		devices = list
 	default:
 		stations, err := s.registryStations(ctx, sel)
 		if err != nil {

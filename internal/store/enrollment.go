@@ -66,7 +66,8 @@ type DeviceFilter struct {
 	Serial      string
 	State       string
 	StationID   string
-	Limit       int // 0: no limit
+	Site        string // the factory site that provisioned the device (station's site, or the batch's)
+	Limit       int    // 0: no limit
 }
 
 // EnrollmentTx is the transactional part of the enrollment store.

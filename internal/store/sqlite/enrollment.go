@@ -184,7 +184,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 		args  []any
 	)
 	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID},
+		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site},
 	} {
 		if c.val != "" {
 			where = append(where, c.col+" = ?")

@@ -212,6 +212,19 @@ func testDevice(t *testing.T, b Backend) {
 	if len(lim) != 1 {
 		t.Fatalf("ListDevices limit 1: %d devices", len(lim))
 	}
+	// By site, whatever provisioned the device (a station, or a factory batch recorded as "batch:<id>").
+	batchDev := newDevice(t, "DEMO-77777777")
+	batchDev.Site, batchDev.StationID = "site-b", "batch:0123"
+	if err := etx(t, b, func(e store.EnrollmentTx) error { return e.PutDevice(ctx, batchDev) }); err != nil {
+		t.Fatal(err)
+	}
+	bySite, err := es.ListDevices(ctx, store.DeviceFilter{Site: "site-b"})
+	if err != nil || len(bySite) != 1 || bySite[0].Serial != batchDev.Serial {
+		t.Fatalf("ListDevices site-b: %+v, %v", bySite, err)
+	}
+	if siteA, _ := es.ListDevices(ctx, store.DeviceFilter{Site: "site-a"}); len(siteA) != len(all) {
+		t.Fatalf("ListDevices site-a: %d devices, want %d", len(siteA), len(all))
+	}
 }
 
 func testCertificateStatus(t *testing.T, b Backend) {
