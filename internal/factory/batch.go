@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -218,17 +219,25 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	var have int64
 	switch _, statErr := os.Stat(req.Out); {
 	case statErr == nil:
-		res, err := scanFile(req.Out, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := sameJob(req.Out, res.Header, want); err != nil {
-			return nil, err
-		}
-		j.hdr, have = res.Header, res.Credentials
 		if file, err = os.OpenFile(req.Out, os.O_RDWR, 0); err != nil {
 			return nil, err
 		}
+		// The same exclusive lock as 'factory inject' takes: a resume never cuts a file an injector is
+		// appending to, and the scan below sees what the truncation will keep.
+		if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("%w: %s is in use by another process (a batch or an injection): %v", ErrConflict, req.Out, err)
+		}
+		res, err := scanFile(req.Out, nil, nil)
+		if err != nil {
+			file.Close()
+			return nil, err
+		}
+		if err := sameJob(req.Out, res.Header, want); err != nil {
+			file.Close()
+			return nil, err
+		}
+		j.hdr, have = res.Header, res.Credentials
 		// Cut a torn last frame: everything after the last whole credential is rewritten.
 		if err := file.Truncate(res.End); err != nil {
 			file.Close()
@@ -250,6 +259,10 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 		}
 		if file, err = createBatchFile(req.Out, want); err != nil {
 			return nil, err
+		}
+		if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("%w: %s is in use by another process: %v", ErrConflict, req.Out, err)
 		}
 		j.hdr = want
 	default:

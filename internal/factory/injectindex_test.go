@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -652,4 +653,37 @@ func FuzzReadIndex(f *testing.F) {
 			t.Fatalf("new device: %+v, %v; want credential 3", got, err)
 		}
 	})
+}
+
+// TestBatchResumeLocked: a resume of a batch file another process holds (an injector, or another batch run) is
+// refused before anything is read or cut.
+func TestBatchResumeLocked(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	siteCA(t, f, n.Soft, "site-a", 1000)
+	out := filepath.Join(t.TempDir(), "batch.kwb")
+	req := softBatch(out, 64)
+	req.StopAfter = 16
+	if _, err := f.Batch(ctx, req); !errors.Is(err, ErrStopped) {
+		t.Fatal(err)
+	}
+	holder, err := os.OpenFile(out, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(out)
+	req.StopAfter = 0
+	if _, err := f.Batch(ctx, req); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("resume of a locked batch file: %v", err)
+	}
+	if after, _ := os.Stat(out); after.Size() != before.Size() {
+		t.Fatalf("the refused resume changed the file: %d -> %d bytes", before.Size(), after.Size())
+	}
+	holder.Close()
+	if sum, err := f.Batch(ctx, req); err != nil || sum.Resumed != 16 {
+		t.Fatalf("resume after the lock is released: %+v, %v", sum, err)
+	}
 }
