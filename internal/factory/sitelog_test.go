@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/enroll"
@@ -206,5 +207,29 @@ func TestSiteLogExportReconcile(t *testing.T) {
 		return nil
 	}); err != nil || first == nil || first.Action != "factory.site.init" {
 		t.Fatalf("site audit chain starts with %+v, %v", first, err)
+	}
+}
+
+// TestSiteServeWindowClosed: after the site CA's issuing window, the site refuses to enroll, and stores nothing
+// but the refusal's audit event.
+func TestSiteServeWindowClosed(t *testing.T) {
+	ctx := context.Background()
+	s := newSiteFixture(t, "site-a", 10)
+	later, err := node.Open(ctx, node.Options{Dir: s.site.Dir, Now: func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.site.Close()
+	t.Cleanup(func() { later.Close() })
+	s.site, s.enroller = later, later.RA.Enroller(ra.EnrollConfig{})
+	before := auditCount(t, later.Store)
+	if err := s.enroll(t, "DEMO-50000001"); ra.KindOf(err) != ra.KindForbidden || !strings.Contains(err.Error(), "issuing window ended") {
+		t.Fatalf("enrollment after the window: %v", err)
+	}
+	if n, err := later.Store.FactorySiteLogLength(ctx, "dev/demo-implant/site-a"); err != nil || n != 0 {
+		t.Fatalf("site log after a refusal: %d, %v", n, err)
+	}
+	if after := auditCount(t, later.Store); after != before+1 {
+		t.Fatalf("a refusal wrote %d audit events, want 1", after-before)
 	}
 }

@@ -227,17 +227,27 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		return nil, e.fail(ctx, c, rf, err)
 	}
 	rf.details["profile"] = prof.Name
+	// At a site, the site CA's state first (window, quota, the station's site): a closed window or a spent
+	// quota is the reason, whatever the request holds.
+	site := e.r.cfg.Site
+	var fs *store.FactorySite
+	if site != nil {
+		if err := e.r.checkSiteScope(req.Environment, req.ProductLine); err != nil {
+			return nil, e.fail(ctx, c, rf, err)
+		}
+		if fs, err = e.r.cfg.Store.GetFactorySite(ctx, site.CAID); err != nil {
+			return nil, wrap(KindUnavailable, fmt.Errorf("site CA %s record: %w", site.CAID, err))
+		}
+		if err := checkSite(site, fs, c.Station, "", now); err != nil {
+			return nil, e.fail(ctx, c, rf, err)
+		}
+	}
 	prep, err := e.r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR})
 	if err != nil {
 		return nil, e.fail(ctx, c, rf, err)
 	}
 	serial := prep.csr.Subject.CommonName
-	site := e.r.cfg.Site
 	if site != nil {
-		fs, err := e.r.cfg.Store.GetFactorySite(ctx, site.CAID)
-		if err != nil {
-			return nil, wrap(KindUnavailable, fmt.Errorf("site CA %s record: %w", site.CAID, err))
-		}
 		if err := checkSite(site, fs, c.Station, serial, now); err != nil {
 			return nil, e.fail(ctx, c, rf, err)
 		}
@@ -279,7 +289,6 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		default:
 			return err
 		}
-		var fs *store.FactorySite
 		if site != nil {
 			// The site row is locked before the device row, so concurrent enrollments at a site queue here and
 			// cannot overrun the quota or leave a gap in the site log.

@@ -46,8 +46,9 @@ func (r *RA) errSiteIssue() error {
 }
 
 // checkSite applies the site CA's record to an enrollment of device cn by station st: the station must be
-// registered for this site, the issuing window open, the quota not spent, and cn inside the subject rule.
-// It runs before signing and again, on the locked site row, in the recording transaction.
+// registered for this site, the issuing window open, the quota not spent, and cn inside the subject rule (cn
+// "": not checked yet). It runs before the request is prepared, before signing and again, on the locked site
+// row, in the recording transaction.
 func checkSite(scope *SiteScope, fs *store.FactorySite, st *store.Station, cn string, now time.Time) error {
 	if st.Site != scope.Site {
 		return errorf(KindForbidden, "station %s is registered for site %q, not for this site %q; headquarters registers a site's stations with 'keyward station add --site %s' before packaging the site",
@@ -58,6 +59,9 @@ func checkSite(scope *SiteScope, fs *store.FactorySite, st *store.Station, cn st
 	}
 	if fs.Reserved >= fs.Quota {
 		return errorf(KindForbidden, "site CA %s has used its quota of %d certificates; headquarters must create a new site CA", fs.CAID, fs.Quota)
+	}
+	if cn == "" {
+		return nil // the subject rule is checked once the CSR is parsed
 	}
 	// The subject rule is the product line's serial pattern recorded with the site CA (X.509 name
 	// constraints cannot express it; see internal/factory siteca.go).
