@@ -146,9 +146,10 @@ const factoryRole = "factory-station"
 
 // Batch generates (or resumes) the credential batch req.Out: req.Count device keys and their certificates under
 // the site CA of (Env, Product, Site). Memory does not grow with Count: credentials are produced in chunks of
-// Checkpoint (the next one while the last is written), written in index order and fsynced. If req.Out exists, its header must describe the same job,
-// and the run continues after its last whole credential (a torn last frame is cut off). A new batch reserves
-// Count from the site CA's quota before anything is signed.
+// Checkpoint (the next one while the last is written), written in index order and fsynced. If req.Out exists,
+// its header must describe the same job, and the run continues after its last whole credential (a torn last
+// frame is cut off) under the file's exclusive lock. A new batch reserves Count from the site CA's quota
+// before anything is signed.
 func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, error) {
 	start := time.Now()
 	if req.Count <= 0 {
