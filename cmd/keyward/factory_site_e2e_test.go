@@ -2,9 +2,10 @@ package main
 
 // Issue 4 part 1 against the real binary: a site CA whose key is in a SoftHSM2 token, a site data directory
 // packaged at headquarters, 'keyward factory serve' enrolling devices over EST at the site with no connection
-// to headquarters (and refusing what the site CA may not issue), two successive signed exports of the site's
-// issuance log reconciled at headquarters (a tampered and a replayed one refused, storing nothing), and a
-// site-provisioned device renewing its identity with headquarters.
+// to headquarters (and refusing what the site CA may not issue), a batch pre-issued at the site on the same
+// site CA and quota, two successive signed exports of the site's issuance log and the batch's final export
+// reconciled at headquarters (a tampered and a replayed one refused, storing nothing), and a site-provisioned
+// device renewing its identity with headquarters.
 
 import (
 	"bufio"
@@ -111,7 +112,8 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 	const (
 		env, product, site = "dev", "demo-implant", "site-b"
 		siteCA             = env + "/" + product + "/" + site
-		quota              = 6
+		enrolled, batched  = 6, 4 // certificates issued over EST at the site, and pre-issued in a batch there
+		quota              = enrolled + batched
 	)
 	r := runner{t, buildKeyward(t)}
 	dir := t.TempDir()
@@ -151,6 +153,13 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 	}
 	r.fail(2, "factory serve", "serve", "--data", siteDir, "--listen", "127.0.0.1:0")
 	r.fail(1, "site's data directory", "init", "--data", siteDir)
+
+	// The site also pre-issues a batch on the same site CA, in its HSM, for devices that cannot generate keys;
+	// it counts against the same quota.
+	batch := filepath.Join(dir, "site.kwb")
+	r.run("factory", "batch", "--data", siteDir, "--env", env, "--product", product, "--site", site, "--count", fmt.Sprint(batched),
+		"--first-serial", "DEMO-60000001", "--keystore", token, "--out", batch)
+	r.run("factory", "inject", "--batch", batch, "--device-serial", "HW-A")
 
 	srv := startServer(t, r.bin, regexp.MustCompile(`enrolling on https://(\S+) `), "factory", "serve", "--data", siteDir, "--listen", "127.0.0.1:0")
 	trust := filepath.Join(siteDir, "tls", "ca.pem")
@@ -234,7 +243,7 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 	var x2 exportSum
 	log2 := filepath.Join(dir, "log2.kwx")
 	r.json(&x2, "factory", "export", "--data", siteDir, "--out", log2, "--json")
-	if x2.Seq != 2 || x2.Records != quota {
+	if x2.Seq != 2 || x2.Records != enrolled {
 		t.Fatalf("second export: %+v", x2)
 	}
 	r.json(&rec, "factory", "reconcile", "--data", hq, "--env", env, "--site", site, log2, "--json")
@@ -254,8 +263,8 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 		}
 		got[d.Serial] = true
 	}
-	if len(got) != quota {
-		t.Fatalf("registry at headquarters holds %d devices (%v), want %d", len(got), got, quota)
+	if len(got) != enrolled {
+		t.Fatalf("registry at headquarters holds %d devices (%v), want %d", len(got), got, enrolled)
 	}
 	var verify struct {
 		OK bool `json:"ok"`
@@ -265,6 +274,20 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 		if !verify.OK {
 			t.Fatalf("audit chain of %s: %+v", d, verify)
 		}
+	}
+
+	// The batch closes at the site and reconciles at headquarters: one device, three unused credentials
+	// revoked and their keys destroyed in the site HSM.
+	batchLog := filepath.Join(dir, "batch.kwx")
+	r.run("factory", "export", "--data", siteDir, "--batch", batch, "--out", batchLog, "--final")
+	var brec []struct {
+		Devices       int64 `json:"devices_recorded"`
+		Revoked       int64 `json:"revoked"`
+		KeysDestroyed int64 `json:"keys_destroyed"`
+	}
+	r.json(&brec, "factory", "reconcile", "--data", hq, "--env", env, "--site", site, "--final", "--keystore", token, batchLog, "--json")
+	if len(brec) != 1 || brec[0].Devices != 1 || brec[0].Revoked != batched-1 || brec[0].KeysDestroyed != batched-1 {
+		t.Fatalf("reconcile of the site's batch: %+v", brec)
 	}
 
 	// A device provisioned at the site renews with headquarters, presenting its site-CA certificate (early, so
