@@ -2,7 +2,9 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -54,4 +56,48 @@ func TestFactoryCLI(t *testing.T) {
 	if _, errs, code := kw(t, "factory", "reconcile", "--data", dir, "--final", "--attested-by", "QA", x); code != ExitConflict {
 		t.Errorf("replay: exit %d, %s", code, errs)
 	}
+}
+
+// TestFactorySiteCLIRefusals: every refusal of the site commands names the problem, exits with its code and
+// writes nothing.
+func TestFactorySiteCLIRefusals(t *testing.T) {
+	dir := initDir(t)
+	site := filepath.Join(t.TempDir(), "site")
+	pkg := []string{"factory", "site-package", "--data", dir, "--product", "demo-implant", "--site", "site-a", "--out", site}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no such site CA", pkg, ExitNotFound, "no site CA dev/demo-implant/site-a"},
+		{"serve outside a site directory", []string{"factory", "serve", "--data", dir, "--listen", "127.0.0.1:0"}, ExitUsage, "is not a site data directory"},
+		{"site log export without a site", []string{"factory", "export", "--data", dir, "--out", filepath.Join(t.TempDir(), "x.kwx")}, ExitUsage, "--product and --site"},
+		{"transport key without an HSM", []string{"factory", "transport-key", "--keystore", "soft"}, ExitUsage, "pkcs11"},
+		{"wrap without an HSM", []string{"factory", "inject", "--batch", "b.kwb", "--device-serial", "HW-1", "--wrap-with", "pkcs11:token=x"}, ExitUsage, "--keystore pkcs11"},
+	}
+	for _, tc := range cases {
+		_, errs, code := kw(t, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%s: exit %d, %q; want exit %d with %q", tc.name, code, errs, tc.code, tc.msg)
+		}
+	}
+	mustKW(t, "factory", "site-ca", "--data", dir, "--product", "demo-implant", "--site", "site-a", "--quota", "10")
+	if _, errs, code := kw(t, pkg...); code != ExitBadRequest || !strings.Contains(errs, "no factory station is registered for site site-a") {
+		t.Errorf("package without stations: exit %d, %q", code, errs)
+	}
+	if _, err := os.Stat(site); !os.IsNotExist(err) {
+		t.Errorf("a refused package left %s behind (%v)", site, err)
+	}
+	mustKW(t, "station", "add", "--data", dir, "--site", "site-a", "--product", "demo-implant", "--out", filepath.Join(t.TempDir(), "st"))
+	if err := os.MkdirAll(site, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(site, "other"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := kw(t, pkg...); code != ExitConflict || !strings.Contains(errs, "not empty") {
+		t.Errorf("package into a non-empty directory: exit %d, %q", code, errs)
+	}
+	mustKW(t, append(pkg[:len(pkg)-1:len(pkg)-1], filepath.Join(t.TempDir(), "site2"))...)
 }
