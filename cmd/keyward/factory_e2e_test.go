@@ -303,13 +303,14 @@ func factoryE2E(t *testing.T, keystore string, n, k int) {
 	// The registry is exactly the injected set: the device identities and their certificates.
 	start = time.Now()
 	var devices []struct {
-		Environment string `json:"environment"`
-		ProductLine string `json:"product_line"`
-		Serial      string `json:"serial"`
-		State       string `json:"state"`
-		Station     string `json:"station"`
-		Site        string `json:"site"`
-		Certificate string `json:"certificate"`
+		Environment    string `json:"environment"`
+		ProductLine    string `json:"product_line"`
+		Serial         string `json:"serial"`
+		State          string `json:"state"`
+		Station        string `json:"station"`
+		Site           string `json:"site"`
+		Certificate    string `json:"certificate"`
+		HardwareSerial string `json:"hardware_serial"`
 	}
 	r.json(&devices, "device", "list", "--data", data, "--json")
 	if len(devices) != k {
@@ -318,7 +319,7 @@ func factoryE2E(t *testing.T, keystore string, n, k int) {
 	for _, d := range devices {
 		in, ok := byCN[d.Serial]
 		if !ok || d.Certificate != in.CertSerial || d.Environment != env || d.ProductLine != product || d.Site != site ||
-			d.State != "active" || d.Station != "batch:"+batchID {
+			d.State != "active" || d.Station != "batch:"+batchID || d.HardwareSerial != in.DeviceSerial {
 			t.Fatalf("registry device %+v is not an injected credential (injected as %+v, %v)", d, in, ok)
 		}
 	}

@@ -482,10 +482,11 @@ type deviceJSON struct {
 	Certificate        string    `json:"certificate"`
 	ReprovisionAllowed bool      `json:"reprovision_allowed"`
 	ForceRenew         bool      `json:"force_renew"`
+	HardwareSerial     string    `json:"hardware_serial,omitempty"`
 }
 
 func toDeviceJSON(d *store.Device) deviceJSON {
-	return deviceJSON{d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial, d.ReprovisionAllowed, d.ForceRenew}
+	return deviceJSON{d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial, d.ReprovisionAllowed, d.ForceRenew, d.HardwareSerial}
 }
 
 func deviceListCmd(g *globals) *cobra.Command {
@@ -523,6 +524,8 @@ func deviceListCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&f.ProductLine, "product", "", "only this product line")
 	c.Flags().StringVar(&f.State, "state", "", "only this state (active, suspended, decommissioned)")
 	c.Flags().StringVar(&f.StationID, "station", "", "only devices this station enrolled")
+	c.Flags().StringVar(&f.Site, "site", "", "only devices provisioned at this factory site")
+	c.Flags().StringVar(&f.HardwareSerial, "hardware-serial", "", "only the device a pre-issued credential was injected into with this hardware serial")
 	c.Flags().IntVar(&f.Limit, "limit", 0, "at most this many (0: all)")
 	g.addJSON(c)
 	return c

@@ -494,9 +494,20 @@ func (f *Factory) recordBatchEntry(ctx context.Context, tx store.Tx, req Reconci
 			return err
 		}
 		// The registry is keyed by the identity's common name, as enrollment keys it; the station is the
-		// batch that provisioned the device, and the hardware serial it was bound to is in the audit trail.
+		// batch that provisioned the device, and the hardware serial it was bound to is recorded with it, once
+		// per product line: hardware that got a credential from an earlier batch is refused.
 		if err := tx.PutDevice(ctx, &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: cn, State: store.DeviceActive,
-			StationID: "batch:" + h.BatchID, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: spki, UpdatedAt: now}); err != nil {
+			StationID: "batch:" + h.BatchID, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: spki, UpdatedAt: now,
+			HardwareSerial: r.DeviceSerial}); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				prev, _ := f.Store.ListDevices(ctx, store.DeviceFilter{Environment: h.Environment, ProductLine: h.ProductLine, HardwareSerial: r.DeviceSerial, Limit: 1})
+				who := "another device"
+				if len(prev) == 1 {
+					who = fmt.Sprintf("device %s (from %s)", prev[0].Serial, prev[0].StationID)
+				}
+				return fmt.Errorf("%s: %w: record %d: hardware %q received a credential already: it is registered as %s; a device gets one identity",
+					name, ErrConflict, r.Index, r.DeviceSerial, who)
+			}
 			return err
 		}
 		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "device.register", Subject: cn, Outcome: audit.OutcomeSuccess,

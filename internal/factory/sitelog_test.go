@@ -233,3 +233,48 @@ func TestSiteServeWindowClosed(t *testing.T) {
 		t.Fatalf("a refusal wrote %d audit events, want 1", after-before)
 	}
 }
+
+// TestReconcileHardwareSerialAcrossBatches: hardware that received a credential from one batch is refused when
+// another batch's export says it received one too; the registry records the hardware serial with the device.
+func TestReconcileHardwareSerialAcrossBatches(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	siteCA(t, f, n.Soft, "site-a", 1000)
+	var exports []string
+	for i, first := range []string{"DEMO-00000001", "DEMO-00000101"} {
+		out := filepath.Join(t.TempDir(), fmt.Sprintf("b%d.kwb", i))
+		req := softBatch(out, 8)
+		req.FirstSerial = first
+		if _, err := f.Batch(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		for _, hw := range []string{fmt.Sprintf("HW-%d", i), "HW-SHARED"} {
+			if _, err := Inject(out, hw, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		x := filepath.Join(t.TempDir(), fmt.Sprintf("b%d.kwx", i))
+		if _, err := f.Export(ctx, ExportRequest{Batch: out, Out: x}); err != nil {
+			t.Fatal(err)
+		}
+		exports = append(exports, x)
+	}
+	if _, err := f.Reconcile(ctx, ReconcileRequest{Files: exports[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	devs, err := n.Store.ListDevices(ctx, store.DeviceFilter{HardwareSerial: "HW-SHARED"})
+	if err != nil || len(devs) != 1 || devs[0].Serial != "DEMO-00000002" {
+		t.Fatalf("device on HW-SHARED: %+v, %v", devs, err)
+	}
+	before := auditCount(t, n.Store)
+	_, err = f.Reconcile(ctx, ReconcileRequest{Files: exports[1:]})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), `hardware "HW-SHARED" received a credential already`) || !strings.Contains(err.Error(), "DEMO-00000002") {
+		t.Fatalf("second batch on the same hardware: %v", err)
+	}
+	if after := auditCount(t, n.Store); after != before {
+		t.Fatalf("the refused import wrote %d audit events", after-before)
+	}
+	if all, _ := n.Store.ListDevices(ctx, store.DeviceFilter{}); len(all) != 2 {
+		t.Fatalf("%d devices after the refusal, want the first batch's 2", len(all))
+	}
+}

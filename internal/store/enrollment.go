@@ -57,6 +57,10 @@ type Device struct {
 	// ForceRenew lets the next renewal happen outside the profile's renewal window; it is cleared by it.
 	ForceRenew bool
 	UpdatedAt  time.Time
+	// HardwareSerial is the serial of the hardware a pre-issued credential was injected into ('keyward
+	// factory inject'), recorded at reconciliation; "" when the device's identity serial is its own. It is
+	// unique per environment and product line (PutDevice: ErrExists).
+	HardwareSerial string
 }
 
 // DeviceFilter narrows ListDevices. Zero fields do not filter.
@@ -67,7 +71,9 @@ type DeviceFilter struct {
 	State       string
 	StationID   string
 	Site        string // the factory site that provisioned the device (station's site, or the batch's)
-	Limit       int    // 0: no limit
+	// HardwareSerial selects the device a pre-issued credential was injected into.
+	HardwareSerial string
+	Limit          int // 0: no limit
 }
 
 // EnrollmentTx is the transactional part of the enrollment store.

@@ -22,7 +22,7 @@ var (
 
 const (
 	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
-	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at`
+	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at, hardware_serial`
 )
 
 func scanStation(r pgx.Row) (*store.Station, error) {
@@ -44,7 +44,7 @@ func scanStation(r pgx.Row) (*store.Station, error) {
 func scanDevice(r pgx.Row) (*store.Device, error) {
 	var d store.Device
 	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &d.EnrolledAt,
-		&d.CertSerial, &d.SPKISHA256, &d.ReprovisionAllowed, &d.ForceRenew, &d.UpdatedAt); err != nil {
+		&d.CertSerial, &d.SPKISHA256, &d.ReprovisionAllowed, &d.ForceRenew, &d.UpdatedAt, &d.HardwareSerial); err != nil {
 		return nil, err
 	}
 	d.EnrolledAt, d.UpdatedAt = utc(d.EnrolledAt), utc(d.UpdatedAt)
@@ -100,13 +100,16 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+	_, err := t.tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
 		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
 		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
-		force_renew = excluded.force_renew, updated_at = excluded.updated_at`,
+		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
 		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial,
-		d.SPKISHA256, d.ReprovisionAllowed, d.ForceRenew, d.UpdatedAt)
+		d.SPKISHA256, d.ReprovisionAllowed, d.ForceRenew, d.UpdatedAt, d.HardwareSerial)
+	if pgCode(err) == uniqueViolation {
+		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
+	}
 	if err != nil {
 		return fmt.Errorf("put device %s/%s/%s: %w", d.Environment, d.ProductLine, d.Serial, err)
 	}
@@ -160,7 +163,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 		args  []any
 	)
 	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site},
+		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site}, {"hardware_serial", f.HardwareSerial},
 	} {
 		if c.val != "" {
 			args = append(args, c.val)

@@ -20,7 +20,7 @@ var (
 
 const (
 	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
-	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at`
+	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at, hardware_serial`
 )
 
 func scanStation(r scanner) (*store.Station, error) {
@@ -45,7 +45,7 @@ func scanDevice(r scanner) (*store.Device, error) {
 		reprov, force     int64
 	)
 	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &enrolled,
-		&d.CertSerial, &d.SPKISHA256, &reprov, &force, &updated); err != nil {
+		&d.CertSerial, &d.SPKISHA256, &reprov, &force, &updated, &d.HardwareSerial); err != nil {
 		return nil, err
 	}
 	d.EnrolledAt, d.UpdatedAt = fromMicros(enrolled), fromMicros(updated)
@@ -118,13 +118,16 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
 		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
 		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
-		force_renew = excluded.force_renew, updated_at = excluded.updated_at`,
+		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
 		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, micros(d.EnrolledAt), d.CertSerial,
-		d.SPKISHA256, boolInt(d.ReprovisionAllowed), boolInt(d.ForceRenew), micros(d.UpdatedAt))
+		d.SPKISHA256, boolInt(d.ReprovisionAllowed), boolInt(d.ForceRenew), micros(d.UpdatedAt), d.HardwareSerial)
+	if isUnique(err) {
+		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
+	}
 	if err != nil {
 		return fmt.Errorf("put device %s/%s/%s: %w", d.Environment, d.ProductLine, d.Serial, err)
 	}
@@ -184,7 +187,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 		args  []any
 	)
 	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site},
+		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site}, {"hardware_serial", f.HardwareSerial},
 	} {
 		if c.val != "" {
 			where = append(where, c.col+" = ?")

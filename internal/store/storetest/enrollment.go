@@ -225,6 +225,29 @@ func testDevice(t *testing.T, b Backend) {
 	if siteA, _ := es.ListDevices(ctx, store.DeviceFilter{Site: "site-a"}); len(siteA) != len(all) {
 		t.Fatalf("ListDevices site-a: %d devices, want %d", len(siteA), len(all))
 	}
+
+	// One device per hardware serial and product line; the column survives a re-put of the same device.
+	batchDev.HardwareSerial = "HW-0001"
+	if err := etx(t, b, func(e store.EnrollmentTx) error { return e.PutDevice(ctx, batchDev) }); err != nil {
+		t.Fatal(err)
+	}
+	twin := newDevice(t, "DEMO-77777778")
+	twin.HardwareSerial = "HW-0001"
+	if err := etx(t, b, func(e store.EnrollmentTx) error { return e.PutDevice(ctx, twin) }); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second device on hardware HW-0001: %v, want ErrExists", err)
+	}
+	twin.ProductLine = "demo-pump"
+	if err := etx(t, b, func(e store.EnrollmentTx) error { return e.PutDevice(ctx, twin) }); err != nil {
+		t.Fatalf("the same hardware serial in another product line: %v", err)
+	}
+	hw, err := es.ListDevices(ctx, store.DeviceFilter{ProductLine: "demo-implant", HardwareSerial: "HW-0001"})
+	if err != nil || len(hw) != 1 || hw[0].Serial != batchDev.Serial || hw[0].HardwareSerial != "HW-0001" {
+		t.Fatalf("ListDevices by hardware serial: %+v, %v", hw, err)
+	}
+	gotDev, err := es.GetDevice(ctx, "dev", "demo-implant", batchDev.Serial)
+	if err != nil || gotDev.HardwareSerial != "HW-0001" {
+		t.Fatalf("GetDevice: %+v, %v", gotDev, err)
+	}
 }
 
 func testCertificateStatus(t *testing.T, b Backend) {
