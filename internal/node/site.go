@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/soft"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -185,10 +186,13 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 			os.RemoveAll(req.Out)
 		}
 	}()
-	for _, name := range []string{ConfigFile, KeystoresFile} {
-		if err := copyFile(filepath.Join(n.Dir, name), filepath.Join(req.Out, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
+	if err := copyFile(filepath.Join(n.Dir, ConfigFile), filepath.Join(req.Out, ConfigFile)); err != nil {
+		return nil, err
+	}
+	// Only the tokens that hold the site's keys: headquarters' own HSMs are not at the site, and the site
+	// opens every token its keystores.yaml names.
+	if err := siteKeystores(n.Dir, req.Out, caKey.URI, auditKey.URI); err != nil {
+		return nil, err
 	}
 	for _, dir := range []string{ProfilesDir, attestationDir} {
 		if err := copyDir(filepath.Join(n.Dir, dir), filepath.Join(req.Out, dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -302,6 +306,42 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 		return nil, err
 	}
 	return res, nil
+}
+
+// siteKeystores writes to out's keystores.yaml the PKCS#11 tokens of dir's that hold one of keyURIs.
+func siteKeystores(dir, out string, keyURIs ...string) error {
+	all, err := ReadKeystores(dir)
+	if err != nil {
+		return err
+	}
+	var keep []string
+	for _, cfg := range all {
+		c, err := pkcs11.ParseURI(cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", KeystoresFile, err)
+		}
+		for _, k := range keyURIs {
+			if !strings.HasPrefix(k, "pkcs11:") {
+				continue
+			}
+			ku, err := pkcs11.ParseURI(k)
+			if err != nil {
+				return err
+			}
+			if (c.Token != "" && c.Token == ku.Token) || (c.Serial != "" && c.Serial == ku.Serial) {
+				keep = append(keep, cfg)
+				break
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	data, err := yaml.Marshal(keystoresFile{PKCS11: keep})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(out, KeystoresFile), data, 0o600)
 }
 
 // siteScope is the RA scope of a site data directory.
