@@ -23,13 +23,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/goodkey"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -269,40 +267,21 @@ func (f *Factory) reconcileBatch(ctx context.Context, req ReconcileRequest, name
 		}
 	}
 
-	cnRule, err := regexp.Compile(site.Site.CNPattern)
+	rules, err := f.siteRules(site)
 	if err != nil {
-		return nil, fmt.Errorf("site CA %s: recorded subject rule %q: %w", site.CA.ID, site.Site.CNPattern, err)
+		return nil, err
 	}
 	serials, err := parseSerialRange(h.FirstSerial, h.Count)
 	if err != nil {
 		return nil, refused("batch %s: %v", h.BatchID, err)
-	}
-	var backdate time.Duration
-	if p := f.Profiles[site.Site.Profile]; p != nil {
-		backdate = p.Backdate
 	}
 	suspects := facts.suspects()
 	devices := map[string]int64{} // device serial -> index, for suspects only
 
 	// check applies the site's rules to one record's certificate and device serial.
 	check := func(r *ExportRecord) (*x509.Certificate, []byte, error) {
-		c, err := x509.ParseCertificate(r.CertDER)
-		if err != nil {
-			return nil, nil, refused("record %d: certificate: %v", r.Index, err)
-		}
-		if err := c.CheckSignatureFrom(site.Cert); err != nil {
-			return nil, nil, refused("record %d: certificate %x was not issued by site CA %s: %v", r.Index, c.SerialNumber, site.CA.ID, err)
-		}
-		// The site's serial rule: credential i has the device serial FirstSerial + i, inside the subject rule
-		// recorded with the site CA (siteca.go).
-		if want := serials.at(r.Index); c.Subject.CommonName != want || !cnRule.MatchString(c.Subject.CommonName) {
-			return nil, nil, refused("record %d: certificate subject %q is not %q, the batch's serial for that index under the site's rule %s", r.Index, c.Subject.CommonName, want, site.Site.CNPattern)
-		}
-		if c.NotBefore.Add(backdate).After(site.Site.IssueUntil) {
-			return nil, nil, refused("record %d: certificate %x was issued at %s, after site CA %s's issuing window ended (%s)", r.Index, c.SerialNumber,
-				c.NotBefore.Add(backdate).Format(time.RFC3339), site.CA.ID, site.Site.IssueUntil.Format(time.RFC3339))
-		}
-		spki, err := goodkey.SPKIHash(c.PublicKey)
+		// The site's serial rule: credential i has the device serial FirstSerial + i (siteca.go).
+		c, spki, err := rules.check(r, serials.at(r.Index))
 		if err != nil {
 			return nil, nil, refused("record %d: %v", r.Index, err)
 		}
@@ -465,54 +444,19 @@ func (f *Factory) recordBatchEntry(ctx context.Context, tx store.Tx, req Reconci
 	if err != nil {
 		return refused("record %d: %v", r.Index, err)
 	}
-	serial := ra.SerialString(c)
-	if err := tx.InsertCertificate(ctx, &store.Certificate{Serial: serial, IssuerID: site.CA.ID, Profile: site.Site.Profile, ProfileVersion: profileVersion(f, site.Site.Profile),
-		Subject: c.Subject.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SPKISHA256: spki, DER: r.CertDER,
-		Status: store.CertStatusValid, CreatedAt: now}); err != nil {
-		if errors.Is(err, store.ErrDuplicateSerial) || errors.Is(err, store.ErrDuplicateKey) {
-			return fmt.Errorf("%s: %w: record %d: certificate %s: %v", name, ErrConflict, r.Index, serial, err)
-		}
+	serial, err := f.recordCertificate(ctx, tx, name, site, r, c, spki, now, map[string]string{"batch": h.BatchID, "export_seq": fmt.Sprint(h.Seq)})
+	if err != nil {
 		return err
 	}
 	res.Certificates++
-	details := map[string]string{"issuer": site.CA.ID, "subject": c.Subject.CommonName, "batch": h.BatchID, "index": fmt.Sprint(r.Index),
-		"export_seq": fmt.Sprint(h.Seq), "source": "factory reconcile"}
-	if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.issue", Subject: serial, Outcome: audit.OutcomeSuccess, Details: details}); err != nil {
-		return err
-	}
 	if r.Kind == RecordInjected {
-		uri := ra.DeviceKeyURI(spki)
-		if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(keystore.LocationDevice),
-			State: store.KeyActive, Owner: c.Subject.CommonName, SPKISHA256: spki, CreatedAt: r.At, StateChangedAt: r.At}); err != nil {
-			return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
-		}
-		cn := c.Subject.CommonName
-		if d, err := tx.LockDevice(ctx, h.Environment, h.ProductLine, cn); err == nil {
-			return fmt.Errorf("%s: %w: record %d: device %s of %s/%s is registered already (by %s at site %s, %s)", name, ErrConflict, r.Index, cn,
-				h.Environment, h.ProductLine, d.StationID, d.Site, d.EnrolledAt.Format(time.RFC3339))
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
 		// The registry is keyed by the identity's common name, as enrollment keys it; the station is the
-		// batch that provisioned the device, and the hardware serial it was bound to is recorded with it, once
+		// batch that provisioned the device, and the hardware it was injected into is recorded with it, once
 		// per product line: hardware that got a credential from an earlier batch is refused.
-		if err := tx.PutDevice(ctx, &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: cn, State: store.DeviceActive,
-			StationID: "batch:" + h.BatchID, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: spki, UpdatedAt: now,
-			HardwareSerial: r.DeviceSerial}); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				prev, _ := f.Store.ListDevices(ctx, store.DeviceFilter{Environment: h.Environment, ProductLine: h.ProductLine, HardwareSerial: r.DeviceSerial, Limit: 1})
-				who := "another device"
-				if len(prev) == 1 {
-					who = fmt.Sprintf("device %s (from %s)", prev[0].Serial, prev[0].StationID)
-				}
-				return fmt.Errorf("%s: %w: record %d: hardware %q received a credential already: it is registered as %s; a device gets one identity",
-					name, ErrConflict, r.Index, r.DeviceSerial, who)
-			}
-			return err
-		}
-		if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "device.register", Subject: cn, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"environment": h.Environment, "product_line": h.ProductLine, "site": h.Site, "batch": h.BatchID,
-				"index": fmt.Sprint(r.Index), "device_serial": r.DeviceSerial, "injected_at": r.At.Format(time.RFC3339Nano), "certificate": serial}}); err != nil {
+		dev := &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: c.Subject.CommonName, StationID: "batch:" + h.BatchID,
+			Site: h.Site, HardwareSerial: r.DeviceSerial}
+		if err := f.registerDevice(ctx, tx, name, r, spki, alg, serial, dev, now, map[string]string{"batch": h.BatchID,
+			"device_serial": r.DeviceSerial, "injected_at": r.At.Format(time.RFC3339Nano)}); err != nil {
 			return err
 		}
 		res.Devices++
@@ -534,13 +478,13 @@ func (f *Factory) recordBatchEntry(ctx context.Context, tx store.Tx, req Reconci
 		uri, loc = r.KeyURI, keystore.LocationPKCS11
 	}
 	if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(loc),
-		State: store.KeyActive, Owner: c.Subject.CommonName, SPKISHA256: spki, CreatedAt: c.NotBefore, StateChangedAt: now}); err != nil {
+		State: store.KeyActive, Owner: serial, SPKISHA256: spki, CreatedAt: c.NotBefore, StateChangedAt: now}); err != nil {
 		return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
 	}
 	if err := tx.SetKeyState(ctx, uri, store.KeyDestroyed, now); err != nil {
 		return err
 	}
-	kd := map[string]string{"purpose": string(keystore.PurposeDeviceIdentity), "location": string(loc), "owner": c.Subject.CommonName,
+	kd := map[string]string{"purpose": string(keystore.PurposeDeviceIdentity), "location": string(loc), "owner": serial, "subject": c.Subject.CommonName,
 		"reason": "unused pre-issued credential", "batch": h.BatchID, "index": fmt.Sprint(r.Index), "method": destruction}
 	if destruction == "attested" {
 		kd["attested_by"] = req.AttestedBy

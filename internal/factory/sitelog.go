@@ -10,19 +10,15 @@ package factory
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/goodkey"
 	"github.com/keyward/keyward/internal/keystore"
-	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -127,13 +123,9 @@ func (f *Factory) reconcileSiteLog(ctx context.Context, req ReconcileRequest, na
 	case h.Injected != h.Records || h.Count != 0 || h.FirstSerial != "":
 		return nil, fmt.Errorf("%s: %w: header of a site CA issuance log with count %d, first serial %q, %d injected of %d records", name, ErrTampered, h.Count, h.FirstSerial, h.Injected, h.Records)
 	}
-	cnRule, err := regexp.Compile(site.Site.CNPattern)
+	rules, err := f.siteRules(site)
 	if err != nil {
-		return nil, fmt.Errorf("site CA %s: recorded subject rule %q: %w", site.CA.ID, site.Site.CNPattern, err)
-	}
-	var backdate time.Duration
-	if p := f.Profiles[site.Site.Profile]; p != nil {
-		backdate = p.Backdate
+		return nil, err
 	}
 	logID := h.BatchID
 	now := f.now()
@@ -171,7 +163,7 @@ func (f *Factory) reconcileSiteLog(ctx context.Context, req ReconcileRequest, na
 				}
 				return nil
 			}
-			return f.recordSiteLogEntry(ctx, tx, name, h, site, cnRule, backdate, stations, r, now, res)
+			return f.recordSiteLogEntry(ctx, tx, name, h, site, rules, stations, r, now, res)
 		})
 		if err != nil {
 			return err
@@ -194,7 +186,7 @@ func (f *Factory) reconcileSiteLog(ctx context.Context, req ReconcileRequest, na
 }
 
 // recordSiteLogEntry checks one new record of a site log and records its certificate, device key and device.
-func (f *Factory) recordSiteLogEntry(ctx context.Context, tx store.Tx, name string, h *ExportHeader, site *SiteCA, cnRule *regexp.Regexp, backdate time.Duration,
+func (f *Factory) recordSiteLogEntry(ctx context.Context, tx store.Tx, name string, h *ExportHeader, site *SiteCA, rules *siteRules,
 	stations map[string]bool, r *ExportRecord, now time.Time, res *ReconcileResult) error {
 	refused := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: record %d: %s", name, ErrRefused, r.Index, fmt.Sprintf(format, args...))
@@ -202,20 +194,9 @@ func (f *Factory) recordSiteLogEntry(ctx context.Context, tx store.Tx, name stri
 	if r.Kind != RecordEnrolled {
 		return fmt.Errorf("%s: %w: record %d is of kind %q; a site CA issuance log holds %q records only", name, ErrTampered, r.Index, r.Kind, RecordEnrolled)
 	}
-	c, err := x509.ParseCertificate(r.CertDER)
+	c, spki, err := rules.check(r, r.DeviceSerial)
 	if err != nil {
-		return refused("certificate: %v", err)
-	}
-	if err := c.CheckSignatureFrom(site.Cert); err != nil {
-		return refused("certificate %x was not issued by site CA %s: %v", c.SerialNumber, site.CA.ID, err)
-	}
-	cn := c.Subject.CommonName
-	if cn != r.DeviceSerial || !cnRule.MatchString(cn) {
-		return refused("certificate subject %q (device %q) is outside site CA %s's subject rule %s", cn, r.DeviceSerial, site.CA.ID, site.Site.CNPattern)
-	}
-	if issued := c.NotBefore.Add(backdate); issued.After(site.Site.IssueUntil) || issued.Before(site.CA.NotBefore) {
-		return refused("certificate %x was issued at %s, outside site CA %s's issuing window (%s to %s)", c.SerialNumber, issued.Format(time.RFC3339),
-			site.CA.ID, site.CA.NotBefore.Format(time.RFC3339), site.Site.IssueUntil.Format(time.RFC3339))
+		return refused("%v", err)
 	}
 	// The station must be one headquarters registered for this site and product line.
 	if !stations[r.Station] {
@@ -230,45 +211,21 @@ func (f *Factory) recordSiteLogEntry(ctx context.Context, tx store.Tx, name stri
 		}
 		stations[r.Station] = true
 	}
-	spki, err := goodkey.SPKIHash(c.PublicKey)
-	if err != nil {
-		return refused("%v", err)
-	}
 	alg, err := keystore.AlgorithmOf(c.PublicKey)
 	if err != nil {
 		return refused("%v", err)
 	}
-	serial := ra.SerialString(c)
-	if err := tx.InsertCertificate(ctx, &store.Certificate{Serial: serial, IssuerID: site.CA.ID, Profile: site.Site.Profile, ProfileVersion: profileVersion(f, site.Site.Profile),
-		Subject: c.Subject.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SPKISHA256: spki, DER: r.CertDER, Status: store.CertStatusValid, CreatedAt: now}); err != nil {
-		if errors.Is(err, store.ErrDuplicateSerial) || errors.Is(err, store.ErrDuplicateKey) {
-			return fmt.Errorf("%s: %w: record %d: certificate %s: %v", name, ErrConflict, r.Index, serial, err)
-		}
+	serial, err := f.recordCertificate(ctx, tx, name, site, r, c, spki, now, map[string]string{"log": h.BatchID, "export_seq": fmt.Sprint(h.Seq),
+		"station": r.Station, "issued_at": r.At.Format(time.RFC3339Nano)})
+	if err != nil {
 		return err
 	}
 	res.Certificates++
-	if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "cert.issue", Subject: serial, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"issuer": site.CA.ID, "subject": cn, "log": h.BatchID, "index": fmt.Sprint(r.Index), "export_seq": fmt.Sprint(h.Seq),
-			"station": r.Station, "issued_at": r.At.Format(time.RFC3339Nano), "source": "factory reconcile"}}); err != nil {
-		return err
-	}
-	uri := ra.DeviceKeyURI(spki)
-	if err := tx.InsertKey(ctx, &store.Key{URI: uri, Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg), Location: string(keystore.LocationDevice),
-		State: store.KeyActive, Owner: serial, SPKISHA256: spki, CreatedAt: r.At, StateChangedAt: r.At}); err != nil && !errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("record %d: key %s: %w", r.Index, uri, err)
-	}
-	if d, err := tx.LockDevice(ctx, h.Environment, h.ProductLine, cn); err == nil {
-		return fmt.Errorf("%s: %w: record %d: device %s of %s/%s is registered already (by %s at site %s, %s)", name, ErrConflict, r.Index, cn,
-			h.Environment, h.ProductLine, d.StationID, d.Site, d.EnrolledAt.Format(time.RFC3339))
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	if err := tx.PutDevice(ctx, &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: cn, State: store.DeviceActive,
-		StationID: r.Station, Site: h.Site, EnrolledAt: r.At, CertSerial: serial, SPKISHA256: spki, UpdatedAt: now}); err != nil {
+	dev := &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: c.Subject.CommonName, StationID: r.Station, Site: h.Site}
+	if err := f.registerDevice(ctx, tx, name, r, spki, alg, serial, dev, now, map[string]string{"station": r.Station, "log": h.BatchID,
+		"enrolled_at": r.At.Format(time.RFC3339Nano)}); err != nil {
 		return err
 	}
 	res.Devices++
-	return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "device.register", Subject: cn, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"environment": h.Environment, "product_line": h.ProductLine, "site": h.Site, "station": r.Station, "log": h.BatchID,
-			"index": fmt.Sprint(r.Index), "enrolled_at": r.At.Format(time.RFC3339Nano), "certificate": serial}})
+	return nil
 }
