@@ -354,8 +354,7 @@ func siteScope(s *SiteInfo) *ra.SiteScope {
 
 // AuditHeadHex returns the hash of the newest audit event, hex (empty for an empty chain).
 func AuditHeadHex(ctx context.Context, s store.Store) (string, error) {
-	var head []byte
-	err := s.WalkAudit(ctx, 0, func(e *audit.Event) error { head = e.Hash; return nil })
+	_, head, err := s.AuditHead(ctx)
 	return hex.EncodeToString(head), err
 }
 

@@ -238,7 +238,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		if fs, err = e.r.cfg.Store.GetFactorySite(ctx, site.CAID); err != nil {
 			return nil, wrap(KindUnavailable, fmt.Errorf("site CA %s record: %w", site.CAID, err))
 		}
-		if err := checkSite(site, fs, c.Station, "", now); err != nil {
+		if err := e.r.checkSite(fs, c.Station, "", now); err != nil {
 			return nil, e.fail(ctx, c, rf, err)
 		}
 	}
@@ -248,7 +248,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 	}
 	serial := prep.csr.Subject.CommonName
 	if site != nil {
-		if err := checkSite(site, fs, c.Station, serial, now); err != nil {
+		if err := e.r.checkSite(fs, c.Station, serial, now); err != nil {
 			return nil, e.fail(ctx, c, rf, err)
 		}
 	}
@@ -295,7 +295,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 			if fs, err = tx.LockFactorySite(ctx, site.CAID); err != nil {
 				return err
 			}
-			if err := checkSite(site, fs, st, serial, now); err != nil {
+			if err := e.r.checkSite(fs, st, serial, now); err != nil {
 				return err
 			}
 		}

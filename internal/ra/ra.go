@@ -60,6 +60,8 @@ type RA struct {
 
 	mu      sync.Mutex
 	issuers map[string]*caIssuer
+	// siteRules caches compiled site subject rules (site.go).
+	siteRules sync.Map
 }
 
 type caIssuer struct {

@@ -49,7 +49,8 @@ func (r *RA) errSiteIssue() error {
 // registered for this site, the issuing window open, the quota not spent, and cn inside the subject rule (cn
 // "": not checked yet). It runs before the request is prepared, before signing and again, on the locked site
 // row, in the recording transaction.
-func checkSite(scope *SiteScope, fs *store.FactorySite, st *store.Station, cn string, now time.Time) error {
+func (r *RA) checkSite(fs *store.FactorySite, st *store.Station, cn string, now time.Time) error {
+	scope := r.cfg.Site
 	if st.Site != scope.Site {
 		return errorf(KindForbidden, "station %s is registered for site %q, not for this site %q; headquarters registers a site's stations with 'keyward station add --site %s' before packaging the site",
 			st.ID, st.Site, scope.Site, scope.Site)
@@ -65,7 +66,7 @@ func checkSite(scope *SiteScope, fs *store.FactorySite, st *store.Station, cn st
 	}
 	// The subject rule is the product line's serial pattern recorded with the site CA (X.509 name
 	// constraints cannot express it; see internal/factory siteca.go).
-	rule, err := regexp.Compile(fs.CNPattern)
+	rule, err := r.siteRule(fs.CNPattern)
 	if err != nil {
 		return wrap(KindInternal, fmt.Errorf("site CA %s: recorded subject rule %q: %w", fs.CAID, fs.CNPattern, err))
 	}
@@ -73,6 +74,19 @@ func checkSite(scope *SiteScope, fs *store.FactorySite, st *store.Station, cn st
 		return errorf(KindForbidden, "device serial %q is outside site CA %s's subject rule %s", cn, fs.CAID, fs.CNPattern)
 	}
 	return nil
+}
+
+// siteRule compiles a site's subject rule once: it is checked two or three times per enrollment.
+func (r *RA) siteRule(pattern string) (*regexp.Regexp, error) {
+	if re, ok := r.siteRules.Load(pattern); ok {
+		return re.(*regexp.Regexp), nil
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, err
+	}
+	r.siteRules.Store(pattern, re)
+	return re, nil
 }
 
 // siteRecord counts an enrollment's certificate against the locked site row and appends it to the site log,

@@ -169,6 +169,8 @@ type Store interface {
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
 	// WalkAudit calls fn for every audit event with Seq > after in sequence order, stopping at the first error.
 	WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error
+	// AuditHead returns the sequence number and hash of the newest audit event (0 and nil for an empty chain).
+	AuditHead(ctx context.Context) (int64, []byte, error)
 
 	Close() error
 }

@@ -380,3 +380,19 @@ func scanEvent(r pgx.Row) (*audit.Event, error) {
 	e.Details = d
 	return &e, nil
 }
+
+// AuditHead returns the newest audit event's sequence number and hash.
+func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
+	var (
+		seq  int64
+		hash []byte
+	)
+	err := s.pool.QueryRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit head: %w", err)
+	}
+	return seq, hash, nil
+}

@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -634,8 +635,20 @@ func sameEvent(t *testing.T, got, want *audit.Event) {
 
 func testAuditChain(t *testing.T, s Backend) {
 	ctx := context.Background()
+	if seq, head, err := s.AuditHead(ctx); err != nil || seq != 0 || head != nil {
+		t.Fatalf("AuditHead of an empty chain = %d, %x, %v", seq, head, err)
+	}
 	withCAs(t, s, "dev/demo-implant")
 	var sealed []*audit.Event
+	defer func() {
+		if t.Failed() || len(sealed) == 0 {
+			return
+		}
+		last := sealed[len(sealed)-1]
+		if seq, head, err := s.AuditHead(ctx); err != nil || seq != last.Seq || !bytes.Equal(head, last.Hash) {
+			t.Errorf("AuditHead = %d, %x, %v; want %d, %x", seq, head, err, last.Seq, last.Hash)
+		}
+	}()
 	for i := 0; i < 5; i++ {
 		tx(t, s, func(tx store.Tx) error {
 			for j := 0; j <= i; j++ {
