@@ -41,7 +41,9 @@ encrypt, decrypt or unwrap. Keep the import file apart from the site and destroy
 					return &exitError{ExitNotFound, fmt.Errorf("--import: %w", err)}
 				}
 				key, err := hex.DecodeString(strings.TrimSpace(string(data)))
+				clear(data)
 				if err != nil || len(key) != factory.TransportKeySize {
+					clear(key)
 					return usageError{fmt.Errorf("--import %s: want %d bytes in hex", importFile, factory.TransportKeySize)}
 				}
 				uri, err = hsm.ImportTransportKey(cmd.Context(), label, key)

@@ -20,12 +20,6 @@ type KeyWrapper interface {
 	WrapKey(ctx context.Context, keyURI, transportURI string) ([]byte, error)
 }
 
-// TransportKeys is a site HSM that can hold transport keys.
-type TransportKeys interface {
-	GenerateTransportKey(ctx context.Context, label string) (string, error)
-	ImportTransportKey(ctx context.Context, label string, key []byte) (string, error)
-}
-
 // HSMInjection returns the InjectOptions that export a credential's key from hsm wrapped under the transport
 // key transportURI (AES key wrap with padding, RFC 5649) and then destroy the HSM's copy.
 func HSMInjection(ctx context.Context, hsm keystore.Keystore, transportURI string) (InjectOptions, error) {
