@@ -48,7 +48,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
 	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) {
 		return true, nil
 	}
-	release, ok, err := p.s.rs.TryPublisherLock(ctx, p.holder)
+	release, ok, err := p.s.n.Store.TryPublisherLock(ctx, p.holder)
 	if err != nil || !ok {
 		return false, err
 	}

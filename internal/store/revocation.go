@@ -160,7 +160,4 @@ type RevocationStore interface {
 	GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*PublishedFilter, error)
 	// LatestFilter returns the newest full filter of scope (ErrNotFound if none).
 	LatestFilter(ctx context.Context, scope string) (*PublishedFilter, error)
-	// TryPublisherLock tries to become the single publisher of revocation data among all nodes sharing the
-	// database. It returns ok false, without waiting, if another holder has it. release gives it up.
-	TryPublisherLock(ctx context.Context, holder string) (release func(), ok bool, err error)
 }

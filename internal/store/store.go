@@ -146,15 +146,22 @@ type Tx interface {
 	AppendAudit(ctx context.Context, e *audit.Event) error
 }
 
-// Store is a Keyward database.
-type Store interface {
+// Change is one committed change as the change feed sees it: the sequence number, action and subject of the
+// audit event its transaction appended. Every change appends exactly one such event in the transaction that makes
+// it, so the audit trail's sequence is the sequence of changes, in commit order, on every backend.
+type Change struct {
+	Seq     int64
+	Action  string
+	Subject string
+}
+
+// Reader is the read-only side of a Store: what the faces list, the CA custodian checks and the publisher
+// publishes from. It offers no way to change anything.
+type Reader interface {
 	EnrollmentStore
 	RevocationStore
 	FirmwareStore
 	FactoryStore
-
-	// Tx runs fn in a transaction, committing if fn returns nil and rolling back otherwise.
-	Tx(ctx context.Context, fn func(Tx) error) error
 
 	GetCA(ctx context.Context, id string) (*CA, error)
 	ListCAs(ctx context.Context) ([]*CA, error)
@@ -171,6 +178,27 @@ type Store interface {
 	WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error
 	// AuditHead returns the sequence number and hash of the newest audit event (0 and nil for an empty chain).
 	AuditHead(ctx context.Context) (int64, []byte, error)
+	// WalkChanges calls fn for every successful audit event with Seq > after, in sequence order, reading only
+	// its sequence number, action and subject (refusals change nothing and are skipped). It stops at fn's
+	// first error and returns it unwrapped.
+	WalkChanges(ctx context.Context, after int64, fn func(Change) error) error
+}
+
+// Store is a Keyward database.
+type Store interface {
+	Reader
+
+	// Tx runs fn in a transaction, committing if fn returns nil and rolling back otherwise.
+	Tx(ctx context.Context, fn func(Tx) error) error
+	// TryPublisherLock tries to become the single publisher of revocation data among all nodes sharing the
+	// database. It returns ok false, without waiting, if another holder has it. release gives it up.
+	TryPublisherLock(ctx context.Context, holder string) (release func(), ok bool, err error)
+	// Watch returns a channel that receives a value (coalesced: at most one waits) after transactions commit,
+	// in this process or in any other sharing the database, so that a reader of WalkChanges need not poll. A
+	// value may arrive with nothing new; a commit may be signalled with some delay (the SQLite backend polls
+	// PRAGMA data_version, the PostgreSQL backend listens for notifications and polls as a fallback). The
+	// channel is closed when ctx ends.
+	Watch(ctx context.Context) (<-chan struct{}, error)
 
 	Close() error
 }

@@ -38,7 +38,8 @@ const walkPage = 1000
 // Store is a Keyward database on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool  *pgxpool.Pool
-	where string // host:port/database, for errors; never the password
+	cfg   *pgx.ConnConfig // for Watch's own connection
+	where string          // host:port/database, for errors; never the password
 }
 
 var _ store.Store = (*Store)(nil)
@@ -51,7 +52,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err) // pgx redacts the password
 	}
-	s := &Store{where: fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
+	s := &Store{cfg: cfg.ConnConfig, where: fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open postgres store %s: %w", s.where, err)
 	}

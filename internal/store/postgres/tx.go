@@ -192,6 +192,8 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
 		b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+		// The change feed's signal (watch.go): delivered to listeners when, and only if, this transaction commits.
+		b.Queue(`SELECT pg_notify($1, '')`, changesChannel)
 		br := t.tx.SendBatch(ctx, b)
 		_, err := br.Exec()
 		if err == nil {
@@ -199,6 +201,9 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 			if errors.Is(err, pgx.ErrNoRows) {
 				t.headSeq, t.headHash, err = 0, audit.GenesisHash, nil
 			}
+		}
+		if err == nil {
+			_, err = br.Exec()
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr

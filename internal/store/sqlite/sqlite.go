@@ -36,6 +36,7 @@ const walkPage = 1000
 // 41,000 reads/s with the split pools, BenchmarkGetCertificateDuringWrites on the 2-core test machine).
 type Store struct {
 	path string
+	rdsn string // the read-only connections' DSN, for Watch
 	w    *sql.DB
 	r    *sql.DB
 	ws   [numWriteStmts]*sql.Stmt
@@ -81,7 +82,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	} else if !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
-	s := &Store{path: path}
+	s := &Store{path: path, rdsn: rdsn}
 	var err error
 	if s.w, err = sql.Open("sqlite", wdsn); err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)

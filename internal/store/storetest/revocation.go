@@ -362,16 +362,15 @@ func testSignersFilters(t *testing.T, s Backend) {
 
 func testPublisherLock(t *testing.T, s Backend) {
 	ctx := context.Background()
-	rs := s
-	release, ok, err := rs.TryPublisherLock(ctx, "node-a")
+	release, ok, err := s.TryPublisherLock(ctx, "node-a")
 	if err != nil || !ok {
 		t.Fatalf("first lock: %v %v", ok, err)
 	}
-	if _, ok2, err := rs.TryPublisherLock(ctx, "node-b"); err != nil || ok2 {
+	if _, ok2, err := s.TryPublisherLock(ctx, "node-b"); err != nil || ok2 {
 		t.Fatalf("second holder got the lock: %v %v", ok2, err)
 	}
 	release()
-	release2, ok, err := rs.TryPublisherLock(ctx, "node-b")
+	release2, ok, err := s.TryPublisherLock(ctx, "node-b")
 	if err != nil || !ok {
 		t.Fatalf("lock after release: %v %v", ok, err)
 	}

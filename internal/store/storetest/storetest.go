@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"CAStatus", testCAStatus},
 		{"Token", testToken},
 		{"CertificatesBySPKIRead", testCertificatesBySPKIRead},
+		{"WalkChanges", testWalkChanges},
+		{"Watch", testWatch},
 	})
 }
 
