@@ -105,3 +105,22 @@ func NewEvent(e *audit.Event) Event {
 func certPEM(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
+
+// Revocation is a certificate's revocation state after a revocation or a release from hold.
+type Revocation struct {
+	Serial         string     `json:"serial"`
+	Issuer         string     `json:"issuer"`
+	Status         string     `json:"status"`
+	Reason         string     `json:"reason,omitempty"`
+	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
+	InvalidityDate *time.Time `json:"invalidity_date,omitempty"`
+}
+
+// NewRevocation returns the JSON form of e.
+func NewRevocation(e *store.RevocationEntry) Revocation {
+	v := Revocation{Serial: e.Serial, Issuer: e.IssuerID, Status: e.Status, RevokedAt: e.RevokedAt, InvalidityDate: e.InvalidityDate}
+	if e.Status == store.CertStatusRevoked {
+		v.Reason = store.ReasonName(e.Reason)
+	}
+	return v
+}

@@ -19,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/pkg/est"
@@ -93,15 +93,18 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 		return nil, err
 	}
 	defer n.Close()
-	cred, err := enroll.AddStation(ctx, n, enroll.StationOptions{Environment: "dev", Site: "bench", ProductLines: []string{"demo-implant"}, Actor: "bench"})
+	cred, err := n.RA.AddStation(ctx, ra.Principal{ID: "bench", Role: ra.RoleAdmin}, ra.StationRequest{Environment: "dev", Site: "bench", ProductLines: []string{"demo-implant"}})
 	if err != nil {
 		return nil, err
 	}
-	stationCert, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM)
+	stationCert, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM())
 	if err != nil {
 		return nil, err
 	}
-	srvCert, trust, err := server.ServerTLS(ctx, n, []string{"127.0.0.1"})
+	if err := n.Follow(ctx); err != nil {
+		return nil, err
+	}
+	srvCert, trust, err := n.ServerTLS(ctx, []string{"127.0.0.1"})
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +114,7 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- server.New(n).Serve(sctx, ln, srvCert, 5*time.Second) }()
+	go func() { served <- server.New(server.Deps{RA: n.RA}).Serve(sctx, ln, srvCert, 5*time.Second) }()
 	var stopOnce sync.Once
 	stopServer := func() { stopOnce.Do(func() { stop(); <-served }) }
 	defer stopServer()

@@ -117,10 +117,7 @@ func CRL(ctx context.Context, opts CRLOptions) (*CRLResult, error) {
 	}
 	res := &CRLResult{Revoked: opts.Revoked, Limit: crlLimitText, TargetSeconds: CRLTargetSeconds, Store: storeName(opts.DB),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), SetupSeconds: time.Since(setup).Seconds()}
-	svc, err := revocation.New(n)
-	if err != nil {
-		return nil, err
-	}
+	svc := revocation.New(n.RA, n.CA, n.Store)
 
 	progress("publishing the complete CRL of %s (timed)", caID)
 	runtime.GC()
@@ -171,7 +168,7 @@ func CRL(ctx context.Context, opts CRLOptions) (*CRLResult, error) {
 	runtime.GC()
 	start = time.Now()
 	walked := 0
-	if err := svc.Store().WalkRevoked(ctx, caID, time.Now(), func(*store.RevocationEntry) error { walked++; return nil }); err != nil {
+	if err := svc.Reader().WalkRevoked(ctx, caID, time.Now(), func(*store.RevocationEntry) error { walked++; return nil }); err != nil {
 		return nil, err
 	}
 	res.WalkSeconds = time.Since(start).Seconds()
@@ -280,15 +277,12 @@ func OCSP(ctx context.Context, opts OCSPOptions) (*OCSPResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := revocation.New(n)
-	if err != nil {
-		return nil, err
-	}
+	svc := revocation.New(n.RA, n.CA, n.Store)
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	if err := responder.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	pub := server.NewPublic(n, svc, responder)
+	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	if err := pub.Reload(ctx); err != nil {
 		return nil, err
 	}

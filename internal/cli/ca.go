@@ -103,7 +103,7 @@ that does not exist yet, with new keys in --keystore. Use it after adding an env
 			if err != nil {
 				return err
 			}
-			res, err := n.Builder(principal().ID, backend).Build(cmd.Context(), env)
+			res, err := n.RA.BuildHierarchy(cmd.Context(), principal(), env, backend)
 			if res != nil {
 				for _, ca := range res.Created {
 					fmt.Fprintf(g.env.Stdout, "created %-8s CA %-24s key %s\n", ca.Kind, ca.ID, ca.KeyURI)
@@ -142,7 +142,7 @@ func caCSRCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			csr, err := n.Builder(principal().ID, backend).RequestIssuing(cmd.Context(), env, product)
+			csr, err := n.RA.RequestIssuing(cmd.Context(), principal(), env, product, backend)
 			if err != nil {
 				return err
 			}
@@ -176,7 +176,7 @@ func caImportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			if err := n.Builder(principal().ID, nil).ImportIssuing(cmd.Context(), env, product, certDER, rootDER); err != nil {
+			if err := n.RA.ImportIssuing(cmd.Context(), principal(), env, product, certDER, rootDER); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.Stdout, "imported issuing CA %s under offline root %s\n", hierarchy.IssuingID(env, product), hierarchy.RootID(env))
@@ -241,7 +241,7 @@ func ceremonyRootCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ca, err := n.Builder(principal().ID, backend).CeremonyRoot(cmd.Context(), env, a, v)
+			ca, err := n.RA.CeremonyRoot(cmd.Context(), principal(), env, backend, a, v)
 			if err != nil {
 				return err
 			}
@@ -284,7 +284,7 @@ func ceremonySignCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			der, err := n.Builder(principal().ID, nil).CeremonySign(cmd.Context(), env, csr, v)
+			der, err := n.RA.CeremonySign(cmd.Context(), principal(), env, csr, v)
 			if err != nil {
 				return err
 			}

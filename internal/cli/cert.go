@@ -85,7 +85,7 @@ func certShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			cert, err := n.GetCertificate(cmd.Context(), args[0])
+			cert, err := n.RA.GetCertificate(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

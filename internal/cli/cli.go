@@ -11,11 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -82,10 +81,15 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(env.Stderr, "keyward: %v\n", err)
+	if flag := flagOf(err); flag != "" {
+		fmt.Fprintf(env.Stderr, "keyward: %v (%s)\n", err, flag)
+	} else {
+		fmt.Fprintf(env.Stderr, "keyward: %v\n", err)
+	}
 	return exitCode(err)
 }
 
+// exitCode maps an error to its exit code: the one place the CLI maps error kinds.
 func exitCode(err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -95,32 +99,46 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return ExitUsage
 	}
-	switch {
-	case errors.Is(err, audit.ErrChainBroken):
-		return ExitAuditBroken
-	case errors.Is(err, keystore.ErrUnseal), errors.Is(err, keystore.ErrBackend):
-		return ExitUnavailable
-	case errors.Is(err, keystore.ErrWrongPurpose):
-		return ExitDenied
-	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, node.ErrNotInitialised):
+	if errors.Is(err, node.ErrNotInitialised) {
 		return ExitNotFound
 	}
-	var re *ra.Error
-	if errors.As(err, &re) {
-		switch re.Kind {
-		case ra.KindBadRequest:
-			return ExitBadRequest
-		case ra.KindUnauthorized, ra.KindForbidden:
-			return ExitDenied
-		case ra.KindNotFound:
-			return ExitNotFound
-		case ra.KindConflict:
-			return ExitConflict
-		case ra.KindUnavailable:
-			return ExitUnavailable
-		}
+	switch ra.KindOf(err) {
+	case ra.KindBadRequest:
+		return ExitBadRequest
+	case ra.KindUnauthorized, ra.KindForbidden:
+		return ExitDenied
+	case ra.KindNotFound:
+		return ExitNotFound
+	case ra.KindConflict:
+		return ExitConflict
+	case ra.KindUnavailable:
+		return ExitUnavailable
+	case ra.KindIntegrity:
+		return ExitAuditBroken
 	}
 	return ExitInternal
+}
+
+// fieldFlags names the flag of each request field the RA reports an error about, where the flag is not the
+// field's name with hyphens.
+var fieldFlags = map[string]string{
+	"environment":   "--env",
+	"product_line":  "--product",
+	"product_lines": "--product",
+	"issued_from":   "--issued-between",
+	"issued_to":     "--issued-between",
+}
+
+// flagOf returns the command-line flag of the request field err is about, or "".
+func flagOf(err error) string {
+	f := ra.FieldOf(err)
+	if f == "" {
+		return ""
+	}
+	if flag, ok := fieldFlags[f]; ok {
+		return flag
+	}
+	return "--" + strings.ReplaceAll(f, "_", "-")
 }
 
 // global flags shared by every command.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/internal/revocation"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // TestDecommissionAndRegistryRevocationCLI enrolls devices over EST from two sites, revokes by station and
@@ -74,7 +74,7 @@ func TestDecommissionAndRegistryRevocationCLI(t *testing.T) {
 	}
 
 	// Decommission: the held certificate becomes a permanent cessationOfOperation; the key is destroyed.
-	var res revocation.DecommissionResult
+	var res ra.DecommissionResult
 	out = mustKW(t, append([]string{"device", "decommission", "DEMO-00000101", "--attested-by", "A. Tech", "--json"}, common...)...)
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Revoked) != 1 || len(res.KeysDestroyed) != 1 || res.State != "decommissioned" {
 		t.Fatalf("decommission: %s %v", out, err)

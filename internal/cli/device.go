@@ -26,9 +26,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyward/keyward/internal/api"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/hierarchy"
-	"github.com/keyward/keyward/internal/revocation"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/pkg/est"
 )
@@ -36,10 +35,10 @@ import (
 func deviceCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "device", Short: "Devices: enroll and renew over EST, simulate a fleet, and the device registry"}
 	c.AddCommand(deviceEnrollCmd(g), deviceRenewCmd(g), deviceSimulateCmd(g), deviceListCmd(g),
-		deviceActionCmd(g, enroll.AllowReprovision, "Let the next initial enrollment of an active device replace its identity"),
-		deviceActionCmd(g, enroll.ForceRenew, "Let the device's next renewal happen outside the profile's renewal window"),
-		deviceActionCmd(g, enroll.Suspend, "Suspend a device: its renewals are refused until it is resumed"),
-		deviceActionCmd(g, enroll.Resume, "Resume a suspended device"),
+		deviceActionCmd(g, ra.AllowReprovision, "Let the next initial enrollment of an active device replace its identity"),
+		deviceActionCmd(g, ra.ForceRenew, "Let the device's next renewal happen outside the profile's renewal window"),
+		deviceActionCmd(g, ra.Suspend, "Suspend a device: its renewals are refused until it is resumed"),
+		deviceActionCmd(g, ra.Resume, "Resume a suspended device"),
 		deviceDecommissionCmd(g))
 	return c
 }
@@ -531,8 +530,8 @@ func deviceListCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func deviceActionCmd(g *globals, action enroll.DeviceAction, short string) *cobra.Command {
-	var ref enroll.DeviceRef
+func deviceActionCmd(g *globals, action ra.DeviceAction, short string) *cobra.Command {
+	var ref ra.DeviceRef
 	c := &cobra.Command{
 		Use:   string(action) + " SERIAL",
 		Short: short,
@@ -544,7 +543,7 @@ func deviceActionCmd(g *globals, action enroll.DeviceAction, short string) *cobr
 			}
 			defer n.Close()
 			ref.Serial = args[0]
-			d, err := enroll.ApplyDeviceAction(cmd.Context(), n.Store, n.Now(), principal().ID, ref, action)
+			d, err := n.RA.ApplyDeviceAction(cmd.Context(), principal(), ref, action)
 			if err != nil {
 				return err
 			}
@@ -562,7 +561,7 @@ func deviceActionCmd(g *globals, action enroll.DeviceAction, short string) *cobr
 }
 
 func deviceDecommissionCmd(g *globals) *cobra.Command {
-	var req revocation.DecommissionRequest
+	var req ra.DecommissionRequest
 	c := &cobra.Command{
 		Use:   "decommission SERIAL --attested-by NAME",
 		Short: "Decommission a device for good: revoke its certificates, record its keys destroyed; its serial is never provisioned again",
@@ -582,13 +581,13 @@ revocations up at its next --publish-check; the CRL and OCSP answers follow.`,
 			if strings.TrimSpace(req.AttestedBy) == "" {
 				return usageError{errors.New("--attested-by is required: who attests that the device's keys were destroyed (a person, or a destruction record)")}
 			}
-			n, svc, err := g.revocationService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
 			req.Device.Serial = args[0]
-			res, err := svc.Decommission(cmd.Context(), principal(), req)
+			res, err := n.RA.Decommission(cmd.Context(), principal(), req)
 			if err != nil {
 				return err
 			}

@@ -99,7 +99,10 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 			if n.Site == nil {
 				return usageError{fmt.Errorf("%s is not a site data directory: make one at headquarters with 'keyward factory site-package', or run 'keyward serve' at headquarters", g.data)}
 			}
-			cert, _, err := server.ServerTLS(ctx, n, tlsNames(names, listen))
+			if err := n.Follow(ctx); err != nil {
+				return err
+			}
+			cert, _, err := n.ServerTLS(ctx, tlsNames(names, listen))
 			if err != nil {
 				return err
 			}
@@ -109,7 +112,7 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: factory site %s (site CA %s) enrolling on https://%s (TLS 1.3; trust %s)\n",
 				n.Site.Site, n.Site.SiteCA, ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return server.NewSite(n).Serve(ctx, ln, cert, grace)
+			return server.NewSite(server.Deps{RA: n.RA}).Serve(ctx, ln, cert, grace)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")

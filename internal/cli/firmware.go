@@ -44,7 +44,11 @@ func (g *globals) firmwareService(ctx context.Context) (*node.Node, *firmware.Se
 	if err != nil {
 		return nil, nil, err
 	}
-	return n, &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}, nil
+	return n, newFirmwareService(n), nil
+}
+
+func newFirmwareService(n *node.Node) *firmware.Service {
+	return &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}
 }
 
 func firmwareCmd(g *globals) *cobra.Command {

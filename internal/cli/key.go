@@ -68,7 +68,7 @@ and an issuing CA whose key is destroyed is retired, in the same transaction as 
 				return err
 			}
 			defer n.Close()
-			if err := n.DestroyKey(cmd.Context(), principal().ID, args[0], reason); err != nil {
+			if err := n.RA.DestroyKey(cmd.Context(), principal(), args[0], reason); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.Stdout, "destroyed %s\n", args[0])

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/revocation"
@@ -39,7 +41,7 @@ func parseRevTime(flag, s string) (time.Time, error) {
 func certRevokeCmd(g *globals) *cobra.Command {
 	var reason, invalidity, profileName, subject string
 	var issuers, between []string
-	var reg revocation.RegistrySelector
+	var reg ra.RegistrySelector
 	var dryRun bool
 	c := &cobra.Command{
 		Use:   "revoke [SERIAL]",
@@ -64,7 +66,7 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			if reason == "" {
 				return usageError{errors.New("--reason is required (" + reasonHelp + ")")}
 			}
-			code, err := revocation.ParseReason(reason)
+			code, err := ra.ParseReason(reason)
 			if err != nil {
 				return err
 			}
@@ -85,23 +87,23 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			if len(args) > 1 {
 				return usageError{fmt.Errorf("unexpected arguments %v: give one SERIAL, or selectors for a bulk revocation", args)}
 			}
-			n, svc, err := g.revocationService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
 			if len(args) == 1 {
-				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (revocation.RegistrySelector{}) {
+				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (ra.RegistrySelector{}) {
 					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
 				}
-				e, err := svc.Revoke(cmd.Context(), principal(), revocation.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
+				e, err := n.RA.Revoke(cmd.Context(), principal(), ra.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
 				if err != nil {
 					return err
 				}
 				if g.json {
-					return g.printJSON(revocationJSON(e))
+					return g.printJSON(api.NewRevocation(e))
 				}
-				fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.IssuerID, e.RevokedAt.Format(time.RFC3339), revocation.ReasonName(e.Reason))
+				fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.IssuerID, e.RevokedAt.Format(time.RFC3339), ra.ReasonName(e.Reason))
 				return nil
 			}
 			q := store.CertQuery{IssuerIDs: issuers, Profile: profileName, Subject: subject}
@@ -117,7 +119,7 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			default:
 				return usageError{fmt.Errorf("--issued-between takes two times A B, got %d", len(between))}
 			}
-			res, err := svc.Bulk(cmd.Context(), principal(), revocation.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			res, err := n.RA.Bulk(cmd.Context(), principal(), ra.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
 			if err != nil {
 				return err
 			}
@@ -158,17 +160,17 @@ next delta CRL lists it with reason removeFromCRL and the next complete CRL omit
 other revocation is final: exit 6.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, svc, err := g.revocationService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			e, err := svc.Unhold(cmd.Context(), principal(), args[0])
+			e, err := n.RA.Unhold(cmd.Context(), principal(), args[0])
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return g.printJSON(revocationJSON(e))
+				return g.printJSON(api.NewRevocation(e))
 			}
 			fmt.Fprintf(g.env.Stdout, "released %s from hold: valid again\n", e.Serial)
 			return nil
@@ -176,14 +178,6 @@ other revocation is final: exit 6.`,
 	}
 	g.addJSON(c)
 	return c
-}
-
-func revocationJSON(e *store.RevocationEntry) server.RevocationView {
-	v := server.RevocationView{Serial: e.Serial, Issuer: e.IssuerID, Status: e.Status, RevokedAt: e.RevokedAt, InvalidityDate: e.InvalidityDate}
-	if e.Status == store.CertStatusRevoked {
-		v.Reason = revocation.ReasonName(e.Reason)
-	}
-	return v
 }
 
 func revocationCmd(g *globals) *cobra.Command {
@@ -219,9 +213,7 @@ operators and tests.`,
 			} else {
 				row, err = svc.PublishCRLs(cmd.Context(), caID, cfg)
 			}
-			if errors.Is(err, store.ErrNotFound) {
-				return &ra.Error{Kind: ra.KindNotFound, Err: err}
-			} else if err != nil {
+			if err != nil {
 				return err
 			}
 			if out != "" {
@@ -314,7 +306,7 @@ exit 3 if the filter does not verify.`,
 			if filterFile == "" || trustFile == "" || serial == "" {
 				return usageError{errors.New("--filter, --trust and --serial are required")}
 			}
-			s, err := node.NormalizeSerial(serial)
+			s, err := ra.NormalizeSerial(serial)
 			if err != nil {
 				return err
 			}
@@ -386,35 +378,29 @@ func addPublicFlags(c *cobra.Command, o *publicOptions) {
 	c.Flags().DurationVar(&o.delta, "delta-crl-interval", time.Hour, "how often to issue a delta CRL when nothing changes (nextUpdate is twice this)")
 }
 
-// serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
-// OCSP responder beside it, until ctx ends.
-// revocationService opens the data directory and its revocation service; close the node when done.
+// revocationService opens the data directory and its revocation publisher; close the node when done.
 func (g *globals) revocationService(ctx context.Context) (*node.Node, *revocation.Service, error) {
 	n, err := g.open(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := revocation.New(n)
-	if err != nil {
-		n.Close()
-		return nil, nil, err
-	}
-	return n, svc, nil
+	return n, revocation.New(n.RA, n.CA, n.Store), nil
 }
 
-func serveWithPublic(ctx context.Context, g *globals, n *node.Node, api *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions) error {
+// serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
+// OCSP responder beside it, until ctx ends. The publisher follows the change feed: a revocation committed by
+// this process, another node or a CLI command beside it is published within moments.
+func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions) error {
 	if o.listen == "" {
-		return api.Serve(ctx, ln, cert, grace)
+		return srv.Serve(ctx, ln, cert, grace)
 	}
-	svc, err := revocation.New(n)
-	if err != nil {
-		return err
-	}
+	svc := revocation.New(n.RA, n.CA, n.Store)
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
-	svc.OnChange(publisher.Kick)
-	api.OnRevocationChange(publisher.Kick)
-	pub := server.NewPublic(n, svc, responder)
+	if n.Feed != nil {
+		n.Feed.Subscribe(func([]store.Change) { publisher.Kick() }, audit.PrefixCert)
+	}
+	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.
 	if _, err := publisher.PublishOnce(ctx); err != nil {
 		return fmt.Errorf("first CRL publication: %w", err)
@@ -437,7 +423,7 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, api *server.
 	wg.Add(3)
 	go func() { defer wg.Done(); server.RunRevocation(ctx, pub, publisher, o.interval) }()
 	go func() { defer wg.Done(); errc <- pub.ServePublic(ctx, pln, grace); cancel() }()
-	go func() { defer wg.Done(); errc <- api.Serve(ctx, ln, cert, grace); cancel() }()
+	go func() { defer wg.Done(); errc <- srv.Serve(ctx, ln, cert, grace); cancel() }()
 	wg.Wait()
 	close(errc)
 	var errs []error

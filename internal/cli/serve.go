@@ -52,7 +52,10 @@ gracefully.`,
 				return err
 			}
 			defer n.Close()
-			cert, _, err := server.ServerTLS(ctx, n, tlsNames(names, listen))
+			if err := n.Follow(ctx); err != nil {
+				return err
+			}
+			cert, _, err := n.ServerTLS(ctx, tlsNames(names, listen))
 			if err != nil {
 				return err
 			}
@@ -61,7 +64,8 @@ gracefully.`,
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return serveWithPublic(ctx, g, n, server.New(n), ln, cert, grace, pub)
+			api := server.New(server.Deps{RA: n.RA, Firmware: newFirmwareService(n)})
+			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")

@@ -11,9 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/hierarchy"
-	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -60,7 +59,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 
 func stationAddCmd(g *globals) *cobra.Command {
 	var (
-		o          enroll.StationOptions
+		o          ra.StationRequest
 		validUntil string
 		out        string
 	)
@@ -92,12 +91,8 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 					return usageError{fmt.Errorf("--valid-until: %w", err)}
 				}
 			}
-			o.Actor = principal().ID
 			// The trust anchor first: a station that cannot validate the server is of no use.
-			svc, err := n.Store.GetCA(ctx, server.ServiceCAID)
-			if errors.Is(err, store.ErrNotFound) {
-				svc, err = n.Builder(o.Actor, nil).CreateServiceCA(ctx, server.ServiceCAID)
-			}
+			svc, err := n.RA.ServiceCA(ctx)
 			if err != nil {
 				return err
 			}
@@ -109,11 +104,11 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 					return usageError{fmt.Errorf("%s exists already: choose an empty --out directory", filepath.Join(out, f))}
 				}
 			}
-			cred, err := enroll.AddStation(ctx, n, o)
+			cred, err := n.RA.AddStation(ctx, principal(), o)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(out, "station.key"), cred.KeyPEM, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(out, "station.key"), cred.KeyPEM(), 0o600); err != nil {
 				return err
 			}
 			if err := os.WriteFile(filepath.Join(out, "station.pem"), cred.CertPEM, 0o644); err != nil {
@@ -192,7 +187,7 @@ func stationStateCmd(g *globals, verb, state, short string) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			st, err := enroll.SetStationState(cmd.Context(), n.Store, n.Now(), principal().ID, args[0], state)
+			st, err := n.RA.SetStationState(cmd.Context(), principal(), args[0], state)
 			if err != nil {
 				return err
 			}

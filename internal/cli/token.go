@@ -29,7 +29,7 @@ func tokenCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			tok, err := n.CreateToken(cmd.Context(), principal().ID, name, role)
+			tok, err := n.RA.CreateToken(cmd.Context(), principal(), name, role)
 			if err != nil {
 				return err
 			}

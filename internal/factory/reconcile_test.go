@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
@@ -213,10 +212,7 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 	}
 
 	// The product line's offline revocation filter answers exactly for the site CA's credentials too.
-	svc, err := revocation.New(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := revocation.New(n.RA, n.CA, n.Store)
 	fr, err := svc.BuildFilter(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.FilterRequest{Environment: "dev", Product: "demo-implant"})
 	if err != nil {
 		t.Fatal(err)
@@ -248,8 +244,8 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		one = sn
 		break
 	}
-	dres, err := svc.Decommission(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.DecommissionRequest{
-		Device: enroll.DeviceRef{Environment: "dev", ProductLine: "demo-implant", Serial: one}, AttestedBy: "QA"})
+	dres, err := n.RA.Decommission(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DecommissionRequest{
+		Device: ra.DeviceRef{Environment: "dev", ProductLine: "demo-implant", Serial: one}, AttestedBy: "QA"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +254,8 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 	}
 
 	// Bulk revocation by batch selects exactly the batch's recorded devices that are still valid.
-	bres, err := svc.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.BulkRequest{
-		Registry: revocation.RegistrySelector{Batch: s2.BatchID}, Reason: store.ReasonCessationOfOperation, DryRun: true})
+	bres, err := n.RA.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.BulkRequest{
+		Registry: ra.RegistrySelector{Batch: s2.BatchID}, Reason: store.ReasonCessationOfOperation, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +263,8 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		t.Fatalf("bulk by batch (dry run): matched %d, already revoked %d; want 119 still valid", bres.Matched, bres.AlreadyRevoked)
 	}
 	// By site: the batch's devices are the site's (no station of site-a enrolled any other here).
-	sres, err := svc.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, revocation.BulkRequest{
-		Registry: revocation.RegistrySelector{Site: "site-a"}, Reason: store.ReasonCessationOfOperation, DryRun: true})
+	sres, err := n.RA.Bulk(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.BulkRequest{
+		Registry: ra.RegistrySelector{Site: "site-a"}, Reason: store.ReasonCessationOfOperation, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -27,7 +26,7 @@ type siteFixture struct {
 	hq, site   *node.Node
 	hqF, siteF *Factory
 	station    *store.Station
-	enroller   *ra.Enroller
+	enroller   *ra.RA
 }
 
 func newSiteFixture(t *testing.T, siteName string, quota int64) *siteFixture {
@@ -40,7 +39,7 @@ func newSiteFixture(t *testing.T, siteName string, quota int64) *siteFixture {
 func packageSite(t *testing.T, ctx context.Context, hq *node.Node, hqF *Factory, siteName string, quota int64) *siteFixture {
 	t.Helper()
 	siteCA(t, hqF, hq.Soft, siteName, quota)
-	if _, err := enroll.AddStation(ctx, hq, enroll.StationOptions{Environment: "dev", Site: siteName, Name: siteName + "-01", ProductLines: []string{"demo-implant"}, Actor: "test"}); err != nil {
+	if _, err := hq.RA.AddStation(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.StationRequest{Environment: "dev", Site: siteName, Name: siteName + "-01", ProductLines: []string{"demo-implant"}}); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), siteName)
@@ -56,7 +55,7 @@ func packageSite(t *testing.T, ctx context.Context, hq *node.Node, hqF *Factory,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &siteFixture{hq: hq, site: site, hqF: hqF, station: st, enroller: site.RA.Enroller(ra.EnrollConfig{}),
+	return &siteFixture{hq: hq, site: site, hqF: hqF, station: st, enroller: site.RA,
 		siteF: &Factory{Store: site.Store, Keys: site.Keys, Config: site.Config, Profiles: site.Profiles, Actor: "site-operator"}}
 }
 
@@ -221,7 +220,7 @@ func TestSiteServeWindowClosed(t *testing.T) {
 	}
 	s.site.Close()
 	t.Cleanup(func() { later.Close() })
-	s.site, s.enroller = later, later.RA.Enroller(ra.EnrollConfig{})
+	s.site, s.enroller = later, later.RA
 	before := auditCount(t, later.Store)
 	if err := s.enroll(t, "DEMO-50000001"); ra.KindOf(err) != ra.KindForbidden || !strings.Contains(err.Error(), "issuing window ended") {
 		t.Fatalf("enrollment after the window: %v", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore/soft"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -82,12 +83,12 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 	if actor == "" {
 		actor = "cli:init"
 	}
-	b := n.Builder(actor, ks)
+	p := ra.Principal{ID: actor, Role: ra.RoleAdmin}
 	for _, env := range n.Config.EnvironmentNames() {
 		if n.Config.Environments[env].Root.Offline {
 			continue
 		}
-		r, err := b.Build(ctx, env)
+		r, err := n.RA.BuildHierarchy(ctx, p, env, ks)
 		if r != nil {
 			res.Created = append(res.Created, r.Created...)
 		}

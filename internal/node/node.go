@@ -1,6 +1,3 @@
-// Package node wires one Keyward process: the data directory's configuration and profiles, the store, the
-// keystores and the registration authority. Commands and the server open a Node; nothing else reads the data
-// directory.
 package node
 
 import (
@@ -17,6 +14,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/ca"
+	"github.com/keyward/keyward/internal/feed"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/multi"
@@ -62,9 +62,13 @@ type Node struct {
 	Store    store.Store
 	Soft     *soft.Store
 	Keys     *multi.Router
-	RA       *ra.RA
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// CA is the custodian of the node's signing keys; RA decides every change.
+	CA     *ca.Custodian
+	RA     *ra.RA
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Feed is the change feed, once Follow has started it.
+	Feed *feed.Feed
 	// Site is set when Dir is a factory site's data directory (site.go).
 	Site   *SiteInfo
 	pkcs11 []*pkcs11.Store
@@ -144,12 +148,57 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.RA, err = ra.New(ra.Config{Store: n.Store, Keys: n.Keys, Hierarchy: cfg, Profiles: profiles, Now: opts.Now, Logger: opts.Logger, Site: siteScope(site)})
-	if err != nil {
+	attest, attestErr := LoadAttestation(opts.Dir)
+	if attestErr != nil {
+		opts.Logger.Error("attestation configuration unreadable; enrollments are refused until it is fixed", "dir", opts.Dir, "err", attestErr)
+	}
+	if err := n.wire(ra.Config{Hierarchy: cfg, Profiles: profiles, Site: siteScope(site), Attestation: attest, AttestationErr: attestErr}); err != nil {
 		return nil, err
 	}
 	ok = true
 	return n, nil
+}
+
+// wire creates the node's CA custodian and RA over its store and keystores; rc holds the rest of the RA's
+// configuration.
+func (n *Node) wire(rc ra.Config) error {
+	var err error
+	n.CA, err = ca.New(ca.Config{Keys: n.Keys, Soft: n.Soft, Store: n.Store, Now: n.Now, Logger: n.Logger})
+	if err != nil {
+		return err
+	}
+	rc.Store, rc.CA, rc.Now, rc.Logger = n.Store, n.CA, n.Now, n.Logger
+	rc.Notify = n.notify
+	n.RA, err = ra.New(rc)
+	return err
+}
+
+// notify pokes the change feed, if it runs, after a change this process committed.
+func (n *Node) notify() {
+	if f := n.Feed; f != nil {
+		f.Poke()
+	}
+}
+
+// Follow starts the change feed: from now on the node's CA custodian and RA caches, and whatever else
+// subscribes to n.Feed before ctx ends, learn of every change committed to the store by this process or any
+// other, and a key destroyed or a CA retired anywhere stops signing here. It returns once the feed is ready; the
+// feed runs until ctx ends.
+func (n *Node) Follow(ctx context.Context) error {
+	f, err := feed.New(ctx, n.Store, n.Logger)
+	if err != nil {
+		return err
+	}
+	f.Subscribe(func(chs []store.Change) { n.CA.Changed(ctx, chs) }, audit.PrefixKey, audit.PrefixCA)
+	f.Subscribe(n.RA.Changed, ra.FollowPrefixes...)
+	n.RA.Changed(nil) // caches may be kept from now on
+	n.Feed = f
+	go func() {
+		if err := f.Run(ctx); err != nil && ctx.Err() == nil {
+			n.Logger.Error("change feed stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // Close releases the store and keystores.
@@ -165,26 +214,6 @@ func (n *Node) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Builder returns a hierarchy builder whose new keys go to ks (nil: the software keystore).
-func (n *Node) Builder(actor string, ks keystore.Keystore) *hierarchy.Builder {
-	if ks == nil {
-		ks = n.Soft
-	}
-	return &hierarchy.Builder{Store: n.Store, Keys: routed{n.Keys, ks}, Config: n.Config, Actor: actor, Now: n.Now}
-}
-
-// routed generates in one backend but finds signers through the router, so a builder can sign an issuing CA in
-// an HSM with a root held in software, or the other way round.
-type routed struct {
-	*multi.Router
-	gen keystore.Keystore
-}
-
-func (r routed) Generate(ctx context.Context, p keystore.Purpose, a keystore.Algorithm, label string) (keystore.Key, error) {
-	return r.gen.Generate(ctx, p, a, label)
-}
-func (r routed) Location() keystore.Location { return r.gen.Location() }
 
 // Keystore returns the backend for a --keystore value: "" or "soft" for the software keystore, or a PKCS#11
 // configuration URI (which is opened, remembered in keystores.yaml without any PIN value, and added to the

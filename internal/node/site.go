@@ -35,9 +35,6 @@ import (
 // SiteFile marks a site data directory and names its site CA.
 const SiteFile = "site.yaml"
 
-// attestationDir is internal/enroll's AttestationDir (enroll imports node, so the name is repeated here).
-const attestationDir = "attestation"
-
 // SiteInfo is the content of SiteFile.
 type SiteInfo struct {
 	Environment string `yaml:"environment"`
@@ -194,7 +191,7 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 	if err := siteKeystores(n.Dir, req.Out, caKey.URI, auditKey.URI); err != nil {
 		return nil, err
 	}
-	for _, dir := range []string{ProfilesDir, attestationDir} {
+	for _, dir := range []string{ProfilesDir, AttestationDir} {
 		if err := copyDir(filepath.Join(n.Dir, dir), filepath.Join(req.Out, dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}

@@ -22,33 +22,16 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/hierarchy"
-	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
 )
 
-// Audit actions of enrollment.
+// Audit actions of issuance and enrollment.
 const (
-	ActionEnroll   = "est.enroll"
-	ActionReenroll = "est.reenroll"
+	ActionIssue    = audit.ActionCertIssue
+	ActionEnroll   = audit.ActionESTEnroll
+	ActionReenroll = audit.ActionESTReenroll
 )
-
-// EnrollConfig configures an Enroller.
-type EnrollConfig struct {
-	// Attestation maps a profile name to the secure-element vendor roots that an enrollment under that profile
-	// must present an attestation certificate chaining to. A profile absent from the map needs no attestation.
-	Attestation map[string]*x509.CertPool
-}
-
-// Enroller runs EST enrollments and renewals through the RA. It is safe for concurrent use.
-type Enroller struct {
-	r   *RA
-	cfg EnrollConfig
-}
-
-// Enroller returns an Enroller that uses r's store, keys, hierarchy and profiles.
-func (r *RA) Enroller(cfg EnrollConfig) *Enroller { return &Enroller{r: r, cfg: cfg} }
 
 // Caller is an EST client authenticated by its TLS client certificate.
 type Caller struct {
@@ -95,13 +78,13 @@ type EnrollResult struct {
 
 // ESTProfile returns the profile EST enrollments of (env, product) are issued under: the first profile of the
 // product line that factory stations may request (keyward.yaml lists them in order of preference).
-func (e *Enroller) ESTProfile(env, product string) (*profile.Profile, error) {
-	envSpec := e.r.cfg.Hierarchy.Environments[env]
+func (r *RA) ESTProfile(env, product string) (*profile.Profile, error) {
+	envSpec := r.cfg.Hierarchy.Environments[env]
 	if envSpec == nil || envSpec.ProductLines[product] == nil {
 		return nil, errorf(KindNotFound, "product line %q is not declared in environment %q of keyward.yaml", product, env)
 	}
 	for _, name := range envSpec.ProductLines[product].Profiles {
-		if p := e.r.cfg.Profiles[name]; p != nil && slices.Contains(p.AllowedPrincipals, RoleFactoryStation) {
+		if p := r.cfg.Profiles[name]; p != nil && slices.Contains(p.AllowedPrincipals, RoleFactoryStation) {
 			return p, nil
 		}
 	}
@@ -109,8 +92,17 @@ func (e *Enroller) ESTProfile(env, product string) (*profile.Profile, error) {
 		env, product, RoleFactoryStation, strings.Join(envSpec.ProductLines[product].Profiles, ", "))
 }
 
+// attestationReadable fails enrollments closed while the attestation configuration cannot be read: a profile
+// that requires attestation must never enroll without it.
+func (r *RA) attestationReadable() error {
+	if r.cfg.AttestationErr != nil {
+		return errorf(KindUnavailable, "attestation configuration unreadable: %w", r.cfg.AttestationErr)
+	}
+	return nil
+}
+
 // AttestationRequired reports whether enrollments under profile name must carry an attestation.
-func (e *Enroller) AttestationRequired(name string) bool { return e.cfg.Attestation[name] != nil }
+func (r *RA) AttestationRequired(name string) bool { return r.cfg.Attestation[name] != nil }
 
 // refusal carries what the audit record of a refusal names.
 type refusal struct {
@@ -119,8 +111,8 @@ type refusal struct {
 	details map[string]string
 }
 
-func (e *Enroller) newRefusal(action string, c Caller, req EnrollRequest) *refusal {
-	d := map[string]string{"role": c.Principal.Role, "environment": req.Environment, "product_line": req.ProductLine}
+func (r *RA) newRefusal(action string, c Caller, req EnrollRequest) *refusal {
+	d := map[string]string{"environment": req.Environment, "product_line": req.ProductLine}
 	if c.Station != nil {
 		d["station"], d["site"] = c.Station.ID, c.Station.Site
 	}
@@ -138,33 +130,17 @@ func (e *Enroller) newRefusal(action string, c Caller, req EnrollRequest) *refus
 
 // Refuse audits a refusal decided before the RA saw a request (no or unknown client certificate, a malformed
 // body, a wrong content type): actor is who asked, details what the record should name. Nothing else changes.
-func (e *Enroller) Refuse(ctx context.Context, actor Principal, action string, details map[string]string, cause error) {
-	d := map[string]string{"role": actor.Role}
-	for k, v := range details {
-		d[k] = v
-	}
-	e.audit(ctx, actor, &refusal{action: action, device: "-", details: d}, cause)
+func (r *RA) Refuse(ctx context.Context, actor Principal, action string, details map[string]string, cause error) {
+	r.refuse(ctx, actor, action, "-", details, cause)
 }
 
-func (e *Enroller) audit(ctx context.Context, p Principal, rf *refusal, cause error) {
-	d := make(map[string]string, len(rf.details)+1)
-	for k, v := range rf.details {
-		if v != "" {
-			d[k] = v
-		}
-	}
-	d["reason"] = cause.Error()
-	err := e.r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, &audit.Event{Time: e.r.now(), Actor: p.ID, Action: rf.action, Subject: rf.device, Outcome: audit.OutcomeRefused, Details: d})
-	})
-	if err != nil {
-		e.r.cfg.Logger.ErrorContext(ctx, "audit of enrollment refusal failed", "actor", p.ID, "err", err)
-	}
+func (r *RA) auditRefusal(ctx context.Context, p Principal, rf *refusal, cause error) {
+	r.refuse(ctx, p, rf.action, rf.device, rf.details, cause)
 }
 
-func (e *Enroller) fail(ctx context.Context, c Caller, rf *refusal, err error) error {
+func (r *RA) fail(ctx context.Context, c Caller, rf *refusal, err error) error {
 	if k := KindOf(err); k != KindInternal && k != KindUnavailable {
-		e.audit(ctx, c.Principal, rf, err)
+		r.auditRefusal(ctx, c.Principal, rf, err)
 	}
 	return err
 }
@@ -210,65 +186,68 @@ func checkExisting(d *store.Device) error {
 }
 
 // Enroll issues a device's first identity for a factory station (EST simpleenroll, RFC 7030 4.2.1).
-func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
-	rf := e.newRefusal(ActionEnroll, c, req)
+func (r *RA) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
+	if err := r.attestationReadable(); err != nil {
+		return nil, err
+	}
+	rf := r.newRefusal(ActionEnroll, c, req)
 	if c.Station == nil {
 		if c.Principal.Role == RoleDevice && c.Cert != nil && rf.device != c.Cert.Subject.CommonName {
-			return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "device certificate of %s may not enroll another device (%s): only factory stations enroll devices", c.Cert.Subject.CommonName, rf.device))
+			return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "device certificate of %s may not enroll another device (%s): only factory stations enroll devices", c.Cert.Subject.CommonName, rf.device))
 		}
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "%s may not use simpleenroll: only factory stations enroll devices; a device renews its own identity with simplereenroll (RFC 7030 4.2.2)", c.Principal.ID))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "%s may not use simpleenroll: only factory stations enroll devices; a device renews its own identity with simplereenroll (RFC 7030 4.2.2)", c.Principal.ID))
 	}
-	now := e.r.now()
+	now := r.now()
 	if err := checkStation(c.Station, req.Environment, req.ProductLine, now); err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+		return nil, r.fail(ctx, c, rf, err)
 	}
-	prof, err := e.ESTProfile(req.Environment, req.ProductLine)
+	prof, err := r.ESTProfile(req.Environment, req.ProductLine)
 	if err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+		return nil, r.fail(ctx, c, rf, err)
 	}
 	rf.details["profile"] = prof.Name
 	// At a site, the site CA's state first (window, quota, the station's site): a closed window or a spent
 	// quota is the reason, whatever the request holds.
-	site := e.r.cfg.Site
+	site := r.cfg.Site
 	var fs *store.FactorySite
 	if site != nil {
-		if err := e.r.checkSiteScope(req.Environment, req.ProductLine); err != nil {
-			return nil, e.fail(ctx, c, rf, err)
+		if err := r.checkSiteScope(req.Environment, req.ProductLine); err != nil {
+			return nil, r.fail(ctx, c, rf, err)
 		}
-		if fs, err = e.r.cfg.Store.GetFactorySite(ctx, site.CAID); err != nil {
+		if fs, err = r.cfg.Store.GetFactorySite(ctx, site.CAID); err != nil {
 			return nil, wrap(KindUnavailable, fmt.Errorf("site CA %s record: %w", site.CAID, err))
 		}
-		if err := e.r.checkSite(fs, c.Station, "", now); err != nil {
-			return nil, e.fail(ctx, c, rf, err)
+		if err := r.checkSite(fs, c.Station, "", now); err != nil {
+			return nil, r.fail(ctx, c, rf, err)
 		}
 	}
-	prep, err := e.r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR})
+	prep, err := r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, false)
 	if err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+		return nil, r.fail(ctx, c, rf, err)
 	}
 	serial := prep.csr.Subject.CommonName
 	if site != nil {
-		if err := e.r.checkSite(fs, c.Station, serial, now); err != nil {
-			return nil, e.fail(ctx, c, rf, err)
+		if err := r.checkSite(fs, c.Station, serial, now); err != nil {
+			return nil, r.fail(ctx, c, rf, err)
 		}
 	}
 	// The registry is checked before anything is signed, and again on the locked row when recording.
-	if d, err := e.r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial); err == nil {
+	if d, err := r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial); err == nil {
 		if err := checkExisting(d); err != nil {
-			return nil, e.fail(ctx, c, rf, err)
+			return nil, r.fail(ctx, c, rf, err)
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	if err := e.checkAttestation(prof, prep.csr, req.Attestation, now); err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+	if err := r.checkAttestation(prof, prep.csr, req.Attestation, now); err != nil {
+		return nil, r.fail(ctx, c, rf, err)
 	}
-	s, err := e.r.sign(ctx, prep)
+	s, err := r.sign(ctx, prep)
 	if err != nil {
 		return nil, err
 	}
 	res := &EnrollResult{Cert: s.row}
-	err = e.r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	err = r.tx(ctx, func(tx store.Tx) error {
 		st, err := tx.LockStation(ctx, c.Station.ID)
 		if err != nil {
 			return err
@@ -295,7 +274,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 			if fs, err = tx.LockFactorySite(ctx, site.CAID); err != nil {
 				return err
 			}
-			if err := e.r.checkSite(fs, st, serial, now); err != nil {
+			if err := r.checkSite(fs, st, serial, now); err != nil {
 				return err
 			}
 		}
@@ -311,7 +290,7 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 			}
 			res.Superseded = prev.CertSerial
 		}
-		if err := e.record(ctx, tx, c.Principal, s, ActionEnroll, details); err != nil {
+		if err := r.record(ctx, tx, c.Principal, s, ActionEnroll, details); err != nil {
 			return err
 		}
 		res.Device = &store.Device{Environment: req.Environment, ProductLine: req.ProductLine, Serial: serial, State: store.DeviceActive,
@@ -328,76 +307,79 @@ func (e *Enroller) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*En
 		return tx.UpdateStation(ctx, st)
 	})
 	if err != nil {
-		return nil, e.fail(ctx, c, rf, recordError(err, s))
+		return nil, r.fail(ctx, c, rf, recordError(err, s))
 	}
 	return res, nil
 }
 
 // Reenroll renews a device's identity for the device itself (EST simplereenroll, RFC 7030 4.2.2).
-func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
-	rf := e.newRefusal(ActionReenroll, c, req)
-	if site := e.r.cfg.Site; site != nil {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "factory site %s enrolls new devices only: a device renews its identity with headquarters (simplereenroll there)", site.Site))
+func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollResult, error) {
+	if err := r.attestationReadable(); err != nil {
+		return nil, err
+	}
+	rf := r.newRefusal(ActionReenroll, c, req)
+	if site := r.cfg.Site; site != nil {
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "factory site %s enrolls new devices only: a device renews its identity with headquarters (simplereenroll there)", site.Site))
 	}
 	if c.Principal.Role != RoleDevice || c.Cert == nil {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "%s may not use simplereenroll: renewal is authenticated by the device's current identity certificate (RFC 7030 4.2.2); stations enroll new devices with simpleenroll", c.Principal.ID))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "%s may not use simplereenroll: renewal is authenticated by the device's current identity certificate (RFC 7030 4.2.2); stations enroll new devices with simpleenroll", c.Principal.ID))
 	}
 	serial := c.Cert.Subject.CommonName
 	rf.device = serial
 	if c.Environment != req.Environment || c.ProductLine != req.ProductLine {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "device %s belongs to %s/%s and may not renew under %s/%s", serial, c.Environment, c.ProductLine, req.Environment, req.ProductLine))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "device %s belongs to %s/%s and may not renew under %s/%s", serial, c.Environment, c.ProductLine, req.Environment, req.ProductLine))
 	}
-	cur, err := e.r.cfg.Store.GetCertificate(ctx, SerialString(c.Cert))
+	cur, err := r.cfg.Store.GetCertificate(ctx, SerialString(c.Cert))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is not in this Keyward's records", SerialString(c.Cert), serial))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is not in this Keyward's records", SerialString(c.Cert), serial))
 	} else if err != nil {
 		return nil, wrap(KindUnavailable, err)
 	}
 	if cur.Status != store.CertStatusValid {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is %s: renew with the device's current certificate", cur.Serial, serial, cur.Status))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s is %s: renew with the device's current certificate", cur.Serial, serial, cur.Status))
 	}
-	dev, err := e.r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial)
+	dev, err := r.cfg.Store.GetDevice(ctx, req.Environment, req.ProductLine, serial)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "device %s is not in the registry of %s/%s: it must first be enrolled by a factory station", serial, req.Environment, req.ProductLine))
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "device %s is not in the registry of %s/%s: it must first be enrolled by a factory station", serial, req.Environment, req.ProductLine))
 	} else if err != nil {
 		return nil, wrap(KindUnavailable, err)
 	}
 	if err := checkRenewable(dev, cur.Serial); err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+		return nil, r.fail(ctx, c, rf, err)
 	}
-	prof := e.r.cfg.Profiles[cur.Profile]
+	prof := r.cfg.Profiles[cur.Profile]
 	if prof == nil {
-		return nil, e.fail(ctx, c, rf, errorf(KindBadRequest, "certificate %s was issued under profile %q, which this Keyward no longer has", cur.Serial, cur.Profile))
+		return nil, r.fail(ctx, c, rf, errorf(KindBadRequest, "certificate %s was issued under profile %q, which this Keyward no longer has", cur.Serial, cur.Profile))
 	}
 	rf.details["profile"] = prof.Name
-	now := e.r.now()
+	now := r.now()
 	// profile renewal_window: renewal is due in the last fraction of the validity, unless an operator forced it.
 	opens := cur.NotAfter.Add(-time.Duration(prof.RenewalWindow * float64(cur.NotAfter.Sub(cur.NotBefore))))
 	if now.Before(opens) && !dev.ForceRenew {
-		return nil, e.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s may be renewed from %s (the last %s of its validity, profile %q renewal_window %v); an operator can allow it now with 'keyward device force-renew %s'",
+		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s may be renewed from %s (the last %s of its validity, profile %q renewal_window %v); an operator can allow it now with 'keyward device force-renew %s'",
 			cur.Serial, serial, opens.Format(time.RFC3339), strconv.FormatFloat(prof.RenewalWindow*100, 'f', -1, 64)+"%", prof.Name, prof.RenewalWindow, serial))
 	}
 	csr, err := x509.ParseCertificateRequest(req.CSR)
 	if err == nil {
 		// RFC 7030 4.2.2: the Subject and SubjectAltName of a renewal request are identical to the certificate's.
 		if err := sameSubject(csr, c.Cert); err != nil {
-			return nil, e.fail(ctx, c, rf, err)
+			return nil, r.fail(ctx, c, rf, err)
 		}
 	}
 	// The profile's allowed_principals says who may request a new identity: the factory station that enrolled
 	// this device did. A renewal re-certifies that same subject under that same profile, authorised by RFC 7030
 	// 4.2.2 and the checks above (current certificate, registry state, window, same subject), so the profile
 	// check runs with the enrolling role.
-	prep, err := e.r.prepare(ctx, Principal{ID: c.Principal.ID, Role: RoleFactoryStation}, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR})
+	prep, err := r.prepare(ctx, Principal{ID: c.Principal.ID, Role: RoleFactoryStation}, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, false)
 	if err != nil {
-		return nil, e.fail(ctx, c, rf, err)
+		return nil, r.fail(ctx, c, rf, err)
 	}
-	s, err := e.r.sign(ctx, prep)
+	s, err := r.sign(ctx, prep)
 	if err != nil {
 		return nil, err
 	}
 	res := &EnrollResult{Cert: s.row, Superseded: cur.Serial, Rekeyed: !bytes.Equal(s.row.SPKISHA256, cur.SPKISHA256)}
-	err = e.r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	err = r.tx(ctx, func(tx store.Tx) error {
 		d, err := tx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
 		if err != nil {
 			return err
@@ -417,7 +399,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 		if res.Rekeyed {
 			details["previous_spki_sha256"] = hex.EncodeToString(cur.SPKISHA256)
 		}
-		if err := e.record(ctx, tx, c.Principal, s, ActionReenroll, details); err != nil {
+		if err := r.record(ctx, tx, c.Principal, s, ActionReenroll, details); err != nil {
 			return err
 		}
 		d.CertSerial, d.SPKISHA256, d.ForceRenew, d.UpdatedAt = s.row.Serial, s.row.SPKISHA256, false, s.row.CreatedAt
@@ -425,7 +407,7 @@ func (e *Enroller) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*
 		return tx.PutDevice(ctx, d)
 	})
 	if err != nil {
-		return nil, e.fail(ctx, c, rf, recordError(err, s))
+		return nil, r.fail(ctx, c, rf, recordError(err, s))
 	}
 	return res, nil
 }
@@ -464,8 +446,8 @@ func sameSubject(csr *x509.CertificateRequest, cert *x509.Certificate) error {
 // checkAttestation verifies the secure element's attestation when prof requires one: the leaf certificate
 // chains to a configured vendor root (the rest of the chain are intermediates) and certifies exactly the
 // public key of the CSR, so the key was generated in, and never left, a genuine secure element.
-func (e *Enroller) checkAttestation(prof *profile.Profile, csr *x509.CertificateRequest, chain [][]byte, now time.Time) error {
-	roots := e.cfg.Attestation[prof.Name]
+func (r *RA) checkAttestation(prof *profile.Profile, csr *x509.CertificateRequest, chain [][]byte, now time.Time) error {
+	roots := r.cfg.Attestation[prof.Name]
 	if roots == nil {
 		return nil
 	}
@@ -497,39 +479,6 @@ func (e *Enroller) checkAttestation(prof *profile.Profile, csr *x509.Certificate
 // enrollment: base64 (RFC 4648) DER certificates, leaf first, separated by commas.
 const AttestationHeader = "Keyward-Attestation"
 
-// record writes an enrollment's certificate, its key's glossary row and its audit event (naming station, site
-// and device) in tx.
-func (e *Enroller) record(ctx context.Context, tx store.Tx, p Principal, s *signed, action string, extra map[string]string) error {
-	c := s.row
-	if err := tx.InsertCertificate(ctx, c); err != nil {
-		return err
-	}
-	alg, _ := keystore.AlgorithmOf(s.prepared.csr.PublicKey)
-	if err := tx.InsertKey(ctx, &store.Key{
-		URI: DeviceKeyURI(c.SPKISHA256), Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg),
-		Location: string(keystore.LocationDevice), State: store.KeyActive, Owner: c.Serial, SPKISHA256: c.SPKISHA256,
-		CreatedAt: c.CreatedAt, StateChangedAt: c.CreatedAt,
-	}); err != nil && !errors.Is(err, store.ErrExists) {
-		return err
-	}
-	d := map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role, "serial": c.Serial,
-		"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}
-	for k, v := range extra {
-		d[k] = v
-	}
-	return tx.AppendAudit(ctx, &audit.Event{Time: c.CreatedAt, Actor: p.ID, Action: action, Subject: extra["device"], Outcome: audit.OutcomeSuccess, Details: d})
-}
-
-// recordError maps an error of the recording transaction: RA errors (a re-check refused) pass through, store
-// conflicts become RA conflicts.
-func recordError(err error, s *signed) error {
-	var re *Error
-	if errors.As(err, &re) {
-		return err
-	}
-	return storeError(err, s)
-}
-
 // ResolveLabel maps an EST label (RFC 7030 3.2.2) to (environment, product line). The label is the product
 // line's name, or "<product>.<environment>" where the product line is declared in several environments.
 func (r *RA) ResolveLabel(label string) (env, product string, err error) {
@@ -555,15 +504,3 @@ func (r *RA) ResolveLabel(label string) (env, product string, err error) {
 	}
 	return "", "", errorf(KindBadRequest, "EST label %q: product line %q is declared in %s; name the environment as %q", label, product, strings.Join(envs, ", "), product+"."+envs[0])
 }
-
-// IssuingCAID returns the id of the issuing CA of (env, product).
-func IssuingCAID(env, product string) string { return hierarchy.IssuingID(env, product) }
-
-// Hierarchy returns the RA's hierarchy configuration (read-only).
-func (r *RA) Hierarchy() *hierarchy.Config { return r.cfg.Hierarchy }
-
-// Profiles returns the RA's profiles (read-only).
-func (r *RA) Profiles() map[string]*profile.Profile { return r.cfg.Profiles }
-
-// Now returns the RA's clock reading, UTC.
-func (r *RA) Now() time.Time { return r.now() }

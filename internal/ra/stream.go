@@ -79,9 +79,9 @@ func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, n
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				prep, err := r.prepare(ctx, p, j.req)
+				prep, err := r.prepare(ctx, p, j.req, true)
 				if err != nil {
-					r.refuse(ctx, p, j.req, prep, err)
+					r.refuseIssue(ctx, p, j.req, prep, err)
 					report(StreamResult{Index: j.i, Err: err})
 					continue
 				}
@@ -107,9 +107,9 @@ func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, n
 			batch = batch[:0]
 			return
 		}
-		err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		err := r.tx(ctx, func(tx store.Tx) error {
 			for _, d := range batch {
-				if err := r.record(ctx, tx, p, d.s); err != nil {
+				if err := r.record(ctx, tx, p, d.s, ActionIssue, nil); err != nil {
 					return err
 				}
 			}
@@ -122,10 +122,10 @@ func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, n
 			}
 		case errors.Is(err, store.ErrDuplicateKey) || errors.Is(err, store.ErrDuplicateSerial):
 			for _, d := range batch {
-				err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error { return r.record(ctx, tx, p, d.s) })
+				err := r.tx(ctx, func(tx store.Tx) error { return r.record(ctx, tx, p, d.s, ActionIssue, nil) })
 				if err != nil {
-					err = storeError(err, d.s)
-					r.refuse(ctx, p, d.req, d.s.prepared, err)
+					err = recordError(err, d.s)
+					r.refuseIssue(ctx, p, d.req, d.s.prepared, err)
 					report(StreamResult{Index: d.i, Err: err})
 					continue
 				}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -64,11 +65,11 @@ func DeltaCRLPath(caCert *x509.Certificate) string {
 // so that a delta is never served without its base. Both are stored in one transaction.
 func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (*store.PublishedCRL, error) {
 	cfg.defaults()
-	ca, err := s.caKey(ctx, caID)
+	iss, err := s.ca.Issuer(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
-	number, err := s.nextCRLNumber(ctx, caID)
+	number, err := s.ra.NextCRLNumber(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
@@ -79,29 +80,22 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 	now := s.now().Truncate(time.Second)
 	// The entries are encoded as the walk yields them (crlencode.go): a million revoked certificates are never
 	// held as a million Go values.
-	var entries crlEncoder
+	var entries ca.CRLEntries
 	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error { return addCRLEntry(&entries, e, now) })
 	if err != nil {
 		return nil, err
 	}
-	full, err := s.signCRL(ca, number, 0, now, now.Add(2*cfg.FullInterval), &entries, cfg)
+	full, err := signCRL(iss, number, 0, now, now.Add(2*cfg.FullInterval), &entries, cfg)
 	if err != nil {
 		return nil, err
 	}
-	delta, err := s.signCRL(ca, number, number, now, now.Add(2*cfg.DeltaInterval), &crlEncoder{}, cfg)
+	delta, err := signCRL(iss, number, number, now, now.Add(2*cfg.DeltaInterval), &ca.CRLEntries{}, cfg)
 	if err != nil {
 		return nil, err
 	}
-	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: entries.n, DER: full, CreatedAt: now}
+	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: entries.Len(), DER: full, CreatedAt: now}
 	deltaRow := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval), MaxSeq: head, DER: delta, CreatedAt: now}
-	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
-		rtx := tx
-		if err := rtx.InsertCRL(ctx, fullRow); err != nil {
-			return err
-		}
-		return rtx.InsertCRL(ctx, deltaRow)
-	})
-	if err != nil {
+	if err := s.ra.RecordCRLs(ctx, fullRow, deltaRow); err != nil {
 		return nil, err
 	}
 	return fullRow, nil
@@ -116,11 +110,11 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("delta CRL of %s needs a complete CRL first: %w", caID, err)
 	}
-	ca, err := s.caKey(ctx, caID)
+	iss, err := s.ca.Issuer(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
-	number, err := s.nextCRLNumber(ctx, caID)
+	number, err := s.ra.NextCRLNumber(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +123,7 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
-	var entries crlEncoder
+	var entries ca.CRLEntries
 	err = s.rs.WalkRevocationChanges(ctx, caID, base.MaxSeq, func(e *store.RevocationEntry) error {
 		if e.NotAfter.Before(now) {
 			return nil
@@ -143,78 +137,59 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 	if err != nil {
 		return nil, err
 	}
-	der, err := s.signCRL(ca, number, base.Number, now, now.Add(2*cfg.DeltaInterval), &entries, cfg)
+	der, err := signCRL(iss, number, base.Number, now, now.Add(2*cfg.DeltaInterval), &entries, cfg)
 	if err != nil {
 		return nil, err
 	}
 	row := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: base.Number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval),
-		MaxSeq: head, Entries: entries.n, DER: der, CreatedAt: now}
-	if err := s.n.Store.Tx(ctx, func(tx store.Tx) error { return tx.InsertCRL(ctx, row) }); err != nil {
+		MaxSeq: head, Entries: entries.Len(), DER: der, CreatedAt: now}
+	if err := s.ra.RecordCRLs(ctx, row); err != nil {
 		return nil, err
 	}
 	return row, nil
 }
 
-func (s *Service) nextCRLNumber(ctx context.Context, caID string) (int64, error) {
-	var n int64
-	// The number is taken in its own short transaction, not while the CRL is signed, so a large CRL does not
-	// hold the database's write lock. A crash in between only skips a number: RFC 5280 5.2.3 requires the
-	// sequence to increase, not to be gapless.
-	err := s.n.Store.Tx(ctx, func(tx store.Tx) error {
-		var err error
-		n, err = tx.NextCRLNumber(ctx, caID)
-		return err
-	})
-	return n, err
-}
-
 // addCRLEntry adds the entry of a revoked certificate: its revocation date (now if the store has none), its
 // reason and, if known, its invalidity date (RFC 5280 5.3.2: non-critical, GeneralizedTime).
-func addCRLEntry(c *crlEncoder, e *store.RevocationEntry, now time.Time) error {
+func addCRLEntry(c *ca.CRLEntries, e *store.RevocationEntry, now time.Time) error {
 	at := now
 	if e.RevokedAt != nil {
 		at = *e.RevokedAt
 	}
-	return c.add(e.Serial, at, e.Reason, e.InvalidityDate)
+	return c.Add(e.Serial, at, e.Reason, e.InvalidityDate)
 }
 
-// signCRL signs the CRL of the entries in enc. baseNumber 0 makes a complete CRL carrying freshestCRL;
-// otherwise a delta CRL carrying the critical delta CRL indicator. Both carry the same issuing distribution
-// point, as a delta and its base must (RFC 5280 5.2.4). The AKI (5.2.1) and CRL number (5.2.3) come first, as
-// x509.CreateRevocationList writes them.
-func (s *Service) signCRL(ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, enc *crlEncoder, cfg CRLConfig) ([]byte, error) {
-	exts, err := crlExtensions(ca, baseNumber, cfg)
+// signCRL has CA iss sign the CRL of the entries in enc. baseNumber 0 makes a complete CRL carrying
+// freshestCRL; otherwise a delta CRL carrying the critical delta CRL indicator. Both carry the same issuing
+// distribution point, as a delta and its base must (RFC 5280 5.2.4).
+func signCRL(iss *ca.Issuer, number, baseNumber int64, thisUpdate, nextUpdate time.Time, enc *ca.CRLEntries, cfg CRLConfig) ([]byte, error) {
+	exts, err := crlExtensions(iss, baseNumber, cfg)
 	if err != nil {
 		return nil, err
 	}
-	der, err := enc.finish(crlParams{issuer: ca.cert, signer: ca.signer, number: number,
-		// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
-		thisUpdate: thisUpdate, nextUpdate: nextUpdate, extensions: exts})
-	if err != nil {
-		return nil, fmt.Errorf("sign CRL %d of %s: %w", number, ca.ca.ID, err)
-	}
-	return der, nil
+	// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
+	return iss.SignCRL(ca.CRLParams{Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Extensions: exts}, enc)
 }
 
 // crlExtensions returns the DER Extensions of a CA's CRL that follow the AKI and CRL number.
-func crlExtensions(ca *caSigner, baseNumber int64, cfg CRLConfig) ([][]byte, error) {
-	idp, err := issuingDistributionPoint(ca.ca.Kind == store.CAKindRoot)
+func crlExtensions(iss *ca.Issuer, baseNumber int64, cfg CRLConfig) ([][]byte, error) {
+	idp, err := issuingDistributionPoint(iss.CA().Kind == store.CAKindRoot)
 	if err != nil {
 		return nil, err
 	}
 	// RFC 5280 5.2.5: the issuing distribution point is critical.
-	idpExt, err := extensionDER([]byte{0x55, 0x1d, 0x1c}, true, idp)
+	idpExt, err := ca.ExtensionDER([]byte{0x55, 0x1d, 0x1c}, true, idp)
 	if err != nil {
 		return nil, err
 	}
 	var ext []byte
 	if baseNumber == 0 {
 		// RFC 5280 5.2.6: freshestCRL, non-critical, in complete CRLs: where the delta CRLs are.
-		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(ca.cert))
+		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(iss.Certificate()))
 		if err != nil {
 			return nil, err
 		}
-		ext, err = extensionDER([]byte{0x55, 0x1d, 0x2e}, false, fresh)
+		ext, err = ca.ExtensionDER([]byte{0x55, 0x1d, 0x2e}, false, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +201,7 @@ func crlExtensions(ca *caSigner, baseNumber int64, cfg CRLConfig) ([][]byte, err
 		if err != nil {
 			return nil, err
 		}
-		if ext, err = extensionDER([]byte{0x55, 0x1d, 0x1b}, true, v); err != nil {
+		if ext, err = ca.ExtensionDER([]byte{0x55, 0x1d, 0x1b}, true, v); err != nil {
 			return nil, err
 		}
 	}
@@ -276,11 +251,11 @@ type CRLPair struct {
 
 // CurrentCRLs returns the newest complete CRL of caID and the newest delta CRL whose base it is.
 func (s *Service) CurrentCRLs(ctx context.Context, caID string) (*CRLPair, error) {
-	ca, err := s.n.Store.GetCA(ctx, caID)
+	row, err := s.rs.GetCA(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(ca.CertDER)
+	cert, err := x509.ParseCertificate(row.CertDER)
 	if err != nil {
 		return nil, err
 	}

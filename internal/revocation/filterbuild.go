@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/ra"
@@ -47,30 +46,31 @@ func Scope(env, product string) string {
 // BuildFilter builds a filter from the registry (the scope's issuing CAs and factory site CAs), signs it with the scope's crl-signing delegate (certified by
 // the product's issuing CA, or by the environment's root for a whole-environment filter) and stores it.
 func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterRequest) (*FilterResult, error) {
-	env := s.n.Config.Environments[req.Environment]
+	hier := s.ra.Hierarchy()
+	env := hier.Environments[req.Environment]
 	if env == nil {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("unknown environment %q (configured: %v)", req.Environment, s.n.Config.EnvironmentNames())}
+		return nil, ra.Errorf(ra.KindBadRequest, "unknown environment %q (configured: %v)", req.Environment, hier.EnvironmentNames())
 	}
 	var issuers []string
 	signerCA := hierarchy.RootID(req.Environment)
 	if req.Product != "" {
 		if env.ProductLines[req.Product] == nil {
-			return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("unknown product line %q in %q (configured: %v)", req.Product, req.Environment, s.n.Config.ProductLineNames(req.Environment))}
+			return nil, ra.Errorf(ra.KindBadRequest, "unknown product line %q in %q (configured: %v)", req.Product, req.Environment, hier.ProductLineNames(req.Environment))
 		}
 		signerCA = hierarchy.IssuingID(req.Environment, req.Product)
 		issuers = []string{signerCA}
 	} else {
 		if env.Root.Offline {
-			return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("environment %q has an offline root, which cannot certify a filter signer here: build one filter per product line with --product", req.Environment)}
+			return nil, ra.Errorf(ra.KindBadRequest, "environment %q has an offline root, which cannot certify a filter signer here: build one filter per product line", req.Environment)
 		}
-		for _, pl := range s.n.Config.ProductLineNames(req.Environment) {
+		for _, pl := range hier.ProductLineNames(req.Environment) {
 			issuers = append(issuers, hierarchy.IssuingID(req.Environment, pl))
 		}
 	}
-	// Credentials pre-issued at a factory site (issue 4) come from the site's constrained CA, not the product
-	// line's issuing CA; the filter must cover them too, or a verifier would get no answer for exactly the
-	// implants that were provisioned offline.
-	cas, err := s.n.Store.ListCAs(ctx)
+	// Credentials pre-issued at a factory site come from the site's constrained CA, not the product line's
+	// issuing CA; the filter must cover them too, or a verifier would get no answer for exactly the implants
+	// that were provisioned offline.
+	cas, err := s.rs.ListCAs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -82,22 +82,21 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 	if req.Validity <= 0 {
 		req.Validity = 7 * 24 * time.Hour
 	}
-	d, err := s.ensureDelegate(ctx, signerCA, keystore.PurposeCRLSigning)
-	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindUnavailable, Err: fmt.Errorf("filter signer for %s: %w", Scope(req.Environment, req.Product), err)}
-	}
 	scope := Scope(req.Environment, req.Product)
-	var version int64
-	if err := s.n.Store.Tx(ctx, func(tx store.Tx) error {
-		var err error
-		version, err = tx.NextFilterVersion(ctx, scope)
-		return err
-	}); err != nil {
+	if err := s.ra.AuthorizeFilter(ctx, p, scope); err != nil {
+		return nil, err
+	}
+	d, err := s.ra.Delegate(ctx, signerCA, keystore.PurposeCRLSigning)
+	if err != nil {
+		return nil, ra.Wrap(ra.KindUnavailable, fmt.Errorf("filter signer for %s: %w", scope, err))
+	}
+	version, err := s.ra.NextFilterVersion(ctx, scope)
+	if err != nil {
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
 	opts := filter.BuildOptions{Environment: req.Environment, Scope: req.Product, Version: uint64(version), IssuedAt: now, NextUpdate: now.Add(req.Validity),
-		Signer: d.Signer, Chain: d.Chain}
+		Signer: d.Signer(), Chain: d.Chain}
 	q := store.CertQuery{IssuerIDs: issuers}
 	res := &FilterResult{Scope: scope, Version: version}
 	if req.DeltaFrom == 0 {
@@ -141,7 +140,7 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 	} else {
 		baseRow, err := s.rs.GetFilter(ctx, scope, req.DeltaFrom, 0)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no full filter version %d of %s to build a delta from", req.DeltaFrom, scope)}
+			return nil, ra.Errorf(ra.KindNotFound, "no full filter version %d of %s to build a delta from", req.DeltaFrom, scope)
 		} else if err != nil {
 			return nil, err
 		}
@@ -169,19 +168,13 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 		}
 	}
 	row := &store.PublishedFilter{Scope: scope, Version: version, BaseVersion: res.Base, IssuedAt: now, NextUpdate: now.Add(req.Validity), Data: res.Data}
-	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertFilter(ctx, row); err != nil {
-			return err
-		}
-		details := map[string]string{"version": fmt.Sprint(version), "bytes": fmt.Sprint(len(res.Data)), "signer": d.Cert.Subject.CommonName}
-		if res.Base != 0 {
-			details["base_version"], details["corrections"] = fmt.Sprint(res.Base), fmt.Sprint(res.Entries)
-		} else {
-			details["certificates"], details["revoked"] = fmt.Sprint(res.Stats.Certificates), fmt.Sprint(res.Stats.Revoked)
-		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "revocation.filter", Subject: scope, Outcome: audit.OutcomeSuccess, Details: details})
-	})
-	if err != nil {
+	details := map[string]string{"signer": d.Cert.Subject.CommonName}
+	if res.Base != 0 {
+		details["base_version"], details["corrections"] = fmt.Sprint(res.Base), fmt.Sprint(res.Entries)
+	} else {
+		details["certificates"], details["revoked"] = fmt.Sprint(res.Stats.Certificates), fmt.Sprint(res.Stats.Revoked)
+	}
+	if err := s.ra.RecordFilter(ctx, p, row, details); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -189,7 +182,7 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 
 func (s *Service) rootPool(ctx context.Context, env string) *x509.CertPool {
 	pool := x509.NewCertPool()
-	if ca, err := s.n.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil {
+	if ca, err := s.rs.GetCA(ctx, hierarchy.RootID(env)); err == nil {
 		if c, err := x509.ParseCertificate(ca.CertDER); err == nil {
 			pool.AddCert(c)
 		}

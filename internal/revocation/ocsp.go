@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -22,6 +20,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -182,7 +181,7 @@ type ocspIssuer struct {
 	cert      *x509.Certificate
 	nameHash  map[crypto.Hash][]byte
 	keyHash   map[crypto.Hash][]byte
-	delegate  *Delegate
+	delegate  *ca.Delegate
 	loadedErr error
 }
 
@@ -205,7 +204,7 @@ func NewResponder(s *Service, cfg OCSPConfig) *Responder {
 // Refresh loads the CAs and their delegated responders (issuing responders that are missing or due for
 // renewal), and drops cached responses of certificates whose revocation state changed since the last call.
 func (r *Responder) Refresh(ctx context.Context) error {
-	cas, err := r.s.n.Store.ListCAs(ctx)
+	cas, err := r.s.rs.ListCAs(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,21 +213,21 @@ func (r *Responder) Refresh(ctx context.Context) error {
 		return err
 	}
 	var issuers []*ocspIssuer
-	for _, ca := range cas {
-		if (ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindRoot) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
+	for _, row := range cas {
+		if (row.Kind != store.CAKindIssuing && row.Kind != store.CAKindRoot) || row.Status != store.CAStatusActive || len(row.CertDER) == 0 {
 			continue
 		}
-		cert, err := x509.ParseCertificate(ca.CertDER)
+		cert, err := x509.ParseCertificate(row.CertDER)
 		if err != nil {
-			return fmt.Errorf("CA %s: %w", ca.ID, err)
+			return fmt.Errorf("CA %s: %w", row.ID, err)
 		}
-		oi := &ocspIssuer{id: ca.ID, cert: cert, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		oi := &ocspIssuer{id: row.ID, cert: cert, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
 		var spki struct {
 			Algorithm asn1.RawValue
 			PublicKey asn1.BitString
 		}
 		if _, err := asn1.Unmarshal(cert.RawSubjectPublicKeyInfo, &spki); err != nil {
-			return fmt.Errorf("CA %s key: %w", ca.ID, err)
+			return fmt.Errorf("CA %s key: %w", row.ID, err)
 		}
 		// RFC 6960 4.1.1: issuerNameHash over the DER issuer name, issuerKeyHash over the value of the BIT
 		// STRING subjectPublicKey (without tag, length and unused-bits octet).
@@ -239,10 +238,10 @@ func (r *Responder) Refresh(ctx context.Context) error {
 			kh.Write(spki.PublicKey.Bytes)
 			oi.nameHash[h.hash], oi.keyHash[h.hash] = nh.Sum(nil), kh.Sum(nil)
 		}
-		if ca.KeyURI != "" {
-			oi.delegate, oi.loadedErr = r.s.ensureDelegate(ctx, ca.ID, keystore.PurposeOCSPSigning)
+		if row.KeyURI != "" {
+			oi.delegate, oi.loadedErr = r.s.ra.Delegate(ctx, row.ID, keystore.PurposeOCSPSigning)
 		} else {
-			oi.loadedErr = fmt.Errorf("CA %s is offline: no OCSP responder can be certified here", ca.ID)
+			oi.loadedErr = fmt.Errorf("CA %s is offline: no OCSP responder can be certified here", row.ID)
 		}
 		issuers = append(issuers, oi)
 	}
@@ -285,7 +284,7 @@ func (r *Responder) Run(ctx context.Context, interval time.Duration, kick <-chan
 		case <-kick:
 		}
 		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
-			r.s.n.Logger.WarnContext(ctx, "OCSP responder refresh", "err", err)
+			r.s.log.WarnContext(ctx, "OCSP responder refresh", "err", err)
 		}
 	}
 }
@@ -322,7 +321,7 @@ func (r *Responder) Respond(ctx context.Context, der []byte) []byte {
 	r.mu.RUnlock()
 	resp, err := r.sign(ctx, oi, req, serial, now)
 	if err != nil {
-		r.s.n.Logger.ErrorContext(ctx, "OCSP response", "issuer", oi.id, "serial", serial, "err", err)
+		r.s.log.ErrorContext(ctx, "OCSP response", "issuer", oi.id, "serial", serial, "err", err)
 		return ocsp.InternalErrorErrorResponse
 	}
 	if req.NonceExt == nil {
@@ -338,7 +337,7 @@ func (r *Responder) Respond(ctx context.Context, der []byte) []byte {
 
 func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, serial string, now time.Time) ([]byte, error) {
 	st := singleStatus{status: ocsp.Unknown}
-	c, err := r.s.n.Store.GetCertificate(ctx, serial)
+	c, err := r.s.rs.GetCertificate(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Unknown to this CA (RFC 6960 2.2), including a certificate of another Keyward CA asked under this one.
@@ -353,130 +352,19 @@ func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, 
 	default:
 		st.status = ocsp.Good
 	}
-	return createResponse(oi, req, st, now.Truncate(time.Second), now.Add(r.cfg.Validity).Truncate(time.Second))
-}
-
-type singleStatus struct {
-	status    int
-	revokedAt time.Time
-	reason    int
-}
-
-// OIDs of the response.
-var (
-	oidOCSPBasic   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1} // RFC 6960 4.2.1 id-pkix-ocsp-basic
-	oidECDSASHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}     // RFC 5758 3.2
-	oidECDSASHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-)
-
-// createResponse encodes and signs a successful OCSPResponse with one SingleResponse (RFC 6960 4.2.1).
-// golang.org/x/crypto/ocsp.CreateResponse cannot put the nonce where RFC 6960 4.4.1 puts it (it writes extra
-// extensions into singleExtensions, and OpenSSL looks in responseExtensions), so Keyward encodes the response
-// itself. The CertID repeats the request's (RFC 6960 4.2.2.3 asks the responder to answer for the CertID it
-// was asked about); the responder is named by key (byKey, the SHA-1 of its public key, 4.2.1); the responder
-// certificate travels in certs (4.2.2.2).
-func createResponse(oi *ocspIssuer, req *OCSPRequest, st singleStatus, thisUpdate, nextUpdate time.Time) ([]byte, error) {
-	d := oi.delegate
 	var hashOID asn1.ObjectIdentifier
 	for _, h := range certIDHashes {
 		if h.hash == req.Hash {
 			hashOID = h.oid
 		}
 	}
-	var spki struct {
-		Algorithm asn1.RawValue
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(d.Cert.RawSubjectPublicKeyInfo, &spki); err != nil {
-		return nil, err
-	}
-	keyHash := sha1.Sum(spki.PublicKey.Bytes)
-	sigOID, hash := oidECDSASHA256, crypto.SHA256
-	if k, ok := d.Cert.PublicKey.(interface{ Params() *elliptic.CurveParams }); ok && k.Params().BitSize == 384 {
-		sigOID, hash = oidECDSASHA384, crypto.SHA384
-	}
-	gt := func(b *cryptobyte.Builder, t time.Time) { b.AddASN1GeneralizedTime(t.UTC()) }
-	var tbs cryptobyte.Builder
-	tbs.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ResponseData; version v1 is the DEFAULT, omitted
-		b.AddASN1(cbasn1.Tag(2).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // byKey [2]
-			b.AddASN1OctetString(keyHash[:])
-		})
-		gt(b, thisUpdate)                                        // producedAt
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // responses
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SingleResponse
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // CertID
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1ObjectIdentifier(hashOID)
-						b.AddASN1NULL()
-					})
-					b.AddASN1OctetString(req.IssuerNameHash)
-					b.AddASN1OctetString(req.IssuerKeyHash)
-					b.AddASN1BigInt(req.Serial)
-				})
-				switch st.status {
-				case ocsp.Good:
-					b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(*cryptobyte.Builder) {}) // good [0] IMPLICIT NULL
-				case ocsp.Revoked:
-					b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // revoked [1] IMPLICIT RevokedInfo
-						gt(b, st.revokedAt)
-						// RFC 5280 5.3.1 via RFC 6960 4.2.1: the reason, when it is not unspecified.
-						if st.reason != 0 {
-							b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-								b.AddASN1Enum(int64(st.reason))
-							})
-						}
-					})
-				default:
-					b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(*cryptobyte.Builder) {}) // unknown [2] IMPLICIT NULL
-				}
-				gt(b, thisUpdate)
-				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { gt(b, nextUpdate) })
-			})
-		})
-		if req.NonceExt != nil {
-			// RFC 6960 4.4.1, RFC 8954: the nonce, echoed in responseExtensions [1].
-			b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1ObjectIdentifier(oidNonce)
-						b.AddASN1OctetString(req.NonceExt)
-					})
-				})
-			})
-		}
-	})
-	tbsDER, err := tbs.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	h := hash.New()
-	h.Write(tbsDER)
-	sig, err := d.Signer.Sign(rand.Reader, h.Sum(nil), hash)
-	if err != nil {
-		return nil, fmt.Errorf("sign OCSP response: %w", err)
-	}
-	var basic cryptobyte.Builder
-	basic.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(tbsDER)
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(sigOID) })
-		b.AddASN1BitString(sig)
-		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(d.Cert.Raw) })
-		})
-	})
-	basicDER, err := basic.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	var out cryptobyte.Builder
-	out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1Enum(0) // successful
-		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				b.AddASN1ObjectIdentifier(oidOCSPBasic)
-				b.AddASN1OctetString(basicDER)
-			})
-		})
-	})
-	return out.Bytes()
+	return oi.delegate.SignOCSP(ca.OCSPResponse{HashOID: hashOID, IssuerNameHash: req.IssuerNameHash, IssuerKeyHash: req.IssuerKeyHash, Serial: req.Serial,
+		Status: st.status, RevokedAt: st.revokedAt, Reason: st.reason, NonceExt: req.NonceExt,
+		ThisUpdate: now.Truncate(time.Second), NextUpdate: now.Add(r.cfg.Validity).Truncate(time.Second)})
+}
+
+type singleStatus struct {
+	status    int
+	revokedAt time.Time
+	reason    int
 }

@@ -48,12 +48,12 @@ func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
 	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) {
 		return true, nil
 	}
-	release, ok, err := p.s.n.Store.TryPublisherLock(ctx, p.holder)
+	release, ok, err := p.s.lock.TryPublisherLock(ctx, p.holder)
 	if err != nil || !ok {
 		return false, err
 	}
 	defer release()
-	cas, err := p.s.n.Store.ListCAs(ctx)
+	cas, err := p.s.rs.ListCAs(ctx)
 	if err != nil {
 		return true, err
 	}
@@ -107,7 +107,7 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if _, err := p.PublishOnce(ctx); err != nil && ctx.Err() == nil {
-			p.s.n.Logger.WarnContext(ctx, "CRL publication", "err", err)
+			p.s.log.WarnContext(ctx, "CRL publication", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,9 +6,7 @@ package server
 import (
 	"net/http"
 
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/ra"
-	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -25,21 +23,16 @@ type DecommissionRequest struct {
 	AttestedBy string `json:"attested_by"`
 }
 
-// decommission retires a device: 200 with a revocation.DecommissionResult; 409 if it is decommissioned
-// already; 404 for a device not in the registry.
+// decommission retires a device: 200 with an ra.DecommissionResult; 409 if it is decommissioned already; 404
+// for a device not in the registry.
 func (s *Server) decommission(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 	var req DecommissionRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	svc, err := s.revocationService()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := svc.Decommission(r.Context(), p, revocation.DecommissionRequest{
-		Device:     enroll.DeviceRef{Environment: r.PathValue("env"), ProductLine: r.PathValue("product"), Serial: r.PathValue("serial")},
+	res, err := s.ra.Decommission(r.Context(), p, ra.DecommissionRequest{
+		Device:     ra.DeviceRef{Environment: r.PathValue("env"), ProductLine: r.PathValue("product"), Serial: r.PathValue("serial")},
 		AttestedBy: req.AttestedBy,
 	})
 	if err != nil {
@@ -54,7 +47,7 @@ func (s *Server) decommission(w http.ResponseWriter, r *http.Request, p ra.Princ
 // and "product_line". All given selectors must match.
 type BulkRevokeByRegistryRequest struct {
 	BulkRevokeRequest
-	revocation.RegistrySelector
+	ra.RegistrySelector
 }
 
 func (s *Server) bulkRevokeByRegistry(w http.ResponseWriter, r *http.Request, p ra.Principal) {
@@ -63,7 +56,7 @@ func (s *Server) bulkRevokeByRegistry(w http.ResponseWriter, r *http.Request, p 
 		s.fail(w, r, err)
 		return
 	}
-	code, err := revocation.ParseReason(req.Reason)
+	code, err := ra.ParseReason(req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -75,12 +68,7 @@ func (s *Server) bulkRevokeByRegistry(w http.ResponseWriter, r *http.Request, p 
 	if req.IssuedTo != nil {
 		q.IssuedTo = *req.IssuedTo
 	}
-	svc, err := s.revocationService()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := svc.Bulk(r.Context(), p, revocation.BulkRequest{Query: q, Registry: req.RegistrySelector, Reason: code, InvalidityDate: req.InvalidityDate, DryRun: req.DryRun})
+	res, err := s.ra.Bulk(r.Context(), p, ra.BulkRequest{Query: q, Registry: req.RegistrySelector, Reason: code, InvalidityDate: req.InvalidityDate, DryRun: req.DryRun})
 	if err != nil {
 		s.fail(w, r, err) // a partial bulk revocation names how far it got in the error
 		return

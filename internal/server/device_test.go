@@ -16,7 +16,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store"
@@ -26,11 +25,11 @@ import (
 // stationClient returns an EST client of a new factory station of dev/demo-implant at site.
 func stationClient(t *testing.T, ts *testServer, site string) (*store.Station, *est.Client) {
 	t.Helper()
-	cred, err := enroll.AddStation(context.Background(), ts.n, enroll.StationOptions{Environment: "dev", Site: site, ProductLines: []string{"demo-implant"}, Actor: "test"})
+	cred, err := ts.n.RA.AddStation(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.StationRequest{Environment: "dev", Site: site, ProductLines: []string{"demo-implant"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM)
+	pair, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func stationClient(t *testing.T, ts *testServer, site string) (*store.Station, *
 
 func operatorToken(t *testing.T, ts *testServer, role string) string {
 	t.Helper()
-	tok, err := ts.n.CreateToken(context.Background(), "test", "t-"+role, role)
+	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-"+role, role)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +65,7 @@ func TestDecommissionOverAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := enroll.ApplyDeviceAction(ctx, ts.n.Store, time.Now(), "test", enroll.DeviceRef{Serial: "DEMO-00000042"}, enroll.ForceRenew); err != nil {
+	if _, err := ts.n.RA.ApplyDeviceAction(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DeviceRef{Serial: "DEMO-00000042"}, ra.ForceRenew); err != nil {
 		t.Fatal(err)
 	}
 	trust, _ := os.ReadFile(ts.caFile)
@@ -84,7 +83,7 @@ func TestDecommissionOverAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The state-only path is closed: it would leave certificates valid and keys live.
-	if _, err := enroll.ApplyDeviceAction(ctx, ts.n.Store, time.Now(), "test", enroll.DeviceRef{Serial: "DEMO-00000042"}, enroll.Decommission); !errors.Is(err, enroll.ErrDecommissionNeedsRevocation) {
+	if _, err := ts.n.RA.ApplyDeviceAction(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DeviceRef{Serial: "DEMO-00000042"}, ra.Decommission); !errors.Is(err, ra.ErrDecommissionNeedsRevocation) {
 		t.Fatalf("ApplyDeviceAction(Decommission): %v", err)
 	}
 
@@ -113,7 +112,7 @@ func TestDecommissionOverAPI(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("decommission: %d %s", code, body)
 	}
-	var res revocation.DecommissionResult
+	var res ra.DecommissionResult
 	if err := json.Unmarshal(body, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +162,7 @@ func TestDecommissionOverAPI(t *testing.T) {
 	}
 
 	// OCSP answers revoked with the reason; the next complete CRL lists both certificates.
-	svc, _ := revocation.New(ts.n)
+	svc := revocation.New(ts.n.RA, ts.n.CA, ts.n.Store)
 	resp := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	if err := resp.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -202,7 +201,7 @@ func TestDecommissionOverAPI(t *testing.T) {
 		t.Fatalf("second decommission: %d %s", code, resp)
 	}
 	var re *ra.Error
-	if _, err := enroll.ApplyDeviceAction(ctx, ts.n.Store, time.Now(), "test", enroll.DeviceRef{Serial: "DEMO-00000042"}, enroll.AllowReprovision); !errors.As(err, &re) || re.Kind != ra.KindConflict {
+	if _, err := ts.n.RA.ApplyDeviceAction(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DeviceRef{Serial: "DEMO-00000042"}, ra.AllowReprovision); !errors.As(err, &re) || re.Kind != ra.KindConflict {
 		t.Fatalf("allow-reprovision of a decommissioned device: %v", err)
 	}
 	var ee *est.Error
@@ -283,7 +282,7 @@ func TestBulkRevocationByRegistry(t *testing.T) {
 		{`"site":"site-a"`, 1},            // station A's are revoked; the other site-a station's one remains
 		{`"site":"site-b","environment":"dev","product_line":"demo-implant"`, 2},
 	} {
-		var dry, real revocation.BulkResult
+		var dry, real ra.BulkResult
 		code, resp := bulk(`{` + tc.sel + `,"reason":"keyCompromise","dry_run":true}`)
 		if code != 200 || json.Unmarshal([]byte(resp), &dry) != nil {
 			t.Fatalf("dry run %s: %d %s", tc.sel, code, resp)

@@ -30,9 +30,8 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
-	"github.com/keyward/keyward/internal/enroll"
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/keystore"
-	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/pkg/est"
 )
@@ -43,22 +42,6 @@ const maxESTBody = 96 << 10
 
 // maxAttestationCerts bounds the attestation chain a request may carry.
 const maxAttestationCerts = 4
-
-// estState is the server's EST state: the enroller and the client CA cache.
-type estState struct {
-	enroller *ra.Enroller
-	cas      clientCAs
-	// configErr is set when the attestation configuration could not be read: enrollments then fail closed.
-	configErr error
-}
-
-func newESTState(n *node.Node) *estState {
-	attest, err := enroll.LoadAttestation(n.Dir)
-	if err != nil {
-		n.Logger.Error("EST: attestation configuration unreadable; enrollments are refused until it is fixed", "dir", n.Dir, "err", err)
-	}
-	return &estState{enroller: n.RA.Enroller(ra.EnrollConfig{Attestation: attest}), configErr: err}
-}
 
 func (s *Server) estRoutes() []Route {
 	est := "/.well-known/est/{label}/"
@@ -85,13 +68,13 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 func estAction(path string) string {
 	switch {
 	case strings.HasSuffix(path, "/simplereenroll"):
-		return ra.ActionReenroll
+		return audit.ActionESTReenroll
 	case strings.HasSuffix(path, "/simpleenroll"):
-		return ra.ActionEnroll
+		return audit.ActionESTEnroll
 	case strings.HasSuffix(path, "/csrattrs"):
-		return "est.csrattrs"
+		return audit.ActionESTCSRAttrs
 	}
-	return "est.cacerts"
+	return audit.ActionESTCACerts
 }
 
 // estFail answers an EST request with err. Refusals (4xx) the RA has not audited yet are audited here.
@@ -107,7 +90,7 @@ func (s *Server) estFail(w http.ResponseWriter, r *http.Request, p ra.Principal,
 		return
 	}
 	if !errors.Is(err, errAudited) {
-		s.est.enroller.Refuse(r.Context(), p, estAction(r.URL.Path), map[string]string{"path": r.URL.Path, "remote": r.RemoteAddr, "status": fmt.Sprint(status)}, err)
+		s.ra.Refuse(r.Context(), p, estAction(r.URL.Path), map[string]string{"path": r.URL.Path, "remote": r.RemoteAddr, "status": fmt.Sprint(status)}, err)
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `TLS-client-certificate realm="keyward-est"`)
@@ -128,7 +111,7 @@ func (e *httpError) Error() string { return e.err.Error() }
 func (e *httpError) Unwrap() error { return e.err }
 
 func (s *Server) estLabel(r *http.Request) (string, string, error) {
-	return s.node.RA.ResolveLabel(r.PathValue("label"))
+	return s.ra.ResolveLabel(r.PathValue("label"))
 }
 
 func (s *Server) estCACerts(w http.ResponseWriter, r *http.Request, p ra.Principal) {
@@ -137,7 +120,7 @@ func (s *Server) estCACerts(w http.ResponseWriter, r *http.Request, p ra.Princip
 		s.estFail(w, r, p, err)
 		return
 	}
-	chain, err := s.node.RA.Chain(r.Context(), env, product)
+	chain, err := s.ra.Chain(r.Context(), env, product)
 	if err != nil {
 		s.estFail(w, r, p, err)
 		return
@@ -228,7 +211,7 @@ func (s *Server) estCSRAttrs(w http.ResponseWriter, r *http.Request, p ra.Princi
 		s.estFail(w, r, p, err)
 		return
 	}
-	prof, err := s.est.enroller.ESTProfile(env, product)
+	prof, err := s.ra.ESTProfile(env, product)
 	if err != nil {
 		s.estFail(w, r, p, err)
 		return
@@ -252,7 +235,7 @@ func decodePKCS10(contentType string, body []byte) ([]byte, error) {
 	}
 	der, err := est.DecodeBase64(body)
 	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("request %w; send the CSR as base64 of its DER encoding (RFC 8951 3)", err)}
+		return nil, ra.Errorf(ra.KindBadRequest, "request %w; send the CSR as base64 of its DER encoding (RFC 8951 3)", err)
 	}
 	return der, nil
 }
@@ -265,13 +248,13 @@ func decodeAttestation(h string) ([][]byte, error) {
 	}
 	parts := strings.Split(h, ",")
 	if len(parts) > maxAttestationCerts {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("%s header carries %d certificates; at most %d (leaf and intermediates)", ra.AttestationHeader, len(parts), maxAttestationCerts)}
+		return nil, ra.Errorf(ra.KindBadRequest, "%s header carries %d certificates; at most %d (leaf and intermediates)", ra.AttestationHeader, len(parts), maxAttestationCerts)
 	}
 	out := make([][]byte, 0, len(parts))
 	for i, p := range parts {
 		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
 		if err != nil || len(der) == 0 {
-			return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("%s header: certificate %d is not base64 DER", ra.AttestationHeader, i+1)}
+			return nil, ra.Errorf(ra.KindBadRequest, "%s header: certificate %d is not base64 DER", ra.AttestationHeader, i+1)
 		}
 		out = append(out, der)
 	}
@@ -300,7 +283,7 @@ func (s *Server) readESTRequest(w http.ResponseWriter, r *http.Request) (ra.Enro
 		if errors.As(err, &mbe) {
 			return req, tooLarge
 		}
-		return req, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("read request body: %w", err)}
+		return req, ra.Errorf(ra.KindBadRequest, "read request body: %w", err)
 	}
 	if req.CSR, err = decodePKCS10(mt, body); err != nil {
 		return req, err
@@ -310,18 +293,14 @@ func (s *Server) readESTRequest(w http.ResponseWriter, r *http.Request) (ra.Enro
 }
 
 func (s *Server) estEnroll(w http.ResponseWriter, r *http.Request, p ra.Principal) {
-	s.estIssue(w, r, p, s.est.enroller.Enroll)
+	s.estIssue(w, r, p, s.ra.Enroll)
 }
 
 func (s *Server) estReenroll(w http.ResponseWriter, r *http.Request, p ra.Principal) {
-	s.estIssue(w, r, p, s.est.enroller.Reenroll)
+	s.estIssue(w, r, p, s.ra.Reenroll)
 }
 
 func (s *Server) estIssue(w http.ResponseWriter, r *http.Request, p ra.Principal, do func(ctx context.Context, c ra.Caller, req ra.EnrollRequest) (*ra.EnrollResult, error)) {
-	if s.est.configErr != nil {
-		s.estFail(w, r, p, &ra.Error{Kind: ra.KindUnavailable, Err: s.est.configErr})
-		return
-	}
 	req, err := s.readESTRequest(w, r)
 	if err != nil {
 		s.estFail(w, r, p, err)

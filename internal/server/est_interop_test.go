@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/internal/enroll"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 func needTool(t *testing.T, name string) {
@@ -28,14 +28,14 @@ func TestESTCurlOpenSSLInterop(t *testing.T) {
 	needTool(t, "curl")
 	needTool(t, "openssl")
 	ts := startWith(t, nil)
-	cred, err := enroll.AddStation(context.Background(), ts.n, enroll.StationOptions{Environment: "dev", Site: "site-b", ProductLines: []string{"demo-implant"}, Actor: "test"})
+	cred, err := ts.n.RA.AddStation(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.StationRequest{Environment: "dev", Site: "site-b", ProductLines: []string{"demo-implant"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	file := func(name string) string { return filepath.Join(dir, name) }
 	os.WriteFile(file("station.pem"), cred.CertPEM, 0o644)
-	os.WriteFile(file("station.key"), cred.KeyPEM, 0o600)
+	os.WriteFile(file("station.key"), cred.KeyPEM(), 0o600)
 	run := func(name string, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(name, args...).CombinedOutput()

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -56,11 +55,11 @@ func writeConfig(cfg string) func(dir string) {
 
 func addStation(t *testing.T, ts *testServer, env string, products []string, quota int64) (*store.Station, tls.Certificate) {
 	t.Helper()
-	cred, err := enroll.AddStation(context.Background(), ts.n, enroll.StationOptions{Environment: env, Site: "site-a", ProductLines: products, Quota: quota, Actor: "test"})
+	cred, err := ts.n.RA.AddStation(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.StationRequest{Environment: env, Site: "site-a", ProductLines: products, Quota: quota})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM)
+	pair, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +181,7 @@ func TestESTRefusals(t *testing.T) {
 	_, staging := addStation(t, ts, "staging", []string{"demo-implant"}, 0)
 	_, pump := addStation(t, ts, "dev", []string{"demo-pump"}, 0)
 	suspended, suspCert := addStation(t, ts, "dev", []string{"demo-implant"}, 0)
-	if _, err := enroll.SetStationState(ctx, ts.n.Store, time.Now(), "test", suspended.ID, store.StationSuspended); err != nil {
+	if _, err := ts.n.RA.SetStationState(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, suspended.ID, store.StationSuspended); err != nil {
 		t.Fatal(err)
 	}
 	_, quota1 := addStation(t, ts, "dev", []string{"demo-implant"}, 1)
@@ -361,7 +360,7 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if _, err := dc.SimpleReenroll(ctx, csr, nil); !errors.As(err, &ee) || ee.StatusCode != 403 {
 		t.Fatalf("renewal outside the window: %v", err)
 	}
-	if _, err := enroll.ApplyDeviceAction(ctx, ts.n.Store, time.Now(), "test", enroll.DeviceRef{Serial: "DEMO-00000042"}, enroll.ForceRenew); err != nil {
+	if _, err := ts.n.RA.ApplyDeviceAction(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DeviceRef{Serial: "DEMO-00000042"}, ra.ForceRenew); err != nil {
 		t.Fatal(err)
 	}
 	newKey := p256Key(t)
@@ -393,7 +392,7 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	if _, err := cl.SimpleEnroll(ctx, csr3, nil); !errors.As(err, &ee) || ee.StatusCode != 409 {
 		t.Fatalf("second initial enrollment: %v", err)
 	}
-	if _, err := enroll.ApplyDeviceAction(ctx, ts.n.Store, time.Now(), "test", enroll.DeviceRef{Serial: "DEMO-00000042"}, enroll.AllowReprovision); err != nil {
+	if _, err := ts.n.RA.ApplyDeviceAction(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.DeviceRef{Serial: "DEMO-00000042"}, ra.AllowReprovision); err != nil {
 		t.Fatal(err)
 	}
 	again, err := cl.SimpleEnroll(ctx, csr3, nil)
@@ -413,7 +412,7 @@ func TestESTEnrollRenewReprovision(t *testing.T) {
 	}
 
 	// Revoking the station takes effect on its next request, on the open connection.
-	if _, err := enroll.SetStationState(ctx, ts.n.Store, time.Now(), "test", st.ID, store.StationRevoked); err != nil {
+	if _, err := ts.n.RA.SetStationState(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, st.ID, store.StationRevoked); err != nil {
 		t.Fatal(err)
 	}
 	// Its certificate is revoked in the same transaction, so CRLs and OCSP answer for it.
@@ -486,8 +485,8 @@ func TestESTAttestation(t *testing.T) {
 		return der
 	}
 	ts := startWith(t, func(dir string) {
-		os.MkdirAll(filepath.Join(dir, enroll.AttestationDir), 0o700)
-		os.WriteFile(filepath.Join(dir, enroll.AttestationDir, "implant-identity.pem"), est.CertPEM(vendor), 0o644)
+		os.MkdirAll(filepath.Join(dir, node.AttestationDir), 0o700)
+		os.WriteFile(filepath.Join(dir, node.AttestationDir, "implant-identity.pem"), est.CertPEM(vendor), 0o644)
 	})
 	_, cert := addStation(t, ts, "dev", []string{"demo-implant"}, 0)
 	c := ts.mtls(&cert)
@@ -533,7 +532,7 @@ func TestCertRoutesAuthenticatedAndAuthorised(t *testing.T) {
 	}
 	certs, _ := est.ParseCertsOnly([]byte(body))
 	device := tls.Certificate{Certificate: [][]byte{certs[0].Raw}, PrivateKey: key}
-	tok, err := ts.n.CreateToken(context.Background(), "test", "t-admin", ra.RoleAdmin)
+	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-admin", ra.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

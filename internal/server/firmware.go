@@ -23,10 +23,7 @@ func (s *Server) firmwareRoutes() []Route {
 	}
 }
 
-func (s *Server) firmwareService() *firmware.Service {
-	n := s.node
-	return &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}
-}
+func (s *Server) firmwareService() *firmware.Service { return s.fw }
 
 // ReleaseView is the API form of a firmware release.
 type ReleaseView struct {
@@ -70,12 +67,12 @@ func firmwareError(err error) error {
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	rel, err := s.node.Store.GetFirmwareRelease(r.Context(), r.PathValue("id"))
+	rel, err := s.read.GetFirmwareRelease(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, firmwareError(err))
 		return
 	}
-	approvals, err := s.node.Store.FirmwareApprovals(r.Context(), rel.ID)
+	approvals, err := s.read.FirmwareApprovals(r.Context(), rel.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -15,7 +15,7 @@ import (
 )
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	if _, err := s.node.Store.ListCAs(r.Context()); err != nil {
+	if _, err := s.read.ListCAs(r.Context()); err != nil {
 		s.log.ErrorContext(r.Context(), "health: store", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "error"})
 		return
@@ -24,7 +24,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ ra.Principal) 
 }
 
 func (s *Server) listCAs(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	cas, err := s.node.Store.ListCAs(r.Context())
+	cas, err := s.read.ListCAs(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -37,7 +37,7 @@ func (s *Server) listCAs(w http.ResponseWriter, r *http.Request, _ ra.Principal)
 }
 
 func (s *Server) chain(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	chain, err := s.node.RA.Chain(r.Context(), r.PathValue("env"), r.URL.Query().Get("product"))
+	chain, err := s.ra.Chain(r.Context(), r.PathValue("env"), r.URL.Query().Get("product"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -67,12 +67,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 	if !strings.Contains(req.CSR, "-----BEGIN") {
 		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(req.CSR))
 		if err != nil {
-			s.fail(w, r, &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("csr is neither PEM nor base64 DER")})
+			s.fail(w, r, ra.FieldErrorf(ra.KindBadRequest, "csr", "csr is neither PEM nor base64 DER"))
 			return
 		}
 		csr = der
 	}
-	cert, err := s.node.RA.Issue(r.Context(), p, ra.IssueRequest{Profile: req.Profile, Environment: req.Environment, ProductLine: req.ProductLine, CSR: csr})
+	cert, err := s.ra.Issue(r.Context(), p, ra.IssueRequest{Profile: req.Profile, Environment: req.Environment, ProductLine: req.ProductLine, CSR: csr})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -82,7 +82,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 }
 
 func (s *Server) getCert(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	c, err := s.node.GetCertificate(r.Context(), r.PathValue("serial"))
+	c, err := s.ra.GetCertificate(r.Context(), r.PathValue("serial"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -96,12 +96,12 @@ func (s *Server) listCerts(w http.ResponseWriter, r *http.Request, _ ra.Principa
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 10000 {
-			s.fail(w, r, &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("limit must be a number from 1 to 10000")})
+			s.fail(w, r, ra.FieldErrorf(ra.KindBadRequest, "limit", "limit must be a number from 1 to 10000"))
 			return
 		}
 		f.Limit = n
 	}
-	certs, err := s.node.Store.ListCertificates(r.Context(), f)
+	certs, err := s.read.ListCertificates(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -114,7 +114,7 @@ func (s *Server) listCerts(w http.ResponseWriter, r *http.Request, _ ra.Principa
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
-	keys, err := s.node.Store.ListKeys(r.Context())
+	keys, err := s.read.ListKeys(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -131,7 +131,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ ra.Principa
 	const limit = 1000
 	out := []api.Event{}
 	errStop := errors.New("stop")
-	err := s.node.Store.WalkAudit(r.Context(), after, func(e *audit.Event) error {
+	err := s.read.WalkAudit(r.Context(), after, func(e *audit.Event) error {
 		if len(out) == limit {
 			return errStop
 		}

@@ -14,53 +14,11 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
-
-// caReload is the least time between two reloads of the client CA pool on an unknown issuer, so a flood of
-// unknown certificates cannot turn into a flood of store reads.
-const caReload = time.Second
-
-// clientCAs caches the CAs that issue client certificates: station CAs (stations), issuing CAs and site CAs
-// (devices).
-type clientCAs struct {
-	mu     sync.Mutex
-	pool   *x509.CertPool
-	byRaw  map[string]*store.CA
-	loaded time.Time
-}
-
-func (c *clientCAs) get(ctx context.Context, s store.Store, reload bool) (*x509.CertPool, map[string]*store.CA, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pool != nil && (!reload || time.Since(c.loaded) < caReload) {
-		return c.pool, c.byRaw, nil
-	}
-	cas, err := s.ListCAs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	pool, byRaw := x509.NewCertPool(), map[string]*store.CA{}
-	for _, ca := range cas {
-		if (ca.Kind != store.CAKindStation && ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindSite) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
-			continue
-		}
-		cert, err := x509.ParseCertificate(ca.CertDER)
-		if err != nil {
-			return nil, nil, fmt.Errorf("parse CA %s: %w", ca.ID, err)
-		}
-		pool.AddCert(cert)
-		byRaw[string(cert.Raw)] = ca
-	}
-	c.pool, c.byRaw, c.loaded = pool, byRaw, time.Now()
-	return pool, byRaw, nil
-}
 
 // errNoClientCert is the 401 reason a client without a certificate reads.
 var (
@@ -71,7 +29,7 @@ var (
 // the client; others are ours.
 func (s *Server) clientCaller(r *http.Request) (ra.Caller, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return ra.Caller{}, &ra.Error{Kind: ra.KindUnauthorized, Err: errNoClientCert}
+		return ra.Caller{}, ra.Wrap(ra.KindUnauthorized, errNoClientCert)
 	}
 	leaf := r.TLS.PeerCertificates[0]
 	inter := x509.NewCertPool()
@@ -79,39 +37,32 @@ func (s *Server) clientCaller(r *http.Request) (ra.Caller, error) {
 		inter.AddCert(c)
 	}
 	ctx := r.Context()
-	verify := func(reload bool) ([][]*x509.Certificate, map[string]*store.CA, error) {
-		pool, byRaw, err := s.est.cas.get(ctx, s.node.Store, reload)
+	verify := func(reload bool) ([][]*x509.Certificate, *ra.ClientCAs, error) {
+		cas, err := s.ra.ClientCAs(ctx, reload)
 		if err != nil {
-			return nil, nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, nil, err
 		}
-		chains, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: s.node.Now(),
+		chains, err := leaf.Verify(x509.VerifyOptions{Roots: cas.Pool, Intermediates: inter, CurrentTime: s.ra.Now(),
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-		return chains, byRaw, err
+		return chains, cas, err
 	}
-	chains, byRaw, err := verify(false)
-	var unknown x509.UnknownAuthorityError
-	if errors.As(err, &unknown) {
-		chains, byRaw, err = verify(true)
+	chains, cas, err := verify(false)
+	if unknown := (x509.UnknownAuthorityError{}); errors.As(err, &unknown) {
+		chains, cas, err = verify(true)
 	}
 	if ra.KindOf(err) == ra.KindUnavailable {
 		return ra.Caller{}, err
 	}
 	if err != nil {
-		return ra.Caller{}, &ra.Error{Kind: ra.KindUnauthorized, Err: fmt.Errorf("client certificate %q (serial %s) is not a valid certificate of a Keyward factory-station or issuing CA: %v", leaf.Subject.CommonName, ra.SerialString(leaf), err)}
+		return ra.Caller{}, ra.Errorf(ra.KindUnauthorized, "client certificate %q (serial %s) is not a valid certificate of a Keyward factory-station or issuing CA: %v", leaf.Subject.CommonName, ra.SerialString(leaf), err)
 	}
-	ca := byRaw[string(chains[0][1].Raw)]
+	ca := cas.ByRaw[string(chains[0][1].Raw)]
 	if ca == nil {
-		return ra.Caller{}, &ra.Error{Kind: ra.KindUnauthorized, Err: fmt.Errorf("client certificate %q chains to no station or issuing CA", leaf.Subject.CommonName)}
+		return ra.Caller{}, ra.Errorf(ra.KindUnauthorized, "client certificate %q chains to no station or issuing CA", leaf.Subject.CommonName)
 	}
 	switch ca.Kind {
 	case store.CAKindStation:
-		st, err := s.node.Store.GetStation(ctx, leaf.Subject.CommonName)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (st.CertSerial != ra.SerialString(leaf) || st.Environment != ca.Environment)) {
-			return ra.Caller{}, &ra.Error{Kind: ra.KindUnauthorized, Err: fmt.Errorf("client certificate %q (serial %s) belongs to no registered factory station", leaf.Subject.CommonName, ra.SerialString(leaf))}
-		} else if err != nil {
-			return ra.Caller{}, &ra.Error{Kind: ra.KindUnavailable, Err: err}
-		}
-		return ra.Caller{Principal: ra.StationPrincipal(st.ID), Station: st, Cert: leaf, Environment: ca.Environment}, nil
+		return s.ra.StationCaller(ctx, ca, leaf)
 	default:
 		return ra.Caller{Principal: ra.DevicePrincipal(ca.Environment, ca.ProductLine, leaf.Subject.CommonName), Cert: leaf,
 			Environment: ca.Environment, ProductLine: ca.ProductLine}, nil
@@ -140,7 +91,7 @@ func (s *Server) wrapCert(rt Route) http.Handler {
 			return
 		}
 		if !contains(rt.Roles, caller.Principal.Role) {
-			s.estFail(w, r, caller.Principal, &ra.Error{Kind: ra.KindForbidden, Err: fmt.Errorf("%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path)})
+			s.estFail(w, r, caller.Principal, ra.Errorf(ra.KindForbidden, "%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path))
 			return
 		}
 		rt.Handler(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)), caller.Principal)

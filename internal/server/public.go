@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store"
@@ -30,7 +30,7 @@ const maxOCSPRequest = 10 << 10
 
 // Public serves the public objects of a node from memory. It is safe for concurrent use.
 type Public struct {
-	n    *node.Node
+	hier *hierarchy.Config
 	svc  *revocation.Service
 	ocsp *revocation.Responder
 	log  *slog.Logger
@@ -45,9 +45,10 @@ type publicObject struct {
 	maxAge      time.Duration
 }
 
-// NewPublic returns the public listener's handler state. Call Reload before serving.
-func NewPublic(n *node.Node, svc *revocation.Service, responder *revocation.Responder) *Public {
-	return &Public{n: n, svc: svc, ocsp: responder, log: n.Logger, objects: map[string]publicObject{}}
+// NewPublic returns the public listener's handler state for the CAs of hier, published by svc. Call Reload
+// before serving.
+func NewPublic(hier *hierarchy.Config, svc *revocation.Service, responder *revocation.Responder, log *slog.Logger) *Public {
+	return &Public{hier: hier, svc: svc, ocsp: responder, log: log, objects: map[string]publicObject{}}
 }
 
 // Reload rebuilds the set of served objects from the store: every active CA's certificate at
@@ -56,7 +57,7 @@ func NewPublic(n *node.Node, svc *revocation.Service, responder *revocation.Resp
 // complete CRL served beside it, and the newest full revocation filter of each environment and product line
 // at /filter/<env>.kwf and /filter/<env>/<product>.kwf.
 func (p *Public) Reload(ctx context.Context) error {
-	cas, err := p.n.Store.ListCAs(ctx)
+	cas, err := p.svc.Reader().ListCAs(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,13 +79,13 @@ func (p *Public) Reload(ctx context.Context) error {
 			objs[revocation.DeltaCRLPath(pair.CA)] = publicObject{pair.Delta.DER, "application/pkix-crl", maxAge(pair.Delta)}
 		}
 	}
-	for _, env := range p.n.Config.EnvironmentNames() {
+	for _, env := range p.hier.EnvironmentNames() {
 		scopes := []string{env}
-		for _, pl := range p.n.Config.ProductLineNames(env) {
+		for _, pl := range p.hier.ProductLineNames(env) {
 			scopes = append(scopes, revocation.Scope(env, pl))
 		}
 		for _, scope := range scopes {
-			f, err := p.svc.Store().LatestFilter(ctx, scope)
+			f, err := p.svc.Reader().LatestFilter(ctx, scope)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {

@@ -96,10 +96,7 @@ func startRevocation(t *testing.T) *revEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	svc, err := revocation.New(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := revocation.New(n.RA, n.CA, n.Store)
 	e := &revEnv{n: n, svc: svc, dir: dir, certs: map[string]*x509.Certificate{}, certPEMs: map[string]string{}}
 	for _, name := range []string{"good", "revoked", "late", "held"} {
 		c := issueGateway(t, n, "GW-"+strings.ToUpper(name)+"-0001")
@@ -107,20 +104,20 @@ func startRevocation(t *testing.T) *revEnv {
 		e.certPEMs[name] = writePEMFile(t, dir, name+".pem", c.Raw)
 	}
 	inv := time.Now().Add(-48 * time.Hour)
-	if _, err := svc.Revoke(ctx, admin, revocation.RevokeRequest{Serial: e.certs["revoked"].SerialNumber.Text(16), Reason: store.ReasonKeyCompromise, InvalidityDate: &inv}); err != nil {
+	if _, err := n.RA.Revoke(ctx, admin, ra.RevokeRequest{Serial: e.certs["revoked"].SerialNumber.Text(16), Reason: store.ReasonKeyCompromise, InvalidityDate: &inv}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Revoke(ctx, admin, revocation.RevokeRequest{Serial: e.certs["held"].SerialNumber.Text(16), Reason: store.ReasonCertificateHold}); err != nil {
+	if _, err := n.RA.Revoke(ctx, admin, ra.RevokeRequest{Serial: e.certs["held"].SerialNumber.Text(16), Reason: store.ReasonCertificateHold}); err != nil {
 		t.Fatal(err)
 	}
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{})
 	if ok, err := publisher.PublishOnce(ctx); err != nil || !ok {
 		t.Fatalf("publish: %v %v", ok, err)
 	}
-	if _, err := svc.Revoke(ctx, admin, revocation.RevokeRequest{Serial: e.certs["late"].SerialNumber.Text(16), Reason: store.ReasonSuperseded}); err != nil {
+	if _, err := n.RA.Revoke(ctx, admin, ra.RevokeRequest{Serial: e.certs["late"].SerialNumber.Text(16), Reason: store.ReasonSuperseded}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Unhold(ctx, admin, e.certs["held"].SerialNumber.Text(16)); err != nil {
+	if _, err := n.RA.Unhold(ctx, admin, e.certs["held"].SerialNumber.Text(16)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := publisher.PublishOnce(ctx); err != nil {
@@ -137,7 +134,7 @@ func startRevocation(t *testing.T) *revEnv {
 	if err := e.resp.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.pub = NewPublic(n, svc, e.resp)
+	e.pub = NewPublic(n.Config, svc, e.resp, n.Logger)
 	if err := e.pub.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +372,7 @@ func TestOCSPGetCacheAndBadInput(t *testing.T) {
 	if !bytes.Equal(first, e.resp.Respond(context.Background(), reqDER)) {
 		t.Fatal("a repeated request was signed again instead of served from the cache")
 	}
-	if _, err := e.svc.Revoke(context.Background(), admin, revocation.RevokeRequest{Serial: good.SerialNumber.Text(16), Reason: store.ReasonCessationOfOperation}); err != nil {
+	if _, err := e.n.RA.Revoke(context.Background(), admin, ra.RevokeRequest{Serial: good.SerialNumber.Text(16), Reason: store.ReasonCessationOfOperation}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.resp.Refresh(context.Background()); err != nil {
@@ -461,11 +458,11 @@ func TestRevocationAPI(t *testing.T) {
 	}
 	var cv api.Certificate
 	_ = json.Unmarshal(resp, &cv)
-	auditor, err := ts.n.CreateToken(ctx, "test", "aud", ra.RoleAuditor)
+	auditor, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "aud", ra.RoleAuditor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	officer, err := ts.n.CreateToken(ctx, "test", "off", ra.RoleCAOfficer)
+	officer, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "off", ra.RoleCAOfficer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,11 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/ra"
-	"github.com/keyward/keyward/internal/revocation"
-	"github.com/keyward/keyward/internal/store"
 )
 
 // revocationRoutes are the revocation API routes: revoke, release from hold, bulk revocation. Admins and CA
@@ -27,35 +25,6 @@ type RevokeRequest struct {
 	InvalidityDate *time.Time `json:"invalidity_date,omitempty"` // RFC 3339
 }
 
-// RevocationView is the API form of a certificate's revocation state.
-type RevocationView struct {
-	Serial         string     `json:"serial"`
-	Issuer         string     `json:"issuer"`
-	Status         string     `json:"status"`
-	Reason         string     `json:"reason,omitempty"`
-	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
-	InvalidityDate *time.Time `json:"invalidity_date,omitempty"`
-}
-
-func revocationView(e *store.RevocationEntry) RevocationView {
-	v := RevocationView{Serial: e.Serial, Issuer: e.IssuerID, Status: e.Status, RevokedAt: e.RevokedAt, InvalidityDate: e.InvalidityDate}
-	if e.Status == store.CertStatusRevoked {
-		v.Reason = revocation.ReasonName(e.Reason)
-	}
-	return v
-}
-
-func (s *Server) revocationService() (*revocation.Service, error) {
-	svc, err := revocation.New(s.node)
-	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindInternal, Err: err}
-	}
-	if s.revChanged != nil {
-		svc.OnChange(s.revChanged)
-	}
-	return svc, nil
-}
-
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 	var req RevokeRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -63,39 +32,29 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, p ra.Principal) 
 		return
 	}
 	if req.Reason == "" {
-		s.fail(w, r, &ra.Error{Kind: ra.KindBadRequest, Err: errors.New(`"reason" is required: an RFC 5280 CRLReason name such as "keyCompromise" or "certificateHold"`)})
+		s.fail(w, r, ra.FieldErrorf(ra.KindBadRequest, "reason", `"reason" is required: an RFC 5280 CRLReason name such as "keyCompromise" or "certificateHold"`))
 		return
 	}
-	code, err := revocation.ParseReason(req.Reason)
+	code, err := ra.ParseReason(req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	svc, err := s.revocationService()
+	e, err := s.ra.Revoke(r.Context(), p, ra.RevokeRequest{Serial: r.PathValue("serial"), Reason: code, InvalidityDate: req.InvalidityDate})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := svc.Revoke(r.Context(), p, revocation.RevokeRequest{Serial: r.PathValue("serial"), Reason: code, InvalidityDate: req.InvalidityDate})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, revocationView(e))
+	writeJSON(w, http.StatusOK, api.NewRevocation(e))
 }
 
 func (s *Server) unhold(w http.ResponseWriter, r *http.Request, p ra.Principal) {
-	svc, err := s.revocationService()
+	e, err := s.ra.Unhold(r.Context(), p, r.PathValue("serial"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := svc.Unhold(r.Context(), p, r.PathValue("serial"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, revocationView(e))
+	writeJSON(w, http.StatusOK, api.NewRevocation(e))
 }
 
 // BulkRevokeRequest is the body of POST /api/v1/revocations: revoke every certificate matching the selectors.

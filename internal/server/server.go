@@ -1,6 +1,3 @@
-// Package server is Keyward's HTTPS front end: TLS 1.3 only, every route authenticated and authorised by role
-// from one route table, JSON API for health, CAs, issuance from a CSR and certificate lookup. Later capabilities
-// (EST, CRL, OCSP) mount on the same mux.
 package server
 
 import (
@@ -16,20 +13,27 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/store"
 )
+
+// Deps are what the server needs: the RA, which authenticates, decides and records every change and offers the
+// read-only store for listings, and the firmware signing service.
+type Deps struct {
+	RA       *ra.RA
+	Firmware *firmware.Service
+	Logger   *slog.Logger
+}
 
 // Server serves the API of one node.
 type Server struct {
-	node   *node.Node
+	ra     *ra.RA
+	read   store.Reader
+	fw     *firmware.Service
 	log    *slog.Logger
 	routes []Route
 	mux    *http.ServeMux
-	// revChanged is called after a revocation committed through the API (the CRL publisher's kick), so
-	// published CRLs and OCSP follow at once rather than at the next poll.
-	revChanged func()
-	est        *estState
 }
 
 // Route is one registered route. Public routes need no credentials; every other route requires a principal whose
@@ -48,9 +52,16 @@ type Route struct {
 // maxBody bounds every request body: a CSR is at most 64 KiB, and JSON wraps it in base64 or PEM.
 const maxBody = 128 << 10
 
-// New returns a server for n.
-func New(n *node.Node) *Server {
-	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux(), est: newESTState(n)}
+func newServer(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = d.RA.Logger()
+	}
+	return &Server{ra: d.RA, read: d.RA.Reader(), fw: d.Firmware, log: d.Logger, mux: http.NewServeMux()}
+}
+
+// New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.
+func New(d Deps) *Server {
+	s := newServer(d)
 	operators := []string{ra.RoleAdmin, ra.RoleCAOfficer, ra.RoleAuditor}
 	issuers := []string{ra.RoleAdmin, ra.RoleCAOfficer}
 	s.routes = []Route{
@@ -73,11 +84,11 @@ func New(n *node.Node) *Server {
 	return s
 }
 
-// NewSite returns the server of a factory site's data directory ('keyward factory serve', issue 4): health and
-// the EST routes only. There is no operator API at a site: stations, quotas and site CAs are managed at
-// headquarters, and the site's RA issues only by EST enrollment (ra.SiteScope).
-func NewSite(n *node.Node) *Server {
-	s := &Server{node: n, log: n.Logger, mux: http.NewServeMux(), est: newESTState(n)}
+// NewSite returns the server of a factory site's data directory ('keyward factory serve'): health and the EST
+// routes only. There is no operator API at a site: stations, quotas and site CAs are managed at headquarters,
+// and the site's RA issues only by EST enrollment (ra.SiteScope).
+func NewSite(d Deps) *Server {
+	s := newServer(d)
 	s.routes = []Route{{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health}}
 	s.routes = append(s.routes, s.estRoutes()...)
 	for _, rt := range s.routes {
@@ -85,10 +96,6 @@ func NewSite(n *node.Node) *Server {
 	}
 	return s
 }
-
-// OnRevocationChange sets the function called after each revocation committed through the API. Set it before
-// Serve.
-func (s *Server) OnRevocationChange(fn func()) { s.revChanged = fn }
 
 // Routes returns the route table, so tests can prove every route is authenticated and authorised.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
@@ -126,9 +133,9 @@ func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
 	if !ok || tok == "" {
 		return ra.Principal{}, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
 	}
-	p, err := s.node.Authenticate(r.Context(), strings.TrimSpace(tok))
+	p, err := s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
 	if err != nil {
-		if errors.Is(err, node.ErrBadToken) {
+		if errors.Is(err, ra.ErrBadToken) {
 			return ra.Principal{}, err
 		}
 		s.log.ErrorContext(r.Context(), "authenticate", "err", err)
@@ -194,7 +201,7 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// statusOf maps an RA error to its HTTP status.
+// statusOf maps an error to its HTTP status: the one place the API maps error kinds.
 func statusOf(err error) int {
 	switch ra.KindOf(err) {
 	case ra.KindBadRequest:
@@ -229,12 +236,12 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("request body is larger than %d bytes", mbe.Limit)}
+			return ra.Errorf(ra.KindBadRequest, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("request body is not valid JSON for this endpoint: %w", err)}
+		return ra.Errorf(ra.KindBadRequest, "request body is not valid JSON for this endpoint: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &ra.Error{Kind: ra.KindBadRequest, Err: errors.New("request body has data after the JSON object")}
+		return ra.Errorf(ra.KindBadRequest, "request body has data after the JSON object")
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -55,7 +56,7 @@ func startWith(t *testing.T, setup func(dir string)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, caPEM, err := ServerTLS(ctx, n, []string{"localhost", "127.0.0.1"})
+	cert, caPEM, err := n.ServerTLS(ctx, []string{"localhost", "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func startWith(t *testing.T, setup func(dir string)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(n)
+	s := New(Deps{RA: n.RA, Firmware: &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}})
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln, cert, 5*time.Second) }()
 	pool := x509.NewCertPool()
@@ -142,7 +143,7 @@ func TestEveryRouteIsAuthenticatedAndAuthorised(t *testing.T) {
 	ctx := context.Background()
 	tokens := map[string]string{}
 	for _, role := range []string{ra.RoleAdmin, ra.RoleCAOfficer, ra.RoleAuditor, ra.RoleReleaseSigner} {
-		tok, err := ts.n.CreateToken(ctx, "test", "t-"+role, role)
+		tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-"+role, role)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/factory"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -35,11 +35,11 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 		t.Fatal(err)
 	}
 	pair := func(site, name string) tls.Certificate {
-		cred, err := enroll.AddStation(ctx, hq, enroll.StationOptions{Environment: "dev", Site: site, Name: name, ProductLines: []string{"demo-implant"}, Actor: "test"})
+		cred, err := hq.RA.AddStation(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.StationRequest{Environment: "dev", Site: site, Name: name, ProductLines: []string{"demo-implant"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM)
+		p, err := tls.X509KeyPair(cred.CertPEM, cred.KeyPEM())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 	if n.Site == nil || n.Site.SiteCA != "dev/demo-implant/site-a" {
 		t.Fatalf("site directory opened with site %+v", n.Site)
 	}
-	cert, caPEM, err := ServerTLS(ctx, n, []string{"127.0.0.1"})
+	cert, caPEM, err := n.ServerTLS(ctx, []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	s := NewSite(n)
+	s := NewSite(Deps{RA: n.RA})
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(sctx, ln, cert, 5*time.Second) }()
 	pool := x509.NewCertPool()

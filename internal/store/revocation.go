@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -22,6 +23,33 @@ const (
 	ReasonPrivilegeWithdrawn   = 9
 	ReasonAACompromise         = 10
 )
+
+// Reasons maps the RFC 5280 5.3.1 CRLReason names operators use to their codes. removeFromCRL (8) is not an
+// operator's reason: it only appears in delta CRLs for a certificate released from hold.
+var Reasons = map[string]int{
+	"unspecified":          ReasonUnspecified,
+	"keyCompromise":        ReasonKeyCompromise,
+	"cACompromise":         ReasonCACompromise,
+	"affiliationChanged":   ReasonAffiliationChanged,
+	"superseded":           ReasonSuperseded,
+	"cessationOfOperation": ReasonCessationOfOperation,
+	"certificateHold":      ReasonCertificateHold,
+	"privilegeWithdrawn":   ReasonPrivilegeWithdrawn,
+	"aACompromise":         ReasonAACompromise,
+}
+
+// ReasonName returns the RFC 5280 name of a reason code.
+func ReasonName(code int) string {
+	for n, c := range Reasons {
+		if c == code {
+			return n
+		}
+	}
+	if code == ReasonRemoveFromCRL {
+		return "removeFromCRL"
+	}
+	return fmt.Sprintf("reason-%d", code)
+}
 
 // Errors of revocation operations; backends wrap them.
 var (

@@ -1,4 +1,4 @@
-package revocation
+package ca
 
 import (
 	"bytes"
@@ -19,11 +19,21 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
 	"github.com/keyward/keyward/internal/store"
 )
 
-// testCA returns a CA with a key of the given kind, as caKey would return it.
-func testCA(t testing.TB, kind string, root bool) *caSigner {
+// crlCA is a CA certificate and its key, as Issuer.SignCRL signs with them.
+type crlCA struct {
+	root   bool
+	cert   *x509.Certificate
+	signer crypto.Signer
+}
+
+// testCA returns a CA with a key of the given kind.
+func testCA(t testing.TB, kind string, root bool) *crlCA {
 	t.Helper()
 	var key crypto.Signer
 	var err error
@@ -55,16 +65,57 @@ func testCA(t testing.TB, kind string, root bool) *caSigner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := store.CAKindIssuing
-	if root {
-		k = store.CAKindRoot
-	}
-	return &caSigner{ca: &store.CA{ID: "dev/test", Kind: k}, cert: cert, signer: key}
+	return &crlCA{root: root, cert: cert, signer: key}
 }
 
-// referenceCRL signs the same CRL with x509.CreateRevocationList, as Keyward did before crlencode.go: it is
-// the reference the streaming encoder must agree with.
-func referenceCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry, cfg CRLConfig) []byte {
+// CRL extensions as the publisher writes them (RFC 5280 5.2.5, 5.2.6, 5.2.4), so the comparison covers the
+// extension list after the AKI and CRL number.
+var (
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidFreshestCRL              = asn1.ObjectIdentifier{2, 5, 29, 46}
+	oidInvalidityDate           = asn1.ObjectIdentifier{2, 5, 29, 24}
+)
+
+// freshestCRLValue is CRLDistributionPoints with one fullName URI (RFC 5280 4.2.1.13).
+func freshestCRLValue(t testing.TB) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("http://crl.example/crl/test-delta.crl")) })
+				})
+			})
+		})
+	})
+	v, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func crlExtensions(t testing.TB, ca *crlCA, baseNumber int64) []pkix.Extension {
+	t.Helper()
+	idp := []byte{0x30, 0x03, 0x81, 0x01, 0xff} // onlyContainsUserCerts
+	if ca.root {
+		idp = []byte{0x30, 0x03, 0x82, 0x01, 0xff} // onlyContainsCACerts
+	}
+	exts := []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}
+	if baseNumber == 0 {
+		return append(exts, pkix.Extension{Id: oidFreshestCRL, Value: freshestCRLValue(t)})
+	}
+	v, err := asn1.Marshal(big.NewInt(baseNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(exts, pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: v})
+}
+
+// referenceCRL signs the same CRL with x509.CreateRevocationList: the reference the streaming encoder must
+// agree with.
+func referenceCRL(t testing.TB, ca *crlCA, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry) []byte {
 	t.Helper()
 	var list []x509.RevocationListEntry
 	for _, e := range entries {
@@ -82,42 +133,41 @@ func referenceCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpda
 		}
 		list = append(list, entry)
 	}
-	idp, err := issuingDistributionPoint(ca.ca.Kind == store.CAKindRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exts := []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}
-	if baseNumber == 0 {
-		fresh, err := distributionPoints(cfg.BaseURL + DeltaCRLPath(ca.cert))
-		if err != nil {
-			t.Fatal(err)
-		}
-		exts = append(exts, pkix.Extension{Id: oidFreshestCRL, Value: fresh})
-	} else {
-		v, err := asn1.Marshal(big.NewInt(baseNumber))
-		if err != nil {
-			t.Fatal(err)
-		}
-		exts = append(exts, pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: v})
-	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{RevokedCertificateEntries: list, Number: big.NewInt(number),
-		ThisUpdate: thisUpdate.UTC(), NextUpdate: nextUpdate.UTC(), ExtraExtensions: exts}, ca.cert, ca.signer)
+		ThisUpdate: thisUpdate.UTC(), NextUpdate: nextUpdate.UTC(), ExtraExtensions: crlExtensions(t, ca, baseNumber)}, ca.cert, ca.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return der
 }
 
-// encodeCRL signs entries with the streaming encoder, through signCRL as PublishCRLs does.
-func encodeCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry, cfg CRLConfig) []byte {
+// encodeCRL signs entries with the streaming encoder (an entry without a revocation date is revoked at
+// thisUpdate, as the publisher does).
+func encodeCRL(t testing.TB, ca *crlCA, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry) []byte {
 	t.Helper()
-	var enc crlEncoder
-	for i := range entries {
-		if err := addCRLEntry(&enc, &entries[i], thisUpdate); err != nil {
+	var enc CRLEntries
+	for _, e := range entries {
+		at := thisUpdate
+		if e.RevokedAt != nil {
+			at = *e.RevokedAt
+		}
+		if err := enc.Add(e.Serial, at, e.Reason, e.InvalidityDate); err != nil {
 			t.Fatal(err)
 		}
 	}
-	der, err := (&Service{}).signCRL(ca, number, baseNumber, thisUpdate, nextUpdate, &enc, cfg)
+	var exts [][]byte
+	for _, e := range crlExtensions(t, ca, baseNumber) {
+		oid, err := asn1.Marshal(e.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := ExtensionDER(oid[2:], e.Critical, e.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts = append(exts, der)
+	}
+	der, err := enc.finish(ca.cert, ca.signer, CRLParams{Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Extensions: exts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +177,7 @@ func encodeCRL(t testing.TB, ca *caSigner, number, baseNumber int64, thisUpdate,
 // compareCRLs checks that got parses, verifies under the CA and says everything want says: the same
 // TBSCertList bytes (the signatures differ, ECDSA being randomised), and field by field, every entry and
 // extension.
-func compareCRLs(t *testing.T, ca *caSigner, got, want []byte) {
+func compareCRLs(t *testing.T, ca *crlCA, got, want []byte) {
 	t.Helper()
 	g, err := x509.ParseRevocationList(got)
 	if err != nil {
@@ -184,8 +234,6 @@ func tp(t time.Time) *time.Time { return &t }
 // TestCRLEncoderMatchesX509 compares a few hundred entries, of every reason and with and without invalidity
 // dates, complete and delta, against x509.CreateRevocationList for each supported CA key type.
 func TestCRLEncoderMatchesX509(t *testing.T) {
-	cfg := CRLConfig{}
-	cfg.defaults()
 	this := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	reasons := []int{0, 1, 2, 3, 4, 5, 6, 8, 9, 10}
@@ -209,12 +257,12 @@ func TestCRLEncoderMatchesX509(t *testing.T) {
 		for _, root := range []bool{false, true} {
 			ca := testCA(t, kind, root)
 			t.Run(fmt.Sprintf("%s/root=%v/complete", kind, root), func(t *testing.T) {
-				got := encodeCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries, cfg)
-				compareCRLs(t, ca, got, referenceCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries, cfg))
+				got := encodeCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries)
+				compareCRLs(t, ca, got, referenceCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries))
 			})
 			t.Run(fmt.Sprintf("%s/root=%v/delta", kind, root), func(t *testing.T) {
-				got := encodeCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17], cfg)
-				compareCRLs(t, ca, got, referenceCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17], cfg))
+				got := encodeCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17])
+				compareCRLs(t, ca, got, referenceCRL(t, ca, 43, 42, this, this.Add(2*time.Hour), entries[:17]))
 			})
 		}
 	}
@@ -222,8 +270,6 @@ func TestCRLEncoderMatchesX509(t *testing.T) {
 
 // TestCRLEncoderEdgeCases covers the encodings that a random fleet rarely shows.
 func TestCRLEncoderEdgeCases(t *testing.T) {
-	cfg := CRLConfig{}
-	cfg.defaults()
 	ca := testCA(t, "P-256", false)
 	this := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	at := time.Date(2029, 12, 31, 23, 59, 59, 999999999, time.UTC)
@@ -268,8 +314,8 @@ func TestCRLEncoderEdgeCases(t *testing.T) {
 					ref[i].RevokedAt = &tc.this
 				}
 			}
-			got := encodeCRL(t, ca, 7, 0, tc.this, tc.next, tc.entries, cfg)
-			compareCRLs(t, ca, got, referenceCRL(t, ca, 7, 0, tc.this, tc.next, ref, cfg))
+			got := encodeCRL(t, ca, 7, 0, tc.this, tc.next, tc.entries)
+			compareCRLs(t, ca, got, referenceCRL(t, ca, 7, 0, tc.this, tc.next, ref))
 		})
 	}
 }
@@ -292,8 +338,8 @@ func TestCRLEncoderRejects(t *testing.T) {
 		{"year 10000", "4a", 1, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var enc crlEncoder
-			if err := enc.add(tc.serial, tc.at, tc.reason, nil); err == nil {
+			var enc CRLEntries
+			if err := enc.Add(tc.serial, tc.at, tc.reason, nil); err == nil {
 				t.Fatal("accepted")
 			}
 			if enc.n != 0 || len(enc.entries) != 0 {
@@ -302,29 +348,23 @@ func TestCRLEncoderRejects(t *testing.T) {
 		})
 	}
 	ca := testCA(t, "P-256", false)
-	noCRLSign := *ca
 	cert := *ca.cert
 	cert.KeyUsage = x509.KeyUsageCertSign
-	noCRLSign.cert = &cert
-	var enc crlEncoder
-	if _, err := (&Service{}).signCRL(&noCRLSign, 1, 0, at, at.Add(time.Hour), &enc, CRLConfig{}); err == nil {
+	var enc CRLEntries
+	if _, err := enc.finish(&cert, ca.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(time.Hour)}); err == nil {
 		t.Fatal("signed with a CA certificate lacking cRLSign")
 	}
-	if _, err := (&Service{}).signCRL(ca, 1, 0, at, at.Add(-time.Hour), &enc, CRLConfig{}); err == nil {
+	if _, err := enc.finish(ca.cert, ca.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(-time.Hour)}); err == nil {
 		t.Fatal("signed a CRL whose nextUpdate is before thisUpdate")
 	}
 	other := testCA(t, "P-256", false)
-	wrongKey := *ca
-	wrongKey.signer = other.signer
-	if _, err := (&Service{}).signCRL(&wrongKey, 1, 0, at, at.Add(time.Hour), &enc, CRLConfig{}); err == nil {
+	if _, err := enc.finish(ca.cert, other.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(time.Hour)}); err == nil {
 		t.Fatal("signed with a key that is not the CA certificate's")
 	}
 }
 
 // BenchmarkCRLEncode encodes and signs a CRL of 100,000 entries, and the same with x509.CreateRevocationList.
 func BenchmarkCRLEncode(b *testing.B) {
-	cfg := CRLConfig{}
-	cfg.defaults()
 	ca := testCA(b, "P-256", false)
 	now := time.Now().Truncate(time.Second)
 	entries := make([]store.RevocationEntry, 100000)
@@ -336,12 +376,12 @@ func BenchmarkCRLEncode(b *testing.B) {
 	}
 	b.Run("stream", func(b *testing.B) {
 		for b.Loop() {
-			encodeCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries, cfg)
+			encodeCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries)
 		}
 	})
 	b.Run("x509", func(b *testing.B) {
 		for b.Loop() {
-			referenceCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries, cfg)
+			referenceCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries)
 		}
 	})
 }

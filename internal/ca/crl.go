@@ -1,10 +1,10 @@
-package revocation
+package ca
 
 // This file encodes and signs CRLs (RFC 5280 section 5) without crypto/x509. x509.CreateRevocationList takes
 // every entry as a big.Int and a pkix.Extension slice and marshals them through reflection; for a CA with a
-// million revoked certificates that costs more than reading them from the store. crlEncoder appends each
+// million revoked certificates that costs more than reading them from the store. CRLEntries appends each
 // entry's DER as the store walk yields it, and the TBSCertList around them is written once, at the end, into
-// the buffer that is then signed and returned.
+// the buffer that is then signed (Issuer.SignCRL) and returned.
 
 import (
 	"crypto"
@@ -71,19 +71,19 @@ func crlSigAlgFor(pub crypto.PublicKey) (crlSigAlg, error) {
 	return crlSigAlg{algID: der, hash: hash}, err
 }
 
-// crlEncoder builds the revokedCertificates of one CRL entry by entry (RFC 5280 5.1.2.6). The zero value is
-// an encoder with no entries.
-type crlEncoder struct {
+// CRLEntries builds the revokedCertificates of one CRL entry by entry (RFC 5280 5.1.2.6). The zero value holds
+// no entries.
+type CRLEntries struct {
 	entries []byte // the DER of every entry so far, the content of the revokedCertificates SEQUENCE
 	n       int
 	serial  []byte // scratch for the serial being decoded
 }
 
-// add appends one entry: serialHex (the serial as the store keeps it, hexadecimal), its revocation date, its
+// Add appends one entry: serialHex (the serial as the store keeps it, hexadecimal), its revocation date, its
 // CRLReason (0, unspecified, adds no reasonCode: RFC 5280 5.3.1 says the extension SHOULD then be absent)
 // and, when not nil, its invalidity date. The entry extensions come in the order x509.CreateRevocationList
 // writes them (invalidityDate, then reasonCode), so that both encoders give the same bytes.
-func (c *crlEncoder) add(serialHex string, revokedAt time.Time, reason int, invalidity *time.Time) error {
+func (c *CRLEntries) Add(serialHex string, revokedAt time.Time, reason int, invalidity *time.Time) error {
 	if reason < 0 || reason > 10 || reason == 7 {
 		// RFC 5280 5.3.1: CRLReason is 0..10, and 7 is not used.
 		return fmt.Errorf("serial %s: CRL reason %d is not a CRLReason of RFC 5280 5.3.1", serialHex, reason)
@@ -143,7 +143,7 @@ func (c *crlEncoder) add(serialHex string, revokedAt time.Time, reason int, inva
 
 // decodeSerial returns the DER INTEGER content of a stored hexadecimal serial: minimal, with a zero octet in
 // front when the high bit is set, so the value stays positive (RFC 5280 4.1.2.2, X.690 8.3.2).
-func (c *crlEncoder) decodeSerial(serialHex string) ([]byte, error) {
+func (c *CRLEntries) decodeSerial(serialHex string) ([]byte, error) {
 	n := (len(serialHex) + 1) / 2
 	if serialHex == "" || n > 64 {
 		return nil, fmt.Errorf("stored serial %q is not a hexadecimal serial number", serialHex)
@@ -190,44 +190,58 @@ func fromHex(ch byte) byte {
 	return 0xff
 }
 
-// crlParams is everything of a CRL but its entries.
-type crlParams struct {
-	issuer     *x509.Certificate
-	signer     crypto.Signer
-	number     int64
-	thisUpdate time.Time
-	nextUpdate time.Time
-	// extensions are the DER Extension elements after the AKI and the CRL number (the issuing distribution
+// Len is the number of entries added.
+func (c *CRLEntries) Len() int { return c.n }
+
+// CRLParams is everything of a CRL but its issuer and its entries.
+type CRLParams struct {
+	Number     int64
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	// Extensions are the DER Extension elements after the AKI and the CRL number (the issuing distribution
 	// point and freshestCRL or delta CRL indicator), in order.
-	extensions [][]byte
+	Extensions [][]byte
+}
+
+// SignCRL signs the CRL of the entries in e with the CA's key: a CA signs its own CRLs (RFC 5280 5.1.1.2, 6.3.3;
+// Keyward issues no indirect CRLs), with the cRLSign key usage of its certificate.
+func (i *Issuer) SignCRL(p CRLParams, e *CRLEntries) ([]byte, error) {
+	if err := i.Usable(); err != nil {
+		return nil, err
+	}
+	der, err := e.finish(i.cert, i.guard, p)
+	if err != nil {
+		return nil, fmt.Errorf("sign CRL %d of %s: %w", p.Number, i.ca.ID, err)
+	}
+	return der, nil
 }
 
 // finish signs the CRL of the entries added so far and returns its DER CertificateList (RFC 5280 5.1.1). It
 // makes the checks x509.CreateRevocationList makes: the issuer may sign CRLs (cRLSign, 4.2.1.3) and has a
 // subject key identifier for the AKI (5.2.1), nextUpdate is not before thisUpdate.
-func (c *crlEncoder) finish(p crlParams) ([]byte, error) {
-	if p.issuer.KeyUsage&x509.KeyUsageCRLSign == 0 {
+func (c *CRLEntries) finish(issuerCert *x509.Certificate, signer crypto.Signer, p CRLParams) ([]byte, error) {
+	if issuerCert.KeyUsage&x509.KeyUsageCRLSign == 0 {
 		return nil, errors.New("CA certificate lacks the cRLSign key usage (RFC 5280 4.2.1.3)")
 	}
-	if len(p.issuer.SubjectKeyId) == 0 {
+	if len(issuerCert.SubjectKeyId) == 0 {
 		return nil, errors.New("CA certificate has no subject key identifier for the CRL's AKI (RFC 5280 5.2.1)")
 	}
-	if p.nextUpdate.Before(p.thisUpdate) {
-		return nil, fmt.Errorf("CRL nextUpdate %s is before thisUpdate %s", p.nextUpdate, p.thisUpdate)
+	if p.NextUpdate.Before(p.ThisUpdate) {
+		return nil, fmt.Errorf("CRL nextUpdate %s is before thisUpdate %s", p.NextUpdate, p.ThisUpdate)
 	}
-	if p.number < 0 {
-		return nil, fmt.Errorf("CRL number %d is negative (RFC 5280 5.2.3)", p.number)
+	if p.Number < 0 {
+		return nil, fmt.Errorf("CRL number %d is negative (RFC 5280 5.2.3)", p.Number)
 	}
-	for _, t := range []time.Time{p.thisUpdate, p.nextUpdate} {
+	for _, t := range []time.Time{p.ThisUpdate, p.NextUpdate} {
 		if y := t.UTC().Year(); y < 0 || y > 9999 {
 			return nil, fmt.Errorf("CRL time %s cannot be encoded", t)
 		}
 	}
-	alg, err := crlSigAlgFor(p.signer.Public())
+	alg, err := crlSigAlgFor(signer.Public())
 	if err != nil {
 		return nil, err
 	}
-	if !publicKeysEqual(p.signer.Public(), p.issuer.PublicKey) {
+	if !publicKeysEqual(signer.Public(), issuerCert.PublicKey) {
 		return nil, errors.New("CA key does not match the CA certificate")
 	}
 
@@ -235,10 +249,10 @@ func (c *crlEncoder) finish(p crlParams) ([]byte, error) {
 	var head cryptobyte.Builder
 	head.AddASN1Int64(1) // version v2 (RFC 5280 5.1.2.1: v2 because extensions are present)
 	head.AddBytes(alg.algID)
-	issuer := p.issuer.RawSubject // RFC 5280 5.1.2.3: the issuer name is the CA certificate's subject, as encoded there
+	issuer := issuerCert.RawSubject // RFC 5280 5.1.2.3: the issuer name is the CA certificate's subject, as encoded there
 	head.AddBytes(issuer)
-	head.AddBytes(appendDERTime(nil, p.thisUpdate.UTC())) // 5.1.2.4
-	head.AddBytes(appendDERTime(nil, p.nextUpdate.UTC())) // 5.1.2.5
+	head.AddBytes(appendDERTime(nil, p.ThisUpdate.UTC())) // 5.1.2.4
+	head.AddBytes(appendDERTime(nil, p.NextUpdate.UTC())) // 5.1.2.5
 	headDER, err := head.Bytes()
 	if err != nil {
 		return nil, err
@@ -249,12 +263,12 @@ func (c *crlEncoder) finish(p crlParams) ([]byte, error) {
 			// RFC 5280 5.2.1: authorityKeyIdentifier, non-critical, keyIdentifier [0] = the CA's SKI.
 			addExtension(b, []byte{0x55, 0x1d, 0x23}, false, func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(p.issuer.SubjectKeyId) })
+					b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(issuerCert.SubjectKeyId) })
 				})
 			})
 			// RFC 5280 5.2.3: cRLNumber, non-critical.
-			addExtension(b, []byte{0x55, 0x1d, 0x14}, false, func(b *cryptobyte.Builder) { b.AddASN1Int64(p.number) })
-			for _, e := range p.extensions {
+			addExtension(b, []byte{0x55, 0x1d, 0x14}, false, func(b *cryptobyte.Builder) { b.AddASN1Int64(p.Number) })
+			for _, e := range p.Extensions {
 				b.AddBytes(e)
 			}
 		})
@@ -284,7 +298,7 @@ func (c *crlEncoder) finish(p crlParams) ([]byte, error) {
 	buf = append(buf, tailDER...)
 	tbs := buf[front:]
 
-	sig, err := signTBS(p.signer, p.issuer.PublicKey, alg, tbs)
+	sig, err := signTBS(signer, issuerCert.PublicKey, alg, tbs)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +324,8 @@ func addExtension(b *cryptobyte.Builder, oid []byte, critical bool, value func(*
 	})
 }
 
-// extensionDER encodes one Extension whose value is already DER.
-func extensionDER(oid []byte, critical bool, value []byte) ([]byte, error) {
+// ExtensionDER encodes one Extension (RFC 5280 4.1) whose value is already DER, for CRLParams.Extensions.
+func ExtensionDER(oid []byte, critical bool, value []byte) ([]byte, error) {
 	var b cryptobyte.Builder
 	addExtension(&b, oid, critical, func(b *cryptobyte.Builder) { b.AddBytes(value) })
 	return b.Bytes()

@@ -1,4 +1,4 @@
-package revocation
+package ra
 
 // Decommissioning a device and selecting certificates through the device registry. A device's certificates
 // are found by its identity's subject: every certificate one of its environment and product line's CAs issued
@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/enroll"
 	"github.com/keyward/keyward/internal/keystore"
-	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -27,7 +25,7 @@ const maxAttesterLength = 200
 
 // DecommissionRequest asks to retire a device for good.
 type DecommissionRequest struct {
-	Device enroll.DeviceRef
+	Device DeviceRef
 	// AttestedBy names who attests that the device's keys were destroyed (a person, or a destruction
 	// record); required, and recorded in the audit trail with each key.
 	AttestedBy string
@@ -55,40 +53,40 @@ type DecommissionResult struct {
 // decommissioned (final: its serial is never provisioned again), each of its keys in the key glossary is
 // recorded as destroyed on the attestation of req.AttestedBy, and every change is audited. Decommissioning a
 // decommissioned device is a KindConflict error that changes nothing.
-func (s *Service) Decommission(ctx context.Context, p ra.Principal, req DecommissionRequest) (*DecommissionResult, error) {
-	if err := s.authorise(ctx, p, "device.decommission", req.Device.Serial); err != nil {
+func (r *RA) Decommission(ctx context.Context, p Principal, req DecommissionRequest) (*DecommissionResult, error) {
+	if err := r.authoriseRevoker(ctx, p, "device.decommission", req.Device.Serial); err != nil {
 		return nil, err
 	}
 	attester := strings.TrimSpace(req.AttestedBy)
 	if attester == "" {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("decommissioning device %s needs who attests that its keys were destroyed (--attested-by NAME, or \"attested_by\" in the API)", req.Device.Serial)}
+		return nil, FieldErrorf(KindBadRequest, "attested_by", "decommissioning device %s needs who attests that its keys were destroyed", req.Device.Serial)
 	}
 	if len(attester) > maxAttesterLength || strings.ContainsFunc(attester, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, &ra.Error{Kind: ra.KindBadRequest, Err: fmt.Errorf("attester %.40q: at most %d characters and no control characters", attester, maxAttesterLength)}
+		return nil, FieldErrorf(KindBadRequest, "attested_by", "attester %.40q: at most %d characters and no control characters", attester, maxAttesterLength)
 	}
-	found, err := enroll.FindDevice(ctx, s.n.Store, req.Device)
+	found, err := r.FindDevice(ctx, req.Device)
 	if err != nil {
 		return nil, err
 	}
-	cas, err := s.deviceCAs(ctx, found.Environment, found.ProductLine)
+	cas, err := r.deviceCAs(ctx, found.Environment, found.ProductLine)
 	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+		return nil, &Error{Kind: KindUnavailable, Err: err}
 	}
-	now := s.now()
+	now := r.now()
 	res := &DecommissionResult{Environment: found.Environment, ProductLine: found.ProductLine, Serial: found.Serial, At: now, AttestedBy: attester,
 		Revoked: []string{}, KeysDestroyed: []string{}}
-	err = s.n.Store.Tx(ctx, func(tx store.Tx) error {
+	err = r.tx(ctx, func(tx store.Tx) error {
 		d, err := tx.LockDevice(ctx, found.Environment, found.ProductLine, found.Serial)
 		if err != nil {
 			return err
 		}
 		if d.State == store.DeviceDecommissioned {
-			return &ra.Error{Kind: ra.KindConflict, Err: fmt.Errorf("device %s of %s/%s was decommissioned at %s; nothing changed (decommissioning is final)",
+			return &Error{Kind: KindConflict, Err: fmt.Errorf("device %s of %s/%s was decommissioned at %s; nothing changed (decommissioning is final)",
 				d.Serial, d.Environment, d.ProductLine, d.UpdatedAt.UTC().Format(time.RFC3339))}
 		}
 		// Read with the device locked: a renewal or re-provisioning locks it too, so none can add a
 		// certificate between this read and the commit.
-		certs, err := s.deviceCertificates(ctx, d, cas)
+		certs, err := r.deviceCertificates(ctx, d, cas)
 		if err != nil {
 			return err
 		}
@@ -102,7 +100,7 @@ func (s *Service) Decommission(ctx context.Context, p ra.Principal, req Decommis
 				res.Untouched = append(res.Untouched, c.Serial)
 				continue
 			}
-			if _, err := s.revokeTx(ctx, tx, p, c.Serial, store.ReasonCessationOfOperation, nil, now, extra); err != nil {
+			if _, err := r.revokeTx(ctx, tx, p, c.Serial, store.ReasonCessationOfOperation, nil, now, extra); err != nil {
 				if errors.Is(err, store.ErrAlreadyRevoked) {
 					res.Untouched = append(res.Untouched, c.Serial) // revoked by someone else since the read
 					continue
@@ -112,8 +110,8 @@ func (s *Service) Decommission(ctx context.Context, p ra.Principal, req Decommis
 			res.Revoked = append(res.Revoked, c.Serial)
 		}
 		for _, h := range spkis {
-			uri := ra.DeviceKeyURI(h)
-			k, err := s.n.Store.GetKey(ctx, uri)
+			uri := DeviceKeyURI(h)
+			k, err := r.cfg.Store.GetKey(ctx, uri)
 			if errors.Is(err, store.ErrNotFound) {
 				continue // a certificate issued over the API from a CSR: its key was never in the glossary
 			} else if err != nil {
@@ -140,19 +138,16 @@ func (s *Service) Decommission(ctx context.Context, p ra.Principal, req Decommis
 			return err
 		}
 		res.State = d.State
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "device." + string(enroll.Decommission), Subject: d.Serial, Outcome: audit.OutcomeSuccess,
+		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "device." + string(Decommission), Subject: d.Serial, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"environment": d.Environment, "product_line": d.ProductLine, "from": from, "to": d.State, "certificate": d.CertSerial,
 				"attested_by": attester, "role": p.Role, "revoked": strings.Join(res.Revoked, ","), "keys_destroyed": fmt.Sprint(len(res.KeysDestroyed))}})
 	})
 	if err != nil {
-		var re *ra.Error
+		var re *Error
 		if errors.As(err, &re) {
 			return nil, err
 		}
-		return nil, &ra.Error{Kind: ra.KindUnavailable, Err: fmt.Errorf("decommission %s: %w", found.Serial, err)}
-	}
-	if len(res.Revoked) > 0 {
-		s.changed()
+		return nil, &Error{Kind: KindUnavailable, Err: fmt.Errorf("decommission %s: %w", found.Serial, err)}
 	}
 	return res, nil
 }
@@ -175,8 +170,8 @@ func revocableAtDecommission(c *store.Certificate, now time.Time) bool {
 
 // deviceCAs returns the ids of the CAs that issue device certificates in env and product line: the current
 // issuing CA, any retired one, and the factory site CAs whose pre-issued credentials reconciliation recorded.
-func (s *Service) deviceCAs(ctx context.Context, env, product string) ([]string, error) {
-	list, err := s.n.Store.ListCAs(ctx)
+func (r *RA) deviceCAs(ctx context.Context, env, product string) ([]string, error) {
+	list, err := r.cfg.Store.ListCAs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -190,8 +185,8 @@ func (s *Service) deviceCAs(ctx context.Context, env, product string) ([]string,
 }
 
 // deviceSubject returns the subject DN of d's certificates: that of its current identity.
-func (s *Service) deviceSubject(ctx context.Context, d *store.Device) (string, error) {
-	c, err := s.n.Store.GetCertificate(ctx, d.CertSerial)
+func (r *RA) deviceSubject(ctx context.Context, d *store.Device) (string, error) {
+	c, err := r.cfg.Store.GetCertificate(ctx, d.CertSerial)
 	if err != nil {
 		return "", fmt.Errorf("current certificate %s of device %s: %w", d.CertSerial, d.Serial, err)
 	}
@@ -199,14 +194,14 @@ func (s *Service) deviceSubject(ctx context.Context, d *store.Device) (string, e
 }
 
 // deviceCertificates returns every certificate that one of cas issued to d's subject, in serial order.
-func (s *Service) deviceCertificates(ctx context.Context, d *store.Device, cas []string) ([]*store.Certificate, error) {
-	subject, err := s.deviceSubject(ctx, d)
+func (r *RA) deviceCertificates(ctx context.Context, d *store.Device, cas []string) ([]*store.Certificate, error) {
+	subject, err := r.deviceSubject(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	var out []*store.Certificate
 	for _, ca := range cas {
-		list, err := s.n.Store.ListCertificates(ctx, store.CertFilter{IssuerID: ca, Subject: subject})
+		list, err := r.cfg.Store.ListCertificates(ctx, store.CertFilter{IssuerID: ca, Subject: subject})
 		if err != nil {
 			return nil, err
 		}
@@ -248,30 +243,30 @@ func (sel RegistrySelector) describe() string {
 // subject, narrowed by q's other selectors. A device that q's issuers or subject exclude gets no query.
 // The station's or site's devices are those whose registry entry names it: who enrolled (or last
 // re-provisioned) the device, whose renewals followed from that enrollment.
-func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q store.CertQuery) ([]store.CertQuery, error) {
-	reg := s.n.Store
+func (r *RA) registryQueries(ctx context.Context, sel RegistrySelector, q store.CertQuery) ([]store.CertQuery, error) {
+	reg := r.cfg.Store
 	var devices []*store.Device
 	switch {
 	case sel.Device != "":
-		d, err := enroll.FindDevice(ctx, reg, enroll.DeviceRef{Environment: sel.Environment, ProductLine: sel.ProductLine, Serial: sel.Device})
+		d, err := r.FindDevice(ctx, DeviceRef{Environment: sel.Environment, ProductLine: sel.ProductLine, Serial: sel.Device})
 		if err != nil {
 			return nil, err
 		}
 		if (sel.Station != "" && d.StationID != sel.Station) || (sel.Site != "" && d.Site != sel.Site) {
-			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("device %s was enrolled by station %s at site %s, not as --station/--site select", d.Serial, d.StationID, d.Site)}
+			return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("device %s was enrolled by station %s at site %s, not as --station/--site select", d.Serial, d.StationID, d.Site)}
 		}
 		devices = []*store.Device{d}
 	case sel.Batch != "":
 		// Reconciliation records a batch's devices with station "batch:<id>" (internal/factory).
 		b, err := reg.GetFactoryBatch(ctx, sel.Batch)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no reconciled factory batch %q (see 'keyward factory reconcile')", sel.Batch)}
+			return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("no reconciled factory batch %q (see 'keyward factory reconcile')", sel.Batch)}
 		} else if err != nil {
-			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, &Error{Kind: KindUnavailable, Err: err}
 		}
 		list, err := reg.ListDevices(ctx, store.DeviceFilter{Environment: sel.Environment, ProductLine: sel.ProductLine, StationID: "batch:" + b.BatchID})
 		if err != nil {
-			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, &Error{Kind: KindUnavailable, Err: err}
 		}
 		for _, d := range list {
 			if sel.Site == "" || d.Site == sel.Site {
@@ -283,23 +278,23 @@ func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q s
 		// from one of its pre-issued batches; the registry records the site with each.
 		list, err := reg.ListDevices(ctx, store.DeviceFilter{Environment: sel.Environment, ProductLine: sel.ProductLine, Site: sel.Site})
 		if err != nil {
-			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, &Error{Kind: KindUnavailable, Err: err}
 		}
 		if len(list) == 0 {
-			if _, err := s.registryStations(ctx, sel); err != nil {
+			if _, err := r.registryStations(ctx, sel); err != nil {
 				return nil, err
 			}
 		}
 		devices = list
 	default:
-		stations, err := s.registryStations(ctx, sel)
+		stations, err := r.registryStations(ctx, sel)
 		if err != nil {
 			return nil, err
 		}
 		for _, st := range stations {
 			list, err := reg.ListDevices(ctx, store.DeviceFilter{Environment: sel.Environment, ProductLine: sel.ProductLine, StationID: st})
 			if err != nil {
-				return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+				return nil, &Error{Kind: KindUnavailable, Err: err}
 			}
 			devices = append(devices, list...)
 		}
@@ -311,17 +306,17 @@ func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q s
 		cas, ok := caCache[key]
 		if !ok {
 			var err error
-			if cas, err = s.deviceCAs(ctx, d.Environment, d.ProductLine); err != nil {
-				return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			if cas, err = r.deviceCAs(ctx, d.Environment, d.ProductLine); err != nil {
+				return nil, &Error{Kind: KindUnavailable, Err: err}
 			}
 			caCache[key] = cas
 		}
 		if len(q.IssuerIDs) > 0 {
 			cas = slices.DeleteFunc(slices.Clone(cas), func(id string) bool { return !slices.Contains(q.IssuerIDs, id) })
 		}
-		subject, err := s.deviceSubject(ctx, d)
+		subject, err := r.deviceSubject(ctx, d)
 		if err != nil {
-			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, &Error{Kind: KindUnavailable, Err: err}
 		}
 		if len(cas) == 0 || (q.Subject != "" && q.Subject != subject) {
 			continue
@@ -335,23 +330,23 @@ func (s *Service) registryQueries(ctx context.Context, sel RegistrySelector, q s
 
 // registryStations returns the ids of the stations sel names: its station (which must exist), or every station
 // at its site (at least one).
-func (s *Service) registryStations(ctx context.Context, sel RegistrySelector) ([]string, error) {
-	reg := s.n.Store
+func (r *RA) registryStations(ctx context.Context, sel RegistrySelector) ([]string, error) {
+	reg := r.cfg.Store
 	if sel.Station != "" {
 		st, err := reg.GetStation(ctx, sel.Station)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no station %q (see 'keyward station list')", sel.Station)}
+			return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("no station %q (see 'keyward station list')", sel.Station)}
 		} else if err != nil {
-			return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+			return nil, &Error{Kind: KindUnavailable, Err: err}
 		}
 		if sel.Site != "" && st.Site != sel.Site {
-			return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("station %s is at site %s, not %s", st.ID, st.Site, sel.Site)}
+			return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("station %s is at site %s, not %s", st.ID, st.Site, sel.Site)}
 		}
 		return []string{st.ID}, nil
 	}
 	all, err := reg.ListStations(ctx)
 	if err != nil {
-		return nil, &ra.Error{Kind: ra.KindUnavailable, Err: err}
+		return nil, &Error{Kind: KindUnavailable, Err: err}
 	}
 	var ids []string
 	for _, st := range all {
@@ -360,7 +355,7 @@ func (s *Service) registryStations(ctx context.Context, sel RegistrySelector) ([
 		}
 	}
 	if len(ids) == 0 {
-		return nil, &ra.Error{Kind: ra.KindNotFound, Err: fmt.Errorf("no factory station at site %q (see 'keyward station list')", sel.Site)}
+		return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("no factory station at site %q (see 'keyward station list')", sel.Site)}
 	}
 	return ids, nil
 }

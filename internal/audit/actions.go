@@ -1,0 +1,66 @@
+package audit
+
+// Actions name what an audit event records. Every change appends exactly one event in its transaction, so these
+// names are also how the change feed (internal/feed) and forensics select changes: they are declared once, here,
+// and never built from strings elsewhere but for the families noted below.
+const (
+	// Certificates.
+	ActionCertIssue      = "cert.issue"       // an operator or CLI issued a certificate from a CSR
+	ActionCertRevoke     = "cert.revoke"      // one certificate revoked (also within a bulk revocation)
+	ActionCertRevokeBulk = "cert.revoke-bulk" // the summary of a bulk revocation
+	ActionCertUnhold     = "cert.unhold"      // a certificate released from certificateHold
+	ActionESTEnroll      = "est.enroll"       // a factory station enrolled a device (RFC 7030 simpleenroll)
+	ActionESTReenroll    = "est.reenroll"     // a device renewed its identity (RFC 7030 simplereenroll)
+	ActionESTCSRAttrs    = "est.csrattrs"     // refusals only
+	ActionESTCACerts     = "est.cacerts"      // refusals only
+	ActionTLSIssue       = "tls.issue"        // the server's own TLS certificate
+
+	// Keys and CAs.
+	ActionKeyGenerate  = "key.generate"
+	ActionKeyDestroy   = "key.destroy"
+	ActionCACreate     = "ca.create"
+	ActionCAImport     = "ca.import"
+	ActionCeremonySign = "ceremony.sign"
+	ActionDelegate     = "revocation.signer" // a delegated OCSP responder or filter signer certified
+	ActionFilter       = "revocation.filter" // a revocation filter published
+	ActionTokenCreate  = "token.create"
+
+	// Stations ("station." + resume, suspend or revoke) and devices ("device." + allow-reprovision,
+	// force-renew, suspend, resume or decommission).
+	ActionStationAdd     = "station.add"
+	ActionStation        = "station."
+	ActionDevice         = "device."
+	ActionDeviceRegister = "device.register" // a device recorded from a reconciled factory export
+
+	// Firmware ("firmware.key." + retired or revoked).
+	ActionFirmwareTrustCreate   = "firmware.trust.create"
+	ActionFirmwareTrustUpdate   = "firmware.trust.update"
+	ActionFirmwareKey           = "firmware.key."
+	ActionFirmwareReleaseCreate = "firmware.release.create"
+	ActionFirmwareApprove       = "firmware.release.approve"
+	ActionFirmwareSign          = "firmware.release.sign"
+
+	// Offline manufacturing.
+	ActionSiteCreate       = "factory.site.create"
+	ActionSitePackage      = "factory.site.package"
+	ActionSiteInit         = "factory.site.init"
+	ActionBatchStart       = "factory.batch.start"
+	ActionBatchResume      = "factory.batch.resume"
+	ActionBatchComplete    = "factory.batch.complete"
+	ActionFactoryExport    = "factory.export"
+	ActionFactoryReconcile = "factory.reconcile"
+)
+
+// Prefixes of the actions whose changes caches follow (feed.Subscribe).
+const (
+	// PrefixKey and PrefixCA: a key destroyed or a CA created, imported or retired: the CA custodian re-checks
+	// the subject.
+	PrefixKey = "key."
+	PrefixCA  = "ca."
+	// PrefixStation: a station added, suspended, resumed or revoked.
+	PrefixStation = "station."
+	// PrefixToken: an operator token created (or, later, revoked).
+	PrefixToken = "token."
+	// PrefixCert: revocations and releases from hold, which the publisher follows.
+	PrefixCert = "cert."
+)

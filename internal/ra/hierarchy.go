@@ -1,0 +1,432 @@
+package ra
+
+// The CA hierarchy (keyward.yaml, internal/hierarchy): per environment a root, per (environment, product line) an
+// issuing CA; a station CA per environment and the data directory's TLS service CA; and, for environments whose
+// root is offline, the ceremony flow. Creating a CA is a decision like any other: the RA checks the request,
+// the custodian (internal/ca) generates the key and signs the certificate through the linted path, and one
+// transaction records the key, the CA and their audit events.
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/ca"
+	"github.com/keyward/keyward/internal/goodkey"
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/issuer"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// pendingCA is a CA whose key is generated and whose certificate is signed, not recorded yet: recordCA stores
+// it in the caller's transaction; abandon destroys its key if that transaction fails.
+type pendingCA struct {
+	row      *store.CA
+	key      keystore.Key
+	loc      keystore.Location
+	spki     []byte
+	warnings []issuer.Finding
+	cert     *x509.Certificate
+}
+
+func (r *RA) abandon(ctx context.Context, cause error, uris ...string) error {
+	return r.cfg.CA.Abandon(ctx, cause, uris...)
+}
+
+// pending completes a pendingCA from its signed certificate.
+func (r *RA) pending(ctx context.Context, row *store.CA, key keystore.Key, loc keystore.Location, der []byte, warnings []issuer.Finding) (*pendingCA, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("parse %s certificate: %w", row.ID, err), key.URI)
+	}
+	spki, err := goodkey.SPKIHash(key.Public)
+	if err != nil {
+		return nil, r.abandon(ctx, err, key.URI)
+	}
+	row.CertDER, row.Subject = der, cert.Subject.String()
+	row.NotBefore, row.NotAfter = cert.NotBefore, cert.NotAfter
+	row.Status, row.CreatedAt = store.CAStatusActive, r.now()
+	return &pendingCA{row: row, key: key, loc: loc, spki: spki, warnings: warnings, cert: cert}, nil
+}
+
+// recordKey stores a generated key in the glossary with its key.generate event.
+func (r *RA) recordKey(ctx context.Context, tx store.Tx, p Principal, key keystore.Key, loc keystore.Location, owner, state string, spki []byte, at time.Time) error {
+	if err := tx.InsertKey(ctx, &store.Key{URI: key.URI, Purpose: string(key.Purpose), Algorithm: string(key.Algorithm), Location: string(loc),
+		State: state, Owner: owner, SPKISHA256: spki, CreatedAt: at, StateChangedAt: at}); err != nil {
+		return err
+	}
+	d := map[string]string{"purpose": string(key.Purpose), "algorithm": string(key.Algorithm), "location": string(loc), "owner": owner}
+	if state != store.KeyActive {
+		d["state"] = state
+	}
+	return r.success(ctx, tx, p, audit.ActionKeyGenerate, key.URI, at, d)
+}
+
+// recordCA stores a pending CA's key and row with their audit events in tx.
+func (r *RA) recordCA(ctx context.Context, tx store.Tx, p Principal, pc *pendingCA) error {
+	now := pc.row.CreatedAt
+	if err := r.recordKey(ctx, tx, p, pc.key, pc.loc, pc.row.ID, store.KeyActive, pc.spki, now); err != nil {
+		return err
+	}
+	if err := tx.InsertCA(ctx, pc.row); err != nil {
+		return err
+	}
+	d := map[string]string{"kind": pc.row.Kind, "environment": pc.row.Environment, "product_line": pc.row.ProductLine, "key": pc.key.URI,
+		"serial": fmt.Sprintf("%x", pc.cert.SerialNumber), "not_after": pc.row.NotAfter.Format(time.RFC3339)}
+	if len(pc.warnings) > 0 {
+		d["lint_warnings"] = fmt.Sprint(pc.warnings)
+	}
+	return r.success(ctx, tx, p, audit.ActionCACreate, pc.row.ID, now, d)
+}
+
+// subordinate describes a CA to sign under an existing one.
+type subordinate struct {
+	id, env, product, kind string
+	parent                 *ca.Issuer
+	subject                pkix.Name
+	validity               time.Duration
+	// clampToParent shortens the validity to end an hour before the parent's, rather than refusing.
+	clampToParent bool
+	keys          keystore.Keystore // nil: the software keystore
+	alg           keystore.Algorithm
+	// edit, if set, changes the template before it is signed (a site CA's name constraints).
+	edit func(*x509.Certificate)
+}
+
+// newSubordinate generates the key of s and has its parent sign its certificate, through the linted path: path
+// length 0 (it signs end entities only, RFC 5280 4.2.1.9), keyCertSign and cRLSign.
+func (r *RA) newSubordinate(ctx context.Context, s subordinate) (*pendingCA, error) {
+	if s.alg == "" {
+		s.alg = keystore.ECDSAP256
+	}
+	key, loc, err := r.cfg.CA.GenerateKey(ctx, s.keys, keystore.PurposeCASigning, s.alg, s.id)
+	if err != nil {
+		return nil, wrap(KindUnavailable, err)
+	}
+	now := r.now()
+	validity := s.validity
+	if left := s.parent.Certificate().NotAfter.Sub(now) - time.Hour; s.clampToParent && left < validity {
+		validity = left
+	}
+	tmpl, err := hierarchy.IssuingTemplate(s.subject, key.Public, now, validity, s.parent.Certificate())
+	if err != nil {
+		return nil, r.abandon(ctx, errorf(KindBadRequest, "%w", err), key.URI)
+	}
+	if s.edit != nil {
+		s.edit(tmpl)
+	}
+	der, warnings, err := s.parent.IssueCA(ctx, tmpl, key.Public)
+	if err != nil {
+		return nil, r.abandon(ctx, signError(s.parent.CA().ID, fmt.Errorf("sign %s: %w", s.id, err)), key.URI)
+	}
+	return r.pending(ctx, &store.CA{ID: s.id, Environment: s.env, ProductLine: s.product, Kind: s.kind, ParentID: s.parent.CA().ID, KeyURI: key.URI}, key, loc, der, warnings)
+}
+
+// createSubordinate creates and records s in one transaction.
+func (r *RA) createSubordinate(ctx context.Context, p Principal, s subordinate) (*store.CA, error) {
+	pc, err := r.newSubordinate(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.tx(ctx, func(tx store.Tx) error { return r.recordCA(ctx, tx, p, pc) }); err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("record %s: %w", s.id, err), pc.key.URI)
+	}
+	return pc.row, nil
+}
+
+// newRoot generates a self-signed CA's key in ks and signs its certificate (RootTemplate; path length 0 for
+// the service CA).
+func (r *RA) newRoot(ctx context.Context, row *store.CA, ks keystore.Keystore, purpose keystore.Purpose, alg keystore.Algorithm, subject pkix.Name, validity time.Duration, pathLenZero bool) (*pendingCA, error) {
+	key, loc, err := r.cfg.CA.GenerateKey(ctx, ks, purpose, alg, row.ID)
+	if err != nil {
+		return nil, wrap(KindUnavailable, err)
+	}
+	tmpl, err := hierarchy.RootTemplate(subject, key.Public, r.now(), validity)
+	if err != nil {
+		return nil, r.abandon(ctx, err, key.URI)
+	}
+	if pathLenZero {
+		tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
+	}
+	der, warnings, err := r.cfg.CA.SelfSign(ctx, key.URI, purpose, tmpl)
+	if err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("sign %s: %w", row.ID, err), key.URI)
+	}
+	row.KeyURI = key.URI
+	return r.pending(ctx, row, key, loc, der, warnings)
+}
+
+// BuildResult lists the CAs a build created.
+type BuildResult struct {
+	Created []*store.CA
+}
+
+// BuildHierarchy creates every CA that keyward.yaml declares for env and that does not exist yet, with new keys
+// generated in ks (nil: the software keystore). Existing CAs are left alone, so it is safe to repeat after
+// editing keyward.yaml. An environment with an offline root gets its CAs only through the ceremony.
+func (r *RA) BuildHierarchy(ctx context.Context, p Principal, env string, ks keystore.Keystore) (*BuildResult, error) {
+	if err := r.authorize(ctx, p, audit.ActionCACreate, env, "create CAs", RoleAdmin); err != nil {
+		return nil, err
+	}
+	spec := r.cfg.Hierarchy.Environments[env]
+	if spec == nil {
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.cfg.Hierarchy.EnvironmentNames())
+	}
+	res := &BuildResult{}
+	if spec.Root.Offline {
+		return res, errorf(KindBadRequest, "environment %q: %w; create its CAs with 'keyward ca ceremony root', 'keyward ca csr', 'keyward ca ceremony sign' and 'keyward ca import'", env, hierarchy.ErrOffline)
+	}
+	if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); errors.Is(err, store.ErrNotFound) {
+		alg, _ := keystore.ParseAlgorithm(spec.Root.Algorithm)
+		pc, err := r.newRoot(ctx, &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot}, ks, keystore.PurposeRootSigning, alg,
+			r.subject(rootName(env)), time.Duration(spec.Root.Validity), false)
+		if err != nil {
+			return res, err
+		}
+		if err := r.tx(ctx, func(tx store.Tx) error { return r.recordCA(ctx, tx, p, pc) }); err != nil {
+			return res, r.abandon(ctx, fmt.Errorf("record %s: %w", pc.row.ID, err), pc.key.URI)
+		}
+		res.Created = append(res.Created, pc.row)
+	} else if err != nil {
+		return res, wrap(KindUnavailable, err)
+	}
+	var root *ca.Issuer
+	for _, pl := range r.cfg.Hierarchy.ProductLineNames(env) {
+		id := hierarchy.IssuingID(env, pl)
+		if _, err := r.cfg.Store.GetCA(ctx, id); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return res, wrap(KindUnavailable, err)
+		}
+		if root == nil {
+			var err error
+			if root, err = r.issuer(ctx, hierarchy.RootID(env)); err != nil {
+				return res, err
+			}
+		}
+		plSpec := r.cfg.Hierarchy.Environments[env].ProductLines[pl]
+		alg, _ := keystore.ParseAlgorithm(plSpec.Algorithm)
+		row, err := r.createSubordinate(ctx, p, subordinate{id: id, env: env, product: pl, kind: store.CAKindIssuing, parent: root,
+			subject: hierarchy.IssuingSubject(env, pl), validity: time.Duration(plSpec.Validity), keys: ks, alg: alg})
+		if err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, row)
+	}
+	return res, nil
+}
+
+func (r *RA) subject(cn string) pkix.Name {
+	return pkix.Name{Organization: []string{r.cfg.Hierarchy.Organization}, CommonName: cn}
+}
+
+// rootName is the subject common name of env's root.
+func rootName(env string) string { return fmt.Sprintf("Keyward %s Root CA", env) }
+
+// CreateServiceCA creates the data directory's TLS service CA: a self-signed CA, path length 0, whose key has
+// purpose ca-signing and which signs only the server's own TLS certificates. It belongs to no device
+// environment. Creating it twice is a KindConflict error.
+func (r *RA) CreateServiceCA(ctx context.Context, p Principal, id string) (*store.CA, error) {
+	pc, err := r.newRoot(ctx, &store.CA{ID: id, Environment: "service", Kind: store.CAKindService}, nil, keystore.PurposeCASigning, keystore.ECDSAP256,
+		r.subject("Keyward service TLS CA"), 10*365*24*time.Hour, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.tx(ctx, func(tx store.Tx) error { return r.recordCA(ctx, tx, p, pc) }); err != nil {
+		return nil, r.abandon(ctx, wrap(KindConflict, fmt.Errorf("record %s: %w", id, err)), pc.key.URI)
+	}
+	return pc.row, nil
+}
+
+// The offline-root flow, for environments whose root.offline is true (always production):
+//
+//  1. On the offline ceremony machine: CeremonyRoot creates the root key and self-signed root in a ceremony
+//     workspace (its own keystore and audit log). The server never sees this key.
+//  2. On the server: RequestIssuing generates the issuing CA key in the server's keystore (state
+//     pre-activation) and returns a CSR.
+//  3. On the ceremony machine: CeremonySign signs that CSR as an issuing CA under the root.
+//  4. On the server: ImportIssuing checks the certificate against the pending key and the root, then records
+//     both CAs and activates the key.
+
+// CeremonyRoot creates env's root in a ceremony workspace (this RA's store and keystores are the workspace's),
+// its key in ks.
+func (r *RA) CeremonyRoot(ctx context.Context, p Principal, env string, ks keystore.Keystore, alg keystore.Algorithm, validity time.Duration) (*store.CA, error) {
+	if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil {
+		return nil, errorf(KindConflict, "ceremony workspace already holds a root for %q", env)
+	}
+	pc, err := r.newRoot(ctx, &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot}, ks, keystore.PurposeRootSigning, alg,
+		r.subject(rootName(env)), validity, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.tx(ctx, func(tx store.Tx) error { return r.recordCA(ctx, tx, p, pc) }); err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("record %s: %w", pc.row.ID, err), pc.key.URI)
+	}
+	return pc.row, nil
+}
+
+// RequestIssuing generates (env, product)'s issuing CA key in ks, records it as pre-activation, and returns a
+// CSR for the ceremony to sign.
+func (r *RA) RequestIssuing(ctx context.Context, p Principal, env, product string, ks keystore.Keystore) ([]byte, error) {
+	spec, err := r.productSpec(env, product)
+	if err != nil {
+		return nil, err
+	}
+	id := hierarchy.IssuingID(env, product)
+	if _, err := r.cfg.Store.GetCA(ctx, id); err == nil {
+		return nil, errorf(KindConflict, "issuing CA %s exists already", id)
+	}
+	alg, _ := keystore.ParseAlgorithm(spec.Algorithm)
+	key, loc, err := r.cfg.CA.GenerateKey(ctx, ks, keystore.PurposeCASigning, alg, id)
+	if err != nil {
+		return nil, wrap(KindUnavailable, err)
+	}
+	csr, err := r.cfg.CA.CreateCSR(ctx, key.URI, keystore.PurposeCASigning, hierarchy.IssuingSubject(env, product))
+	if err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("CSR for %s: %w", id, err), key.URI)
+	}
+	spki, err := goodkey.SPKIHash(key.Public)
+	if err != nil {
+		return nil, r.abandon(ctx, err, key.URI)
+	}
+	now := r.now()
+	if err := r.tx(ctx, func(tx store.Tx) error {
+		return r.recordKey(ctx, tx, p, key, loc, id, store.KeyPreActivation, spki, now)
+	}); err != nil {
+		return nil, r.abandon(ctx, fmt.Errorf("record %s key: %w", id, err), key.URI)
+	}
+	return csr, nil
+}
+
+// CeremonySign signs an issuing-CA CSR with the workspace's root of env. The CSR's signature (proof of
+// possession) and key quality are checked first.
+func (r *RA) CeremonySign(ctx context.Context, p Principal, env string, csrDER []byte, validity time.Duration) ([]byte, error) {
+	root, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env))
+	if err != nil {
+		return nil, errorf(KindNotFound, "ceremony workspace has no root for %q (run 'keyward ca ceremony root' first): %w", env, err)
+	}
+	csr, err := profile.ParseCSR(csrDER)
+	if err != nil {
+		return nil, wrap(KindBadRequest, err)
+	}
+	if err := goodkey.Check(csr.PublicKey); err != nil {
+		return nil, errorf(KindBadRequest, "CSR key: %w", err)
+	}
+	iss, err := r.issuer(ctx, root.ID)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := hierarchy.IssuingTemplate(csr.Subject, csr.PublicKey, r.now(), validity, iss.Certificate())
+	if err != nil {
+		return nil, wrap(KindBadRequest, err)
+	}
+	der, _, err := iss.IssueCA(ctx, tmpl, csr.PublicKey)
+	if err != nil {
+		return nil, signError(root.ID, fmt.Errorf("sign issuing CA: %w", err))
+	}
+	now := r.now()
+	err = r.tx(ctx, func(tx store.Tx) error {
+		return r.success(ctx, tx, p, audit.ActionCeremonySign, csr.Subject.String(), now,
+			map[string]string{"root": root.ID, "serial": fmt.Sprintf("%x", tmpl.SerialNumber), "not_after": tmpl.NotAfter.Format(time.RFC3339)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return der, nil
+}
+
+// ImportIssuing installs a ceremony-signed issuing CA certificate for (env, product): it must certify the
+// pending key from RequestIssuing and chain to rootDER, a self-signed CA certificate. The root is recorded
+// without a key (offline) and the issuing key becomes active, in one transaction.
+func (r *RA) ImportIssuing(ctx context.Context, p Principal, env, product string, certDER, rootDER []byte) error {
+	if _, err := r.productSpec(env, product); err != nil {
+		return err
+	}
+	id := hierarchy.IssuingID(env, product)
+	rootCert, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		return errorf(KindBadRequest, "parse root certificate: %w", err)
+	}
+	if !rootCert.IsCA || rootCert.CheckSignatureFrom(rootCert) != nil {
+		return errorf(KindBadRequest, "root certificate is not a self-signed CA certificate")
+	}
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return errorf(KindBadRequest, "parse issuing CA certificate: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(rootCert); err != nil {
+		return errorf(KindBadRequest, "issuing CA certificate is not signed by the given root: %w", err)
+	}
+	if !cert.IsCA || !cert.MaxPathLenZero {
+		return errorf(KindBadRequest, "issuing CA certificate must be a CA with path length 0")
+	}
+	if existing, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil && !bytes.Equal(existing.CertDER, rootDER) {
+		return errorf(KindConflict, "environment %q already has a different root recorded; refusing to mix roots", env)
+	}
+	spki, err := goodkey.SPKIHash(cert.PublicKey)
+	if err != nil {
+		return wrap(KindBadRequest, err)
+	}
+	keys, err := r.cfg.Store.ListKeys(ctx)
+	if err != nil {
+		return wrap(KindUnavailable, err)
+	}
+	var pendingKey *store.Key
+	for _, k := range keys {
+		if k.Owner == id && k.State == store.KeyPreActivation && bytes.Equal(k.SPKISHA256, spki) {
+			pendingKey = k
+		}
+	}
+	if pendingKey == nil {
+		return errorf(KindBadRequest, "issuing CA certificate does not certify the pending key of %s (run 'keyward ca csr' on this server and sign that CSR)", id)
+	}
+	now := r.now()
+	return r.tx(ctx, func(tx store.Tx) error {
+		if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); errors.Is(err, store.ErrNotFound) {
+			root := &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot, CertDER: rootDER, Subject: rootCert.Subject.String(),
+				NotBefore: rootCert.NotBefore, NotAfter: rootCert.NotAfter, Status: store.CAStatusActive, CreatedAt: now}
+			if err := tx.InsertCA(ctx, root); err != nil {
+				return err
+			}
+			if err := r.success(ctx, tx, p, audit.ActionCAImport, root.ID, now,
+				map[string]string{"kind": store.CAKindRoot, "key": "offline", "serial": fmt.Sprintf("%x", rootCert.SerialNumber)}); err != nil {
+				return err
+			}
+		}
+		row := &store.CA{ID: id, Environment: env, ProductLine: product, Kind: store.CAKindIssuing, ParentID: hierarchy.RootID(env), KeyURI: pendingKey.URI,
+			CertDER: certDER, Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Status: store.CAStatusActive, CreatedAt: now}
+		if err := tx.InsertCA(ctx, row); err != nil {
+			return err
+		}
+		if err := tx.SetKeyState(ctx, pendingKey.URI, store.KeyActive, now); err != nil {
+			return err
+		}
+		return r.success(ctx, tx, p, audit.ActionCAImport, id, now,
+			map[string]string{"kind": store.CAKindIssuing, "key": pendingKey.URI, "serial": fmt.Sprintf("%x", cert.SerialNumber)})
+	})
+}
+
+func (r *RA) productSpec(env, product string) (*hierarchy.ProductLineSpec, error) {
+	e := r.cfg.Hierarchy.Environments[env]
+	if e == nil {
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml", env)
+	}
+	spec := e.ProductLines[product]
+	if spec == nil {
+		return nil, FieldErrorf(KindBadRequest, "product_line", "product line %q is not declared for environment %q (declared: %v)", product, env, r.cfg.Hierarchy.ProductLineNames(env))
+	}
+	return spec, nil
+}
+
+// pemCert encodes a DER certificate as PEM.
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}

@@ -1,0 +1,392 @@
+package ra
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/ca"
+	"github.com/keyward/keyward/internal/goodkey"
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/issuer"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// IssueRequest asks for a certificate under a profile from a CSR.
+type IssueRequest struct {
+	Profile     string
+	Environment string // default "dev"
+	ProductLine string // may be empty when exactly one product line of the environment uses the profile
+	CSR         []byte // DER or PEM
+}
+
+// Issue checks req for principal p and, if every rule passes, issues and stores the certificate. A request for
+// a device serial the registry holds as decommissioned or suspended is refused: the registry is consulted on
+// every path that issues for a device.
+func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.Certificate, error) {
+	if r.cfg.Site != nil {
+		err := r.errSiteIssue()
+		r.refuseIssue(ctx, p, req, nil, err)
+		return nil, err
+	}
+	prep, err := r.prepare(ctx, p, req, true)
+	if err != nil {
+		r.refuseIssue(ctx, p, req, prep, err)
+		return nil, err
+	}
+	cert, err := r.sign(ctx, prep)
+	if err != nil {
+		return nil, err
+	}
+	err = r.tx(ctx, func(tx store.Tx) error { return r.record(ctx, tx, p, cert, ActionIssue, nil) })
+	if err != nil {
+		err = recordError(err, cert)
+		if KindOf(err) == KindConflict {
+			r.refuseIssue(ctx, p, req, prep, err)
+		}
+		return nil, err
+	}
+	return cert.row, nil
+}
+
+// prepared is a request that passed every check and whose certificate was linted, ready to sign.
+type prepared struct {
+	profile *profile.Profile
+	product string
+	env     string
+	ca      *ca.Issuer
+	csr     *x509.CertificateRequest
+	spki    []byte
+	token   *issuer.Prepared
+}
+
+type signed struct {
+	prepared *prepared
+	row      *store.Certificate
+}
+
+func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string, error) {
+	prof := r.cfg.Profiles[req.Profile]
+	if prof == nil {
+		return nil, "", "", "", errorf(KindBadRequest, "unknown profile %q (known: %s)", req.Profile, strings.Join(r.profileNames(), ", "))
+	}
+	env := req.Environment
+	if env == "" {
+		env = "dev"
+	}
+	envSpec := r.cfg.Hierarchy.Environments[env]
+	if envSpec == nil {
+		return nil, "", "", "", errorf(KindBadRequest, "unknown environment %q (configured: %s)", env, strings.Join(r.cfg.Hierarchy.EnvironmentNames(), ", "))
+	}
+	product := req.ProductLine
+	if product == "" {
+		var users []string
+		for _, pl := range r.cfg.Hierarchy.ProductLineNames(env) {
+			if contains(envSpec.ProductLines[pl].Profiles, req.Profile) {
+				users = append(users, pl)
+			}
+		}
+		if len(users) != 1 {
+			return nil, "", "", "", errorf(KindBadRequest, "profile %q is used by %d product lines of %q (%s): name one with --product", req.Profile, len(users), env, strings.Join(users, ", "))
+		}
+		product = users[0]
+	}
+	spec := envSpec.ProductLines[product]
+	if spec == nil {
+		return nil, "", "", "", errorf(KindBadRequest, "unknown product line %q in environment %q (configured: %s)", product, env, strings.Join(r.cfg.Hierarchy.ProductLineNames(env), ", "))
+	}
+	if !contains(spec.Profiles, req.Profile) {
+		return nil, "", "", "", errorf(KindBadRequest, "product line %q of %q does not issue under profile %q (it allows: %s)", product, env, req.Profile, strings.Join(spec.Profiles, ", "))
+	}
+	if r.cfg.Site != nil {
+		if err := r.checkSiteScope(env, product); err != nil {
+			return nil, "", "", "", err
+		}
+		return prof, env, product, r.cfg.Site.CAID, nil
+	}
+	return prof, env, product, hierarchy.IssuingID(env, product), nil
+}
+
+// prepare checks req for p and lints its certificate, ready to sign. With checkRegistry, a device serial the
+// registry holds as decommissioned or suspended is refused (enrollment makes its own, stricter registry checks).
+func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRegistry bool) (*prepared, error) {
+	prof, env, product, caID, err := r.resolve(req)
+	if err != nil {
+		return nil, err
+	}
+	out := &prepared{profile: prof, env: env, product: product}
+	csr, err := profile.ParseCSR(req.CSR)
+	if err != nil {
+		return out, wrap(KindBadRequest, err)
+	}
+	out.csr = csr
+	if err := prof.CheckRequest(&profile.Request{CSR: csr, Role: p.Role}); err != nil {
+		return out, profileError(err)
+	}
+	if checkRegistry {
+		if err := r.checkRegistry(ctx, env, product, csr.Subject.CommonName); err != nil {
+			return out, err
+		}
+	}
+	if err := goodkey.Check(csr.PublicKey); err != nil {
+		return out, errorf(KindBadRequest, "CSR key refused: %w", err)
+	}
+	out.spki, err = goodkey.SPKIHash(csr.PublicKey)
+	if err != nil {
+		return out, wrap(KindBadRequest, err)
+	}
+	// A key already certified for another subject is refused before anything is signed; the store enforces the
+	// same rule again at insert, which closes the race between two concurrent requests.
+	if err := r.checkDuplicateKey(ctx, out.spki, csr.Subject.String()); err != nil {
+		return out, err
+	}
+	iss, err := r.issuer(ctx, caID)
+	if err != nil {
+		return out, err
+	}
+	out.ca = iss
+	serial, err := issuer.RandomSerial()
+	if err != nil {
+		return out, wrap(KindInternal, err)
+	}
+	tmpl, err := prof.Template(&profile.Request{CSR: csr, Role: p.Role}, serial, r.now(), iss.Certificate())
+	if err != nil {
+		return out, profileError(err)
+	}
+	out.token, err = iss.Prepare(tmpl, csr.PublicKey, issuer.MaxDERSize(prof.MaxDERSize))
+	if err != nil {
+		return out, errorf(KindBadRequest, "certificate for %q under profile %q refused before signing: %w", csr.Subject.CommonName, prof.Name, err)
+	}
+	return out, nil
+}
+
+// checkRegistry refuses a certificate for a device serial that the registry of (env, product) holds as
+// decommissioned (final: the serial is never certified again) or suspended. A serial the registry does not
+// hold is not refused: API issuance does not provision devices.
+func (r *RA) checkRegistry(ctx context.Context, env, product, serial string) error {
+	if serial == "" {
+		return nil
+	}
+	d, err := r.cfg.Store.GetDevice(ctx, env, product, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return wrap(KindUnavailable, err)
+	case d.State == store.DeviceDecommissioned:
+		return errorf(KindConflict, "device %s of %s/%s was decommissioned at %s: its serial is never certified again", d.Serial, env, product, d.UpdatedAt.UTC().Format(time.RFC3339))
+	case d.State == store.DeviceSuspended:
+		return errorf(KindForbidden, "device %s of %s/%s is suspended: nothing is issued for it until an operator resumes it", d.Serial, env, product)
+	}
+	return nil
+}
+
+func (r *RA) checkDuplicateKey(ctx context.Context, spki []byte, subject string) error {
+	existing, err := r.cfg.Store.CertificatesBySPKI(ctx, spki)
+	if err != nil {
+		return wrap(KindUnavailable, err)
+	}
+	for _, c := range existing {
+		if c.Subject != subject {
+			return errorf(KindConflict, "CSR public key (SPKI SHA-256 %x) is already certified for %q (certificate %s): a key is never shared between devices", spki, c.Subject, c.Serial)
+		}
+	}
+	return nil
+}
+
+func (r *RA) sign(ctx context.Context, prep *prepared) (*signed, error) {
+	der, err := prep.ca.Issue(ctx, prep.token)
+	if err != nil {
+		return nil, signError(prep.ca.CA().ID, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, wrap(KindInternal, err)
+	}
+	now := r.now()
+	return &signed{prepared: prep, row: &store.Certificate{
+		Serial: SerialString(cert), IssuerID: prep.ca.CA().ID, Profile: prep.profile.Name, ProfileVersion: prep.profile.Version,
+		Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, SPKISHA256: prep.spki, DER: der,
+		Status: store.CertStatusValid, CreatedAt: now,
+	}}, nil
+}
+
+// signError maps a failure to sign with CA id: a CA or key retired since the check is a conflict with its new
+// state, anything else a backend that is not available.
+func signError(id string, err error) error {
+	if errors.Is(err, ca.ErrRetired) {
+		return errorf(KindConflict, "issuing CA %s can no longer sign: %w", id, err)
+	}
+	return wrap(KindUnavailable, fmt.Errorf("sign with %s: %w", id, err))
+}
+
+// record writes a signed certificate, its key's glossary row and the audit event (action, with extra details)
+// in tx.
+func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, action string, extra map[string]string) error {
+	c := s.row
+	if err := tx.InsertCertificate(ctx, c); err != nil {
+		return err
+	}
+	alg, _ := keystore.AlgorithmOf(s.prepared.csr.PublicKey)
+	if err := tx.InsertKey(ctx, &store.Key{
+		URI: DeviceKeyURI(c.SPKISHA256), Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg),
+		Location: string(keystore.LocationDevice), State: store.KeyActive, Owner: c.Serial, SPKISHA256: c.SPKISHA256,
+		CreatedAt: c.CreatedAt, StateChangedAt: c.CreatedAt,
+	}); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	details := map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role,
+		"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}
+	// Lint warnings do not stop issuance (errors do, in Prepare); they are kept with the issuance record.
+	if w := s.prepared.token.Warnings(); len(w) > 0 {
+		names := make([]string, len(w))
+		for i, f := range w {
+			names[i] = f.Lint
+		}
+		details["lint_warnings"] = strings.Join(names, ",")
+	}
+	subject := c.Serial
+	if extra != nil {
+		details["serial"] = c.Serial
+		subject = extra["device"]
+	}
+	for k, v := range extra {
+		details[k] = v
+	}
+	return r.success(ctx, tx, p, action, subject, c.CreatedAt, details)
+}
+
+// refuseIssue records a refused issuance in its own transaction; nothing else is stored.
+func (r *RA) refuseIssue(ctx context.Context, p Principal, req IssueRequest, prep *prepared, cause error) {
+	subject := "-"
+	if prep != nil && prep.csr != nil {
+		subject = prep.csr.Subject.String()
+	}
+	r.refuse(ctx, p, ActionIssue, subject, map[string]string{"profile": req.Profile, "environment": req.Environment, "product_line": req.ProductLine}, cause)
+}
+
+// issuer returns the signing handle of CA caID from the custodian, refusing a CA that does not exist, is not
+// active or whose key is not held here.
+func (r *RA) issuer(ctx context.Context, caID string) (*ca.Issuer, error) {
+	iss, err := r.cfg.CA.Issuer(ctx, caID)
+	switch {
+	case err == nil:
+		return iss, nil
+	case errors.Is(err, ca.ErrUnknownCA):
+		return nil, errorf(KindNotFound, "issuing CA %s does not exist yet (create it with 'keyward ca create')", caID)
+	case errors.Is(err, ca.ErrRetired), errors.Is(err, ca.ErrOffline):
+		return nil, errorf(KindConflict, "issuing CA %s cannot issue: %w", caID, err)
+	}
+	return nil, wrap(KindUnavailable, fmt.Errorf("issuing CA %s: %w", caID, err))
+}
+
+// Chain returns the DER certificates from the issuing CA of (env, product) up to and including the root.
+func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
+	id := hierarchy.RootID(env)
+	if product != "" {
+		id = hierarchy.IssuingID(env, product)
+		if r.cfg.Site != nil {
+			if err := r.checkSiteScope(env, product); err != nil {
+				return nil, err
+			}
+			id = r.cfg.Site.CAID
+		}
+	}
+	var chain [][]byte
+	for id != "" {
+		ca, err := r.cfg.Store.GetCA(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errorf(KindNotFound, "no CA %s", id)
+		} else if err != nil {
+			return nil, wrap(KindUnavailable, err)
+		}
+		chain = append(chain, ca.CertDER)
+		id = ca.ParentID
+	}
+	return chain, nil
+}
+
+// DeviceKeyURI names a key Keyward does not hold, by the SHA-256 of its SubjectPublicKeyInfo.
+func DeviceKeyURI(spki []byte) string { return "spki:sha256:" + hex.EncodeToString(spki) }
+
+// SerialOf returns the canonical serial of a DER certificate, or "" if it does not parse.
+func SerialOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return ""
+	}
+	return SerialString(c)
+}
+
+// SerialString is the canonical form of a certificate serial: lower-case hex without leading zeros.
+func SerialString(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+
+func (r *RA) profileNames() []string {
+	names := make([]string, 0, len(r.cfg.Profiles))
+	for n := range r.cfg.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
+
+// profileError maps a profile error to an RA error of the matching kind.
+func profileError(err error) error {
+	switch {
+	case errors.Is(err, profile.ErrForbidden):
+		return &Error{Kind: KindForbidden, Err: err}
+	case errors.Is(err, profile.ErrIssuer), errors.Is(err, profile.ErrInvalidProfile):
+		return &Error{Kind: KindInternal, Err: err}
+	}
+	return &Error{Kind: KindBadRequest, Err: err}
+}
+
+// recordError maps an error of a recording transaction: RA errors (a re-check refused) pass through, store
+// conflicts become RA conflicts.
+func recordError(err error, s *signed) error {
+	var re *Error
+	switch {
+	case errors.As(err, &re):
+		return err
+	case errors.Is(err, store.ErrDuplicateKey):
+		return errorf(KindConflict, "CSR public key (SPKI SHA-256 %x) is already certified for another subject: %w", s.row.SPKISHA256, err)
+	case errors.Is(err, store.ErrDuplicateSerial):
+		return errorf(KindConflict, "serial %s collided; retry the request: %w", s.row.Serial, err)
+	}
+	return wrap(KindUnavailable, err)
+}
+
+// NormalizeSerial accepts a serial in hex, with or without colons and leading zeros, and returns its canonical
+// form (lower-case hex without leading zeros).
+func NormalizeSerial(s string) (string, error) {
+	clean := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(s), "0x"), ":", ""))
+	v, ok := new(big.Int).SetString(clean, 16)
+	if !ok || v.Sign() <= 0 || len(clean) > 40 {
+		return "", FieldErrorf(KindBadRequest, "serial", "serial %q is not a positive hexadecimal number of at most 20 bytes", s)
+	}
+	return v.Text(16), nil
+}
+
+// GetCertificate looks a certificate up by serial (in any form NormalizeSerial accepts).
+func (r *RA) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
+	s, err := NormalizeSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.cfg.Store.GetCertificate(ctx, s)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(KindNotFound, "no certificate with serial %s", s)
+	}
+	return c, wrap(KindUnavailable, err)
+}
