@@ -1,4 +1,3 @@
-// Command keyward is the Keyward CLI and server; see 'keyward --help'.
 package main
 
 import (

@@ -1,5 +1,3 @@
-// Package api defines the JSON form of Keyward's records, shared by the HTTP API and the CLI's --json output so
-// that a script reads the same fields from either.
 package api
 
 import (

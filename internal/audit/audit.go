@@ -1,6 +1,3 @@
-// Package audit defines Keyward's tamper-evident audit trail: each event carries the SHA-256 hash of its
-// canonical encoding chained to the previous event's hash, so altering, removing or reordering any stored
-// event breaks every hash after it. Stores append events inside the transaction of the change they record.
 package audit
 
 import (

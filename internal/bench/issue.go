@@ -1,5 +1,3 @@
-// Package bench runs Keyward's whole-job benchmarks and measures, in the same run, the in-process limit each
-// figure is compared with.
 package bench
 
 import (

@@ -1,5 +1,3 @@
-// Package cli implements the keyward command line: 'keyward <noun> <verb>'. Every command accepts --help,
-// listings accept --json, and the exit codes are documented in ExitCodes.
 package cli
 
 import (

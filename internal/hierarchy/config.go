@@ -1,7 +1,3 @@
-// Package hierarchy declares and builds Keyward's CA hierarchy: per environment a root CA, per (environment,
-// product line) an issuing CA under it. The declaration is YAML (keyward.yaml in the data directory); building
-// a CA generates its key in the keystore, signs its certificate, and records the CA, the key and the audit
-// event in one transaction.
 package hierarchy
 
 import (

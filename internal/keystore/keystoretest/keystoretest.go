@@ -1,5 +1,3 @@
-// Package keystoretest is the conformance suite every keystore.Keystore backend must pass: one behaviour,
-// whatever holds the keys.
 package keystoretest
 
 import (

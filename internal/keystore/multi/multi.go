@@ -1,5 +1,3 @@
-// Package multi routes keystore calls across several custody backends, e.g. a software keystore for device-side
-// development keys and a PKCS#11 token for CA keys, by the URI each key reference carries.
 package multi
 
 import (

@@ -1,5 +1,3 @@
-// Package storeopen opens the store a database URL names. It is apart from package store because the backends
-// import store, and the dispatcher imports the backends.
 package storeopen
 
 import (

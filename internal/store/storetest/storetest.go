@@ -1,5 +1,3 @@
-// Package storetest is the conformance suite every store.Store backend must pass, plus the helpers backend tests
-// share: a PostgreSQL test database that skips or fails cleanly, and the batch-insert benchmark.
 package storetest
 
 import (
