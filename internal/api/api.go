@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -121,4 +122,113 @@ func NewRevocation(e *store.RevocationEntry) Revocation {
 		v.Reason = store.ReasonName(e.Reason)
 	}
 	return v
+}
+
+// Profile is a certificate profile, with the names and units of the profile's YAML file.
+type Profile struct {
+	Name                   string         `json:"name"`
+	Version                int            `json:"version"`
+	Description            string         `json:"description,omitempty"`
+	KeyAlgorithms          []string       `json:"key_algorithms"`
+	Validity               string         `json:"validity"`
+	Backdate               string         `json:"backdate,omitempty"`
+	Subject                ProfileSubject `json:"subject"`
+	SANs                   ProfileSANs    `json:"sans"`
+	KeyUsage               []string       `json:"key_usage"`
+	ExtKeyUsage            []string       `json:"ext_key_usage"`
+	IncludeSKI             bool           `json:"include_ski"`
+	CRLDistributionPoints  []string       `json:"crl_distribution_points,omitempty"`
+	OCSPServers            []string       `json:"ocsp_servers,omitempty"`
+	IssuingCertificateURLs []string       `json:"issuing_certificate_urls,omitempty"`
+	MaxDERSize             int            `json:"max_der_size,omitempty"`
+	AllowedPrincipals      []string       `json:"allowed_principals"`
+	RenewalWindow          float64        `json:"renewal_window"`
+	ShortLived             bool           `json:"short_lived,omitempty"`
+}
+
+// ProfileSubject is a profile's subject rule.
+type ProfileSubject struct {
+	CommonName         string `json:"common_name,omitempty"` // the anchored pattern
+	CommonNameRequired bool   `json:"common_name_required,omitempty"`
+	Organization       string `json:"organization,omitempty"`
+	OrganizationalUnit string `json:"organizational_unit,omitempty"`
+}
+
+// ProfileSANs is a profile's subject alternative name rule: a kind absent allows none.
+type ProfileSANs struct {
+	DNS *ProfileNames `json:"dns,omitempty"`
+	URI *ProfileNames `json:"uri,omitempty"`
+	IP  bool          `json:"ip,omitempty"`
+}
+
+// ProfileNames bounds one kind of SAN.
+type ProfileNames struct {
+	Regex string `json:"regex"`
+	Max   int    `json:"max"`
+}
+
+// NewProfile returns the JSON form of p.
+func NewProfile(p *profile.Profile) Profile {
+	v := Profile{Name: p.Name, Version: p.Version, Description: p.Description, Validity: profile.FormatDuration(p.Validity),
+		KeyUsage: profile.KeyUsageNames(p.KeyUsage), ExtKeyUsage: profile.ExtKeyUsageNames(p.ExtKeyUsage), IncludeSKI: p.IncludeSKI,
+		CRLDistributionPoints: p.CRLDistributionPoints, OCSPServers: p.OCSPServers, IssuingCertificateURLs: p.IssuingCertificateURLs,
+		MaxDERSize: p.MaxDERSize, AllowedPrincipals: p.AllowedPrincipals, RenewalWindow: p.RenewalWindow, ShortLived: p.ShortLived,
+		Subject: ProfileSubject{CommonNameRequired: p.Subject.CommonNameRequired, Organization: p.Subject.Organization, OrganizationalUnit: p.Subject.OrganizationalUnit},
+		SANs:    ProfileSANs{IP: p.SANs.IP}}
+	if p.Backdate > 0 {
+		v.Backdate = profile.FormatDuration(p.Backdate)
+	}
+	for _, a := range p.KeyAlgorithms {
+		v.KeyAlgorithms = append(v.KeyAlgorithms, string(a))
+	}
+	if p.Subject.CommonName != nil {
+		v.Subject.CommonName = p.Subject.CommonName.String()
+	}
+	names := func(r profile.NameRule) *ProfileNames {
+		if r.Pattern == nil || r.Max == 0 {
+			return nil
+		}
+		return &ProfileNames{Regex: r.Pattern.String(), Max: r.Max}
+	}
+	v.SANs.DNS, v.SANs.URI = names(p.SANs.DNS), names(p.SANs.URI)
+	return v
+}
+
+// Station is a factory station.
+type Station struct {
+	ID           string    `json:"id"`
+	Environment  string    `json:"environment"`
+	Site         string    `json:"site"`
+	ProductLines []string  `json:"product_lines"`
+	Certificate  string    `json:"certificate"`
+	Quota        int64     `json:"quota"`
+	Used         int64     `json:"used"`
+	ValidFrom    time.Time `json:"valid_from"`
+	ValidUntil   time.Time `json:"valid_until"`
+	State        string    `json:"state"`
+}
+
+// NewStation returns the JSON form of s.
+func NewStation(s *store.Station) Station {
+	return Station{s.ID, s.Environment, s.Site, s.ProductLines, s.CertSerial, s.Quota, s.Used, s.ValidFrom, s.ValidUntil, s.State}
+}
+
+// Device is an entry of the device registry.
+type Device struct {
+	Environment        string    `json:"environment"`
+	ProductLine        string    `json:"product_line"`
+	Serial             string    `json:"serial"`
+	State              string    `json:"state"`
+	Station            string    `json:"station"`
+	Site               string    `json:"site"`
+	EnrolledAt         time.Time `json:"enrolled_at"`
+	Certificate        string    `json:"certificate"`
+	ReprovisionAllowed bool      `json:"reprovision_allowed"`
+	ForceRenew         bool      `json:"force_renew"`
+	HardwareSerial     string    `json:"hardware_serial,omitempty"`
+}
+
+// NewDevice returns the JSON form of d.
+func NewDevice(d *store.Device) Device {
+	return Device{d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial, d.ReprovisionAllowed, d.ForceRenew, d.HardwareSerial}
 }

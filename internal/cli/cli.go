@@ -125,6 +125,8 @@ var fieldFlags = map[string]string{
 	"product_lines": "--product",
 	"issued_from":   "--issued-between",
 	"issued_to":     "--issued-between",
+	// Positional arguments: no flag to name.
+	"serial": "",
 }
 
 // flagOf returns the command-line flag of the request field err is about, or "".
@@ -134,7 +136,7 @@ func flagOf(err error) string {
 		return ""
 	}
 	if flag, ok := fieldFlags[f]; ok {
-		return flag
+		return flag // "" for a positional argument
 	}
 	return "--" + strings.ReplaceAll(f, "_", "-")
 }

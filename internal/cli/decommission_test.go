@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/ra"
 )
 
@@ -30,7 +31,7 @@ func TestDecommissionAndRegistryRevocationCLI(t *testing.T) {
 		mustKW(t, enrollAt(stA, fmt.Sprintf("DEMO-0000010%d", i))...)
 	}
 	mustKW(t, enrollAt(stB, "DEMO-00000201")...)
-	var stations []stationJSON
+	var stations []api.Station
 	json.Unmarshal([]byte(mustKW(t, append([]string{"station", "list", "--json"}, common...)...)), &stations)
 	var idA string
 	for _, s := range stations {

@@ -470,24 +470,6 @@ func simulateDevice(ctx context.Context, station *est.Client, f *estFlags, trust
 	return nil
 }
 
-type deviceJSON struct {
-	Environment        string    `json:"environment"`
-	ProductLine        string    `json:"product_line"`
-	Serial             string    `json:"serial"`
-	State              string    `json:"state"`
-	Station            string    `json:"station"`
-	Site               string    `json:"site"`
-	EnrolledAt         time.Time `json:"enrolled_at"`
-	Certificate        string    `json:"certificate"`
-	ReprovisionAllowed bool      `json:"reprovision_allowed"`
-	ForceRenew         bool      `json:"force_renew"`
-	HardwareSerial     string    `json:"hardware_serial,omitempty"`
-}
-
-func toDeviceJSON(d *store.Device) deviceJSON {
-	return deviceJSON{d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial, d.ReprovisionAllowed, d.ForceRenew, d.HardwareSerial}
-}
-
 func deviceListCmd(g *globals) *cobra.Command {
 	var f store.DeviceFilter
 	c := &cobra.Command{
@@ -505,9 +487,9 @@ func deviceListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				out := make([]deviceJSON, 0, len(list))
+				out := make([]api.Device, 0, len(list))
 				for _, d := range list {
-					out = append(out, toDeviceJSON(d))
+					out = append(out, api.NewDevice(d))
 				}
 				return g.printJSON(out)
 			}
@@ -548,7 +530,7 @@ func deviceActionCmd(g *globals, action ra.DeviceAction, short string) *cobra.Co
 				return err
 			}
 			if g.json {
-				return g.printJSON(toDeviceJSON(d))
+				return g.printJSON(api.NewDevice(d))
 			}
 			fmt.Fprintf(g.env.Stdout, "device %s of %s/%s: %s done (state %s)\n", d.Serial, d.Environment, d.ProductLine, action, d.State)
 			return nil

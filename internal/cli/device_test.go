@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/store/storetest"
 )
 
@@ -117,7 +118,7 @@ func testFleet(t *testing.T, db string) {
 	}
 	t.Logf("%d devices enrolled and renewed (with new keys) in %s (%s store)", count, time.Since(start).Round(time.Millisecond), map[bool]string{true: "postgres", false: "sqlite"}[db != ""])
 
-	var devices []deviceJSON
+	var devices []api.Device
 	if err := json.Unmarshal([]byte(mustKW(t, append([]string{"device", "list", "--json"}, common...)...)), &devices); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func testFleet(t *testing.T, db string) {
 	if _, errs, code := kw(t, append([]string{"device", "enroll", "--serial", "DEMO-99999999", "--key-out", key, "--out", pem}, client...)...); code != ExitDenied || !strings.Contains(errs, "quota") {
 		t.Fatalf("enroll over quota: exit %d %s, want %d and the quota named", code, errs, ExitDenied)
 	}
-	var stations []stationJSON
+	var stations []api.Station
 	json.Unmarshal([]byte(mustKW(t, append([]string{"station", "list", "--json"}, common...)...)), &stations)
 	if len(stations) != 1 || stations[0].Used != int64(count+1) {
 		t.Fatalf("station list: %+v", stations)

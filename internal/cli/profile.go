@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/profile"
 )
@@ -29,9 +30,9 @@ func profileCmd(g *globals) *cobra.Command {
 			}
 			sort.Strings(names)
 			if g.json {
-				out := make([]*profile.Profile, 0, len(names))
+				out := make([]api.Profile, 0, len(names))
 				for _, n := range names {
-					out = append(out, profiles[n])
+					out = append(out, api.NewProfile(profiles[n]))
 				}
 				return g.printJSON(out)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -23,23 +24,6 @@ func stationCmd(g *globals) *cobra.Command {
 		stationStateCmd(g, "resume", store.StationActive, "Resume a suspended station"),
 		stationStateCmd(g, "revoke", store.StationRevoked, "Revoke a station for good: its next request is refused, and it never returns"))
 	return c
-}
-
-type stationJSON struct {
-	ID           string    `json:"id"`
-	Environment  string    `json:"environment"`
-	Site         string    `json:"site"`
-	ProductLines []string  `json:"product_lines"`
-	Certificate  string    `json:"certificate"`
-	Quota        int64     `json:"quota"`
-	Used         int64     `json:"used"`
-	ValidFrom    time.Time `json:"valid_from"`
-	ValidUntil   time.Time `json:"valid_until"`
-	State        string    `json:"state"`
-}
-
-func toStationJSON(s *store.Station) stationJSON {
-	return stationJSON{s.ID, s.Environment, s.Site, s.ProductLines, s.CertSerial, s.Quota, s.Used, s.ValidFrom, s.ValidUntil, s.State}
 }
 
 // parseTime reads an RFC 3339 time, a date (2027-01-31, end of that day UTC excluded) or a duration from now
@@ -118,7 +102,7 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 				return err
 			}
 			if g.json {
-				return g.printJSON(toStationJSON(cred.Station))
+				return g.printJSON(api.NewStation(cred.Station))
 			}
 			fmt.Fprintf(g.env.Stdout, "station %s (%s, site %s, product lines %s, quota %d, valid until %s)\nwrote %s, %s (0600), %s\n",
 				cred.Station.ID, cred.Station.Environment, cred.Station.Site, strings.Join(cred.Station.ProductLines, ","), cred.Station.Quota,
@@ -154,9 +138,9 @@ func stationListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				out := make([]stationJSON, 0, len(list))
+				out := make([]api.Station, 0, len(list))
 				for _, s := range list {
-					out = append(out, toStationJSON(s))
+					out = append(out, api.NewStation(s))
 				}
 				return g.printJSON(out)
 			}
@@ -192,7 +176,7 @@ func stationStateCmd(g *globals, verb, state, short string) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return g.printJSON(toStationJSON(st))
+				return g.printJSON(api.NewStation(st))
 			}
 			fmt.Fprintf(g.env.Stdout, "station %s is %s\n", st.ID, st.State)
 			return nil

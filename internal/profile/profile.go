@@ -905,3 +905,30 @@ func (v *validator) urls(field string, list []string) []string {
 	}
 	return slices.Clone(list)
 }
+
+// KeyUsageNames returns the RFC 5280 4.2.1.3 names of the bits of ku, in the order of the BIT STRING.
+func KeyUsageNames(ku x509.KeyUsage) []string {
+	var out []string
+	for _, k := range keyUsageNames {
+		if ku&k.ku != 0 && k.name != "nonRepudiation" {
+			out = append(out, k.name)
+		}
+	}
+	return out
+}
+
+// ExtKeyUsageNames returns the RFC 5280 4.2.1.12 names of ekus, as a profile writes them.
+func ExtKeyUsageNames(ekus []x509.ExtKeyUsage) []string {
+	out := make([]string, 0, len(ekus))
+	for _, eku := range ekus {
+		for _, e := range extKeyUsageNames {
+			if e.eku == eku {
+				out = append(out, e.name)
+			}
+		}
+	}
+	return out
+}
+
+// FormatDuration writes d in the profile's own units (15y, 90d) where it divides evenly.
+func FormatDuration(d time.Duration) string { return formatDuration(d) }

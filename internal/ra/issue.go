@@ -77,7 +77,7 @@ type signed struct {
 func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string, error) {
 	prof := r.cfg.Profiles[req.Profile]
 	if prof == nil {
-		return nil, "", "", "", errorf(KindBadRequest, "unknown profile %q (known: %s)", req.Profile, strings.Join(r.profileNames(), ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "profile", "unknown profile %q (known: %s)", req.Profile, strings.Join(r.profileNames(), ", "))
 	}
 	env := req.Environment
 	if env == "" {
@@ -85,7 +85,7 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string
 	}
 	envSpec := r.cfg.Hierarchy.Environments[env]
 	if envSpec == nil {
-		return nil, "", "", "", errorf(KindBadRequest, "unknown environment %q (configured: %s)", env, strings.Join(r.cfg.Hierarchy.EnvironmentNames(), ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "environment", "unknown environment %q (configured: %s)", env, strings.Join(r.cfg.Hierarchy.EnvironmentNames(), ", "))
 	}
 	product := req.ProductLine
 	if product == "" {
@@ -96,16 +96,16 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string
 			}
 		}
 		if len(users) != 1 {
-			return nil, "", "", "", errorf(KindBadRequest, "profile %q is used by %d product lines of %q (%s): name one with --product", req.Profile, len(users), env, strings.Join(users, ", "))
+			return nil, "", "", "", FieldErrorf(KindBadRequest, "product_line", "profile %q is used by %d product lines of %q (%s): name one", req.Profile, len(users), env, strings.Join(users, ", "))
 		}
 		product = users[0]
 	}
 	spec := envSpec.ProductLines[product]
 	if spec == nil {
-		return nil, "", "", "", errorf(KindBadRequest, "unknown product line %q in environment %q (configured: %s)", product, env, strings.Join(r.cfg.Hierarchy.ProductLineNames(env), ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "product_line", "unknown product line %q in environment %q (configured: %s)", product, env, strings.Join(r.cfg.Hierarchy.ProductLineNames(env), ", "))
 	}
 	if !contains(spec.Profiles, req.Profile) {
-		return nil, "", "", "", errorf(KindBadRequest, "product line %q of %q does not issue under profile %q (it allows: %s)", product, env, req.Profile, strings.Join(spec.Profiles, ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "profile", "product line %q of %q does not issue under profile %q (it allows: %s)", product, env, req.Profile, strings.Join(spec.Profiles, ", "))
 	}
 	if r.cfg.Site != nil {
 		if err := r.checkSiteScope(env, product); err != nil {

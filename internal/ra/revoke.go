@@ -32,7 +32,7 @@ func ParseReason(s string) (int, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return 0, &Error{Kind: KindBadRequest, Err: fmt.Errorf("revocation reason %q is not an RFC 5280 CRLReason (use one of %s)", s, strings.Join(names, ", "))}
+	return 0, FieldErrorf(KindBadRequest, "reason", "revocation reason %q is not an RFC 5280 CRLReason (use one of %s)", s, strings.Join(names, ", "))
 }
 
 // revokers are the roles that may revoke and release certificates and decommission devices.

@@ -227,7 +227,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, status, "internal error; see the server log")
 		return
 	}
-	writeError(w, status, err.Error())
+	body := map[string]string{"error": err.Error()}
+	if f := ra.FieldOf(err); f != "" {
+		body["field"] = f
+	}
+	writeJSON(w, status, body)
 }
 
 func decodeJSON(r *http.Request, v any) error {
