@@ -102,7 +102,7 @@ func TestGoldenRefusals(t *testing.T) {
 		{"revocation", "crl", "--ca", "dev/nothing"},
 	} {
 		stdout, stderr, code := kw(t, append(args, common...)...)
-		fmt.Fprintf(&out, "$ keyward %s\nexit %d\n%s%s\n", strings.Join(args, " "), code, normalise(stdout, dir), normalise(stderr, dir))
+		fmt.Fprintf(&out, "$ keyward %s\nexit %d\n%s%s\n", normalise(strings.Join(args, " "), dir), code, normalise(stdout, dir), normalise(stderr, dir))
 	}
 	golden(t, "refusals.golden", out.Bytes())
 }
