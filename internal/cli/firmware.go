@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/bench"
 	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/store"
@@ -481,7 +482,7 @@ signing keys, and the image's size and SHA-256, streamed. Exit 0 when the device
 
 // firmwareBenchCmd is 'keyward bench firmware'.
 func firmwareBenchCmd(g *globals) *cobra.Command {
-	var o firmware.BenchOptions
+	var o bench.FirmwareOptions
 	var sizesMiB []int
 	c := &cobra.Command{
 		Use:   "firmware",
@@ -498,9 +499,9 @@ PKCS#11 URI such as a SoftHSM2 token) beside bare ECDSA signatures with the same
 				}
 				o.ImageSizes = append(o.ImageSizes, m<<20)
 			}
-			res, err := firmware.Bench(cmd.Context(), o)
+			res, err := bench.Firmware(cmd.Context(), o)
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(res)
