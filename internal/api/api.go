@@ -232,3 +232,64 @@ type Device struct {
 func NewDevice(d *store.Device) Device {
 	return Device{d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial, d.ReprovisionAllowed, d.ForceRenew, d.HardwareSerial}
 }
+
+// FirmwareRelease is a firmware release with the release signers who approved it, in the order they did.
+type FirmwareRelease struct {
+	ID            string     `json:"id"`
+	Environment   string     `json:"environment"`
+	ProductLine   string     `json:"product_line"`
+	Version       string     `json:"version"`
+	Sequence      int64      `json:"sequence"`
+	ImageSHA256   string     `json:"image_sha256"`
+	ImageSize     int64      `json:"image_size"`
+	MinBootloader string     `json:"min_bootloader,omitempty"`
+	Threshold     int        `json:"threshold"`
+	Hybrid        bool       `json:"hybrid"`
+	Status        string     `json:"status"`
+	Approvers     []string   `json:"approvers"`
+	CreatedAt     time.Time  `json:"created_at"`
+	SignedAt      *time.Time `json:"signed_at,omitempty"`
+}
+
+// NewFirmwareRelease returns the JSON form of r and its approvals.
+func NewFirmwareRelease(r *store.FirmwareRelease, approvals []*store.FirmwareApproval) FirmwareRelease {
+	v := FirmwareRelease{ID: r.ID, Environment: r.Environment, ProductLine: r.ProductLine, Version: r.Version, Sequence: r.Sequence,
+		ImageSHA256: hex.EncodeToString(r.ImageSHA256), ImageSize: r.ImageSize, MinBootloader: r.MinBootloader, Threshold: r.Threshold,
+		Hybrid: r.Hybrid, Status: r.Status, Approvers: make([]string, 0, len(approvals)), CreatedAt: r.CreatedAt, SignedAt: r.SignedAt}
+	for _, a := range approvals {
+		v.Approvers = append(v.Approvers, a.Signer)
+	}
+	return v
+}
+
+// FirmwareKey is a firmware-signing key of one environment.
+type FirmwareKey struct {
+	KID         string    `json:"kid"`
+	Environment string    `json:"environment"`
+	Algorithm   string    `json:"algorithm"`
+	URI         string    `json:"uri"`
+	RootVersion int64     `json:"root_version"`
+	Status      string    `json:"status"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// NewFirmwareKey returns the JSON form of k.
+func NewFirmwareKey(k *store.FirmwareSigningKey) FirmwareKey {
+	return FirmwareKey{hex.EncodeToString(k.KID), k.Environment, k.Algorithm, k.KeyURI, k.RootVersion, k.Status, k.CreatedAt}
+}
+
+// FirmwareTrust is one version of an environment's firmware trust: its root keys and how many signing keys it
+// revokes.
+type FirmwareTrust struct {
+	Environment string    `json:"environment"`
+	Version     int64     `json:"version"`
+	RootKey     string    `json:"root_key"`
+	PQRootKey   string    `json:"pq_root_key"`
+	RevokedKeys int       `json:"revoked_keys"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// NewFirmwareTrust returns the JSON form of fr.
+func NewFirmwareTrust(fr *store.FirmwareRoot) FirmwareTrust {
+	return FirmwareTrust{fr.Environment, fr.Version, fr.KeyURI, fr.PQKeyURI, len(fr.Revoked), fr.CreatedAt}
+}

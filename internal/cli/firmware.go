@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,45 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/firmware"
-	"github.com/keyward/keyward/internal/node"
-	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/bench"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/pkg/firmware/verify"
 )
-
-// firmwareExit maps firmware errors to keyward's exit codes.
-func firmwareExit(err error) error {
-	if err == nil {
-		return nil
-	}
-	code := 0
-	switch {
-	case errors.Is(err, firmware.ErrNotSigner):
-		code = ExitDenied
-	case errors.Is(err, firmware.ErrAlreadyApproved), errors.Is(err, firmware.ErrThreshold), errors.Is(err, firmware.ErrSigned), errors.Is(err, store.ErrExists):
-		code = ExitConflict
-	case errors.Is(err, firmware.ErrNoTrust), errors.Is(err, store.ErrNotFound):
-		code = ExitNotFound
-	case errors.Is(err, firmware.ErrNoPolicy), errors.Is(err, firmware.ErrBadInput):
-		code = ExitBadRequest
-	}
-	if code == 0 {
-		return err
-	}
-	return &exitError{code: code, err: err}
-}
-
-func (g *globals) firmwareService(ctx context.Context) (*node.Node, *firmware.Service, error) {
-	n, err := g.open(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return n, newFirmwareService(n), nil
-}
-
-func newFirmwareService(n *node.Node) *firmware.Service {
-	return &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}
-}
 
 func firmwareCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
@@ -76,7 +40,7 @@ to --keystore (a PKCS#11 URI keeps them in an HSM); ML-DSA keys stay in the soft
 that has ML-DSA. dev and staging create this on first use; production only with this command.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -85,12 +49,12 @@ that has ML-DSA. dev and staging create this on first use; production only with 
 			if err != nil {
 				return err
 			}
-			fr, err := svc.Init(cmd.Context(), env, k, principal().ID)
+			fr, err := n.RA.InitFirmware(cmd.Context(), principal(), env, k)
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"environment": env, "version": fr.Version, "root_key": fr.KeyURI, "pq_root_key": fr.PQKeyURI})
+				return g.printJSON(api.NewFirmwareTrust(fr))
 			}
 			fmt.Fprintf(g.env.Stdout, "created firmware trust %s version %d: root key %s, ML-DSA-65 root key %s\n", env, fr.Version, fr.KeyURI, fr.PQKeyURI)
 			return nil
@@ -113,17 +77,17 @@ New devices pin it. With --updates-dir, also write every signed trust update (tr
 a device pinned to an older version forward; apply them in order ('firmware verify --trust-update').`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			if _, err := svc.Ensure(cmd.Context(), env, principal().ID); err != nil {
-				return firmwareExit(err)
+			if _, err := n.RA.EnsureFirmware(cmd.Context(), principal(), env); err != nil {
+				return err
 			}
-			t, updates, err := svc.Trust(cmd.Context(), env)
+			t, updates, err := n.RA.FirmwareTrust(cmd.Context(), env)
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			pemData, err := t.PEM()
 			if err != nil {
@@ -152,31 +116,6 @@ a device pinned to an older version forward; apply them in order ('firmware veri
 	return c
 }
 
-type releaseJSON struct {
-	ID          string    `json:"id"`
-	Environment string    `json:"environment"`
-	ProductLine string    `json:"product_line"`
-	Version     string    `json:"version"`
-	Sequence    int64     `json:"sequence"`
-	ImageSHA256 string    `json:"image_sha256"`
-	ImageSize   int64     `json:"image_size"`
-	Status      string    `json:"status"`
-	Approvals   []string  `json:"approvals"`
-	Threshold   int       `json:"threshold"`
-	Hybrid      bool      `json:"hybrid"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-func toReleaseJSON(r *store.FirmwareRelease, as []*store.FirmwareApproval) releaseJSON {
-	j := releaseJSON{ID: r.ID, Environment: r.Environment, ProductLine: r.ProductLine, Version: r.Version, Sequence: r.Sequence,
-		ImageSHA256: hex.EncodeToString(r.ImageSHA256), ImageSize: r.ImageSize, Status: r.Status, Threshold: r.Threshold, Hybrid: r.Hybrid,
-		CreatedAt: r.CreatedAt, Approvals: []string{}}
-	for _, a := range as {
-		j.Approvals = append(j.Approvals, a.Signer)
-	}
-	return j
-}
-
 func firmwareReleaseCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "release", Short: "Create, approve, sign and list firmware releases"}
 
@@ -194,18 +133,18 @@ func firmwareReleaseCmd(g *globals) *cobra.Command {
 				return &exitError{code: ExitBadRequest, err: fmt.Errorf("--image: %w", err)}
 			}
 			defer f.Close()
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			r, err := svc.CreateRelease(cmd.Context(), firmware.CreateRequest{Environment: env, ProductLine: product, Version: version,
-				MinBootloader: minBoot, Image: f, Actor: principal().ID})
+			r, err := n.RA.CreateRelease(cmd.Context(), principal(), ra.FirmwareReleaseRequest{Environment: env, ProductLine: product, Version: version,
+				MinBootloader: minBoot, Image: f})
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
-				return g.printJSON(toReleaseJSON(r, nil))
+				return g.printJSON(api.NewFirmwareRelease(r, nil))
 			}
 			fmt.Fprintln(g.env.Stdout, r.ID)
 			fmt.Fprintf(g.env.Stderr, "draft release %s: %s/%s %s, sequence %d, %d bytes; needs %d approvals ('keyward firmware release approve %s --as SIGNER')\n",
@@ -232,17 +171,17 @@ approved when the product line's threshold of distinct signers is reached.`,
 			if as == "" {
 				return usageError{errors.New("--as NAME is required: the release signer approving")}
 			}
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			r, approvals, err := svc.Approve(cmd.Context(), args[0], as, principal().ID+" as "+as)
+			r, approvals, err := n.RA.ApproveRelease(cmd.Context(), principal(), args[0], as)
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
-				return g.printJSON(toReleaseJSON(r, approvals))
+				return g.printJSON(api.NewFirmwareRelease(r, approvals))
 			}
 			fmt.Fprintf(g.env.Stdout, "release %s approved by %s: %d of %d approvals, status %s\n", r.ID, as, len(approvals), r.Threshold, r.Status)
 			return nil
@@ -260,14 +199,14 @@ approved when the product line's threshold of distinct signers is reached.`,
 			if out == "" {
 				return usageError{errors.New("--out FILE is required")}
 			}
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			m, err := svc.Sign(cmd.Context(), args[0], principal().ID)
+			m, err := n.RA.SignRelease(cmd.Context(), principal(), args[0])
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if err := os.WriteFile(out, m, 0o644); err != nil {
 				return err
@@ -289,23 +228,24 @@ approved when the product line's threshold of distinct signers is reached.`,
 				return err
 			}
 			defer n.Close()
-			rs, err := n.Store.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
+			read := n.RA.Reader()
+			rs, err := read.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
 			if err != nil {
 				return err
 			}
-			out := []releaseJSON{}
+			out := []api.FirmwareRelease{}
 			for _, r := range rs {
-				as, err := n.Store.FirmwareApprovals(cmd.Context(), r.ID)
+				as, err := read.FirmwareApprovals(cmd.Context(), r.ID)
 				if err != nil {
 					return err
 				}
-				out = append(out, toReleaseJSON(r, as))
+				out = append(out, api.NewFirmwareRelease(r, as))
 			}
 			if g.json {
 				return g.printJSON(out)
 			}
 			for _, r := range out {
-				fmt.Fprintf(g.env.Stdout, "%-20s %-8s %-16s %-10s seq %-5d %-8s %d/%d approvals %v\n", r.ID, r.Environment, r.ProductLine, r.Version, r.Sequence, r.Status, len(r.Approvals), r.Threshold, r.Approvals)
+				fmt.Fprintf(g.env.Stdout, "%-20s %-8s %-16s %-10s seq %-5d %-8s %d/%d approvals %v\n", r.ID, r.Environment, r.ProductLine, r.Version, r.Sequence, r.Status, len(r.Approvers), r.Threshold, r.Approvers)
 			}
 			return nil
 		},
@@ -332,7 +272,7 @@ Without it they are retired and their manifests stay valid. Distribute the updat
 'keyward firmware trust --env E --updates-dir DIR'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, svc, err := g.firmwareService(cmd.Context())
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -341,12 +281,12 @@ Without it they are retired and their manifests stay valid. Distribute the updat
 			if err != nil {
 				return err
 			}
-			fr, err := svc.Rotate(cmd.Context(), firmware.RotateRequest{Environment: env, NewRoot: newRoot, Compromised: compromised, Keystore: k, Actor: principal().ID})
+			fr, err := n.RA.RotateFirmware(cmd.Context(), principal(), ra.FirmwareRotation{Environment: env, NewRoot: newRoot, Compromised: compromised, Keystore: k})
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"environment": env, "version": fr.Version, "revoked_keys": len(fr.Revoked)})
+				return g.printJSON(api.NewFirmwareTrust(fr))
 			}
 			fmt.Fprintf(g.env.Stdout, "published firmware trust %s version %d (%d revoked signing keys)\n", env, fr.Version, len(fr.Revoked))
 			return nil
@@ -369,21 +309,13 @@ Without it they are retired and their manifests stay valid. Distribute the updat
 				return err
 			}
 			defer n.Close()
-			keys, err := n.Store.FirmwareSigningKeys(cmd.Context(), lenv)
+			keys, err := n.RA.Reader().FirmwareSigningKeys(cmd.Context(), lenv)
 			if err != nil {
 				return err
 			}
-			type keyJSON struct {
-				KID         string `json:"kid"`
-				Environment string `json:"environment"`
-				Algorithm   string `json:"algorithm"`
-				URI         string `json:"uri"`
-				RootVersion int64  `json:"root_version"`
-				Status      string `json:"status"`
-			}
-			out := []keyJSON{}
+			out := []api.FirmwareKey{}
 			for _, k := range keys {
-				out = append(out, keyJSON{hex.EncodeToString(k.KID), k.Environment, k.Algorithm, k.KeyURI, k.RootVersion, k.Status})
+				out = append(out, api.NewFirmwareKey(k))
 			}
 			if g.json {
 				return g.printJSON(out)
@@ -481,7 +413,7 @@ signing keys, and the image's size and SHA-256, streamed. Exit 0 when the device
 
 // firmwareBenchCmd is 'keyward bench firmware'.
 func firmwareBenchCmd(g *globals) *cobra.Command {
-	var o firmware.BenchOptions
+	var o bench.FirmwareOptions
 	var sizesMiB []int
 	c := &cobra.Command{
 		Use:   "firmware",
@@ -498,9 +430,9 @@ PKCS#11 URI such as a SoftHSM2 token) beside bare ECDSA signatures with the same
 				}
 				o.ImageSizes = append(o.ImageSizes, m<<20)
 			}
-			res, err := firmware.Bench(cmd.Context(), o)
+			res, err := bench.Firmware(cmd.Context(), o)
 			if err != nil {
-				return firmwareExit(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(res)

@@ -2,16 +2,25 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/server"
 )
 
 // kwCode runs keyward and fails the test unless it exits with want; it returns stdout and stderr together.
@@ -235,5 +244,52 @@ func TestFirmwareEnvironmentsApartHybridHSM(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "production Firmware Root") {
 			t.Errorf("openssl x509 on the trust file: %v %s", err, out)
 		}
+	}
+}
+
+// TestFirmwareReleaseJSONSameInCLIAndAPI: the CLI's --json and the API answer for the same release carry the
+// same field names (one view type, api.FirmwareRelease), approvers among them.
+func TestFirmwareReleaseJSONSameInCLIAndAPI(t *testing.T) {
+	dir := initDir(t)
+	id := release(t, dir, "dev", "1.0.0", randomImage(t, 4096))
+	fields := func(what string, data []byte) []string {
+		t.Helper()
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, data)
+		}
+		return slices.Sorted(maps.Keys(m))
+	}
+	cli := fields("firmware release approve --json", []byte(mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--json")))
+	listed := listJSON[json.RawMessage](t, "firmware", "release", "list", "--data", dir, "--json")
+	if len(listed) != 1 {
+		t.Fatalf("release list: %d releases", len(listed))
+	}
+	list := fields("firmware release list --json", listed[0])
+
+	ctx := context.Background()
+	n, err := node.Open(ctx, node.Options{Dir: dir, Warn: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	tok, err := os.ReadFile(filepath.Join(dir, node.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/api/v1/firmware/releases/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	rec := httptest.NewRecorder()
+	server.New(server.Deps{RA: n.RA}).Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET release: %d %s", rec.Code, rec.Body)
+	}
+	apiFields := fields("GET /api/v1/firmware/releases/{id}", rec.Body.Bytes())
+
+	if !slices.Equal(cli, apiFields) || !slices.Equal(list, apiFields) {
+		t.Errorf("field names differ:\n  approve --json %v\n  list --json    %v\n  API            %v", cli, list, apiFields)
+	}
+	if !slices.Contains(apiFields, "approvers") || slices.Contains(apiFields, "approvals") {
+		t.Errorf("release fields %v: want approvers, not approvals", apiFields)
 	}
 }

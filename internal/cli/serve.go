@@ -64,7 +64,7 @@ gracefully.`,
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			api := server.New(server.Deps{RA: n.RA, Firmware: newFirmwareService(n)})
+			api := server.New(server.Deps{RA: n.RA})
 			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
 		},
 	}

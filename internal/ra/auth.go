@@ -114,6 +114,9 @@ func (r *RA) CreateToken(ctx context.Context, p Principal, name, role string) (s
 // ErrBadToken is returned by Authenticate for an unknown, malformed or revoked token.
 var ErrBadToken = Sentinel(KindUnauthorized, "unknown or revoked operator token")
 
+// operatorPrefix starts the id of a principal authenticated by an operator token; the token's name follows it.
+const operatorPrefix = "operator:"
+
 // Authenticate returns the principal an operator token stands for.
 func (r *RA) Authenticate(ctx context.Context, token string) (Principal, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
@@ -138,7 +141,7 @@ func (r *RA) Authenticate(ctx context.Context, token string) (Principal, error) 
 	if subtle.ConstantTimeCompare(t.Hash, h) != 1 || t.RevokedAt != nil {
 		return Principal{}, ErrBadToken
 	}
-	p := Principal{ID: "operator:" + t.Name, Role: t.Role}
+	p := Principal{ID: operatorPrefix + t.Name, Role: t.Role}
 	if r.caches.followed.Load() {
 		r.caches.mu.Lock()
 		if r.caches.tokens == nil || len(r.caches.tokens) >= maxTokenCache {

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/keyward/keyward/internal/firmware"
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/pkg/firmware/verify"
 )
@@ -29,7 +29,7 @@ func TestFirmwareApprovalOverAPI(t *testing.T) {
 	}
 	image := make([]byte, 4096)
 	rand.Read(image)
-	rel, err := ts.s.firmwareService().CreateRelease(ctx, firmware.CreateRequest{Environment: "dev", ProductLine: "demo-implant", Version: "1.2.3", Image: bytes.NewReader(image), Actor: "test"})
+	rel, err := ts.n.RA.CreateRelease(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.FirmwareReleaseRequest{Environment: "dev", ProductLine: "demo-implant", Version: "1.2.3", Image: bytes.NewReader(image)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestFirmwareApprovalOverAPI(t *testing.T) {
 		t.Fatalf("second approval by signer-a: %d %s", code, body)
 	}
 	code, body := ts.do(t, "POST", path+"/approve", tokens["signer-b"], nil)
-	var v ReleaseView
+	var v api.FirmwareRelease
 	if code != http.StatusOK || json.Unmarshal(body, &v) != nil || len(v.Approvers) != 2 {
 		t.Fatalf("approve signer-b: %d %s", code, body)
 	}
@@ -55,7 +55,7 @@ func TestFirmwareApprovalOverAPI(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("sign: %d %s", code, m)
 	}
-	trust, _, err := ts.s.firmwareService().Trust(ctx, "dev")
+	trust, _, err := ts.n.RA.FirmwareTrust(ctx, "dev")
 	if err != nil {
 		t.Fatal(err)
 	}

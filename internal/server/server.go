@@ -13,24 +13,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
-// Deps are what the server needs: the RA, which authenticates, decides and records every change and offers the
-// read-only store for listings, and the firmware signing service.
+// Deps are what the server needs: the RA, which authenticates, decides and records every change (firmware
+// releases included) and offers the read-only store for listings.
 type Deps struct {
-	RA       *ra.RA
-	Firmware *firmware.Service
-	Logger   *slog.Logger
+	RA     *ra.RA
+	Logger *slog.Logger
 }
 
 // Server serves the API of one node.
 type Server struct {
 	ra     *ra.RA
 	read   store.Reader
-	fw     *firmware.Service
 	log    *slog.Logger
 	routes []Route
 	mux    *http.ServeMux
@@ -56,7 +53,7 @@ func newServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = d.RA.Logger()
 	}
-	return &Server{ra: d.RA, read: d.RA.Reader(), fw: d.Firmware, log: d.Logger, mux: http.NewServeMux()}
+	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux()}
 }
 
 // New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.

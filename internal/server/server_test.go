@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/api"
-	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -64,7 +63,7 @@ func startWith(t *testing.T, setup func(dir string)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Deps{RA: n.RA, Firmware: &firmware.Service{Store: n.Store, Keys: n.Keys, Soft: n.Soft, Config: n.Config, Now: n.Now}})
+	s := New(Deps{RA: n.RA})
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln, cert, 5*time.Second) }()
 	pool := x509.NewCertPool()

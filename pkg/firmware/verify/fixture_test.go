@@ -18,7 +18,7 @@ import (
 	"github.com/keyward/keyward/pkg/firmware/verify"
 )
 
-// env is one environment's firmware PKI, built in memory the way internal/firmware builds it.
+// env is one environment's firmware PKI, built in memory the way Keyward's firmware signing (internal/ra) builds it.
 type env struct {
 	name     string
 	rootKey  *ecdsa.PrivateKey
@@ -44,7 +44,7 @@ func must[T any](v T, err error) T {
 func newEnv(t testing.TB, name string) *env {
 	t.Helper()
 	e := &env{name: name}
-	e.rootKey = must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader)) // as internal/firmware makes it
+	e.rootKey = must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader)) // as internal/ra makes it
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward " + name + " Firmware Root"},
 		NotBefore: t0.AddDate(0, -1, 0), NotAfter: t0.AddDate(25, 0, 0), IsCA: true, BasicConstraintsValid: true,

@@ -1,4 +1,9 @@
-package firmware
+package bench
+
+// keyward bench firmware: firmware verification beside plain SHA-256, manifest verification, and manifest
+// signing through a keystore beside bare signatures with the same key. Its fixtures (an in-memory firmware root,
+// a signing key in the keystore under test) are made here, not through the CA custodian: the figure it measures
+// is the keystore's own limit.
 
 import (
 	"bytes"
@@ -23,12 +28,13 @@ import (
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/soft"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/pkg/firmware/manifest"
 	"github.com/keyward/keyward/pkg/firmware/verify"
 )
 
-// BenchOptions configure Bench.
-type BenchOptions struct {
+// FirmwareOptions configure Firmware.
+type FirmwareOptions struct {
 	// ImageSizes are the image sizes to verify, in bytes (default 1 MiB and 256 MiB).
 	ImageSizes []int
 	// Keystore holds the signing key: "soft" (a temporary software keystore) or a PKCS#11 URI (e.g. SoftHSM2).
@@ -39,8 +45,8 @@ type BenchOptions struct {
 	ManifestRounds int
 }
 
-// ImageFigure is the verification of one image size beside plain SHA-256 over the same bytes.
-type ImageFigure struct {
+// FirmwareImage is the verification of one image size beside plain SHA-256 over the same bytes.
+type FirmwareImage struct {
 	Bytes         int     `json:"bytes"`
 	VerifySeconds float64 `json:"verify_seconds"` // best of several runs: manifest + streamed digest and size
 	SHA256Seconds float64 `json:"sha256_seconds"` // best of as many runs of sha256.Sum256 over the same bytes
@@ -55,25 +61,25 @@ type ImageFigure struct {
 	FileRatio   float64 `json:"file_ratio"`
 }
 
-// BenchResult is what Bench measured.
-type BenchResult struct {
-	GOMAXPROCS            int           `json:"gomaxprocs"`
-	Images                []ImageFigure `json:"images"`
-	ManifestMicros        float64       `json:"manifest_verify_microseconds"`        // classical COSE_Sign1, chain + signature + rules
-	HybridManifestMicros  float64       `json:"hybrid_manifest_verify_microseconds"` // ECDSA + ML-DSA-65 COSE_Sign
-	ManifestBytes         int           `json:"manifest_bytes"`
-	HybridManifestBytes   int           `json:"hybrid_manifest_bytes"`
-	Keystore              string        `json:"keystore"`
-	SignPerSecond         float64       `json:"sign_per_second"`         // signed manifests through the keystore
-	RawSignPerSecond      float64       `json:"raw_sign_per_second"`     // bare ECDSA signatures with the same key: the backend's limit
-	SignRatio             float64       `json:"sign_ratio"`              // sign_per_second / raw_sign_per_second
-	HybridSignPerSecond   float64       `json:"hybrid_sign_per_second"`  // ECDSA in the keystore + ML-DSA-65 in software
-	MLDSASignMicroseconds float64       `json:"mldsa_sign_microseconds"` // one ML-DSA-65 signature, for scale
+// FirmwareResult is what Firmware measured.
+type FirmwareResult struct {
+	GOMAXPROCS            int             `json:"gomaxprocs"`
+	Images                []FirmwareImage `json:"images"`
+	ManifestMicros        float64         `json:"manifest_verify_microseconds"`        // classical COSE_Sign1, chain + signature + rules
+	HybridManifestMicros  float64         `json:"hybrid_manifest_verify_microseconds"` // ECDSA + ML-DSA-65 COSE_Sign
+	ManifestBytes         int             `json:"manifest_bytes"`
+	HybridManifestBytes   int             `json:"hybrid_manifest_bytes"`
+	Keystore              string          `json:"keystore"`
+	SignPerSecond         float64         `json:"sign_per_second"`         // signed manifests through the keystore
+	RawSignPerSecond      float64         `json:"raw_sign_per_second"`     // bare ECDSA signatures with the same key: the backend's limit
+	SignRatio             float64         `json:"sign_ratio"`              // sign_per_second / raw_sign_per_second
+	HybridSignPerSecond   float64         `json:"hybrid_sign_per_second"`  // ECDSA in the keystore + ML-DSA-65 in software
+	MLDSASignMicroseconds float64         `json:"mldsa_sign_microseconds"` // one ML-DSA-65 signature, for scale
 }
 
-// Bench measures firmware verification against plain SHA-256, manifest-only verification, and signing
+// Firmware measures firmware verification against plain SHA-256, manifest-only verification, and signing
 // throughput through a keystore, all in one run.
-func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
+func Firmware(ctx context.Context, o FirmwareOptions) (*FirmwareResult, error) {
 	if len(o.ImageSizes) == 0 {
 		o.ImageSizes = []int{1 << 20, 256 << 20}
 	}
@@ -86,9 +92,9 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	if o.Keystore == "" {
 		o.Keystore = "soft"
 	}
-	res := &BenchResult{GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	res := &FirmwareResult{GOMAXPROCS: runtime.GOMAXPROCS(0)}
 
-	ks, cleanup, err := benchKeystore(o.Keystore)
+	ks, cleanup, err := firmwareKeystore(o.Keystore)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +176,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			return nil, err
 		}
 		rounds := max(3, min(200, (512<<20)/size))
-		fig := ImageFigure{Bytes: size}
+		fig := FirmwareImage{Bytes: size}
 		m, err := verify.Manifest(env, trust, opts)
 		if err != nil {
 			return nil, err
@@ -196,7 +202,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		fig.ImageRatio = fig.ImageSeconds / fig.SHA256Seconds
 		fig.VerifyMBps, fig.SHA256MBps = float64(size)/1e6/fig.VerifySeconds, float64(size)/1e6/fig.SHA256Seconds
 		fig.Ratio = fig.VerifySeconds / fig.SHA256Seconds
-		fileBest, err := benchFile(image, env, trust, opts, rounds)
+		fileBest, err := firmwareFile(image, env, trust, opts, rounds)
 		if err != nil {
 			return nil, err
 		}
@@ -266,9 +272,9 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	return res, nil
 }
 
-// benchFile verifies image from a temporary file (after one read to put it in the page cache) and returns the
+// firmwareFile verifies image from a temporary file (after one read to put it in the page cache) and returns the
 // best of rounds.
-func benchFile(image, env []byte, trust *verify.Trust, opts verify.Options, rounds int) (time.Duration, error) {
+func firmwareFile(image, env []byte, trust *verify.Trust, opts verify.Options, rounds int) (time.Duration, error) {
 	dir, err := os.MkdirTemp("", "keyward-bench-firmware-")
 	if err != nil {
 		return 0, err
@@ -298,7 +304,9 @@ func benchFile(image, env []byte, trust *verify.Trust, opts verify.Options, roun
 	return best, nil
 }
 
-func benchKeystore(spec string) (keystore.Keystore, func(), error) {
+// firmwareKeystore opens the keystore under test: a PKCS#11 token, or a software keystore in a temporary
+// directory that the returned function removes.
+func firmwareKeystore(spec string) (keystore.Keystore, func(), error) {
 	if strings.HasPrefix(spec, "pkcs11:") {
 		p, err := pkcs11.Open(spec)
 		if err != nil {
@@ -307,7 +315,7 @@ func benchKeystore(spec string) (keystore.Keystore, func(), error) {
 		return p, func() { p.Close() }, nil
 	}
 	if spec != "soft" {
-		return nil, nil, fmt.Errorf("--keystore %q: use \"soft\" or a pkcs11: URI: %w", spec, ErrBadInput)
+		return nil, nil, ra.FieldErrorf(ra.KindBadRequest, "keystore", "keystore %q: use \"soft\" or a pkcs11: URI", spec)
 	}
 	dir, err := os.MkdirTemp("", "keyward-bench-keys-")
 	if err != nil {

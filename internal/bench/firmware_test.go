@@ -1,20 +1,19 @@
-package firmware_test
+package bench
 
 import (
 	"context"
 	"testing"
 
-	"github.com/keyward/keyward/internal/firmware"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 )
 
 func TestMain(m *testing.M) { pkcs11test.Main(m) }
 
-// TestBenchSoftHSM2 runs the whole-job benchmark small, with the signing key in a SoftHSM2 token, and checks that
-// its figures are consistent; 'go test -run TestBenchSoftHSM2 -v' prints them.
-func TestBenchSoftHSM2(t *testing.T) {
+// TestFirmwareSoftHSM2 runs the whole-job benchmark small, with the signing key in a SoftHSM2 token, and checks that
+// its figures are consistent; 'go test -run TestFirmwareSoftHSM2 -v' prints them.
+func TestFirmwareSoftHSM2(t *testing.T) {
 	token := pkcs11test.NewToken(t)
-	res, err := firmware.Bench(context.Background(), firmware.BenchOptions{ImageSizes: []int{1 << 20}, Keystore: token, Signatures: 100, ManifestRounds: 50})
+	res, err := Firmware(context.Background(), FirmwareOptions{ImageSizes: []int{1 << 20}, Keystore: token, Signatures: 100, ManifestRounds: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,13 +24,13 @@ func TestBenchSoftHSM2(t *testing.T) {
 		res.SignPerSecond, res.RawSignPerSecond, res.SignRatio, res.HybridSignPerSecond, res.Images[0].Ratio, res.Images[0].ImageRatio, res.ManifestMicros)
 }
 
-// BenchmarkSignSoftHSM2 is manifest signing throughput with the ECDSA key in SoftHSM2.
-func BenchmarkSignSoftHSM2(b *testing.B) {
+// BenchmarkFirmwareSignSoftHSM2 is manifest signing throughput with the ECDSA key in SoftHSM2.
+func BenchmarkFirmwareSignSoftHSM2(b *testing.B) {
 	token := pkcs11test.NewToken(b)
-	var res *firmware.BenchResult
+	var res *FirmwareResult
 	for b.Loop() {
 		var err error
-		if res, err = firmware.Bench(context.Background(), firmware.BenchOptions{ImageSizes: []int{1 << 10}, Keystore: token, Signatures: 200, ManifestRounds: 10}); err != nil {
+		if res, err = Firmware(context.Background(), FirmwareOptions{ImageSizes: []int{1 << 10}, Keystore: token, Signatures: 200, ManifestRounds: 10}); err != nil {
 			b.Fatal(err)
 		}
 	}
