@@ -1,6 +1,6 @@
 package bench
 
-// The revocation benchmarks of issue 5: a complete CRL over a million revoked certificates, OCSP answers from
+// The revocation benchmarks: a complete CRL over a million revoked certificates, OCSP answers from
 // the pre-signed cache over HTTP on loopback, and the revocation filter of a ten-million-certificate fleet.
 // Each prints its figure beside a limit measured in the same run, and says what that limit is.
 
@@ -42,7 +42,7 @@ import (
 	"github.com/keyward/keyward/pkg/revocation/filter"
 )
 
-// Targets of issue 5.
+// Targets: what a fleet of ten million implants needs of its revocation data (docs/revocation.md).
 const (
 	CRLTargetSeconds      = 3.0    // complete CRL of 1,000,000 revoked entries
 	OCSPTargetPerSecond   = 10000  // cached OCSP responses over loopback

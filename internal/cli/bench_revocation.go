@@ -8,7 +8,7 @@ import (
 	"github.com/keyward/keyward/internal/bench"
 )
 
-// benchRevocationCmds are the revocation benchmarks of issue 5: bench crl, bench ocsp, bench filter.
+// benchRevocationCmds are the revocation benchmarks: bench crl, bench ocsp, bench filter.
 func benchRevocationCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{benchCRLCmd(g), benchOCSPCmd(g), benchFilterCmd(g)}
 }
@@ -33,7 +33,7 @@ complete CRL and its empty delta with the CA key, storing both. The CRL is parse
 
 The limit, measured in the same run, is x509.CreateRevocationList alone over the same entries (already in
 memory), with the same extensions and CA key: the library's cost of encoding and signing. The store walk alone
-is timed too. Target (issue 5): 1,000,000 entries in at most 3 s. --json prints one object with seconds, bytes,
+is timed too. Target: 1,000,000 entries in at most 3 s. --json prints one object with seconds, bytes,
 per_second (entries/s), limit_per_second, ratio and the target.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,7 +72,7 @@ for --duration. Every answer is compared with the pre-signed response. Prints re
 
 The limit, measured in the same run, is the same public handler called in-process with httptest.NewRecorder
 by as many goroutines for the same requests: everything but the network and HTTP parsing. Clients and server
-share the machine's cores. Target (issue 5): at least 10,000 responses/s. --json prints one object with
+share the machine's cores. Target: at least 10,000 responses/s. --json prints one object with
 per_second, p50_ms, p99_ms, limit_per_second, ratio and the target.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -117,7 +117,7 @@ would measure the database. Then the filter is verified and every serial of the 
 Prints the build time, the size of the tables against the information bound r(log2(N/r)+1.44) bits, the file
 size, and the mean lookup time. The limit, measured in the same run, is SHA-256(seed || serial) once per
 certificate on one goroutine, the hashing the builder must do at least once per certificate (Build runs on one
-goroutine). Targets (issue 5): for 10,000,000 certificates with 100,000 revoked, at most 1.2 x the bound, built
+goroutine). Targets: for 10,000,000 certificates with 100,000 revoked, at most 1.2 x the bound, built
 in at most 30 s, lookups at most 1 µs. --json prints one object with seconds, per_second, limit_per_second,
 ratio, ratio_to_bound, lookup_ns and the targets.`,
 		Args: cobra.NoArgs,

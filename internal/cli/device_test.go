@@ -16,8 +16,8 @@ import (
 	"github.com/keyward/keyward/internal/store/storetest"
 )
 
-// fleetSize is the number of devices the fleet test provisions: KEYWARD_FLEET_SIZE, default 200 (the 10,000
-// of issue 3's done-when takes minutes on two cores; run it with KEYWARD_FLEET_SIZE=10000).
+// fleetSize is the number of devices the fleet test provisions: KEYWARD_FLEET_SIZE, default 200 (a fleet
+// of 10,000 takes minutes on two cores; run it with KEYWARD_FLEET_SIZE=10000).
 func fleetSize(t *testing.T) int {
 	if v := os.Getenv("KEYWARD_FLEET_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -88,7 +88,8 @@ func TestFleetSQLite(t *testing.T) { testFleet(t, "") }
 
 func TestFleetPostgres(t *testing.T) { testFleet(t, storetest.PostgresDSN(t)) }
 
-// testFleet is issue 3's done-when: a fleet enrolls and renews against 'keyward serve'.
+// testFleet runs a fleet through its life at manufacturing: every device enrolls, then renews, against
+// 'keyward serve'.
 func testFleet(t *testing.T, db string) {
 	count := fleetSize(t)
 	dbArgs := []string{}

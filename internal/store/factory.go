@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// This file holds the offline-manufacturing records (issue 4): the constraints and quota of a factory site's
+// This file holds the offline-manufacturing records: the constraints and quota of a factory site's
 // subordinate CA. The CA itself is an ordinary CA row of kind CAKindSite. Store and Tx embed FactoryStore and
 // FactoryTx.
 
