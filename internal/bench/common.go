@@ -15,7 +15,7 @@ func workDir(dir string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return d, func() { os.RemoveAll(d) }, nil
+	return d, func() { _ = os.RemoveAll(d) }, nil
 }
 
 // progressTo returns a printf that writes a line to w, or does nothing if w is nil.

@@ -116,7 +116,14 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	served := make(chan error, 1)
 	go func() { served <- server.New(server.Deps{RA: n.RA}).Serve(sctx, ln, srvCert, 5*time.Second) }()
 	var stopOnce sync.Once
-	stopServer := func() { stopOnce.Do(func() { stop(); <-served }) }
+	stopServer := func() {
+		stopOnce.Do(func() {
+			stop()
+			if err := <-served; err != nil {
+				progress("server stopped: %v", err)
+			}
+		})
+	}
 	defer stopServer()
 
 	progress("preparing %d keys and CSRs", opts.Prepare)

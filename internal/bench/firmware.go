@@ -118,7 +118,7 @@ func Firmware(ctx context.Context, o FirmwareOptions) (*FirmwareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ks.Destroy(context.WithoutCancel(ctx), key.URI)
+	defer func() { _ = ks.Destroy(context.WithoutCancel(ctx), key.URI) }()
 	signer, err := ks.Signer(ctx, key.URI, keystore.PurposeFirmwareSigning)
 	if err != nil {
 		return nil, err
@@ -293,7 +293,7 @@ func firmwareFile(image, env []byte, trust *verify.Trust, opts verify.Options, r
 		t := time.Now()
 		_, err = verify.Verify(env, f, trust, opts)
 		d := time.Since(t)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return 0, err
 		}
@@ -312,7 +312,7 @@ func firmwareKeystore(spec string) (keystore.Keystore, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return p, func() { p.Close() }, nil
+		return p, func() { _ = p.Close() }, nil
 	}
 	if spec != "soft" {
 		return nil, nil, ra.FieldErrorf(ra.KindBadRequest, "keystore", "keystore %q: use \"soft\" or a pkcs11: URI", spec)
@@ -327,8 +327,8 @@ func firmwareKeystore(spec string) (keystore.Keystore, func(), error) {
 	}
 	s, err := soft.Create(dir, pass, &soft.Options{ScryptN: 1 << 10})
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return s, func() { s.Close(); os.RemoveAll(dir) }, nil
+	return s, func() { _ = s.Close(); _ = os.RemoveAll(dir) }, nil
 }

@@ -313,7 +313,12 @@ func OCSP(ctx context.Context, opts OCSPOptions) (*OCSPResult, error) {
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- pub.ServePublic(sctx, ln, 5*time.Second) }()
-	defer func() { stop(); <-served }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			progress("public listener stopped: %v", err)
+		}
+	}()
 	url := "http://" + ln.Addr().String() + "/ocsp"
 
 	clients := make([]*http.Client, opts.Clients)
@@ -393,7 +398,7 @@ func ocspPost(ctx context.Context, cl *http.Client, url string, body, want []byt
 		return err
 	}
 	got, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return err
 	}
@@ -670,7 +675,7 @@ func revWorkDir(dir, prefix string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return d, func() { os.RemoveAll(d) }, nil
+	return d, func() { _ = os.RemoveAll(d) }, nil
 }
 
 func revProgress(w io.Writer, prefix string) func(string, ...any) {

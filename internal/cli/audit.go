@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -43,7 +44,7 @@ func auditListCmd(g *globals) *cobra.Command {
 				out = append(out, api.NewEvent(e))
 				return nil
 			})
-			if err != nil && err != stop {
+			if err != nil && !errors.Is(err, stop) {
 				return err
 			}
 			if g.json {

@@ -41,7 +41,7 @@ gracefully.`,
 			} else {
 				n, err = g.open(ctx)
 				if err == nil && n.Site != nil {
-					n.Close()
+					_ = n.Close()
 					return usageError{fmt.Errorf("%s is the data directory of factory site %s: run 'keyward factory serve' there", g.data, n.Site.Site)}
 				}
 				if err == nil {

@@ -38,21 +38,21 @@ func OpenCeremony(ctx context.Context, opts Options) (*Node, error) {
 	n.Keys = multi.New(n.Soft)
 	uris, err := ReadKeystores(opts.Dir)
 	if err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, err
 	}
 	for _, u := range uris {
 		if _, err := n.Keystore(u); err != nil {
-			n.Close()
+			_ = n.Close()
 			return nil, err
 		}
 	}
 	if n.Store, err = sqlite.Open(ctx, filepath.Join(opts.Dir, CeremonyDB)); err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, err
 	}
 	if err := n.wire(ra.Config{Hierarchy: cfg, Profiles: map[string]*profile.Profile{}}); err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, err
 	}
 	return n, nil

@@ -76,7 +76,7 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 	}
 	ks, err := n.Keystore(opts.Keystore)
 	if err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, nil, err
 	}
 	actor := opts.Actor
@@ -93,13 +93,13 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 			res.Created = append(res.Created, r.Created...)
 		}
 		if err != nil {
-			n.Close()
+			_ = n.Close()
 			return nil, nil, err
 		}
 	}
 	tf, err := n.EnsureAdminToken(ctx, actor)
 	if err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, nil, err
 	}
 	res.TokenFile = tf
@@ -114,7 +114,7 @@ func writeIfMissing(path string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

@@ -119,7 +119,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			n.Close()
+			_ = n.Close()
 		}
 	}()
 	pass, err := readPassphrase(opts)
@@ -230,7 +230,7 @@ func (n *Node) Keystore(spec string) (keystore.Keystore, error) {
 		return nil, err
 	}
 	if err := rememberKeystore(n.Dir, spec); err != nil {
-		p.Close()
+		_ = p.Close()
 		return nil, err
 	}
 	n.pkcs11 = append(n.pkcs11, p)
@@ -324,15 +324,15 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {

@@ -93,7 +93,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 func (p *Profile) ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	csr, err := ParseCSR(data)
 	var e *Error
-	if err != nil && errors.As(err, &e) && e.Kind == ErrBadKey {
+	if err != nil && errors.As(err, &e) && errors.Is(e.Kind, ErrBadKey) {
 		e.Profile = p.Name
 		e.Msg += fmt.Sprintf(" (profile %q allows %s)", p.Name, p.algorithmList())
 	}

@@ -45,7 +45,7 @@ type Error struct {
 // Error returns the message. For a profile error it reads
 // `profile "implant-identity" field validity: "15x" is not a duration (use 720h, 90d or 15y) (line 7)`.
 func (e *Error) Error() string {
-	if e.Kind != ErrInvalidProfile {
+	if !errors.Is(e.Kind, ErrInvalidProfile) {
 		return e.Msg
 	}
 	s := fmt.Sprintf("profile %q", e.Profile)

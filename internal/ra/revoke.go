@@ -218,7 +218,8 @@ func (r *RA) Bulk(ctx context.Context, p Principal, req BulkRequest) (*BulkResul
 	for _, q := range queries {
 		err := r.cfg.Store.WalkCertStatus(ctx, q, func(c *store.CertStatus) error {
 			res.Matched++
-			if c.Status == store.CertStatusRevoked && !(c.Reason == store.ReasonCertificateHold && req.Reason != store.ReasonCertificateHold) {
+			// A hold may still become a permanent revocation (RFC 5280 5.3.1); anything else revoked is done.
+			if c.Status == store.CertStatusRevoked && (c.Reason != store.ReasonCertificateHold || req.Reason == store.ReasonCertificateHold) {
 				res.AlreadyRevoked++
 				return nil
 			}

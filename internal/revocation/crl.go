@@ -3,7 +3,6 @@ package revocation
 import (
 	"context"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,14 +14,6 @@ import (
 	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
-)
-
-// CRL extension and entry-extension identifiers (RFC 5280 5.2 and 5.3).
-var (
-	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28} // 5.2.5
-	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27} // 5.2.4
-	oidFreshestCRL              = asn1.ObjectIdentifier{2, 5, 29, 46} // 5.2.6
-	oidInvalidityDate           = asn1.ObjectIdentifier{2, 5, 29, 24} // 5.3.2
 )
 
 // CRLConfig says where CRLs are published and how often.

@@ -307,7 +307,10 @@ func TestESTRefusals(t *testing.T) {
 
 	t.Run("TLS 1.2 client refused", func(t *testing.T) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ts.pool, Certificates: []tls.Certificate{station}, MaxVersion: tls.VersionTLS12}}}
-		_, err := c.Get(ts.url + "/.well-known/est/" + label + "/cacerts")
+		resp, err := c.Get(ts.url + "/.well-known/est/" + label + "/cacerts")
+		if err == nil {
+			resp.Body.Close()
+		}
 		if err == nil || !strings.Contains(err.Error(), "protocol version") {
 			t.Fatalf("TLS 1.2 handshake: %v, want a protocol version alert", err)
 		}

@@ -130,7 +130,8 @@ func TestTLS13Only(t *testing.T) {
 	if resp.TLS.Version != tls.VersionTLS13 || resp.StatusCode != 200 {
 		t.Fatalf("TLS version %x status %d", resp.TLS.Version, resp.StatusCode)
 	}
-	if _, err := ts.client(tls.VersionTLS12).Get(ts.url + "/healthz"); err == nil {
+	if resp, err := ts.client(tls.VersionTLS12).Get(ts.url + "/healthz"); err == nil {
+		resp.Body.Close()
 		t.Fatal("a TLS 1.2 client completed a handshake")
 	}
 }
@@ -266,7 +267,10 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := ts.stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	_, err := ts.client(0).Get(ts.url + "/healthz")
+	resp, err := ts.client(0).Get(ts.url + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+	}
 	var opErr *net.OpError
 	if err == nil || !errors.As(err, &opErr) {
 		t.Fatalf("server still answers after shutdown: %v", err)

@@ -169,7 +169,11 @@ func (u *URI) set(attr string, component int, seen map[string]bool) error {
 		}
 		n, perr := strconv.ParseUint(string(v), 10, 64)
 		if perr != nil {
-			return fmt.Errorf(`PKCS#11 URI attribute "slot-id" is out of range: %w`, perr.(*strconv.NumError).Err)
+			var ne *strconv.NumError
+			if errors.As(perr, &ne) {
+				perr = ne.Err
+			}
+			return fmt.Errorf(`PKCS#11 URI attribute "slot-id" is out of range: %w`, perr)
 		}
 		u.SlotID = &n
 	case "module-path":

@@ -51,7 +51,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 			return nil, err
 		}
 		if _, err := conn.Exec(ctx, `LISTEN `+changesChannel); err != nil {
-			conn.Close(context.WithoutCancel(ctx))
+			_ = conn.Close(context.WithoutCancel(ctx))
 			return nil, err
 		}
 		return conn, nil
@@ -71,7 +71,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 		defer close(ch)
 		defer func() {
 			if conn != nil {
-				conn.Close(context.WithoutCancel(ctx))
+				_ = conn.Close(context.WithoutCancel(ctx))
 			}
 		}()
 		for ctx.Err() == nil {

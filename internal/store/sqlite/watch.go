@@ -51,7 +51,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 	db.SetMaxOpenConns(1)
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("watch %s: %w", s.path, err)
 	}
 	version := func() (int64, error) {
@@ -61,8 +61,8 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 	}
 	last, err := version()
 	if err != nil {
-		conn.Close()
-		db.Close()
+		_ = conn.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("watch %s: %w", s.path, err)
 	}
 	ch := make(chan struct{}, 1)

@@ -129,7 +129,7 @@ func testSiteLogAppendWalk(t *testing.T, b Backend) {
 	}
 	stop := errors.New("stop")
 	calls := 0
-	if err := b.WalkFactorySiteLog(ctx, siteCAID, 0, func(*store.FactorySiteLogEntry) error { calls++; return stop }); err != stop || calls != 1 {
+	if err := b.WalkFactorySiteLog(ctx, siteCAID, 0, func(*store.FactorySiteLogEntry) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("walk stopping at the first entry: %v after %d calls", err, calls)
 	}
 	if err := b.WalkFactorySiteLog(ctx, "dev/demo-implant/other", 0, func(*store.FactorySiteLogEntry) error { return stop }); err != nil {

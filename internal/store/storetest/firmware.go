@@ -15,7 +15,7 @@ import (
 func RunFirmware(t *testing.T, open func(t *testing.T) Backend) {
 	ctx := context.Background()
 	s := open(t)
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	now := time.Date(2030, 1, 2, 3, 4, 5, 123456000, time.UTC)
 	kid := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 	fwtx := func(fn func(store.FirmwareTx) error) error {

@@ -177,7 +177,7 @@ func TestVerify(t *testing.T) {
 			}
 			// Exactly one failure kind per case: the error matches no other sentinel.
 			for _, other := range allErrors {
-				if other != tc.want && errors.Is(err, other) {
+				if !errors.Is(other, tc.want) && errors.Is(err, other) {
 					t.Errorf("error %v also matches %v", err, other)
 				}
 			}

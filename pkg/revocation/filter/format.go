@@ -81,7 +81,6 @@ type reader struct {
 	data []byte
 	off  int
 	err  error
-	what string
 }
 
 func (r *reader) fail(format string, args ...any) {

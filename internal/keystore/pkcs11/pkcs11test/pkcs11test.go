@@ -196,11 +196,11 @@ func initToken(label string) error {
 	if err != nil {
 		return fmt.Errorf("C_OpenSession(slot %d): %w", free, err)
 	}
-	defer ctx.CloseSession(sh)
+	defer func() { _ = ctx.CloseSession(sh) }()
 	if err := ctx.Login(sh, p11.CKU_SO, SOPIN); err != nil {
 		return fmt.Errorf("C_Login(SO): %w", err)
 	}
-	defer ctx.Logout(sh)
+	defer func() { _ = ctx.Logout(sh) }()
 	if err := ctx.InitPIN(sh, PIN); err != nil {
 		return fmt.Errorf("C_InitPIN: %w", err)
 	}
