@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
@@ -23,8 +24,11 @@ type Feed struct {
 	log  *slog.Logger
 	poke chan struct{}
 
-	mu     sync.Mutex // serialises deliveries and guards subs and cursor
-	subs   []subscription
+	// subs is replaced, never changed, when a subscriber is added, so Wants reads it without waiting for a
+	// delivery in progress.
+	subs atomic.Pointer[[]subscription]
+
+	mu     sync.Mutex // serialises deliveries and guards cursor
 	cursor int64
 }
 
@@ -51,7 +55,31 @@ func New(ctx context.Context, src Source, log *slog.Logger) (*Feed, error) {
 func (f *Feed) Subscribe(fn func([]store.Change), prefixes ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.subs = append(f.subs, subscription{prefixes: prefixes, fn: fn})
+	var subs []subscription
+	if cur := f.subs.Load(); cur != nil {
+		subs = append(subs, *cur...)
+	}
+	subs = append(subs, subscription{prefixes: prefixes, fn: fn})
+	f.subs.Store(&subs)
+}
+
+func (f *Feed) subscriptions() []subscription {
+	if s := f.subs.Load(); s != nil {
+		return *s
+	}
+	return nil
+}
+
+// Wants reports whether a subscriber follows one of actions.
+func (f *Feed) Wants(actions []string) bool {
+	for _, s := range f.subscriptions() {
+		for _, a := range actions {
+			if s.wants(a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Poke asks for a delivery round now: a process calls it after its own commit, so its subscribers need not wait
@@ -92,7 +120,7 @@ func (f *Feed) deliver(batch []store.Change) {
 	if len(batch) == 0 {
 		return
 	}
-	for _, s := range f.subs {
+	for _, s := range f.subscriptions() {
 		var mine []store.Change
 		for _, c := range batch {
 			if s.wants(c.Action) {

@@ -173,9 +173,9 @@ func (n *Node) wire(rc ra.Config) error {
 	return err
 }
 
-// notify pokes the change feed, if it runs, after a change this process committed.
-func (n *Node) notify() {
-	if f := n.Feed; f != nil {
+// notify pokes the change feed, if it runs, after a change this process committed that someone follows.
+func (n *Node) notify(actions []string) {
+	if f := n.Feed; f != nil && f.Wants(actions) {
 		f.Poke()
 	}
 }

@@ -56,9 +56,10 @@ type Config struct {
 	// AttestationErr, if set, says why the attestation configuration could not be read: enrollments then fail
 	// closed, with this reason.
 	AttestationErr error
-	// Notify, if set, is called after every committed change: the change feed's Poke, so that this process's
-	// caches and publisher follow at once.
-	Notify func()
+	// Notify, if set, is called after every committed change with the actions of the audit events it appended:
+	// the change feed's Poke for the actions someone follows, so that this process's caches and publisher
+	// follow at once.
+	Notify func(actions []string)
 }
 
 // RA is the registration authority. It is safe for concurrent use.
@@ -103,15 +104,35 @@ func (r *RA) Logger() *slog.Logger { return r.cfg.Logger }
 
 func (r *RA) now() time.Time { return r.cfg.Now().UTC() }
 
-// tx runs fn in one store transaction and, once it has committed, notifies the change feed. Every decision's
-// change and its audit event go through here: no other package opens a transaction.
+// tx runs fn in one store transaction and, once it has committed, notifies the change feed of the actions it
+// appended. Every decision's change and its audit event go through here: no other package opens a transaction.
 func (r *RA) tx(ctx context.Context, fn func(store.Tx) error) error {
-	if err := r.cfg.Store.Tx(ctx, fn); err != nil {
+	if r.cfg.Notify == nil {
+		return r.cfg.Store.Tx(ctx, fn)
+	}
+	var actions []string
+	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		actions = actions[:0] // a backend may run fn again
+		return fn(tracked{Tx: tx, actions: &actions})
+	})
+	if err != nil {
 		return err
 	}
-	if r.cfg.Notify != nil {
-		r.cfg.Notify()
+	r.cfg.Notify(actions)
+	return nil
+}
+
+// tracked is a transaction that remembers the actions of the audit events appended in it.
+type tracked struct {
+	store.Tx
+	actions *[]string
+}
+
+func (t tracked) AppendAudit(ctx context.Context, e *audit.Event) error {
+	if err := t.Tx.AppendAudit(ctx, e); err != nil {
+		return err
 	}
+	*t.actions = append(*t.actions, e.Action)
 	return nil
 }
 
