@@ -3,11 +3,7 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -22,6 +18,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -35,37 +32,8 @@ type crlCA struct {
 // testCA returns a CA with a key of the given kind.
 func testCA(t testing.TB, kind string, root bool) *crlCA {
 	t.Helper()
-	var key crypto.Signer
-	var err error
-	switch kind {
-	case "P-256":
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "P-384":
-		key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "P-521":
-		key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case "Ed25519":
-		_, key, err = ed25519.GenerateKey(rand.Reader)
-	case "RSA-2048":
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		t.Fatalf("unknown key kind %s", kind)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward Test " + kind, Organization: []string{"Keyward"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &crlCA{root: root, cert: cert, signer: key}
+	key := pkitest.KeyOf(t, kind)
+	return &crlCA{root: root, cert: pkitest.NewRoot(t, "Keyward Test "+kind, key).Cert, signer: key}
 }
 
 // CRL extensions as the publisher writes them (RFC 5280 5.2.5, 5.2.6, 5.2.4), so the comparison covers the

@@ -12,14 +12,16 @@ import (
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
+
+	"github.com/keyward/keyward/internal/pkitest"
 )
 
 // benchSetup returns a P-256 issuer, an implant-identity template and the device key.
 func benchSetup(b *testing.B) (*testPKI, *x509.Certificate, *ecdsa.PrivateKey) {
 	b.Helper()
-	pki := newPKI(b, ecKey(b, elliptic.P256()), ecKey(b, elliptic.P256()))
+	pki := newPKI(b, pkitest.ECKey(b, elliptic.P256()), pkitest.ECKey(b, elliptic.P256()))
 	imp := defaults(b)["implant-identity"]
-	k := ecKey(b, elliptic.P256())
+	k := pkitest.ECKey(b, elliptic.P256())
 	tmpl := leafTemplate(b, imp, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 	return pki, tmpl, k
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -20,26 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
 )
-
-func ecKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(c, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func edKey(t testing.TB) ed25519.PrivateKey {
-	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 func serial(t testing.TB) *big.Int {
 	t.Helper()
@@ -156,9 +138,9 @@ var (
 )
 
 func TestImplantCertificate(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	imp := defaults(t)["implant-identity"]
-	deviceKey := ecKey(t, elliptic.P256())
+	deviceKey := pkitest.ECKey(t, elliptic.P256())
 	tmpl := leafTemplate(t, imp, deviceKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 
 	prep, err := pki.iss.Prepare(tmpl, &deviceKey.PublicKey, MaxDERSize(imp.MaxDERSize))
@@ -246,9 +228,9 @@ func TestImplantCertificate(t *testing.T) {
 // TestImplantSizeDistribution issues many implant certificates to show the 400-byte limit holds for every
 // signature length, and reports the sizes seen.
 func TestImplantSizeDistribution(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	imp := defaults(t)["implant-identity"]
-	deviceKey := ecKey(t, elliptic.P256())
+	deviceKey := pkitest.ECKey(t, elliptic.P256())
 	tmpl := leafTemplate(t, imp, deviceKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 	sizes := map[int]int{}
 	bound := 0
@@ -272,8 +254,8 @@ func TestImplantSizeDistribution(t *testing.T) {
 }
 
 func TestLintRefusals(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
-	leafKey := ecKey(t, elliptic.P256())
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
+	leafKey := pkitest.ECKey(t, elliptic.P256())
 	good := func() *x509.Certificate {
 		now := time.Now()
 		return &x509.Certificate{
@@ -323,8 +305,8 @@ func TestLintRefusals(t *testing.T) {
 }
 
 func TestPrepareChecks(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
-	leafKey := ecKey(t, elliptic.P256())
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
+	leafKey := pkitest.ECKey(t, elliptic.P256())
 	imp := defaults(t)["implant-identity"]
 	tmpl := leafTemplate(t, imp, leafKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 
@@ -347,7 +329,7 @@ func TestPrepareChecks(t *testing.T) {
 	}
 
 	// A token is bound to its issuer.
-	other := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	other := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	prep, err := pki.iss.Prepare(tmpl, &leafKey.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -368,8 +350,8 @@ func TestPrepareChecks(t *testing.T) {
 
 // TestIssueConcurrentRedeem races many Issue calls on one token: exactly one may sign.
 func TestIssueConcurrentRedeem(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
-	leafKey := ecKey(t, elliptic.P256())
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
+	leafKey := pkitest.ECKey(t, elliptic.P256())
 	tmpl := leafTemplate(t, defaults(t)["implant-identity"], leafKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 	prep, err := pki.iss.Prepare(tmpl, &leafKey.PublicKey)
 	if err != nil {
@@ -425,13 +407,13 @@ func (f *faultySigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) 
 }
 
 func TestFaultySigner(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
-	leafKey := ecKey(t, elliptic.P256())
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
+	leafKey := pkitest.ECKey(t, elliptic.P256())
 	imp := defaults(t)["implant-identity"]
 	tmpl := leafTemplate(t, imp, leafKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 	for _, mode := range []string{"garbage", "bitflip", "wrong key", "error"} {
 		t.Run(mode, func(t *testing.T) {
-			fs := &faultySigner{Signer: pki.interKey, mode: mode, other: ecKey(t, elliptic.P256())}
+			fs := &faultySigner{Signer: pki.interKey, mode: mode, other: pkitest.ECKey(t, elliptic.P256())}
 			iss, err := New(pki.inter, fs)
 			if err != nil {
 				t.Fatal(err)
@@ -470,11 +452,11 @@ func TestCAAlgorithms(t *testing.T) {
 		leaf    crypto.Signer
 		wantAlg x509.SignatureAlgorithm
 	}{
-		{"p256", ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()), x509.ECDSAWithSHA256},
-		{"p384", ecKey(t, elliptic.P384()), ecKey(t, elliptic.P384()), ecKey(t, elliptic.P384()), x509.ECDSAWithSHA384},
-		{"ed25519", edKey(t), edKey(t), edKey(t), x509.PureEd25519},
-		{"p384 root, ed25519 issuing CA", ecKey(t, elliptic.P384()), edKey(t), ecKey(t, elliptic.P256()), x509.PureEd25519},
-		{"rsa2048", rsaKey(), rsaKey(), ecKey(t, elliptic.P256()), x509.SHA256WithRSA},
+		{"p256", pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()), x509.ECDSAWithSHA256},
+		{"p384", pkitest.ECKey(t, elliptic.P384()), pkitest.ECKey(t, elliptic.P384()), pkitest.ECKey(t, elliptic.P384()), x509.ECDSAWithSHA384},
+		{"ed25519", pkitest.Ed25519Key(t), pkitest.Ed25519Key(t), pkitest.Ed25519Key(t), x509.PureEd25519},
+		{"p384 root, ed25519 issuing CA", pkitest.ECKey(t, elliptic.P384()), pkitest.Ed25519Key(t), pkitest.ECKey(t, elliptic.P256()), x509.PureEd25519},
+		{"rsa2048", rsaKey(), rsaKey(), pkitest.ECKey(t, elliptic.P256()), x509.SHA256WithRSA},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -519,14 +501,14 @@ func TestImplantUnderCAAlgorithms(t *testing.T) {
 		tooBig  bool
 		maxSize int
 	}{
-		{"p256", ecKey(t, elliptic.P256()), false, 388},
-		{"ed25519", edKey(t), false, 380},
-		{"p384", ecKey(t, elliptic.P384()), true, 0},
+		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 388},
+		{"ed25519", pkitest.Ed25519Key(t), false, 380},
+		{"p384", pkitest.ECKey(t, elliptic.P384()), true, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			pki := newPKI(t, tc.caKey, tc.caKey) // key reuse across root and CA is fine for a size test
-			k := ecKey(t, elliptic.P256())
+			k := pkitest.ECKey(t, elliptic.P256())
 			tmpl := leafTemplate(t, imp, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 			prep, err := pki.iss.Prepare(tmpl, &k.PublicKey, MaxDERSize(imp.MaxDERSize))
 			if tc.tooBig {
@@ -557,10 +539,10 @@ func TestMaxSignatureSize(t *testing.T) {
 		pub  crypto.PublicKey
 		want int
 	}{
-		{"p256", &ecKey(t, elliptic.P256()).PublicKey, 72},
-		{"p384", &ecKey(t, elliptic.P384()).PublicKey, 104},
-		{"p521", &ecKey(t, elliptic.P521()).PublicKey, 141},
-		{"ed25519", edKey(t).Public(), 64},
+		{"p256", &pkitest.ECKey(t, elliptic.P256()).PublicKey, 72},
+		{"p384", &pkitest.ECKey(t, elliptic.P384()).PublicKey, 104},
+		{"p521", &pkitest.ECKey(t, elliptic.P521()).PublicKey, 141},
+		{"ed25519", pkitest.Ed25519Key(t).Public(), 64},
 	}
 	for _, tc := range tests {
 		got, err := MaxSignatureSize(tc.pub)
@@ -569,7 +551,7 @@ func TestMaxSignatureSize(t *testing.T) {
 		}
 	}
 	// Empirically, no P-256 signature exceeds the bound.
-	k := ecKey(t, elliptic.P256())
+	k := pkitest.ECKey(t, elliptic.P256())
 	longest := 0
 	for range 2000 {
 		sig, err := ecdsa.SignASN1(rand.Reader, k, make([]byte, 32))
@@ -584,9 +566,9 @@ func TestMaxSignatureSize(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	leaf := mustParse(t, func() []byte {
-		k := ecKey(t, elliptic.P256())
+		k := pkitest.ECKey(t, elliptic.P256())
 		tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: "leaf"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, pki.inter, &k.PublicKey, pki.interKey)
 		if err != nil {
@@ -611,7 +593,7 @@ func TestNew(t *testing.T) {
 		{"not a CA", leaf, pki.interKey, nil, "not a CA certificate"},
 		{"no SKI", &noSKI, pki.interKey, nil, "no subject key identifier"},
 		{"no keyCertSign", &noCertSign, pki.interKey, nil, "lacks keyCertSign"},
-		{"wrong signer", pki.inter, ecKey(t, elliptic.P256()), nil, "does not match"},
+		{"wrong signer", pki.inter, pkitest.ECKey(t, elliptic.P256()), nil, "does not match"},
 		{"nil", nil, nil, nil, "required"},
 	}
 	for _, tc := range tests {
@@ -631,12 +613,12 @@ func TestNew(t *testing.T) {
 }
 
 func TestIgnoreLintsLetsWarningGo(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	iss, err := New(pki.inter, pki.interKey, IgnoreLints("w_ext_subject_key_identifier_missing_sub_cert"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := ecKey(t, elliptic.P256())
+	k := pkitest.ECKey(t, elliptic.P256())
 	tmpl := leafTemplate(t, defaults(t)["implant-identity"], k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}, pki.inter)
 	prep, err := iss.Prepare(tmpl, &k.PublicKey)
 	if err != nil {
@@ -650,13 +632,13 @@ func TestIgnoreLintsLetsWarningGo(t *testing.T) {
 }
 
 func TestSelfSignAndSignCARefuseNonCA(t *testing.T) {
-	k := ecKey(t, elliptic.P256())
+	k := pkitest.ECKey(t, elliptic.P256())
 	tmpl := caTemplate(t, "Not a CA", 1, false)
 	tmpl.IsCA = false
 	if _, _, err := SelfSign(context.Background(), tmpl, k); err == nil || !strings.Contains(err.Error(), "not a CA") {
 		t.Errorf("SelfSign: err = %v", err)
 	}
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	if _, _, err := SignCA(context.Background(), tmpl, pki.root, pki.rootKey, &k.PublicKey); err == nil || !strings.Contains(err.Error(), "not a CA") {
 		t.Errorf("SignCA: err = %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
 )
 
@@ -15,7 +16,7 @@ import (
 // RFC 9608 noRevAvail extension with no error and no warning, and the certificate carries it, non-critical,
 // with no CRL distribution point or OCSP responder.
 func TestShortLivedNoRevAvail(t *testing.T) {
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	gw := string(profile.Defaults()["gateway-identity"])
 	for _, cut := range []string{"crl_distribution_points:", "ocsp_servers:"} {
 		i := strings.Index(gw, "\n"+cut)
@@ -29,7 +30,7 @@ func TestShortLivedNoRevAvail(t *testing.T) {
 	if err != nil {
 		t.Fatalf("short-lived gateway profile: %v", err)
 	}
-	key := ecKey(t, elliptic.P256())
+	key := pkitest.ECKey(t, elliptic.P256())
 	tmpl := leafTemplate(t, p, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "GW-WARD-7"}, DNSNames: []string{"ward-7.gateways.example.com"}}, pki.inter)
 	prep, err := pki.iss.Prepare(tmpl, &key.PublicKey, MaxDERSize(p.MaxDERSize))
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
 )
 
@@ -121,9 +122,9 @@ func TestStampMatchesFullPath(t *testing.T) {
 		}
 		return k
 	}
-	p256 := func(t testing.TB) crypto.Signer { return ecKey(t, elliptic.P256()) }
-	p384 := func(t testing.TB) crypto.Signer { return ecKey(t, elliptic.P384()) }
-	ed := func(t testing.TB) crypto.Signer { return edKey(t) }
+	p256 := func(t testing.TB) crypto.Signer { return pkitest.ECKey(t, elliptic.P256()) }
+	p384 := func(t testing.TB) crypto.Signer { return pkitest.ECKey(t, elliptic.P384()) }
+	ed := func(t testing.TB) crypto.Signer { return pkitest.Ed25519Key(t) }
 	fixedSAN := func(c *x509.Certificate) { c.DNSNames = []string{"ward-7.gateways.example.com"} }
 	tests := []struct {
 		name   string
@@ -136,13 +137,13 @@ func TestStampMatchesFullPath(t *testing.T) {
 		eku    x509.ExtKeyUsage
 		maxDER int
 	}{
-		{"implant, P-256 CA", imp, "factory-station", ecKey(t, elliptic.P256()), p256, implantCN, nil, x509.ExtKeyUsageClientAuth, imp.MaxDERSize},
-		{"implant, Ed25519 CA", imp, "factory-station", edKey(t), p256, implantCN, nil, x509.ExtKeyUsageClientAuth, imp.MaxDERSize},
-		{"gateway P-256 key, P-256 CA", gw, "admin", ecKey(t, elliptic.P256()), p256, gatewayCN, nil, x509.ExtKeyUsageServerAuth, gw.MaxDERSize},
-		{"gateway P-384 key, P-384 CA", gw, "admin", ecKey(t, elliptic.P384()), p384, gatewayCN, nil, x509.ExtKeyUsageClientAuth, gw.MaxDERSize},
-		{"gateway Ed25519 key, Ed25519 CA", gw, "admin", edKey(t), ed, gatewayCN, nil, x509.ExtKeyUsageClientAuth, gw.MaxDERSize},
+		{"implant, P-256 CA", imp, "factory-station", pkitest.ECKey(t, elliptic.P256()), p256, implantCN, nil, x509.ExtKeyUsageClientAuth, imp.MaxDERSize},
+		{"implant, Ed25519 CA", imp, "factory-station", pkitest.Ed25519Key(t), p256, implantCN, nil, x509.ExtKeyUsageClientAuth, imp.MaxDERSize},
+		{"gateway P-256 key, P-256 CA", gw, "admin", pkitest.ECKey(t, elliptic.P256()), p256, gatewayCN, nil, x509.ExtKeyUsageServerAuth, gw.MaxDERSize},
+		{"gateway P-384 key, P-384 CA", gw, "admin", pkitest.ECKey(t, elliptic.P384()), p384, gatewayCN, nil, x509.ExtKeyUsageClientAuth, gw.MaxDERSize},
+		{"gateway Ed25519 key, Ed25519 CA", gw, "admin", pkitest.Ed25519Key(t), ed, gatewayCN, nil, x509.ExtKeyUsageClientAuth, gw.MaxDERSize},
 		{"gateway P-256 key, RSA CA", gw, "admin", rsaKey(), p256, gatewayCN, nil, x509.ExtKeyUsageClientAuth, gw.MaxDERSize},
-		{"gateway with a fixed SAN", gw, "admin", ecKey(t, elliptic.P256()), p256, gatewayCN, fixedSAN, x509.ExtKeyUsageServerAuth, gw.MaxDERSize},
+		{"gateway with a fixed SAN", gw, "admin", pkitest.ECKey(t, elliptic.P256()), p256, gatewayCN, fixedSAN, x509.ExtKeyUsageServerAuth, gw.MaxDERSize},
 	}
 	n := 40
 	if testing.Short() {
@@ -228,16 +229,16 @@ func sameLints(a, b []Finding) bool {
 func TestStampRefusesInputs(t *testing.T) {
 	profiles := defaults(t)
 	gw, imp := profiles["gateway-identity"], profiles["implant-identity"]
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	now := time.Now()
 	gwStamp, err := newStamp(t, pki, profileTemplate(gw, "admin", pki.inter, now, nil), profileCheck(gw, "admin"), gw.MaxDERSize,
-		"GW-ABCDEFGHIJ", ecKey(t, elliptic.P256()), gatewayCN(t))
+		"GW-ABCDEFGHIJ", pkitest.ECKey(t, elliptic.P256()), gatewayCN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A stamp whose subject check lets everything through, to reach the stamp's own encoding checks.
 	anyStamp, err := newStamp(t, pki, profileTemplate(imp, "admin", pki.inter, now, nil), func(string, crypto.PublicKey) error { return nil }, imp.MaxDERSize,
-		"DEMO-00000001", ecKey(t, elliptic.P256()), "DEMO-00000002")
+		"DEMO-00000001", pkitest.ECKey(t, elliptic.P256()), "DEMO-00000002")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,16 +254,16 @@ func TestStampRefusesInputs(t *testing.T) {
 		stampEr bool   // ErrNotStampable
 		want    string // in the message
 	}{
-		{"shorter common name", gwStamp.stamp, sixteen, "GW-ABCDE", &ecKey(t, elliptic.P256()).PublicKey, true, `common name "GW-ABCDE" encodes as a 10-byte PrintableString; the stamp's is a 15-byte PrintableString`},
-		{"longer common name", gwStamp.stamp, sixteen, "GW-ABCDEFGHIJK", &ecKey(t, elliptic.P256()).PublicKey, true, "16-byte PrintableString"},
-		{"another string type", anyStamp.stamp, sixteen, "DEMO-0000000*", &ecKey(t, elliptic.P256()).PublicKey, true, "15-byte UTF8String; the stamp's is a 15-byte PrintableString"},
-		{"P-384 key", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", &ecKey(t, elliptic.P384()).PublicKey, true, "subject key ECDSA P-384 has a 120-byte SubjectPublicKeyInfo; the stamp's is 91 bytes"},
-		{"Ed25519 key", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", edKey(t).Public(), true, "subject key Ed25519"},
-		{"serial with the top bit set", gwStamp.stamp, topBit, "GW-KLMNOPQRST", &ecKey(t, elliptic.P256()).PublicKey, true, "is 17 octets in DER; the stamp's is 16"},
-		{"short serial", gwStamp.stamp, short, "GW-KLMNOPQRST", &ecKey(t, elliptic.P256()).PublicKey, true, "is 8 octets"},
-		{"zero serial", gwStamp.stamp, big.NewInt(0), "GW-KLMNOPQRST", &ecKey(t, elliptic.P256()).PublicKey, false, "must be positive"},
-		{"name outside the profile", gwStamp.stamp, sixteen, "XX-KLMNOPQRST", &ecKey(t, elliptic.P256()).PublicKey, false, `does not match profile "gateway-identity"`},
-		{"key outside the profile", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", &ecKey(t, elliptic.P224()).PublicKey, false, "refused"},
+		{"shorter common name", gwStamp.stamp, sixteen, "GW-ABCDE", &pkitest.ECKey(t, elliptic.P256()).PublicKey, true, `common name "GW-ABCDE" encodes as a 10-byte PrintableString; the stamp's is a 15-byte PrintableString`},
+		{"longer common name", gwStamp.stamp, sixteen, "GW-ABCDEFGHIJK", &pkitest.ECKey(t, elliptic.P256()).PublicKey, true, "16-byte PrintableString"},
+		{"another string type", anyStamp.stamp, sixteen, "DEMO-0000000*", &pkitest.ECKey(t, elliptic.P256()).PublicKey, true, "15-byte UTF8String; the stamp's is a 15-byte PrintableString"},
+		{"P-384 key", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P384()).PublicKey, true, "subject key ECDSA P-384 has a 120-byte SubjectPublicKeyInfo; the stamp's is 91 bytes"},
+		{"Ed25519 key", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", pkitest.Ed25519Key(t).Public(), true, "subject key Ed25519"},
+		{"serial with the top bit set", gwStamp.stamp, topBit, "GW-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P256()).PublicKey, true, "is 17 octets in DER; the stamp's is 16"},
+		{"short serial", gwStamp.stamp, short, "GW-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P256()).PublicKey, true, "is 8 octets"},
+		{"zero serial", gwStamp.stamp, big.NewInt(0), "GW-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P256()).PublicKey, false, "must be positive"},
+		{"name outside the profile", gwStamp.stamp, sixteen, "XX-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P256()).PublicKey, false, `does not match profile "gateway-identity"`},
+		{"key outside the profile", gwStamp.stamp, sixteen, "GW-KLMNOPQRST", &pkitest.ECKey(t, elliptic.P224()).PublicKey, false, "refused"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,7 +287,7 @@ func TestStampRefusesInputs(t *testing.T) {
 // path; the caller then issues through Prepare and Issue.
 func TestStampRefusesProfiles(t *testing.T) {
 	gw := defaults(t)["gateway-identity"]
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	now := time.Now()
 	calls := 0
 	tests := []struct {
@@ -321,7 +322,7 @@ func TestStampRefusesProfiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := newStamp(t, pki, tc.tf, profileCheck(gw, "admin"), gw.MaxDERSize, "GW-ABCDEFGHIJ", ecKey(t, elliptic.P256()), tc.probeCN)
+			f, err := newStamp(t, pki, tc.tf, profileCheck(gw, "admin"), gw.MaxDERSize, "GW-ABCDEFGHIJ", pkitest.ECKey(t, elliptic.P256()), tc.probeCN)
 			if !errors.Is(err, ErrNotStampable) || !strings.Contains(err.Error(), tc.want) || f.stamp != nil {
 				t.Fatalf("NewStamp: %v; want ErrNotStampable with %q", err, tc.want)
 			}
@@ -330,8 +331,8 @@ func TestStampRefusesProfiles(t *testing.T) {
 	}
 
 	// Misuse is an error too, but not "issue through the full path".
-	other := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
-	k := ecKey(t, elliptic.P256())
+	other := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
+	k := pkitest.ECKey(t, elliptic.P256())
 	tmpl, _ := profileTemplate(gw, "admin", pki.inter, now, nil)(serial(t), "GW-ABCDEFGHIJ", k.Public())
 	p, err := pki.iss.Prepare(tmpl, k.Public())
 	if err != nil {
@@ -360,23 +361,23 @@ func TestStampRefusesProfiles(t *testing.T) {
 // returned, as with Issue.
 func TestStampFaultySigner(t *testing.T) {
 	imp := defaults(t)["implant-identity"]
-	root, inter := ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256())
+	root, inter := pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256())
 	pki := newPKI(t, root, inter)
 	for _, mode := range []string{"garbage", "bitflip", "wrong key", "error"} {
 		t.Run(mode, func(t *testing.T) {
-			fs := &faultySigner{Signer: inter, other: ecKey(t, elliptic.P256())}
+			fs := &faultySigner{Signer: inter, other: pkitest.ECKey(t, elliptic.P256())}
 			iss, err := New(pki.inter, fs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			faulty := &testPKI{root: pki.root, inter: pki.inter, iss: iss, signer: &countingSigner{Signer: fs}}
 			f, err := newStamp(t, faulty, profileTemplate(imp, "admin", pki.inter, time.Now(), nil), profileCheck(imp, "admin"), imp.MaxDERSize,
-				"DEMO-00000001", ecKey(t, elliptic.P256()), "DEMO-00000002")
+				"DEMO-00000001", pkitest.ECKey(t, elliptic.P256()), "DEMO-00000002")
 			if err != nil {
 				t.Fatal(err)
 			}
 			fs.mode = mode // the signer fails after the stamp was made
-			der, err := f.stamp.Issue(context.Background(), serial(t), "DEMO-00000003", &ecKey(t, elliptic.P256()).PublicKey)
+			der, err := f.stamp.Issue(context.Background(), serial(t), "DEMO-00000003", &pkitest.ECKey(t, elliptic.P256()).PublicKey)
 			if err == nil || der != nil {
 				t.Fatalf("a faulty signer's certificate was returned (%d bytes)", len(der))
 			}
@@ -390,9 +391,9 @@ func TestStampFaultySigner(t *testing.T) {
 // TestStampConcurrent issues from one stamp on many goroutines (run with -race).
 func TestStampConcurrent(t *testing.T) {
 	imp := defaults(t)["implant-identity"]
-	pki := newPKI(t, ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256()))
+	pki := newPKI(t, pkitest.ECKey(t, elliptic.P256()), pkitest.ECKey(t, elliptic.P256()))
 	f, err := newStamp(t, pki, profileTemplate(imp, "factory-station", pki.inter, time.Now(), nil), profileCheck(imp, "factory-station"), imp.MaxDERSize,
-		"DEMO-00000001", ecKey(t, elliptic.P256()), "DEMO-99999999")
+		"DEMO-00000001", pkitest.ECKey(t, elliptic.P256()), "DEMO-99999999")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestStampConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 10 {
-				k := ecKey(t, elliptic.P256())
+				k := pkitest.ECKey(t, elliptic.P256())
 				cn := "DEMO-" + strings.Repeat("0", 5) + string(rune('0'+g)) + string(rune('0'+i)) + "0"
 				der, err := f.stamp.Issue(context.Background(), serial(t), cn, &k.PublicKey)
 				if err != nil {
@@ -435,7 +436,7 @@ func BenchmarkStamp(b *testing.B) {
 	pki, _, k := benchSetup(b)
 	imp := defaults(b)["implant-identity"]
 	f, err := newStamp(b, pki, profileTemplate(imp, "factory-station", pki.inter, time.Now(), nil), profileCheck(imp, "factory-station"), imp.MaxDERSize,
-		"DEMO-00000001", ecKey(b, elliptic.P256()), "DEMO-00000002")
+		"DEMO-00000001", pkitest.ECKey(b, elliptic.P256()), "DEMO-00000002")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -458,9 +459,9 @@ func BenchmarkStamp(b *testing.B) {
 // FuzzLocate: the TBSCertificate parser behind NewStamp never panics, and what it locates lies inside its
 // input, on any bytes.
 func FuzzLocate(f *testing.F) {
-	pki := newPKI(f, ecKey(f, elliptic.P256()), ecKey(f, elliptic.P256()))
+	pki := newPKI(f, pkitest.ECKey(f, elliptic.P256()), pkitest.ECKey(f, elliptic.P256()))
 	for _, p := range defaults(f) {
-		k := ecKey(f, elliptic.P256())
+		k := pkitest.ECKey(f, elliptic.P256())
 		cn := "DEMO-00000001"
 		if p.Name == "gateway-identity" {
 			cn = "GW-ABCDEFGHIJ"

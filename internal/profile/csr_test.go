@@ -2,8 +2,6 @@ package profile
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,25 +14,8 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/internal/goodkey"
+	"github.com/keyward/keyward/internal/pkitest"
 )
-
-func newKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(c, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func csrDERFor(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
-	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
 
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
@@ -46,13 +27,13 @@ func readFixture(t testing.TB, name string) []byte {
 }
 
 func TestParseCSR(t *testing.T) {
-	key := newKey(t, elliptic.P256())
-	valid := csrDERFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}})
+	key := pkitest.ECKey(t, elliptic.P256())
+	valid := pkitest.CSRFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}})
 	validPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: valid})
 	badSig := bytes.Clone(valid)
 	badSig[len(badSig)-1] ^= 0x01
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	edCSR := csrDERFor(t, edKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "GW-ABCD"}})
+	edCSR := pkitest.CSRFor(t, edKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "GW-ABCD"}})
 
 	tests := []struct {
 		name    string
@@ -82,7 +63,7 @@ func TestParseCSR(t *testing.T) {
 		{name: "p192 fixture", in: readFixture(t, "p192.csr.der"), want: "CSR key uses an unsupported or weak curve (P-192): minimum is P-256", kind: ErrBadKey},
 		{name: "secp256k1 fixture", in: readFixture(t, "secp256k1.csr.der"), want: "CSR key uses an unsupported or weak curve (secp256k1): minimum is P-256", kind: ErrBadKey},
 		{name: "rsa1024 fixture", in: readFixture(t, "rsa1024.csr.der"), want: "CSR key is RSA-1024: minimum is 2048", kind: ErrBadKey},
-		{name: "p224 generated", in: csrDERFor(t, newKey(t, elliptic.P224()), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}),
+		{name: "p224 generated", in: pkitest.CSRFor(t, pkitest.ECKey(t, elliptic.P224()), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}),
 			want: "CSR key uses an unsupported or weak curve (P-224): minimum is P-256", kind: ErrBadKey},
 		{name: "sha1 fixture", in: readFixture(t, "p256-sha1.csr.der"), want: "signature algorithm ECDSA-SHA1 is not supported", kind: ErrBadCSR},
 	}
@@ -124,7 +105,7 @@ func TestProfileParseCSRNamesAllowedKeys(t *testing.T) {
 		t.Errorf("err = %v; want %q", err, want)
 	}
 	// A goodkey refusal after parsing also matches goodkey.ErrBadKey.
-	_, err = p.ParseCSR(csrDERFor(t, newKey(t, elliptic.P224()), &x509.CertificateRequest{}))
+	_, err = p.ParseCSR(pkitest.CSRFor(t, pkitest.ECKey(t, elliptic.P224()), &x509.CertificateRequest{}))
 	if !errors.Is(err, ErrBadKey) {
 		t.Errorf("P-224: err = %v, want ErrBadKey", err)
 	}
@@ -132,7 +113,7 @@ func TestProfileParseCSRNamesAllowedKeys(t *testing.T) {
 
 func TestCheckRequestGoodkeyKind(t *testing.T) {
 	p := mustDefaults(t)["implant-identity"]
-	k := newKey(t, elliptic.P224())
+	k := pkitest.ECKey(t, elliptic.P224())
 	csr := &x509.CertificateRequest{PublicKey: &k.PublicKey, Subject: pkix.Name{CommonName: "DEMO-00000001"}}
 	err := p.CheckRequest(&Request{CSR: csr, Role: "admin"})
 	if !errors.Is(err, ErrBadKey) || !errors.Is(err, goodkey.ErrBadKey) {
@@ -142,8 +123,8 @@ func TestCheckRequestGoodkeyKind(t *testing.T) {
 
 // FuzzParseCSR: any input yields a verified CSR or an *Error, never a panic.
 func FuzzParseCSR(f *testing.F) {
-	key := newKey(f, elliptic.P256())
-	valid := csrDERFor(f, key, &x509.CertificateRequest{
+	key := pkitest.ECKey(f, elliptic.P256())
+	valid := pkitest.CSRFor(f, key, &x509.CertificateRequest{
 		Subject:  pkix.Name{CommonName: "DEMO-00000001"},
 		DNSNames: []string{"a.gateways.example.com"},
 	})

@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/keyward/keyward/internal/pkitest"
 )
 
 // sanExtension builds a SubjectAltName extension holding one GeneralName of the given context tag.
@@ -36,8 +38,8 @@ func sanExtension(t testing.TB, tag cbasn1.Tag, body func(*cryptobyte.Builder)) 
 func TestCheckRequest(t *testing.T) {
 	ps := mustDefaults(t)
 	imp, gw := ps["implant-identity"], ps["gateway-identity"]
-	p256 := newKey(t, elliptic.P256())
-	p384 := newKey(t, elliptic.P384())
+	p256 := pkitest.ECKey(t, elliptic.P256())
+	p384 := pkitest.ECKey(t, elliptic.P384())
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -116,7 +118,7 @@ func TestCheckRequest(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			csr, err := ParseCSR(csrDERFor(t, tc.key, &tc.tmpl))
+			csr, err := ParseCSR(pkitest.CSRFor(t, tc.key, &tc.tmpl))
 			if err != nil {
 				t.Fatalf("ParseCSR: %v", err)
 			}
@@ -151,12 +153,12 @@ func TestCheckRequestFixedOrganization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := newKey(t, elliptic.P256())
+	k := pkitest.ECKey(t, elliptic.P256())
 	for _, tc := range []struct {
 		org  []string
 		want bool
 	}{{nil, true}, {[]string{"Keyward Demo"}, true}, {[]string{"Other"}, false}} {
-		csr, _ := ParseCSR(csrDERFor(t, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEV-1", Organization: tc.org}}))
+		csr, _ := ParseCSR(pkitest.CSRFor(t, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEV-1", Organization: tc.org}}))
 		err := p.CheckRequest(&Request{CSR: csr, Role: "admin"})
 		if (err == nil) != tc.want {
 			t.Errorf("O=%v: err = %v, want allowed=%v", tc.org, err, tc.want)

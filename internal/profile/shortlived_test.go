@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/pkitest"
 )
 
 // shortLived is base turned into a valid short-lived profile: 7 days, no revocation pointers, a CA-issuers URL
@@ -23,8 +25,8 @@ func TestShortLivedProfile(t *testing.T) {
 		t.Fatalf("short_lived %v, validity %v, CRL %v, OCSP %v", p.ShortLived, p.Validity, p.CRLDistributionPoints, p.OCSPServers)
 	}
 	ca := testCA(t, "Keyward Dev Gateway CA", testNow.AddDate(5, 0, 0), []byte{1, 2, 3, 4, 5, 6, 7, 8})
-	key := newKey(t, elliptic.P256())
-	csr, err := ParseCSR(csrDERFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEV-1"}}))
+	key := pkitest.ECKey(t, elliptic.P256())
+	csr, err := ParseCSR(pkitest.CSRFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEV-1"}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/pkitest"
 )
 
 var testNow = time.Date(2026, 5, 1, 12, 0, 0, 500, time.UTC)
 
 func testCA(t testing.TB, name string, notAfter time.Time, ski []byte) *x509.Certificate {
 	t.Helper()
-	k := newKey(t, elliptic.P256())
+	k := pkitest.ECKey(t, elliptic.P256())
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: name},
@@ -48,11 +50,11 @@ func TestTemplate(t *testing.T) {
 	ps := mustDefaults(t)
 	imp, gw := ps["implant-identity"], ps["gateway-identity"]
 	ca := testCA(t, "Keyward Dev Implant CA", testNow.AddDate(20, 0, 0), []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4})
-	key := newKey(t, elliptic.P256())
+	key := pkitest.ECKey(t, elliptic.P256())
 	serial := new(big.Int).Lsh(big.NewInt(1), 120)
 
 	req := func(tmpl *x509.CertificateRequest) *Request {
-		csr, err := ParseCSR(csrDERFor(t, key, tmpl))
+		csr, err := ParseCSR(pkitest.CSRFor(t, key, tmpl))
 		if err != nil {
 			t.Fatal(err)
 		}
