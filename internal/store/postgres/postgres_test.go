@@ -93,3 +93,9 @@ func BenchmarkGetCertificateDuringWrites(b *testing.B) {
 	defer s.Close()
 	storetest.BenchGetCertificate(b, s, 256)
 }
+
+func BenchmarkReads(b *testing.B) {
+	s := open(b)
+	defer s.Close()
+	storetest.BenchReads(b, s, 20000)
+}
