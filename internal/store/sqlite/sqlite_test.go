@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -75,6 +76,26 @@ func TestReopen(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("database file mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestNewerSchemaRefused checks that a database migrated by a newer Keyward is refused, not written to.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keyward.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ExecRaw(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := sqlite.Open(ctx, path); err == nil {
+		s.Close()
+		t.Fatal("Open of a database with schema version 9999 succeeded")
+	} else if !strings.Contains(err.Error(), "schema version 9999 is newer than this Keyward's") {
+		t.Fatalf("Open: %v, want the schema version refused", err)
 	}
 }
 
