@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
@@ -27,17 +26,6 @@ const certPage = 5000
 // keepCRLs is how many CRLs of each kind per issuer stay stored; older ones are pruned at insert.
 const keepCRLs = 3
 
-const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
-
-func scanRevEntry(r pgx.Row) (*store.RevocationEntry, error) {
-	var e store.RevocationEntry
-	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &e.RevokedAt, &e.InvalidityDate, &e.NotAfter, &e.Seq); err != nil {
-		return nil, err
-	}
-	e.RevokedAt, e.InvalidityDate, e.NotAfter = utcPtr(e.RevokedAt), utcPtr(e.InvalidityDate), utc(e.NotAfter)
-	return &e, nil
-}
-
 // nextCounter increments the named counter (creating it at 1) and returns its new value. The row stays locked
 // until the transaction ends, so a second transaction incrementing the same counter waits, and values commit in
 // increasing order: a reader never sees value n committed while n-1 is still to come.
@@ -52,7 +40,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := scanRevEntry(t.tx.QueryRow(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = $1`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates WHERE serial = $1`, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -70,7 +58,8 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = $2, revocation_reason = $3,
 		invalidity_date = $4, revocation_seq = $5
 		WHERE serial = $6 AND (status <> $1 OR (revocation_reason = $7 AND $3 <> $7))`,
-		store.CertStatusRevoked, r.RevokedAt, r.Reason, r.InvalidityDate, seq, r.Serial, store.ReasonCertificateHold)
+		store.CertStatusRevoked, codec.BindTime(r.RevokedAt), r.Reason, codec.BindNullTime(r.InvalidityDate), seq, r.Serial,
+		store.ReasonCertificateHold)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
@@ -118,9 +107,8 @@ func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error)
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
-		next_update, max_seq, entries, der, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-		c.IssuerID, c.Number, c.Delta, c.BaseNumber, c.ThisUpdate, c.NextUpdate, c.MaxSeq, c.Entries, c.DER, c.CreatedAt)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO published_crls (`+sqlrecord.CRLColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT DO NOTHING`, codec.CRLArgs(c)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert CRL %d: issuer CA %q: %w", c.Number, c.IssuerID, store.ErrNotFound)
@@ -140,9 +128,8 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
-		created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-		s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, s.NotAfter, s.CreatedAt)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO revocation_signers (`+sqlrecord.RevocationSignerColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING`, codec.RevocationSignerArgs(s)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert revocation signer %s: issuer CA %q: %w", s.KeyURI, s.IssuerID, store.ErrNotFound)
@@ -156,8 +143,8 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update, data)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, f.Scope, f.Version, f.BaseVersion, f.IssuedAt, f.NextUpdate, f.Data)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO published_filters (`+sqlrecord.FilterColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING`, codec.FilterArgs(f)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, err)
@@ -199,18 +186,11 @@ func certWhere(q store.CertQuery) ([]string, []any) {
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
 	where, args := certWhere(q)
 	where = append(where, fmt.Sprintf("serial > $%d", len(args)+1))
-	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
+	query := `SELECT ` + sqlrecord.CertStatusColumns + ` FROM certificates WHERE ` +
 		strings.Join(where, " AND ") + fmt.Sprintf(` ORDER BY serial LIMIT $%d`, len(args)+2)
 	after := ""
 	for {
-		page, err := collect(ctx, s.pool, func(r pgx.Row) (*store.CertStatus, error) {
-			var c store.CertStatus
-			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &c.NotAfter); err != nil {
-				return nil, err
-			}
-			c.NotAfter = utc(c.NotAfter)
-			return &c, nil
-		}, query, append(append(args[:len(args):len(args)], after), certPage)...)
+		page, err := collect(ctx, s.pool, codec.ScanCertStatus, query, append(append(args[:len(args):len(args)], after), certPage)...)
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
@@ -247,12 +227,11 @@ const revokedPage = 20000
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6) along the partial index
 // certificates_revoked (0003_revocation.sql), in serial order with no sort. The status is a literal so that
 // the planner can match the index's predicate for any plan, generic or custom.
-const walkRevokedQuery = `SELECT serial, revoked_at, revocation_reason, invalidity_date, not_after FROM certificates
+const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + ` FROM certificates
 	WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' AND serial > $2 AND not_after >= $3
 	ORDER BY serial LIMIT $4`
 
-// WalkRevoked implements store.RevocationStore. Entries of one page share two allocations (the entries and
-// their times) rather than several per row.
+// WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
 func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
 	after := ""
 	for {
@@ -279,23 +258,11 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom t
 	}
 	defer rows.Close()
 	page := make([]store.RevocationEntry, 0, revokedPage)
-	times := make([]time.Time, 0, 2*revokedPage)
 	for rows.Next() {
-		var revoked, invalidity *time.Time
-		e := store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked}
-		if err := rows.Scan(&e.Serial, &revoked, &e.Reason, &invalidity, &e.NotAfter); err != nil {
+		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
-		e.NotAfter = e.NotAfter.UTC()
-		if revoked != nil {
-			times = append(times, revoked.UTC())
-			e.RevokedAt = &times[len(times)-1]
-		}
-		if invalidity != nil {
-			times = append(times, invalidity.UTC())
-			e.InvalidityDate = &times[len(times)-1]
-		}
-		page = append(page, e)
 	}
 	return page, rows.Err()
 }
@@ -303,7 +270,7 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom t
 // WalkRevocationChanges implements store.RevocationStore.
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	for {
-		page, err := collect(ctx, s.pool, scanRevEntry, `SELECT `+revEntryColumns+` FROM certificates
+		page, err := collect(ctx, s.pool, codec.ScanRevocationEntry, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates
 			WHERE issuer_id = $1 AND revocation_seq > $2 ORDER BY revocation_seq LIMIT $3`, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
@@ -331,40 +298,30 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	var c store.PublishedCRL
-	err := s.pool.QueryRow(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
-		entries, der, created_at FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`,
-		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &c.ThisUpdate, &c.NextUpdate, &c.MaxSeq,
-		&c.Entries, &c.DER, &c.CreatedAt)
+	c, err := codec.ScanCRL(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.CRLColumns+` FROM published_crls
+		WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
-	c.ThisUpdate, c.NextUpdate, c.CreatedAt = utc(c.ThisUpdate), utc(c.NextUpdate), utc(c.CreatedAt)
-	return &c, nil
+	return c, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	var r store.RevocationSigner
-	err := s.pool.QueryRow(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
-		WHERE issuer_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
-		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &r.NotAfter, &r.CreatedAt)
+	r, err := codec.ScanRevocationSigner(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.RevocationSignerColumns+` FROM revocation_signers
+		WHERE issuer_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
-	r.NotAfter, r.CreatedAt = utc(r.NotAfter), utc(r.CreatedAt)
-	return &r, nil
+	return r, nil
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	var f store.PublishedFilter
-	err := s.pool.QueryRow(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
-		Scan(&f.Scope, &f.Version, &f.BaseVersion, &f.IssuedAt, &f.NextUpdate, &f.Data)
+	f, err := codec.ScanFilter(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.FilterColumns+` FROM published_filters `+query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
-	f.IssuedAt, f.NextUpdate = utc(f.IssuedAt), utc(f.NextUpdate)
-	return &f, nil
+	return f, nil
 }
 
 // GetFilter implements store.RevocationStore.

@@ -3,15 +3,16 @@ package postgres
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // tx is one READ COMMITTED transaction.
@@ -38,15 +39,16 @@ const maxPending = 1024
 
 var _ store.Tx = (*tx)(nil)
 
+// auditCopyColumns names the columns of a buffered event, in the order of codec.EventArgs.
+var auditCopyColumns = strings.Split(sqlrecord.AuditColumns, ", ")
+
 // flush writes the buffered audit events with one COPY. Tx calls it before commit.
 func (t *tx) flush(ctx context.Context) error {
 	if len(t.pending) == 0 {
 		return nil
 	}
 	first := t.pending[0][0]
-	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "time", "actor", "action", "subject", "outcome", "details", "prev_hash", "hash"},
-		pgx.CopyFromRows(t.pending)); err != nil {
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditCopyColumns, pgx.CopyFromRows(t.pending)); err != nil {
 		return fmt.Errorf("write audit events %d to %d: %w", first, t.headSeq, err)
 	}
 	t.pending = t.pending[:0]
@@ -54,10 +56,9 @@ func (t *tx) flush(ctx context.Context) error {
 }
 
 func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO cas (`+caColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO cas (`+sqlrecord.CAColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO NOTHING`,
-		ca.ID, ca.Environment, ca.ProductLine, ca.Kind, nullString(ca.ParentID), ca.KeyURI, bytea(ca.CertDER),
-		ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status, ca.CreatedAt)
+		codec.CAArgs(ca)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CA %q: %w", ca.ID, store.ErrExists)
@@ -82,8 +83,8 @@ func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, tok.ID, tok.Name, tok.Role, tok.Hash, tok.CreatedAt, tok.RevokedAt)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO tokens (`+sqlrecord.TokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING`, codec.TokenArgs(tok)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert token %s: %w", tok.ID, err)
@@ -94,10 +95,9 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	tag, err := t.tx.Exec(ctx, `INSERT INTO keys (`+sqlrecord.KeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (uri) DO NOTHING`,
-		k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, bytea(k.SPKISHA256), k.CreatedAt,
-		k.StateChangedAt, k.DestroyedAt)
+		codec.KeyArgs(k)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
@@ -130,7 +130,7 @@ const insertCertificate = `WITH owner AS (
 	ON CONFLICT (spki_sha256) DO UPDATE SET subject = k.subject
 	RETURNING k.subject
 ), inserted AS (
-	INSERT INTO certificates (` + certColumns + `)
+	INSERT INTO certificates (` + sqlrecord.CertificateColumns + `)
 	SELECT $1::text, $2::text, $3::text, $4::integer, $5::text, $6::timestamptz, $7::timestamptz, $8::bytea,
 		$9::bytea, $10::text, $11::timestamptz, $12::integer, $13::timestamptz
 	FROM owner WHERE owner.subject = $5
@@ -150,9 +150,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		owner    string
 		inserted bool
 	)
-	err := t.tx.QueryRow(ctx, insertCertificate, c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject,
-		c.NotBefore, c.NotAfter, c.SPKISHA256, bytea(c.DER), c.Status, c.RevokedAt, c.RevocationReason,
-		c.CreatedAt).Scan(&owner, &inserted)
+	err := t.tx.QueryRow(ctx, insertCertificate, codec.CertificateArgs(c)...).Scan(&owner, &inserted)
 	switch {
 	case err == nil && owner != c.Subject:
 		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
@@ -171,8 +169,8 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 }
 
 func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
-	certs, err := collect(ctx, t.tx, scanCert,
-		`SELECT `+certColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	certs, err := collect(ctx, t.tx, codec.ScanCertificate,
+		`SELECT `+sqlrecord.CertificateColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -218,22 +216,10 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
 	}
 	audit.Seal(e, t.headSeq, t.headHash)
-	t.pending = append(t.pending, []any{e.Seq, e.Time, e.Actor, e.Action, e.Subject, e.Outcome, string(details), e.PrevHash, e.Hash})
+	t.pending = append(t.pending, codec.EventArgs(e, details))
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	if len(t.pending) >= maxPending {
 		return t.flush(ctx)
 	}
 	return nil
-}
-
-// decodeDetails reads the details column; an empty object reads back as nil details, which hash the same.
-func decodeDetails(seq int64, text string) (map[string]string, error) {
-	var d map[string]string
-	if err := json.Unmarshal([]byte(text), &d); err != nil {
-		return nil, fmt.Errorf("audit event %d: details: %w", seq, err)
-	}
-	if len(d) == 0 {
-		return nil, nil
-	}
-	return d, nil
 }

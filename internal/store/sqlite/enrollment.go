@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Enrollment records (stations, devices). Writes run in the store's IMMEDIATE transactions, which hold SQLite's
@@ -18,60 +19,10 @@ var (
 	_ store.EnrollmentTx    = (*tx)(nil)
 )
 
-const (
-	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
-	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at, hardware_serial`
-)
-
-func scanStation(r scanner) (*store.Station, error) {
-	var (
-		s                                  store.Station
-		lines                              string
-		from, until, created, stateChanged int64
-	)
-	if err := r.Scan(&s.ID, &s.Environment, &s.Site, &lines, &s.CertSerial, &s.SPKISHA256, &s.Quota, &s.Used,
-		&from, &until, &s.State, &created, &stateChanged); err != nil {
-		return nil, err
-	}
-	s.ProductLines = splitList(lines)
-	s.ValidFrom, s.ValidUntil, s.CreatedAt, s.StateChanged = fromMicros(from), fromMicros(until), fromMicros(created), fromMicros(stateChanged)
-	return &s, nil
-}
-
-func scanDevice(r scanner) (*store.Device, error) {
-	var (
-		d                 store.Device
-		enrolled, updated int64
-		reprov, force     int64
-	)
-	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &enrolled,
-		&d.CertSerial, &d.SPKISHA256, &reprov, &force, &updated, &d.HardwareSerial); err != nil {
-		return nil, err
-	}
-	d.EnrolledAt, d.UpdatedAt = fromMicros(enrolled), fromMicros(updated)
-	d.ReprovisionAllowed, d.ForceRenew = reprov != 0, force != 0
-	return &d, nil
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // InsertStation stores a new station.
 func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO stations (`+stationColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, s.Environment, s.Site, strings.Join(s.ProductLines, ","), s.CertSerial, s.SPKISHA256, s.Quota, s.Used,
-		micros(s.ValidFrom), micros(s.ValidUntil), s.State, micros(s.CreatedAt), micros(s.StateChanged))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO stations (`+sqlrecord.StationColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		codec.StationArgs(s)...)
 	switch {
 	case err == nil:
 		return nil
@@ -84,7 +35,7 @@ func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
 
 // LockStation reads station id; the transaction's write lock keeps it from changing until commit.
 func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error) {
-	s, err := scanStation(t.tx.QueryRowContext(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = ?`, id))
+	s, err := codec.ScanStation(t.tx.QueryRowContext(ctx, `SELECT `+sqlrecord.StationColumns+` FROM stations WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("lock station %q: %w", id, notFound(err))
 	}
@@ -108,7 +59,7 @@ func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
 
 // LockDevice reads a device; the transaction's write lock keeps it from changing until commit.
 func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(t.tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
+	d, err := codec.ScanDevice(t.tx.QueryRowContext(ctx, `SELECT `+sqlrecord.DeviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
 		env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("lock device %s/%s/%s: %w", env, product, serial, notFound(err))
@@ -118,13 +69,12 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO devices (`+sqlrecord.DeviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
 		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
 		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
 		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
-		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, micros(d.EnrolledAt), d.CertSerial,
-		d.SPKISHA256, boolInt(d.ReprovisionAllowed), boolInt(d.ForceRenew), micros(d.UpdatedAt), d.HardwareSerial)
+		codec.DeviceArgs(d)...)
 	if isUnique(err) {
 		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
 	}
@@ -150,7 +100,7 @@ func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) 
 
 // GetStation returns station id.
 func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, error) {
-	st, err := scanStation(s.r.QueryRowContext(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = ?`, id))
+	st, err := codec.ScanStation(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.StationColumns+` FROM stations WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get station %q: %w", id, notFound(err))
 	}
@@ -159,11 +109,11 @@ func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, erro
 
 // ListStations returns every station, ordered by id.
 func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+stationColumns+` FROM stations ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.StationColumns+` FROM stations ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
-	out, err := collect(rows, scanStation)
+	out, err := collect(rows, codec.ScanStation)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
@@ -172,7 +122,7 @@ func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
 
 // GetDevice returns one device.
 func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
+	d, err := codec.ScanDevice(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.DeviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
 		env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
@@ -194,7 +144,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 			args = append(args, c.val)
 		}
 	}
-	q := `SELECT ` + deviceColumns + ` FROM devices`
+	q := `SELECT ` + sqlrecord.DeviceColumns + ` FROM devices`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -207,7 +157,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
 	}
-	out, err := collect(rows, scanDevice)
+	out, err := collect(rows, codec.ScanDevice)
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
 	}
@@ -216,7 +166,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 
 // ExpiringCertificates returns valid certificates expiring before before, soonest first.
 func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
-	q := `SELECT ` + certColumns + ` FROM certificates WHERE not_after < ? AND status = ? ORDER BY not_after, serial`
+	q := `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE not_after < ? AND status = ? ORDER BY not_after, serial`
 	args := []any{micros(before), store.CertStatusValid}
 	if limit > 0 {
 		q += ` LIMIT ?`
@@ -226,7 +176,7 @@ func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limi
 	if err != nil {
 		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
 	}
-	out, err := collect(rows, scanCert)
+	out, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
 	}

@@ -2,12 +2,12 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
@@ -23,21 +23,6 @@ const certPage = 5000
 // publisherLease bounds how long a crashed publisher keeps others from publishing.
 const publisherLease = 5 * time.Minute
 
-const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
-
-func scanRevEntry(r scanner) (*store.RevocationEntry, error) {
-	var (
-		e                   store.RevocationEntry
-		revoked, invalidity sql.NullInt64
-		notAfter            int64
-	)
-	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &revoked, &invalidity, &notAfter, &e.Seq); err != nil {
-		return nil, err
-	}
-	e.RevokedAt, e.InvalidityDate, e.NotAfter = fromNullMicros(revoked), fromNullMicros(invalidity), fromMicros(notAfter)
-	return &e, nil
-}
-
 // nextCounter increments the named counter (creating it at 1) and returns its new value. The write lock the
 // IMMEDIATE transaction holds serialises it with every other writer.
 func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
@@ -51,7 +36,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := scanRevEntry(t.tx.QueryRowContext(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = ?`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRowContext(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates WHERE serial = ?`, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -68,7 +53,7 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
 		invalidity_date = ?, revocation_seq = ?
 		WHERE serial = ? AND (status <> ? OR (revocation_reason = ? AND ? <> ?))`,
-		store.CertStatusRevoked, micros(r.RevokedAt), r.Reason, nullMicros(r.InvalidityDate), seq,
+		store.CertStatusRevoked, micros(r.RevokedAt), r.Reason, codec.BindNullTime(r.InvalidityDate), seq,
 		r.Serial, store.CertStatusRevoked, store.ReasonCertificateHold, r.Reason, store.ReasonCertificateHold)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
@@ -128,10 +113,8 @@ const keepCRLs = 3
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
-		next_update, max_seq, entries, der, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.IssuerID, c.Number, c.Delta, c.BaseNumber, micros(c.ThisUpdate), micros(c.NextUpdate), c.MaxSeq, c.Entries,
-		c.DER, micros(c.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_crls (`+sqlrecord.CRLColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		codec.CRLArgs(c)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
@@ -151,8 +134,8 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
-		created_at) VALUES (?, ?, ?, ?, ?, ?)`, s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, micros(s.NotAfter), micros(s.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO revocation_signers (`+sqlrecord.RevocationSignerColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		codec.RevocationSignerArgs(s)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, store.ErrExists)
@@ -166,8 +149,8 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update,
-		data) VALUES (?, ?, ?, ?, ?, ?)`, f.Scope, f.Version, f.BaseVersion, micros(f.IssuedAt), micros(f.NextUpdate), f.Data)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_filters (`+sqlrecord.FilterColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		codec.FilterArgs(f)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, store.ErrExists)
@@ -212,7 +195,7 @@ func certWhere(q store.CertQuery) ([]string, []any) {
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
 	where, args := certWhere(q)
 	where = append(where, "serial > ?")
-	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
+	query := `SELECT ` + sqlrecord.CertStatusColumns + ` FROM certificates WHERE ` +
 		strings.Join(where, " AND ") + ` ORDER BY serial LIMIT ?`
 	after := ""
 	page := make([]*store.CertStatus, 0, certPage)
@@ -221,15 +204,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
-		page, err = appendRows(page[:0], rows, func(r scanner) (*store.CertStatus, error) {
-			var c store.CertStatus
-			var na int64
-			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &na); err != nil {
-				return nil, err
-			}
-			c.NotAfter = fromMicros(na)
-			return &c, nil
-		})
+		page, err = appendRows(page[:0], rows, codec.ScanCertStatus)
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
@@ -268,13 +243,12 @@ const revokedPage = 20000
 // in the index, in serial order, and never visits the table rows with their DER. The status is a literal so
 // that SQLite can prove the partial index applies; INDEXED BY makes a missing index an error, not a silent
 // table scan.
-const walkRevokedQuery = `SELECT serial, revoked_at, revocation_reason, invalidity_date, not_after
+const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + `
 	FROM certificates INDEXED BY certificates_revoked
 	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' AND serial > ? AND not_after >= ?
 	ORDER BY serial LIMIT ?`
 
-// WalkRevoked implements store.RevocationStore. Entries of one page share two allocations (the entries and
-// their times) rather than three per row.
+// WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
 func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
 	after := ""
 	for {
@@ -301,26 +275,11 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom i
 	}
 	defer rows.Close()
 	page := make([]store.RevocationEntry, 0, revokedPage)
-	times := make([]time.Time, 0, 2*revokedPage)
 	for rows.Next() {
-		var (
-			revoked, invalidity sql.NullInt64
-			notAfter            int64
-		)
-		e := store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked}
-		if err := rows.Scan(&e.Serial, &revoked, &e.Reason, &invalidity, &notAfter); err != nil {
+		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
-		e.NotAfter = fromMicros(notAfter)
-		if revoked.Valid {
-			times = append(times, fromMicros(revoked.Int64))
-			e.RevokedAt = &times[len(times)-1]
-		}
-		if invalidity.Valid {
-			times = append(times, fromMicros(invalidity.Int64))
-			e.InvalidityDate = &times[len(times)-1]
-		}
-		page = append(page, e)
 	}
 	return page, rows.Err()
 }
@@ -329,12 +288,12 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom i
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	page := make([]*store.RevocationEntry, 0, certPage)
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT `+revEntryColumns+` FROM certificates
+		rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates
 			WHERE issuer_id = ? AND revocation_seq > ? ORDER BY revocation_seq LIMIT ?`, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
-		if page, err = appendRows(page[:0], rows, scanRevEntry); err != nil {
+		if page, err = appendRows(page[:0], rows, codec.ScanRevocationEntry); err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
 		for _, e := range page {
@@ -360,48 +319,30 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	var (
-		c                   store.PublishedCRL
-		this, next, created int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
-		entries, der, created_at FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT 1`,
-		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &this, &next, &c.MaxSeq, &c.Entries, &c.DER, &created)
+	c, err := codec.ScanCRL(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.CRLColumns+` FROM published_crls
+		WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT 1`, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
-	c.ThisUpdate, c.NextUpdate, c.CreatedAt = fromMicros(this), fromMicros(next), fromMicros(created)
-	return &c, nil
+	return c, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	var (
-		r                 store.RevocationSigner
-		notAfter, created int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
-		WHERE issuer_id = ? AND purpose = ? ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
-		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &notAfter, &created)
+	r, err := codec.ScanRevocationSigner(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.RevocationSignerColumns+` FROM revocation_signers
+		WHERE issuer_id = ? AND purpose = ? ORDER BY created_at DESC LIMIT 1`, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
-	r.NotAfter, r.CreatedAt = fromMicros(notAfter), fromMicros(created)
-	return &r, nil
+	return r, nil
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	var (
-		f            store.PublishedFilter
-		issued, next int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
-		Scan(&f.Scope, &f.Version, &f.BaseVersion, &issued, &next, &f.Data)
+	f, err := codec.ScanFilter(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.FilterColumns+` FROM published_filters `+query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
-	f.IssuedAt, f.NextUpdate = fromMicros(issued), fromMicros(next)
-	return &f, nil
+	return f, nil
 }
 
 // GetFilter implements store.RevocationStore.

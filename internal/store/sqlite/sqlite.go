@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // busyTimeout is how long a connection waits for another process's lock before failing with SQLITE_BUSY.
@@ -140,37 +141,29 @@ const (
 	numReadStmts
 )
 
-const (
-	caColumns   = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
-	keyColumns  = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
-	certColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
-		`revoked_at, revocation_reason, created_at`
-	auditColumns = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
-)
-
 // prepare prepares the store's statements on the writer and the reader pools.
 func (s *Store) prepare(ctx context.Context) error {
 	writeSQL := [numWriteStmts]string{
-		stInsertCA:    `INSERT INTO cas (` + caColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stInsertKey:   `INSERT INTO keys (` + keyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		stInsertCA:    `INSERT INTO cas (` + sqlrecord.CAColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		stInsertKey:   `INSERT INTO keys (` + sqlrecord.KeyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		stSetKeyState: `UPDATE keys SET state = ?, state_changed_at = ? WHERE uri = ?`,
 		stDestroyKey:  `UPDATE keys SET state = ?, state_changed_at = ?, destroyed_at = ? WHERE uri = ?`,
 		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ? AND subject <> ? LIMIT 1`,
-		stInsertCert:  `INSERT INTO certificates (` + certColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stCertsBySPKI: `SELECT ` + certColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
+		stInsertCert:  `INSERT INTO certificates (` + sqlrecord.CertificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		stCertsBySPKI: `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
 		stAuditHead:   `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`,
-		stInsertAudit: `INSERT INTO audit_events (` + auditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		stInsertAudit: `INSERT INTO audit_events (` + sqlrecord.AuditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		stSetCAStatus: `UPDATE cas SET status = ? WHERE id = ?`,
-		stInsertToken: `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		stInsertToken: `INSERT INTO tokens (` + sqlrecord.TokenColumns + `) VALUES (?, ?, ?, ?, ?, ?)`,
 	}
 
 	readSQL := [numReadStmts]string{
-		stGetCA:           `SELECT ` + caColumns + ` FROM cas WHERE id = ?`,
-		stGetKey:          `SELECT ` + keyColumns + ` FROM keys WHERE uri = ?`,
-		stGetCert:         `SELECT ` + certColumns + ` FROM certificates WHERE serial = ?`,
-		stWalkAudit:       `SELECT ` + auditColumns + ` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`,
-		stCertsBySPKIRead: `SELECT ` + certColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
-		stTokenByHash:     `SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = ?`,
+		stGetCA:           `SELECT ` + sqlrecord.CAColumns + ` FROM cas WHERE id = ?`,
+		stGetKey:          `SELECT ` + sqlrecord.KeyColumns + ` FROM keys WHERE uri = ?`,
+		stGetCert:         `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE serial = ?`,
+		stWalkAudit:       `SELECT ` + sqlrecord.AuditColumns + ` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`,
+		stCertsBySPKIRead: `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
+		stTokenByHash:     `SELECT ` + sqlrecord.TokenColumns + ` FROM tokens WHERE hash = ?`,
 	}
 	for i, q := range writeSQL {
 		st, err := s.w.PrepareContext(ctx, q)
@@ -259,7 +252,7 @@ func (s *Store) Tx(ctx context.Context, fn func(store.Tx) error) error {
 
 // GetCA returns the CA with the given id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
-	ca, err := scanCA(s.rs[stGetCA].QueryRowContext(ctx, id))
+	ca, err := codec.ScanCA(s.rs[stGetCA].QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, fmt.Errorf("get CA %q: %w", id, notFound(err))
 	}
@@ -268,11 +261,11 @@ func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
 
 // ListCAs returns every CA, ordered by id.
 func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+caColumns+` FROM cas ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.CAColumns+` FROM cas ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
-	cas, err := collect(rows, scanCA)
+	cas, err := collect(rows, codec.ScanCA)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
@@ -281,7 +274,7 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
-	k, err := scanKey(s.rs[stGetKey].QueryRowContext(ctx, uri))
+	k, err := codec.ScanKey(s.rs[stGetKey].QueryRowContext(ctx, uri))
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -290,11 +283,11 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY uri`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.KeyColumns+` FROM keys ORDER BY uri`)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	keys, err := collect(rows, scanKey)
+	keys, err := collect(rows, codec.ScanKey)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -307,7 +300,7 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
-	certs, err := collect(rows, scanCert)
+	certs, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -316,24 +309,16 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 
 // TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
-	var t store.Token
-	var created int64
-	var revoked sql.NullInt64
-	err := s.rs[stTokenByHash].QueryRowContext(ctx, h).Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &revoked)
+	t, err := codec.ScanToken(s.rs[stTokenByHash].QueryRowContext(ctx, h))
 	if err != nil {
 		return nil, fmt.Errorf("token by hash: %w", notFound(err))
 	}
-	t.CreatedAt = fromMicros(created)
-	if revoked.Valid {
-		r := fromMicros(revoked.Int64)
-		t.RevokedAt = &r
-	}
-	return &t, nil
+	return t, nil
 }
 
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
-	c, err := scanCert(s.rs[stGetCert].QueryRowContext(ctx, serial))
+	c, err := codec.ScanCertificate(s.rs[stGetCert].QueryRowContext(ctx, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get certificate %s: %w", serial, notFound(err))
 	}
@@ -355,7 +340,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 			args = append(args, c.val)
 		}
 	}
-	q := `SELECT ` + certColumns + ` FROM certificates`
+	q := `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -368,7 +353,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
 	}
-	certs, err := collect(rows, scanCert)
+	certs, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
 	}
@@ -388,7 +373,7 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
-		page, err = appendRows(page[:0], rows, scanEvent)
+		page, err = appendRows(page[:0], rows, codec.ScanEvent)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
@@ -402,6 +387,16 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 			return nil
 		}
 	}
+}
+
+// appendRows scans every row with scan, appends to dst and closes rows.
+func appendRows[T any](dst []T, rows *sql.Rows, scan func(sqlrecord.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	return sqlrecord.Append(dst, rows, scan)
+}
+
+func collect[T any](rows *sql.Rows, scan func(sqlrecord.Row) (T, error)) ([]T, error) {
+	return appendRows(nil, rows, scan)
 }
 
 // notFound maps sql.ErrNoRows to store.ErrNotFound.
