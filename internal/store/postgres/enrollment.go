@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
@@ -21,9 +20,7 @@ var (
 
 // InsertStation stores a new station.
 func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO stations (`+sqlrecord.StationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (id) DO NOTHING`,
-		codec.StationArgs(s)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertStation+` ON CONFLICT (id) DO NOTHING`, codec.StationArgs(s)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert station %q: %w", s.ID, err)
@@ -35,7 +32,7 @@ func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
 
 // LockStation reads station id and locks its row until the transaction ends.
 func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error) {
-	s, err := codec.ScanStation(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.StationColumns+` FROM stations WHERE id = $1 FOR UPDATE`, id))
+	s, err := codec.ScanStation(t.tx.QueryRow(ctx, sqlrecord.SelectStation+` FOR UPDATE`, id))
 	if err != nil {
 		return nil, fmt.Errorf("lock station %q: %w", id, notFound(err))
 	}
@@ -44,8 +41,7 @@ func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error)
 
 // UpdateStation writes the state and usage of s.
 func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE stations SET state = $1, state_changed = $2, used = $3 WHERE id = $4`,
-		s.State, s.StateChanged, s.Used, s.ID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.UpdateStation, codec.UpdateStationArgs(s)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update station %q: %w", s.ID, err)
@@ -57,8 +53,7 @@ func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
 
 // LockDevice reads a device and locks its row until the transaction ends.
 func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := codec.ScanDevice(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.DeviceColumns+` FROM devices
-		WHERE environment = $1 AND product_line = $2 AND serial = $3 FOR UPDATE`, env, product, serial))
+	d, err := codec.ScanDevice(t.tx.QueryRow(ctx, sqlrecord.SelectDevice+` FOR UPDATE`, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("lock device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -67,12 +62,7 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO devices (`+sqlrecord.DeviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
-		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
-		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
-		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
-		codec.DeviceArgs(d)...)
+	_, err := t.tx.Exec(ctx, sqlrecord.PutDevice, codec.DeviceArgs(d)...)
 	if pgCode(err) == uniqueViolation {
 		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
 	}
@@ -84,7 +74,7 @@ func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
 
 // SetCertificateStatus moves a certificate from one status to another.
 func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1 WHERE serial = $2 AND status = $3`, to, serial, from)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetCertificateStatus, to, serial, from)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set certificate %s status %s -> %s: %w", serial, from, to, err)
@@ -96,7 +86,7 @@ func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) 
 
 // GetStation returns station id.
 func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, error) {
-	st, err := codec.ScanStation(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.StationColumns+` FROM stations WHERE id = $1`, id))
+	st, err := codec.ScanStation(s.pool.QueryRow(ctx, sqlrecord.SelectStation, id))
 	if err != nil {
 		return nil, fmt.Errorf("get station %q: %w", id, notFound(err))
 	}
@@ -105,7 +95,7 @@ func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, erro
 
 // ListStations returns every station, ordered by id.
 func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
-	out, err := collect(ctx, s.pool, codec.ScanStation, `SELECT `+sqlrecord.StationColumns+` FROM stations ORDER BY id`)
+	out, err := collect(ctx, s.pool, codec.ScanStation, sqlrecord.ListStations)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
@@ -114,8 +104,7 @@ func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
 
 // GetDevice returns one device.
 func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := codec.ScanDevice(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.DeviceColumns+` FROM devices
-		WHERE environment = $1 AND product_line = $2 AND serial = $3`, env, product, serial))
+	d, err := codec.ScanDevice(s.pool.QueryRow(ctx, sqlrecord.SelectDevice, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -124,27 +113,7 @@ func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*st
 
 // ListDevices returns the devices matching f.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site}, {"hardware_serial", f.HardwareSerial},
-	} {
-		if c.val != "" {
-			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
-		}
-	}
-	q := `SELECT ` + sqlrecord.DeviceColumns + ` FROM devices`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY environment, product_line, serial`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(" LIMIT $%d", len(args))
-	}
+	q, args := sqlrecord.ListDevices(f)
 	out, err := collect(ctx, s.pool, codec.ScanDevice, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
@@ -154,11 +123,9 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 
 // ExpiringCertificates returns valid certificates expiring before before, soonest first.
 func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
-	q := `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE not_after < $1 AND status = $2 ORDER BY not_after, serial`
-	args := []any{before, store.CertStatusValid}
+	q, args := sqlrecord.ExpiringCertificates, []any{codec.BindTime(before), store.CertStatusValid}
 	if limit > 0 {
-		q += ` LIMIT $3`
-		args = append(args, limit)
+		q, args = sqlrecord.ExpiringCertificatesLimit, append(args, limit)
 	}
 	out, err := collect(ctx, s.pool, codec.ScanCertificate, q, args...)
 	if err != nil {

@@ -18,8 +18,7 @@ var (
 
 // InsertFactorySite stores a new factory site.
 func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_sites (`+sqlrecord.FactorySiteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (ca_id) DO NOTHING`,
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFactorySite+` ON CONFLICT (ca_id) DO NOTHING`,
 		codec.FactorySiteArgs(s)...)
 	switch {
 	case err != nil:
@@ -32,7 +31,7 @@ func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error 
 
 // LockFactorySite reads the site of CA caID and locks its row until the transaction ends.
 func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	s, err := codec.ScanFactorySite(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.FactorySiteColumns+` FROM factory_sites WHERE ca_id = $1 FOR UPDATE`, caID))
+	s, err := codec.ScanFactorySite(t.tx.QueryRow(ctx, sqlrecord.SelectFactorySite+` FOR UPDATE`, caID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory site %q: %w", caID, notFound(err))
 	}
@@ -41,7 +40,7 @@ func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySi
 
 // SetFactorySiteReserved writes the reserved count.
 func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved int64) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE factory_sites SET reserved = $1 WHERE ca_id = $2`, reserved, caID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetFactorySiteReserved, reserved, caID)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update factory site %q: %w", caID, err)
@@ -53,7 +52,7 @@ func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved i
 
 // GetFactorySite returns the site of CA caID.
 func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	f, err := codec.ScanFactorySite(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.FactorySiteColumns+` FROM factory_sites WHERE ca_id = $1`, caID))
+	f, err := codec.ScanFactorySite(s.pool.QueryRow(ctx, sqlrecord.SelectFactorySite, caID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory site %q: %w", caID, notFound(err))
 	}
@@ -63,7 +62,7 @@ func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.Factory
 // LastFactoryExportSeq returns the highest export sequence number of batchID.
 func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error) {
 	var seq int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = $1`, batchID).Scan(&seq); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.LastFactoryExportSeq, batchID).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("last export of batch %s: %w", batchID, err)
 	}
 	return seq, nil
@@ -71,8 +70,7 @@ func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, e
 
 // InsertFactoryExport records an export.
 func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_exports (`+sqlrecord.FactoryExportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (batch_id, seq) DO NOTHING`,
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFactoryExport+` ON CONFLICT (batch_id, seq) DO NOTHING`,
 		codec.FactoryExportArgs(e)...)
 	switch {
 	case err != nil:
@@ -85,7 +83,7 @@ func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) er
 
 // LockFactoryBatch reads the reconciled state of batchID and locks its row until the transaction ends.
 func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := codec.ScanFactoryBatch(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.FactoryBatchColumns+` FROM factory_batches WHERE batch_id = $1 FOR UPDATE`, batchID))
+	b, err := codec.ScanFactoryBatch(t.tx.QueryRow(ctx, sqlrecord.SelectFactoryBatch+` FOR UPDATE`, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory batch %s: %w", batchID, notFound(err))
 	}
@@ -94,10 +92,7 @@ func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.Facto
 
 // PutFactoryBatch inserts or replaces b.
 func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO factory_batches (`+sqlrecord.FactoryBatchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (batch_id) DO UPDATE SET count = excluded.count, last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
-		final = excluded.final, updated_at = excluded.updated_at`,
-		codec.FactoryBatchArgs(b)...)
+	_, err := t.tx.Exec(ctx, sqlrecord.PutFactoryBatch, codec.FactoryBatchArgs(b)...)
 	if err != nil {
 		return fmt.Errorf("put factory batch %s: %w", b.BatchID, err)
 	}
@@ -107,7 +102,7 @@ func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
 // FactoryBatchCounts sums the counts of caID's reconciled batches other than exceptBatch.
 func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(SUM(count), 0)::BIGINT FROM factory_batches WHERE ca_id = $1 AND batch_id <> $2`, caID, exceptBatch).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.FactoryBatchCounts, caID, exceptBatch).Scan(&n); err != nil {
 		return 0, fmt.Errorf("batches of %s: %w", caID, err)
 	}
 	return n, nil
@@ -115,7 +110,7 @@ func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (
 
 // GetFactoryBatch returns the reconciled state of batchID.
 func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := codec.ScanFactoryBatch(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.FactoryBatchColumns+` FROM factory_batches WHERE batch_id = $1`, batchID))
+	b, err := codec.ScanFactoryBatch(s.pool.QueryRow(ctx, sqlrecord.SelectFactoryBatch, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
 	}
@@ -126,11 +121,10 @@ func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.Fac
 // UPDATE), which serialises appenders of one site CA across nodes.
 func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEntry) error {
 	var next int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, e.CAID).Scan(&next); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.SiteLogLength, e.CAID).Scan(&next); err != nil {
 		return fmt.Errorf("site log of %s: %w", e.CAID, err)
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO factory_site_log (`+sqlrecord.SiteLogColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		codec.SiteLogArgs(e, next)...)
+	_, err := t.tx.Exec(ctx, sqlrecord.InsertSiteLog, codec.SiteLogArgs(e, next)...)
 	switch {
 	case err == nil:
 		e.Index = next
@@ -145,9 +139,7 @@ func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEn
 // WalkFactorySiteLog reads caID's site log from index from on, a page at a time.
 func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64, fn func(*store.FactorySiteLogEntry) error) error {
 	for {
-		page, err := collect(ctx, s.pool, codec.ScanSiteLogEntry, `SELECT `+sqlrecord.SiteLogEntryColumns+`
-			FROM factory_site_log l JOIN certificates c ON c.serial = l.cert_serial
-			WHERE l.ca_id = $1 AND l.idx >= $2 ORDER BY l.idx LIMIT $3`, caID, from, walkPage)
+		page, err := collect(ctx, s.pool, codec.ScanSiteLogEntry, sqlrecord.WalkSiteLog, caID, from, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk site log of %s: %w", caID, err)
 		}
@@ -166,7 +158,7 @@ func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64,
 // FactorySiteLogLength returns the length of caID's site log.
 func (s *Store) FactorySiteLogLength(ctx context.Context, caID string) (int64, error) {
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, caID).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, sqlrecord.SiteLogLength, caID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("site log of %s: %w", caID, err)
 	}
 	return n, nil

@@ -27,9 +27,7 @@ type pgQuerier interface {
 }
 
 func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_roots (`+sqlrecord.FirmwareRootColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT DO NOTHING`,
-		codec.FirmwareRootArgs(r)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareRoot+` ON CONFLICT DO NOTHING`, codec.FirmwareRootArgs(r)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert firmware trust %s version %d: %w", r.Environment, r.Version, err)
@@ -40,7 +38,7 @@ func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) erro
 }
 
 func latestFirmwareRoot(ctx context.Context, q pgQuerier, env string) (*store.FirmwareRoot, error) {
-	r, err := codec.ScanFirmwareRoot(q.QueryRow(ctx, `SELECT `+sqlrecord.FirmwareRootColumns+` FROM firmware_roots WHERE environment = $1 ORDER BY version DESC LIMIT 1`, env))
+	r, err := codec.ScanFirmwareRoot(q.QueryRow(ctx, sqlrecord.LatestFirmwareRoot, env))
 	if err != nil {
 		return nil, fmt.Errorf("latest firmware trust of %s: %w", env, notFound(err))
 	}
@@ -52,9 +50,7 @@ func (t *tx) LatestFirmwareRoot(ctx context.Context, env string) (*store.Firmwar
 }
 
 func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSigningKey) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_signing_keys (`+sqlrecord.FirmwareKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT DO NOTHING`,
-		codec.FirmwareKeyArgs(k)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareKey+` ON CONFLICT DO NOTHING`, codec.FirmwareKeyArgs(k)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert firmware signing key %x: %w", k.KID, err)
@@ -65,11 +61,7 @@ func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSign
 }
 
 func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status string, at time.Time) error {
-	var revoked *time.Time
-	if status == store.FirmwareKeyRevoked {
-		revoked = &at
-	}
-	tag, err := t.tx.Exec(ctx, `UPDATE firmware_signing_keys SET status = $1, revoked_at = COALESCE($2, revoked_at) WHERE kid = $3`, status, revoked, kid)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetFirmwareKeyStatus, codec.SetFirmwareKeyStatusArgs(kid, status, at)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set firmware signing key %x status %s: %w", kid, status, err)
@@ -80,7 +72,7 @@ func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status
 }
 
 func firmwareSigningKeys(ctx context.Context, q pgQuerier, env string) ([]*store.FirmwareSigningKey, error) {
-	keys, err := collect(ctx, q, codec.ScanFirmwareKey, `SELECT `+sqlrecord.FirmwareKeyColumns+` FROM firmware_signing_keys WHERE $1 = '' OR environment = $1 ORDER BY created_at, kid`, env)
+	keys, err := collect(ctx, q, codec.ScanFirmwareKey, sqlrecord.FirmwareKeys, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware signing keys of %q: %w", env, err)
 	}
@@ -93,8 +85,7 @@ func (t *tx) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.Firm
 
 func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware_releases WHERE environment = $1 AND product_line = $2`,
-		env, product).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.NextFirmwareSequence, env, product).Scan(&n); err != nil {
 		return 0, fmt.Errorf("next firmware sequence of %s/%s: %w", env, product, err)
 	}
 	return n, nil
@@ -103,8 +94,7 @@ func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int
 // InsertFirmwareRelease stores r. Two nodes creating releases of one product line at once may pick the same
 // sequence; the unique constraint refuses the second with store.ErrExists, and the caller retries.
 func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_releases (`+sqlrecord.FirmwareReleaseColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-		ON CONFLICT DO NOTHING`,
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareRelease+` ON CONFLICT DO NOTHING`,
 		codec.FirmwareReleaseArgs(r)...)
 	switch {
 	case err != nil:
@@ -117,7 +107,7 @@ func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 
 func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.FirmwareRelease, error) {
 	// FOR UPDATE: approvals and signing of one release serialise on its row, at READ COMMITTED and across nodes.
-	r, err := codec.ScanFirmwareRelease(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.FirmwareReleaseColumns+` FROM firmware_releases WHERE id = $1 FOR UPDATE`, id))
+	r, err := codec.ScanFirmwareRelease(t.tx.QueryRow(ctx, sqlrecord.SelectFirmwareRelease+` FOR UPDATE`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -125,8 +115,7 @@ func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmware
 }
 
 func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE firmware_releases SET status = $1, manifest = $2, signer_kid = $3, signed_at = $4 WHERE id = $5`,
-		r.Status, sqlrecord.Blob(r.Manifest), sqlrecord.Blob(r.SignerKID), codec.BindNullTime(r.SignedAt), r.ID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.UpdateFirmwareRelease, codec.UpdateFirmwareReleaseArgs(r)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update firmware release %s: %w", r.ID, err)
@@ -137,7 +126,7 @@ func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApproval) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_approvals (`+sqlrecord.FirmwareApprovalColumns+`) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareApproval+` ON CONFLICT DO NOTHING`,
 		codec.FirmwareApprovalArgs(a)...)
 	switch {
 	case err != nil && pgCode(err) == foreignKeyViolation:
@@ -151,7 +140,7 @@ func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApprov
 }
 
 func firmwareApprovals(ctx context.Context, q pgQuerier, id string) ([]*store.FirmwareApproval, error) {
-	as, err := collect(ctx, q, codec.ScanFirmwareApproval, `SELECT `+sqlrecord.FirmwareApprovalColumns+` FROM firmware_approvals WHERE release_id = $1 ORDER BY approved_at, signer`, id)
+	as, err := collect(ctx, q, codec.ScanFirmwareApproval, sqlrecord.FirmwareApprovals, id)
 	if err != nil {
 		return nil, fmt.Errorf("approvals of firmware release %s: %w", id, err)
 	}
@@ -164,7 +153,7 @@ func (t *tx) FirmwareApprovals(ctx context.Context, id string) ([]*store.Firmwar
 
 // FirmwareRoots returns every trust version of env, oldest first.
 func (s *Store) FirmwareRoots(ctx context.Context, env string) ([]*store.FirmwareRoot, error) {
-	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRoot, `SELECT `+sqlrecord.FirmwareRootColumns+` FROM firmware_roots WHERE environment = $1 ORDER BY version`, env)
+	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRoot, sqlrecord.FirmwareRoots, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware trust of %s: %w", env, err)
 	}
@@ -178,7 +167,7 @@ func (s *Store) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.F
 
 // GetFirmwareRelease returns release id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.FirmwareRelease, error) {
-	r, err := codec.ScanFirmwareRelease(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.FirmwareReleaseColumns+` FROM firmware_releases WHERE id = $1`, id))
+	r, err := codec.ScanFirmwareRelease(s.pool.QueryRow(ctx, sqlrecord.SelectFirmwareRelease, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -187,8 +176,7 @@ func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmw
 
 // ListFirmwareReleases returns the releases of env and product ("" matches any), by environment, product, sequence.
 func (s *Store) ListFirmwareReleases(ctx context.Context, env, product string) ([]*store.FirmwareRelease, error) {
-	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRelease, `SELECT `+sqlrecord.FirmwareReleaseColumns+` FROM firmware_releases
-		WHERE ($1 = '' OR environment = $1) AND ($2 = '' OR product_line = $2) ORDER BY environment, product_line, sequence`, env, product)
+	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRelease, sqlrecord.ListFirmwareReleases, env, product)
 	if err != nil {
 		return nil, fmt.Errorf("list firmware releases: %w", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -123,7 +122,7 @@ func (s *Store) Tx(ctx context.Context, fn func(store.Tx) error) error {
 
 // GetCA returns the CA with the given id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
-	ca, err := codec.ScanCA(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.CAColumns+` FROM cas WHERE id = $1`, id))
+	ca, err := codec.ScanCA(s.pool.QueryRow(ctx, sqlrecord.SelectCA, id))
 	if err != nil {
 		return nil, fmt.Errorf("get CA %q: %w", id, notFound(err))
 	}
@@ -132,7 +131,7 @@ func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
 
 // ListCAs returns every CA, ordered by id.
 func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
-	cas, err := collect(ctx, s.pool, codec.ScanCA, `SELECT `+sqlrecord.CAColumns+` FROM cas ORDER BY id`)
+	cas, err := collect(ctx, s.pool, codec.ScanCA, sqlrecord.ListCAs)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
@@ -141,7 +140,7 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
-	k, err := codec.ScanKey(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.KeyColumns+` FROM keys WHERE uri = $1`, uri))
+	k, err := codec.ScanKey(s.pool.QueryRow(ctx, sqlrecord.SelectKey, uri))
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -150,7 +149,7 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	keys, err := collect(ctx, s.pool, codec.ScanKey, `SELECT `+sqlrecord.KeyColumns+` FROM keys ORDER BY uri`)
+	keys, err := collect(ctx, s.pool, codec.ScanKey, sqlrecord.ListKeys)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -159,8 +158,7 @@ func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
 
 // CertificatesBySPKI returns the certificates whose SPKI hash is h, ordered by serial.
 func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
-	certs, err := collect(ctx, s.pool, codec.ScanCertificate,
-		`SELECT `+sqlrecord.CertificateColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	certs, err := collect(ctx, s.pool, codec.ScanCertificate, sqlrecord.CertificatesBySPKI, h)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -169,7 +167,7 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 
 // TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
-	t, err := codec.ScanToken(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.TokenColumns+` FROM tokens WHERE hash = $1`, h))
+	t, err := codec.ScanToken(s.pool.QueryRow(ctx, sqlrecord.SelectTokenByHash, h))
 	if err != nil {
 		return nil, fmt.Errorf("token by hash: %w", notFound(err))
 	}
@@ -178,7 +176,7 @@ func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error)
 
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
-	c, err := codec.ScanCertificate(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.CertificateColumns+` FROM certificates WHERE serial = $1`, serial))
+	c, err := codec.ScanCertificate(s.pool.QueryRow(ctx, sqlrecord.SelectCertificate, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get certificate %s: %w", serial, notFound(err))
 	}
@@ -188,27 +186,7 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certi
 // ListCertificates returns the certificates that match every non-zero field of f, ordered by serial, at most
 // f.Limit of them when f.Limit is positive.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"issuer_id", f.IssuerID}, {"profile", f.Profile}, {"status", f.Status}, {"subject", f.Subject},
-	} {
-		if c.val != "" {
-			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
-		}
-	}
-	q := `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY serial`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(" LIMIT $%d", len(args))
-	}
+	q, args := sqlrecord.ListCertificates(f)
 	certs, err := collect(ctx, s.pool, codec.ScanCertificate, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
@@ -221,8 +199,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 // transaction while fn runs, so fn may use the store and a long walk does not hold back vacuum.
 func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error {
 	for {
-		page, err := collect(ctx, s.pool, codec.ScanEvent,
-			`SELECT `+sqlrecord.AuditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, walkPage)
+		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.WalkAudit, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
@@ -280,7 +257,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 		seq  int64
 		hash []byte
 	)
-	err := s.pool.QueryRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := s.pool.QueryRow(ctx, sqlrecord.AuditHead).Scan(&seq, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, nil
 	}

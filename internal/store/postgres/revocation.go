@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
@@ -31,8 +30,7 @@ const keepCRLs = 3
 // increasing order: a reader never sees value n committed while n-1 is still to come.
 func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := t.tx.QueryRow(ctx, `INSERT INTO revocation_counters (name, value) VALUES ($1, 1)
-		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	err := t.tx.QueryRow(ctx, sqlrecord.NextCounter, name).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
 	}
@@ -40,7 +38,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := codec.ScanRevocationEntry(t.tx.QueryRow(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates WHERE serial = $1`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRow(ctx, sqlrecord.SelectRevocationEntry, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -55,11 +53,7 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 	}
 	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is. The
 	// condition is evaluated on the row under its lock, so two concurrent revocations cannot both succeed.
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = $2, revocation_reason = $3,
-		invalidity_date = $4, revocation_seq = $5
-		WHERE serial = $6 AND (status <> $1 OR (revocation_reason = $7 AND $3 <> $7))`,
-		store.CertStatusRevoked, codec.BindTime(r.RevokedAt), r.Reason, codec.BindNullTime(r.InvalidityDate), seq, r.Serial,
-		store.ReasonCertificateHold)
+	tag, err := t.tx.Exec(ctx, sqlrecord.Revoke, codec.RevokeArgs(r, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
@@ -79,9 +73,7 @@ func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.Re
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = NULL, revocation_reason = 0,
-		invalidity_date = NULL, revocation_seq = $2 WHERE serial = $3 AND status = $4 AND revocation_reason = $5`,
-		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	tag, err := t.tx.Exec(ctx, sqlrecord.Unhold, sqlrecord.UnholdArgs(serial, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
@@ -107,8 +99,7 @@ func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error)
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_crls (`+sqlrecord.CRLColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT DO NOTHING`, codec.CRLArgs(c)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCRL+` ON CONFLICT DO NOTHING`, codec.CRLArgs(c)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert CRL %d: issuer CA %q: %w", c.Number, c.IssuerID, store.ErrNotFound)
@@ -117,9 +108,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
 	}
-	_, err = t.tx.Exec(ctx, `DELETE FROM published_crls WHERE issuer_id = $1 AND delta = $2 AND number NOT IN
-		(SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT $3)`,
-		c.IssuerID, c.Delta, keepCRLs)
+	_, err = t.tx.Exec(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
 	if err != nil {
 		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
 	}
@@ -128,8 +117,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO revocation_signers (`+sqlrecord.RevocationSignerColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, codec.RevocationSignerArgs(s)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertRevocationSigner+` ON CONFLICT DO NOTHING`, codec.RevocationSignerArgs(s)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert revocation signer %s: issuer CA %q: %w", s.KeyURI, s.IssuerID, store.ErrNotFound)
@@ -143,8 +131,7 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_filters (`+sqlrecord.FilterColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, codec.FilterArgs(f)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFilter+` ON CONFLICT DO NOTHING`, codec.FilterArgs(f)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, err)
@@ -154,40 +141,9 @@ func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
 	return nil
 }
 
-// certWhere builds the WHERE clause of q (without the serial cursor), numbering placeholders from 1.
-func certWhere(q store.CertQuery) ([]string, []any) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if len(q.IssuerIDs) > 0 {
-		add("issuer_id = ANY($%d)", q.IssuerIDs)
-	}
-	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
-		if c.val != "" {
-			add(c.col+" = $%d", c.val)
-		}
-	}
-	if !q.IssuedFrom.IsZero() {
-		add("created_at >= $%d", q.IssuedFrom)
-	}
-	if !q.IssuedTo.IsZero() {
-		add("created_at < $%d", q.IssuedTo)
-	}
-	if !q.NotAfterFrom.IsZero() {
-		add("not_after >= $%d", q.NotAfterFrom)
-	}
-	return where, args
-}
-
 // WalkCertStatus implements store.RevocationStore.
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
-	where, args := certWhere(q)
-	where = append(where, fmt.Sprintf("serial > $%d", len(args)+1))
-	query := `SELECT ` + sqlrecord.CertStatusColumns + ` FROM certificates WHERE ` +
-		strings.Join(where, " AND ") + fmt.Sprintf(` ORDER BY serial LIMIT $%d`, len(args)+2)
+	query, args := codec.WalkCertStatus(q)
 	after := ""
 	for {
 		page, err := collect(ctx, s.pool, codec.ScanCertStatus, query, append(append(args[:len(args):len(args)], after), certPage)...)
@@ -208,11 +164,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 
 // CountCertificates implements store.RevocationStore.
 func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
-	where, args := certWhere(q)
-	query := `SELECT count(*) FROM certificates`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	query, args := codec.CountCertificates(q)
 	var n int64
 	if err := s.pool.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count certificates: %w", err)
@@ -270,8 +222,7 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom t
 // WalkRevocationChanges implements store.RevocationStore.
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	for {
-		page, err := collect(ctx, s.pool, codec.ScanRevocationEntry, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates
-			WHERE issuer_id = $1 AND revocation_seq > $2 ORDER BY revocation_seq LIMIT $3`, issuerID, afterSeq, certPage)
+		page, err := collect(ctx, s.pool, codec.ScanRevocationEntry, sqlrecord.WalkRevocationChanges, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
@@ -290,7 +241,7 @@ func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afte
 // RevocationHead implements store.RevocationStore.
 func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.pool.QueryRow(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+	if err := s.pool.QueryRow(ctx, sqlrecord.RevocationHead).Scan(&v); err != nil {
 		return 0, fmt.Errorf("revocation head: %w", err)
 	}
 	return v, nil
@@ -298,8 +249,7 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	c, err := codec.ScanCRL(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.CRLColumns+` FROM published_crls
-		WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`, issuerID, delta))
+	c, err := codec.ScanCRL(s.pool.QueryRow(ctx, sqlrecord.LatestCRL, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
@@ -308,8 +258,7 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*st
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	r, err := codec.ScanRevocationSigner(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.RevocationSignerColumns+` FROM revocation_signers
-		WHERE issuer_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`, issuerID, purpose))
+	r, err := codec.ScanRevocationSigner(s.pool.QueryRow(ctx, sqlrecord.LatestRevocationSigner, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
@@ -317,7 +266,7 @@ func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose st
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	f, err := codec.ScanFilter(s.pool.QueryRow(ctx, `SELECT `+sqlrecord.FilterColumns+` FROM published_filters `+query, args...))
+	f, err := codec.ScanFilter(s.pool.QueryRow(ctx, query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -326,7 +275,7 @@ func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.P
 
 // GetFilter implements store.RevocationStore.
 func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = $1 AND version = $2 AND base_version = $3`, scope, version, baseVersion)
+	f, err := s.filter(ctx, sqlrecord.SelectFilter, scope, version, baseVersion)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
 	}
@@ -335,7 +284,7 @@ func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersio
 
 // LatestFilter implements store.RevocationStore.
 func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = $1 AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	f, err := s.filter(ctx, sqlrecord.LatestFilter, scope)
 	if err != nil {
 		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
 	}

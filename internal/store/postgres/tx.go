@@ -56,9 +56,7 @@ func (t *tx) flush(ctx context.Context) error {
 }
 
 func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO cas (`+sqlrecord.CAColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (id) DO NOTHING`,
-		codec.CAArgs(ca)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCA+` ON CONFLICT (id) DO NOTHING`, codec.CAArgs(ca)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CA %q: %w", ca.ID, store.ErrExists)
@@ -72,7 +70,7 @@ func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
 }
 
 func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE cas SET status = $1 WHERE id = $2`, status, id)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetCAStatus, status, id)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set CA %q status %s: %w", id, status, err)
@@ -83,8 +81,7 @@ func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO tokens (`+sqlrecord.TokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, codec.TokenArgs(tok)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertToken+` ON CONFLICT DO NOTHING`, codec.TokenArgs(tok)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert token %s: %w", tok.ID, err)
@@ -95,9 +92,7 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO keys (`+sqlrecord.KeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (uri) DO NOTHING`,
-		codec.KeyArgs(k)...)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertKey+` ON CONFLICT (uri) DO NOTHING`, codec.KeyArgs(k)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
@@ -109,9 +104,7 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 }
 
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE keys SET state = $1, state_changed_at = $2,
-		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
-		WHERE uri = $3`, state, at, uri, store.KeyDestroyed)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetKeyState, codec.SetKeyStateArgs(uri, state, at)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
@@ -169,8 +162,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 }
 
 func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
-	certs, err := collect(ctx, t.tx, codec.ScanCertificate,
-		`SELECT `+sqlrecord.CertificateColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	certs, err := collect(ctx, t.tx, codec.ScanCertificate, sqlrecord.CertificatesBySPKI, h)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -189,7 +181,7 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 	if !t.headKnown {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
-		b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+		b.Queue(sqlrecord.AuditHead)
 		// The change feed's signal (watch.go): delivered to listeners when, and only if, this transaction commits.
 		b.Queue(`SELECT pg_notify($1, '')`, changesChannel)
 		br := t.tx.SendBatch(ctx, b)

@@ -23,7 +23,7 @@ const watchFallback = time.Second
 // subject, in pages of walkPage.
 func (s *Store) WalkChanges(ctx context.Context, after int64, fn func(store.Change) error) error {
 	for {
-		page, err := collect(ctx, s.pool, sqlrecord.ScanChange, `SELECT `+sqlrecord.ChangeColumns+` FROM audit_events WHERE seq > $1 AND outcome = 'success' ORDER BY seq LIMIT $2`, after, walkPage)
+		page, err := collect(ctx, s.pool, sqlrecord.ScanChange, sqlrecord.WalkChanges, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk changes after %d: %w", after, err)
 		}

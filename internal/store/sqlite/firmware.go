@@ -25,8 +25,7 @@ type sqlQuerier interface {
 }
 
 func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_roots (`+sqlrecord.FirmwareRootColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		codec.FirmwareRootArgs(r)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareRoot, codec.FirmwareRootArgs(r)...)
 	switch {
 	case err == nil:
 		return nil
@@ -38,7 +37,7 @@ func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) erro
 }
 
 func latestFirmwareRoot(ctx context.Context, q sqlQuerier, env string) (*store.FirmwareRoot, error) {
-	r, err := codec.ScanFirmwareRoot(q.QueryRowContext(ctx, `SELECT `+sqlrecord.FirmwareRootColumns+` FROM firmware_roots WHERE environment = ? ORDER BY version DESC LIMIT 1`, env))
+	r, err := codec.ScanFirmwareRoot(q.QueryRowContext(ctx, sqlrecord.LatestFirmwareRoot, env))
 	if err != nil {
 		return nil, fmt.Errorf("latest firmware trust of %s: %w", env, notFound(err))
 	}
@@ -50,8 +49,7 @@ func (t *tx) LatestFirmwareRoot(ctx context.Context, env string) (*store.Firmwar
 }
 
 func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSigningKey) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_signing_keys (`+sqlrecord.FirmwareKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		codec.FirmwareKeyArgs(k)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareKey, codec.FirmwareKeyArgs(k)...)
 	switch {
 	case err == nil:
 		return nil
@@ -63,11 +61,7 @@ func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSign
 }
 
 func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status string, at time.Time) error {
-	var revoked any
-	if status == store.FirmwareKeyRevoked {
-		revoked = micros(at)
-	}
-	res, err := t.tx.ExecContext(ctx, `UPDATE firmware_signing_keys SET status = ?, revoked_at = COALESCE(?, revoked_at) WHERE kid = ?`, status, revoked, kid)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.SetFirmwareKeyStatus, codec.SetFirmwareKeyStatusArgs(kid, status, at)...)
 	if err != nil {
 		return fmt.Errorf("set firmware signing key %x status %s: %w", kid, status, err)
 	}
@@ -78,7 +72,7 @@ func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status
 }
 
 func firmwareSigningKeys(ctx context.Context, q sqlQuerier, env string) ([]*store.FirmwareSigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+sqlrecord.FirmwareKeyColumns+` FROM firmware_signing_keys WHERE ? = '' OR environment = ? ORDER BY created_at, kid`, env, env)
+	rows, err := q.QueryContext(ctx, sqlrecord.FirmwareKeys, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware signing keys of %q: %w", env, err)
 	}
@@ -95,16 +89,14 @@ func (t *tx) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.Firm
 
 func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware_releases WHERE environment = ? AND product_line = ?`,
-		env, product).Scan(&n); err != nil {
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.NextFirmwareSequence, env, product).Scan(&n); err != nil {
 		return 0, fmt.Errorf("next firmware sequence of %s/%s: %w", env, product, err)
 	}
 	return n, nil
 }
 
 func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_releases (`+sqlrecord.FirmwareReleaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		codec.FirmwareReleaseArgs(r)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareRelease, codec.FirmwareReleaseArgs(r)...)
 	switch {
 	case err == nil:
 		return nil
@@ -116,7 +108,7 @@ func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func getFirmwareRelease(ctx context.Context, q sqlQuerier, id string) (*store.FirmwareRelease, error) {
-	r, err := codec.ScanFirmwareRelease(q.QueryRowContext(ctx, `SELECT `+sqlrecord.FirmwareReleaseColumns+` FROM firmware_releases WHERE id = ?`, id))
+	r, err := codec.ScanFirmwareRelease(q.QueryRowContext(ctx, sqlrecord.SelectFirmwareRelease, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -130,8 +122,7 @@ func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmware
 }
 
 func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE firmware_releases SET status = ?, manifest = ?, signer_kid = ?, signed_at = ? WHERE id = ?`,
-		r.Status, sqlrecord.Blob(r.Manifest), sqlrecord.Blob(r.SignerKID), codec.BindNullTime(r.SignedAt), r.ID)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.UpdateFirmwareRelease, codec.UpdateFirmwareReleaseArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("update firmware release %s: %w", r.ID, err)
 	}
@@ -142,7 +133,7 @@ func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApproval) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_approvals (`+sqlrecord.FirmwareApprovalColumns+`) VALUES (?, ?, ?)`, codec.FirmwareApprovalArgs(a)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareApproval, codec.FirmwareApprovalArgs(a)...)
 	switch {
 	case err == nil:
 		return nil
@@ -156,7 +147,7 @@ func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApprov
 }
 
 func firmwareApprovals(ctx context.Context, q sqlQuerier, id string) ([]*store.FirmwareApproval, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+sqlrecord.FirmwareApprovalColumns+` FROM firmware_approvals WHERE release_id = ? ORDER BY approved_at, signer`, id)
+	rows, err := q.QueryContext(ctx, sqlrecord.FirmwareApprovals, id)
 	if err != nil {
 		return nil, fmt.Errorf("approvals of firmware release %s: %w", id, err)
 	}
@@ -173,7 +164,7 @@ func (t *tx) FirmwareApprovals(ctx context.Context, id string) ([]*store.Firmwar
 
 // FirmwareRoots returns every trust version of env, oldest first.
 func (s *Store) FirmwareRoots(ctx context.Context, env string) ([]*store.FirmwareRoot, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.FirmwareRootColumns+` FROM firmware_roots WHERE environment = ? ORDER BY version`, env)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.FirmwareRoots, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware trust of %s: %w", env, err)
 	}
@@ -196,8 +187,7 @@ func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmw
 
 // ListFirmwareReleases returns the releases of env and product ("" matches any), by environment, product, sequence.
 func (s *Store) ListFirmwareReleases(ctx context.Context, env, product string) ([]*store.FirmwareRelease, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.FirmwareReleaseColumns+` FROM firmware_releases
-		WHERE (? = '' OR environment = ?) AND (? = '' OR product_line = ?) ORDER BY environment, product_line, sequence`, env, env, product, product)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListFirmwareReleases, env, product)
 	if err != nil {
 		return nil, fmt.Errorf("list firmware releases: %w", err)
 	}

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
@@ -27,8 +26,7 @@ const publisherLease = 5 * time.Minute
 // IMMEDIATE transaction holds serialises it with every other writer.
 func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := t.tx.QueryRowContext(ctx, `INSERT INTO revocation_counters (name, value) VALUES (?, 1)
-		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	err := t.tx.QueryRowContext(ctx, sqlrecord.NextCounter, name).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
 	}
@@ -36,7 +34,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := codec.ScanRevocationEntry(t.tx.QueryRowContext(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates WHERE serial = ?`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRowContext(ctx, sqlrecord.SelectRevocationEntry, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -50,11 +48,7 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is.
-	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
-		invalidity_date = ?, revocation_seq = ?
-		WHERE serial = ? AND (status <> ? OR (revocation_reason = ? AND ? <> ?))`,
-		store.CertStatusRevoked, micros(r.RevokedAt), r.Reason, codec.BindNullTime(r.InvalidityDate), seq,
-		r.Serial, store.CertStatusRevoked, store.ReasonCertificateHold, r.Reason, store.ReasonCertificateHold)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.Revoke, codec.RevokeArgs(r, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
@@ -78,9 +72,7 @@ func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.Re
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
-	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = NULL, revocation_reason = 0,
-		invalidity_date = NULL, revocation_seq = ? WHERE serial = ? AND status = ? AND revocation_reason = ?`,
-		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.Unhold, sqlrecord.UnholdArgs(serial, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
@@ -113,8 +105,7 @@ const keepCRLs = 3
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_crls (`+sqlrecord.CRLColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		codec.CRLArgs(c)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertCRL, codec.CRLArgs(c)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
@@ -123,9 +114,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case err != nil:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, err)
 	}
-	_, err = t.tx.ExecContext(ctx, `DELETE FROM published_crls WHERE issuer_id = ? AND delta = ? AND number NOT IN
-		(SELECT number FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT ?)`,
-		c.IssuerID, c.Delta, c.IssuerID, c.Delta, keepCRLs)
+	_, err = t.tx.ExecContext(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
 	if err != nil {
 		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
 	}
@@ -134,8 +123,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO revocation_signers (`+sqlrecord.RevocationSignerColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		codec.RevocationSignerArgs(s)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertRevocationSigner, codec.RevocationSignerArgs(s)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, store.ErrExists)
@@ -149,8 +137,7 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_filters (`+sqlrecord.FilterColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		codec.FilterArgs(f)...)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFilter, codec.FilterArgs(f)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, store.ErrExists)
@@ -160,43 +147,9 @@ func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
 	return nil
 }
 
-// certWhere builds the WHERE clause of q (without the serial cursor).
-func certWhere(q store.CertQuery) ([]string, []any) {
-	var where []string
-	var args []any
-	if len(q.IssuerIDs) > 0 {
-		where = append(where, "issuer_id IN (?"+strings.Repeat(", ?", len(q.IssuerIDs)-1)+")")
-		for _, id := range q.IssuerIDs {
-			args = append(args, id)
-		}
-	}
-	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	if !q.IssuedFrom.IsZero() {
-		where = append(where, "created_at >= ?")
-		args = append(args, micros(q.IssuedFrom))
-	}
-	if !q.IssuedTo.IsZero() {
-		where = append(where, "created_at < ?")
-		args = append(args, micros(q.IssuedTo))
-	}
-	if !q.NotAfterFrom.IsZero() {
-		where = append(where, "not_after >= ?")
-		args = append(args, micros(q.NotAfterFrom))
-	}
-	return where, args
-}
-
 // WalkCertStatus implements store.RevocationStore.
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
-	where, args := certWhere(q)
-	where = append(where, "serial > ?")
-	query := `SELECT ` + sqlrecord.CertStatusColumns + ` FROM certificates WHERE ` +
-		strings.Join(where, " AND ") + ` ORDER BY serial LIMIT ?`
+	query, args := codec.WalkCertStatus(q)
 	after := ""
 	page := make([]*store.CertStatus, 0, certPage)
 	for {
@@ -222,11 +175,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 
 // CountCertificates implements store.RevocationStore.
 func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
-	where, args := certWhere(q)
-	query := `SELECT count(*) FROM certificates`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	query, args := codec.CountCertificates(q)
 	var n int64
 	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count certificates: %w", err)
@@ -288,8 +237,7 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom i
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	page := make([]*store.RevocationEntry, 0, certPage)
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.RevocationEntryColumns+` FROM certificates
-			WHERE issuer_id = ? AND revocation_seq > ? ORDER BY revocation_seq LIMIT ?`, issuerID, afterSeq, certPage)
+		rows, err := s.r.QueryContext(ctx, sqlrecord.WalkRevocationChanges, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
@@ -311,7 +259,7 @@ func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afte
 // RevocationHead implements store.RevocationStore.
 func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.r.QueryRowContext(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+	if err := s.r.QueryRowContext(ctx, sqlrecord.RevocationHead).Scan(&v); err != nil {
 		return 0, fmt.Errorf("revocation head: %w", err)
 	}
 	return v, nil
@@ -319,8 +267,7 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	c, err := codec.ScanCRL(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.CRLColumns+` FROM published_crls
-		WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT 1`, issuerID, delta))
+	c, err := codec.ScanCRL(s.r.QueryRowContext(ctx, sqlrecord.LatestCRL, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
@@ -329,8 +276,7 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*st
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	r, err := codec.ScanRevocationSigner(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.RevocationSignerColumns+` FROM revocation_signers
-		WHERE issuer_id = ? AND purpose = ? ORDER BY created_at DESC LIMIT 1`, issuerID, purpose))
+	r, err := codec.ScanRevocationSigner(s.r.QueryRowContext(ctx, sqlrecord.LatestRevocationSigner, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
@@ -338,7 +284,7 @@ func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose st
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	f, err := codec.ScanFilter(s.r.QueryRowContext(ctx, `SELECT `+sqlrecord.FilterColumns+` FROM published_filters `+query, args...))
+	f, err := codec.ScanFilter(s.r.QueryRowContext(ctx, query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -347,7 +293,7 @@ func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.P
 
 // GetFilter implements store.RevocationStore.
 func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = ? AND version = ? AND base_version = ?`, scope, version, baseVersion)
+	f, err := s.filter(ctx, sqlrecord.SelectFilter, scope, version, baseVersion)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
 	}
@@ -356,7 +302,7 @@ func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersio
 
 // LatestFilter implements store.RevocationStore.
 func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = ? AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	f, err := s.filter(ctx, sqlrecord.LatestFilter, scope)
 	if err != nil {
 		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
 	}

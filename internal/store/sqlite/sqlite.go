@@ -120,7 +120,6 @@ const (
 	stInsertCA = iota
 	stInsertKey
 	stSetKeyState
-	stDestroyKey
 	stKeyConflict
 	stInsertCert
 	stCertsBySPKI
@@ -144,26 +143,26 @@ const (
 // prepare prepares the store's statements on the writer and the reader pools.
 func (s *Store) prepare(ctx context.Context) error {
 	writeSQL := [numWriteStmts]string{
-		stInsertCA:    `INSERT INTO cas (` + sqlrecord.CAColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stInsertKey:   `INSERT INTO keys (` + sqlrecord.KeyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stSetKeyState: `UPDATE keys SET state = ?, state_changed_at = ? WHERE uri = ?`,
-		stDestroyKey:  `UPDATE keys SET state = ?, state_changed_at = ?, destroyed_at = ? WHERE uri = ?`,
+		stInsertCA:    sqlrecord.InsertCA,
+		stInsertKey:   sqlrecord.InsertKey,
+		stSetKeyState: sqlrecord.SetKeyState,
+		// The duplicate-key check of InsertCertificate; PostgreSQL makes it within its insert instead.
 		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ? AND subject <> ? LIMIT 1`,
-		stInsertCert:  `INSERT INTO certificates (` + sqlrecord.CertificateColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stCertsBySPKI: `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
-		stAuditHead:   `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`,
-		stInsertAudit: `INSERT INTO audit_events (` + sqlrecord.AuditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stSetCAStatus: `UPDATE cas SET status = ? WHERE id = ?`,
-		stInsertToken: `INSERT INTO tokens (` + sqlrecord.TokenColumns + `) VALUES (?, ?, ?, ?, ?, ?)`,
+		stInsertCert:  sqlrecord.InsertCertificate,
+		stCertsBySPKI: sqlrecord.CertificatesBySPKI,
+		stAuditHead:   sqlrecord.AuditHead,
+		stInsertAudit: sqlrecord.InsertEvent,
+		stSetCAStatus: sqlrecord.SetCAStatus,
+		stInsertToken: sqlrecord.InsertToken,
 	}
 
 	readSQL := [numReadStmts]string{
-		stGetCA:           `SELECT ` + sqlrecord.CAColumns + ` FROM cas WHERE id = ?`,
-		stGetKey:          `SELECT ` + sqlrecord.KeyColumns + ` FROM keys WHERE uri = ?`,
-		stGetCert:         `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE serial = ?`,
-		stWalkAudit:       `SELECT ` + sqlrecord.AuditColumns + ` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`,
-		stCertsBySPKIRead: `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
-		stTokenByHash:     `SELECT ` + sqlrecord.TokenColumns + ` FROM tokens WHERE hash = ?`,
+		stGetCA:           sqlrecord.SelectCA,
+		stGetKey:          sqlrecord.SelectKey,
+		stGetCert:         sqlrecord.SelectCertificate,
+		stWalkAudit:       sqlrecord.WalkAudit,
+		stCertsBySPKIRead: sqlrecord.CertificatesBySPKI,
+		stTokenByHash:     sqlrecord.SelectTokenByHash,
 	}
 	for i, q := range writeSQL {
 		st, err := s.w.PrepareContext(ctx, q)
@@ -261,7 +260,7 @@ func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
 
 // ListCAs returns every CA, ordered by id.
 func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.CAColumns+` FROM cas ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListCAs)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
@@ -283,7 +282,7 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.KeyColumns+` FROM keys ORDER BY uri`)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListKeys)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -328,27 +327,7 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certi
 // ListCertificates returns the certificates that match every non-zero field of f, ordered by serial, at most
 // f.Limit of them when f.Limit is positive.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"issuer_id", f.IssuerID}, {"profile", f.Profile}, {"status", f.Status}, {"subject", f.Subject},
-	} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	q := `SELECT ` + sqlrecord.CertificateColumns + ` FROM certificates`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY serial`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
+	q, args := sqlrecord.ListCertificates(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
@@ -429,7 +408,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 		seq  int64
 		hash []byte
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := s.r.QueryRowContext(ctx, sqlrecord.AuditHead).Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	}

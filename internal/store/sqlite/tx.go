@@ -89,15 +89,7 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 }
 
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
-	var (
-		res sql.Result
-		err error
-	)
-	if state == store.KeyDestroyed {
-		res, err = t.stmt(ctx, stDestroyKey).ExecContext(ctx, state, micros(at), micros(at), uri)
-	} else {
-		res, err = t.stmt(ctx, stSetKeyState).ExecContext(ctx, state, micros(at), uri)
-	}
+	res, err := t.stmt(ctx, stSetKeyState).ExecContext(ctx, codec.SetKeyStateArgs(uri, state, at)...)
 	if err != nil {
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
 	}

@@ -18,7 +18,7 @@ const watchInterval = 100 * time.Millisecond
 // subject, in pages of walkPage.
 func (s *Store) WalkChanges(ctx context.Context, after int64, fn func(store.Change) error) error {
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT `+sqlrecord.ChangeColumns+` FROM audit_events WHERE seq > ? AND outcome = 'success' ORDER BY seq LIMIT ?`, after, walkPage)
+		rows, err := s.r.QueryContext(ctx, sqlrecord.WalkChanges, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk changes after %d: %w", after, err)
 		}

@@ -3,6 +3,7 @@ package sqlrecord
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
@@ -18,6 +19,56 @@ const (
 	AuditColumns  = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
 	ChangeColumns = `seq, action, subject`
 )
+
+// Statements on the core tables that both dialects run as they are.
+const (
+	InsertCA    = `INSERT INTO cas (` + CAColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	SelectCA    = `SELECT ` + CAColumns + ` FROM cas WHERE id = $1`
+	ListCAs     = `SELECT ` + CAColumns + ` FROM cas ORDER BY id`
+	SetCAStatus = `UPDATE cas SET status = $1 WHERE id = $2`
+
+	InsertKey = `INSERT INTO keys (` + KeyColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	SelectKey = `SELECT ` + KeyColumns + ` FROM keys WHERE uri = $1`
+	ListKeys  = `SELECT ` + KeyColumns + ` FROM keys ORDER BY uri`
+	// SetKeyState moves a key to state $1 at time $2, which is also its destruction time if $1 is $4
+	// (store.KeyDestroyed); see SetKeyStateArgs.
+	SetKeyState = `UPDATE keys SET state = $1, state_changed_at = $2,
+		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
+		WHERE uri = $3`
+
+	InsertCertificate  = `INSERT INTO certificates (` + CertificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+	SelectCertificate  = `SELECT ` + CertificateColumns + ` FROM certificates WHERE serial = $1`
+	CertificatesBySPKI = `SELECT ` + CertificateColumns + ` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`
+
+	InsertToken       = `INSERT INTO tokens (` + TokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	SelectTokenByHash = `SELECT ` + TokenColumns + ` FROM tokens WHERE hash = $1`
+
+	InsertEvent = `INSERT INTO audit_events (` + AuditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// WalkAudit reads the events after sequence number $1, at most $2 of them.
+	WalkAudit = `SELECT ` + AuditColumns + ` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`
+	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
+	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
+)
+
+// SetKeyStateArgs returns the arguments of SetKeyState.
+func (c Codec) SetKeyStateArgs(uri, state string, at time.Time) []any {
+	return []any{state, c.BindTime(at), uri, store.KeyDestroyed}
+}
+
+// ListCertificates returns the query of store.Reader.ListCertificates and its arguments.
+func ListCertificates(f store.CertFilter) (string, []any) {
+	var w where
+	w.eq("issuer_id", f.IssuerID)
+	w.eq("profile", f.Profile)
+	w.eq("status", f.Status)
+	w.eq("subject", f.Subject)
+	q := `SELECT ` + CertificateColumns + ` FROM certificates` + w.clause() + ` ORDER BY serial`
+	if f.Limit > 0 {
+		q += ` LIMIT ` + w.arg(f.Limit)
+	}
+	return q, w.args
+}
 
 // ScanCA reads a row of CAColumns.
 func (c Codec) ScanCA(r Row) (*store.CA, error) {

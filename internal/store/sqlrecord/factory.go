@@ -15,6 +15,36 @@ const (
 	SiteLogEntryColumns = `l.ca_id, l.idx, l.cert_serial, l.device, l.station_id, l.created_at, c.der`
 )
 
+// Statements on the factory tables that both dialects run as they are. PostgreSQL locks a site or batch it
+// reads in a transaction by appending FOR UPDATE.
+const (
+	InsertFactorySite = `INSERT INTO factory_sites (` + FactorySiteColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	SelectFactorySite = `SELECT ` + FactorySiteColumns + ` FROM factory_sites WHERE ca_id = $1`
+	// SetFactorySiteReserved sets the reserved count of site $2 to $1.
+	SetFactorySiteReserved = `UPDATE factory_sites SET reserved = $1 WHERE ca_id = $2`
+
+	InsertFactoryExport = `INSERT INTO factory_exports (` + FactoryExportColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	// LastFactoryExportSeq reads the highest export sequence number of batch $1, 0 if none.
+	LastFactoryExportSeq = `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = $1`
+
+	SelectFactoryBatch = `SELECT ` + FactoryBatchColumns + ` FROM factory_batches WHERE batch_id = $1`
+	// PutFactoryBatch inserts a batch or replaces the one with its id.
+	PutFactoryBatch = `INSERT INTO factory_batches (` + FactoryBatchColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (batch_id) DO UPDATE SET count = excluded.count, last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
+		final = excluded.final, updated_at = excluded.updated_at`
+	// FactoryBatchCounts sums the counts of the batches of site CA $1 other than batch $2. The sum is cast
+	// because PostgreSQL's SUM of a BIGINT is a numeric.
+	FactoryBatchCounts = `SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM factory_batches WHERE ca_id = $1 AND batch_id <> $2`
+
+	InsertSiteLog = `INSERT INTO factory_site_log (` + SiteLogColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	// SiteLogLength reads the length of the issuance log of site CA $1, which is also the next index.
+	SiteLogLength = `SELECT COALESCE(MAX(idx) + 1, 0) FROM factory_site_log WHERE ca_id = $1`
+	// WalkSiteLog reads the entries of the log of site CA $1 from index $2 on, at most $3 of them.
+	WalkSiteLog = `SELECT ` + SiteLogEntryColumns + `
+		FROM factory_site_log l JOIN certificates c ON c.serial = l.cert_serial
+		WHERE l.ca_id = $1 AND l.idx >= $2 ORDER BY l.idx LIMIT $3`
+)
+
 // ScanFactorySite reads a row of FactorySiteColumns.
 func (c Codec) ScanFactorySite(r Row) (*store.FactorySite, error) {
 	var s store.FactorySite

@@ -2,6 +2,7 @@ package sqlrecord
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/keyward/keyward/internal/store"
 )
@@ -14,6 +15,52 @@ const (
 		`not_after, threshold, hybrid, status, created_by, created_at, manifest, signer_kid, signed_at`
 	FirmwareApprovalColumns = `release_id, signer, approved_at`
 )
+
+// Statements on the firmware signing tables that both dialects run as they are. PostgreSQL locks a release it
+// reads in a transaction by appending FOR UPDATE.
+const (
+	InsertFirmwareRoot = `INSERT INTO firmware_roots (` + FirmwareRootColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// FirmwareRoots reads every trust version of environment $1, oldest first.
+	FirmwareRoots = `SELECT ` + FirmwareRootColumns + ` FROM firmware_roots WHERE environment = $1 ORDER BY version`
+	// LatestFirmwareRoot reads the newest trust version of environment $1.
+	LatestFirmwareRoot = `SELECT ` + FirmwareRootColumns + ` FROM firmware_roots WHERE environment = $1 ORDER BY version DESC LIMIT 1`
+
+	InsertFirmwareKey = `INSERT INTO firmware_signing_keys (` + FirmwareKeyColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// SetFirmwareKeyStatus sets the status of key $3 to $1, and its revocation time to $2 unless $2 is NULL.
+	SetFirmwareKeyStatus = `UPDATE firmware_signing_keys SET status = $1, revoked_at = COALESCE($2, revoked_at) WHERE kid = $3`
+	// FirmwareKeys reads the signing keys of environment $1, or of every environment if $1 is empty.
+	FirmwareKeys = `SELECT ` + FirmwareKeyColumns + ` FROM firmware_signing_keys WHERE $1 = '' OR environment = $1 ORDER BY created_at, kid`
+
+	// NextFirmwareSequence reads one more than the highest release sequence of environment $1 and product line $2.
+	NextFirmwareSequence  = `SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware_releases WHERE environment = $1 AND product_line = $2`
+	InsertFirmwareRelease = `INSERT INTO firmware_releases (` + FirmwareReleaseColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	SelectFirmwareRelease = `SELECT ` + FirmwareReleaseColumns + ` FROM firmware_releases WHERE id = $1`
+	// UpdateFirmwareRelease writes a release's status, manifest, signer and signing time; see
+	// UpdateFirmwareReleaseArgs.
+	UpdateFirmwareRelease = `UPDATE firmware_releases SET status = $1, manifest = $2, signer_kid = $3, signed_at = $4 WHERE id = $5`
+	// ListFirmwareReleases reads the releases of environment $1 and product line $2, an empty one matching any.
+	ListFirmwareReleases = `SELECT ` + FirmwareReleaseColumns + ` FROM firmware_releases
+		WHERE ($1 = '' OR environment = $1) AND ($2 = '' OR product_line = $2) ORDER BY environment, product_line, sequence`
+
+	InsertFirmwareApproval = `INSERT INTO firmware_approvals (` + FirmwareApprovalColumns + `) VALUES ($1, $2, $3)`
+	// FirmwareApprovals reads the approvals of release $1, oldest first.
+	FirmwareApprovals = `SELECT ` + FirmwareApprovalColumns + ` FROM firmware_approvals WHERE release_id = $1 ORDER BY approved_at, signer`
+)
+
+// SetFirmwareKeyStatusArgs returns the arguments of SetFirmwareKeyStatus: the revocation time is at if status
+// is store.FirmwareKeyRevoked, and left as it is otherwise.
+func (c Codec) SetFirmwareKeyStatusArgs(kid []byte, status string, at time.Time) []any {
+	var revoked *time.Time
+	if status == store.FirmwareKeyRevoked {
+		revoked = &at
+	}
+	return []any{status, c.BindNullTime(revoked), kid}
+}
+
+// UpdateFirmwareReleaseArgs returns the arguments of UpdateFirmwareRelease.
+func (c Codec) UpdateFirmwareReleaseArgs(r *store.FirmwareRelease) []any {
+	return []any{r.Status, Blob(r.Manifest), Blob(r.SignerKID), c.BindNullTime(r.SignedAt), r.ID}
+}
 
 // kidSize is the length of a firmware key id (manifest.KeyID, a SHA-256).
 const kidSize = 32

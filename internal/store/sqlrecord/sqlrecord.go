@@ -2,8 +2,14 @@ package sqlrecord
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
+
+// Statements are written with PostgreSQL's numbered placeholders ($1, $2, ...). The SQLite driver binds a
+// parameter named $N to the N-th argument too (the sqlite package's tests hold it to that), so one text serves
+// both dialects, a placeholder may repeat, and nothing is rewritten at run time.
 
 // Row is one result row: *sql.Row and *sql.Rows (database/sql) and pgx.Row and pgx.Rows all have this method.
 type Row interface {
@@ -100,4 +106,49 @@ func (s *nullString) Scan(src any) error {
 		return fmt.Errorf("cannot scan %T into a string", src)
 	}
 	return nil
+}
+
+// where builds the WHERE clause of a filtered query: conditions joined by AND, each value bound to the next
+// numbered placeholder.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// arg binds v and returns its placeholder.
+func (w *where) arg(v any) string {
+	w.args = append(w.args, v)
+	return "$" + strconv.Itoa(len(w.args))
+}
+
+// cond adds the condition col op v.
+func (w *where) cond(col, op string, v any) {
+	w.conds = append(w.conds, col+" "+op+" "+w.arg(v))
+}
+
+// eq adds col = v unless v is empty: a zero field of a filter does not filter.
+func (w *where) eq(col, v string) {
+	if v != "" {
+		w.cond(col, "=", v)
+	}
+}
+
+// in adds col IN (vs...) unless vs is empty.
+func (w *where) in(col string, vs []string) {
+	if len(vs) == 0 {
+		return
+	}
+	ps := make([]string, len(vs))
+	for i, v := range vs {
+		ps[i] = w.arg(v)
+	}
+	w.conds = append(w.conds, col+" IN ("+strings.Join(ps, ", ")+")")
+}
+
+// clause returns " WHERE ..." or "" if there is no condition.
+func (w *where) clause() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
 }
