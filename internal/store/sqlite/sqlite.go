@@ -92,7 +92,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := ping(ctx, s.w); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
@@ -113,6 +113,25 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// ping opens the writer connection. Processes that open a new file at once race to switch it to WAL, which
+// takes an exclusive lock, and SQLite refuses the losers with SQLITE_BUSY at once instead of waiting
+// busy_timeout for the lock: ping retries them for as long as busy_timeout would have waited, after which the
+// file is in WAL mode and the pragma needs no lock.
+func ping(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Statements prepared once per store. database/sql re-prepares them on a connection if it is ever replaced.
