@@ -39,7 +39,7 @@ const maxPending = 1024
 
 var _ store.Tx = (*tx)(nil)
 
-// auditCopyColumns names the columns of a buffered event, in the order of codec.EventArgs.
+// auditCopyColumns names the columns of a buffered event, in the order of codec.AppendEventArgs.
 var auditCopyColumns = strings.Split(sqlrecord.AuditColumns, ", ")
 
 // flush writes the buffered audit events with one COPY. Tx calls it before commit.
@@ -143,7 +143,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		owner    string
 		inserted bool
 	)
-	err := t.tx.QueryRow(ctx, insertCertificate, codec.CertificateArgs(c)...).Scan(&owner, &inserted)
+	err := t.tx.QueryRow(ctx, insertCertificate, codec.AppendCertificateArgs(nil, c)...).Scan(&owner, &inserted)
 	switch {
 	case err == nil && owner != c.Subject:
 		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
@@ -208,7 +208,7 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
 	}
 	audit.Seal(e, t.headSeq, t.headHash)
-	t.pending = append(t.pending, codec.EventArgs(e, details))
+	t.pending = append(t.pending, codec.AppendEventArgs(nil, e, details))
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	if len(t.pending) >= maxPending {
 		return t.flush(ctx)

@@ -25,3 +25,19 @@ func TestNumberedPlaceholders(t *testing.T) {
 		t.Errorf("SELECT $2, $1, $2, $3 + 1 with (one, two, 41): got %s, %s, %s, %d", a, b, c, n)
 	}
 }
+
+func TestPositional(t *testing.T) {
+	for _, tc := range []struct{ q, want string }{
+		{`SELECT a FROM t WHERE b = $1 AND c > $2 LIMIT $3`, `SELECT a FROM t WHERE b = ? AND c > ? LIMIT ?`},
+		{`INSERT INTO t (a, b) VALUES ($1, $2)`, `INSERT INTO t (a, b) VALUES (?, ?)`},
+		{`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`},
+		{`UPDATE t SET a = $1, b = CASE WHEN $1 = $3 THEN $2 END`, `UPDATE t SET a = $1, b = CASE WHEN $1 = $3 THEN $2 END`}, // repeated
+		{`UPDATE t SET a = $2 WHERE b = $1`, `UPDATE t SET a = $2 WHERE b = $1`},                                             // out of order
+		{`SELECT $1, $3`, `SELECT $1, $3`}, // a gap
+		{`SELECT $10`, `SELECT $10`},
+	} {
+		if got := positional(tc.q); got != tc.want {
+			t.Errorf("positional(%q) = %q, want %q", tc.q, got, tc.want)
+		}
+	}
+}

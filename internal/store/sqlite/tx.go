@@ -117,7 +117,8 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	case !errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
 	}
-	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.CertificateArgs(c)...)
+	var args [13]any // one per column: the statement does not keep them, so they stay off the heap
+	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
 	switch {
 	case err == nil:
 		return nil
@@ -160,7 +161,8 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
 	}
 	audit.Seal(e, t.headSeq, t.headHash)
-	if _, err := t.stmt(ctx, stInsertAudit).ExecContext(ctx, codec.EventArgs(e, details)...); err != nil {
+	var args [9]any // as in InsertCertificate
+	if _, err := t.stmt(ctx, stInsertAudit).ExecContext(ctx, codec.AppendEventArgs(args[:0], e, details)...); err != nil {
 		return fmt.Errorf("append audit event %d %s %q: %w", e.Seq, e.Action, e.Subject, err)
 	}
 	t.headSeq, t.headHash = e.Seq, e.Hash

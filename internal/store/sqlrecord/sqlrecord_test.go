@@ -72,9 +72,9 @@ func TestColumnsMatch(t *testing.T) {
 	}{
 		{"CA", CAColumns, func(r Row) error { _, err := c.ScanCA(r); return err }, c.CAArgs(&store.CA{})},
 		{"Key", KeyColumns, func(r Row) error { _, err := c.ScanKey(r); return err }, c.KeyArgs(&store.Key{})},
-		{"Certificate", CertificateColumns, func(r Row) error { _, err := c.ScanCertificate(r); return err }, c.CertificateArgs(&store.Certificate{})},
+		{"Certificate", CertificateColumns, func(r Row) error { _, err := c.ScanCertificate(r); return err }, c.AppendCertificateArgs(nil, &store.Certificate{})},
 		{"Token", TokenColumns, func(r Row) error { _, err := c.ScanToken(r); return err }, c.TokenArgs(&store.Token{})},
-		{"Event", AuditColumns, func(r Row) error { _, err := c.ScanEvent(r); return err }, c.EventArgs(&audit.Event{}, nil)},
+		{"Event", AuditColumns, func(r Row) error { _, err := c.ScanEvent(r); return err }, c.AppendEventArgs(nil, &audit.Event{}, nil)},
 		{"Change", ChangeColumns, func(r Row) error { _, err := ScanChange(r); return err }, nil},
 		{"Station", StationColumns, func(r Row) error { _, err := c.ScanStation(r); return err }, c.StationArgs(&store.Station{})},
 		{"Device", DeviceColumns, func(r Row) error { _, err := c.ScanDevice(r); return err }, c.DeviceArgs(&store.Device{})},
