@@ -3,12 +3,10 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Enrollment records (stations, devices). Transactions run at READ COMMITTED, so LockStation and LockDevice
@@ -20,43 +18,9 @@ var (
 	_ store.EnrollmentTx    = (*tx)(nil)
 )
 
-const (
-	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
-	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at, hardware_serial`
-)
-
-func scanStation(r pgx.Row) (*store.Station, error) {
-	var (
-		s     store.Station
-		lines string
-	)
-	if err := r.Scan(&s.ID, &s.Environment, &s.Site, &lines, &s.CertSerial, &s.SPKISHA256, &s.Quota, &s.Used,
-		&s.ValidFrom, &s.ValidUntil, &s.State, &s.CreatedAt, &s.StateChanged); err != nil {
-		return nil, err
-	}
-	if lines != "" {
-		s.ProductLines = strings.Split(lines, ",")
-	}
-	s.ValidFrom, s.ValidUntil, s.CreatedAt, s.StateChanged = utc(s.ValidFrom), utc(s.ValidUntil), utc(s.CreatedAt), utc(s.StateChanged)
-	return &s, nil
-}
-
-func scanDevice(r pgx.Row) (*store.Device, error) {
-	var d store.Device
-	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &d.EnrolledAt,
-		&d.CertSerial, &d.SPKISHA256, &d.ReprovisionAllowed, &d.ForceRenew, &d.UpdatedAt, &d.HardwareSerial); err != nil {
-		return nil, err
-	}
-	d.EnrolledAt, d.UpdatedAt = utc(d.EnrolledAt), utc(d.UpdatedAt)
-	return &d, nil
-}
-
 // InsertStation stores a new station.
 func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO stations (`+stationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (id) DO NOTHING`,
-		s.ID, s.Environment, s.Site, strings.Join(s.ProductLines, ","), s.CertSerial, s.SPKISHA256, s.Quota, s.Used,
-		s.ValidFrom, s.ValidUntil, s.State, s.CreatedAt, s.StateChanged)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertStation+` ON CONFLICT (id) DO NOTHING`, codec.StationArgs(s)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert station %q: %w", s.ID, err)
@@ -68,7 +32,7 @@ func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
 
 // LockStation reads station id and locks its row until the transaction ends.
 func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error) {
-	s, err := scanStation(t.tx.QueryRow(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = $1 FOR UPDATE`, id))
+	s, err := codec.ScanStation(t.tx.QueryRow(ctx, sqlrecord.SelectStation+` FOR UPDATE`, id))
 	if err != nil {
 		return nil, fmt.Errorf("lock station %q: %w", id, notFound(err))
 	}
@@ -77,8 +41,7 @@ func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error)
 
 // UpdateStation writes the state and usage of s.
 func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE stations SET state = $1, state_changed = $2, used = $3 WHERE id = $4`,
-		s.State, s.StateChanged, s.Used, s.ID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.UpdateStation, codec.UpdateStationArgs(s)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update station %q: %w", s.ID, err)
@@ -90,8 +53,7 @@ func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
 
 // LockDevice reads a device and locks its row until the transaction ends.
 func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(t.tx.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices
-		WHERE environment = $1 AND product_line = $2 AND serial = $3 FOR UPDATE`, env, product, serial))
+	d, err := codec.ScanDevice(t.tx.QueryRow(ctx, sqlrecord.SelectDevice+` FOR UPDATE`, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("lock device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -100,13 +62,7 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
-		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
-		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
-		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
-		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt, d.CertSerial,
-		d.SPKISHA256, d.ReprovisionAllowed, d.ForceRenew, d.UpdatedAt, d.HardwareSerial)
+	_, err := t.tx.Exec(ctx, sqlrecord.PutDevice, codec.DeviceArgs(d)...)
 	if pgCode(err) == uniqueViolation {
 		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
 	}
@@ -118,7 +74,7 @@ func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
 
 // SetCertificateStatus moves a certificate from one status to another.
 func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1 WHERE serial = $2 AND status = $3`, to, serial, from)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetCertificateStatus, to, serial, from)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set certificate %s status %s -> %s: %w", serial, from, to, err)
@@ -130,7 +86,7 @@ func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) 
 
 // GetStation returns station id.
 func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, error) {
-	st, err := scanStation(s.pool.QueryRow(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = $1`, id))
+	st, err := codec.ScanStation(s.pool.QueryRow(ctx, sqlrecord.SelectStation, id))
 	if err != nil {
 		return nil, fmt.Errorf("get station %q: %w", id, notFound(err))
 	}
@@ -139,7 +95,7 @@ func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, erro
 
 // ListStations returns every station, ordered by id.
 func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
-	out, err := collect(ctx, s.pool, scanStation, `SELECT `+stationColumns+` FROM stations ORDER BY id`)
+	out, err := collect(ctx, s.pool, codec.ScanStation, sqlrecord.ListStations)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
@@ -148,8 +104,7 @@ func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
 
 // GetDevice returns one device.
 func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices
-		WHERE environment = $1 AND product_line = $2 AND serial = $3`, env, product, serial))
+	d, err := codec.ScanDevice(s.pool.QueryRow(ctx, sqlrecord.SelectDevice, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -158,28 +113,8 @@ func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*st
 
 // ListDevices returns the devices matching f.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site}, {"hardware_serial", f.HardwareSerial},
-	} {
-		if c.val != "" {
-			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
-		}
-	}
-	q := `SELECT ` + deviceColumns + ` FROM devices`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY environment, product_line, serial`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(" LIMIT $%d", len(args))
-	}
-	out, err := collect(ctx, s.pool, scanDevice, q, args...)
+	q, args := sqlrecord.ListDevices(f)
+	out, err := collect(ctx, s.pool, codec.ScanDevice, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
 	}
@@ -188,13 +123,11 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 
 // ExpiringCertificates returns valid certificates expiring before before, soonest first.
 func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
-	q := `SELECT ` + certColumns + ` FROM certificates WHERE not_after < $1 AND status = $2 ORDER BY not_after, serial`
-	args := []any{before, store.CertStatusValid}
+	q, args := sqlrecord.ExpiringCertificates, []any{codec.BindTime(before), store.CertStatusValid}
 	if limit > 0 {
-		q += ` LIMIT $3`
-		args = append(args, limit)
+		q, args = sqlrecord.ExpiringCertificatesLimit, append(args, limit)
 	}
-	out, err := collect(ctx, s.pool, scanCert, q, args...)
+	out, err := collect(ctx, s.pool, codec.ScanCertificate, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
 	}

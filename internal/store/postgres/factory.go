@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Factory site records. LockFactorySite takes a row lock (SELECT ... FOR UPDATE), so "check the quota, then
@@ -17,22 +16,10 @@ var (
 	_ store.FactoryTx    = (*tx)(nil)
 )
 
-const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at, audit_key_uri, audit_cert_der`
-
-func scanFactorySite(r pgx.Row) (*store.FactorySite, error) {
-	var s store.FactorySite
-	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &s.IssueUntil, &s.CreatedAt, &s.AuditKeyURI, &s.AuditCertDER); err != nil {
-		return nil, err
-	}
-	s.IssueUntil, s.CreatedAt = utc(s.IssueUntil), utc(s.CreatedAt)
-	return &s, nil
-}
-
 // InsertFactorySite stores a new factory site.
 func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (ca_id) DO NOTHING`,
-		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, s.IssueUntil, s.CreatedAt, s.AuditKeyURI, s.AuditCertDER)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFactorySite+` ON CONFLICT (ca_id) DO NOTHING`,
+		codec.FactorySiteArgs(s)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert factory site %q: %w", s.CAID, err)
@@ -44,7 +31,7 @@ func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error 
 
 // LockFactorySite reads the site of CA caID and locks its row until the transaction ends.
 func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	s, err := scanFactorySite(t.tx.QueryRow(ctx, `SELECT `+factorySiteColumns+` FROM factory_sites WHERE ca_id = $1 FOR UPDATE`, caID))
+	s, err := codec.ScanFactorySite(t.tx.QueryRow(ctx, sqlrecord.SelectFactorySite+` FOR UPDATE`, caID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory site %q: %w", caID, notFound(err))
 	}
@@ -53,7 +40,7 @@ func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySi
 
 // SetFactorySiteReserved writes the reserved count.
 func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved int64) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE factory_sites SET reserved = $1 WHERE ca_id = $2`, reserved, caID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetFactorySiteReserved, reserved, caID)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update factory site %q: %w", caID, err)
@@ -65,7 +52,7 @@ func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved i
 
 // GetFactorySite returns the site of CA caID.
 func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	f, err := scanFactorySite(s.pool.QueryRow(ctx, `SELECT `+factorySiteColumns+` FROM factory_sites WHERE ca_id = $1`, caID))
+	f, err := codec.ScanFactorySite(s.pool.QueryRow(ctx, sqlrecord.SelectFactorySite, caID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory site %q: %w", caID, notFound(err))
 	}
@@ -75,7 +62,7 @@ func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.Factory
 // LastFactoryExportSeq returns the highest export sequence number of batchID.
 func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error) {
 	var seq int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = $1`, batchID).Scan(&seq); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.LastFactoryExportSeq, batchID).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("last export of batch %s: %w", batchID, err)
 	}
 	return seq, nil
@@ -83,9 +70,8 @@ func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, e
 
 // InsertFactoryExport records an export.
 func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO factory_exports (batch_id, seq, ca_id, records, chain_head, final, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (batch_id, seq) DO NOTHING`,
-		e.BatchID, e.Seq, e.CAID, e.Records, e.ChainHead, e.Final, e.CreatedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFactoryExport+` ON CONFLICT (batch_id, seq) DO NOTHING`,
+		codec.FactoryExportArgs(e)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert export %d of batch %s: %w", e.Seq, e.BatchID, err)
@@ -95,20 +81,9 @@ func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) er
 	return nil
 }
 
-const factoryBatchColumns = `batch_id, ca_id, count, first_serial, last_seq, injected, chain_head, final, updated_at`
-
-func scanFactoryBatch(r pgx.Row) (*store.FactoryBatch, error) {
-	var b store.FactoryBatch
-	if err := r.Scan(&b.BatchID, &b.CAID, &b.Count, &b.FirstSerial, &b.LastSeq, &b.Injected, &b.ChainHead, &b.Final, &b.UpdatedAt); err != nil {
-		return nil, err
-	}
-	b.UpdatedAt = utc(b.UpdatedAt)
-	return &b, nil
-}
-
 // LockFactoryBatch reads the reconciled state of batchID and locks its row until the transaction ends.
 func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := scanFactoryBatch(t.tx.QueryRow(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = $1 FOR UPDATE`, batchID))
+	b, err := codec.ScanFactoryBatch(t.tx.QueryRow(ctx, sqlrecord.SelectFactoryBatch+` FOR UPDATE`, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory batch %s: %w", batchID, notFound(err))
 	}
@@ -117,10 +92,7 @@ func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.Facto
 
 // PutFactoryBatch inserts or replaces b.
 func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO factory_batches (`+factoryBatchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (batch_id) DO UPDATE SET count = excluded.count, last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
-		final = excluded.final, updated_at = excluded.updated_at`,
-		b.BatchID, b.CAID, b.Count, b.FirstSerial, b.LastSeq, b.Injected, b.ChainHead, b.Final, b.UpdatedAt)
+	_, err := t.tx.Exec(ctx, sqlrecord.PutFactoryBatch, codec.FactoryBatchArgs(b)...)
 	if err != nil {
 		return fmt.Errorf("put factory batch %s: %w", b.BatchID, err)
 	}
@@ -130,7 +102,7 @@ func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
 // FactoryBatchCounts sums the counts of caID's reconciled batches other than exceptBatch.
 func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(SUM(count), 0)::BIGINT FROM factory_batches WHERE ca_id = $1 AND batch_id <> $2`, caID, exceptBatch).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.FactoryBatchCounts, caID, exceptBatch).Scan(&n); err != nil {
 		return 0, fmt.Errorf("batches of %s: %w", caID, err)
 	}
 	return n, nil
@@ -138,7 +110,7 @@ func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (
 
 // GetFactoryBatch returns the reconciled state of batchID.
 func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := scanFactoryBatch(s.pool.QueryRow(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = $1`, batchID))
+	b, err := codec.ScanFactoryBatch(s.pool.QueryRow(ctx, sqlrecord.SelectFactoryBatch, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
 	}
@@ -149,11 +121,10 @@ func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.Fac
 // UPDATE), which serialises appenders of one site CA across nodes.
 func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEntry) error {
 	var next int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, e.CAID).Scan(&next); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.SiteLogLength, e.CAID).Scan(&next); err != nil {
 		return fmt.Errorf("site log of %s: %w", e.CAID, err)
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO factory_site_log (ca_id, idx, cert_serial, device, station_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		e.CAID, next, e.CertSerial, e.Device, e.StationID, e.CreatedAt)
+	_, err := t.tx.Exec(ctx, sqlrecord.InsertSiteLog, codec.SiteLogArgs(e, next)...)
 	switch {
 	case err == nil:
 		e.Index = next
@@ -168,16 +139,7 @@ func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEn
 // WalkFactorySiteLog reads caID's site log from index from on, a page at a time.
 func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64, fn func(*store.FactorySiteLogEntry) error) error {
 	for {
-		page, err := collect(ctx, s.pool, func(r pgx.Row) (*store.FactorySiteLogEntry, error) {
-			var e store.FactorySiteLogEntry
-			if err := r.Scan(&e.CAID, &e.Index, &e.CertSerial, &e.Device, &e.StationID, &e.CreatedAt, &e.CertDER); err != nil {
-				return nil, err
-			}
-			e.CreatedAt = e.CreatedAt.UTC()
-			return &e, nil
-		}, `SELECT l.ca_id, l.idx, l.cert_serial, l.device, l.station_id, l.created_at, c.der
-			FROM factory_site_log l JOIN certificates c ON c.serial = l.cert_serial
-			WHERE l.ca_id = $1 AND l.idx >= $2 ORDER BY l.idx LIMIT $3`, caID, from, walkPage)
+		page, err := collect(ctx, s.pool, codec.ScanSiteLogEntry, sqlrecord.WalkSiteLog, caID, from, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk site log of %s: %w", caID, err)
 		}
@@ -196,7 +158,7 @@ func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64,
 // FactorySiteLogLength returns the length of caID's site log.
 func (s *Store) FactorySiteLogLength(ctx context.Context, caID string) (int64, error) {
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0)::BIGINT FROM factory_site_log WHERE ca_id = $1`, caID).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, sqlrecord.SiteLogLength, caID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("site log of %s: %w", caID, err)
 	}
 	return n, nil

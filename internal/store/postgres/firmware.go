@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Firmware signing records (migration 0004). Reads run on the pool outside transactions and on the transaction
@@ -25,84 +26,8 @@ type pgQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-const (
-	fwRootColumns    = `environment, version, key_uri, cert_der, pq_key_uri, pq_public, revoked, update_cbor, created_at`
-	fwKeyColumns     = `kid, environment, algorithm, key_uri, cert, root_version, status, created_at, revoked_at`
-	fwReleaseColumns = `id, environment, product_line, version, sequence, image_sha256, image_size, min_bootloader, not_before, ` +
-		`not_after, threshold, hybrid, status, created_by, created_at, manifest, signer_kid, signed_at`
-)
-
-// joinKIDs and splitKIDs store a list of 32-byte key ids as one bytea.
-func joinKIDs(kids [][]byte) []byte {
-	var b []byte
-	for _, k := range kids {
-		b = append(b, k...)
-	}
-	return b
-}
-
-func splitKIDs(b []byte) ([][]byte, error) {
-	if len(b)%32 != 0 {
-		return nil, fmt.Errorf("revoked key list is %d bytes, not a multiple of 32", len(b))
-	}
-	var out [][]byte
-	for i := 0; i < len(b); i += 32 {
-		out = append(out, append([]byte(nil), b[i:i+32]...))
-	}
-	return out, nil
-}
-
-func scanFirmwareRoot(r pgx.Row) (*store.FirmwareRoot, error) {
-	var (
-		fr      store.FirmwareRoot
-		revoked []byte
-	)
-	if err := r.Scan(&fr.Environment, &fr.Version, &fr.KeyURI, &fr.CertDER, &fr.PQKeyURI, &fr.PQPublic, &revoked, &fr.Update, &fr.CreatedAt); err != nil {
-		return nil, err
-	}
-	var err error
-	if fr.Revoked, err = splitKIDs(revoked); err != nil {
-		return nil, fmt.Errorf("firmware root %s v%d: %w", fr.Environment, fr.Version, err)
-	}
-	fr.Update = nonEmpty(fr.Update)
-	fr.CreatedAt = utc(fr.CreatedAt)
-	return &fr, nil
-}
-
-func scanFirmwareKey(r pgx.Row) (*store.FirmwareSigningKey, error) {
-	var k store.FirmwareSigningKey
-	if err := r.Scan(&k.KID, &k.Environment, &k.Algorithm, &k.KeyURI, &k.Cert, &k.RootVersion, &k.Status, &k.CreatedAt, &k.RevokedAt); err != nil {
-		return nil, err
-	}
-	k.CreatedAt, k.RevokedAt = utc(k.CreatedAt), utcPtr(k.RevokedAt)
-	return &k, nil
-}
-
-func scanFirmwareRelease(r pgx.Row) (*store.FirmwareRelease, error) {
-	var fr store.FirmwareRelease
-	if err := r.Scan(&fr.ID, &fr.Environment, &fr.ProductLine, &fr.Version, &fr.Sequence, &fr.ImageSHA256, &fr.ImageSize,
-		&fr.MinBootloader, &fr.NotBefore, &fr.NotAfter, &fr.Threshold, &fr.Hybrid, &fr.Status, &fr.CreatedBy, &fr.CreatedAt,
-		&fr.Manifest, &fr.SignerKID, &fr.SignedAt); err != nil {
-		return nil, err
-	}
-	fr.NotBefore, fr.NotAfter, fr.CreatedAt, fr.SignedAt = utc(fr.NotBefore), utc(fr.NotAfter), utc(fr.CreatedAt), utcPtr(fr.SignedAt)
-	fr.Manifest, fr.SignerKID = nonEmpty(fr.Manifest), nonEmpty(fr.SignerKID)
-	return &fr, nil
-}
-
-func scanFirmwareApproval(r pgx.Row) (*store.FirmwareApproval, error) {
-	var a store.FirmwareApproval
-	if err := r.Scan(&a.ReleaseID, &a.Signer, &a.ApprovedAt); err != nil {
-		return nil, err
-	}
-	a.ApprovedAt = utc(a.ApprovedAt)
-	return &a, nil
-}
-
 func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_roots (`+fwRootColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT DO NOTHING`,
-		r.Environment, r.Version, r.KeyURI, r.CertDER, r.PQKeyURI, r.PQPublic, bytea(joinKIDs(r.Revoked)), bytea(r.Update), r.CreatedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareRoot+` ON CONFLICT DO NOTHING`, codec.FirmwareRootArgs(r)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert firmware trust %s version %d: %w", r.Environment, r.Version, err)
@@ -113,7 +38,7 @@ func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) erro
 }
 
 func latestFirmwareRoot(ctx context.Context, q pgQuerier, env string) (*store.FirmwareRoot, error) {
-	r, err := scanFirmwareRoot(q.QueryRow(ctx, `SELECT `+fwRootColumns+` FROM firmware_roots WHERE environment = $1 ORDER BY version DESC LIMIT 1`, env))
+	r, err := codec.ScanFirmwareRoot(q.QueryRow(ctx, sqlrecord.LatestFirmwareRoot, env))
 	if err != nil {
 		return nil, fmt.Errorf("latest firmware trust of %s: %w", env, notFound(err))
 	}
@@ -125,9 +50,7 @@ func (t *tx) LatestFirmwareRoot(ctx context.Context, env string) (*store.Firmwar
 }
 
 func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSigningKey) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_signing_keys (`+fwKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT DO NOTHING`,
-		k.KID, k.Environment, k.Algorithm, k.KeyURI, k.Cert, k.RootVersion, k.Status, k.CreatedAt, k.RevokedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareKey+` ON CONFLICT DO NOTHING`, codec.FirmwareKeyArgs(k)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert firmware signing key %x: %w", k.KID, err)
@@ -138,11 +61,7 @@ func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSign
 }
 
 func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status string, at time.Time) error {
-	var revoked *time.Time
-	if status == store.FirmwareKeyRevoked {
-		revoked = &at
-	}
-	tag, err := t.tx.Exec(ctx, `UPDATE firmware_signing_keys SET status = $1, revoked_at = COALESCE($2, revoked_at) WHERE kid = $3`, status, revoked, kid)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetFirmwareKeyStatus, codec.SetFirmwareKeyStatusArgs(kid, status, at)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set firmware signing key %x status %s: %w", kid, status, err)
@@ -153,7 +72,7 @@ func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status
 }
 
 func firmwareSigningKeys(ctx context.Context, q pgQuerier, env string) ([]*store.FirmwareSigningKey, error) {
-	keys, err := collect(ctx, q, scanFirmwareKey, `SELECT `+fwKeyColumns+` FROM firmware_signing_keys WHERE $1 = '' OR environment = $1 ORDER BY created_at, kid`, env)
+	keys, err := collect(ctx, q, codec.ScanFirmwareKey, sqlrecord.FirmwareKeys, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware signing keys of %q: %w", env, err)
 	}
@@ -166,8 +85,7 @@ func (t *tx) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.Firm
 
 func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware_releases WHERE environment = $1 AND product_line = $2`,
-		env, product).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, sqlrecord.NextFirmwareSequence, env, product).Scan(&n); err != nil {
 		return 0, fmt.Errorf("next firmware sequence of %s/%s: %w", env, product, err)
 	}
 	return n, nil
@@ -176,10 +94,8 @@ func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int
 // InsertFirmwareRelease stores r. Two nodes creating releases of one product line at once may pick the same
 // sequence; the unique constraint refuses the second with store.ErrExists, and the caller retries.
 func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_releases (`+fwReleaseColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-		ON CONFLICT DO NOTHING`,
-		r.ID, r.Environment, r.ProductLine, r.Version, r.Sequence, r.ImageSHA256, r.ImageSize, r.MinBootloader, r.NotBefore,
-		r.NotAfter, r.Threshold, r.Hybrid, r.Status, r.CreatedBy, r.CreatedAt, bytea(r.Manifest), bytea(r.SignerKID), r.SignedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareRelease+` ON CONFLICT DO NOTHING`,
+		codec.FirmwareReleaseArgs(r)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert firmware release %s: %w", r.ID, err)
@@ -191,7 +107,7 @@ func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 
 func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.FirmwareRelease, error) {
 	// FOR UPDATE: approvals and signing of one release serialise on its row, at READ COMMITTED and across nodes.
-	r, err := scanFirmwareRelease(t.tx.QueryRow(ctx, `SELECT `+fwReleaseColumns+` FROM firmware_releases WHERE id = $1 FOR UPDATE`, id))
+	r, err := codec.ScanFirmwareRelease(t.tx.QueryRow(ctx, sqlrecord.SelectFirmwareRelease+` FOR UPDATE`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -199,8 +115,7 @@ func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmware
 }
 
 func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE firmware_releases SET status = $1, manifest = $2, signer_kid = $3, signed_at = $4 WHERE id = $5`,
-		r.Status, bytea(r.Manifest), bytea(r.SignerKID), r.SignedAt, r.ID)
+	tag, err := t.tx.Exec(ctx, sqlrecord.UpdateFirmwareRelease, codec.UpdateFirmwareReleaseArgs(r)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("update firmware release %s: %w", r.ID, err)
@@ -211,8 +126,8 @@ func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApproval) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO firmware_approvals (release_id, signer, approved_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		a.ReleaseID, a.Signer, a.ApprovedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFirmwareApproval+` ON CONFLICT DO NOTHING`,
+		codec.FirmwareApprovalArgs(a)...)
 	switch {
 	case err != nil && pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("approve firmware release %s: %w", a.ReleaseID, store.ErrNotFound)
@@ -225,7 +140,7 @@ func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApprov
 }
 
 func firmwareApprovals(ctx context.Context, q pgQuerier, id string) ([]*store.FirmwareApproval, error) {
-	as, err := collect(ctx, q, scanFirmwareApproval, `SELECT release_id, signer, approved_at FROM firmware_approvals WHERE release_id = $1 ORDER BY approved_at, signer`, id)
+	as, err := collect(ctx, q, codec.ScanFirmwareApproval, sqlrecord.FirmwareApprovals, id)
 	if err != nil {
 		return nil, fmt.Errorf("approvals of firmware release %s: %w", id, err)
 	}
@@ -238,7 +153,7 @@ func (t *tx) FirmwareApprovals(ctx context.Context, id string) ([]*store.Firmwar
 
 // FirmwareRoots returns every trust version of env, oldest first.
 func (s *Store) FirmwareRoots(ctx context.Context, env string) ([]*store.FirmwareRoot, error) {
-	rs, err := collect(ctx, s.pool, scanFirmwareRoot, `SELECT `+fwRootColumns+` FROM firmware_roots WHERE environment = $1 ORDER BY version`, env)
+	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRoot, sqlrecord.FirmwareRoots, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware trust of %s: %w", env, err)
 	}
@@ -252,7 +167,7 @@ func (s *Store) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.F
 
 // GetFirmwareRelease returns release id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.FirmwareRelease, error) {
-	r, err := scanFirmwareRelease(s.pool.QueryRow(ctx, `SELECT `+fwReleaseColumns+` FROM firmware_releases WHERE id = $1`, id))
+	r, err := codec.ScanFirmwareRelease(s.pool.QueryRow(ctx, sqlrecord.SelectFirmwareRelease, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -261,8 +176,7 @@ func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmw
 
 // ListFirmwareReleases returns the releases of env and product ("" matches any), by environment, product, sequence.
 func (s *Store) ListFirmwareReleases(ctx context.Context, env, product string) ([]*store.FirmwareRelease, error) {
-	rs, err := collect(ctx, s.pool, scanFirmwareRelease, `SELECT `+fwReleaseColumns+` FROM firmware_releases
-		WHERE ($1 = '' OR environment = $1) AND ($2 = '' OR product_line = $2) ORDER BY environment, product_line, sequence`, env, product)
+	rs, err := collect(ctx, s.pool, codec.ScanFirmwareRelease, sqlrecord.ListFirmwareReleases, env, product)
 	if err != nil {
 		return nil, fmt.Errorf("list firmware releases: %w", err)
 	}

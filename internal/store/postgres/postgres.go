@@ -14,8 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 const (
@@ -121,17 +120,9 @@ func (s *Store) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	return nil
 }
 
-const (
-	caColumns   = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
-	keyColumns  = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
-	certColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
-		`revoked_at, revocation_reason, created_at`
-	auditColumns = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
-)
-
 // GetCA returns the CA with the given id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
-	ca, err := scanCA(s.pool.QueryRow(ctx, `SELECT `+caColumns+` FROM cas WHERE id = $1`, id))
+	ca, err := codec.ScanCA(s.pool.QueryRow(ctx, sqlrecord.SelectCA, id))
 	if err != nil {
 		return nil, fmt.Errorf("get CA %q: %w", id, notFound(err))
 	}
@@ -140,7 +131,7 @@ func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
 
 // ListCAs returns every CA, ordered by id.
 func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
-	cas, err := collect(ctx, s.pool, scanCA, `SELECT `+caColumns+` FROM cas ORDER BY id`)
+	cas, err := collect(ctx, s.pool, codec.ScanCA, sqlrecord.ListCAs)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
@@ -149,7 +140,7 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
-	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE uri = $1`, uri))
+	k, err := codec.ScanKey(s.pool.QueryRow(ctx, sqlrecord.SelectKey, uri))
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -158,7 +149,7 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	keys, err := collect(ctx, s.pool, scanKey, `SELECT `+keyColumns+` FROM keys ORDER BY uri`)
+	keys, err := collect(ctx, s.pool, codec.ScanKey, sqlrecord.ListKeys)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -167,8 +158,7 @@ func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
 
 // CertificatesBySPKI returns the certificates whose SPKI hash is h, ordered by serial.
 func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
-	certs, err := collect(ctx, s.pool, scanCert,
-		`SELECT `+certColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	certs, err := collect(ctx, s.pool, codec.ScanCertificate, sqlrecord.CertificatesBySPKI, h)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -177,20 +167,16 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 
 // TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
-	var t store.Token
-	err := s.pool.QueryRow(ctx, `SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = $1`, h).
-		Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &t.CreatedAt, &t.RevokedAt)
+	t, err := codec.ScanToken(s.pool.QueryRow(ctx, sqlrecord.SelectTokenByHash, h))
 	if err != nil {
 		return nil, fmt.Errorf("token by hash: %w", notFound(err))
 	}
-	t.CreatedAt = utc(t.CreatedAt)
-	t.RevokedAt = utcPtr(t.RevokedAt)
-	return &t, nil
+	return t, nil
 }
 
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
-	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	c, err := codec.ScanCertificate(s.pool.QueryRow(ctx, sqlrecord.SelectCertificate, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get certificate %s: %w", serial, notFound(err))
 	}
@@ -200,28 +186,8 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certi
 // ListCertificates returns the certificates that match every non-zero field of f, ordered by serial, at most
 // f.Limit of them when f.Limit is positive.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"issuer_id", f.IssuerID}, {"profile", f.Profile}, {"status", f.Status}, {"subject", f.Subject},
-	} {
-		if c.val != "" {
-			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
-		}
-	}
-	q := `SELECT ` + certColumns + ` FROM certificates`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY serial`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(" LIMIT $%d", len(args))
-	}
-	certs, err := collect(ctx, s.pool, scanCert, q, args...)
+	q, args := sqlrecord.ListCertificates(f)
+	certs, err := collect(ctx, s.pool, codec.ScanCertificate, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
 	}
@@ -233,8 +199,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 // transaction while fn runs, so fn may use the store and a long walk does not hold back vacuum.
 func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error {
 	for {
-		page, err := collect(ctx, s.pool, scanEvent,
-			`SELECT `+auditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, walkPage)
+		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.WalkAudit, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
@@ -255,21 +220,13 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-func collect[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
+func collect[T any](ctx context.Context, q querier, scan func(sqlrecord.Row) (T, error), sql string, args ...any) ([]T, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return sqlrecord.Append(nil, rows, scan)
 }
 
 func notFound(err error) error {
@@ -294,101 +251,13 @@ const (
 	foreignKeyViolation = "23503"
 )
 
-func utc(t time.Time) time.Time { return t.UTC() }
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
-func nonEmpty(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-func nullString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-// bytea returns b for binding, NULL for an empty slice, so nil round-trips as nil.
-func bytea(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-func scanCA(r pgx.Row) (*store.CA, error) {
-	var (
-		ca     store.CA
-		parent *string
-	)
-	if err := r.Scan(&ca.ID, &ca.Environment, &ca.ProductLine, &ca.Kind, &parent, &ca.KeyURI, &ca.CertDER,
-		&ca.Subject, &ca.NotBefore, &ca.NotAfter, &ca.Status, &ca.CreatedAt); err != nil {
-		return nil, err
-	}
-	if parent != nil {
-		ca.ParentID = *parent
-	}
-	ca.CertDER = nonEmpty(ca.CertDER)
-	ca.NotBefore, ca.NotAfter, ca.CreatedAt = utc(ca.NotBefore), utc(ca.NotAfter), utc(ca.CreatedAt)
-	return &ca, nil
-}
-
-func scanKey(r pgx.Row) (*store.Key, error) {
-	var k store.Key
-	if err := r.Scan(&k.URI, &k.Purpose, &k.Algorithm, &k.Location, &k.State, &k.Owner, &k.SPKISHA256,
-		&k.CreatedAt, &k.StateChangedAt, &k.DestroyedAt); err != nil {
-		return nil, err
-	}
-	k.SPKISHA256 = nonEmpty(k.SPKISHA256)
-	k.CreatedAt, k.StateChangedAt, k.DestroyedAt = utc(k.CreatedAt), utc(k.StateChangedAt), utcPtr(k.DestroyedAt)
-	return &k, nil
-}
-
-func scanCert(r pgx.Row) (*store.Certificate, error) {
-	var c store.Certificate
-	if err := r.Scan(&c.Serial, &c.IssuerID, &c.Profile, &c.ProfileVersion, &c.Subject, &c.NotBefore, &c.NotAfter,
-		&c.SPKISHA256, &c.DER, &c.Status, &c.RevokedAt, &c.RevocationReason, &c.CreatedAt); err != nil {
-		return nil, err
-	}
-	c.SPKISHA256, c.DER = nonEmpty(c.SPKISHA256), nonEmpty(c.DER)
-	c.NotBefore, c.NotAfter, c.CreatedAt, c.RevokedAt = utc(c.NotBefore), utc(c.NotAfter), utc(c.CreatedAt), utcPtr(c.RevokedAt)
-	return &c, nil
-}
-
-func scanEvent(r pgx.Row) (*audit.Event, error) {
-	var (
-		e       audit.Event
-		details string
-	)
-	if err := r.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &e.Subject, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
-		return nil, err
-	}
-	e.Time = e.Time.UTC()
-	d, err := decodeDetails(e.Seq, details)
-	if err != nil {
-		return nil, err
-	}
-	e.Details = d
-	return &e, nil
-}
-
 // AuditHead returns the newest audit event's sequence number and hash.
 func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 	var (
 		seq  int64
 		hash []byte
 	)
-	err := s.pool.QueryRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := s.pool.QueryRow(ctx, sqlrecord.AuditHead).Scan(&seq, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, nil
 	}

@@ -66,6 +66,26 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 }
 
+// TestNewerSchemaRefused checks that a database migrated by a newer Keyward is refused, not written to.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ExecRaw(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := postgres.Open(ctx, dsn); err == nil {
+		s.Close()
+		t.Fatal("Open of a database with schema version 9999 succeeded")
+	} else if !strings.Contains(err.Error(), "schema version 9999 is newer than this Keyward's") {
+		t.Fatalf("Open: %v, want the schema version refused", err)
+	}
+}
+
 func TestOpenUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -92,4 +112,10 @@ func BenchmarkGetCertificateDuringWrites(b *testing.B) {
 	s := open(b)
 	defer s.Close()
 	storetest.BenchGetCertificate(b, s, 256)
+}
+
+func BenchmarkReads(b *testing.B) {
+	s := open(b)
+	defer s.Close()
+	storetest.BenchReads(b, s, 20000)
 }

@@ -3,12 +3,10 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
@@ -27,24 +25,12 @@ const certPage = 5000
 // keepCRLs is how many CRLs of each kind per issuer stay stored; older ones are pruned at insert.
 const keepCRLs = 3
 
-const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
-
-func scanRevEntry(r pgx.Row) (*store.RevocationEntry, error) {
-	var e store.RevocationEntry
-	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &e.RevokedAt, &e.InvalidityDate, &e.NotAfter, &e.Seq); err != nil {
-		return nil, err
-	}
-	e.RevokedAt, e.InvalidityDate, e.NotAfter = utcPtr(e.RevokedAt), utcPtr(e.InvalidityDate), utc(e.NotAfter)
-	return &e, nil
-}
-
 // nextCounter increments the named counter (creating it at 1) and returns its new value. The row stays locked
 // until the transaction ends, so a second transaction incrementing the same counter waits, and values commit in
 // increasing order: a reader never sees value n committed while n-1 is still to come.
 func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := t.tx.QueryRow(ctx, `INSERT INTO revocation_counters (name, value) VALUES ($1, 1)
-		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	err := t.tx.QueryRow(ctx, sqlrecord.NextCounter, name).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
 	}
@@ -52,7 +38,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := scanRevEntry(t.tx.QueryRow(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = $1`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRow(ctx, sqlrecord.SelectRevocationEntry, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -67,10 +53,7 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 	}
 	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is. The
 	// condition is evaluated on the row under its lock, so two concurrent revocations cannot both succeed.
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = $2, revocation_reason = $3,
-		invalidity_date = $4, revocation_seq = $5
-		WHERE serial = $6 AND (status <> $1 OR (revocation_reason = $7 AND $3 <> $7))`,
-		store.CertStatusRevoked, r.RevokedAt, r.Reason, r.InvalidityDate, seq, r.Serial, store.ReasonCertificateHold)
+	tag, err := t.tx.Exec(ctx, sqlrecord.Revoke, codec.RevokeArgs(r, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
@@ -90,9 +73,7 @@ func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.Re
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
-	tag, err := t.tx.Exec(ctx, `UPDATE certificates SET status = $1, revoked_at = NULL, revocation_reason = 0,
-		invalidity_date = NULL, revocation_seq = $2 WHERE serial = $3 AND status = $4 AND revocation_reason = $5`,
-		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	tag, err := t.tx.Exec(ctx, sqlrecord.Unhold, sqlrecord.UnholdArgs(serial, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
@@ -118,9 +99,7 @@ func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error)
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
-		next_update, max_seq, entries, der, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-		c.IssuerID, c.Number, c.Delta, c.BaseNumber, c.ThisUpdate, c.NextUpdate, c.MaxSeq, c.Entries, c.DER, c.CreatedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCRL+` ON CONFLICT DO NOTHING`, codec.CRLArgs(c)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert CRL %d: issuer CA %q: %w", c.Number, c.IssuerID, store.ErrNotFound)
@@ -129,9 +108,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
 	}
-	_, err = t.tx.Exec(ctx, `DELETE FROM published_crls WHERE issuer_id = $1 AND delta = $2 AND number NOT IN
-		(SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT $3)`,
-		c.IssuerID, c.Delta, keepCRLs)
+	_, err = t.tx.Exec(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
 	if err != nil {
 		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
 	}
@@ -140,9 +117,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
-		created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-		s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, s.NotAfter, s.CreatedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertRevocationSigner+` ON CONFLICT DO NOTHING`, codec.RevocationSignerArgs(s)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
 		return fmt.Errorf("insert revocation signer %s: issuer CA %q: %w", s.KeyURI, s.IssuerID, store.ErrNotFound)
@@ -156,8 +131,7 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update, data)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, f.Scope, f.Version, f.BaseVersion, f.IssuedAt, f.NextUpdate, f.Data)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertFilter+` ON CONFLICT DO NOTHING`, codec.FilterArgs(f)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, err)
@@ -167,50 +141,12 @@ func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
 	return nil
 }
 
-// certWhere builds the WHERE clause of q (without the serial cursor), numbering placeholders from 1.
-func certWhere(q store.CertQuery) ([]string, []any) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if len(q.IssuerIDs) > 0 {
-		add("issuer_id = ANY($%d)", q.IssuerIDs)
-	}
-	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
-		if c.val != "" {
-			add(c.col+" = $%d", c.val)
-		}
-	}
-	if !q.IssuedFrom.IsZero() {
-		add("created_at >= $%d", q.IssuedFrom)
-	}
-	if !q.IssuedTo.IsZero() {
-		add("created_at < $%d", q.IssuedTo)
-	}
-	if !q.NotAfterFrom.IsZero() {
-		add("not_after >= $%d", q.NotAfterFrom)
-	}
-	return where, args
-}
-
 // WalkCertStatus implements store.RevocationStore.
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
-	where, args := certWhere(q)
-	where = append(where, fmt.Sprintf("serial > $%d", len(args)+1))
-	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
-		strings.Join(where, " AND ") + fmt.Sprintf(` ORDER BY serial LIMIT $%d`, len(args)+2)
+	query, args := codec.WalkCertStatus(q)
 	after := ""
 	for {
-		page, err := collect(ctx, s.pool, func(r pgx.Row) (*store.CertStatus, error) {
-			var c store.CertStatus
-			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &c.NotAfter); err != nil {
-				return nil, err
-			}
-			c.NotAfter = utc(c.NotAfter)
-			return &c, nil
-		}, query, append(append(args[:len(args):len(args)], after), certPage)...)
+		page, err := collect(ctx, s.pool, codec.ScanCertStatus, query, append(append(args[:len(args):len(args)], after), certPage)...)
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
@@ -228,11 +164,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 
 // CountCertificates implements store.RevocationStore.
 func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
-	where, args := certWhere(q)
-	query := `SELECT count(*) FROM certificates`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	query, args := codec.CountCertificates(q)
 	var n int64
 	if err := s.pool.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count certificates: %w", err)
@@ -247,12 +179,11 @@ const revokedPage = 20000
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6) along the partial index
 // certificates_revoked (0003_revocation.sql), in serial order with no sort. The status is a literal so that
 // the planner can match the index's predicate for any plan, generic or custom.
-const walkRevokedQuery = `SELECT serial, revoked_at, revocation_reason, invalidity_date, not_after FROM certificates
+const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + ` FROM certificates
 	WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' AND serial > $2 AND not_after >= $3
 	ORDER BY serial LIMIT $4`
 
-// WalkRevoked implements store.RevocationStore. Entries of one page share two allocations (the entries and
-// their times) rather than several per row.
+// WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
 func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
 	after := ""
 	for {
@@ -279,23 +210,11 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom t
 	}
 	defer rows.Close()
 	page := make([]store.RevocationEntry, 0, revokedPage)
-	times := make([]time.Time, 0, 2*revokedPage)
 	for rows.Next() {
-		var revoked, invalidity *time.Time
-		e := store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked}
-		if err := rows.Scan(&e.Serial, &revoked, &e.Reason, &invalidity, &e.NotAfter); err != nil {
+		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
-		e.NotAfter = e.NotAfter.UTC()
-		if revoked != nil {
-			times = append(times, revoked.UTC())
-			e.RevokedAt = &times[len(times)-1]
-		}
-		if invalidity != nil {
-			times = append(times, invalidity.UTC())
-			e.InvalidityDate = &times[len(times)-1]
-		}
-		page = append(page, e)
 	}
 	return page, rows.Err()
 }
@@ -303,8 +222,7 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom t
 // WalkRevocationChanges implements store.RevocationStore.
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	for {
-		page, err := collect(ctx, s.pool, scanRevEntry, `SELECT `+revEntryColumns+` FROM certificates
-			WHERE issuer_id = $1 AND revocation_seq > $2 ORDER BY revocation_seq LIMIT $3`, issuerID, afterSeq, certPage)
+		page, err := collect(ctx, s.pool, codec.ScanRevocationEntry, sqlrecord.WalkRevocationChanges, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
@@ -323,7 +241,7 @@ func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afte
 // RevocationHead implements store.RevocationStore.
 func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.pool.QueryRow(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+	if err := s.pool.QueryRow(ctx, sqlrecord.RevocationHead).Scan(&v); err != nil {
 		return 0, fmt.Errorf("revocation head: %w", err)
 	}
 	return v, nil
@@ -331,45 +249,33 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	var c store.PublishedCRL
-	err := s.pool.QueryRow(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
-		entries, der, created_at FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`,
-		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &c.ThisUpdate, &c.NextUpdate, &c.MaxSeq,
-		&c.Entries, &c.DER, &c.CreatedAt)
+	c, err := codec.ScanCRL(s.pool.QueryRow(ctx, sqlrecord.LatestCRL, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
-	c.ThisUpdate, c.NextUpdate, c.CreatedAt = utc(c.ThisUpdate), utc(c.NextUpdate), utc(c.CreatedAt)
-	return &c, nil
+	return c, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	var r store.RevocationSigner
-	err := s.pool.QueryRow(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
-		WHERE issuer_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
-		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &r.NotAfter, &r.CreatedAt)
+	r, err := codec.ScanRevocationSigner(s.pool.QueryRow(ctx, sqlrecord.LatestRevocationSigner, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
-	r.NotAfter, r.CreatedAt = utc(r.NotAfter), utc(r.CreatedAt)
-	return &r, nil
+	return r, nil
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	var f store.PublishedFilter
-	err := s.pool.QueryRow(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
-		Scan(&f.Scope, &f.Version, &f.BaseVersion, &f.IssuedAt, &f.NextUpdate, &f.Data)
+	f, err := codec.ScanFilter(s.pool.QueryRow(ctx, query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
-	f.IssuedAt, f.NextUpdate = utc(f.IssuedAt), utc(f.NextUpdate)
-	return &f, nil
+	return f, nil
 }
 
 // GetFilter implements store.RevocationStore.
 func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = $1 AND version = $2 AND base_version = $3`, scope, version, baseVersion)
+	f, err := s.filter(ctx, sqlrecord.SelectFilter, scope, version, baseVersion)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
 	}
@@ -378,7 +284,7 @@ func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersio
 
 // LatestFilter implements store.RevocationStore.
 func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = $1 AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	f, err := s.filter(ctx, sqlrecord.LatestFilter, scope)
 	if err != nil {
 		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
 	}

@@ -3,15 +3,16 @@ package postgres
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // tx is one READ COMMITTED transaction.
@@ -38,15 +39,16 @@ const maxPending = 1024
 
 var _ store.Tx = (*tx)(nil)
 
+// auditCopyColumns names the columns of a buffered event, in the order of codec.AppendEventArgs.
+var auditCopyColumns = strings.Split(sqlrecord.AuditColumns, ", ")
+
 // flush writes the buffered audit events with one COPY. Tx calls it before commit.
 func (t *tx) flush(ctx context.Context) error {
 	if len(t.pending) == 0 {
 		return nil
 	}
 	first := t.pending[0][0]
-	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "time", "actor", "action", "subject", "outcome", "details", "prev_hash", "hash"},
-		pgx.CopyFromRows(t.pending)); err != nil {
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditCopyColumns, pgx.CopyFromRows(t.pending)); err != nil {
 		return fmt.Errorf("write audit events %d to %d: %w", first, t.headSeq, err)
 	}
 	t.pending = t.pending[:0]
@@ -54,10 +56,7 @@ func (t *tx) flush(ctx context.Context) error {
 }
 
 func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO cas (`+caColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (id) DO NOTHING`,
-		ca.ID, ca.Environment, ca.ProductLine, ca.Kind, nullString(ca.ParentID), ca.KeyURI, bytea(ca.CertDER),
-		ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status, ca.CreatedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCA+` ON CONFLICT (id) DO NOTHING`, codec.CAArgs(ca)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CA %q: %w", ca.ID, store.ErrExists)
@@ -71,7 +70,7 @@ func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
 }
 
 func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE cas SET status = $1 WHERE id = $2`, status, id)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetCAStatus, status, id)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set CA %q status %s: %w", id, status, err)
@@ -82,8 +81,7 @@ func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, tok.ID, tok.Name, tok.Role, tok.Hash, tok.CreatedAt, tok.RevokedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertToken+` ON CONFLICT DO NOTHING`, codec.TokenArgs(tok)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("insert token %s: %w", tok.ID, err)
@@ -94,10 +92,7 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (uri) DO NOTHING`,
-		k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, bytea(k.SPKISHA256), k.CreatedAt,
-		k.StateChangedAt, k.DestroyedAt)
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertKey+` ON CONFLICT (uri) DO NOTHING`, codec.KeyArgs(k)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
 		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
@@ -109,9 +104,7 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 }
 
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE keys SET state = $1, state_changed_at = $2,
-		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
-		WHERE uri = $3`, state, at, uri, store.KeyDestroyed)
+	tag, err := t.tx.Exec(ctx, sqlrecord.SetKeyState, codec.SetKeyStateArgs(uri, state, at)...)
 	switch {
 	case err != nil:
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
@@ -130,7 +123,7 @@ const insertCertificate = `WITH owner AS (
 	ON CONFLICT (spki_sha256) DO UPDATE SET subject = k.subject
 	RETURNING k.subject
 ), inserted AS (
-	INSERT INTO certificates (` + certColumns + `)
+	INSERT INTO certificates (` + sqlrecord.CertificateColumns + `)
 	SELECT $1::text, $2::text, $3::text, $4::integer, $5::text, $6::timestamptz, $7::timestamptz, $8::bytea,
 		$9::bytea, $10::text, $11::timestamptz, $12::integer, $13::timestamptz
 	FROM owner WHERE owner.subject = $5
@@ -150,9 +143,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		owner    string
 		inserted bool
 	)
-	err := t.tx.QueryRow(ctx, insertCertificate, c.Serial, c.IssuerID, c.Profile, c.ProfileVersion, c.Subject,
-		c.NotBefore, c.NotAfter, c.SPKISHA256, bytea(c.DER), c.Status, c.RevokedAt, c.RevocationReason,
-		c.CreatedAt).Scan(&owner, &inserted)
+	err := t.tx.QueryRow(ctx, insertCertificate, codec.AppendCertificateArgs(nil, c)...).Scan(&owner, &inserted)
 	switch {
 	case err == nil && owner != c.Subject:
 		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
@@ -171,8 +162,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 }
 
 func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {
-	certs, err := collect(ctx, t.tx, scanCert,
-		`SELECT `+certColumns+` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`, h)
+	certs, err := collect(ctx, t.tx, codec.ScanCertificate, sqlrecord.CertificatesBySPKI, h)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -191,7 +181,7 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 	if !t.headKnown {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
-		b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+		b.Queue(sqlrecord.AuditHead)
 		// The change feed's signal (watch.go): delivered to listeners when, and only if, this transaction commits.
 		b.Queue(`SELECT pg_notify($1, '')`, changesChannel)
 		br := t.tx.SendBatch(ctx, b)
@@ -218,22 +208,10 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
 	}
 	audit.Seal(e, t.headSeq, t.headHash)
-	t.pending = append(t.pending, []any{e.Seq, e.Time, e.Actor, e.Action, e.Subject, e.Outcome, string(details), e.PrevHash, e.Hash})
+	t.pending = append(t.pending, codec.AppendEventArgs(nil, e, details))
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	if len(t.pending) >= maxPending {
 		return t.flush(ctx)
 	}
 	return nil
-}
-
-// decodeDetails reads the details column; an empty object reads back as nil details, which hash the same.
-func decodeDetails(seq int64, text string) (map[string]string, error) {
-	var d map[string]string
-	if err := json.Unmarshal([]byte(text), &d); err != nil {
-		return nil, fmt.Errorf("audit event %d: details: %w", seq, err)
-	}
-	if len(d) == 0 {
-		return nil, nil
-	}
-	return d, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // changesChannel is the notification channel of the change feed: every transaction that appends to the audit
@@ -22,11 +23,7 @@ const watchFallback = time.Second
 // subject, in pages of walkPage.
 func (s *Store) WalkChanges(ctx context.Context, after int64, fn func(store.Change) error) error {
 	for {
-		page, err := collect(ctx, s.pool, func(r pgx.Row) (store.Change, error) {
-			var c store.Change
-			err := r.Scan(&c.Seq, &c.Action, &c.Subject)
-			return c, err
-		}, `SELECT seq, action, subject FROM audit_events WHERE seq > $1 AND outcome = 'success' ORDER BY seq LIMIT $2`, after, walkPage)
+		page, err := collect(ctx, s.pool, sqlrecord.ScanChange, sqlrecord.WalkChanges, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk changes after %d: %w", after, err)
 		}

@@ -3,10 +3,10 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Enrollment records (stations, devices). Writes run in the store's IMMEDIATE transactions, which hold SQLite's
@@ -18,60 +18,9 @@ var (
 	_ store.EnrollmentTx    = (*tx)(nil)
 )
 
-const (
-	stationColumns = `id, environment, site, product_lines, cert_serial, spki_sha256, quota, used, valid_from, valid_until, state, created_at, state_changed`
-	deviceColumns  = `environment, product_line, serial, state, station_id, site, enrolled_at, cert_serial, spki_sha256, reprovision_allowed, force_renew, updated_at, hardware_serial`
-)
-
-func scanStation(r scanner) (*store.Station, error) {
-	var (
-		s                                  store.Station
-		lines                              string
-		from, until, created, stateChanged int64
-	)
-	if err := r.Scan(&s.ID, &s.Environment, &s.Site, &lines, &s.CertSerial, &s.SPKISHA256, &s.Quota, &s.Used,
-		&from, &until, &s.State, &created, &stateChanged); err != nil {
-		return nil, err
-	}
-	s.ProductLines = splitList(lines)
-	s.ValidFrom, s.ValidUntil, s.CreatedAt, s.StateChanged = fromMicros(from), fromMicros(until), fromMicros(created), fromMicros(stateChanged)
-	return &s, nil
-}
-
-func scanDevice(r scanner) (*store.Device, error) {
-	var (
-		d                 store.Device
-		enrolled, updated int64
-		reprov, force     int64
-	)
-	if err := r.Scan(&d.Environment, &d.ProductLine, &d.Serial, &d.State, &d.StationID, &d.Site, &enrolled,
-		&d.CertSerial, &d.SPKISHA256, &reprov, &force, &updated, &d.HardwareSerial); err != nil {
-		return nil, err
-	}
-	d.EnrolledAt, d.UpdatedAt = fromMicros(enrolled), fromMicros(updated)
-	d.ReprovisionAllowed, d.ForceRenew = reprov != 0, force != 0
-	return &d, nil
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // InsertStation stores a new station.
 func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO stations (`+stationColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, s.Environment, s.Site, strings.Join(s.ProductLines, ","), s.CertSerial, s.SPKISHA256, s.Quota, s.Used,
-		micros(s.ValidFrom), micros(s.ValidUntil), s.State, micros(s.CreatedAt), micros(s.StateChanged))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertStation, codec.StationArgs(s)...)
 	switch {
 	case err == nil:
 		return nil
@@ -84,7 +33,7 @@ func (t *tx) InsertStation(ctx context.Context, s *store.Station) error {
 
 // LockStation reads station id; the transaction's write lock keeps it from changing until commit.
 func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error) {
-	s, err := scanStation(t.tx.QueryRowContext(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = ?`, id))
+	s, err := codec.ScanStation(t.tx.QueryRowContext(ctx, sqlrecord.SelectStation, id))
 	if err != nil {
 		return nil, fmt.Errorf("lock station %q: %w", id, notFound(err))
 	}
@@ -93,8 +42,7 @@ func (t *tx) LockStation(ctx context.Context, id string) (*store.Station, error)
 
 // UpdateStation writes the state and usage of s.
 func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE stations SET state = ?, state_changed = ?, used = ? WHERE id = ?`,
-		s.State, micros(s.StateChanged), s.Used, s.ID)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.UpdateStation, codec.UpdateStationArgs(s)...)
 	if err != nil {
 		return fmt.Errorf("update station %q: %w", s.ID, err)
 	}
@@ -108,8 +56,7 @@ func (t *tx) UpdateStation(ctx context.Context, s *store.Station) error {
 
 // LockDevice reads a device; the transaction's write lock keeps it from changing until commit.
 func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(t.tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
-		env, product, serial))
+	d, err := codec.ScanDevice(t.tx.QueryRowContext(ctx, sqlrecord.SelectDevice, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("lock device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -118,13 +65,7 @@ func (t *tx) LockDevice(ctx context.Context, env, product, serial string) (*stor
 
 // PutDevice inserts or replaces d.
 func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (environment, product_line, serial) DO UPDATE SET state = excluded.state, station_id = excluded.station_id,
-		site = excluded.site, enrolled_at = excluded.enrolled_at, cert_serial = excluded.cert_serial,
-		spki_sha256 = excluded.spki_sha256, reprovision_allowed = excluded.reprovision_allowed,
-		force_renew = excluded.force_renew, updated_at = excluded.updated_at, hardware_serial = excluded.hardware_serial`,
-		d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, micros(d.EnrolledAt), d.CertSerial,
-		d.SPKISHA256, boolInt(d.ReprovisionAllowed), boolInt(d.ForceRenew), micros(d.UpdatedAt), d.HardwareSerial)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.PutDevice, codec.DeviceArgs(d)...)
 	if isUnique(err) {
 		return fmt.Errorf("put device %s/%s/%s: hardware serial %q: %w", d.Environment, d.ProductLine, d.Serial, d.HardwareSerial, store.ErrExists)
 	}
@@ -136,7 +77,7 @@ func (t *tx) PutDevice(ctx context.Context, d *store.Device) error {
 
 // SetCertificateStatus moves a certificate from one status to another.
 func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ? WHERE serial = ? AND status = ?`, to, serial, from)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.SetCertificateStatus, to, serial, from)
 	if err != nil {
 		return fmt.Errorf("set certificate %s status %s -> %s: %w", serial, from, to, err)
 	}
@@ -150,7 +91,7 @@ func (t *tx) SetCertificateStatus(ctx context.Context, serial, from, to string) 
 
 // GetStation returns station id.
 func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, error) {
-	st, err := scanStation(s.r.QueryRowContext(ctx, `SELECT `+stationColumns+` FROM stations WHERE id = ?`, id))
+	st, err := codec.ScanStation(s.r.QueryRowContext(ctx, sqlrecord.SelectStation, id))
 	if err != nil {
 		return nil, fmt.Errorf("get station %q: %w", id, notFound(err))
 	}
@@ -159,11 +100,11 @@ func (s *Store) GetStation(ctx context.Context, id string) (*store.Station, erro
 
 // ListStations returns every station, ordered by id.
 func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+stationColumns+` FROM stations ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListStations)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
-	out, err := collect(rows, scanStation)
+	out, err := collect(rows, codec.ScanStation)
 	if err != nil {
 		return nil, fmt.Errorf("list stations: %w", err)
 	}
@@ -172,8 +113,7 @@ func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
 
 // GetDevice returns one device.
 func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE environment = ? AND product_line = ? AND serial = ?`,
-		env, product, serial))
+	d, err := codec.ScanDevice(s.r.QueryRowContext(ctx, sqlrecord.SelectDevice, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
@@ -182,32 +122,12 @@ func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*st
 
 // ListDevices returns the devices matching f.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"environment", f.Environment}, {"product_line", f.ProductLine}, {"serial", f.Serial}, {"state", f.State}, {"station_id", f.StationID}, {"site", f.Site}, {"hardware_serial", f.HardwareSerial},
-	} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	q := `SELECT ` + deviceColumns + ` FROM devices`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY environment, product_line, serial`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
+	q, args := sqlrecord.ListDevices(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
 	}
-	out, err := collect(rows, scanDevice)
+	out, err := collect(rows, codec.ScanDevice)
 	if err != nil {
 		return nil, fmt.Errorf("list devices %+v: %w", f, err)
 	}
@@ -216,17 +136,15 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 
 // ExpiringCertificates returns valid certificates expiring before before, soonest first.
 func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
-	q := `SELECT ` + certColumns + ` FROM certificates WHERE not_after < ? AND status = ? ORDER BY not_after, serial`
-	args := []any{micros(before), store.CertStatusValid}
+	q, args := sqlrecord.ExpiringCertificates, []any{codec.BindTime(before), store.CertStatusValid}
 	if limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, limit)
+		q, args = sqlrecord.ExpiringCertificatesLimit, append(args, limit)
 	}
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
 	}
-	out, err := collect(rows, scanCert)
+	out, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("expiring certificates before %s: %w", before.Format(time.RFC3339), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Factory site records. Writes run in IMMEDIATE transactions, so LockFactorySite is a plain read.
@@ -14,25 +15,9 @@ var (
 	_ store.FactoryTx    = (*tx)(nil)
 )
 
-const factorySiteColumns = `ca_id, environment, product_line, site, profile, cn_pattern, quota, reserved, issue_until, created_at, audit_key_uri, audit_cert_der`
-
-func scanFactorySite(r scanner) (*store.FactorySite, error) {
-	var (
-		s              store.FactorySite
-		until, created int64
-	)
-	if err := r.Scan(&s.CAID, &s.Environment, &s.ProductLine, &s.Site, &s.Profile, &s.CNPattern, &s.Quota, &s.Reserved, &until, &created, &s.AuditKeyURI, &s.AuditCertDER); err != nil {
-		return nil, err
-	}
-	s.IssueUntil, s.CreatedAt = fromMicros(until), fromMicros(created)
-	return &s, nil
-}
-
 // InsertFactorySite stores a new factory site.
 func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_sites (`+factorySiteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.CAID, s.Environment, s.ProductLine, s.Site, s.Profile, s.CNPattern, s.Quota, s.Reserved, micros(s.IssueUntil), micros(s.CreatedAt),
-		s.AuditKeyURI, s.AuditCertDER)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFactorySite, codec.FactorySiteArgs(s)...)
 	switch {
 	case err == nil:
 		return nil
@@ -45,7 +30,7 @@ func (t *tx) InsertFactorySite(ctx context.Context, s *store.FactorySite) error 
 
 // LockFactorySite reads the site of CA caID.
 func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	s, err := scanFactorySite(t.tx.QueryRowContext(ctx, `SELECT `+factorySiteColumns+` FROM factory_sites WHERE ca_id = ?`, caID))
+	s, err := codec.ScanFactorySite(t.tx.QueryRowContext(ctx, sqlrecord.SelectFactorySite, caID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory site %q: %w", caID, notFound(err))
 	}
@@ -54,7 +39,7 @@ func (t *tx) LockFactorySite(ctx context.Context, caID string) (*store.FactorySi
 
 // SetFactorySiteReserved writes the reserved count.
 func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved int64) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE factory_sites SET reserved = ? WHERE ca_id = ?`, reserved, caID)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.SetFactorySiteReserved, reserved, caID)
 	if err != nil {
 		return fmt.Errorf("update factory site %q: %w", caID, err)
 	}
@@ -68,7 +53,7 @@ func (t *tx) SetFactorySiteReserved(ctx context.Context, caID string, reserved i
 
 // GetFactorySite returns the site of CA caID.
 func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.FactorySite, error) {
-	f, err := scanFactorySite(s.r.QueryRowContext(ctx, `SELECT `+factorySiteColumns+` FROM factory_sites WHERE ca_id = ?`, caID))
+	f, err := codec.ScanFactorySite(s.r.QueryRowContext(ctx, sqlrecord.SelectFactorySite, caID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory site %q: %w", caID, notFound(err))
 	}
@@ -78,7 +63,7 @@ func (s *Store) GetFactorySite(ctx context.Context, caID string) (*store.Factory
 // LastFactoryExportSeq returns the highest export sequence number of batchID.
 func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, error) {
 	var seq int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM factory_exports WHERE batch_id = ?`, batchID).Scan(&seq); err != nil {
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.LastFactoryExportSeq, batchID).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("last export of batch %s: %w", batchID, err)
 	}
 	return seq, nil
@@ -86,8 +71,7 @@ func (t *tx) LastFactoryExportSeq(ctx context.Context, batchID string) (int64, e
 
 // InsertFactoryExport records an export.
 func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_exports (batch_id, seq, ca_id, records, chain_head, final, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		e.BatchID, e.Seq, e.CAID, e.Records, e.ChainHead, boolInt(e.Final), micros(e.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFactoryExport, codec.FactoryExportArgs(e)...)
 	switch {
 	case err == nil:
 		return nil
@@ -98,24 +82,9 @@ func (t *tx) InsertFactoryExport(ctx context.Context, e *store.FactoryExport) er
 	}
 }
 
-const factoryBatchColumns = `batch_id, ca_id, count, first_serial, last_seq, injected, chain_head, final, updated_at`
-
-func scanFactoryBatch(r scanner) (*store.FactoryBatch, error) {
-	var (
-		b       store.FactoryBatch
-		final   int64
-		updated int64
-	)
-	if err := r.Scan(&b.BatchID, &b.CAID, &b.Count, &b.FirstSerial, &b.LastSeq, &b.Injected, &b.ChainHead, &final, &updated); err != nil {
-		return nil, err
-	}
-	b.Final, b.UpdatedAt = final != 0, fromMicros(updated)
-	return &b, nil
-}
-
 // LockFactoryBatch reads the reconciled state of batchID.
 func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := scanFactoryBatch(t.tx.QueryRowContext(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = ?`, batchID))
+	b, err := codec.ScanFactoryBatch(t.tx.QueryRowContext(ctx, sqlrecord.SelectFactoryBatch, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("lock factory batch %s: %w", batchID, notFound(err))
 	}
@@ -124,10 +93,7 @@ func (t *tx) LockFactoryBatch(ctx context.Context, batchID string) (*store.Facto
 
 // PutFactoryBatch inserts or replaces b.
 func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_batches (`+factoryBatchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (batch_id) DO UPDATE SET count = excluded.count, last_seq = excluded.last_seq, injected = excluded.injected, chain_head = excluded.chain_head,
-		final = excluded.final, updated_at = excluded.updated_at`,
-		b.BatchID, b.CAID, b.Count, b.FirstSerial, b.LastSeq, b.Injected, b.ChainHead, boolInt(b.Final), micros(b.UpdatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.PutFactoryBatch, codec.FactoryBatchArgs(b)...)
 	if err != nil {
 		return fmt.Errorf("put factory batch %s: %w", b.BatchID, err)
 	}
@@ -137,7 +103,7 @@ func (t *tx) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
 // FactoryBatchCounts sums the counts of caID's reconciled batches other than exceptBatch.
 func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(count), 0) FROM factory_batches WHERE ca_id = ? AND batch_id <> ?`, caID, exceptBatch).Scan(&n); err != nil {
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.FactoryBatchCounts, caID, exceptBatch).Scan(&n); err != nil {
 		return 0, fmt.Errorf("batches of %s: %w", caID, err)
 	}
 	return n, nil
@@ -145,7 +111,7 @@ func (t *tx) FactoryBatchCounts(ctx context.Context, caID, exceptBatch string) (
 
 // GetFactoryBatch returns the reconciled state of batchID.
 func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.FactoryBatch, error) {
-	b, err := scanFactoryBatch(s.r.QueryRowContext(ctx, `SELECT `+factoryBatchColumns+` FROM factory_batches WHERE batch_id = ?`, batchID))
+	b, err := codec.ScanFactoryBatch(s.r.QueryRowContext(ctx, sqlrecord.SelectFactoryBatch, batchID))
 	if err != nil {
 		return nil, fmt.Errorf("get factory batch %s: %w", batchID, notFound(err))
 	}
@@ -155,11 +121,10 @@ func (s *Store) GetFactoryBatch(ctx context.Context, batchID string) (*store.Fac
 // AppendFactorySiteLog appends e with the next index; the IMMEDIATE transaction serialises appenders.
 func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEntry) error {
 	var next int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM factory_site_log WHERE ca_id = ?`, e.CAID).Scan(&next); err != nil {
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.SiteLogLength, e.CAID).Scan(&next); err != nil {
 		return fmt.Errorf("site log of %s: %w", e.CAID, err)
 	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO factory_site_log (ca_id, idx, cert_serial, device, station_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		e.CAID, next, e.CertSerial, e.Device, e.StationID, micros(e.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertSiteLog, codec.SiteLogArgs(e, next)...)
 	switch {
 	case err == nil:
 		e.Index = next
@@ -174,21 +139,11 @@ func (t *tx) AppendFactorySiteLog(ctx context.Context, e *store.FactorySiteLogEn
 // WalkFactorySiteLog reads caID's site log from index from on, a page at a time.
 func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64, fn func(*store.FactorySiteLogEntry) error) error {
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT l.ca_id, l.idx, l.cert_serial, l.device, l.station_id, l.created_at, c.der
-			FROM factory_site_log l JOIN certificates c ON c.serial = l.cert_serial
-			WHERE l.ca_id = ? AND l.idx >= ? ORDER BY l.idx LIMIT ?`, caID, from, walkPage)
+		rows, err := s.r.QueryContext(ctx, sqlrecord.WalkSiteLog, caID, from, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk site log of %s: %w", caID, err)
 		}
-		page, err := appendRows(nil, rows, func(r scanner) (*store.FactorySiteLogEntry, error) {
-			var e store.FactorySiteLogEntry
-			var created int64
-			if err := r.Scan(&e.CAID, &e.Index, &e.CertSerial, &e.Device, &e.StationID, &created, &e.CertDER); err != nil {
-				return nil, err
-			}
-			e.CreatedAt = fromMicros(created)
-			return &e, nil
-		})
+		page, err := collect(rows, codec.ScanSiteLogEntry)
 		if err != nil {
 			return fmt.Errorf("walk site log of %s: %w", caID, err)
 		}
@@ -207,7 +162,7 @@ func (s *Store) WalkFactorySiteLog(ctx context.Context, caID string, from int64,
 // FactorySiteLogLength returns the length of caID's site log.
 func (s *Store) FactorySiteLogLength(ctx context.Context, caID string) (int64, error) {
 	var n int64
-	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM factory_site_log WHERE ca_id = ?`, caID).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, sqlrecord.SiteLogLength, caID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("site log of %s: %w", caID, err)
 	}
 	return n, nil

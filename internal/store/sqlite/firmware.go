@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // Firmware signing records (migration 0004). Reads run on the reader pool outside transactions and on the
@@ -23,97 +24,8 @@ type sqlQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-const (
-	fwRootColumns    = `environment, version, key_uri, cert_der, pq_key_uri, pq_public, revoked, update_cbor, created_at`
-	fwKeyColumns     = `kid, environment, algorithm, key_uri, cert, root_version, status, created_at, revoked_at`
-	fwReleaseColumns = `id, environment, product_line, version, sequence, image_sha256, image_size, min_bootloader, not_before, ` +
-		`not_after, threshold, hybrid, status, created_by, created_at, manifest, signer_kid, signed_at`
-)
-
-// joinKIDs and splitKIDs store a list of 32-byte key ids as one blob.
-func joinKIDs(kids [][]byte) []byte {
-	var b []byte
-	for _, k := range kids {
-		b = append(b, k...)
-	}
-	return b
-}
-
-func splitKIDs(b []byte) ([][]byte, error) {
-	if len(b)%32 != 0 {
-		return nil, fmt.Errorf("revoked key list is %d bytes, not a multiple of 32", len(b))
-	}
-	var out [][]byte
-	for i := 0; i < len(b); i += 32 {
-		out = append(out, append([]byte(nil), b[i:i+32]...))
-	}
-	return out, nil
-}
-
-func scanFirmwareRoot(r scanner) (*store.FirmwareRoot, error) {
-	var (
-		fr      store.FirmwareRoot
-		revoked []byte
-		created int64
-	)
-	if err := r.Scan(&fr.Environment, &fr.Version, &fr.KeyURI, &fr.CertDER, &fr.PQKeyURI, &fr.PQPublic, &revoked, &fr.Update, &created); err != nil {
-		return nil, err
-	}
-	var err error
-	if fr.Revoked, err = splitKIDs(revoked); err != nil {
-		return nil, fmt.Errorf("firmware root %s v%d: %w", fr.Environment, fr.Version, err)
-	}
-	fr.Update = nonEmpty(fr.Update)
-	fr.CreatedAt = fromMicros(created)
-	return &fr, nil
-}
-
-func scanFirmwareKey(r scanner) (*store.FirmwareSigningKey, error) {
-	var (
-		k       store.FirmwareSigningKey
-		created int64
-		revoked sql.NullInt64
-	)
-	if err := r.Scan(&k.KID, &k.Environment, &k.Algorithm, &k.KeyURI, &k.Cert, &k.RootVersion, &k.Status, &created, &revoked); err != nil {
-		return nil, err
-	}
-	k.CreatedAt, k.RevokedAt = fromMicros(created), fromNullMicros(revoked)
-	return &k, nil
-}
-
-func scanFirmwareRelease(r scanner) (*store.FirmwareRelease, error) {
-	var (
-		fr                           store.FirmwareRelease
-		notBefore, notAfter, created int64
-		signed                       sql.NullInt64
-		hybrid                       int
-	)
-	if err := r.Scan(&fr.ID, &fr.Environment, &fr.ProductLine, &fr.Version, &fr.Sequence, &fr.ImageSHA256, &fr.ImageSize,
-		&fr.MinBootloader, &notBefore, &notAfter, &fr.Threshold, &hybrid, &fr.Status, &fr.CreatedBy, &created,
-		&fr.Manifest, &fr.SignerKID, &signed); err != nil {
-		return nil, err
-	}
-	fr.NotBefore, fr.NotAfter, fr.CreatedAt, fr.SignedAt = fromMicros(notBefore), fromMicros(notAfter), fromMicros(created), fromNullMicros(signed)
-	fr.Hybrid = hybrid != 0
-	fr.Manifest, fr.SignerKID = nonEmpty(fr.Manifest), nonEmpty(fr.SignerKID)
-	return &fr, nil
-}
-
-func scanFirmwareApproval(r scanner) (*store.FirmwareApproval, error) {
-	var (
-		a  store.FirmwareApproval
-		at int64
-	)
-	if err := r.Scan(&a.ReleaseID, &a.Signer, &at); err != nil {
-		return nil, err
-	}
-	a.ApprovedAt = fromMicros(at)
-	return &a, nil
-}
-
 func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_roots (`+fwRootColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Environment, r.Version, r.KeyURI, r.CertDER, r.PQKeyURI, r.PQPublic, blob(joinKIDs(r.Revoked)), blob(r.Update), micros(r.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareRoot, codec.FirmwareRootArgs(r)...)
 	switch {
 	case err == nil:
 		return nil
@@ -125,7 +37,7 @@ func (t *tx) InsertFirmwareRoot(ctx context.Context, r *store.FirmwareRoot) erro
 }
 
 func latestFirmwareRoot(ctx context.Context, q sqlQuerier, env string) (*store.FirmwareRoot, error) {
-	r, err := scanFirmwareRoot(q.QueryRowContext(ctx, `SELECT `+fwRootColumns+` FROM firmware_roots WHERE environment = ? ORDER BY version DESC LIMIT 1`, env))
+	r, err := codec.ScanFirmwareRoot(q.QueryRowContext(ctx, sqlrecord.LatestFirmwareRoot, env))
 	if err != nil {
 		return nil, fmt.Errorf("latest firmware trust of %s: %w", env, notFound(err))
 	}
@@ -137,8 +49,7 @@ func (t *tx) LatestFirmwareRoot(ctx context.Context, env string) (*store.Firmwar
 }
 
 func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSigningKey) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_signing_keys (`+fwKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.KID, k.Environment, k.Algorithm, k.KeyURI, k.Cert, k.RootVersion, k.Status, micros(k.CreatedAt), nullMicros(k.RevokedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareKey, codec.FirmwareKeyArgs(k)...)
 	switch {
 	case err == nil:
 		return nil
@@ -150,11 +61,7 @@ func (t *tx) InsertFirmwareSigningKey(ctx context.Context, k *store.FirmwareSign
 }
 
 func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status string, at time.Time) error {
-	var revoked any
-	if status == store.FirmwareKeyRevoked {
-		revoked = micros(at)
-	}
-	res, err := t.tx.ExecContext(ctx, `UPDATE firmware_signing_keys SET status = ?, revoked_at = COALESCE(?, revoked_at) WHERE kid = ?`, status, revoked, kid)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.SetFirmwareKeyStatus, codec.SetFirmwareKeyStatusArgs(kid, status, at)...)
 	if err != nil {
 		return fmt.Errorf("set firmware signing key %x status %s: %w", kid, status, err)
 	}
@@ -165,11 +72,11 @@ func (t *tx) SetFirmwareSigningKeyStatus(ctx context.Context, kid []byte, status
 }
 
 func firmwareSigningKeys(ctx context.Context, q sqlQuerier, env string) ([]*store.FirmwareSigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+fwKeyColumns+` FROM firmware_signing_keys WHERE ? = '' OR environment = ? ORDER BY created_at, kid`, env, env)
+	rows, err := q.QueryContext(ctx, sqlrecord.FirmwareKeys, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware signing keys of %q: %w", env, err)
 	}
-	keys, err := collect(rows, scanFirmwareKey)
+	keys, err := collect(rows, codec.ScanFirmwareKey)
 	if err != nil {
 		return nil, fmt.Errorf("firmware signing keys of %q: %w", env, err)
 	}
@@ -182,21 +89,14 @@ func (t *tx) FirmwareSigningKeys(ctx context.Context, env string) ([]*store.Firm
 
 func (t *tx) NextFirmwareSequence(ctx context.Context, env, product string) (int64, error) {
 	var n int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware_releases WHERE environment = ? AND product_line = ?`,
-		env, product).Scan(&n); err != nil {
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.NextFirmwareSequence, env, product).Scan(&n); err != nil {
 		return 0, fmt.Errorf("next firmware sequence of %s/%s: %w", env, product, err)
 	}
 	return n, nil
 }
 
 func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	hybrid := 0
-	if r.Hybrid {
-		hybrid = 1
-	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_releases (`+fwReleaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Environment, r.ProductLine, r.Version, r.Sequence, r.ImageSHA256, r.ImageSize, r.MinBootloader, micros(r.NotBefore),
-		micros(r.NotAfter), r.Threshold, hybrid, r.Status, r.CreatedBy, micros(r.CreatedAt), blob(r.Manifest), blob(r.SignerKID), nullMicros(r.SignedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareRelease, codec.FirmwareReleaseArgs(r)...)
 	switch {
 	case err == nil:
 		return nil
@@ -208,7 +108,7 @@ func (t *tx) InsertFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func getFirmwareRelease(ctx context.Context, q sqlQuerier, id string) (*store.FirmwareRelease, error) {
-	r, err := scanFirmwareRelease(q.QueryRowContext(ctx, `SELECT `+fwReleaseColumns+` FROM firmware_releases WHERE id = ?`, id))
+	r, err := codec.ScanFirmwareRelease(q.QueryRowContext(ctx, sqlrecord.SelectFirmwareRelease, id))
 	if err != nil {
 		return nil, fmt.Errorf("get firmware release %q: %w", id, notFound(err))
 	}
@@ -222,8 +122,7 @@ func (t *tx) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmware
 }
 
 func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE firmware_releases SET status = ?, manifest = ?, signer_kid = ?, signed_at = ? WHERE id = ?`,
-		r.Status, blob(r.Manifest), blob(r.SignerKID), nullMicros(r.SignedAt), r.ID)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.UpdateFirmwareRelease, codec.UpdateFirmwareReleaseArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("update firmware release %s: %w", r.ID, err)
 	}
@@ -234,7 +133,7 @@ func (t *tx) UpdateFirmwareRelease(ctx context.Context, r *store.FirmwareRelease
 }
 
 func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApproval) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO firmware_approvals (release_id, signer, approved_at) VALUES (?, ?, ?)`, a.ReleaseID, a.Signer, micros(a.ApprovedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFirmwareApproval, codec.FirmwareApprovalArgs(a)...)
 	switch {
 	case err == nil:
 		return nil
@@ -248,11 +147,11 @@ func (t *tx) InsertFirmwareApproval(ctx context.Context, a *store.FirmwareApprov
 }
 
 func firmwareApprovals(ctx context.Context, q sqlQuerier, id string) ([]*store.FirmwareApproval, error) {
-	rows, err := q.QueryContext(ctx, `SELECT release_id, signer, approved_at FROM firmware_approvals WHERE release_id = ? ORDER BY approved_at, signer`, id)
+	rows, err := q.QueryContext(ctx, sqlrecord.FirmwareApprovals, id)
 	if err != nil {
 		return nil, fmt.Errorf("approvals of firmware release %s: %w", id, err)
 	}
-	as, err := collect(rows, scanFirmwareApproval)
+	as, err := collect(rows, codec.ScanFirmwareApproval)
 	if err != nil {
 		return nil, fmt.Errorf("approvals of firmware release %s: %w", id, err)
 	}
@@ -265,11 +164,11 @@ func (t *tx) FirmwareApprovals(ctx context.Context, id string) ([]*store.Firmwar
 
 // FirmwareRoots returns every trust version of env, oldest first.
 func (s *Store) FirmwareRoots(ctx context.Context, env string) ([]*store.FirmwareRoot, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+fwRootColumns+` FROM firmware_roots WHERE environment = ? ORDER BY version`, env)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.FirmwareRoots, env)
 	if err != nil {
 		return nil, fmt.Errorf("firmware trust of %s: %w", env, err)
 	}
-	rs, err := collect(rows, scanFirmwareRoot)
+	rs, err := collect(rows, codec.ScanFirmwareRoot)
 	if err != nil {
 		return nil, fmt.Errorf("firmware trust of %s: %w", env, err)
 	}
@@ -288,12 +187,11 @@ func (s *Store) GetFirmwareRelease(ctx context.Context, id string) (*store.Firmw
 
 // ListFirmwareReleases returns the releases of env and product ("" matches any), by environment, product, sequence.
 func (s *Store) ListFirmwareReleases(ctx context.Context, env, product string) ([]*store.FirmwareRelease, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+fwReleaseColumns+` FROM firmware_releases
-		WHERE (? = '' OR environment = ?) AND (? = '' OR product_line = ?) ORDER BY environment, product_line, sequence`, env, env, product, product)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListFirmwareReleases, env, product)
 	if err != nil {
 		return nil, fmt.Errorf("list firmware releases: %w", err)
 	}
-	rs, err := collect(rows, scanFirmwareRelease)
+	rs, err := collect(rows, codec.ScanFirmwareRelease)
 	if err != nil {
 		return nil, fmt.Errorf("list firmware releases: %w", err)
 	}

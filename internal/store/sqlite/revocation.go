@@ -2,12 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // This file implements store.RevocationStore and store.RevocationTx (see internal/store/revocation.go).
@@ -23,27 +22,11 @@ const certPage = 5000
 // publisherLease bounds how long a crashed publisher keeps others from publishing.
 const publisherLease = 5 * time.Minute
 
-const revEntryColumns = `serial, issuer_id, status, revocation_reason, revoked_at, invalidity_date, not_after, COALESCE(revocation_seq, 0)`
-
-func scanRevEntry(r scanner) (*store.RevocationEntry, error) {
-	var (
-		e                   store.RevocationEntry
-		revoked, invalidity sql.NullInt64
-		notAfter            int64
-	)
-	if err := r.Scan(&e.Serial, &e.IssuerID, &e.Status, &e.Reason, &revoked, &invalidity, &notAfter, &e.Seq); err != nil {
-		return nil, err
-	}
-	e.RevokedAt, e.InvalidityDate, e.NotAfter = fromNullMicros(revoked), fromNullMicros(invalidity), fromMicros(notAfter)
-	return &e, nil
-}
-
 // nextCounter increments the named counter (creating it at 1) and returns its new value. The write lock the
 // IMMEDIATE transaction holds serialises it with every other writer.
 func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := t.tx.QueryRowContext(ctx, `INSERT INTO revocation_counters (name, value) VALUES (?, 1)
-		ON CONFLICT (name) DO UPDATE SET value = revocation_counters.value + 1 RETURNING value`, name).Scan(&v)
+	err := t.tx.QueryRowContext(ctx, sqlrecord.NextCounter, name).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("next value of counter %s: %w", name, err)
 	}
@@ -51,7 +34,7 @@ func (t *tx) nextCounter(ctx context.Context, name string) (int64, error) {
 }
 
 func (t *tx) entry(ctx context.Context, serial string) (*store.RevocationEntry, error) {
-	e, err := scanRevEntry(t.tx.QueryRowContext(ctx, `SELECT `+revEntryColumns+` FROM certificates WHERE serial = ?`, serial))
+	e, err := codec.ScanRevocationEntry(t.tx.QueryRowContext(ctx, sqlrecord.SelectRevocationEntry, serial))
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -65,11 +48,7 @@ func (t *tx) Revoke(ctx context.Context, r *store.Revocation) (*store.Revocation
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	// RFC 5280 5.3.1: a certificate on hold may be revoked for good; anything else revoked stays as it is.
-	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
-		invalidity_date = ?, revocation_seq = ?
-		WHERE serial = ? AND (status <> ? OR (revocation_reason = ? AND ? <> ?))`,
-		store.CertStatusRevoked, micros(r.RevokedAt), r.Reason, nullMicros(r.InvalidityDate), seq,
-		r.Serial, store.CertStatusRevoked, store.ReasonCertificateHold, r.Reason, store.ReasonCertificateHold)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.Revoke, codec.RevokeArgs(r, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
@@ -93,9 +72,7 @@ func (t *tx) Unhold(ctx context.Context, serial string, at time.Time) (*store.Re
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
-	res, err := t.tx.ExecContext(ctx, `UPDATE certificates SET status = ?, revoked_at = NULL, revocation_reason = 0,
-		invalidity_date = NULL, revocation_seq = ? WHERE serial = ? AND status = ? AND revocation_reason = ?`,
-		store.CertStatusValid, seq, serial, store.CertStatusRevoked, store.ReasonCertificateHold)
+	res, err := t.tx.ExecContext(ctx, sqlrecord.Unhold, sqlrecord.UnholdArgs(serial, seq)...)
 	if err != nil {
 		return nil, fmt.Errorf("release %s from hold: %w", serial, err)
 	}
@@ -128,10 +105,7 @@ const keepCRLs = 3
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_crls (issuer_id, number, delta, base_number, this_update,
-		next_update, max_seq, entries, der, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.IssuerID, c.Number, c.Delta, c.BaseNumber, micros(c.ThisUpdate), micros(c.NextUpdate), c.MaxSeq, c.Entries,
-		c.DER, micros(c.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertCRL, codec.CRLArgs(c)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
@@ -140,9 +114,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case err != nil:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, err)
 	}
-	_, err = t.tx.ExecContext(ctx, `DELETE FROM published_crls WHERE issuer_id = ? AND delta = ? AND number NOT IN
-		(SELECT number FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT ?)`,
-		c.IssuerID, c.Delta, c.IssuerID, c.Delta, keepCRLs)
+	_, err = t.tx.ExecContext(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
 	if err != nil {
 		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
 	}
@@ -151,8 +123,7 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 
 // InsertRevocationSigner implements store.RevocationTx.
 func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSigner) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO revocation_signers (key_uri, issuer_id, purpose, cert_der, not_after,
-		created_at) VALUES (?, ?, ?, ?, ?, ?)`, s.KeyURI, s.IssuerID, s.Purpose, s.CertDER, micros(s.NotAfter), micros(s.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertRevocationSigner, codec.RevocationSignerArgs(s)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert revocation signer %s: %w", s.KeyURI, store.ErrExists)
@@ -166,8 +137,7 @@ func (t *tx) InsertRevocationSigner(ctx context.Context, s *store.RevocationSign
 
 // InsertFilter implements store.RevocationTx.
 func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO published_filters (scope, version, base_version, issued_at, next_update,
-		data) VALUES (?, ?, ?, ?, ?, ?)`, f.Scope, f.Version, f.BaseVersion, micros(f.IssuedAt), micros(f.NextUpdate), f.Data)
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertFilter, codec.FilterArgs(f)...)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("insert filter %s v%d: %w", f.Scope, f.Version, store.ErrExists)
@@ -177,43 +147,9 @@ func (t *tx) InsertFilter(ctx context.Context, f *store.PublishedFilter) error {
 	return nil
 }
 
-// certWhere builds the WHERE clause of q (without the serial cursor).
-func certWhere(q store.CertQuery) ([]string, []any) {
-	var where []string
-	var args []any
-	if len(q.IssuerIDs) > 0 {
-		where = append(where, "issuer_id IN (?"+strings.Repeat(", ?", len(q.IssuerIDs)-1)+")")
-		for _, id := range q.IssuerIDs {
-			args = append(args, id)
-		}
-	}
-	for _, c := range []struct{ col, val string }{{"profile", q.Profile}, {"subject", q.Subject}, {"status", q.Status}} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	if !q.IssuedFrom.IsZero() {
-		where = append(where, "created_at >= ?")
-		args = append(args, micros(q.IssuedFrom))
-	}
-	if !q.IssuedTo.IsZero() {
-		where = append(where, "created_at < ?")
-		args = append(args, micros(q.IssuedTo))
-	}
-	if !q.NotAfterFrom.IsZero() {
-		where = append(where, "not_after >= ?")
-		args = append(args, micros(q.NotAfterFrom))
-	}
-	return where, args
-}
-
 // WalkCertStatus implements store.RevocationStore.
 func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*store.CertStatus) error) error {
-	where, args := certWhere(q)
-	where = append(where, "serial > ?")
-	query := `SELECT serial, issuer_id, status, revocation_reason, not_after FROM certificates WHERE ` +
-		strings.Join(where, " AND ") + ` ORDER BY serial LIMIT ?`
+	query, args := codec.WalkCertStatus(q)
 	after := ""
 	page := make([]*store.CertStatus, 0, certPage)
 	for {
@@ -221,15 +157,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
-		page, err = appendRows(page[:0], rows, func(r scanner) (*store.CertStatus, error) {
-			var c store.CertStatus
-			var na int64
-			if err := r.Scan(&c.Serial, &c.IssuerID, &c.Status, &c.Reason, &na); err != nil {
-				return nil, err
-			}
-			c.NotAfter = fromMicros(na)
-			return &c, nil
-		})
+		page, err = appendRows(page[:0], rows, codec.ScanCertStatus)
 		if err != nil {
 			return fmt.Errorf("walk certificates: %w", err)
 		}
@@ -247,11 +175,7 @@ func (s *Store) WalkCertStatus(ctx context.Context, q store.CertQuery, fn func(*
 
 // CountCertificates implements store.RevocationStore.
 func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64, error) {
-	where, args := certWhere(q)
-	query := `SELECT count(*) FROM certificates`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	query, args := codec.CountCertificates(q)
 	var n int64
 	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count certificates: %w", err)
@@ -268,13 +192,12 @@ const revokedPage = 20000
 // in the index, in serial order, and never visits the table rows with their DER. The status is a literal so
 // that SQLite can prove the partial index applies; INDEXED BY makes a missing index an error, not a silent
 // table scan.
-const walkRevokedQuery = `SELECT serial, revoked_at, revocation_reason, invalidity_date, not_after
+const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + `
 	FROM certificates INDEXED BY certificates_revoked
 	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' AND serial > ? AND not_after >= ?
 	ORDER BY serial LIMIT ?`
 
-// WalkRevoked implements store.RevocationStore. Entries of one page share two allocations (the entries and
-// their times) rather than three per row.
+// WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
 func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
 	after := ""
 	for {
@@ -301,26 +224,11 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom i
 	}
 	defer rows.Close()
 	page := make([]store.RevocationEntry, 0, revokedPage)
-	times := make([]time.Time, 0, 2*revokedPage)
 	for rows.Next() {
-		var (
-			revoked, invalidity sql.NullInt64
-			notAfter            int64
-		)
-		e := store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked}
-		if err := rows.Scan(&e.Serial, &revoked, &e.Reason, &invalidity, &notAfter); err != nil {
+		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
-		e.NotAfter = fromMicros(notAfter)
-		if revoked.Valid {
-			times = append(times, fromMicros(revoked.Int64))
-			e.RevokedAt = &times[len(times)-1]
-		}
-		if invalidity.Valid {
-			times = append(times, fromMicros(invalidity.Int64))
-			e.InvalidityDate = &times[len(times)-1]
-		}
-		page = append(page, e)
 	}
 	return page, rows.Err()
 }
@@ -329,12 +237,11 @@ func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom i
 func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*store.RevocationEntry) error) error {
 	page := make([]*store.RevocationEntry, 0, certPage)
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT `+revEntryColumns+` FROM certificates
-			WHERE issuer_id = ? AND revocation_seq > ? ORDER BY revocation_seq LIMIT ?`, issuerID, afterSeq, certPage)
+		rows, err := s.r.QueryContext(ctx, sqlrecord.WalkRevocationChanges, issuerID, afterSeq, certPage)
 		if err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
-		if page, err = appendRows(page[:0], rows, scanRevEntry); err != nil {
+		if page, err = appendRows(page[:0], rows, codec.ScanRevocationEntry); err != nil {
 			return fmt.Errorf("walk revocation changes of %s: %w", issuerID, err)
 		}
 		for _, e := range page {
@@ -352,7 +259,7 @@ func (s *Store) WalkRevocationChanges(ctx context.Context, issuerID string, afte
 // RevocationHead implements store.RevocationStore.
 func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.r.QueryRowContext(ctx, `SELECT value FROM revocation_counters WHERE name = 'changes'`).Scan(&v); err != nil {
+	if err := s.r.QueryRowContext(ctx, sqlrecord.RevocationHead).Scan(&v); err != nil {
 		return 0, fmt.Errorf("revocation head: %w", err)
 	}
 	return v, nil
@@ -360,53 +267,33 @@ func (s *Store) RevocationHead(ctx context.Context) (int64, error) {
 
 // LatestCRL implements store.RevocationStore.
 func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*store.PublishedCRL, error) {
-	var (
-		c                   store.PublishedCRL
-		this, next, created int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT issuer_id, number, delta, base_number, this_update, next_update, max_seq,
-		entries, der, created_at FROM published_crls WHERE issuer_id = ? AND delta = ? ORDER BY number DESC LIMIT 1`,
-		issuerID, delta).Scan(&c.IssuerID, &c.Number, &c.Delta, &c.BaseNumber, &this, &next, &c.MaxSeq, &c.Entries, &c.DER, &created)
+	c, err := codec.ScanCRL(s.r.QueryRowContext(ctx, sqlrecord.LatestCRL, issuerID, delta))
 	if err != nil {
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
-	c.ThisUpdate, c.NextUpdate, c.CreatedAt = fromMicros(this), fromMicros(next), fromMicros(created)
-	return &c, nil
+	return c, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.
 func (s *Store) LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*store.RevocationSigner, error) {
-	var (
-		r                 store.RevocationSigner
-		notAfter, created int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT key_uri, issuer_id, purpose, cert_der, not_after, created_at FROM revocation_signers
-		WHERE issuer_id = ? AND purpose = ? ORDER BY created_at DESC LIMIT 1`, issuerID, purpose).
-		Scan(&r.KeyURI, &r.IssuerID, &r.Purpose, &r.CertDER, &notAfter, &created)
+	r, err := codec.ScanRevocationSigner(s.r.QueryRowContext(ctx, sqlrecord.LatestRevocationSigner, issuerID, purpose))
 	if err != nil {
 		return nil, fmt.Errorf("%s signer of %s: %w", purpose, issuerID, notFound(err))
 	}
-	r.NotAfter, r.CreatedAt = fromMicros(notAfter), fromMicros(created)
-	return &r, nil
+	return r, nil
 }
 
 func (s *Store) filter(ctx context.Context, query string, args ...any) (*store.PublishedFilter, error) {
-	var (
-		f            store.PublishedFilter
-		issued, next int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT scope, version, base_version, issued_at, next_update, data FROM published_filters `+query, args...).
-		Scan(&f.Scope, &f.Version, &f.BaseVersion, &issued, &next, &f.Data)
+	f, err := codec.ScanFilter(s.r.QueryRowContext(ctx, query, args...))
 	if err != nil {
 		return nil, notFound(err)
 	}
-	f.IssuedAt, f.NextUpdate = fromMicros(issued), fromMicros(next)
-	return &f, nil
+	return f, nil
 }
 
 // GetFilter implements store.RevocationStore.
 func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersion int64) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = ? AND version = ? AND base_version = ?`, scope, version, baseVersion)
+	f, err := s.filter(ctx, sqlrecord.SelectFilter, scope, version, baseVersion)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s v%d: %w", scope, version, err)
 	}
@@ -415,7 +302,7 @@ func (s *Store) GetFilter(ctx context.Context, scope string, version, baseVersio
 
 // LatestFilter implements store.RevocationStore.
 func (s *Store) LatestFilter(ctx context.Context, scope string) (*store.PublishedFilter, error) {
-	f, err := s.filter(ctx, `WHERE scope = ? AND base_version = 0 ORDER BY version DESC LIMIT 1`, scope)
+	f, err := s.filter(ctx, sqlrecord.LatestFilter, scope)
 	if err != nil {
 		return nil, fmt.Errorf("latest filter of %s: %w", scope, err)
 	}

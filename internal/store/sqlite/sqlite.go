@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // busyTimeout is how long a connection waits for another process's lock before failing with SQLITE_BUSY.
@@ -91,7 +93,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := ping(ctx, s.w); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
@@ -114,12 +116,30 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// ping opens the writer connection. Processes that open a new file at once race to switch it to WAL, which
+// takes an exclusive lock, and SQLite refuses the losers with SQLITE_BUSY at once instead of waiting
+// busy_timeout for the lock: ping retries them for as long as busy_timeout would have waited, after which the
+// file is in WAL mode and the pragma needs no lock.
+func ping(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // Statements prepared once per store. database/sql re-prepares them on a connection if it is ever replaced.
 const (
 	stInsertCA = iota
 	stInsertKey
 	stSetKeyState
-	stDestroyKey
 	stKeyConflict
 	stInsertCert
 	stCertsBySPKI
@@ -140,53 +160,72 @@ const (
 	numReadStmts
 )
 
-const (
-	caColumns   = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
-	keyColumns  = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
-	certColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
-		`revoked_at, revocation_reason, created_at`
-	auditColumns = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
-)
-
 // prepare prepares the store's statements on the writer and the reader pools.
 func (s *Store) prepare(ctx context.Context) error {
 	writeSQL := [numWriteStmts]string{
-		stInsertCA:    `INSERT INTO cas (` + caColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stInsertKey:   `INSERT INTO keys (` + keyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stSetKeyState: `UPDATE keys SET state = ?, state_changed_at = ? WHERE uri = ?`,
-		stDestroyKey:  `UPDATE keys SET state = ?, state_changed_at = ?, destroyed_at = ? WHERE uri = ?`,
+		stInsertCA:    sqlrecord.InsertCA,
+		stInsertKey:   sqlrecord.InsertKey,
+		stSetKeyState: sqlrecord.SetKeyState,
+		// The duplicate-key check of InsertCertificate; PostgreSQL makes it within its insert instead.
 		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ? AND subject <> ? LIMIT 1`,
-		stInsertCert:  `INSERT INTO certificates (` + certColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stCertsBySPKI: `SELECT ` + certColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
-		stAuditHead:   `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`,
-		stInsertAudit: `INSERT INTO audit_events (` + auditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		stSetCAStatus: `UPDATE cas SET status = ? WHERE id = ?`,
-		stInsertToken: `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		stInsertCert:  sqlrecord.InsertCertificate,
+		stCertsBySPKI: sqlrecord.CertificatesBySPKI,
+		stAuditHead:   sqlrecord.AuditHead,
+		stInsertAudit: sqlrecord.InsertEvent,
+		stSetCAStatus: sqlrecord.SetCAStatus,
+		stInsertToken: sqlrecord.InsertToken,
 	}
 
 	readSQL := [numReadStmts]string{
-		stGetCA:           `SELECT ` + caColumns + ` FROM cas WHERE id = ?`,
-		stGetKey:          `SELECT ` + keyColumns + ` FROM keys WHERE uri = ?`,
-		stGetCert:         `SELECT ` + certColumns + ` FROM certificates WHERE serial = ?`,
-		stWalkAudit:       `SELECT ` + auditColumns + ` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`,
-		stCertsBySPKIRead: `SELECT ` + certColumns + ` FROM certificates WHERE spki_sha256 = ? ORDER BY serial`,
-		stTokenByHash:     `SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = ?`,
+		stGetCA:           sqlrecord.SelectCA,
+		stGetKey:          sqlrecord.SelectKey,
+		stGetCert:         sqlrecord.SelectCertificate,
+		stWalkAudit:       sqlrecord.WalkAudit,
+		stCertsBySPKIRead: sqlrecord.CertificatesBySPKI,
+		stTokenByHash:     sqlrecord.SelectTokenByHash,
 	}
 	for i, q := range writeSQL {
-		st, err := s.w.PrepareContext(ctx, q)
+		st, err := s.w.PrepareContext(ctx, positional(q))
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
 		s.ws[i] = st
 	}
 	for i, q := range readSQL {
-		st, err := s.r.PrepareContext(ctx, q)
+		st, err := s.r.PrepareContext(ctx, positional(q))
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
 		s.rs[i] = st
 	}
 	return nil
+}
+
+// positional returns q with its placeholders $1, $2, ... rewritten to ?, if each appears once and in that order,
+// and q itself otherwise. The driver copies the name of every named parameter out of SQLite each time it binds
+// one, an allocation per argument per execution that an anonymous ? does not cost; the statements prepared at
+// Open run for every certificate issued and read.
+func positional(q string) string {
+	var b strings.Builder
+	b.Grow(len(q))
+	next := 1
+	for i := 0; i < len(q); i++ {
+		if q[i] != '$' {
+			b.WriteByte(q[i])
+			continue
+		}
+		j := i + 1
+		for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(q[i+1 : j]); err != nil || n != next {
+			return q
+		}
+		next++
+		b.WriteByte('?')
+		i = j - 1
+	}
+	return b.String()
 }
 
 // Close closes the database. It deliberately does not run PRAGMA optimize: on a young database (a fresh data
@@ -259,7 +298,7 @@ func (s *Store) Tx(ctx context.Context, fn func(store.Tx) error) error {
 
 // GetCA returns the CA with the given id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
-	ca, err := scanCA(s.rs[stGetCA].QueryRowContext(ctx, id))
+	ca, err := codec.ScanCA(s.rs[stGetCA].QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, fmt.Errorf("get CA %q: %w", id, notFound(err))
 	}
@@ -268,11 +307,11 @@ func (s *Store) GetCA(ctx context.Context, id string) (*store.CA, error) {
 
 // ListCAs returns every CA, ordered by id.
 func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+caColumns+` FROM cas ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListCAs)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
-	cas, err := collect(rows, scanCA)
+	cas, err := collect(rows, codec.ScanCA)
 	if err != nil {
 		return nil, fmt.Errorf("list CAs: %w", err)
 	}
@@ -281,7 +320,7 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
-	k, err := scanKey(s.rs[stGetKey].QueryRowContext(ctx, uri))
+	k, err := codec.ScanKey(s.rs[stGetKey].QueryRowContext(ctx, uri))
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -290,11 +329,11 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY uri`)
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListKeys)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	keys, err := collect(rows, scanKey)
+	keys, err := collect(rows, codec.ScanKey)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -307,7 +346,7 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
-	certs, err := collect(rows, scanCert)
+	certs, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -316,24 +355,16 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 
 // TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
-	var t store.Token
-	var created int64
-	var revoked sql.NullInt64
-	err := s.rs[stTokenByHash].QueryRowContext(ctx, h).Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &revoked)
+	t, err := codec.ScanToken(s.rs[stTokenByHash].QueryRowContext(ctx, h))
 	if err != nil {
 		return nil, fmt.Errorf("token by hash: %w", notFound(err))
 	}
-	t.CreatedAt = fromMicros(created)
-	if revoked.Valid {
-		r := fromMicros(revoked.Int64)
-		t.RevokedAt = &r
-	}
-	return &t, nil
+	return t, nil
 }
 
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
-	c, err := scanCert(s.rs[stGetCert].QueryRowContext(ctx, serial))
+	c, err := codec.ScanCertificate(s.rs[stGetCert].QueryRowContext(ctx, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get certificate %s: %w", serial, notFound(err))
 	}
@@ -343,32 +374,12 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certi
 // ListCertificates returns the certificates that match every non-zero field of f, ordered by serial, at most
 // f.Limit of them when f.Limit is positive.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error) {
-	var (
-		where []string
-		args  []any
-	)
-	for _, c := range []struct{ col, val string }{
-		{"issuer_id", f.IssuerID}, {"profile", f.Profile}, {"status", f.Status}, {"subject", f.Subject},
-	} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	q := `SELECT ` + certColumns + ` FROM certificates`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY serial`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
+	q, args := sqlrecord.ListCertificates(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
 	}
-	certs, err := collect(rows, scanCert)
+	certs, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates %+v: %w", f, err)
 	}
@@ -388,7 +399,7 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
-		page, err = appendRows(page[:0], rows, scanEvent)
+		page, err = appendRows(page[:0], rows, codec.ScanEvent)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
 		}
@@ -402,6 +413,16 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 			return nil
 		}
 	}
+}
+
+// appendRows scans every row with scan, appends to dst and closes rows.
+func appendRows[T any](dst []T, rows *sql.Rows, scan func(sqlrecord.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	return sqlrecord.Append(dst, rows, scan)
+}
+
+func collect[T any](rows *sql.Rows, scan func(sqlrecord.Row) (T, error)) ([]T, error) {
+	return appendRows(nil, rows, scan)
 }
 
 // notFound maps sql.ErrNoRows to store.ErrNotFound.
@@ -434,7 +455,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 		seq  int64
 		hash []byte
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := s.r.QueryRowContext(ctx, sqlrecord.AuditHead).Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	}

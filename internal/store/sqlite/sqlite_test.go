@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -78,6 +79,26 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestNewerSchemaRefused checks that a database migrated by a newer Keyward is refused, not written to.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keyward.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ExecRaw(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := sqlite.Open(ctx, path); err == nil {
+		s.Close()
+		t.Fatal("Open of a database with schema version 9999 succeeded")
+	} else if !strings.Contains(err.Error(), "schema version 9999 is newer than this Keyward's") {
+		t.Fatalf("Open: %v, want the schema version refused", err)
+	}
+}
+
 func TestOpenRefusesBadPath(t *testing.T) {
 	for _, p := range []string{"", "a.db?mode=memory", filepath.Join(t.TempDir(), "missing-dir", "keyward.db")} {
 		if s, err := sqlite.Open(context.Background(), p); err == nil {
@@ -101,4 +122,10 @@ func BenchmarkGetCertificateDuringWrites(b *testing.B) {
 	s := open(b)
 	defer s.Close()
 	storetest.BenchGetCertificate(b, s, 256)
+}
+
+func BenchmarkReads(b *testing.B) {
+	s := open(b)
+	defer s.Close()
+	storetest.BenchReads(b, s, 20000)
 }

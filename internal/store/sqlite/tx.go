@@ -38,9 +38,7 @@ func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
 }
 
 func (t *tx) InsertCA(ctx context.Context, ca *store.CA) error {
-	_, err := t.stmt(ctx, stInsertCA).ExecContext(ctx, ca.ID, ca.Environment, ca.ProductLine, ca.Kind,
-		nullString(ca.ParentID), ca.KeyURI, blob(ca.CertDER), ca.Subject, micros(ca.NotBefore),
-		micros(ca.NotAfter), ca.Status, micros(ca.CreatedAt))
+	_, err := t.stmt(ctx, stInsertCA).ExecContext(ctx, codec.CAArgs(ca)...)
 	switch {
 	case err == nil:
 		return nil
@@ -67,7 +65,7 @@ func (t *tx) SetCAStatus(ctx context.Context, id, status string) error {
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
-	_, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, tok.ID, tok.Name, tok.Role, tok.Hash, micros(tok.CreatedAt), nullMicros(tok.RevokedAt))
+	_, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, codec.TokenArgs(tok)...)
 	switch {
 	case err == nil:
 		return nil
@@ -79,8 +77,7 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
-	_, err := t.stmt(ctx, stInsertKey).ExecContext(ctx, k.URI, k.Purpose, k.Algorithm, k.Location, k.State,
-		k.Owner, blob(k.SPKISHA256), micros(k.CreatedAt), micros(k.StateChangedAt), nullMicros(k.DestroyedAt))
+	_, err := t.stmt(ctx, stInsertKey).ExecContext(ctx, codec.KeyArgs(k)...)
 	switch {
 	case err == nil:
 		return nil
@@ -92,15 +89,7 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 }
 
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
-	var (
-		res sql.Result
-		err error
-	)
-	if state == store.KeyDestroyed {
-		res, err = t.stmt(ctx, stDestroyKey).ExecContext(ctx, state, micros(at), micros(at), uri)
-	} else {
-		res, err = t.stmt(ctx, stSetKeyState).ExecContext(ctx, state, micros(at), uri)
-	}
+	res, err := t.stmt(ctx, stSetKeyState).ExecContext(ctx, codec.SetKeyStateArgs(uri, state, at)...)
 	if err != nil {
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
 	}
@@ -128,9 +117,8 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	case !errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
 	}
-	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, c.Serial, c.IssuerID, c.Profile, c.ProfileVersion,
-		c.Subject, micros(c.NotBefore), micros(c.NotAfter), c.SPKISHA256, blob(c.DER), c.Status,
-		nullMicros(c.RevokedAt), c.RevocationReason, micros(c.CreatedAt))
+	var args [13]any // one per column: the statement does not keep them, so they stay off the heap
+	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
 	switch {
 	case err == nil:
 		return nil
@@ -148,7 +136,7 @@ func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certifi
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
-	certs, err := collect(rows, scanCert)
+	certs, err := collect(rows, codec.ScanCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("certificates by SPKI %x: %w", h, err)
 	}
@@ -173,8 +161,8 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("append audit %s %q: %w", e.Action, e.Subject, err)
 	}
 	audit.Seal(e, t.headSeq, t.headHash)
-	if _, err := t.stmt(ctx, stInsertAudit).ExecContext(ctx, e.Seq, micros(e.Time), e.Actor, e.Action,
-		e.Subject, e.Outcome, string(details), e.PrevHash, e.Hash); err != nil {
+	var args [9]any // as in InsertCertificate
+	if _, err := t.stmt(ctx, stInsertAudit).ExecContext(ctx, codec.AppendEventArgs(args[:0], e, details)...); err != nil {
 		return fmt.Errorf("append audit event %d %s %q: %w", e.Seq, e.Action, e.Subject, err)
 	}
 	t.headSeq, t.headHash = e.Seq, e.Hash

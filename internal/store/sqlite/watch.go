@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // watchInterval is how often Watch reads PRAGMA data_version: the latency with which a commit made by another
@@ -17,15 +18,11 @@ const watchInterval = 100 * time.Millisecond
 // subject, in pages of walkPage.
 func (s *Store) WalkChanges(ctx context.Context, after int64, fn func(store.Change) error) error {
 	for {
-		rows, err := s.r.QueryContext(ctx, `SELECT seq, action, subject FROM audit_events WHERE seq > ? AND outcome = 'success' ORDER BY seq LIMIT ?`, after, walkPage)
+		rows, err := s.r.QueryContext(ctx, sqlrecord.WalkChanges, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk changes after %d: %w", after, err)
 		}
-		page, err := collect(rows, func(r scanner) (store.Change, error) {
-			var c store.Change
-			err := r.Scan(&c.Seq, &c.Action, &c.Subject)
-			return c, err
-		})
+		page, err := collect(rows, sqlrecord.ScanChange)
 		if err != nil {
 			return fmt.Errorf("walk changes after %d: %w", after, err)
 		}

@@ -156,3 +156,101 @@ func BenchGetCertificate(b *testing.B, s store.Store, batch int) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
 	b.ReportMetric(float64(writes.Load())/elapsed.Seconds(), "writes/s")
 }
+
+// BenchReads measures the reads that return many rows or run once per issuance, over a store of n certificates
+// with their audit events, a quarter of them revoked (each revocation with its audit event too). Each
+// sub-benchmark's op is one whole pass: WalkAudit walks the whole chain, WalkCertStatus every certificate of the
+// issuing CA, WalkRevoked its CRL entries, and GetCertificate and CertificatesBySPKI look up n/10 certificates
+// one by one. Each reports rows/s. s must be empty.
+func BenchReads(b *testing.B, s store.Store, n int) {
+	ctx := context.Background()
+	if err := s.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertCA(ctx, rootCA()); err != nil {
+			return err
+		}
+		return tx.InsertCA(ctx, issuingCA("dev/bench"))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	certs := make([]*store.Certificate, 0, n)
+	for len(certs) < n {
+		if err := s.Tx(ctx, func(tx store.Tx) error {
+			for i := 0; i < 1000 && len(certs) < n; i++ {
+				c := newCert(b, "dev/bench", "PX1-"+NewSerial(b), nil)
+				if _, err := certAndEvent(ctx, tx, c); err != nil {
+					return err
+				}
+				certs = append(certs, c)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for lo := 0; lo < n; lo += 4 * 1000 {
+		if err := s.Tx(ctx, func(tx store.Tx) error {
+			for i := lo; i < min(lo+4*1000, n); i += 4 {
+				r := &store.Revocation{Serial: certs[i].Serial, Reason: store.ReasonKeyCompromise, RevokedAt: us(t0.AddDate(1, 0, 0))}
+				if _, err := tx.Revoke(ctx, r); err != nil {
+					return err
+				}
+				if err := tx.AppendAudit(ctx, &audit.Event{
+					Time: time.Now(), Actor: "operator:bench", Action: "certificate.revoke", Subject: r.Serial,
+					Outcome: audit.OutcomeSuccess, Details: map[string]string{"reason": "keyCompromise"},
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lookups := certs[:max(n/10, 1)]
+
+	pass := func(name string, fn func() (int, error)) {
+		b.Run(name, func(b *testing.B) {
+			rows := 0
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				k, err := fn()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows += k
+			}
+			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+	pass("WalkAudit", func() (int, error) {
+		k := 0
+		err := s.WalkAudit(ctx, 0, func(*audit.Event) error { k++; return nil })
+		return k, err
+	})
+	pass("WalkCertStatus", func() (int, error) {
+		k := 0
+		err := s.WalkCertStatus(ctx, store.CertQuery{IssuerIDs: []string{"dev/bench"}}, func(*store.CertStatus) error { k++; return nil })
+		return k, err
+	})
+	pass("WalkRevoked", func() (int, error) {
+		k := 0
+		err := s.WalkRevoked(ctx, "dev/bench", t0, func(*store.RevocationEntry) error { k++; return nil })
+		return k, err
+	})
+	pass("GetCertificate", func() (int, error) {
+		for _, c := range lookups {
+			if _, err := s.GetCertificate(ctx, c.Serial); err != nil {
+				return 0, err
+			}
+		}
+		return len(lookups), nil
+	})
+	pass("CertificatesBySPKI", func() (int, error) {
+		for _, c := range lookups {
+			if got, err := s.CertificatesBySPKI(ctx, c.SPKISHA256); err != nil || len(got) != 1 {
+				return 0, fmt.Errorf("certificates by SPKI of %s: %d, %v", c.Serial, len(got), err)
+			}
+		}
+		return len(lookups), nil
+	})
+}

@@ -1,0 +1,186 @@
+package sqlrecord
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Column lists of the core tables, in the order of the Scan and Args functions below.
+const (
+	CAColumns          = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
+	KeyColumns         = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
+	CertificateColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
+		`revoked_at, revocation_reason, created_at`
+	TokenColumns  = `id, name, role, hash, created_at, revoked_at`
+	AuditColumns  = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
+	ChangeColumns = `seq, action, subject`
+)
+
+// Statements on the core tables that both dialects run as they are.
+const (
+	InsertCA    = `INSERT INTO cas (` + CAColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	SelectCA    = `SELECT ` + CAColumns + ` FROM cas WHERE id = $1`
+	ListCAs     = `SELECT ` + CAColumns + ` FROM cas ORDER BY id`
+	SetCAStatus = `UPDATE cas SET status = $1 WHERE id = $2`
+
+	InsertKey = `INSERT INTO keys (` + KeyColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	SelectKey = `SELECT ` + KeyColumns + ` FROM keys WHERE uri = $1`
+	ListKeys  = `SELECT ` + KeyColumns + ` FROM keys ORDER BY uri`
+	// SetKeyState moves a key to state $1 at time $2, which is also its destruction time if $1 is $4
+	// (store.KeyDestroyed); see SetKeyStateArgs.
+	SetKeyState = `UPDATE keys SET state = $1, state_changed_at = $2,
+		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
+		WHERE uri = $3`
+
+	InsertCertificate  = `INSERT INTO certificates (` + CertificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+	SelectCertificate  = `SELECT ` + CertificateColumns + ` FROM certificates WHERE serial = $1`
+	CertificatesBySPKI = `SELECT ` + CertificateColumns + ` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`
+
+	InsertToken       = `INSERT INTO tokens (` + TokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	SelectTokenByHash = `SELECT ` + TokenColumns + ` FROM tokens WHERE hash = $1`
+
+	InsertEvent = `INSERT INTO audit_events (` + AuditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// WalkAudit reads the events after sequence number $1, at most $2 of them.
+	WalkAudit = `SELECT ` + AuditColumns + ` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`
+	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
+	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
+)
+
+// SetKeyStateArgs returns the arguments of SetKeyState.
+func (c Codec) SetKeyStateArgs(uri, state string, at time.Time) []any {
+	return []any{state, c.BindTime(at), uri, store.KeyDestroyed}
+}
+
+// ListCertificates returns the query of store.Reader.ListCertificates and its arguments.
+func ListCertificates(f store.CertFilter) (string, []any) {
+	var w where
+	w.eq("issuer_id", f.IssuerID)
+	w.eq("profile", f.Profile)
+	w.eq("status", f.Status)
+	w.eq("subject", f.Subject)
+	q := `SELECT ` + CertificateColumns + ` FROM certificates` + w.clause() + ` ORDER BY serial`
+	if f.Limit > 0 {
+		q += ` LIMIT ` + w.arg(f.Limit)
+	}
+	return q, w.args
+}
+
+// ScanCA reads a row of CAColumns.
+func (c Codec) ScanCA(r Row) (*store.CA, error) {
+	var ca store.CA
+	if err := r.Scan(&ca.ID, &ca.Environment, &ca.ProductLine, &ca.Kind, (*nullString)(&ca.ParentID), &ca.KeyURI,
+		&ca.CertDER, &ca.Subject, c.ScanTime(&ca.NotBefore), c.ScanTime(&ca.NotAfter), &ca.Status,
+		c.ScanTime(&ca.CreatedAt)); err != nil {
+		return nil, err
+	}
+	ca.CertDER = nonEmpty(ca.CertDER)
+	return &ca, nil
+}
+
+// CAArgs returns ca's values in the order of CAColumns.
+func (c Codec) CAArgs(ca *store.CA) []any {
+	return []any{ca.ID, ca.Environment, ca.ProductLine, ca.Kind, NullString(ca.ParentID), ca.KeyURI, Blob(ca.CertDER),
+		ca.Subject, c.BindTime(ca.NotBefore), c.BindTime(ca.NotAfter), ca.Status, c.BindTime(ca.CreatedAt)}
+}
+
+// ScanKey reads a row of KeyColumns.
+func (c Codec) ScanKey(r Row) (*store.Key, error) {
+	var k store.Key
+	if err := r.Scan(&k.URI, &k.Purpose, &k.Algorithm, &k.Location, &k.State, &k.Owner, &k.SPKISHA256,
+		c.ScanTime(&k.CreatedAt), c.ScanTime(&k.StateChangedAt), c.ScanNullTime(&k.DestroyedAt)); err != nil {
+		return nil, err
+	}
+	k.SPKISHA256 = nonEmpty(k.SPKISHA256)
+	return &k, nil
+}
+
+// KeyArgs returns k's values in the order of KeyColumns.
+func (c Codec) KeyArgs(k *store.Key) []any {
+	return []any{k.URI, k.Purpose, k.Algorithm, k.Location, k.State, k.Owner, Blob(k.SPKISHA256),
+		c.BindTime(k.CreatedAt), c.BindTime(k.StateChangedAt), c.BindNullTime(k.DestroyedAt)}
+}
+
+// ScanCertificate reads a row of CertificateColumns.
+func (c Codec) ScanCertificate(r Row) (*store.Certificate, error) {
+	var x store.Certificate
+	if err := r.Scan(&x.Serial, &x.IssuerID, &x.Profile, &x.ProfileVersion, &x.Subject, c.ScanTime(&x.NotBefore),
+		c.ScanTime(&x.NotAfter), &x.SPKISHA256, &x.DER, &x.Status, c.ScanNullTime(&x.RevokedAt),
+		&x.RevocationReason, c.ScanTime(&x.CreatedAt)); err != nil {
+		return nil, err
+	}
+	x.SPKISHA256, x.DER = nonEmpty(x.SPKISHA256), nonEmpty(x.DER)
+	return &x, nil
+}
+
+// AppendCertificateArgs appends x's values to dst in the order of CertificateColumns. It appends, unlike the
+// other records' Args, so that issuance can bind from a buffer on its stack rather than allocate a slice per
+// certificate.
+func (c Codec) AppendCertificateArgs(dst []any, x *store.Certificate) []any {
+	return append(dst, x.Serial, x.IssuerID, x.Profile, x.ProfileVersion, x.Subject, c.BindTime(x.NotBefore),
+		c.BindTime(x.NotAfter), x.SPKISHA256, Blob(x.DER), x.Status, c.BindNullTime(x.RevokedAt),
+		x.RevocationReason, c.BindTime(x.CreatedAt))
+}
+
+// ScanToken reads a row of TokenColumns.
+func (c Codec) ScanToken(r Row) (*store.Token, error) {
+	var t store.Token
+	if err := r.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, c.ScanTime(&t.CreatedAt), c.ScanNullTime(&t.RevokedAt)); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// TokenArgs returns t's values in the order of TokenColumns.
+func (c Codec) TokenArgs(t *store.Token) []any {
+	return []any{t.ID, t.Name, t.Role, t.Hash, c.BindTime(t.CreatedAt), c.BindNullTime(t.RevokedAt)}
+}
+
+// ScanEvent reads a row of AuditColumns.
+func (c Codec) ScanEvent(r Row) (*audit.Event, error) {
+	var (
+		e       audit.Event
+		details string
+	)
+	if err := r.Scan(&e.Seq, c.ScanTime(&e.Time), &e.Actor, &e.Action, &e.Subject, &e.Outcome, &details,
+		&e.PrevHash, &e.Hash); err != nil {
+		return nil, err
+	}
+	d, err := decodeDetails(e.Seq, details)
+	if err != nil {
+		return nil, err
+	}
+	e.Details = d
+	return &e, nil
+}
+
+// AppendEventArgs appends the values of sealed event e to dst in the order of AuditColumns; details is
+// audit.DetailsJSON(e.Details), the text the event's hash covers. It appends for the reason
+// AppendCertificateArgs does: every issuance appends an event.
+func (c Codec) AppendEventArgs(dst []any, e *audit.Event, details []byte) []any {
+	return append(dst, e.Seq, c.BindTime(e.Time), e.Actor, e.Action, e.Subject, e.Outcome, string(details),
+		e.PrevHash, e.Hash)
+}
+
+// decodeDetails reads the details column; an empty object reads back as nil details, which hash the same.
+func decodeDetails(seq int64, text string) (map[string]string, error) {
+	var d map[string]string
+	if err := json.Unmarshal([]byte(text), &d); err != nil {
+		return nil, fmt.Errorf("audit event %d: details: %w", seq, err)
+	}
+	if len(d) == 0 {
+		return nil, nil
+	}
+	return d, nil
+}
+
+// ScanChange reads a row of ChangeColumns.
+func ScanChange(r Row) (store.Change, error) {
+	var ch store.Change
+	err := r.Scan(&ch.Seq, &ch.Action, &ch.Subject)
+	return ch, err
+}

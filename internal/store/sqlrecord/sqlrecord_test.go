@@ -1,0 +1,147 @@
+package sqlrecord
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// plain is a Dialect that binds and scans every value as it is.
+type plain struct{}
+
+func (plain) BindTime(t time.Time) any       { return t }
+func (plain) BindNullTime(t *time.Time) any  { return t }
+func (plain) ScanTime(t *time.Time) any      { return t }
+func (plain) ScanNullTime(t **time.Time) any { return t }
+func (plain) ScanBool(b *bool) any           { return b }
+
+var errCounted = errors.New("counted")
+
+// countRow records how many destinations a scan passes.
+type countRow struct{ n int }
+
+func (r *countRow) Scan(dest ...any) error {
+	r.n = len(dest)
+	return errCounted
+}
+
+// columnNames splits a column list at its top-level commas (COALESCE(a, b) is one column).
+func columnNames(list string) []string {
+	var (
+		out   []string
+		depth int
+		start int
+	)
+	for i, c := range list {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, strings.TrimSpace(list[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return append(out, strings.TrimSpace(list[start:]))
+}
+
+// TestColumnsMatch checks, for every record, that its column list, its Scan function's destinations and its
+// Args function's values have the same length: the one place where a column added to one and not the others
+// would otherwise surface only as a driver error, or as values bound to the wrong columns.
+func TestColumnsMatch(t *testing.T) {
+	c := NewCodec(plain{})
+	scan := func(f func(Row) error) int {
+		var r countRow
+		if err := f(&r); !errors.Is(err, errCounted) {
+			t.Fatalf("scan: %v", err)
+		}
+		return r.n
+	}
+	for _, tc := range []struct {
+		name    string
+		columns string
+		scan    func(Row) error
+		args    []any // nil: the record is never written through this list
+	}{
+		{"CA", CAColumns, func(r Row) error { _, err := c.ScanCA(r); return err }, c.CAArgs(&store.CA{})},
+		{"Key", KeyColumns, func(r Row) error { _, err := c.ScanKey(r); return err }, c.KeyArgs(&store.Key{})},
+		{"Certificate", CertificateColumns, func(r Row) error { _, err := c.ScanCertificate(r); return err }, c.AppendCertificateArgs(nil, &store.Certificate{})},
+		{"Token", TokenColumns, func(r Row) error { _, err := c.ScanToken(r); return err }, c.TokenArgs(&store.Token{})},
+		{"Event", AuditColumns, func(r Row) error { _, err := c.ScanEvent(r); return err }, c.AppendEventArgs(nil, &audit.Event{}, nil)},
+		{"Change", ChangeColumns, func(r Row) error { _, err := ScanChange(r); return err }, nil},
+		{"Station", StationColumns, func(r Row) error { _, err := c.ScanStation(r); return err }, c.StationArgs(&store.Station{})},
+		{"Device", DeviceColumns, func(r Row) error { _, err := c.ScanDevice(r); return err }, c.DeviceArgs(&store.Device{})},
+		{"RevocationEntry", RevocationEntryColumns, func(r Row) error { _, err := c.ScanRevocationEntry(r); return err }, nil},
+		{"CRLEntry", CRLEntryColumns, func(r Row) error { return c.ScanCRLEntry(r, &store.RevocationEntry{}) }, nil},
+		{"CertStatus", CertStatusColumns, func(r Row) error { _, err := c.ScanCertStatus(r); return err }, nil},
+		{"CRL", CRLColumns, func(r Row) error { _, err := c.ScanCRL(r); return err }, c.CRLArgs(&store.PublishedCRL{})},
+		{"RevocationSigner", RevocationSignerColumns, func(r Row) error { _, err := c.ScanRevocationSigner(r); return err }, c.RevocationSignerArgs(&store.RevocationSigner{})},
+		{"Filter", FilterColumns, func(r Row) error { _, err := c.ScanFilter(r); return err }, c.FilterArgs(&store.PublishedFilter{})},
+		{"FirmwareRoot", FirmwareRootColumns, func(r Row) error { _, err := c.ScanFirmwareRoot(r); return err }, c.FirmwareRootArgs(&store.FirmwareRoot{})},
+		{"FirmwareKey", FirmwareKeyColumns, func(r Row) error { _, err := c.ScanFirmwareKey(r); return err }, c.FirmwareKeyArgs(&store.FirmwareSigningKey{})},
+		{"FirmwareRelease", FirmwareReleaseColumns, func(r Row) error { _, err := c.ScanFirmwareRelease(r); return err }, c.FirmwareReleaseArgs(&store.FirmwareRelease{})},
+		{"FirmwareApproval", FirmwareApprovalColumns, func(r Row) error { _, err := c.ScanFirmwareApproval(r); return err }, c.FirmwareApprovalArgs(&store.FirmwareApproval{})},
+		{"FactorySite", FactorySiteColumns, func(r Row) error { _, err := c.ScanFactorySite(r); return err }, c.FactorySiteArgs(&store.FactorySite{})},
+		{"FactoryExport", FactoryExportColumns, nil, c.FactoryExportArgs(&store.FactoryExport{})},
+		{"FactoryBatch", FactoryBatchColumns, func(r Row) error { _, err := c.ScanFactoryBatch(r); return err }, c.FactoryBatchArgs(&store.FactoryBatch{})},
+		{"SiteLog", SiteLogColumns, nil, c.SiteLogArgs(&store.FactorySiteLogEntry{}, 0)},
+		{"SiteLogEntry", SiteLogEntryColumns, func(r Row) error { _, err := c.ScanSiteLogEntry(r); return err }, nil},
+	} {
+		n := len(columnNames(tc.columns))
+		if tc.scan != nil {
+			if got := scan(tc.scan); got != n {
+				t.Errorf("%s: scan has %d destinations for %d columns", tc.name, got, n)
+			}
+		}
+		if tc.args != nil && len(tc.args) != n {
+			t.Errorf("%s: args has %d values for %d columns", tc.name, len(tc.args), n)
+		}
+	}
+}
+
+func TestBlobAndNullString(t *testing.T) {
+	if Blob(nil) != nil || Blob([]byte{}) != nil {
+		t.Error("Blob of an empty slice is not NULL")
+	}
+	if b, ok := Blob([]byte{1}).([]byte); !ok || len(b) != 1 {
+		t.Error("Blob of a byte changed it")
+	}
+	if NullString("") != nil || NullString("a") != "a" {
+		t.Error("NullString does not bind '' as NULL and other strings as they are")
+	}
+	var s string
+	for _, tc := range []struct {
+		src  any
+		want string
+	}{{nil, ""}, {"dev/root", "dev/root"}, {[]byte("dev/root"), "dev/root"}} {
+		s = "stale"
+		if err := (*nullString)(&s).Scan(tc.src); err != nil || s != tc.want {
+			t.Errorf("scan %#v: %q, %v; want %q", tc.src, s, err, tc.want)
+		}
+	}
+	if err := (*nullString)(&s).Scan(int64(1)); err == nil {
+		t.Error("scanned an integer into a string")
+	}
+}
+
+func TestSplitKIDs(t *testing.T) {
+	a, b := make([]byte, kidSize), make([]byte, kidSize)
+	a[0], b[0] = 1, 2
+	got, err := splitKIDs(joinKIDs([][]byte{a, b}))
+	if err != nil || len(got) != 2 || got[0][0] != 1 || got[1][0] != 2 {
+		t.Fatalf("round trip: %v, %v", got, err)
+	}
+	if got, err := splitKIDs(nil); err != nil || got != nil {
+		t.Errorf("empty list: %v, %v", got, err)
+	}
+	if _, err := splitKIDs(make([]byte, kidSize+1)); err == nil {
+		t.Error("split a list of 33 bytes")
+	}
+}
