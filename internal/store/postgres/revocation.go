@@ -173,7 +173,7 @@ func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64
 }
 
 // revokedPage is the number of rows WalkRevoked reads per query: a CRL walks every revoked certificate of a
-// CA (a million in the issue 5 benchmark), so pages are large.
+// CA (a million in the CRL benchmark), so pages are large.
 const revokedPage = 20000
 
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6) along the partial index

@@ -184,7 +184,7 @@ func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64
 }
 
 // revokedPage is the number of rows WalkRevoked reads per query. A CRL walks every revoked certificate of a
-// CA (a million in the issue 5 benchmark), so pages are large: each page costs one index seek and one query.
+// CA (a million in the CRL benchmark), so pages are large: each page costs one index seek and one query.
 const revokedPage = 20000
 
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6: serial, revocation date, reason,
