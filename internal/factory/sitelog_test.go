@@ -43,7 +43,7 @@ func packageSite(t *testing.T, ctx context.Context, hq *node.Node, hqF *Factory,
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), siteName)
-	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: SiteID("dev", "demo-implant", siteName), Out: dir, Actor: "test"}); err != nil {
+	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: SiteID("dev", "demo-implant", siteName), Out: dir, Principal: ra.Principal{ID: "test", Role: ra.RoleAdmin}}); err != nil {
 		t.Fatal(err)
 	}
 	site, err := node.Open(ctx, node.Options{Dir: dir})
