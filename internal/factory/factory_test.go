@@ -4,33 +4,29 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
 func TestMain(m *testing.M) { pkcs11test.Main(m) }
 
 var transport = []byte("0123456789abcdef0123456789abcdef")
+
+var admin = ra.Principal{ID: "test", Role: ra.RoleAdmin}
 
 func newNode(t testing.TB) (*node.Node, *Factory) {
 	t.Helper()
@@ -39,12 +35,27 @@ func newNode(t testing.TB) (*node.Node, *Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n, &Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "test"}
+	return n, &Factory{RA: n.RA, CA: n.CA, Principal: admin}
 }
 
-func siteCA(t testing.TB, f *Factory, ks keystore.Keystore, site string, quota int64) *SiteCA {
+// withRA returns a copy of f whose RA is a new one over n's store and custodian, changed by edit first (a store
+// hook, a clock, other profiles).
+func withRA(t testing.TB, n *node.Node, f *Factory, edit func(*ra.Config)) *Factory {
 	t.Helper()
-	s, err := f.CreateSiteCA(context.Background(), SiteCARequest{Env: "dev", Product: "demo-implant", Site: site, Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: ks})
+	cfg := ra.Config{Store: n.Store, CA: n.CA, Hierarchy: n.Config, Profiles: n.Profiles, Now: n.Now}
+	edit(&cfg)
+	r, err := ra.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f
+	g.RA = r
+	return &g
+}
+
+func siteCA(t testing.TB, f *Factory, ks keystore.Keystore, site string, quota int64) *ra.SiteCA {
+	t.Helper()
+	s, err := f.RA.CreateSiteCA(context.Background(), f.Principal, ra.SiteCARequest{Environment: "dev", ProductLine: "demo-implant", Site: site, Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: ks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,90 +81,9 @@ func rootPool(t testing.TB, n *node.Node) *x509.CertPool {
 	return p
 }
 
-func TestSiteCA(t *testing.T) {
-	ctx := context.Background()
-	n, f := newNode(t)
-	s := siteCA(t, f, n.Soft, "site-a", 1000)
-	c := s.Cert
-	if !c.IsCA || !c.MaxPathLenZero || c.MaxPathLen != 0 {
-		t.Errorf("site CA: IsCA %v, path length %d (zero %v); want a CA with path length 0", c.IsCA, c.MaxPathLen, c.MaxPathLenZero)
-	}
-	if !c.PermittedDNSDomainsCritical || len(c.ExcludedDNSDomains) != 1 || len(c.ExcludedIPRanges) != 2 {
-		t.Errorf("site CA name constraints: critical %v, excluded DNS %q, IP %v", c.PermittedDNSDomainsCritical, c.ExcludedDNSDomains, c.ExcludedIPRanges)
-	}
-	if s.CA.Kind != store.CAKindSite || s.Site.Quota != 1000 || s.Site.CNPattern != `^DEMO-[0-9]{8}$` {
-		t.Errorf("recorded %+v %+v", s.CA, s.Site)
-	}
-	if got := s.Site.IssueUntil.Sub(time.Now()); got < 29*24*time.Hour || got > 31*24*time.Hour {
-		t.Errorf("issuing window ends in %s, want 30d", got)
-	}
-	k, err := n.Store.GetKey(ctx, s.CA.KeyURI)
-	if err != nil || k.Purpose != string(keystore.PurposeCASigning) || k.Owner != s.CA.ID {
-		t.Errorf("site CA key record %+v, %v", k, err)
-	}
-	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
-		t.Fatal(err)
-	}
-	var actions []string
-	_ = n.Store.WalkAudit(ctx, 0, func(e *audit.Event) error { actions = append(actions, e.Action); return nil })
-	if got := strings.Join(actions[len(actions)-3:], ","); got != "key.generate,ca.create,factory.site.create" {
-		t.Errorf("last audit events %s", got)
-	}
-
-	// Go's verifier enforces the name constraints: a certificate with any SAN type under the site CA fails.
-	signer, err := n.Keys.Signer(ctx, s.CA.KeyURI, keystore.PurposeCASigning)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := rootPool(t, n)
-	inter := x509.NewCertPool()
-	inter.AddCert(c)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	for name, mod := range map[string]func(*x509.Certificate){
-		"dns":   func(l *x509.Certificate) { l.DNSNames = []string{"evil.example.com"} },
-		"ip":    func(l *x509.Certificate) { l.IPAddresses = []net.IP{net.ParseIP("10.0.0.1")} },
-		"email": func(l *x509.Certificate) { l.EmailAddresses = []string{"a@example.com"} },
-		"uri":   func(l *x509.Certificate) { l.URIs = []*url.URL{{Scheme: "https", Host: "example.com"}} },
-		"none":  func(*x509.Certificate) {},
-	} {
-		l := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "DEMO-00000001"}, NotBefore: time.Now().Add(-time.Hour),
-			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-		mod(l)
-		der, err := x509.CreateCertificate(rand.Reader, l, c, &leafKey.PublicKey, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, _ := x509.ParseCertificate(der)
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-		if (name == "none") != (err == nil) {
-			t.Errorf("%s SAN under the site CA: verify error %v", name, err)
-		}
-	}
-
-	// Bad requests.
-	for name, req := range map[string]SiteCARequest{
-		"duplicate":       {Env: "dev", Product: "demo-implant", Site: "site-a", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"unknown env":     {Env: "staging", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"unknown product": {Env: "dev", Product: "pacemaker", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"long site":       {Env: "dev", Product: "demo-implant", Site: "a-very-long-site-name", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"no quota":        {Env: "dev", Product: "demo-implant", Site: "b", Quota: 0, ValidFor: time.Hour, Keys: n.Soft},
-		"long window":     {Env: "dev", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: 400 * 24 * time.Hour, Keys: n.Soft},
-		"wrong profile":   {Env: "dev", Product: "demo-implant", Site: "b", Profile: "no-such-profile", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-	} {
-		_, err := f.CreateSiteCA(ctx, req)
-		want := ErrBadRequest
-		if name == "duplicate" {
-			want = ErrConflict
-		}
-		if !errors.Is(err, want) {
-			t.Errorf("%s: got %v, want %v", name, err, want)
-		}
-	}
-}
-
 // verifyBatch checks every credential: chain to the root through the site CA, index order, unique serials and
 // names, and a wrapped key that opens to the certified key.
-func verifyBatch(t *testing.T, n *node.Node, s *SiteCA, path string, count int64) *BatchInfo {
+func verifyBatch(t *testing.T, n *node.Node, s *ra.SiteCA, path string, count int64) *BatchInfo {
 	t.Helper()
 	info, err := Show(path)
 	if err != nil {
@@ -330,7 +260,7 @@ func TestSiteCARefuses(t *testing.T) {
 		{"outside subject rule", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "PX1-00000001" }, ErrRefused},
 		{"past the serial width", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "DEMO-99999999"; r.Count = 2 }, ErrBadRequest},
 		{"after the window", func(_ *BatchRequest, g *Factory) {
-			g.Now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }
+			*g = *withRA(t, n, g, func(c *ra.Config) { c.Now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) } })
 		}, ErrRefused},
 		{"no site CA", func(r *BatchRequest, _ *Factory) { r.Site = "site-b" }, ErrNotFound},
 		{"undeclared environment", func(r *BatchRequest, _ *Factory) { r.Env = "staging" }, ErrNotFound},

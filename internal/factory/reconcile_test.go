@@ -36,7 +36,7 @@ func newNodeDB(t testing.TB, db string) (*node.Node, *Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n, &Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "test"}
+	return n, &Factory{RA: n.RA, CA: n.CA, Principal: admin}
 }
 
 // injectN binds the next n credentials of the batch at path to devices HW-<from>...
@@ -167,7 +167,7 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		}
 	}
 	// 200 certificates under the site CA: 120 valid, 80 revoked with cessationOfOperation, keys destroyed.
-	certs, err := n.Store.ListCertificates(ctx, store.CertFilter{IssuerID: SiteID("dev", "demo-implant", "site-a")})
+	certs, err := n.Store.ListCertificates(ctx, store.CertFilter{IssuerID: ra.SiteCAID("dev", "demo-implant", "site-a")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +469,7 @@ func TestReconcileRefuses(t *testing.T) {
 				fr := readFrames(t, otherX)
 				var h ExportHeader
 				_ = json.Unmarshal(fr[0].payload, &h)
-				h.Site, h.SiteCA = "site-a", SiteID("dev", "demo-implant", "site-a")
+				h.Site, h.SiteCA = "site-a", ra.SiteCAID("dev", "demo-implant", "site-a")
 				a, _ := n.Store.GetCA(ctx, h.SiteCA)
 				h.SiteCASHA256 = sha256Hex(a.CertDER)
 				fr[0].payload, _ = json.Marshal(&h)
