@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
@@ -389,4 +393,99 @@ func TestBatchPKCS11(t *testing.T) {
 	if _, err := InjectWith(soft, "HW-3", time.Now(), opts); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("HSM wrap of a software-wrapped batch: %v", err)
 	}
+}
+
+// registerDevice enrolls device cn at the headquarters n through a factory station of site "hq", so the
+// registry holds it, and then applies state: store.DeviceSuspended or store.DeviceDecommissioned (or none).
+func registerDevice(t *testing.T, n *node.Node, cn, state string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := n.Store.GetStation(ctx, "hq-01")
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := n.RA.AddStation(ctx, admin, ra.StationRequest{Environment: "dev", Site: "hq", Name: "hq-01", ProductLines: []string{"demo-implant"}}); err != nil {
+			t.Fatal(err)
+		}
+		st, err = n.Store.GetStation(ctx, "hq-01")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.RA.Enroll(ctx, ra.Caller{Principal: ra.StationPrincipal(st.ID), Station: st, Environment: "dev"},
+		ra.EnrollRequest{Environment: "dev", ProductLine: "demo-implant", CSR: csr}); err != nil {
+		t.Fatal(err)
+	}
+	ref := ra.DeviceRef{Environment: "dev", ProductLine: "demo-implant", Serial: cn}
+	switch state {
+	case store.DeviceSuspended:
+		_, err = n.RA.ApplyDeviceAction(ctx, admin, ref, ra.Suspend)
+	case store.DeviceDecommissioned:
+		_, err = n.RA.Decommission(ctx, admin, ra.DecommissionRequest{Device: ref, AttestedBy: "QA"})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatchRefusesRegistry: a batch that would pre-issue a serial the registry holds as decommissioned or
+// suspended is refused with the device's state and its kind, writes no file, reserves nothing, and leaves one
+// audit event: the refusal.
+func TestBatchRefusesRegistry(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	s := siteCA(t, f, n.Soft, "site-a", 100)
+	registerDevice(t, n, "DEMO-00000004", store.DeviceDecommissioned)
+	registerDevice(t, n, "DEMO-00000012", store.DeviceSuspended)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		first string
+		kind  ra.Kind
+		msg   string
+	}{
+		{"DEMO-00000001", ra.KindConflict, "device DEMO-00000004 of dev/demo-implant was decommissioned"},
+		{"DEMO-00000010", ra.KindForbidden, "device DEMO-00000012 of dev/demo-implant is suspended"},
+	} {
+		out := filepath.Join(dir, tc.first+".kwb")
+		req := softBatch(out, 6)
+		req.FirstSerial = tc.first
+		before := auditEvents(t, n.Store)
+		_, err := f.Batch(ctx, req)
+		if ra.KindOf(err) != tc.kind || !strings.Contains(err.Error(), tc.msg) {
+			t.Fatalf("batch from %s: %v; want %v with %q", tc.first, err, tc.kind, tc.msg)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("batch from %s: the refused batch wrote %s (%v)", tc.first, out, err)
+		}
+		after := auditEvents(t, n.Store)
+		if len(after) != len(before)+1 || after[len(after)-1].Action != audit.ActionBatchStart || after[len(after)-1].Outcome != audit.OutcomeRefused {
+			t.Fatalf("batch from %s: %d audit events, then %d ending %+v; want the refusal only", tc.first, len(before), len(after), after[len(after)-1])
+		}
+		if fs, err := n.Store.GetFactorySite(ctx, s.CA.ID); err != nil || fs.Reserved != 0 {
+			t.Fatalf("batch from %s: reserved %+v, %v; want nothing", tc.first, fs, err)
+		}
+	}
+	// Past them, the batch runs.
+	out := filepath.Join(dir, "ok.kwb")
+	req := softBatch(out, 6)
+	req.FirstSerial = "DEMO-00000013"
+	if _, err := f.Batch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	verifyBatch(t, n, s, out, 6)
+}
+
+func auditEvents(t *testing.T, s store.Store) []*audit.Event {
+	t.Helper()
+	var out []*audit.Event
+	if err := s.WalkAudit(context.Background(), 0, func(e *audit.Event) error { out = append(out, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
