@@ -19,11 +19,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/factory"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // BatchOptions configure the factory batch benchmark.
@@ -110,8 +112,9 @@ func Batch(ctx context.Context, opts BatchOptions) (*BatchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &factory.Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "bench", Now: n.Now}
-	site, err := f.CreateSiteCA(ctx, factory.SiteCARequest{Env: "dev", Product: "demo-implant", Site: "bench", Quota: opts.Count, ValidFor: 24 * time.Hour, Keys: keys})
+	p := ra.Principal{ID: "bench", Role: ra.RoleAdmin}
+	f := &factory.Factory{RA: n.RA, CA: n.CA, Principal: p}
+	site, err := n.RA.CreateSiteCA(ctx, p, ra.SiteCARequest{Environment: "dev", ProductLine: "demo-implant", Site: "bench", Quota: opts.Count, ValidFor: 24 * time.Hour, Keys: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +124,7 @@ func Batch(ctx context.Context, opts BatchOptions) (*BatchResult, error) {
 	res.LimitGoroutines = max(res.GOMAXPROCS, opts.Workers)
 	res.Limit = fmt.Sprintf("x509.CreateCertificate with the site CA key (%s) and a template of profile %s, %d goroutines", keys.Location(), site.Site.Profile, res.LimitGoroutines)
 	progress("measuring the in-process limit (%s) for %s", res.Limit, opts.LimitTime)
-	if res.LimitPerSecond, err = siteCALimit(ctx, n, f, site, res.LimitGoroutines, opts.LimitTime); err != nil {
+	if res.LimitPerSecond, err = siteCALimit(ctx, n, site, res.LimitGoroutines, opts.LimitTime); err != nil {
 		return nil, err
 	}
 
@@ -164,7 +167,7 @@ func Batch(ctx context.Context, opts BatchOptions) (*BatchResult, error) {
 	if pkcs11 && !opts.KeepKeys {
 		progress("destroying the %d device keys on the token (not timed)", opts.Count)
 		start := time.Now()
-		if res.KeysDestroyed, err = destroyDeviceKeys(ctx, keys, req.Out, opts.Workers); err != nil {
+		if res.KeysDestroyed, err = destroyDeviceKeys(ctx, n.CA, req.Out, opts.Workers); err != nil {
 			return nil, err
 		}
 		res.DestroySeconds = time.Since(start).Seconds()
@@ -182,7 +185,7 @@ func benchKeystore(n *node.Node, spec string) (keystore.Keystore, error) {
 
 // siteCALimit runs x509.CreateCertificate in a loop on goroutines goroutines for d with the site CA's key and
 // one template of the site's profile for a device key, and returns certificates per second.
-func siteCALimit(ctx context.Context, n *node.Node, f *factory.Factory, site *factory.SiteCA, goroutines int, d time.Duration) (float64, error) {
+func siteCALimit(ctx context.Context, n *node.Node, site *ra.SiteCA, goroutines int, d time.Duration) (float64, error) {
 	signer, err := n.Keys.Signer(ctx, site.CA.KeyURI, keystore.PurposeCASigning)
 	if err != nil {
 		return 0, err
@@ -198,7 +201,7 @@ func siteCALimit(ctx context.Context, n *node.Node, f *factory.Factory, site *fa
 	// The request as the factory builds it: profile checks read the subject's attributes, as a parsed CSR has them.
 	cn := pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "DEMO-00000001"}
 	csr := &x509.CertificateRequest{PublicKey: &devKey.PublicKey, Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{cn}}}
-	tmpl, err := f.Profiles[site.Site.Profile].Template(&profile.Request{CSR: csr, Role: "factory-station"}, serial, n.Now(), site.Cert)
+	tmpl, err := n.Profiles[site.Site.Profile].Template(&profile.Request{CSR: csr, Role: "factory-station"}, serial, n.Now(), site.Cert)
 	if err != nil {
 		return 0, err
 	}
@@ -234,9 +237,9 @@ func createCertificateLoop(ctx context.Context, goroutines int, d time.Duration,
 	return float64(count.Load()) / time.Since(start).Seconds(), nil
 }
 
-// destroyDeviceKeys removes the device keys of a PKCS#11 batch from the token, so that a benchmark does not
-// leave thousands of objects behind.
-func destroyDeviceKeys(ctx context.Context, keys keystore.Keystore, path string, workers int) (int64, error) {
+// destroyDeviceKeys removes the device keys of a PKCS#11 batch from the token through the custodian, so that a
+// benchmark does not leave thousands of objects behind.
+func destroyDeviceKeys(ctx context.Context, custodian *ca.Custodian, path string, workers int) (int64, error) {
 	uris := make(chan string, 1024)
 	var destroyed atomic.Int64
 	var failure atomic.Value
@@ -246,7 +249,7 @@ func destroyDeviceKeys(ctx context.Context, keys keystore.Keystore, path string,
 		go func() {
 			defer wg.Done()
 			for uri := range uris {
-				if err := keys.Destroy(ctx, uri); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+				if err := custodian.Destroy(ctx, uri); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 					failure.Store(err)
 					continue
 				}

@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
@@ -28,26 +29,9 @@ func factoryCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// factoryErr maps factory errors to exit codes.
-func factoryErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, factory.ErrBadRequest), errors.Is(err, factory.ErrRefused), errors.Is(err, factory.ErrCorrupt),
-		errors.Is(err, factory.ErrTampered), errors.Is(err, factory.ErrForeign):
-		return &exitError{ExitBadRequest, err}
-	case errors.Is(err, factory.ErrConflict), errors.Is(err, factory.ErrReplay):
-		return &exitError{ExitConflict, err}
-	case errors.Is(err, factory.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return &exitError{ExitNotFound, err}
-	case errors.Is(err, hierarchy.ErrOffline):
-		return &exitError{ExitDenied, err}
-	}
-	return err
-}
-
+// newFactory runs the factory's files and pipelines on n: its RA decides and records, its custodian signs.
 func newFactory(n *node.Node) *factory.Factory {
-	return &factory.Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: principal().ID, Now: n.Now}
+	return &factory.Factory{RA: n.RA, CA: n.CA, Principal: principal()}
 }
 
 func factorySiteCACmd(g *globals) *cobra.Command {
@@ -74,9 +58,9 @@ certificates and an issuing window (--valid-for). Its key (purpose ca-signing) i
 			if err != nil {
 				return err
 			}
-			s, err := newFactory(n).CreateSiteCA(cmd.Context(), factory.SiteCARequest{Env: env, Product: product, Site: site, Profile: prof, Quota: quota, ValidFor: window, Keys: keys})
+			s, err := n.RA.CreateSiteCA(cmd.Context(), principal(), ra.SiteCARequest{Environment: env, ProductLine: product, Site: site, Profile: prof, Quota: quota, ValidFor: window, Keys: keys})
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(map[string]any{"id": s.CA.ID, "subject": s.CA.Subject, "key": s.CA.KeyURI, "quota": s.Site.Quota,
@@ -92,7 +76,7 @@ certificates and an issuing window (--valid-for). Its key (purpose ca-signing) i
 	f.StringVar(&env, "env", "dev", "environment")
 	f.StringVar(&product, "product", "", "product line")
 	f.StringVar(&site, "site", "", "site name (1 to 16 lower-case letters, digits, hyphens)")
-	f.StringVar(&prof, "profile", factory.DefaultProfile, "profile the site issues")
+	f.StringVar(&prof, "profile", ra.DefaultSiteProfile, "profile the site issues")
 	f.Int64Var(&quota, "quota", 0, "certificates the site CA may issue")
 	f.StringVar(&validFor, "valid-for", "30d", "issuing window (e.g. 30d, 720h; at most 366d)")
 	f.StringVar(&ks, "keystore", "soft", `where the site CA key is generated: "soft" or a pkcs11: URI`)
@@ -152,7 +136,7 @@ under a per-device transport key derived from --transport-key (hex, 32 bytes; cr
 				_ = bar.Finish()
 			}
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(sum)
@@ -228,7 +212,7 @@ func factoryBatchShowCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			info, err := factory.Show(args[0])
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(info)
@@ -270,12 +254,12 @@ the HSM's copy; without them only the key's URI is handed out. A failed wrap rec
 				}
 				defer hsm.Close()
 				if opts, err = factory.HSMInjection(cmd.Context(), hsm, wrapWith); err != nil {
-					return factoryErr(err)
+					return err
 				}
 			}
 			in, err := factory.InjectWith(batch, serial, time.Now(), opts)
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(in)
@@ -332,7 +316,7 @@ or --out exists.`,
 				}
 				sum, err := newFactory(n).ExportSiteLog(cmd.Context(), env, product, site, req.Out)
 				if err != nil {
-					return factoryErr(err)
+					return err
 				}
 				if g.json {
 					return g.printJSON(sum)
@@ -342,7 +326,7 @@ or --out exists.`,
 			}
 			sum, err := newFactory(n).Export(cmd.Context(), req)
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(sum)
@@ -406,7 +390,7 @@ export, or a device or certificate the registry holds already.`,
 					r.File, r.Seq, r.BatchID, r.SiteCA, r.Devices, r.Certificates, r.Revoked, r.KeysDestroyed, closed)
 			}
 			if err != nil {
-				return factoryErr(err)
+				return err
 			}
 			if g.json {
 				return g.printJSON(results)

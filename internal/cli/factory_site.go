@@ -10,10 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/factory"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/server"
-	"github.com/keyward/keyward/internal/store"
 )
 
 // factorySitePackageCmd is 'keyward factory site-package': the data directory a site runs on, made at
@@ -40,14 +39,9 @@ never connects back. Stations registered later need a new package.`,
 				return err
 			}
 			defer n.Close()
-			res, err := n.PackageSite(cmd.Context(), node.SitePackageRequest{SiteCA: factory.SiteID(env, product, site), Out: out, PassphraseFile: passFile, Actor: principal().ID})
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return &exitError{ExitNotFound, err}
-			case errors.Is(err, store.ErrExists):
-				return &exitError{ExitConflict, err}
-			case err != nil:
-				return &exitError{ExitBadRequest, err}
+			res, err := n.PackageSite(cmd.Context(), node.SitePackageRequest{SiteCA: ra.SiteCAID(env, product, site), Out: out, PassphraseFile: passFile, Principal: principal()})
+			if err != nil {
+				return err
 			}
 			if g.json {
 				return g.printJSON(res)

@@ -29,15 +29,12 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
-	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/profile"
-	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/ra"
 )
-
-// ErrStopped is returned when BatchRequest.StopAfter ended a run early; the batch file is resumable.
-var ErrStopped = errors.New("batch stopped early")
 
 // BatchRequest describes a credential batch.
 type BatchRequest struct {
@@ -89,46 +86,17 @@ type BatchSummary struct {
 	StampRefused string `json:"stamp_refused,omitempty"`
 }
 
-// serialRange allocates device serials: a prefix and a zero-padded decimal counter.
-type serialRange struct {
-	prefix string
-	first  uint64
-	width  int
-}
-
-func parseSerialRange(first string, count int64) (serialRange, error) {
-	i := len(first)
-	for i > 0 && first[i-1] >= '0' && first[i-1] <= '9' {
-		i--
-	}
-	digits := first[i:]
-	if digits == "" || len(digits) > 18 {
-		return serialRange{}, badRequest("--first-serial %q must end in 1 to 18 decimal digits, which are counted up for each credential", first)
-	}
-	n, _ := strconv.ParseUint(digits, 10, 64)
-	r := serialRange{prefix: first[:i], first: n, width: len(digits)}
-	if last := n + uint64(count) - 1; len(strconv.FormatUint(last, 10)) > r.width {
-		return serialRange{}, badRequest("--first-serial %q with --count %d runs past %d digits", first, count, r.width)
-	}
-	return r, nil
-}
-
-func (r serialRange) at(i int64) string {
-	s := strconv.FormatUint(r.first+uint64(i), 10)
-	return r.prefix + strings.Repeat("0", r.width-len(s)) + s
-}
-
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // job is one batch run's state shared by the workers.
 type job struct {
 	f        *Factory
 	hdr      BatchHeader
-	site     *SiteCA
+	site     *ra.SiteCA
 	prof     *profile.Profile
 	cnRule   *regexp.Regexp
-	serials  serialRange
-	iss      *issuer.Issuer
+	serials  ra.SerialRange
+	iss      *ca.Issuer
 	custody  keystore.Keystore
 	alg      keystore.Algorithm
 	master   []byte
@@ -148,9 +116,14 @@ const factoryRole = "factory-station"
 // the site CA of (Env, Product, Site). Memory does not grow with Count: credentials are produced in chunks of
 // Checkpoint (the next one while the last is written), written in index order and fsynced. If req.Out exists,
 // its header must describe the same job, and the run continues after its last whole credential (a torn last
-// frame is cut off) under the file's exclusive lock. A new batch reserves Count from the site CA's quota
-// before anything is signed.
+// frame is cut off) under the file's exclusive lock. The RA decides a new batch, reserving Count from the site
+// CA's quota, and a resumed one, before anything is signed; it hands out the site CA's signing handle.
 func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, error) {
+	sum, err := f.batch(ctx, req)
+	return sum, notFound(err)
+}
+
+func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, error) {
 	start := time.Now()
 	if req.Count <= 0 {
 		return nil, badRequest("--count %d: a batch needs at least one credential", req.Count)
@@ -169,11 +142,11 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	site, err := f.loadSite(ctx, req.Env, req.Product, req.Site)
+	site, err := f.RA.FactorySite(ctx, req.Env, req.Product, req.Site)
 	if err != nil {
 		return nil, err
 	}
-	prof := f.Profiles[site.Site.Profile]
+	prof := f.RA.Profiles()[site.Site.Profile]
 	if prof == nil {
 		return nil, fmt.Errorf("%w: site CA %s issues profile %q, which is not loaded", ErrBadRequest, site.CA.ID, site.Site.Profile)
 	}
@@ -186,9 +159,6 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	switch {
 	case req.Custody == nil:
 		custody = CustodyWrapped
-		if req.Env != "dev" {
-			return nil, badRequest("environment %q: software-wrapped device keys are for dev only; name the site HSM with --keystore pkcs11:...", req.Env)
-		}
 		if len(req.TransportKey) != TransportKeySize {
 			return nil, badRequest("software-wrapped device keys need a %d-byte transport key", TransportKeySize)
 		}
@@ -200,13 +170,8 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 		return nil, fmt.Errorf("profile %q allows no key algorithm", prof.Name)
 	}
 	j.alg = prof.KeyAlgorithms[0]
-	if j.serials, err = parseSerialRange(req.FirstSerial, req.Count); err != nil {
+	if j.serials, err = ra.ParseSerialRange(req.FirstSerial, req.Count); err != nil {
 		return nil, err
-	}
-	for _, sn := range []string{j.serials.at(0), j.serials.at(req.Count - 1)} {
-		if !cnRule.MatchString(sn) || !prof.Subject.CommonName.MatchString(sn) {
-			return nil, fmt.Errorf("%w: device serial %q is outside site CA %s's subject rule %s", ErrRefused, sn, site.CA.ID, site.Site.CNPattern)
-		}
 	}
 	caSum := sha256.Sum256(site.CA.CertDER)
 	want := BatchHeader{Version: 1, Environment: req.Env, ProductLine: req.Product, Site: req.Site, SiteCA: site.CA.ID,
@@ -214,6 +179,9 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 		FirstSerial: req.FirstSerial, Custody: custody}
 	if j.master != nil {
 		want.TransportKCV = TransportKCV(j.master)
+	}
+	batch := func(h BatchHeader) ra.Batch {
+		return ra.Batch{SiteCA: h.SiteCA, BatchID: h.BatchID, Count: h.Count, FirstSerial: h.FirstSerial, Custody: h.Custody}
 	}
 
 	var file *os.File
@@ -248,6 +216,12 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 			file.Close()
 			return nil, err
 		}
+		if have < req.Count {
+			if j.iss, err = f.RA.ResumeBatch(ctx, f.Principal, batch(j.hdr), have); err != nil {
+				file.Close()
+				return nil, err
+			}
+		}
 	case errors.Is(statErr, os.ErrNotExist):
 		want.CreatedAt = f.now()
 		var id [16]byte
@@ -255,7 +229,7 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 			return nil, err
 		}
 		want.BatchID = hex.EncodeToString(id[:])
-		if err := f.reserve(ctx, site, want, j.serials.at(req.Count-1)); err != nil {
+		if j.iss, err = f.RA.StartBatch(ctx, f.Principal, batch(want)); err != nil {
 			return nil, err
 		}
 		if file, err = createBatchFile(req.Out, want); err != nil {
@@ -272,7 +246,7 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	defer file.Close()
 
 	sum := &BatchSummary{Path: req.Out, BatchID: j.hdr.BatchID, SiteCA: site.CA.ID, Custody: custody, Count: req.Count, Resumed: have,
-		FirstSerial: j.serials.at(0), LastSerial: j.serials.at(req.Count - 1)}
+		FirstSerial: j.serials.At(0), LastSerial: j.serials.At(req.Count - 1)}
 	finish := func() *BatchSummary {
 		sum.Elapsed = time.Since(start)
 		if sum.Elapsed > 0 {
@@ -288,20 +262,7 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	if have == req.Count {
 		return finish(), nil
 	}
-
-	signer, err := f.Keys.Signer(ctx, site.CA.KeyURI, keystore.PurposeCASigning)
-	if err != nil {
-		return nil, fmt.Errorf("site CA %s signer: %w", site.CA.ID, err)
-	}
-	if j.iss, err = issuer.New(site.Cert, signer); err != nil {
-		return nil, err
-	}
 	j.maxDER = issuer.MaxDERSize(prof.MaxDERSize)
-	if have > 0 {
-		if err := f.audit(ctx, "factory.batch.resume", site.CA.ID, map[string]string{"batch": j.hdr.BatchID, "from_index": fmt.Sprint(have)}); err != nil {
-			return nil, err
-		}
-	}
 
 	workers := req.Workers
 	if workers <= 0 {
@@ -387,8 +348,7 @@ func (f *Factory) Batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	if err := synced(); err != nil {
 		return finish(), err
 	}
-	if err := f.audit(ctx, "factory.batch.complete", site.CA.ID, map[string]string{"batch": j.hdr.BatchID, "count": fmt.Sprint(req.Count),
-		"first_serial": sum.FirstSerial, "last_serial": sum.LastSerial, "custody": custody}); err != nil {
+	if err := f.RA.CompleteBatch(ctx, f.Principal, batch(j.hdr)); err != nil {
 		return finish(), err
 	}
 	return finish(), nil
@@ -416,36 +376,6 @@ func sameJob(path string, have, want BatchHeader) error {
 	}
 	return fmt.Errorf("%w: %s belongs to batch %s and cannot be resumed by this run: %s; rerun with the flags it was started with, or write to another --out",
 		ErrConflict, path, have.BatchID, strings.Join(diffs, "; "))
-}
-
-// reserve takes count from the site CA's quota, checking its issuing window, with the audit event.
-func (f *Factory) reserve(ctx context.Context, site *SiteCA, h BatchHeader, last string) error {
-	now := f.now()
-	return f.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := tx.LockFactorySite(ctx, site.CA.ID)
-		if err != nil {
-			return err
-		}
-		if now.After(s.IssueUntil) {
-			return fmt.Errorf("%w: site CA %s's issuing window ended at %s", ErrRefused, s.CAID, s.IssueUntil.Format(time.RFC3339))
-		}
-		if s.Reserved+h.Count > s.Quota {
-			return fmt.Errorf("%w: site CA %s has %d of its quota of %d certificates left; the batch needs %d", ErrRefused, s.CAID, s.Quota-s.Reserved, s.Quota, h.Count)
-		}
-		if err := tx.SetFactorySiteReserved(ctx, s.CAID, s.Reserved+h.Count); err != nil {
-			return err
-		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: "factory.batch.start", Subject: s.CAID, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"batch": h.BatchID, "count": fmt.Sprint(h.Count), "first_serial": h.FirstSerial, "last_serial": last,
-				"custody": h.Custody, "quota_left": fmt.Sprint(s.Quota - s.Reserved - h.Count)}})
-	})
-}
-
-func (f *Factory) audit(ctx context.Context, action, subject string, details map[string]string) error {
-	now := f.now()
-	return f.Store.Tx(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: f.Actor, Action: action, Subject: subject, Outcome: audit.OutcomeSuccess, Details: details})
-	})
 }
 
 // createBatchFile writes the magic and header to a new file and syncs it and its directory.
@@ -614,7 +544,7 @@ func (j *job) newStamp(head issued, now time.Time, index int64) (*issuer.Stamp, 
 		probe++
 	}
 	s, err := j.iss.NewStamp(head.p, head.der, issuer.StampConfig{Template: j.template(now), Check: j.checkSubject,
-		ProbeCN: j.serials.at(probe), MaxDERSize: j.prof.MaxDERSize})
+		ProbeCN: j.serials.At(probe), MaxDERSize: j.prof.MaxDERSize})
 	if errors.Is(err, issuer.ErrNotStampable) {
 		j.noteRefusal(err)
 		return nil, nil
@@ -652,7 +582,7 @@ func deviceCSR(cn string, pub crypto.PublicKey) *x509.CertificateRequest {
 // rule), its device key, its certificate serial number and the key's custody record (the token's key URI, or
 // the wrapped key, which is bound to the certificate serial).
 func (j *job) prepare(ctx context.Context, index int64, p *pending) error {
-	cn := j.serials.at(index)
+	cn := j.serials.At(index)
 	if !j.cnRule.MatchString(cn) {
 		return fmt.Errorf("%w: device serial %q is outside site CA %s's subject rule %s", ErrRefused, cn, j.site.CA.ID, j.site.Site.CNPattern)
 	}

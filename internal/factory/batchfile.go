@@ -23,6 +23,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/keyward/keyward/internal/ra"
 )
 
 const batchMagic = "KWBATCH1"
@@ -39,16 +41,13 @@ const maxFrame = 64 << 10
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrCorrupt: the batch file is damaged (not a torn tail that a resume may cut off).
-var ErrCorrupt = errors.New("batch file corrupt")
-
 // Custody names how a batch keeps device private keys.
 const (
 	// CustodyWrapped: the key is generated in process and only its wrapped form (AES-256-GCM under a
 	// per-device transport key) is written; development only.
-	CustodyWrapped = "software-wrapped"
+	CustodyWrapped = ra.CustodyWrapped
 	// CustodyPKCS11: the key is generated in the site HSM, sensitive and not extractable; the batch holds its URI.
-	CustodyPKCS11 = "pkcs11"
+	CustodyPKCS11 = ra.CustodyPKCS11
 )
 
 // BatchHeader binds a batch file to one job.
@@ -116,7 +115,7 @@ type scanResult struct {
 func scanFile(path string, onCred func(*Credential, []byte) error, onInj func(*Injection) error) (*scanResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, notFound(err)
 	}
 	defer f.Close()
 	st, err := f.Stat()

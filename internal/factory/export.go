@@ -18,9 +18,9 @@ package factory
 // CRLs only: every key has one purpose (README "Keys"), and the revocation service signs its non-X.509 filters
 // with a delegate (crl-signing, id-kp-documentSigning) rather than the CA key. A site's exports are likewise
 // signed by a key of purpose audit-signing, generated with the site CA in the same keystore (the site HSM) and
-// certified by the site CA with keyUsage digitalSignature and id-kp-documentSigning (RFC 9336). Headquarters
-// records that certificate with the site and verifies every export against it, and the certificate against
-// the site CA.
+// certified by the site CA with keyUsage digitalSignature and id-kp-documentSigning (RFC 9336; internal/ca
+// delegate.go), through the custodian (ca.Custodian.SignExport). Headquarters records that certificate with the
+// site and verifies every export against it, and the certificate against the site CA.
 
 import (
 	"bufio"
@@ -29,11 +29,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -49,9 +46,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/internal/issuer"
-	"github.com/keyward/keyward/internal/keystore"
-	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -64,29 +59,16 @@ const (
 	frameExportSignature = 'S'
 )
 
-// Record kinds.
+// Record kinds (ra.RecordInjected, ra.RecordUnused; sitelog.go: RecordEnrolled).
 const (
 	// RecordInjected: the credential was bound to a device at injection.
-	RecordInjected = "injected"
+	RecordInjected = ra.RecordInjected
 	// RecordUnused: a final export's credential that no device received; headquarters revokes it.
-	RecordUnused = "unused"
+	RecordUnused = ra.RecordUnused
 )
 
 // exportDomain separates export signatures and chain hashes from anything else the key or hash could cover.
 const exportDomain = "keyward-factory-export-v1"
-
-// oidDocumentSigning is id-kp-documentSigning (RFC 9336 3.1).
-var oidDocumentSigning = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 36}
-
-// ErrTampered: an export fails verification (altered, reordered, removed or appended record, truncated file,
-// signature that does not verify).
-var ErrTampered = errors.New("export fails verification")
-
-// ErrForeign: an export belongs to another site, environment or data directory.
-var ErrForeign = errors.New("export is foreign")
-
-// ErrReplay: the export (its batch and sequence number) was reconciled already, or its batch is closed.
-var ErrReplay = errors.New("export already reconciled")
 
 // ExportHeader binds an export to one site, batch and sequence number.
 type ExportHeader struct {
@@ -195,63 +177,6 @@ func signedDigest(hdrHash, head []byte, records int64) []byte {
 	return h.Sum(nil)
 }
 
-// exportSigner generates the site's export signer (purpose audit-signing) in req.Keys and certifies it with
-// the site CA's key (siteKeyURI, just generated), linted before the signature like every certificate.
-func (f *Factory) exportSigner(ctx context.Context, req SiteCARequest, siteCert *x509.Certificate, siteKeyURI string, now time.Time) (keystore.Key, []byte, error) {
-	id := SiteID(req.Env, req.Product, req.Site)
-	siteSigner, err := req.Keys.Signer(ctx, siteKeyURI, keystore.PurposeCASigning)
-	if err != nil {
-		return keystore.Key{}, nil, fmt.Errorf("site CA %s signer: %w", id, err)
-	}
-	alg, err := keystore.AlgorithmOf(siteSigner.Public())
-	if err != nil {
-		return keystore.Key{}, nil, err
-	}
-	key, err := req.Keys.Generate(ctx, keystore.PurposeAuditSigning, alg, id+" export signer")
-	if err != nil {
-		return keystore.Key{}, nil, fmt.Errorf("generate %s export signer key: %w", id, err)
-	}
-	fail := func(cause error) (keystore.Key, []byte, error) {
-		if err := req.Keys.Destroy(ctx, key.URI); err != nil {
-			cause = fmt.Errorf("%w (and destroying the unused key %s failed: %v)", cause, key.URI, err)
-		}
-		return keystore.Key{}, nil, cause
-	}
-	serial, err := issuer.RandomSerial()
-	if err != nil {
-		return fail(err)
-	}
-	ski, err := profile.SubjectKeyID(key.Public)
-	if err != nil {
-		return fail(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: siteCert.Subject.CommonName + " export signer"},
-		NotBefore:    now.Add(-time.Minute),
-		// As long as the site CA: headquarters reconciles the last exports after the issuing window.
-		NotAfter: siteCert.NotAfter,
-		// RFC 5280 4.2.1.3: digitalSignature for signing files; RFC 9336: id-kp-documentSigning.
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidDocumentSigning},
-		AuthorityKeyId:     siteCert.SubjectKeyId,
-		SubjectKeyId:       ski,
-	}
-	iss, err := issuer.New(siteCert, siteSigner)
-	if err != nil {
-		return fail(err)
-	}
-	prep, err := iss.Prepare(tmpl, key.Public)
-	if err != nil {
-		return fail(fmt.Errorf("export signer certificate for %s refused before signing: %w", id, err))
-	}
-	der, err := iss.Issue(ctx, prep)
-	if err != nil {
-		return fail(err)
-	}
-	return key, der, nil
-}
-
 // ExportRequest asks for an export of a batch's injection log.
 type ExportRequest struct {
 	Batch string // batch file (.kwb)
@@ -277,10 +202,15 @@ type ExportSummary struct {
 }
 
 // Export writes a signed export of the injection log of the complete batch file req.Batch to req.Out. Its
-// sequence number is the next after the exports of the batch recorded in the store; the export is recorded
-// there, with its audit event, before the file appears under req.Out. A failure after that leaves a gap in
-// the sequence, which reconciliation accepts (it refuses only numbers it has seen).
+// sequence number is the next after the exports of the batch the RA recorded; the RA records the export, with
+// its audit event, before the file appears under req.Out. A failure after that leaves a gap in the sequence,
+// which reconciliation accepts (it refuses only numbers it has seen).
 func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary, error) {
+	sum, err := f.export(ctx, req)
+	return sum, notFound(err)
+}
+
+func (f *Factory) export(ctx context.Context, req ExportRequest) (*ExportSummary, error) {
 	if req.Out == "" {
 		return nil, badRequest("--out is required")
 	}
@@ -298,7 +228,7 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 	if res.TornTail {
 		return nil, fmt.Errorf("%w: %s ends with a torn frame after offset %d; restore it from a copy before exporting", ErrCorrupt, req.Batch, res.End)
 	}
-	site, err := f.loadSite(ctx, h.Environment, h.ProductLine, h.Site)
+	site, err := f.RA.FactorySite(ctx, h.Environment, h.ProductLine, h.Site)
 	if err != nil {
 		return nil, err
 	}
@@ -308,10 +238,6 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 	}
 	if site.Site.AuditKeyURI == "" {
 		return nil, fmt.Errorf("%w: site CA %s has no export signer", ErrBadRequest, site.CA.ID)
-	}
-	signer, err := f.Keys.Signer(ctx, site.Site.AuditKeyURI, keystore.PurposeAuditSigning)
-	if err != nil {
-		return nil, fmt.Errorf("export signer of %s: %w", site.CA.ID, err)
 	}
 
 	// Injections first (the batch file keeps them in index order, from 0), then, if final, the credentials
@@ -327,15 +253,7 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 		Custody: h.Custody, Injected: injected, Records: records, Final: req.Final, SignerCert: site.Site.AuditCertDER, CreatedAt: now}
 
 	// The next sequence number; recording the export below fails if another export took it meanwhile.
-	err = f.Store.Tx(ctx, func(tx store.Tx) error {
-		last, err := tx.LastFactoryExportSeq(ctx, h.BatchID)
-		if err != nil {
-			return err
-		}
-		hdr.Seq = last + 1
-		return nil
-	})
-	if err != nil {
+	if hdr.Seq, err = f.RA.NextExportSeq(ctx, h.BatchID); err != nil {
 		return nil, err
 	}
 
@@ -383,10 +301,10 @@ func (f *Factory) Export(ctx context.Context, req ExportRequest) (*ExportSummary
 	} else if total != injected {
 		return nil, fmt.Errorf("%w: %s changed while it was exported (%d injections, then %d); export again", ErrConflict, req.Batch, injected, total)
 	}
-	if err := x.seal(signer); err != nil {
+	if err := x.seal(f.exportSignature(ctx, site)); err != nil {
 		return nil, fmt.Errorf("sign export of batch %s: %w", h.BatchID, err)
 	}
-	if err := f.recordExport(ctx, &store.FactoryExport{BatchID: h.BatchID, Seq: hdr.Seq, CAID: site.CA.ID, Records: records, ChainHead: x.head, Final: req.Final, CreatedAt: now},
+	if err := f.RA.RecordExport(ctx, f.Principal, &store.FactoryExport{BatchID: h.BatchID, Seq: hdr.Seq, CAID: site.CA.ID, Records: records, ChainHead: x.head, Final: req.Final, CreatedAt: now},
 		"batch "+h.BatchID, map[string]string{"batch": h.BatchID, "injected": fmt.Sprint(injected), "unused": fmt.Sprint(unused), "file": filepath.Base(req.Out)}); err != nil {
 		return nil, err
 	}
@@ -447,15 +365,8 @@ func appendRawFrame(buf []byte, typ byte, payload []byte) ([]byte, error) {
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[start:], crcTable)), nil
 }
 
-// signDigest signs a SHA-256 digest: ECDSA signs the digest (ASN.1 signature), Ed25519 the digest as its
-// message (pure Ed25519 over a 32-byte message).
-func signDigest(s crypto.Signer, digest []byte) ([]byte, error) {
-	if _, ok := s.Public().(ed25519.PublicKey); ok {
-		return s.Sign(rand.Reader, digest, crypto.Hash(0))
-	}
-	return s.Sign(rand.Reader, digest, crypto.SHA256)
-}
-
+// verifyDigest verifies a signature of a SHA-256 digest as ca.Custodian.SignExport makes it: ECDSA over the
+// digest (ASN.1 signature), Ed25519 over the digest as its message (pure Ed25519 over a 32-byte message).
 func verifyDigest(pub crypto.PublicKey, digest, sig []byte) bool {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
@@ -469,8 +380,8 @@ func verifyDigest(pub crypto.PublicKey, digest, sig []byte) bool {
 // Export kinds the reader accepts. The structure of both is the same; what their header counts and records
 // mean is for their reconciliation to check (batch: reconcile.go).
 const (
-	exportKindBatch   = "batch-injection-log"
-	exportKindSiteLog = "site-ca-issuance-log"
+	exportKindBatch   = ra.ExportKindBatch
+	exportKindSiteLog = ra.ExportKindSiteLog
 )
 
 // ExportChecks are a caller's checks of an export's content, run by OpenExport while it reads the file. They
@@ -511,7 +422,7 @@ type exportScan struct {
 func OpenExport(name string, checks ExportChecks) (*ExportFile, error) {
 	file, err := os.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, notFound(err)
 	}
 	st, err := file.Stat()
 	if err != nil {
@@ -603,11 +514,13 @@ func (e *ExportFile) Records(fn func(*ExportRecord) error) error {
 	return fnErr
 }
 
-// exportChangedError is Records' error for a file that is not the one OpenExport read; it wraps ErrTampered.
+// exportChangedError is Records' error for a file that is not the one OpenExport read; it wraps ErrTampered
+// and matches ra.ErrExportChanged, by which reconciliation knows that the change explains any other failure.
 type exportChangedError struct{ err error }
 
-func (e *exportChangedError) Error() string { return e.err.Error() }
-func (e *exportChangedError) Unwrap() error { return e.err }
+func (e *exportChangedError) Error() string        { return e.err.Error() }
+func (e *exportChangedError) Unwrap() error        { return e.err }
+func (e *exportChangedError) Is(target error) bool { return target == ra.ErrExportChanged }
 
 // hashingReader hashes what is read through it.
 type hashingReader struct {
@@ -738,4 +651,16 @@ func readExport(r io.Reader, name string, onHeader func(*ExportHeader, []byte) e
 	}
 	out.digest = hr.h.Sum(nil)
 	return out, nil
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
 }

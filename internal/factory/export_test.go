@@ -22,6 +22,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/storetest"
 )
@@ -257,13 +258,14 @@ func TestReconcileChangedBetweenPasses(t *testing.T) {
 			if err := os.WriteFile(path, goodData, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			g := *f
-			g.Store = &txHookStore{Store: f.Store, beforeTx: func() {
-				// In place: the same file, which OpenExport holds open.
-				if err := os.WriteFile(path, tc.change(), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}}
+			g := withRA(t, n, f, func(c *ra.Config) {
+				c.Store = &txHookStore{Store: n.Store, beforeTx: func() {
+					// In place: the same file, which OpenExport holds open.
+					if err := os.WriteFile(path, tc.change(), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}}
+			})
 			before := snap(t, n, sum.BatchID)
 			_, err := g.Reconcile(ctx, ReconcileRequest{Files: []string{path}})
 			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), "changed after it was verified") {
@@ -280,17 +282,18 @@ func TestReconcileChangedBetweenPasses(t *testing.T) {
 	if err := os.WriteFile(path, goodData, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := *f
-	g.Store = &txHookStore{Store: f.Store, beforeTx: func() {
-		fr := readFrames(t, good)
-		editRecord(t, &fr[6], func(r *ExportRecord) { r.DeviceSerial = "HW-EVIL" })
-		if err := os.WriteFile(path+".new", encode(rechain(t, fr)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".new", path); err != nil {
-			t.Fatal(err)
-		}
-	}}
+	g := withRA(t, n, f, func(c *ra.Config) {
+		c.Store = &txHookStore{Store: n.Store, beforeTx: func() {
+			fr := readFrames(t, good)
+			editRecord(t, &fr[6], func(r *ExportRecord) { r.DeviceSerial = "HW-EVIL" })
+			if err := os.WriteFile(path+".new", encode(rechain(t, fr)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}}
+	})
 	res, err := g.Reconcile(ctx, ReconcileRequest{Files: []string{path}})
 	if err != nil || res[0].Devices != 12 {
 		t.Fatalf("reconcile of a file replaced after it was opened: %+v, %v", res, err)
@@ -366,6 +369,15 @@ func TestRecordHashStable(t *testing.T) {
 	if bytes.Equal(recordHash(g, &withStation), h0) || bytes.Equal(recordHash(g, &withStation), recordHash(g, &other)) {
 		t.Error("the station is not covered by the record hash")
 	}
+}
+
+// signDigest signs a SHA-256 digest as ca.Custodian.SignExport does: ECDSA signs the digest (ASN.1 signature),
+// Ed25519 the digest as its message.
+func signDigest(s crypto.Signer, digest []byte) ([]byte, error) {
+	if _, ok := s.Public().(ed25519.PublicKey); ok {
+		return s.Sign(rand.Reader, digest, crypto.Hash(0))
+	}
+	return s.Sign(rand.Reader, digest, crypto.SHA256)
 }
 
 // writeExport writes a signed export of records under hdr, chained, to path.

@@ -3,22 +3,18 @@ package factory
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/keyward/keyward/internal/audit"
-	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // exportWriter writes an export (export.go) of either kind to a temporary file beside its destination: the
-// header, the records chained from the log's genesis hash, and the signature. Recording the export in the store
-// comes before publish, so a crash in between leaves a recorded sequence number without a file, never a file
-// whose number could be reused.
+// header, the records chained from the log's genesis hash, and the signature. Recording the export (the RA's
+// RecordExport) comes before publish, so a crash in between leaves a recorded sequence number without a file,
+// never a file whose number could be reused.
 type exportWriter struct {
 	out     string
 	tmp     *os.File
@@ -65,10 +61,10 @@ func (x *exportWriter) add(r *ExportRecord) error {
 	return err
 }
 
-// seal signs the header hash, the chain head and the record count and writes the signature, then flushes and
-// syncs the temporary file.
-func (x *exportWriter) seal(signer crypto.Signer) error {
-	sig, err := signDigest(signer, signedDigest(x.hdrHash, x.head, x.records))
+// seal has sign sign the header hash, the chain head and the record count (signedDigest) and writes the
+// signature, then flushes and syncs the temporary file.
+func (x *exportWriter) seal(sign func(digest []byte) ([]byte, error)) error {
+	sig, err := sign(signedDigest(x.hdrHash, x.head, x.records))
 	if err != nil {
 		return err
 	}
@@ -101,19 +97,9 @@ func (x *exportWriter) close() {
 	os.Remove(x.tmp.Name())
 }
 
-// recordExport stores export e of log (a batch, or a site CA's issuance log) with its audit event.
-func (f *Factory) recordExport(ctx context.Context, e *store.FactoryExport, log string, details map[string]string) error {
-	return f.Store.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertFactoryExport(ctx, e); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("%w: another export of %s took sequence number %d at the same time; export again", ErrConflict, log, e.Seq)
-			}
-			return err
-		}
-		d := map[string]string{"seq": fmt.Sprint(e.Seq), "records": fmt.Sprint(e.Records), "final": fmt.Sprint(e.Final), "chain_head": hex.EncodeToString(e.ChainHead)}
-		for k, v := range details {
-			d[k] = v
-		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: e.CreatedAt, Actor: f.Actor, Action: "factory.export", Subject: e.CAID, Outcome: audit.OutcomeSuccess, Details: d})
-	})
+// exportSignature signs an export's digest with site's export signer, through the custodian.
+func (f *Factory) exportSignature(ctx context.Context, site *ra.SiteCA) func([]byte) ([]byte, error) {
+	return func(digest []byte) ([]byte, error) {
+		return f.CA.SignExport(ctx, site.Site.AuditKeyURI, digest)
+	}
 }

@@ -10,9 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,12 +22,15 @@ import (
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
 func TestMain(m *testing.M) { pkcs11test.Main(m) }
 
 var transport = []byte("0123456789abcdef0123456789abcdef")
+
+var admin = ra.Principal{ID: "test", Role: ra.RoleAdmin}
 
 func newNode(t testing.TB) (*node.Node, *Factory) {
 	t.Helper()
@@ -39,12 +39,27 @@ func newNode(t testing.TB) (*node.Node, *Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n, &Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "test"}
+	return n, &Factory{RA: n.RA, CA: n.CA, Principal: admin}
 }
 
-func siteCA(t testing.TB, f *Factory, ks keystore.Keystore, site string, quota int64) *SiteCA {
+// withRA returns a copy of f whose RA is a new one over n's store and custodian, changed by edit first (a store
+// hook, a clock, other profiles).
+func withRA(t testing.TB, n *node.Node, f *Factory, edit func(*ra.Config)) *Factory {
 	t.Helper()
-	s, err := f.CreateSiteCA(context.Background(), SiteCARequest{Env: "dev", Product: "demo-implant", Site: site, Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: ks})
+	cfg := ra.Config{Store: n.Store, CA: n.CA, Hierarchy: n.Config, Profiles: n.Profiles, Now: n.Now}
+	edit(&cfg)
+	r, err := ra.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f
+	g.RA = r
+	return &g
+}
+
+func siteCA(t testing.TB, f *Factory, ks keystore.Keystore, site string, quota int64) *ra.SiteCA {
+	t.Helper()
+	s, err := f.RA.CreateSiteCA(context.Background(), f.Principal, ra.SiteCARequest{Environment: "dev", ProductLine: "demo-implant", Site: site, Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: ks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,90 +85,9 @@ func rootPool(t testing.TB, n *node.Node) *x509.CertPool {
 	return p
 }
 
-func TestSiteCA(t *testing.T) {
-	ctx := context.Background()
-	n, f := newNode(t)
-	s := siteCA(t, f, n.Soft, "site-a", 1000)
-	c := s.Cert
-	if !c.IsCA || !c.MaxPathLenZero || c.MaxPathLen != 0 {
-		t.Errorf("site CA: IsCA %v, path length %d (zero %v); want a CA with path length 0", c.IsCA, c.MaxPathLen, c.MaxPathLenZero)
-	}
-	if !c.PermittedDNSDomainsCritical || len(c.ExcludedDNSDomains) != 1 || len(c.ExcludedIPRanges) != 2 {
-		t.Errorf("site CA name constraints: critical %v, excluded DNS %q, IP %v", c.PermittedDNSDomainsCritical, c.ExcludedDNSDomains, c.ExcludedIPRanges)
-	}
-	if s.CA.Kind != store.CAKindSite || s.Site.Quota != 1000 || s.Site.CNPattern != `^DEMO-[0-9]{8}$` {
-		t.Errorf("recorded %+v %+v", s.CA, s.Site)
-	}
-	if got := s.Site.IssueUntil.Sub(time.Now()); got < 29*24*time.Hour || got > 31*24*time.Hour {
-		t.Errorf("issuing window ends in %s, want 30d", got)
-	}
-	k, err := n.Store.GetKey(ctx, s.CA.KeyURI)
-	if err != nil || k.Purpose != string(keystore.PurposeCASigning) || k.Owner != s.CA.ID {
-		t.Errorf("site CA key record %+v, %v", k, err)
-	}
-	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
-		t.Fatal(err)
-	}
-	var actions []string
-	_ = n.Store.WalkAudit(ctx, 0, func(e *audit.Event) error { actions = append(actions, e.Action); return nil })
-	if got := strings.Join(actions[len(actions)-3:], ","); got != "key.generate,ca.create,factory.site.create" {
-		t.Errorf("last audit events %s", got)
-	}
-
-	// Go's verifier enforces the name constraints: a certificate with any SAN type under the site CA fails.
-	signer, err := n.Keys.Signer(ctx, s.CA.KeyURI, keystore.PurposeCASigning)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := rootPool(t, n)
-	inter := x509.NewCertPool()
-	inter.AddCert(c)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	for name, mod := range map[string]func(*x509.Certificate){
-		"dns":   func(l *x509.Certificate) { l.DNSNames = []string{"evil.example.com"} },
-		"ip":    func(l *x509.Certificate) { l.IPAddresses = []net.IP{net.ParseIP("10.0.0.1")} },
-		"email": func(l *x509.Certificate) { l.EmailAddresses = []string{"a@example.com"} },
-		"uri":   func(l *x509.Certificate) { l.URIs = []*url.URL{{Scheme: "https", Host: "example.com"}} },
-		"none":  func(*x509.Certificate) {},
-	} {
-		l := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "DEMO-00000001"}, NotBefore: time.Now().Add(-time.Hour),
-			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-		mod(l)
-		der, err := x509.CreateCertificate(rand.Reader, l, c, &leafKey.PublicKey, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, _ := x509.ParseCertificate(der)
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-		if (name == "none") != (err == nil) {
-			t.Errorf("%s SAN under the site CA: verify error %v", name, err)
-		}
-	}
-
-	// Bad requests.
-	for name, req := range map[string]SiteCARequest{
-		"duplicate":       {Env: "dev", Product: "demo-implant", Site: "site-a", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"unknown env":     {Env: "staging", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"unknown product": {Env: "dev", Product: "pacemaker", Site: "b", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"long site":       {Env: "dev", Product: "demo-implant", Site: "a-very-long-site-name", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-		"no quota":        {Env: "dev", Product: "demo-implant", Site: "b", Quota: 0, ValidFor: time.Hour, Keys: n.Soft},
-		"long window":     {Env: "dev", Product: "demo-implant", Site: "b", Quota: 1, ValidFor: 400 * 24 * time.Hour, Keys: n.Soft},
-		"wrong profile":   {Env: "dev", Product: "demo-implant", Site: "b", Profile: "no-such-profile", Quota: 1, ValidFor: time.Hour, Keys: n.Soft},
-	} {
-		_, err := f.CreateSiteCA(ctx, req)
-		want := ErrBadRequest
-		if name == "duplicate" {
-			want = ErrConflict
-		}
-		if !errors.Is(err, want) {
-			t.Errorf("%s: got %v, want %v", name, err, want)
-		}
-	}
-}
-
 // verifyBatch checks every credential: chain to the root through the site CA, index order, unique serials and
 // names, and a wrapped key that opens to the certified key.
-func verifyBatch(t *testing.T, n *node.Node, s *SiteCA, path string, count int64) *BatchInfo {
+func verifyBatch(t *testing.T, n *node.Node, s *ra.SiteCA, path string, count int64) *BatchInfo {
 	t.Helper()
 	info, err := Show(path)
 	if err != nil {
@@ -330,7 +264,7 @@ func TestSiteCARefuses(t *testing.T) {
 		{"outside subject rule", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "PX1-00000001" }, ErrRefused},
 		{"past the serial width", func(r *BatchRequest, _ *Factory) { r.FirstSerial = "DEMO-99999999"; r.Count = 2 }, ErrBadRequest},
 		{"after the window", func(_ *BatchRequest, g *Factory) {
-			g.Now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }
+			*g = *withRA(t, n, g, func(c *ra.Config) { c.Now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) } })
 		}, ErrRefused},
 		{"no site CA", func(r *BatchRequest, _ *Factory) { r.Site = "site-b" }, ErrNotFound},
 		{"undeclared environment", func(r *BatchRequest, _ *Factory) { r.Env = "staging" }, ErrNotFound},
@@ -459,4 +393,99 @@ func TestBatchPKCS11(t *testing.T) {
 	if _, err := InjectWith(soft, "HW-3", time.Now(), opts); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("HSM wrap of a software-wrapped batch: %v", err)
 	}
+}
+
+// registerDevice enrolls device cn at the headquarters n through a factory station of site "hq", so the
+// registry holds it, and then applies state: store.DeviceSuspended or store.DeviceDecommissioned (or none).
+func registerDevice(t *testing.T, n *node.Node, cn, state string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := n.Store.GetStation(ctx, "hq-01")
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := n.RA.AddStation(ctx, admin, ra.StationRequest{Environment: "dev", Site: "hq", Name: "hq-01", ProductLines: []string{"demo-implant"}}); err != nil {
+			t.Fatal(err)
+		}
+		st, err = n.Store.GetStation(ctx, "hq-01")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.RA.Enroll(ctx, ra.Caller{Principal: ra.StationPrincipal(st.ID), Station: st, Environment: "dev"},
+		ra.EnrollRequest{Environment: "dev", ProductLine: "demo-implant", CSR: csr}); err != nil {
+		t.Fatal(err)
+	}
+	ref := ra.DeviceRef{Environment: "dev", ProductLine: "demo-implant", Serial: cn}
+	switch state {
+	case store.DeviceSuspended:
+		_, err = n.RA.ApplyDeviceAction(ctx, admin, ref, ra.Suspend)
+	case store.DeviceDecommissioned:
+		_, err = n.RA.Decommission(ctx, admin, ra.DecommissionRequest{Device: ref, AttestedBy: "QA"})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatchRefusesRegistry: a batch that would pre-issue a serial the registry holds as decommissioned or
+// suspended is refused with the device's state and its kind, writes no file, reserves nothing, and leaves one
+// audit event: the refusal.
+func TestBatchRefusesRegistry(t *testing.T) {
+	ctx := context.Background()
+	n, f := newNode(t)
+	s := siteCA(t, f, n.Soft, "site-a", 100)
+	registerDevice(t, n, "DEMO-00000004", store.DeviceDecommissioned)
+	registerDevice(t, n, "DEMO-00000012", store.DeviceSuspended)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		first string
+		kind  ra.Kind
+		msg   string
+	}{
+		{"DEMO-00000001", ra.KindConflict, "device DEMO-00000004 of dev/demo-implant was decommissioned"},
+		{"DEMO-00000010", ra.KindForbidden, "device DEMO-00000012 of dev/demo-implant is suspended"},
+	} {
+		out := filepath.Join(dir, tc.first+".kwb")
+		req := softBatch(out, 6)
+		req.FirstSerial = tc.first
+		before := auditEvents(t, n.Store)
+		_, err := f.Batch(ctx, req)
+		if ra.KindOf(err) != tc.kind || !strings.Contains(err.Error(), tc.msg) {
+			t.Fatalf("batch from %s: %v; want %v with %q", tc.first, err, tc.kind, tc.msg)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("batch from %s: the refused batch wrote %s (%v)", tc.first, out, err)
+		}
+		after := auditEvents(t, n.Store)
+		if len(after) != len(before)+1 || after[len(after)-1].Action != audit.ActionBatchStart || after[len(after)-1].Outcome != audit.OutcomeRefused {
+			t.Fatalf("batch from %s: %d audit events, then %d ending %+v; want the refusal only", tc.first, len(before), len(after), after[len(after)-1])
+		}
+		if fs, err := n.Store.GetFactorySite(ctx, s.CA.ID); err != nil || fs.Reserved != 0 {
+			t.Fatalf("batch from %s: reserved %+v, %v; want nothing", tc.first, fs, err)
+		}
+	}
+	// Past them, the batch runs.
+	out := filepath.Join(dir, "ok.kwb")
+	req := softBatch(out, 6)
+	req.FirstSerial = "DEMO-00000013"
+	if _, err := f.Batch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	verifyBatch(t, n, s, out, 6)
+}
+
+func auditEvents(t *testing.T, s store.Store) []*audit.Event {
+	t.Helper()
+	var out []*audit.Event
+	if err := s.WalkAudit(context.Background(), 0, func(e *audit.Event) error { out = append(out, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

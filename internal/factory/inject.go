@@ -9,11 +9,10 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
-	"unicode"
+
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // Injected is the credential handed to a device by Inject.
@@ -75,12 +74,12 @@ type injectStats struct {
 }
 
 func inject(path, deviceSerial string, now time.Time, opts InjectOptions, st *injectStats) (*Injected, error) {
-	if err := checkDeviceSerial(deviceSerial); err != nil {
+	if err := ra.CheckHardwareSerial(deviceSerial); err != nil {
 		return nil, err
 	}
 	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, err
+		return nil, notFound(err)
 	}
 	defer file.Close()
 	if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
@@ -203,18 +202,6 @@ func rebuildReason(err error) string {
 	return err.Error()
 }
 
-func checkDeviceSerial(s string) error {
-	if s == "" || len(s) > 64 {
-		return badRequest("--device-serial %q: give the device's serial number, 1 to 64 characters", s)
-	}
-	for _, r := range s {
-		if r > unicode.MaxASCII || !unicode.IsPrint(r) || r == ' ' {
-			return badRequest("--device-serial %q: use printable ASCII without spaces", s)
-		}
-	}
-	return nil
-}
-
 // BatchInfo is what 'keyward factory batch show' reports.
 type BatchInfo struct {
 	Path              string      `json:"path"`
@@ -245,7 +232,7 @@ func show(path string, budget int) (*BatchInfo, error) {
 	if f, err := os.Open(path); err == nil {
 		if st, err := f.Stat(); err == nil {
 			if b, err := readBatchHead(f, path, st.Size()); err == nil {
-				if r, err := parseSerialRange(b.hdr.FirstSerial, b.hdr.Count); err == nil {
+				if r, err := ra.ParseSerialRange(b.hdr.FirstSerial, b.hdr.Count); err == nil {
 					names.rule = &r
 				}
 			}
@@ -280,14 +267,14 @@ func show(path string, budget int) (*BatchInfo, error) {
 // other rule-named credential has, so those are only counted; the rest are kept, which for a batch file that
 // 'keyward factory batch' wrote is none.
 type nameCounter struct {
-	rule    *serialRange
+	rule    *ra.SerialRange
 	onRule  int64
 	offRule map[string]struct{} // distinct names off the rule
 	offIdx  map[int64]struct{}  // indexes whose name is off the rule
 }
 
 func (n *nameCounter) add(i int64, cn string) {
-	if n.rule != nil && n.rule.at(i) == cn {
+	if n.rule != nil && n.rule.At(i) == cn {
 		n.onRule++
 		return
 	}
@@ -301,7 +288,7 @@ func (n *nameCounter) count(credentials int64) int64 {
 	total := n.onRule
 	for cn := range n.offRule {
 		if n.rule != nil {
-			if j, ok := ruleIndex(*n.rule, cn); ok && j < credentials {
+			if j, ok := n.rule.Index(cn); ok && j < credentials {
 				if _, off := n.offIdx[j]; !off {
 					continue
 				}
@@ -310,24 +297,6 @@ func (n *nameCounter) count(credentials int64) int64 {
 		total++
 	}
 	return total
-}
-
-// ruleIndex is the index i with r.at(i) == s, if there is one.
-func ruleIndex(r serialRange, s string) (int64, bool) {
-	digits, ok := strings.CutPrefix(s, r.prefix)
-	if !ok || len(digits) != r.width {
-		return 0, false
-	}
-	for _, c := range []byte(digits) {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseUint(digits, 10, 64) // at most 18 digits: no overflow
-	if err != nil || v < r.first {
-		return 0, false
-	}
-	return int64(v - r.first), true
 }
 
 // distinctCounter counts distinct strings in bounded memory: up to budget bytes are sorted in memory; beyond

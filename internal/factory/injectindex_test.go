@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // realBatch writes a complete batch of count credentials with the dev software custody, as 'keyward factory
@@ -44,11 +46,11 @@ func syntheticBatch(t testing.TB, path string, count, complete int64, devices ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, rerr := parseSerialRange("DEMO-00000001", count)
+	r, rerr := ra.ParseSerialRange("DEMO-00000001", count)
 	for i := range complete {
 		cn := fmt.Sprintf("DEMO-%d", i)
 		if rerr == nil {
-			cn = r.at(i)
+			cn = r.At(i)
 		}
 		serial, der, key := make([]byte, 16), make([]byte, 300), make([]byte, 166)
 		rand.Read(serial)

@@ -36,7 +36,7 @@ func newNodeDB(t testing.TB, db string) (*node.Node, *Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n, &Factory{Store: n.Store, Keys: n.Keys, Config: n.Config, Profiles: n.Profiles, Actor: "test"}
+	return n, &Factory{RA: n.RA, CA: n.CA, Principal: admin}
 }
 
 // injectN binds the next n credentials of the batch at path to devices HW-<from>...
@@ -167,7 +167,7 @@ func reconcileHappyPath(t *testing.T, n *node.Node, f *Factory) {
 		}
 	}
 	// 200 certificates under the site CA: 120 valid, 80 revoked with cessationOfOperation, keys destroyed.
-	certs, err := n.Store.ListCertificates(ctx, store.CertFilter{IssuerID: SiteID("dev", "demo-implant", "site-a")})
+	certs, err := n.Store.ListCertificates(ctx, store.CertFilter{IssuerID: ra.SiteCAID("dev", "demo-implant", "site-a")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +469,7 @@ func TestReconcileRefuses(t *testing.T) {
 				fr := readFrames(t, otherX)
 				var h ExportHeader
 				_ = json.Unmarshal(fr[0].payload, &h)
-				h.Site, h.SiteCA = "site-a", SiteID("dev", "demo-implant", "site-a")
+				h.Site, h.SiteCA = "site-a", ra.SiteCAID("dev", "demo-implant", "site-a")
 				a, _ := n.Store.GetCA(ctx, h.SiteCA)
 				h.SiteCASHA256 = sha256Hex(a.CertDER)
 				fr[0].payload, _ = json.Marshal(&h)
@@ -562,4 +562,52 @@ func TestReconcilePKCS11(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReconcileDecommissioned: a record whose device the registry holds as decommissioned is refused saying so,
+// not as a mere duplicate — its serial is never certified again — for a batch's injection log and for a site's
+// issuance log alike, and the refused export stores nothing.
+func TestReconcileDecommissioned(t *testing.T) {
+	ctx := context.Background()
+	t.Run("batch", func(t *testing.T) {
+		n, f := newNode(t)
+		siteCA(t, f, n.Soft, "site-a", 1000)
+		dir := t.TempDir()
+		batch := filepath.Join(dir, "a.kwb")
+		if _, err := f.Batch(ctx, softBatch(batch, 10)); err != nil {
+			t.Fatal(err)
+		}
+		injectN(t, batch, 0, 4)
+		x := filepath.Join(dir, "a.kwx")
+		sum := export(t, f, batch, x, false)
+		// Meanwhile headquarters enrolled a device of the batch's serial itself, and decommissioned it.
+		registerDevice(t, n, "DEMO-00000003", store.DeviceDecommissioned)
+		before := snap(t, n, sum.BatchID)
+		_, err := f.Reconcile(ctx, ReconcileRequest{Files: []string{x}})
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "record 2: device DEMO-00000003 of dev/demo-implant was decommissioned") ||
+			strings.Contains(err.Error(), "registered already") {
+			t.Fatalf("got %v, want a conflict saying DEMO-00000003 is decommissioned", err)
+		}
+		if after := snap(t, n, sum.BatchID); after != before {
+			t.Fatalf("refused export stored something: %+v -> %+v", before, after)
+		}
+	})
+	t.Run("site log", func(t *testing.T) {
+		s := newSiteFixture(t, "site-a", 6)
+		for _, cn := range []string{"DEMO-30000001", "DEMO-30000002"} {
+			if err := s.enroll(t, cn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log := s.export(t, "log.kwx")
+		registerDevice(t, s.hq, "DEMO-30000002", store.DeviceDecommissioned)
+		before := snap(t, s.hq, SiteLogID("dev/demo-implant/site-a"))
+		_, err := s.hqF.Reconcile(ctx, ReconcileRequest{Files: []string{log}, Env: "dev", Site: "site-a"})
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "record 1: device DEMO-30000002 of dev/demo-implant was decommissioned") {
+			t.Fatalf("got %v, want a conflict saying DEMO-30000002 is decommissioned", err)
+		}
+		if after := snap(t, s.hq, SiteLogID("dev/demo-implant/site-a")); after != before {
+			t.Fatalf("refused export stored something: %+v -> %+v", before, after)
+		}
+	})
 }

@@ -43,7 +43,7 @@ func packageSite(t *testing.T, ctx context.Context, hq *node.Node, hqF *Factory,
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), siteName)
-	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: SiteID("dev", "demo-implant", siteName), Out: dir, Actor: "test"}); err != nil {
+	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: ra.SiteCAID("dev", "demo-implant", siteName), Out: dir, Principal: admin}); err != nil {
 		t.Fatal(err)
 	}
 	site, err := node.Open(ctx, node.Options{Dir: dir})
@@ -56,7 +56,7 @@ func packageSite(t *testing.T, ctx context.Context, hq *node.Node, hqF *Factory,
 		t.Fatal(err)
 	}
 	return &siteFixture{hq: hq, site: site, hqF: hqF, station: st, enroller: site.RA,
-		siteF: &Factory{Store: site.Store, Keys: site.Keys, Config: site.Config, Profiles: site.Profiles, Actor: "site-operator"}}
+		siteF: &Factory{RA: site.RA, CA: site.CA, Principal: ra.Principal{ID: "site-operator", Role: ra.RoleAdmin}}}
 }
 
 // enroll enrolls device cn at the site through the station, as 'keyward factory serve' does.

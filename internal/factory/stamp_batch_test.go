@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // TestBatchStamped: all but the first credential of each chunk are stamped, and every certificate of the
@@ -45,7 +46,7 @@ func TestBatchStamped(t *testing.T) {
 }
 
 // checkFullPath rebuilds every certificate of the batch file through the full path and compares.
-func checkFullPath(t *testing.T, n *node.Node, f *Factory, s *SiteCA, path string, chunk int64) {
+func checkFullPath(t *testing.T, n *node.Node, f *Factory, s *ra.SiteCA, path string, chunk int64) {
 	t.Helper()
 	ctx := context.Background()
 	signer, err := n.Keys.Signer(ctx, s.CA.KeyURI, keystore.PurposeCASigning)
@@ -56,7 +57,7 @@ func checkFullPath(t *testing.T, n *node.Node, f *Factory, s *SiteCA, path strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	prof := f.Profiles[s.Site.Profile]
+	prof := f.RA.Profiles()[s.Site.Profile]
 	var chunkStart time.Time
 	err = ReadCredentials(path, func(c *Credential) error {
 		cert, err := x509.ParseCertificate(c.CertDER)
@@ -93,10 +94,12 @@ func TestBatchUnstampable(t *testing.T) {
 	ctx := context.Background()
 	n, f := newNode(t)
 	// The repeated name needs room: the implant profile's 400 bytes are its budget without it.
-	big := *f.Profiles[DefaultProfile]
+	big := *n.Profiles[DefaultProfile]
 	big.MaxDERSize = 600
-	f.Profiles = maps.Clone(f.Profiles)
-	f.Profiles[DefaultProfile] = &big
+	f = withRA(t, n, f, func(c *ra.Config) {
+		c.Profiles = maps.Clone(n.Profiles)
+		c.Profiles[DefaultProfile] = &big
+	})
 	s := siteCA(t, f, n.Soft, "site-a", 1000)
 	out := filepath.Join(t.TempDir(), "batch.kwb")
 	const count = 40

@@ -1,30 +1,29 @@
 package node
 
-// Site data directories (issue 4 part 1). A contract manufacturer's site runs Keyward without any connection
-// to headquarters: 'keyward factory site-package' writes, at headquarters, a data directory for one site CA
-// that holds only what the site needs — the configuration and profiles, the environment's root certificate
-// (not its key), the site CA and its export signer (their keys stay in the site HSM; in dev, in the software
-// keystore), the factory stations headquarters registered for the site with their station CA's certificate,
-// and the site CA's quota, issuing window and subject rule. Its own SQLite database and audit chain start
-// with an event that names the headquarters audit head the package was made from. 'keyward factory serve'
-// and 'keyward factory batch' run on it at the site; 'keyward factory export' signs its logs for
+// Site data directories. A contract manufacturer's site runs Keyward without any connection to headquarters:
+// 'keyward factory site-package' writes, at headquarters, a data directory for one site CA that holds only what
+// the site needs — the configuration and profiles, the environment's root certificate (not its key), the site
+// CA and its export signer (their keys stay in the site HSM; in dev, in the software keystore), the factory
+// stations headquarters registered for the site with their station CA's certificate, and the site CA's quota,
+// issuing window and subject rule. Headquarters' RA decides what the package holds and records it
+// (internal/ra sitepackage.go); this file writes the directory, whose own SQLite database and audit chain an RA
+// over it starts with an event that names the headquarters audit head the package was made from. 'keyward
+// factory serve' and 'keyward factory batch' run on it at the site; 'keyward factory export' signs its logs for
 // headquarters, which reconciles them.
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/soft"
 	"github.com/keyward/keyward/internal/ra"
@@ -74,7 +73,8 @@ type SitePackageRequest struct {
 	// server key); it is not copied into the package. Without it a random one is written to Out/passphrase.
 	// A dev site whose CA key is in the software keystore shares headquarters' keystore passphrase instead.
 	PassphraseFile string
-	Actor          string
+	// Principal asks for the package; it is recorded at headquarters and at the site.
+	Principal ra.Principal
 }
 
 // SitePackageResult reports a site package.
@@ -90,105 +90,51 @@ type SitePackageResult struct {
 	AuditHead      string   `json:"headquarters_audit_head"`
 }
 
-// PackageSite writes the site data directory of site CA req.SiteCA (see the file comment) and records the
-// package in headquarters' audit trail. Nothing is written to headquarters if the package fails; a failed
-// package directory is removed.
-func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *SitePackageResult, err error) {
-	if n.Site != nil {
-		return nil, fmt.Errorf("%s is itself the data directory of site %s: package sites at headquarters", n.Dir, n.Site.Site)
-	}
-	ca, err := n.Store.GetCA(ctx, req.SiteCA)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && ca.Kind != store.CAKindSite) {
-		return nil, fmt.Errorf("%w: no site CA %s here (create it with 'keyward factory site-ca')", store.ErrNotFound, req.SiteCA)
-	} else if err != nil {
-		return nil, err
-	}
-	if ca.Status != store.CAStatusActive {
-		return nil, fmt.Errorf("site CA %s is %s: only an active site CA is packaged", ca.ID, ca.Status)
-	}
-	fs, err := n.Store.GetFactorySite(ctx, ca.ID)
-	if err != nil {
-		return nil, err
-	}
-	root, err := n.Store.GetCA(ctx, ca.ParentID)
-	if err != nil {
-		return nil, fmt.Errorf("parent of site CA %s: %w", ca.ID, err)
-	}
-	caKey, err := n.Store.GetKey(ctx, ca.KeyURI)
-	if err != nil {
-		return nil, fmt.Errorf("key of site CA %s: %w", ca.ID, err)
-	}
-	auditKey, err := n.Store.GetKey(ctx, fs.AuditKeyURI)
-	if err != nil {
-		return nil, fmt.Errorf("export signer of site CA %s: %w", ca.ID, err)
-	}
-	softKeys := []*store.Key{}
-	for _, k := range []*store.Key{caKey, auditKey} {
-		if n.Soft.Handles(k.URI) {
-			softKeys = append(softKeys, k)
+// PackageSite writes the site data directory of site CA req.SiteCA (see the file comment). Headquarters' RA
+// decides what it holds and records the package; the site's store is started by an RA over it. Nothing is
+// recorded at headquarters if the package fails; a failed package directory is removed.
+func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (*SitePackageResult, error) {
+	var (
+		res  *SitePackageResult
+		ours bool // the directory was found empty and is being written
+	)
+	_, err := n.RA.PackageSite(ctx, req.Principal, req.SiteCA, req.Out, func(pkg *ra.SitePackage) error {
+		if err := os.MkdirAll(req.Out, 0o700); err != nil {
+			return err
 		}
-	}
-	custody := "pkcs11"
-	if len(softKeys) > 0 {
-		// A software-held site CA key would have to be copied out of headquarters' keystore: dev only, as
-		// software-wrapped batch keys are.
-		if fs.Environment != "dev" {
-			return nil, fmt.Errorf("site CA %s keeps a key in the software keystore; outside dev a site CA's keys live in the site HSM (create it with --keystore pkcs11:...)", ca.ID)
+		if entries, err := os.ReadDir(req.Out); err != nil {
+			return err
+		} else if len(entries) > 0 {
+			return fmt.Errorf("%w: %s is not empty; a site package is written to a new directory", store.ErrExists, req.Out)
 		}
-		custody = "software (dev)"
-	}
-	// The stations headquarters registered for this site and product line, and their station CAs.
-	all, err := n.Store.ListStations(ctx)
+		ours = true
+		var err error
+		res, err = n.writeSite(ctx, req, pkg)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	var stations []*store.Station
-	stationCAs := map[string]bool{}
-	for _, st := range all {
-		if st.Environment == fs.Environment && st.Site == fs.Site && slices.Contains(st.ProductLines, fs.ProductLine) {
-			stations = append(stations, st)
-		}
-	}
-	cas, err := n.Store.ListCAs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var copyCAs []*store.CA
-	for _, c := range cas {
-		if c.Kind == store.CAKindStation && c.Environment == fs.Environment {
-			copyCAs = append(copyCAs, c)
-			stationCAs[c.ID] = true
-		}
-	}
-	if len(stations) == 0 {
-		return nil, fmt.Errorf("no factory station is registered for site %s of %s/%s: register them first with 'keyward station add --env %s --site %s --product %s'",
-			fs.Site, fs.Environment, fs.ProductLine, fs.Environment, fs.Site, fs.ProductLine)
-	}
-	hqHead, err := AuditHeadHex(ctx, n.Store)
-	if err != nil {
-		return nil, err
-	}
-
-	// The directory: new or empty, removed again if anything below fails.
-	if err := os.MkdirAll(req.Out, 0o700); err != nil {
-		return nil, err
-	}
-	if entries, err := os.ReadDir(req.Out); err != nil {
-		return nil, err
-	} else if len(entries) > 0 {
-		return nil, fmt.Errorf("%w: %s is not empty; a site package is written to a new directory", store.ErrExists, req.Out)
-	}
-	defer func() {
-		if err != nil {
+		if ours {
+			// Written in part, or written and then not recorded at headquarters: it is no site's directory.
 			os.RemoveAll(req.Out)
 		}
-	}()
+		return nil, err
+	}
+	return res, nil
+}
+
+// writeSite writes the files and starts the store of site package pkg in the empty directory req.Out.
+func (n *Node) writeSite(ctx context.Context, req SitePackageRequest, pkg *ra.SitePackage) (*SitePackageResult, error) {
+	fs := pkg.Site
 	if err := copyFile(filepath.Join(n.Dir, ConfigFile), filepath.Join(req.Out, ConfigFile)); err != nil {
 		return nil, err
 	}
 	// Only the tokens that hold the site's keys: headquarters' own HSMs are not at the site, and the site
 	// opens every token its keystores.yaml names.
-	if err := siteKeystores(n.Dir, req.Out, caKey.URI, auditKey.URI); err != nil {
+	uris := make([]string, len(pkg.Keys))
+	for i, k := range pkg.Keys {
+		uris[i] = k.URI
+	}
+	if err := siteKeystores(n.Dir, req.Out, uris...); err != nil {
 		return nil, err
 	}
 	for _, dir := range []string{ProfilesDir, AttestationDir} {
@@ -196,10 +142,10 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 			return nil, err
 		}
 	}
-	res = &SitePackageResult{Dir: req.Out, SiteCA: ca.ID, Quota: fs.Quota, Reserved: fs.Reserved, IssueUntil: fs.IssueUntil.Format(time.RFC3339),
-		KeyCustody: custody, AuditHead: hqHead}
+	res := &SitePackageResult{Dir: req.Out, SiteCA: pkg.CA.ID, Stations: pkg.StationIDs(), Quota: fs.Quota, Reserved: fs.Reserved,
+		IssueUntil: fs.IssueUntil.Format(time.RFC3339), KeyCustody: pkg.Custody, AuditHead: pkg.AuditHead}
 	keysDir := filepath.Join(req.Out, KeysDir)
-	if len(softKeys) > 0 {
+	if len(pkg.SoftKeys) > 0 {
 		// Dev: the site's software keystore is headquarters' header (same passphrase) with only the site's keys.
 		if err := os.MkdirAll(keysDir, 0o700); err != nil {
 			return nil, err
@@ -207,7 +153,10 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 		if err := copyFile(filepath.Join(n.Soft.Dir(), "keystore.json"), filepath.Join(keysDir, "keystore.json")); err != nil {
 			return nil, err
 		}
-		for _, k := range softKeys {
+		for _, k := range pkg.SoftKeys {
+			if !n.Soft.Handles(k.URI) {
+				return nil, fmt.Errorf("key %s is recorded in the software keystore, which does not hold it", k.URI)
+			}
 			id := strings.TrimPrefix(k.URI, "soft:")
 			if err := copyFile(filepath.Join(n.Soft.Dir(), id+".key"), filepath.Join(keysDir, id+".key")); err != nil {
 				return nil, fmt.Errorf("copy key %s: %w", k.URI, err)
@@ -221,6 +170,7 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 		}
 	} else {
 		var pass []byte
+		var err error
 		if req.PassphraseFile != "" {
 			if pass, err = readPassphrase(Options{PassphraseFile: req.PassphraseFile}); err != nil {
 				return nil, err
@@ -240,8 +190,7 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 		s.Close()
 	}
 
-	now := n.Now().UTC()
-	info := SiteInfo{Environment: fs.Environment, ProductLine: fs.ProductLine, Site: fs.Site, SiteCA: ca.ID, HeadquartersAuditHead: res.AuditHead, PackagedAt: now}
+	info := SiteInfo{Environment: fs.Environment, ProductLine: fs.ProductLine, Site: fs.Site, SiteCA: pkg.CA.ID, HeadquartersAuditHead: pkg.AuditHead, PackagedAt: pkg.At}
 	data, err := yaml.Marshal(&info)
 	if err != nil {
 		return nil, err
@@ -251,55 +200,19 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (res *Si
 		return nil, err
 	}
 	defer st.Close()
-	ids := make([]string, len(stations))
-	for i, s := range stations {
-		ids[i] = s.ID
-	}
-	res.Stations = ids
-	details := map[string]string{"site_ca": ca.ID, "site": fs.Site, "environment": fs.Environment, "product_line": fs.ProductLine,
-		"stations": strings.Join(ids, ","), "quota": fmt.Sprint(fs.Quota), "reserved": fmt.Sprint(fs.Reserved),
-		"issue_until": fs.IssueUntil.Format(time.RFC3339), "key_custody": custody, "headquarters_audit_head": res.AuditHead}
-	err = st.Tx(ctx, func(tx store.Tx) error {
-		rootCopy := *root
-		rootCopy.KeyURI = "" // the root key never leaves headquarters (or its ceremony)
-		for _, c := range append([]*store.CA{&rootCopy, ca}, copyCAs...) {
-			if stationCAs[c.ID] {
-				cc := *c
-				cc.KeyURI = "" // stations are registered at headquarters only
-				c = &cc
-			}
-			if err := tx.InsertCA(ctx, c); err != nil {
-				return err
-			}
-		}
-		for _, k := range []*store.Key{caKey, auditKey} {
-			if err := tx.InsertKey(ctx, k); err != nil {
-				return err
-			}
-		}
-		if err := tx.InsertFactorySite(ctx, fs); err != nil {
-			return err
-		}
-		for _, s := range stations {
-			if err := tx.InsertStation(ctx, s); err != nil {
-				return err
-			}
-		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: req.Actor, Action: "factory.site.init", Subject: ca.ID, Outcome: audit.OutcomeSuccess, Details: details})
-	})
+	// The site's own RA starts its store: the custodian it needs signs nothing here.
+	custodian, err := ca.New(ca.Config{Keys: n.Keys, Soft: n.Soft, Store: st, Now: n.Now, Logger: n.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("site database: %w", err)
-	}
-	if err := writeFileAtomic(filepath.Join(req.Out, SiteFile), data, 0o600); err != nil {
 		return nil, err
 	}
-	hqDetails := map[string]string{"dir": req.Out}
-	for k, v := range details {
-		hqDetails[k] = v
+	siteRA, err := ra.New(ra.Config{Store: st, CA: custodian, Hierarchy: n.Config, Profiles: n.Profiles, Now: n.Now, Logger: n.Logger, Site: siteScope(&info)})
+	if err != nil {
+		return nil, err
 	}
-	if err := n.Store.Tx(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: req.Actor, Action: "factory.site.package", Subject: ca.ID, Outcome: audit.OutcomeSuccess, Details: hqDetails})
-	}); err != nil {
+	if err := siteRA.InitSite(ctx, req.Principal, pkg); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(req.Out, SiteFile), data, 0o600); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -347,12 +260,6 @@ func siteScope(s *SiteInfo) *ra.SiteScope {
 		return nil
 	}
 	return &ra.SiteScope{CAID: s.SiteCA, Environment: s.Environment, ProductLine: s.ProductLine, Site: s.Site}
-}
-
-// AuditHeadHex returns the hash of the newest audit event, hex (empty for an empty chain).
-func AuditHeadHex(ctx context.Context, s store.Store) (string, error) {
-	_, head, err := s.AuditHead(ctx)
-	return hex.EncodeToString(head), err
 }
 
 func fileExists(p string) bool {

@@ -257,7 +257,7 @@ func (r *RA) registryQueries(ctx context.Context, sel RegistrySelector, q store.
 		}
 		devices = []*store.Device{d}
 	case sel.Batch != "":
-		// Reconciliation records a batch's devices with station "batch:<id>" (internal/factory).
+		// Reconciliation records a batch's devices with station "batch:<id>" (reconcile.go).
 		b, err := reg.GetFactoryBatch(ctx, sel.Batch)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &Error{Kind: KindNotFound, Err: fmt.Errorf("no reconciled factory batch %q (see 'keyward factory reconcile')", sel.Batch)}

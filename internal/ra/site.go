@@ -1,12 +1,12 @@
 package ra
 
-// Site mode ('keyward factory serve', issue 4 part 1): at a contract manufacturer's site, without any
-// connection to headquarters, factory stations enroll devices over the same EST interface, and the RA issues
-// every certificate with the site's constrained subordinate CA instead of the product line's issuing CA. On
-// top of the station's own scope, each enrollment is checked against the site CA's record (internal/factory
-// siteca.go): the issuing window, the quota and the subject rule, before signing and again on the locked site
-// row in the recording transaction, which also counts the certificate against the quota and appends it to the
-// site's issuance log. 'keyward factory export' signs that log for headquarters, which reconciles it.
+// Site mode ('keyward factory serve'): at a contract manufacturer's site, without any connection to
+// headquarters, factory stations enroll devices over the same EST interface, and the RA issues every
+// certificate with the site's constrained subordinate CA instead of the product line's issuing CA. On top of
+// the station's own scope, each enrollment is checked against the site CA's record (factory.go): the issuing
+// window, the quota and the subject rule, before signing and again on the locked site row in the recording
+// transaction, which also counts the certificate against the quota and appends it to the site's issuance log.
+// 'keyward factory export' signs that log for headquarters, which reconciles it (reconcile.go).
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func (r *RA) checkSite(fs *store.FactorySite, st *store.Station, cn string, now 
 		return nil // the subject rule is checked once the CSR is parsed
 	}
 	// The subject rule is the product line's serial pattern recorded with the site CA (X.509 name
-	// constraints cannot express it; see internal/factory siteca.go).
+	// constraints cannot express it; see factory.go).
 	rule, err := r.siteRule(fs.CNPattern)
 	if err != nil {
 		return wrap(KindInternal, fmt.Errorf("site CA %s: recorded subject rule %q: %w", fs.CAID, fs.CNPattern, err))

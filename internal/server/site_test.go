@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/factory"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -30,8 +29,8 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 		t.Fatal(err)
 	}
 	defer hq.Close()
-	f := &factory.Factory{Store: hq.Store, Keys: hq.Keys, Config: hq.Config, Profiles: hq.Profiles, Actor: "test"}
-	if _, err := f.CreateSiteCA(ctx, factory.SiteCARequest{Env: "dev", Product: "demo-implant", Site: "site-a", Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: hq.Soft}); err != nil {
+	admin := ra.Principal{ID: "test", Role: ra.RoleAdmin}
+	if _, err := hq.RA.CreateSiteCA(ctx, admin, ra.SiteCARequest{Environment: "dev", ProductLine: "demo-implant", Site: "site-a", Quota: quota, ValidFor: 30 * 24 * time.Hour, Keys: hq.Soft}); err != nil {
 		t.Fatal(err)
 	}
 	pair := func(site, name string) tls.Certificate {
@@ -47,7 +46,7 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 	}
 	siteA, siteZ = pair("site-a", "site-a-01"), pair("site-z", "site-z-01")
 	dir := filepath.Join(t.TempDir(), "site")
-	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: "dev/demo-implant/site-a", Out: dir, Actor: "test"}); err != nil {
+	if _, err := hq.PackageSite(ctx, node.SitePackageRequest{SiteCA: "dev/demo-implant/site-a", Out: dir, Principal: admin}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := node.Open(ctx, node.Options{Dir: dir})
