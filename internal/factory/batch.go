@@ -194,31 +194,31 @@ func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 		// The same exclusive lock as 'factory inject' takes: a resume never cuts a file an injector is
 		// appending to, and the scan below sees what the truncation will keep.
 		if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, fmt.Errorf("%w: %s is in use by another process (a batch or an injection): %v", ErrConflict, req.Out, err)
 		}
 		res, err := scanFile(req.Out, nil, nil)
 		if err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, err
 		}
 		if err := sameJob(req.Out, res.Header, want); err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, err
 		}
 		j.hdr, have = res.Header, res.Credentials
 		// Cut a torn last frame: everything after the last whole credential is rewritten.
 		if err := file.Truncate(res.End); err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, fmt.Errorf("cut the torn tail of %s: %w", req.Out, err)
 		}
 		if _, err := file.Seek(res.End, 0); err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, err
 		}
 		if have < req.Count {
 			if j.iss, err = f.RA.ResumeBatch(ctx, f.Principal, batch(j.hdr), have); err != nil {
-				file.Close()
+				_ = file.Close()
 				return nil, err
 			}
 		}
@@ -236,7 +236,7 @@ func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 			return nil, err
 		}
 		if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			file.Close()
+			_ = file.Close()
 			return nil, fmt.Errorf("%w: %s is in use by another process: %v", ErrConflict, req.Out, err)
 		}
 		j.hdr = want
@@ -389,16 +389,16 @@ func createBatchFile(path string, h BatchHeader) (*os.File, error) {
 		return nil, err
 	}
 	if _, err := file.Write(buf); err != nil {
-		file.Close()
+		_ = file.Close()
 		return nil, err
 	}
 	if err := file.Sync(); err != nil {
-		file.Close()
+		_ = file.Close()
 		return nil, err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return file, nil
 }

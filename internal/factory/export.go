@@ -132,7 +132,8 @@ func headerHash(payload []byte) []byte {
 	return h.Sum(nil)
 }
 
-func writeField(w io.Writer, p []byte) {
+// writeField writes p to a hash, length first; a hash's Write never fails.
+func writeField(w hash.Hash, p []byte) {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(p)))
 	w.Write(n[:])
@@ -265,7 +266,7 @@ func (f *Factory) export(ctx context.Context, req ExportRequest) (*ExportSummary
 	// The batch file holds the credentials in index order, then the injections in index order: one reader at
 	// each section, merged (credential i with injection i), so neither list is held.
 	injections, stopInjections := streamInjections(req.Batch, injected)
-	defer stopInjections()
+	defer func() { _, _ = stopInjections() }()
 	var unused int64
 	_, err = scanFile(req.Batch, func(c *Credential, _ []byte) error {
 		r := &ExportRecord{Index: c.Index, CertDER: c.CertDER, KeyURI: c.KeyURI}
@@ -426,16 +427,16 @@ func OpenExport(name string, checks ExportChecks) (*ExportFile, error) {
 	}
 	st, err := file.Stat()
 	if err != nil {
-		file.Close()
+		_ = file.Close()
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		file.Close()
+		_ = file.Close()
 		return nil, badRequest("%s is not a regular file; an export is read twice (verified, then recorded), so copy it to a file first", name)
 	}
 	e, err := openExport(file, name, checks)
 	if err != nil {
-		file.Close()
+		_ = file.Close()
 		return nil, err
 	}
 	e.closer = file

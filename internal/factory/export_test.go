@@ -456,7 +456,7 @@ func TestOpenExportSiteLog(t *testing.T) {
 	}
 	// A check's error is returned as it is, and stops the read.
 	stop := errors.New("stop")
-	if _, err := OpenExport(path, ExportChecks{Record: func(*ExportRecord) error { return stop }}); err != stop {
+	if _, err := OpenExport(path, ExportChecks{Record: func(*ExportRecord) error { return stop }}); !errors.Is(err, stop) {
 		t.Errorf("check error: %v", err)
 	}
 

@@ -93,8 +93,8 @@ func (x *exportWriter) publish() error {
 
 // close removes the temporary file; after publish the export stays under its name.
 func (x *exportWriter) close() {
-	x.tmp.Close()
-	os.Remove(x.tmp.Name())
+	_ = x.tmp.Close()
+	_ = os.Remove(x.tmp.Name())
 }
 
 // exportSignature signs an export's digest with site's export signer, through the custodian.

@@ -237,7 +237,7 @@ func show(path string, budget int) (*BatchInfo, error) {
 				}
 			}
 		}
-		f.Close()
+		_ = f.Close()
 	}
 	serials := &distinctCounter{budget: budget}
 	defer serials.close()
@@ -326,7 +326,7 @@ func (d *distinctCounter) flush() error {
 		if err != nil {
 			return fmt.Errorf("temporary file for sorted runs: %w (set TMPDIR to a writable directory)", err)
 		}
-		os.Remove(f.Name()) // the file lives until it is closed, and never outlives the process
+		_ = os.Remove(f.Name()) // the file lives until it is closed, and never outlives the process
 		d.spill = f
 	}
 	start := int64(0)
@@ -399,7 +399,7 @@ func (d *distinctCounter) count() (int64, error) {
 
 func (d *distinctCounter) close() {
 	if d.spill != nil {
-		d.spill.Close()
+		_ = d.spill.Close()
 	}
 }
 
@@ -411,7 +411,7 @@ type runReader struct {
 
 func (r *runReader) next() (bool, error) {
 	l, err := binary.ReadUvarint(r.r)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return false, nil
 	}
 	if err != nil || l > maxFrame {

@@ -205,7 +205,7 @@ type injectIndex struct {
 
 func (ix *injectIndex) close() {
 	if ix != nil && ix.file != nil {
-		ix.file.Close()
+		_ = ix.file.Close()
 	}
 }
 
@@ -349,7 +349,7 @@ func openIndex(b *batchHead, read *int64) (*injectIndex, error) {
 	}
 	ix := &injectIndex{file: file, f: countingFile{file, read}, path: path}
 	if err := ix.check(b); err != nil {
-		file.Close()
+		_ = file.Close()
 		return nil, err
 	}
 	return ix, nil
@@ -461,8 +461,8 @@ func rebuildIndex(f ioFile, path string, size int64, deviceSerial string, read *
 	keep := false
 	defer func() {
 		if !keep {
-			file.Close()
-			os.Remove(tmpPath)
+			_ = file.Close()
+			_ = os.Remove(tmpPath)
 		}
 	}()
 	ix.h = indexHeader{batchSum: b.hdrSum, count: count, credStart: b.hdrEnd, credEnd: b.hdrEnd, slots: slotsFor(count)}
@@ -567,7 +567,7 @@ func (ix *injectIndex) installAs(path string) error {
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

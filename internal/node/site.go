@@ -115,7 +115,7 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (*SitePa
 	if err != nil {
 		if ours {
 			// Written in part, or written and then not recorded at headquarters: it is no site's directory.
-			os.RemoveAll(req.Out)
+			_ = os.RemoveAll(req.Out)
 		}
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (n *Node) writeSite(ctx context.Context, req SitePackageRequest, pkg *ra.Si
 		if err != nil {
 			return nil, err
 		}
-		s.Close()
+		_ = s.Close()
 	}
 
 	info := SiteInfo{Environment: fs.Environment, ProductLine: fs.ProductLine, Site: fs.Site, SiteCA: pkg.CA.ID, HeadquartersAuditHead: pkg.AuditHead, PackagedAt: pkg.At}
@@ -278,11 +278,11 @@ func copyFile(from, to string) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	if err := out.Sync(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	return out.Close()

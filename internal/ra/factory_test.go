@@ -68,7 +68,7 @@ func TestSiteCA(t *testing.T) {
 	if s.CA.Kind != store.CAKindSite || s.Site.Quota != 1000 || s.Site.CNPattern != `^DEMO-[0-9]{8}$` {
 		t.Errorf("recorded %+v %+v", s.CA, s.Site)
 	}
-	if got := s.Site.IssueUntil.Sub(time.Now()); got < 29*24*time.Hour || got > 31*24*time.Hour {
+	if got := time.Until(s.Site.IssueUntil); got < 29*24*time.Hour || got > 31*24*time.Hour {
 		t.Errorf("issuing window ends in %s, want 30d", got)
 	}
 	k, err := n.Store.GetKey(ctx, s.CA.KeyURI)

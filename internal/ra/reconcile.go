@@ -752,7 +752,7 @@ func newURISpool() (*uriSpool, error) {
 		return nil, fmt.Errorf("spool of the unused keys to destroy: %w", err)
 	}
 	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("spool of the unused keys to destroy: %w", err)
 	}
 	return &uriSpool{f: f, w: bufio.NewWriterSize(f, 64<<10), sum: sha256.New()}, nil
@@ -764,7 +764,7 @@ func (s *uriSpool) add(uri string) error {
 	s.sum.Write(n[:])
 	s.sum.Write([]byte(uri))
 	s.n++
-	s.w.Write(n[:])
+	_, _ = s.w.Write(n[:]) // a bufio.Writer keeps its first error: WriteString and Flush return it
 	_, err := s.w.WriteString(uri)
 	return err
 }

@@ -80,7 +80,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// The file holds no key material, but it does hold the audit trail and the device inventory: create it
 	// readable by its owner only. SQLite gives the -wal and -shm files the same mode.
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-		f.Close()
+		_ = f.Close()
 	} else if !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
@@ -94,23 +94,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
 	if err := ping(ctx, s.w); err != nil {
-		s.w.Close()
+		_ = s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	if err := migrate(ctx, s.w); err != nil {
-		s.w.Close()
+		_ = s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	// The reader pool opens after the writer has created the file and switched it to WAL.
 	if s.r, err = sql.Open("sqlite", rdsn); err != nil {
-		s.w.Close()
+		_ = s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.r.SetMaxOpenConns(n)
 	s.r.SetMaxIdleConns(n)
 	if err := s.prepare(ctx); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	return s, nil
@@ -236,12 +236,12 @@ func positional(q string) string {
 func (s *Store) Close() error {
 	for _, st := range s.ws {
 		if st != nil {
-			st.Close()
+			_ = st.Close()
 		}
 	}
 	for _, st := range s.rs {
 		if st != nil {
-			st.Close()
+			_ = st.Close()
 		}
 	}
 	var errs []error
