@@ -132,11 +132,6 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRe
 	if err := prof.CheckRequest(&profile.Request{CSR: csr, Role: p.Role}); err != nil {
 		return out, profileError(err)
 	}
-	if checkRegistry {
-		if err := r.checkRegistry(ctx, env, product, csr.Subject.CommonName); err != nil {
-			return out, err
-		}
-	}
 	if err := goodkey.Check(csr.PublicKey); err != nil {
 		return out, errorf(KindBadRequest, "CSR key refused: %w", err)
 	}
@@ -144,9 +139,19 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRe
 	if err != nil {
 		return out, wrap(KindBadRequest, err)
 	}
-	// A key already certified for another subject is refused before anything is signed; the store enforces the
-	// same rule again at insert, which closes the race between two concurrent requests.
-	if err := r.checkDuplicateKey(ctx, out.spki, csr.Subject.String()); err != nil {
+	// One read for the registry and the key: a decommissioned or suspended serial is refused, and so is a key
+	// already certified for another subject, before anything is signed; the store enforces the key rule again
+	// at insert, which closes the race between two concurrent requests.
+	owners, device, err := r.cfg.Store.IssuanceFacts(ctx, out.spki, env, product, csr.Subject.CommonName)
+	if err != nil {
+		return out, wrap(KindUnavailable, err)
+	}
+	if checkRegistry {
+		if err := registryRefusal(device, env, product); err != nil {
+			return out, err
+		}
+	}
+	if err := duplicateKey(owners, out.spki, csr.Subject.String()); err != nil {
 		return out, err
 	}
 	iss, err := r.issuer(ctx, caID)
@@ -182,6 +187,15 @@ func (r *RA) checkRegistry(ctx context.Context, env, product, serial string) err
 		return nil
 	case err != nil:
 		return wrap(KindUnavailable, err)
+	}
+	return registryRefusal(d, env, product)
+}
+
+// registryRefusal is the refusal of an issuance for device d (nil: not in the registry), or nil.
+func registryRefusal(d *store.Device, env, product string) error {
+	switch {
+	case d == nil:
+		return nil
 	case d.State == store.DeviceDecommissioned:
 		return errorf(KindConflict, "device %s of %s/%s was decommissioned at %s: its serial is never certified again", d.Serial, env, product, d.UpdatedAt.UTC().Format(time.RFC3339))
 	case d.State == store.DeviceSuspended:
@@ -190,11 +204,8 @@ func (r *RA) checkRegistry(ctx context.Context, env, product, serial string) err
 	return nil
 }
 
-func (r *RA) checkDuplicateKey(ctx context.Context, spki []byte, subject string) error {
-	existing, err := r.cfg.Store.CertificatesBySPKI(ctx, spki)
-	if err != nil {
-		return wrap(KindUnavailable, err)
-	}
+// duplicateKey refuses a key that existing (the certificates of its SPKI) certify for another subject.
+func duplicateKey(existing []*store.Certificate, spki []byte, subject string) error {
 	for _, c := range existing {
 		if c.Subject != subject {
 			return errorf(KindConflict, "CSR public key (SPKI SHA-256 %x) is already certified for %q (certificate %s): a key is never shared between devices", spki, c.Subject, c.Serial)

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -132,7 +133,10 @@ func (t tracked) AppendAudit(ctx context.Context, e *audit.Event) error {
 	if err := t.Tx.AppendAudit(ctx, e); err != nil {
 		return err
 	}
-	*t.actions = append(*t.actions, e.Action)
+	// Each action once: a batch of issuances appends hundreds of events of one action.
+	if !slices.Contains(*t.actions, e.Action) {
+		*t.actions = append(*t.actions, e.Action)
+	}
 	return nil
 }
 

@@ -166,6 +166,10 @@ type Reader interface {
 	// CertificatesBySPKI returns the certificates whose SPKI hash equals h, for the duplicate-key pre-check made
 	// before anything is signed (InsertCertificate enforces the rule again).
 	CertificatesBySPKI(ctx context.Context, h []byte) ([]*Certificate, error)
+	// IssuanceFacts returns, in one read, what an issuance is checked against before anything is signed: the
+	// certificates whose SPKI hash is spki (CertificatesBySPKI), and the registry's device (env, product, serial),
+	// nil if the registry holds none. On PostgreSQL both queries travel in one round trip.
+	IssuanceFacts(ctx context.Context, spki []byte, env, product, serial string) ([]*Certificate, *Device, error)
 	// TokenByHash returns the operator token with that hash (ErrNotFound if none).
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)

@@ -165,6 +165,39 @@ func (s *Store) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Cert
 	return certs, nil
 }
 
+// IssuanceFacts sends CertificatesBySPKI and SelectDevice in one batch: one round trip.
+func (s *Store) IssuanceFacts(ctx context.Context, spki []byte, env, product, serial string) ([]*store.Certificate, *store.Device, error) {
+	b := &pgx.Batch{}
+	b.Queue(sqlrecord.CertificatesBySPKI, spki)
+	b.Queue(sqlrecord.SelectDevice, env, product, serial)
+	br := s.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("issuance facts: %w", err)
+	}
+	var certs []*store.Certificate
+	for rows.Next() {
+		c, err := codec.ScanCertificate(rows)
+		if err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("issuance facts: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("issuance facts: %w", err)
+	}
+	d, err := codec.ScanDevice(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return certs, nil, nil
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("issuance facts: device %s/%s/%s: %w", env, product, serial, err)
+	}
+	return certs, d, nil
+}
+
 // TokenByHash returns the operator token whose hash is h, or an error wrapping store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error) {
 	t, err := codec.ScanToken(s.pool.QueryRow(ctx, sqlrecord.SelectTokenByHash, h))

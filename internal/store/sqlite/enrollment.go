@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -113,11 +114,26 @@ func (s *Store) ListStations(ctx context.Context) ([]*store.Station, error) {
 
 // GetDevice returns one device.
 func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*store.Device, error) {
-	d, err := codec.ScanDevice(s.r.QueryRowContext(ctx, sqlrecord.SelectDevice, env, product, serial))
+	d, err := codec.ScanDevice(s.rs[stGetDevice].QueryRowContext(ctx, env, product, serial))
 	if err != nil {
 		return nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, notFound(err))
 	}
 	return d, nil
+}
+
+// IssuanceFacts reads the certificates of spki and the device, with the two prepared statements.
+func (s *Store) IssuanceFacts(ctx context.Context, spki []byte, env, product, serial string) ([]*store.Certificate, *store.Device, error) {
+	certs, err := s.CertificatesBySPKI(ctx, spki)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := s.GetDevice(ctx, env, product, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return certs, nil, nil
+	} else if err != nil {
+		return nil, nil, err
+	}
+	return certs, d, nil
 }
 
 // ListDevices returns the devices matching f.

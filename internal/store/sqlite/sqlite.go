@@ -157,6 +157,7 @@ const (
 	stWalkAudit
 	stCertsBySPKIRead
 	stTokenByHash
+	stGetDevice
 	numReadStmts
 )
 
@@ -183,6 +184,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		stWalkAudit:       sqlrecord.WalkAudit,
 		stCertsBySPKIRead: sqlrecord.CertificatesBySPKI,
 		stTokenByHash:     sqlrecord.SelectTokenByHash,
+		// Every issuance for a device serial consults the registry (the RA's checkRegistry).
+		stGetDevice: sqlrecord.SelectDevice,
 	}
 	for i, q := range writeSQL {
 		st, err := s.w.PrepareContext(ctx, positional(q))

@@ -22,6 +22,7 @@ func RunEnrollment(t *testing.T, open func(t *testing.T) Backend) {
 		{"Device", testDevice},
 		{"CertificateStatus", testCertificateStatus},
 		{"ExpiringCertificates", testExpiringCertificates},
+		{"IssuanceFacts", testIssuanceFacts},
 	})
 }
 
@@ -318,5 +319,32 @@ func testExpiringCertificates(t *testing.T, b Backend) {
 	got, _ = es.ExpiringCertificates(ctx, now.Add(90*24*time.Hour), 1)
 	if len(got) != 1 || got[0].Serial != serials[1] {
 		t.Fatalf("ExpiringCertificates limit 1: %d certificates", len(got))
+	}
+}
+
+// testIssuanceFacts: one read returns the certificates of a key and the registry's device, or no device.
+func testIssuanceFacts(t *testing.T, b Backend) {
+	ctx := context.Background()
+	withCAs(t, b, "dev/demo-implant")
+	spki := randBytes(t, 32)
+	c := newCert(t, "dev/demo-implant", "CN=DEMO-00000007", spki)
+	d := newDevice(t, "DEMO-00000007")
+	d.State = store.DeviceDecommissioned
+	tx(t, b, func(tx store.Tx) error {
+		if err := tx.InsertCertificate(ctx, c); err != nil {
+			return err
+		}
+		return tx.PutDevice(ctx, d)
+	})
+	certs, dev, err := b.IssuanceFacts(ctx, spki, "dev", "demo-implant", "DEMO-00000007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 1 || certs[0].Serial != c.Serial || dev == nil || dev.State != store.DeviceDecommissioned {
+		t.Fatalf("IssuanceFacts: %d certificates, device %+v; want the one certificate and the decommissioned device", len(certs), dev)
+	}
+	certs, dev, err = b.IssuanceFacts(ctx, randBytes(t, 32), "dev", "demo-implant", "DEMO-00000008")
+	if err != nil || len(certs) != 0 || dev != nil {
+		t.Fatalf("IssuanceFacts of an unknown key and serial: %v %v %v", certs, dev, err)
 	}
 }
