@@ -1,11 +1,11 @@
 package main
 
-// The done-when test of issue 4, run against the real binary as separate processes: a site batch is
+// Offline manufacturing end to end, run against the real binary as separate processes: a site batch is
 // provisioned, SIGKILLed mid-way and resumed, a subset is injected, the batch is closed with a final export
 // and reconciled at headquarters, and the registry, certificates, keys, CRL and audit trail are checked to hold
 // exactly what was injected, with every unused credential revoked and its key destroyed.
 //
-// KEYWARD_FACTORY_E2E_N sets the batch size (default 2,000; the issue's figure is 100,000).
+// KEYWARD_FACTORY_E2E_N sets the batch size (default 2,000; a full-size run is 100,000).
 // KEYWARD_FACTORY_E2E_INJECT sets how many credentials are injected (default 20 % of N). Each injection is one
 // 'keyward factory inject' process; after the first, which builds the batch's index (BATCH.kwb.kwi), each reads
 // a few kilobytes whatever N is, so the cost per injection is the process start and its fsyncs.
@@ -96,7 +96,7 @@ type batchInfo struct {
 	TornTail          bool  `json:"torn_tail"`
 }
 
-// TestFactoryBatchKillResumeInjectReconcile is issue 4's "Done when" with software-wrapped device keys (dev).
+// TestFactoryBatchKillResumeInjectReconcile runs it with software-wrapped device keys (dev).
 func TestFactoryBatchKillResumeInjectReconcile(t *testing.T) {
 	n := envInt(t, "KEYWARD_FACTORY_E2E_N", 2000)
 	k := envInt(t, "KEYWARD_FACTORY_E2E_INJECT", n*2/10)

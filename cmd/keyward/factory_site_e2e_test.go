@@ -1,6 +1,6 @@
 package main
 
-// Issue 4 part 1 against the real binary: a site CA whose key is in a SoftHSM2 token, a site data directory
+// A factory site against the real binary: a site CA whose key is in a SoftHSM2 token, a site data directory
 // packaged at headquarters, 'keyward factory serve' enrolling devices over EST at the site with no connection
 // to headquarters (and refusing what the site CA may not issue), a batch pre-issued at the site on the same
 // site CA and quota, two successive signed exports of the site's issuance log and the batch's final export

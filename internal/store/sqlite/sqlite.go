@@ -1,6 +1,3 @@
-// Package sqlite implements store.Store on one SQLite file, the embedded default: pure Go (modernc.org/sqlite),
-// WAL journal, a single writer connection whose transactions begin IMMEDIATE, and a pool of read-only
-// connections that read concurrently with the writer.
 package sqlite
 
 import (
