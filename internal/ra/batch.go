@@ -222,8 +222,7 @@ func (r *RA) checkBatchRegistry(ctx context.Context, site *SiteCA, serials Seria
 // log): one after the last recorded. RecordExport refuses it if another export takes it meanwhile.
 func (r *RA) NextExportSeq(ctx context.Context, logID string) (int64, error) {
 	var last int64
-	// Read only: there is nothing for the change feed to follow.
-	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	err := r.counter(ctx, func(tx store.Tx) error {
 		var err error
 		last, err = tx.LastFactoryExportSeq(ctx, logID)
 		return err

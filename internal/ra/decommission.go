@@ -54,7 +54,7 @@ type DecommissionResult struct {
 // recorded as destroyed on the attestation of req.AttestedBy, and every change is audited. Decommissioning a
 // decommissioned device is a KindConflict error that changes nothing.
 func (r *RA) Decommission(ctx context.Context, p Principal, req DecommissionRequest) (*DecommissionResult, error) {
-	if err := r.authoriseRevoker(ctx, p, "device.decommission", req.Device.Serial); err != nil {
+	if err := r.authoriseRevoker(ctx, p, audit.ActionDevice+string(Decommission), req.Device.Serial); err != nil {
 		return nil, err
 	}
 	attester := strings.TrimSpace(req.AttestedBy)
@@ -125,9 +125,9 @@ func (r *RA) Decommission(ctx context.Context, p Principal, req DecommissionRequ
 			}
 			// As 'keyward key destroy' records a device key: Keyward never held it, so the record rests on
 			// the attester's word.
-			if err := tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "key.destroy", Subject: uri, Outcome: audit.OutcomeSuccess,
-				Details: map[string]string{"purpose": k.Purpose, "location": k.Location, "owner": k.Owner, "reason": "device decommissioned",
-					"attested_by": attester, "device": d.Serial, "environment": d.Environment, "product_line": d.ProductLine, "role": p.Role}}); err != nil {
+			if err := r.success(ctx, tx, p, audit.ActionKeyDestroy, uri, now, map[string]string{"purpose": k.Purpose, "location": k.Location, "owner": k.Owner,
+				"reason": "device decommissioned", "attested_by": attester, "device": d.Serial, "environment": d.Environment, "product_line": d.ProductLine,
+				"role": p.Role}); err != nil {
 				return err
 			}
 			res.KeysDestroyed = append(res.KeysDestroyed, uri)
@@ -138,9 +138,9 @@ func (r *RA) Decommission(ctx context.Context, p Principal, req DecommissionRequ
 			return err
 		}
 		res.State = d.State
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "device." + string(Decommission), Subject: d.Serial, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"environment": d.Environment, "product_line": d.ProductLine, "from": from, "to": d.State, "certificate": d.CertSerial,
-				"attested_by": attester, "role": p.Role, "revoked": strings.Join(res.Revoked, ","), "keys_destroyed": fmt.Sprint(len(res.KeysDestroyed))}})
+		return r.success(ctx, tx, p, audit.ActionDevice+string(Decommission), d.Serial, now, map[string]string{"environment": d.Environment,
+			"product_line": d.ProductLine, "from": from, "to": d.State, "certificate": d.CertSerial, "attested_by": attester, "role": p.Role,
+			"revoked": strings.Join(res.Revoked, ","), "keys_destroyed": fmt.Sprint(len(res.KeysDestroyed))})
 	})
 	if err != nil {
 		var re *Error

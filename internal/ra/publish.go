@@ -18,7 +18,7 @@ import (
 // RFC 5280 5.2.3 requires the sequence to increase, not to be gapless.
 func (r *RA) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
 	var n int64
-	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	err := r.counter(ctx, func(tx store.Tx) error {
 		var err error
 		n, err = tx.NextCRLNumber(ctx, issuerID)
 		return err
@@ -29,7 +29,7 @@ func (r *RA) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) 
 // RecordCRLs stores published CRLs (a complete CRL and its empty delta together, or one delta) in one
 // transaction. CRLs are derived from the revocations already audited, so they add no audit event.
 func (r *RA) RecordCRLs(ctx context.Context, crls ...*store.PublishedCRL) error {
-	return r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	return r.counter(ctx, func(tx store.Tx) error {
 		for _, c := range crls {
 			if err := tx.InsertCRL(ctx, c); err != nil {
 				return err
@@ -42,7 +42,7 @@ func (r *RA) RecordCRLs(ctx context.Context, crls ...*store.PublishedCRL) error 
 // NextFilterVersion takes the next version number of the revocation filters of scope.
 func (r *RA) NextFilterVersion(ctx context.Context, scope string) (int64, error) {
 	var v int64
-	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	err := r.counter(ctx, func(tx store.Tx) error {
 		var err error
 		v, err = tx.NextFilterVersion(ctx, scope)
 		return err

@@ -123,6 +123,13 @@ func (r *RA) tx(ctx context.Context, fn func(store.Tx) error) error {
 	return nil
 }
 
+// counter runs fn in a transaction that changes no decided state and appends no audit event: taking the next
+// number of a sequence (CRL numbers, filter versions, export sequence numbers), or storing what the publisher
+// derives from audited revocations (CRLs). It notifies nobody.
+func (r *RA) counter(ctx context.Context, fn func(store.Tx) error) error {
+	return r.cfg.Store.Tx(ctx, fn)
+}
+
 // tracked is a transaction that remembers the actions of the audit events appended in it.
 type tracked struct {
 	store.Tx

@@ -69,7 +69,7 @@ func (r *RA) Revoke(ctx context.Context, p Principal, req RevokeRequest) (*store
 	if err != nil {
 		return nil, err
 	}
-	if err := r.authoriseRevoker(ctx, p, "cert.revoke", serial); err != nil {
+	if err := r.authoriseRevoker(ctx, p, audit.ActionCertRevoke, serial); err != nil {
 		return nil, err
 	}
 	if err := checkReason(req.Reason); err != nil {
@@ -110,7 +110,7 @@ func (r *RA) revokeTx(ctx context.Context, tx store.Tx, p Principal, serial stri
 	for k, v := range extra {
 		details[k] = v
 	}
-	return e, tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "cert.revoke", Subject: serial, Outcome: audit.OutcomeSuccess, Details: details})
+	return e, r.success(ctx, tx, p, audit.ActionCertRevoke, serial, now, details)
 }
 
 // Unhold releases a certificate revoked with certificateHold (RFC 5280 5.3.1): it becomes valid again and the
@@ -120,19 +120,17 @@ func (r *RA) Unhold(ctx context.Context, p Principal, serialIn string) (*store.R
 	if err != nil {
 		return nil, err
 	}
-	if err := r.authoriseRevoker(ctx, p, "cert.unhold", serial); err != nil {
+	if err := r.authoriseRevoker(ctx, p, audit.ActionCertUnhold, serial); err != nil {
 		return nil, err
 	}
 	now := r.now()
 	var e *store.RevocationEntry
 	err = r.tx(ctx, func(tx store.Tx) error {
-		rtx := tx
 		var err error
-		if e, err = rtx.Unhold(ctx, serial, now); err != nil {
+		if e, err = tx.Unhold(ctx, serial, now); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "cert.unhold", Subject: serial, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"issuer": e.IssuerID, "role": p.Role, "seq": fmt.Sprint(e.Seq)}})
+		return r.success(ctx, tx, p, audit.ActionCertUnhold, serial, now, map[string]string{"issuer": e.IssuerID, "role": p.Role, "seq": fmt.Sprint(e.Seq)})
 	})
 	if err != nil {
 		return e, mapError(err, serial, e)
@@ -199,7 +197,7 @@ func (r *RA) Bulk(ctx context.Context, p Principal, req BulkRequest) (*BulkResul
 		return nil, FieldErrorf(KindBadRequest, "issued_from", "issued between %s and %s: the first time must be before the second", q.IssuedFrom.Format(time.RFC3339), q.IssuedTo.Format(time.RFC3339))
 	}
 	query := strings.TrimSpace(describe(q) + " " + sel.describe())
-	if err := r.authoriseRevoker(ctx, p, "cert.revoke-bulk", query); err != nil {
+	if err := r.authoriseRevoker(ctx, p, audit.ActionCertRevokeBulk, query); err != nil {
 		return nil, err
 	}
 	if err := checkReason(req.Reason); err != nil {
@@ -259,9 +257,8 @@ func (r *RA) Bulk(ctx context.Context, p Principal, req BulkRequest) (*BulkResul
 		}
 	}
 	err := r.tx(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, &audit.Event{Time: now, Actor: p.ID, Action: "cert.revoke-bulk", Subject: query, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"matched": fmt.Sprint(res.Matched), "revoked": fmt.Sprint(res.Revoked), "already_revoked": fmt.Sprint(res.AlreadyRevoked),
-				"reason": ReasonName(req.Reason), "role": p.Role}})
+		return r.success(ctx, tx, p, audit.ActionCertRevokeBulk, query, now, map[string]string{"matched": fmt.Sprint(res.Matched), "revoked": fmt.Sprint(res.Revoked),
+			"already_revoked": fmt.Sprint(res.AlreadyRevoked), "reason": ReasonName(req.Reason), "role": p.Role})
 	})
 	if err != nil {
 		return res, &Error{Kind: KindUnavailable, Err: err}
