@@ -556,8 +556,8 @@ func deviceDecommissionCmd(g *globals) *cobra.Command {
     the time and, in the audit event, who attested the destruction (--attested-by, required: Keyward never
     held the key, so the record rests on that person's or procedure's word).
 
-Running it again on a decommissioned device changes nothing and exits 6. A running 'keyward serve' picks the
-revocations up at its next --publish-check; the CRL and OCSP answers follow.`,
+Running it again on a decommissioned device changes nothing and exits 6. A running 'keyward serve' learns of
+the revocations from the change feed within moments and publishes the next delta CRL; OCSP answers follow.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(req.AttestedBy) == "" {
