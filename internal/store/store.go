@@ -20,6 +20,9 @@ const (
 const (
 	CAStatusActive  = "active"
 	CAStatusRetired = "retired"
+	// CAStatusRevoked is a CA whose certificate its parent revoked: it signs nothing but the CRLs and OCSP
+	// answers of what it issued, and verifiers refuse its whole subtree.
+	CAStatusRevoked = "revoked"
 )
 
 // CA is a certificate authority of one environment: a root, or an issuing CA for one product line.
