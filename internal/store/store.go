@@ -14,6 +14,9 @@ const (
 	CAKindIssuing = "issuing"
 	CAKindStation = "station"
 	CAKindService = "service" // the data directory's own TLS CA; belongs to no device environment
+	// CAKindOCSPSigner is an offline root's delegated OCSP responder: not a CA, but certified by the root in a
+	// ceremony like one, so that the status of the root's subordinates is answered while the root is offline.
+	CAKindOCSPSigner = "ocsp-signer"
 )
 
 // CA states.
@@ -23,6 +26,9 @@ const (
 	// CAStatusRevoked is a CA whose certificate its parent revoked: it signs nothing but the CRLs and OCSP
 	// answers of what it issued, and verifiers refuse its whole subtree.
 	CAStatusRevoked = "revoked"
+	// CAStatusSuperseded is a previous generation after a rollover: it issues nothing, and signs the CRLs and
+	// OCSP answers of what it issued until the last of those certificates expires.
+	CAStatusSuperseded = "superseded"
 )
 
 // CA is a certificate authority of one environment: a root, or an issuing CA for one product line.
@@ -39,6 +45,38 @@ type CA struct {
 	NotAfter    time.Time
 	Status      string
 	CreatedAt   time.Time
+	// Generation counts the CAs of one role: a product line's first issuing CA is 1, the CA a rollover makes
+	// next is 2, and so on.
+	Generation int
+	// RevokedAt and RevocationReason (RFC 5280 5.3.1) are set when the CA's parent revoked it.
+	RevokedAt        *time.Time
+	RevocationReason int
+}
+
+// CA request states.
+const (
+	CARequestPending  = "pending"
+	CARequestImported = "imported"
+)
+
+// CARequest is a CA key generated here and waiting for its certificate from an offline root's ceremony: the
+// kind of CA it becomes and the constraints that the ceremony applies and the import checks.
+type CARequest struct {
+	CAID        string // the CA it becomes
+	Environment string
+	ProductLine string // issuing and site CAs
+	Kind        string
+	Site        string        // site CAs
+	Quota       int64         // site CAs: certificates the site may issue
+	ValidFor    time.Duration // site CAs: the issuing window, whole seconds
+	Generation  int
+	Replaces    string // the CA that the imported one supersedes, "" if none
+	KeyURI      string
+	SPKISHA256  []byte
+	CSRDER      []byte
+	State       string
+	CreatedAt   time.Time
+	ClosedAt    *time.Time
 }
 
 // Key states, as CycloneDX names them.
@@ -129,6 +167,14 @@ type Tx interface {
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
 	SetCAStatus(ctx context.Context, id, status string) error
+	// RevokeCA marks CA id revoked at at for reason (ErrNotFound if there is none).
+	RevokeCA(ctx context.Context, id string, at time.Time, reason int) error
+	// InsertCARequest stores a pending CA request (ErrExists if one for the same CA id exists, or one of the
+	// same environment, kind, product line and site is pending).
+	InsertCARequest(ctx context.Context, r *CARequest) error
+	// CloseCARequest sets the state of the request for CA id at at; a cancelled request is deleted, so the same
+	// CA can be requested again (ErrNotFound if there is none).
+	CloseCARequest(ctx context.Context, caID, state string, at time.Time) error
 	// InsertToken stores an operator token's hash (ErrExists for a duplicate id or hash).
 	InsertToken(ctx context.Context, t *Token) error
 	InsertKey(ctx context.Context, k *Key) error
@@ -163,6 +209,8 @@ type Reader interface {
 
 	GetCA(ctx context.Context, id string) (*CA, error)
 	ListCAs(ctx context.Context) ([]*CA, error)
+	// ListCARequests returns every CA request, pending or imported, by CA id.
+	ListCARequests(ctx context.Context) ([]*CARequest, error)
 	GetKey(ctx context.Context, uri string) (*Key, error)
 	ListKeys(ctx context.Context) ([]*Key, error)
 	GetCertificate(ctx context.Context, serial string) (*Certificate, error)

@@ -11,7 +11,10 @@ import (
 
 // Column lists of the core tables, in the order of the Scan and Args functions below.
 const (
-	CAColumns          = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at`
+	CAColumns = `id, environment, product_line, kind, parent_id, key_uri, cert_der, subject, not_before, not_after, status, created_at, ` +
+		`generation, revoked_at, revocation_reason`
+	CARequestColumns = `ca_id, environment, product_line, kind, site, quota, valid_for, generation, replaces, key_uri, spki_sha256, ` +
+		`csr_der, state, created_at, closed_at`
 	KeyColumns         = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
 	CertificateColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
 		`revoked_at, revocation_reason, created_at`
@@ -22,10 +25,19 @@ const (
 
 // Statements on the core tables that both dialects run as they are.
 const (
-	InsertCA    = `INSERT INTO cas (` + CAColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	InsertCA    = `INSERT INTO cas (` + CAColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 	SelectCA    = `SELECT ` + CAColumns + ` FROM cas WHERE id = $1`
 	ListCAs     = `SELECT ` + CAColumns + ` FROM cas ORDER BY id`
 	SetCAStatus = `UPDATE cas SET status = $1 WHERE id = $2`
+	// RevokeCA marks CA $4 revoked (status $1) at $2 for reason $3.
+	RevokeCA = `UPDATE cas SET status = $1, revoked_at = $2, revocation_reason = $3 WHERE id = $4`
+
+	InsertCARequest = `INSERT INTO ca_requests (` + CARequestColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	ListCARequests  = `SELECT ` + CARequestColumns + ` FROM ca_requests ORDER BY ca_id`
+	// CloseCARequest sets the state of the request for CA $3 to $1 at $2.
+	CloseCARequest = `UPDATE ca_requests SET state = $1, closed_at = $2 WHERE ca_id = $3`
+	// DeleteCARequest removes the request for CA $1 (a cancelled request).
+	DeleteCARequest = `DELETE FROM ca_requests WHERE ca_id = $1`
 
 	InsertKey = `INSERT INTO keys (` + KeyColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 	SelectKey = `SELECT ` + KeyColumns + ` FROM keys WHERE uri = $1`
@@ -75,7 +87,7 @@ func (c Codec) ScanCA(r Row) (*store.CA, error) {
 	var ca store.CA
 	if err := r.Scan(&ca.ID, &ca.Environment, &ca.ProductLine, &ca.Kind, (*nullString)(&ca.ParentID), &ca.KeyURI,
 		&ca.CertDER, &ca.Subject, c.ScanTime(&ca.NotBefore), c.ScanTime(&ca.NotAfter), &ca.Status,
-		c.ScanTime(&ca.CreatedAt)); err != nil {
+		c.ScanTime(&ca.CreatedAt), &ca.Generation, c.ScanNullTime(&ca.RevokedAt), &ca.RevocationReason); err != nil {
 		return nil, err
 	}
 	ca.CertDER = nonEmpty(ca.CertDER)
@@ -85,7 +97,26 @@ func (c Codec) ScanCA(r Row) (*store.CA, error) {
 // CAArgs returns ca's values in the order of CAColumns.
 func (c Codec) CAArgs(ca *store.CA) []any {
 	return []any{ca.ID, ca.Environment, ca.ProductLine, ca.Kind, NullString(ca.ParentID), ca.KeyURI, Blob(ca.CertDER),
-		ca.Subject, c.BindTime(ca.NotBefore), c.BindTime(ca.NotAfter), ca.Status, c.BindTime(ca.CreatedAt)}
+		ca.Subject, c.BindTime(ca.NotBefore), c.BindTime(ca.NotAfter), ca.Status, c.BindTime(ca.CreatedAt),
+		ca.Generation, c.BindNullTime(ca.RevokedAt), ca.RevocationReason}
+}
+
+// ScanCARequest reads a row of CARequestColumns.
+func (c Codec) ScanCARequest(r Row) (*store.CARequest, error) {
+	var q store.CARequest
+	var validFor int64
+	if err := r.Scan(&q.CAID, &q.Environment, &q.ProductLine, &q.Kind, &q.Site, &q.Quota, &validFor, &q.Generation, &q.Replaces,
+		&q.KeyURI, &q.SPKISHA256, &q.CSRDER, &q.State, c.ScanTime(&q.CreatedAt), c.ScanNullTime(&q.ClosedAt)); err != nil {
+		return nil, err
+	}
+	q.ValidFor = time.Duration(validFor) * time.Second
+	return &q, nil
+}
+
+// CARequestArgs returns q's values in the order of CARequestColumns.
+func (c Codec) CARequestArgs(q *store.CARequest) []any {
+	return []any{q.CAID, q.Environment, q.ProductLine, q.Kind, q.Site, q.Quota, int64(q.ValidFor / time.Second), q.Generation, q.Replaces,
+		q.KeyURI, Blob(q.SPKISHA256), Blob(q.CSRDER), q.State, c.BindTime(q.CreatedAt), c.BindNullTime(q.ClosedAt)}
 }
 
 // ScanKey reads a row of KeyColumns.

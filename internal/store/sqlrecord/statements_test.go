@@ -41,6 +41,7 @@ func TestStatements(t *testing.T) {
 		name, q, columns string
 	}{
 		{"InsertCA", InsertCA, CAColumns},
+		{"InsertCARequest", InsertCARequest, CARequestColumns},
 		{"InsertKey", InsertKey, KeyColumns},
 		{"InsertCertificate", InsertCertificate, CertificateColumns},
 		{"InsertToken", InsertToken, TokenColumns},
@@ -72,6 +73,7 @@ func TestStatements(t *testing.T) {
 		args int // -1: not checked
 	}{
 		{"SelectCA", SelectCA, 1}, {"ListCAs", ListCAs, 0}, {"SetCAStatus", SetCAStatus, 2},
+		{"RevokeCA", RevokeCA, 4}, {"ListCARequests", ListCARequests, 0}, {"CloseCARequest", CloseCARequest, 3}, {"DeleteCARequest", DeleteCARequest, 1},
 		{"SelectKey", SelectKey, 1}, {"ListKeys", ListKeys, 0}, {"SetKeyState", SetKeyState, len(c.SetKeyStateArgs("u", "s", now))},
 		{"SelectCertificate", SelectCertificate, 1}, {"CertificatesBySPKI", CertificatesBySPKI, 1},
 		{"SelectTokenByHash", SelectTokenByHash, 1}, {"WalkAudit", WalkAudit, 2}, {"AuditHead", AuditHead, 0}, {"WalkChanges", WalkChanges, 2},

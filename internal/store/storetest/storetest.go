@@ -47,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"AuditTamperDelete", testAuditTamperDelete},
 		{"AuditTamperSwap", testAuditTamperSwap},
 		{"CAStatus", testCAStatus},
+		{"CARevoke", testCARevoke},
+		{"CARequest", testCARequest},
 		{"Token", testToken},
 		{"CertificatesBySPKIRead", testCertificatesBySPKIRead},
 		{"WalkChanges", testWalkChanges},
@@ -110,6 +112,7 @@ func rootCA() *store.CA {
 		ID: "dev/root", Environment: "dev", Kind: store.CAKindRoot, KeyURI: "soft:dev-root",
 		CertDER: []byte{0x30, 0x82, 0x01, 0x00, 0x00, 0xff}, Subject: "CN=Keyward dev root",
 		NotBefore: us(t0), NotAfter: us(t0.AddDate(20, 0, 0)), Status: store.CAStatusActive, CreatedAt: us(t0),
+		Generation: 1,
 	}
 }
 
@@ -118,7 +121,7 @@ func issuingCA(id string) *store.CA {
 		ID: id, Environment: "dev", ProductLine: strings.TrimPrefix(id, "dev/"), Kind: store.CAKindIssuing,
 		ParentID: "dev/root", KeyURI: "soft:" + id, CertDER: []byte{0x30, 0x03, 0x02, 0x01, 0x07},
 		Subject: "CN=" + id, NotBefore: us(t0), NotAfter: us(t0.AddDate(5, 0, 0)), Status: store.CAStatusActive,
-		CreatedAt: us(t0.Add(time.Second)),
+		CreatedAt: us(t0.Add(time.Second)), Generation: 1,
 	}
 }
 
@@ -829,6 +832,79 @@ func testCAStatus(t *testing.T, s Backend) {
 	mustEqual(t, "status", got.Status, store.CAStatusRetired)
 	err = s.Tx(ctx, func(tx store.Tx) error { return tx.SetCAStatus(ctx, "dev/missing", store.CAStatusRetired) })
 	wantErr(t, "SetCAStatus on a missing CA", err, store.ErrNotFound)
+}
+
+func testCARevoke(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	got, err := s.GetCA(ctx, "dev/demo-implant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RevokedAt != nil || got.RevocationReason != 0 {
+		t.Fatalf("a new CA reads as revoked: %v, %d", got.RevokedAt, got.RevocationReason)
+	}
+	second := issuingCA("dev/demo-implant@2")
+	second.Generation = 2
+	tx(t, s, func(tx store.Tx) error { return tx.InsertCA(ctx, second) })
+	at := us(t0.Add(time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.RevokeCA(ctx, "dev/demo-implant", at, store.ReasonKeyCompromise) })
+	got, err = s.GetCA(ctx, "dev/demo-implant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "status", got.Status, store.CAStatusRevoked)
+	mustEqual(t, "reason", got.RevocationReason, store.ReasonKeyCompromise)
+	if got.RevokedAt == nil || !got.RevokedAt.Equal(at) {
+		t.Fatalf("revoked at %v, want %v", got.RevokedAt, at)
+	}
+	if g2, err := s.GetCA(ctx, "dev/demo-implant@2"); err != nil || g2.Generation != 2 || g2.Status != store.CAStatusActive {
+		t.Fatalf("second generation: %+v, %v", g2, err)
+	}
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.RevokeCA(ctx, "dev/missing", at, store.ReasonKeyCompromise) })
+	wantErr(t, "RevokeCA on a missing CA", err, store.ErrNotFound)
+}
+
+func testCARequest(t *testing.T, s Backend) {
+	ctx := context.Background()
+	req := func(id, kind, product, site string) *store.CARequest {
+		return &store.CARequest{CAID: id, Environment: "production", ProductLine: product, Kind: kind, Site: site, Quota: 500,
+			ValidFor: 90 * 24 * time.Hour, Generation: 1, KeyURI: "pkcs11:token=site;object=" + id, SPKISHA256: randBytes(t, 32),
+			CSRDER: randBytes(t, 200), State: store.CARequestPending, CreatedAt: us(t0)}
+	}
+	site := req("production/implant/site-a", store.CAKindSite, "implant", "site-a")
+	tx(t, s, func(tx store.Tx) error { return tx.InsertCARequest(ctx, site) })
+	got, err := s.ListCARequests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !reflect.DeepEqual(got[0], site) {
+		t.Fatalf("ListCARequests = %+v, want %+v", got, site)
+	}
+	// A second pending request for the same CA to be, under another id: refused.
+	dup := req("production/implant/site-a@2", store.CAKindSite, "implant", "site-a")
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertCARequest(ctx, dup) })
+	wantErr(t, "a second pending request for one CA", err, store.ErrExists)
+	// Another site's request is independent.
+	tx(t, s, func(tx store.Tx) error {
+		return tx.InsertCARequest(ctx, req("production/implant/site-b", store.CAKindSite, "implant", "site-b"))
+	})
+	// Imported: the request stays, closed; a new request for the role is allowed again.
+	at := us(t0.Add(time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.CloseCARequest(ctx, site.CAID, store.CARequestImported, at) })
+	tx(t, s, func(tx store.Tx) error { return tx.InsertCARequest(ctx, dup) })
+	got, err = s.ListCARequests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].State != store.CARequestImported || got[0].ClosedAt == nil || !got[0].ClosedAt.Equal(at) {
+		t.Fatalf("after import: %+v", got)
+	}
+	// Cancelled: deleted, so the same CA id can be requested again.
+	tx(t, s, func(tx store.Tx) error { return tx.CloseCARequest(ctx, dup.CAID, "cancelled", at) })
+	tx(t, s, func(tx store.Tx) error { return tx.InsertCARequest(ctx, dup) })
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.CloseCARequest(ctx, "production/none", store.CARequestImported, at) })
+	wantErr(t, "CloseCARequest of a missing request", err, store.ErrNotFound)
 }
 
 func testToken(t *testing.T, s Backend) {
