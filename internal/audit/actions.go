@@ -20,7 +20,17 @@ const (
 	ActionKeyDestroy   = "key.destroy"
 	ActionCACreate     = "ca.create"
 	ActionCAImport     = "ca.import"
-	ActionCeremonySign = "ceremony.sign"
+	ActionCARequest    = "ca.request"   // a CA key generated, waiting for its certificate from a ceremony
+	ActionCACancel     = "ca.cancel"    // a pending CA request abandoned, its key destroyed
+	ActionCASupersede  = "ca.supersede" // a CA replaced by its next generation (a rollover)
+	ActionCARevoke     = "ca.revoke"
+	ActionCARetire     = "ca.retire"
+	ActionCAImportCRL  = "ca.import-crl" // an offline root's CRL, signed in a ceremony, installed
+	// Ceremony workspaces: each command's transcript entry.
+	ActionCeremonyRoot     = "ceremony.root"
+	ActionCeremonySign     = "ceremony.sign"
+	ActionCeremonyCRL      = "ceremony.crl"
+	ActionCeremonyRollover = "ceremony.root-rollover"
 	ActionDelegate     = "revocation.signer" // a delegated OCSP responder or filter signer certified
 	ActionFilter       = "revocation.filter" // a revocation filter published
 	ActionTokenCreate  = "token.create"

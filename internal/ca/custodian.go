@@ -333,10 +333,28 @@ func (c *Custodian) Issuer(ctx context.Context, id string) (*Issuer, error) {
 	return iss, nil
 }
 
-// PurposeOf is the purpose of a CA's key: root-signing for a root, ca-signing for every other CA.
+// PurposeOf is the purpose of a CA's key: root-signing for a root, ocsp-signing for a root's OCSP responder,
+// ca-signing for every other CA.
 func PurposeOf(ca *store.CA) keystore.Purpose {
-	if ca.Kind == store.CAKindRoot {
+	switch ca.Kind {
+	case store.CAKindRoot:
 		return keystore.PurposeRootSigning
+	case store.CAKindOCSPSigner:
+		return keystore.PurposeOCSPSigning
 	}
 	return keystore.PurposeCASigning
+}
+
+// KeystoreOf returns the keystore that holds the key at uri, to generate another key beside it (a site CA's
+// export signer in the site's HSM).
+func (c *Custodian) KeystoreOf(uri string) (keystore.Keystore, error) {
+	if b, ok := c.cfg.Keys.(interface {
+		Backend(string) (keystore.Keystore, error)
+	}); ok {
+		return b.Backend(uri)
+	}
+	if c.cfg.Keys.Handles(uri) {
+		return c.cfg.Keys, nil
+	}
+	return nil, fmt.Errorf("no keystore holds %s", uri)
 }

@@ -99,15 +99,16 @@ func (i *Issuer) IssueCredential(ctx context.Context, tmpl *x509.Certificate) (c
 	return certDER, keyPKCS8, nil
 }
 
-// IssuerOf returns a signing handle for a CA that is not recorded yet: one being created, whose certificate
-// is signed and whose key must sign another certificate (its export signer) in the same change. The handle is
-// not cached; ca.KeyURI names the key, ca.CertDER the certificate.
+// IssuerOf returns a signing handle for a CA that is not recorded yet: one being created or imported, whose
+// certificate is signed and whose key (for an import, still pending activation) must sign another certificate
+// (its export signer) in the same change. The handle is not cached; ca.KeyURI names the key, ca.CertDER the
+// certificate.
 func (c *Custodian) IssuerOf(ctx context.Context, ca *store.CA) (*Issuer, error) {
 	cert, err := x509.ParseCertificate(ca.CertDER)
 	if err != nil {
 		return nil, fmt.Errorf("CA %s certificate: %w", ca.ID, err)
 	}
-	g, err := c.signer(ctx, ca.KeyURI, PurposeOf(ca), false)
+	g, err := c.signer(ctx, ca.KeyURI, PurposeOf(ca), true)
 	if err != nil {
 		return nil, fmt.Errorf("CA %s key: %w", ca.ID, err)
 	}

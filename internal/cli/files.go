@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // maxInputFile bounds files read from operators (CSRs, certificates): far above any legitimate one.
@@ -59,3 +60,39 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 }
 
 func badInput(err error) error { return &exitError{code: ExitBadRequest, err: err} }
+
+// pemBytes encodes der as one PEM block of typ.
+func pemBytes(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+
+// writeFileAtomic writes data to path through a temporary file in the same directory and a rename, so a reader
+// never sees half a file and a failure leaves any earlier file as it was.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -126,7 +126,13 @@ func TestProductionCeremony(t *testing.T) {
 		t.Fatalf("ceremony without passphrase: exit %d %q", code, errs)
 	}
 	passFile := writeTemp(t, "ceremony-pass", []byte("correct horse battery staple ceremony\n"))
-	mustKW(t, "ca", "ceremony", "root", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--out", rootPEM)
+	// A production ceremony is never one person's act.
+	if _, errs, code := kw(t, "ca", "ceremony", "root", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--out", rootPEM,
+		"--witness", "alice", "--witness", "ALICE"); code != ExitBadRequest || !strings.Contains(errs, "two distinct witnesses") {
+		t.Fatalf("ceremony with one witness: exit %d %q", code, errs)
+	}
+	witnesses := []string{"--witness", "alice", "--witness", "bob"}
+	mustKW(t, append([]string{"ca", "ceremony", "root", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--out", rootPEM}, witnesses...)...)
 	mustKW(t, "ca", "csr", "--data", dir, "--env", "production", "--product", "demo-implant", "--out", csrPEM)
 	// The pending key is in the glossary before the CA exists.
 	pending := false
@@ -136,7 +142,7 @@ func TestProductionCeremony(t *testing.T) {
 	if !pending {
 		t.Fatal("no pre-activation key for production/demo-implant")
 	}
-	mustKW(t, "ca", "ceremony", "sign", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--csr", csrPEM, "--out", issuingPEM)
+	mustKW(t, append([]string{"ca", "ceremony", "sign", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--csr", csrPEM, "--out", issuingPEM}, witnesses...)...)
 	// Importing against the wrong root is refused.
 	if _, errs, code := kw(t, "ca", "import", "--data", dir, "--env", "production", "--product", "demo-implant", "--cert", issuingPEM,
 		"--root", writeTemp(t, "dev-root.pem", []byte(mustKW(t, "ca", "export", "--data", dir, "--env", "dev")))); code == 0 || !strings.Contains(errs, "not signed by the given root") {

@@ -36,6 +36,10 @@ type caches struct {
 	tokens   map[string]Principal // by token hash
 	stations map[string]*store.Station
 	clients  *ClientCAs
+	// current maps a CA role to the CA that fills it (roles.go). Unlike the others it is kept whether or not
+	// the feed is followed: the RA clears it after its own changes to CAs, and a process that does not follow
+	// the feed is a command that ends before a change elsewhere could matter.
+	current map[string]string
 }
 
 func (c *caches) clear(tokens, stations, cas bool) {
@@ -49,6 +53,7 @@ func (c *caches) clear(tokens, stations, cas bool) {
 	}
 	if cas {
 		c.clients = nil
+		c.current = nil
 	}
 }
 
@@ -184,7 +189,10 @@ func (r *RA) ClientCAs(ctx context.Context, reload bool) (*ClientCAs, error) {
 	}
 	c := &ClientCAs{Pool: x509.NewCertPool(), ByRaw: map[string]*store.CA{}, loaded: time.Now()}
 	for _, ca := range cas {
-		if (ca.Kind != store.CAKindStation && ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindSite) || ca.Status != store.CAStatusActive || len(ca.CertDER) == 0 {
+		// A superseded generation still authenticates the devices it certified, so they can renew onto the
+		// next; a revoked CA authenticates nobody.
+		if (ca.Kind != store.CAKindStation && ca.Kind != store.CAKindIssuing && ca.Kind != store.CAKindSite) ||
+			(ca.Status != store.CAStatusActive && ca.Status != store.CAStatusSuperseded) || len(ca.CertDER) == 0 {
 			continue
 		}
 		cert, err := x509.ParseCertificate(ca.CertDER)

@@ -44,6 +44,7 @@ import (
 	"github.com/keyward/keyward/internal/goodkey"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -122,38 +123,16 @@ func (r *RA) CreateSiteCA(ctx context.Context, p Principal, req SiteCARequest) (
 	if err := r.authorize(ctx, p, audit.ActionSiteCreate, id, "create site CAs", RoleAdmin); err != nil {
 		return nil, err
 	}
-	if req.Profile == "" {
-		req.Profile = DefaultSiteProfile
+	if spec := r.cfg.Hierarchy.Environments[req.Environment]; spec != nil && spec.Root.Offline {
+		return nil, errorf(KindForbidden, "environment %q: %w; a site CA under an offline root is made in a ceremony: "+
+			"'keyward ca csr --kind site --env %s --product %s --site %s --quota N --valid-for D --keystore SITE-HSM', "+
+			"'keyward ca ceremony sign' with the root, then 'keyward ca import'", req.Environment, hierarchy.ErrOffline, req.Environment, req.ProductLine, req.Site)
+	}
+	prof, alg, err := r.checkSiteRequest(&req)
+	if err != nil {
+		return nil, err
 	}
 	bad := func(format string, args ...any) error { return factoryErr(ErrFactoryBadRequest, format, args...) }
-	cfg := r.cfg.Hierarchy
-	spec := cfg.Environments[req.Environment]
-	if spec == nil {
-		return nil, bad("environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, cfg.EnvironmentNames())
-	}
-	if spec.Root.Offline {
-		return nil, errorf(KindForbidden, "environment %q: %w; a site CA under an offline root must be signed in a ceremony, which 'keyward factory site-ca' does not do yet", req.Environment, hierarchy.ErrOffline)
-	}
-	pl := spec.ProductLines[req.ProductLine]
-	if pl == nil {
-		return nil, bad("product line %q is not declared for environment %q (declared: %v)", req.ProductLine, req.Environment, cfg.ProductLineNames(req.Environment))
-	}
-	if !slices.Contains(pl.Profiles, req.Profile) {
-		return nil, bad("product line %s/%s does not use profile %q (it uses %v)", req.Environment, req.ProductLine, req.Profile, pl.Profiles)
-	}
-	prof := r.cfg.Profiles[req.Profile]
-	if prof == nil || prof.Subject.CommonName == nil || !prof.Subject.CommonNameRequired {
-		return nil, bad("profile %q has no required common-name pattern, so a site CA cannot be bound to the product line's serials", req.Profile)
-	}
-	if !siteNameRule.MatchString(req.Site) {
-		return nil, bad("site %q: use 1 to 16 lower-case letters, digits and hyphens, starting with a letter or digit (the name is in every certificate the site issues)", req.Site)
-	}
-	if req.Quota <= 0 {
-		return nil, bad("--quota %d: a site CA needs a positive quota of certificates", req.Quota)
-	}
-	if req.ValidFor <= 0 || req.ValidFor > MaxSiteWindow {
-		return nil, bad("--valid-for %s: the issuing window of a site CA must be positive and at most 366d", req.ValidFor)
-	}
 	if req.Keys == nil {
 		return nil, bad("no keystore for the site CA key")
 	}
@@ -172,35 +151,44 @@ func (r *RA) CreateSiteCA(ctx context.Context, p Principal, req SiteCARequest) (
 	if err != nil {
 		return nil, err
 	}
-	alg, err := keystore.ParseAlgorithm(pl.Algorithm)
-	if err != nil {
-		return nil, wrap(KindBadRequest, err)
-	}
 	pc, err := r.newSubordinate(ctx, subordinate{id: id, env: req.Environment, product: req.ProductLine, kind: store.CAKindSite, parent: root,
 		subject: SiteSubject(req.Environment, req.ProductLine, req.Site), validity: req.ValidFor + prof.Validity, keys: req.Keys, alg: alg, edit: constrain})
 	if err != nil {
 		return nil, err
 	}
+	return r.recordSite(ctx, p, pc, req, prof, nil)
+}
+
+// recordSite completes a site CA whose certificate is signed: it has the site CA certify its export signer
+// (generated in req.Keys) and records both keys, the CA, its constraints and their audit events in one
+// transaction, with extra, if set, running in that transaction too (an imported CA's request is closed).
+func (r *RA) recordSite(ctx context.Context, p Principal, pc *pendingCA, req SiteCARequest, prof *profile.Profile, extra func(store.Tx) error) (*SiteCA, error) {
+	id := pc.row.ID
 	// The export signer: the site CA key has purpose ca-signing, which signs certificates and CRLs only, so the
 	// site's exports are signed by a key of its own, certified by the site CA in the same change, for as long
 	// as the site CA: headquarters reconciles the last exports after the issuing window.
 	siteIss, err := r.cfg.CA.IssuerOf(ctx, pc.row)
 	if err != nil {
-		return nil, r.abandon(ctx, signError(id, err), pc.key.URI)
+		return nil, r.abandonCA(ctx, signError(id, err), pc)
 	}
 	d, err := siteIss.NewDelegate(ctx, req.Keys, keystore.PurposeAuditSigning, pc.cert.NotAfter)
 	if err != nil {
-		return nil, r.abandon(ctx, signError(id, fmt.Errorf("export signer of %s: %w", id, err)), pc.key.URI)
+		return nil, r.abandonCA(ctx, signError(id, fmt.Errorf("export signer of %s: %w", id, err)), pc)
 	}
 	auditSPKI, err := goodkey.SPKIHash(d.Key.Public)
 	if err != nil {
-		return nil, r.abandon(ctx, err, pc.key.URI, d.Key.URI)
+		return nil, r.abandonCA(ctx, err, pc, d.Key.URI)
 	}
 	now := pc.row.CreatedAt
 	site := &store.FactorySite{CAID: id, Environment: req.Environment, ProductLine: req.ProductLine, Site: req.Site, Profile: req.Profile,
 		CNPattern: prof.Subject.CommonName.String(), Quota: req.Quota, IssueUntil: now.Add(req.ValidFor).Truncate(time.Second), CreatedAt: now,
 		AuditKeyURI: d.Key.URI, AuditCertDER: d.CertDER}
 	err = r.tx(ctx, func(tx store.Tx) error {
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
 		if err := r.recordKey(ctx, tx, p, d.Key, d.Location, id+" export signer", store.KeyActive, auditSPKI, now); err != nil {
 			return err
 		}
@@ -214,9 +202,48 @@ func (r *RA) CreateSiteCA(ctx context.Context, p Principal, req SiteCARequest) (
 			"cn_pattern": site.CNPattern, "quota": fmt.Sprint(req.Quota), "issue_until": site.IssueUntil.Format(time.RFC3339), "export_signer": d.Key.URI})
 	})
 	if err != nil {
-		return nil, r.abandon(ctx, fmt.Errorf("record %s: %w", id, err), pc.key.URI, d.Key.URI)
+		return nil, r.abandonCA(ctx, fmt.Errorf("record %s: %w", id, err), pc, d.Key.URI)
 	}
 	return &SiteCA{CA: pc.row, Site: site, Cert: pc.cert}, nil
+}
+
+// checkSiteRequest checks what a site CA request names (environment, product line, profile, site name, quota,
+// window), completes its profile, and returns the profile and the key algorithm of the product line.
+func (r *RA) checkSiteRequest(req *SiteCARequest) (*profile.Profile, keystore.Algorithm, error) {
+	if req.Profile == "" {
+		req.Profile = DefaultSiteProfile
+	}
+	bad := func(format string, args ...any) error { return factoryErr(ErrFactoryBadRequest, format, args...) }
+	cfg := r.cfg.Hierarchy
+	spec := cfg.Environments[req.Environment]
+	if spec == nil {
+		return nil, "", bad("environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, cfg.EnvironmentNames())
+	}
+	pl := spec.ProductLines[req.ProductLine]
+	if pl == nil {
+		return nil, "", bad("product line %q is not declared for environment %q (declared: %v)", req.ProductLine, req.Environment, cfg.ProductLineNames(req.Environment))
+	}
+	if !slices.Contains(pl.Profiles, req.Profile) {
+		return nil, "", bad("product line %s/%s does not use profile %q (it uses %v)", req.Environment, req.ProductLine, req.Profile, pl.Profiles)
+	}
+	prof := r.cfg.Profiles[req.Profile]
+	if prof == nil || prof.Subject.CommonName == nil || !prof.Subject.CommonNameRequired {
+		return nil, "", bad("profile %q has no required common-name pattern, so a site CA cannot be bound to the product line's serials", req.Profile)
+	}
+	if !siteNameRule.MatchString(req.Site) {
+		return nil, "", bad("site %q: use 1 to 16 lower-case letters, digits and hyphens, starting with a letter or digit (the name is in every certificate the site issues)", req.Site)
+	}
+	if req.Quota <= 0 {
+		return nil, "", bad("--quota %d: a site CA needs a positive quota of certificates", req.Quota)
+	}
+	if req.ValidFor <= 0 || req.ValidFor > MaxSiteWindow {
+		return nil, "", bad("--valid-for %s: the issuing window of a site CA must be positive and at most 366d", req.ValidFor)
+	}
+	alg, err := keystore.ParseAlgorithm(pl.Algorithm)
+	if err != nil {
+		return nil, "", wrap(KindBadRequest, err)
+	}
+	return prof, alg, nil
 }
 
 // constrain adds the site CA's name constraints (RFC 5280 4.2.1.10, critical): every DNS name, IP address,

@@ -7,7 +7,6 @@ package ra
 // transaction records the key, the CA and their audit events.
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -22,7 +21,6 @@ import (
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
-	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -35,6 +33,10 @@ type pendingCA struct {
 	spki     []byte
 	warnings []issuer.Finding
 	cert     *x509.Certificate
+	// imported: the key was recorded pending activation by RequestCA, and a ceremony signed the certificate;
+	// recording activates the key, and abandoning leaves it for another try.
+	imported   bool
+	transcript string
 }
 
 func (r *RA) abandon(ctx context.Context, cause error, uris ...string) error {
@@ -73,18 +75,39 @@ func (r *RA) recordKey(ctx context.Context, tx store.Tx, p Principal, key keysto
 // recordCA stores a pending CA's key and row with their audit events in tx.
 func (r *RA) recordCA(ctx context.Context, tx store.Tx, p Principal, pc *pendingCA) error {
 	now := pc.row.CreatedAt
-	if err := r.recordKey(ctx, tx, p, pc.key, pc.loc, pc.row.ID, store.KeyActive, pc.spki, now); err != nil {
+	if pc.row.Generation == 0 {
+		pc.row.Generation = 1
+	}
+	action := audit.ActionCACreate
+	if pc.imported {
+		action = audit.ActionCAImport
+		if err := tx.SetKeyState(ctx, pc.key.URI, store.KeyActive, now); err != nil {
+			return err
+		}
+	} else if err := r.recordKey(ctx, tx, p, pc.key, pc.loc, pc.row.ID, store.KeyActive, pc.spki, now); err != nil {
 		return err
 	}
 	if err := tx.InsertCA(ctx, pc.row); err != nil {
 		return err
 	}
 	d := map[string]string{"kind": pc.row.Kind, "environment": pc.row.Environment, "product_line": pc.row.ProductLine, "key": pc.key.URI,
-		"serial": fmt.Sprintf("%x", pc.cert.SerialNumber), "not_after": pc.row.NotAfter.Format(time.RFC3339)}
+		"serial": fmt.Sprintf("%x", pc.cert.SerialNumber), "not_after": pc.row.NotAfter.Format(time.RFC3339), "generation": fmt.Sprint(pc.row.Generation)}
 	if len(pc.warnings) > 0 {
 		d["lint_warnings"] = fmt.Sprint(pc.warnings)
 	}
-	return r.success(ctx, tx, p, audit.ActionCACreate, pc.row.ID, now, d)
+	if pc.transcript != "" {
+		d["ceremony_transcript"] = pc.transcript
+	}
+	return r.success(ctx, tx, p, action, pc.row.ID, now, d)
+}
+
+// abandonCA gives up a CA that was not recorded: it destroys the keys generated for it, but not an imported
+// CA's key, which stays pending for another try.
+func (r *RA) abandonCA(ctx context.Context, cause error, pc *pendingCA, others ...string) error {
+	if !pc.imported {
+		others = append(others, pc.key.URI)
+	}
+	return r.abandon(ctx, cause, others...)
 }
 
 // subordinate describes a CA to sign under an existing one.
@@ -246,172 +269,38 @@ func (r *RA) CreateServiceCA(ctx context.Context, p Principal, id string) (*stor
 	return pc.row, nil
 }
 
-// The offline-root flow, for environments whose root.offline is true (always production):
-//
-//  1. On the offline ceremony machine: CeremonyRoot creates the root key and self-signed root in a ceremony
-//     workspace (its own keystore and audit log). The server never sees this key.
-//  2. On the server: RequestIssuing generates the issuing CA key in the server's keystore (state
-//     pre-activation) and returns a CSR.
-//  3. On the ceremony machine: CeremonySign signs that CSR as an issuing CA under the root.
-//  4. On the server: ImportIssuing checks the certificate against the pending key and the root, then records
-//     both CAs and activates the key.
-
 // CeremonyRoot creates env's root in a ceremony workspace (this RA's store and keystores are the workspace's),
-// its key in ks.
-func (r *RA) CeremonyRoot(ctx context.Context, p Principal, env string, ks keystore.Keystore, alg keystore.Algorithm, validity time.Duration) (*store.CA, error) {
-	if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil {
-		return nil, errorf(KindConflict, "ceremony workspace already holds a root for %q", env)
+// its key in ks, and records the command's transcript t. It returns the root and the log's new head.
+func (r *RA) CeremonyRoot(ctx context.Context, p Principal, env string, ks keystore.Keystore, alg keystore.Algorithm, validity time.Duration, t *Transcript) (*store.CA, TranscriptHead, error) {
+	ws, err := Witnesses(env, t.Witnesses)
+	if err != nil {
+		r.refuse(ctx, p, audit.ActionCeremonyRoot, hierarchy.RootID(env), map[string]string{"command": t.Command}, err)
+		return nil, TranscriptHead{}, err
 	}
-	pc, err := r.newRoot(ctx, &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot}, ks, keystore.PurposeRootSigning, alg,
+	t.Witnesses = ws
+	if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil {
+		return nil, TranscriptHead{}, errorf(KindConflict, "ceremony workspace already holds a root for %q (a new root is made by 'keyward ca ceremony root-rollover')", env)
+	}
+	pc, err := r.newRoot(ctx, &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot, Generation: 1}, ks, keystore.PurposeRootSigning, alg,
 		r.subject(rootName(env)), validity, false)
 	if err != nil {
-		return nil, err
+		return nil, TranscriptHead{}, err
 	}
-	if err := r.tx(ctx, func(tx store.Tx) error { return r.recordCA(ctx, tx, p, pc) }); err != nil {
-		return nil, r.abandon(ctx, fmt.Errorf("record %s: %w", pc.row.ID, err), pc.key.URI)
+	if t.Outputs == nil {
+		t.Outputs = map[string][]byte{}
 	}
-	return pc.row, nil
-}
-
-// RequestIssuing generates (env, product)'s issuing CA key in ks, records it as pre-activation, and returns a
-// CSR for the ceremony to sign.
-func (r *RA) RequestIssuing(ctx context.Context, p Principal, env, product string, ks keystore.Keystore) ([]byte, error) {
-	spec, err := r.productSpec(env, product)
-	if err != nil {
-		return nil, err
-	}
-	id := hierarchy.IssuingID(env, product)
-	if _, err := r.cfg.Store.GetCA(ctx, id); err == nil {
-		return nil, errorf(KindConflict, "issuing CA %s exists already", id)
-	}
-	alg, _ := keystore.ParseAlgorithm(spec.Algorithm)
-	key, loc, err := r.cfg.CA.GenerateKey(ctx, ks, keystore.PurposeCASigning, alg, id)
-	if err != nil {
-		return nil, wrap(KindUnavailable, err)
-	}
-	csr, err := r.cfg.CA.CreateCSR(ctx, key.URI, keystore.PurposeCASigning, hierarchy.IssuingSubject(env, product))
-	if err != nil {
-		return nil, r.abandon(ctx, fmt.Errorf("CSR for %s: %w", id, err), key.URI)
-	}
-	spki, err := goodkey.SPKIHash(key.Public)
-	if err != nil {
-		return nil, r.abandon(ctx, err, key.URI)
-	}
-	now := r.now()
+	t.Outputs["root"] = pc.row.CertDER
+	now := pc.row.CreatedAt
 	if err := r.tx(ctx, func(tx store.Tx) error {
-		return r.recordKey(ctx, tx, p, key, loc, id, store.KeyPreActivation, spki, now)
+		if err := r.recordCA(ctx, tx, p, pc); err != nil {
+			return err
+		}
+		return r.success(ctx, tx, p, audit.ActionCeremonyRoot, pc.row.ID, now, t.details(map[string]string{"key": pc.key.URI, "subject": pc.row.Subject}))
 	}); err != nil {
-		return nil, r.abandon(ctx, fmt.Errorf("record %s key: %w", id, err), key.URI)
+		return nil, TranscriptHead{}, r.abandon(ctx, fmt.Errorf("record %s: %w", pc.row.ID, err), pc.key.URI)
 	}
-	return csr, nil
-}
-
-// CeremonySign signs an issuing-CA CSR with the workspace's root of env. The CSR's signature (proof of
-// possession) and key quality are checked first.
-func (r *RA) CeremonySign(ctx context.Context, p Principal, env string, csrDER []byte, validity time.Duration) ([]byte, error) {
-	root, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env))
-	if err != nil {
-		return nil, errorf(KindNotFound, "ceremony workspace has no root for %q (run 'keyward ca ceremony root' first): %w", env, err)
-	}
-	csr, err := profile.ParseCSR(csrDER)
-	if err != nil {
-		return nil, wrap(KindBadRequest, err)
-	}
-	if err := goodkey.Check(csr.PublicKey); err != nil {
-		return nil, errorf(KindBadRequest, "CSR key: %w", err)
-	}
-	iss, err := r.issuer(ctx, root.ID)
-	if err != nil {
-		return nil, err
-	}
-	tmpl, err := hierarchy.IssuingTemplate(csr.Subject, csr.PublicKey, r.now(), validity, iss.Certificate())
-	if err != nil {
-		return nil, wrap(KindBadRequest, err)
-	}
-	der, _, err := iss.IssueCA(ctx, tmpl, csr.PublicKey)
-	if err != nil {
-		return nil, signError(root.ID, fmt.Errorf("sign issuing CA: %w", err))
-	}
-	now := r.now()
-	err = r.tx(ctx, func(tx store.Tx) error {
-		return r.success(ctx, tx, p, audit.ActionCeremonySign, csr.Subject.String(), now,
-			map[string]string{"root": root.ID, "serial": fmt.Sprintf("%x", tmpl.SerialNumber), "not_after": tmpl.NotAfter.Format(time.RFC3339)})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return der, nil
-}
-
-// ImportIssuing installs a ceremony-signed issuing CA certificate for (env, product): it must certify the
-// pending key from RequestIssuing and chain to rootDER, a self-signed CA certificate. The root is recorded
-// without a key (offline) and the issuing key becomes active, in one transaction.
-func (r *RA) ImportIssuing(ctx context.Context, p Principal, env, product string, certDER, rootDER []byte) error {
-	if _, err := r.productSpec(env, product); err != nil {
-		return err
-	}
-	id := hierarchy.IssuingID(env, product)
-	rootCert, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		return errorf(KindBadRequest, "parse root certificate: %w", err)
-	}
-	if !rootCert.IsCA || rootCert.CheckSignatureFrom(rootCert) != nil {
-		return errorf(KindBadRequest, "root certificate is not a self-signed CA certificate")
-	}
-	cert, err := x509.ParseCertificate(certDER)
-	if err != nil {
-		return errorf(KindBadRequest, "parse issuing CA certificate: %w", err)
-	}
-	if err := cert.CheckSignatureFrom(rootCert); err != nil {
-		return errorf(KindBadRequest, "issuing CA certificate is not signed by the given root: %w", err)
-	}
-	if !cert.IsCA || !cert.MaxPathLenZero {
-		return errorf(KindBadRequest, "issuing CA certificate must be a CA with path length 0")
-	}
-	if existing, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); err == nil && !bytes.Equal(existing.CertDER, rootDER) {
-		return errorf(KindConflict, "environment %q already has a different root recorded; refusing to mix roots", env)
-	}
-	spki, err := goodkey.SPKIHash(cert.PublicKey)
-	if err != nil {
-		return wrap(KindBadRequest, err)
-	}
-	keys, err := r.cfg.Store.ListKeys(ctx)
-	if err != nil {
-		return wrap(KindUnavailable, err)
-	}
-	var pendingKey *store.Key
-	for _, k := range keys {
-		if k.Owner == id && k.State == store.KeyPreActivation && bytes.Equal(k.SPKISHA256, spki) {
-			pendingKey = k
-		}
-	}
-	if pendingKey == nil {
-		return errorf(KindBadRequest, "issuing CA certificate does not certify the pending key of %s (run 'keyward ca csr' on this server and sign that CSR)", id)
-	}
-	now := r.now()
-	return r.tx(ctx, func(tx store.Tx) error {
-		if _, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env)); errors.Is(err, store.ErrNotFound) {
-			root := &store.CA{ID: hierarchy.RootID(env), Environment: env, Kind: store.CAKindRoot, CertDER: rootDER, Subject: rootCert.Subject.String(),
-				NotBefore: rootCert.NotBefore, NotAfter: rootCert.NotAfter, Status: store.CAStatusActive, CreatedAt: now}
-			if err := tx.InsertCA(ctx, root); err != nil {
-				return err
-			}
-			if err := r.success(ctx, tx, p, audit.ActionCAImport, root.ID, now,
-				map[string]string{"kind": store.CAKindRoot, "key": "offline", "serial": fmt.Sprintf("%x", rootCert.SerialNumber)}); err != nil {
-				return err
-			}
-		}
-		row := &store.CA{ID: id, Environment: env, ProductLine: product, Kind: store.CAKindIssuing, ParentID: hierarchy.RootID(env), KeyURI: pendingKey.URI,
-			CertDER: certDER, Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Status: store.CAStatusActive, CreatedAt: now}
-		if err := tx.InsertCA(ctx, row); err != nil {
-			return err
-		}
-		if err := tx.SetKeyState(ctx, pendingKey.URI, store.KeyActive, now); err != nil {
-			return err
-		}
-		return r.success(ctx, tx, p, audit.ActionCAImport, id, now,
-			map[string]string{"kind": store.CAKindIssuing, "key": pendingKey.URI, "serial": fmt.Sprintf("%x", cert.SerialNumber)})
-	})
+	h, err := r.head(ctx)
+	return pc.row, h, err
 }
 
 func (r *RA) productSpec(env, product string) (*hierarchy.ProductLineSpec, error) {

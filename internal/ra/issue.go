@@ -116,6 +116,15 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string
 	return prof, env, product, hierarchy.IssuingID(env, product), nil
 }
 
+// issuingCA returns the CA that issues for (env, product) now: the site CA in a site's RA, else the active
+// generation of the product line's issuing CA.
+func (r *RA) issuingCA(ctx context.Context, caID string) (string, error) {
+	if r.cfg.Site != nil {
+		return caID, nil
+	}
+	return r.currentID(ctx, caID)
+}
+
 // prepare checks req for p and lints its certificate, ready to sign. With checkRegistry, a device serial the
 // registry holds as decommissioned or suspended is refused (enrollment makes its own, stricter registry checks).
 func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRegistry bool) (*prepared, error) {
@@ -152,6 +161,9 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRe
 		}
 	}
 	if err := duplicateKey(owners, out.spki, csr.Subject.String()); err != nil {
+		return out, err
+	}
+	if caID, err = r.issuingCA(ctx, caID); err != nil {
 		return out, err
 	}
 	iss, err := r.issuer(ctx, caID)
@@ -302,9 +314,14 @@ func (r *RA) issuer(ctx context.Context, caID string) (*ca.Issuer, error) {
 
 // Chain returns the DER certificates from the issuing CA of (env, product) up to and including the root.
 func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
-	id := hierarchy.RootID(env)
+	id, err := r.currentID(ctx, hierarchy.RootID(env))
+	if err != nil {
+		return nil, err
+	}
 	if product != "" {
-		id = hierarchy.IssuingID(env, product)
+		if id, err = r.currentID(ctx, hierarchy.IssuingID(env, product)); err != nil {
+			return nil, err
+		}
 		if r.cfg.Site != nil {
 			if err := r.checkSiteScope(env, product); err != nil {
 				return nil, err

@@ -166,22 +166,28 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	return &StationCredentials{Station: st, CertPEM: append(pemCert(der), pemCert(stationCA.CA().CertDER)...), KeyPKCS8: keyDER}, nil
 }
 
-// ensureStationCA returns the signing handle of env's station CA, creating the CA under env's root on first use.
+// ensureStationCA returns the signing handle of env's station CA (its active generation), creating the CA
+// under env's root on first use when the root is online. Under an offline root the station CA is made in a
+// ceremony.
 func (r *RA) ensureStationCA(ctx context.Context, p Principal, env string) (*ca.Issuer, error) {
-	id := StationCAID(env)
+	id, err := r.currentID(ctx, StationCAID(env))
+	if err != nil {
+		return nil, err
+	}
 	if _, err := r.cfg.Store.GetCA(ctx, id); err == nil {
 		return r.issuer(ctx, id)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
 	root, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) && !r.cfg.Hierarchy.Environments[env].Root.Offline {
 		return nil, errorf(KindNotFound, "environment %q has no root CA yet: create it with 'keyward ca create --env %s' first", env, env)
-	} else if err != nil {
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	if root.KeyURI == "" || r.cfg.Hierarchy.Environments[env].Root.Offline {
-		return nil, errorf(KindBadRequest, "environment %q has an offline root: its station CA must be signed in a ceremony, which this version does not offer yet", env)
+	if root == nil || root.KeyURI == "" || r.cfg.Hierarchy.Environments[env].Root.Offline {
+		return nil, errorf(KindBadRequest, "environment %q has an offline root, so its station CA is made in a ceremony: "+
+			"'keyward ca csr --env %s --kind station --keystore URI --out station.csr', 'keyward ca ceremony sign' with the root, then 'keyward ca import'", env, env)
 	}
 	rootIss, err := r.issuer(ctx, root.ID)
 	if err != nil {
@@ -191,10 +197,12 @@ func (r *RA) ensureStationCA(ctx context.Context, p Principal, env string) (*ca.
 		subject: pkix.Name{CommonName: fmt.Sprintf("%s factory stations CA", env)}, validity: stationCAValidity, clampToParent: true})
 	if errors.Is(err, store.ErrExists) {
 		// Another process created it meanwhile: use theirs.
+		r.caChanged(ctx)
 		return r.issuer(ctx, id)
 	} else if err != nil {
 		return nil, err
 	}
+	r.caChanged(ctx)
 	return r.issuer(ctx, id)
 }
 

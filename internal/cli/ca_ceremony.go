@@ -1,0 +1,373 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// The ceremony flow for every CA below a root: 'ca csr' on the server, 'ca ceremony sign' on the offline
+// ceremony machine, 'ca import' on the server (internal/ra/ceremony.go).
+
+func caCSRCmd(g *globals) *cobra.Command {
+	var spec ra.CARequestSpec
+	var ks, out, validFor string
+	c := &cobra.Command{
+		Use:   "csr",
+		Short: "Generate a CA key and write its request for a root ceremony (issuing, station, site or ocsp-signer CA)",
+		Long: `Generate the key of a CA below a root in --keystore (for a site CA, the site's PKCS#11 token), record it
+pending activation, and write the request the ceremony signs: the PKCS #10 request and, bound to it by hash, the
+kind of CA and every constraint the ceremony applies (a site CA's quota and issuing window). A role that is
+filled already gets its next generation: that is how an issuing, station or OCSP-responder CA is rolled over
+under an offline root. Then 'keyward ca ceremony sign' on the ceremony machine, and 'keyward ca import' here.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usageError{fmt.Errorf("--out is required")}
+			}
+			if validFor != "" {
+				d, err := hierarchy.ParseDuration(validFor)
+				if err != nil {
+					return usageError{fmt.Errorf("--valid-for: %w", err)}
+				}
+				spec.ValidFor = d
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if spec.Keys, err = n.Keystore(ks); err != nil {
+				return err
+			}
+			f, err := n.RA.RequestCA(cmd.Context(), principal(), spec)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(out, f.PEM, 0o644); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(f.Info)
+			}
+			fmt.Fprintf(g.env.Stdout, "requested %s CA %s (generation %d", f.Info.Kind, f.Info.CA, f.Info.Generation)
+			if f.Info.Replaces != "" {
+				fmt.Fprintf(g.env.Stdout, ", to replace %s", f.Info.Replaces)
+			}
+			fmt.Fprintf(g.env.Stdout, "): request written to %s; sign it in a ceremony with 'keyward ca ceremony sign'\n", out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&spec.Environment, "env", "production", "environment")
+	c.Flags().StringVar(&spec.Kind, "kind", store.CAKindIssuing, "kind of CA: "+strings.Join(ra.CeremonyKinds, ", "))
+	c.Flags().StringVar(&spec.ProductLine, "product", "", "product line (issuing and site CAs)")
+	c.Flags().StringVar(&spec.Site, "site", "", "site name (site CAs)")
+	c.Flags().Int64Var(&spec.Quota, "quota", 0, "certificates the site CA may issue in total (site CAs)")
+	c.Flags().StringVar(&validFor, "valid-for", "", "the site CA's issuing window, at most 366d (site CAs)")
+	c.Flags().StringVar(&ks, "keystore", "soft", `where the CA key is generated: "soft" or a PKCS#11 URI`)
+	c.Flags().StringVar(&out, "out", "", "request output file (PEM)")
+	g.addJSON(c)
+	return c
+}
+
+func caImportCmd(g *globals) *cobra.Command {
+	var req ra.ImportRequest
+	var certFile, rootFile string
+	c := &cobra.Command{
+		Use:   "import",
+		Short: "Install a ceremony-signed CA certificate: it activates the pending request whose key it certifies",
+		Long: `Find the pending request ('keyward ca csr') whose key the certificate certifies, check the certificate's chain to
+--root, its kind and its constraints, and activate the CA. A CA that replaces an earlier generation takes over
+issuance at once, on every node; the earlier one keeps signing CRLs and OCSP answers for what it issued.
+--product and --kind are not needed; given, they are checked against the request.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if certFile == "" || rootFile == "" {
+				return usageError{fmt.Errorf("--cert and --root are required")}
+			}
+			raw, err := readFileLimited(certFile)
+			if err != nil {
+				return err
+			}
+			if req.CertDER, err = readCert(certFile); err != nil {
+				return err
+			}
+			if req.RootDER, err = readCert(rootFile); err != nil {
+				return err
+			}
+			req.Transcript = ra.TranscriptOf(raw)
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			row, err := n.RA.ImportCA(cmd.Context(), principal(), req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(api.NewCA(row, false))
+			}
+			fmt.Fprintf(g.env.Stdout, "imported %s CA %s (generation %d) under root %s\n", row.Kind, row.ID, row.Generation, row.ParentID)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&req.Environment, "env", "production", "environment")
+	c.Flags().StringVar(&req.ProductLine, "product", "", "product line (optional: checked against the request)")
+	c.Flags().StringVar(&req.Kind, "kind", "", "kind of CA (optional: checked against the request)")
+	c.Flags().StringVar(&certFile, "cert", "", "CA certificate from 'keyward ca ceremony sign' (PEM or DER)")
+	c.Flags().StringVar(&rootFile, "root", "", "root certificate from 'keyward ca ceremony root' (PEM or DER)")
+	g.addJSON(c)
+	return c
+}
+
+func caCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel CA-ID",
+		Short: "Abandon a pending CA request: its key is destroyed, and the CA can be requested again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if err := n.RA.CancelCARequest(cmd.Context(), principal(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.Stdout, "cancelled the request for %s; its key is destroyed\n", args[0])
+			return nil
+		},
+	}
+}
+
+func caCeremonyCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ceremony",
+		Short: "Offline root key ceremony: create a root, sign CA requests, print the transcript",
+		Long: `Commands for the offline ceremony machine. They work on a ceremony workspace (--dir), never on a server's
+data directory: the workspace holds the root key (software keystore sealed under the ceremony passphrase, or a
+PKCS#11 token) and its own hash-chained transcript, to which each command appends what it read, what it wrote
+(by SHA-256) and who witnessed it. A production ceremony needs at least two witnesses (--witness, repeated). A
+running server never loads a root key of an offline environment.`,
+	}
+	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyLogCmd(g))
+	return c
+}
+
+// ceremonyNode opens (creating if needed) a ceremony workspace. Unlike a data directory, it never generates a
+// passphrase: the ceremony's passphrase must come from KEYWARD_PASSPHRASE or --passphrase-file.
+func ceremonyNode(cmd *cobra.Command, g *globals, dir string) (*node.Node, error) {
+	if os.Getenv(node.PassphraseEnv) == "" && g.passphraseFile == "" {
+		return nil, usageError{fmt.Errorf("a ceremony needs its passphrase from %s or --passphrase-file; it never generates one", node.PassphraseEnv)}
+	}
+	opts := g.options()
+	opts.Dir, opts.DB = dir, ""
+	return node.OpenCeremony(cmd.Context(), opts)
+}
+
+// writeCeremonyOutput writes what a ceremony signed as PEM, after the line that names the transcript event
+// recording it (PEM readers skip text before a block).
+func writeCeremonyOutput(path, typ string, der []byte, head ra.TranscriptHead, env string) error {
+	return writeFileAtomic(path, append([]byte(head.Line(env)), pemBytes(typ, der)...), 0o644)
+}
+
+func addWitnessFlag(c *cobra.Command, w *[]string) {
+	c.Flags().StringArrayVar(w, "witness", nil, "a custodian present at the ceremony (repeat; production needs at least two)")
+}
+
+func ceremonyRootCmd(g *globals) *cobra.Command {
+	var dir, env, alg, validity, ks, out string
+	var witnesses []string
+	c := &cobra.Command{
+		Use:   "root",
+		Short: "Create an environment's root key and self-signed root certificate in a ceremony workspace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || out == "" {
+				return usageError{fmt.Errorf("--dir and --out are required")}
+			}
+			a, err := keystore.ParseAlgorithm(alg)
+			if err != nil {
+				return usageError{err}
+			}
+			v, err := hierarchy.ParseDuration(validity)
+			if err != nil {
+				return usageError{fmt.Errorf("--validity: %w", err)}
+			}
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			backend, err := n.Keystore(ks)
+			if err != nil {
+				return err
+			}
+			t := &ra.Transcript{Command: "ca ceremony root", Witnesses: witnesses}
+			ca, head, err := n.RA.CeremonyRoot(cmd.Context(), principal(), env, backend, a, v, t)
+			if err != nil {
+				return err
+			}
+			if err := writeCeremonyOutput(out, "CERTIFICATE", ca.CertDER, head, env); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.Stdout, "created root %s (key %s), certificate written to %s; transcript event %d\n", ca.ID, ca.KeyURI, out, head.Seq)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	c.Flags().StringVar(&env, "env", "production", "environment")
+	c.Flags().StringVar(&alg, "algorithm", string(keystore.ECDSAP384), "root key algorithm")
+	c.Flags().StringVar(&validity, "validity", "25y", "root validity")
+	c.Flags().StringVar(&ks, "keystore", "soft", `where the root key is generated: "soft" (sealed in the workspace) or a PKCS#11 URI`)
+	c.Flags().StringVar(&out, "out", "", "root certificate output file (PEM)")
+	addWitnessFlag(c, &witnesses)
+	return c
+}
+
+func ceremonySignCmd(g *globals) *cobra.Command {
+	var dir, env, csrFile, validity, out string
+	var witnesses []string
+	c := &cobra.Command{
+		Use:   "sign",
+		Short: "Sign a CA request (from 'keyward ca csr') with the workspace's root, after printing what it will sign",
+		Long: `Read a request from 'keyward ca csr', print the certificate the hierarchy's rules give its kind (subject, key,
+validity, path length, extended key usage, name constraints, a site CA's quota and window), and have the
+workspace's root sign it: an issuing CA; a station CA, restricted to TLS client certificates; a site CA, name-
+constrained; or the root's OCSP responder (id-kp-OCSPSigning, id-pkix-ocsp-nocheck), renewed in each CRL
+ceremony. The certificate is written after a line naming the transcript event that records it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || out == "" || csrFile == "" {
+				return usageError{fmt.Errorf("--dir, --csr and --out are required")}
+			}
+			var v time.Duration
+			if validity != "" {
+				d, err := hierarchy.ParseDuration(validity)
+				if err != nil {
+					return usageError{fmt.Errorf("--validity: %w", err)}
+				}
+				v = d
+			}
+			file, err := readFileLimited(csrFile)
+			if err != nil {
+				return err
+			}
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			plan, err := n.RA.PlanCeremony(cmd.Context(), env, file, v)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.env.Stdout, "about to sign:")
+			w := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
+			for _, kv := range plan.Describe() {
+				fmt.Fprintf(w, "  %s:\t%s\n", kv[0], kv[1])
+			}
+			fmt.Fprintf(w, "  witnesses:\t%s\n", dash(strings.Join(witnesses, ", ")))
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			t := &ra.Transcript{Command: "ca ceremony sign", Witnesses: witnesses, Inputs: map[string][]byte{"request": file}}
+			der, head, err := n.RA.SignCeremony(cmd.Context(), principal(), plan, t)
+			if err != nil {
+				return err
+			}
+			if err := writeCeremonyOutput(out, "CERTIFICATE", der, head, env); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.Stdout, "signed %s, written to %s; transcript event %d\n", plan.Info.CA, out, head.Seq)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	c.Flags().StringVar(&env, "env", "production", "environment")
+	c.Flags().StringVar(&csrFile, "csr", "", "CA request from 'keyward ca csr' (PEM)")
+	c.Flags().StringVar(&validity, "validity", "", "certificate validity, if not the request's (issuing CAs: it must cover the longest certificate they issue; implant identities live 15 years)")
+	c.Flags().StringVar(&out, "out", "", "certificate output file (PEM)")
+	addWitnessFlag(c, &witnesses)
+	return c
+}
+
+// ceremonyEntry is one transcript entry as 'ca ceremony log --json' prints it.
+type ceremonyEntry struct {
+	api.Event
+	Hash string `json:"hash"`
+}
+
+func ceremonyLogCmd(g *globals) *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "log",
+		Short: "Print a ceremony workspace's transcript and verify its hash chain (exit 8 if it was altered)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usageError{fmt.Errorf("--dir is required")}
+			}
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			var entries []ceremonyEntry
+			werr := n.Store.WalkAudit(cmd.Context(), 0, func(e *audit.Event) error {
+				entries = append(entries, ceremonyEntry{Event: api.NewEvent(e), Hash: fmt.Sprintf("%x", e.Hash)})
+				return nil
+			})
+			count, verr := store.VerifyAudit(cmd.Context(), n.Store)
+			if werr != nil {
+				return werr
+			}
+			if g.json {
+				if entries == nil {
+					entries = []ceremonyEntry{}
+				}
+				res := map[string]any{"intact": verr == nil, "events": count, "entries": entries}
+				if verr != nil {
+					res["error"] = verr.Error()
+				}
+				if err := g.printJSON(res); err != nil {
+					return err
+				}
+				return verr
+			}
+			w := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SEQ\tTIME\tACTOR\tACTION\tOUTCOME\tSUBJECT\tDETAILS")
+			for _, e := range entries {
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Actor, e.Action, e.Outcome, e.Subject, formatDetails(e.Details))
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if verr != nil {
+				return verr
+			}
+			head := "-"
+			if len(entries) > 0 {
+				head = entries[len(entries)-1].Hash
+			}
+			fmt.Fprintf(g.env.Stdout, "transcript intact: %d events, head %s\n", count, head)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	g.addJSON(c)
+	return c
+}
