@@ -16,24 +16,24 @@ const (
 	ActionTLSIssue       = "tls.issue"        // the server's own TLS certificate
 
 	// Keys and CAs.
-	ActionKeyGenerate  = "key.generate"
-	ActionKeyDestroy   = "key.destroy"
-	ActionCACreate     = "ca.create"
-	ActionCAImport     = "ca.import"
-	ActionCARequest    = "ca.request"   // a CA key generated, waiting for its certificate from a ceremony
-	ActionCACancel     = "ca.cancel"    // a pending CA request abandoned, its key destroyed
-	ActionCASupersede  = "ca.supersede" // a CA replaced by its next generation (a rollover)
-	ActionCARevoke     = "ca.revoke"
-	ActionCARetire     = "ca.retire"
-	ActionCAImportCRL  = "ca.import-crl" // an offline root's CRL, signed in a ceremony, installed
+	ActionKeyGenerate = "key.generate"
+	ActionKeyDestroy  = "key.destroy"
+	ActionCACreate    = "ca.create"
+	ActionCAImport    = "ca.import"
+	ActionCARequest   = "ca.request"   // a CA key generated, waiting for its certificate from a ceremony
+	ActionCACancel    = "ca.cancel"    // a pending CA request abandoned, its key destroyed
+	ActionCASupersede = "ca.supersede" // a CA replaced by its next generation (a rollover)
+	ActionCARevoke    = "ca.revoke"
+	ActionCARetire    = "ca.retire"
+	ActionCAImportCRL = "ca.import-crl" // an offline root's CRL, signed in a ceremony, installed
 	// Ceremony workspaces: each command's transcript entry.
 	ActionCeremonyRoot     = "ceremony.root"
 	ActionCeremonySign     = "ceremony.sign"
 	ActionCeremonyCRL      = "ceremony.crl"
 	ActionCeremonyRollover = "ceremony.root-rollover"
-	ActionDelegate     = "revocation.signer" // a delegated OCSP responder or filter signer certified
-	ActionFilter       = "revocation.filter" // a revocation filter published
-	ActionTokenCreate  = "token.create"
+	ActionDelegate         = "revocation.signer" // a delegated OCSP responder or filter signer certified
+	ActionFilter           = "revocation.filter" // a revocation filter published
+	ActionTokenCreate      = "token.create"
 
 	// Stations ("station." + resume, suspend or revoke) and devices ("device." + allow-reprovision,
 	// force-renew, suspend, resume or decommission).

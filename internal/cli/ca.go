@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/api"
-
 )
 
 func caCmd(g *globals) *cobra.Command {

@@ -62,7 +62,9 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 func badInput(err error) error { return &exitError{code: ExitBadRequest, err: err} }
 
 // pemBytes encodes der as one PEM block of typ.
-func pemBytes(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+func pemBytes(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
 
 // writeFileAtomic writes data to path through a temporary file in the same directory and a rename, so a reader
 // never sees half a file and a failure leaves any earlier file as it was.
