@@ -22,7 +22,11 @@ type CA struct {
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
 	Status      string    `json:"status"`
-	PEM         string    `json:"pem,omitempty"`
+	Generation  int       `json:"generation"`
+	// RevokedAt and RevocationReason are set for a CA its parent revoked.
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+	PEM              string     `json:"pem,omitempty"`
 }
 
 // NewCA returns the JSON form of ca, with its certificate as PEM if withPEM.
@@ -31,7 +35,11 @@ func NewCA(ca *store.CA, withPEM bool) CA {
 	if key == "" {
 		key = "offline"
 	}
-	v := CA{ca.ID, ca.Kind, ca.Environment, ca.ProductLine, ca.ParentID, key, ca.Subject, ca.NotBefore, ca.NotAfter, ca.Status, ""}
+	v := CA{ID: ca.ID, Kind: ca.Kind, Environment: ca.Environment, ProductLine: ca.ProductLine, Parent: ca.ParentID, KeyURI: key, Subject: ca.Subject,
+		NotBefore: ca.NotBefore, NotAfter: ca.NotAfter, Status: ca.Status, Generation: ca.Generation, RevokedAt: ca.RevokedAt}
+	if ca.RevokedAt != nil {
+		v.RevocationReason = store.ReasonName(ca.RevocationReason)
+	}
 	if withPEM && len(ca.CertDER) > 0 {
 		v.PEM = certPEM(ca.CertDER)
 	}

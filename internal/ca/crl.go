@@ -422,3 +422,23 @@ func appendTimeDigits(b []byte, t time.Time, fullYear bool) []byte {
 		byte('0'+int(mo)/10), byte('0'+int(mo)%10), byte('0'+d/10), byte('0'+d%10),
 		byte('0'+h/10), byte('0'+h%10), byte('0'+mi/10), byte('0'+mi%10), byte('0'+s/10), byte('0'+s%10), 'Z')
 }
+
+// IssuingDistributionPoint returns the DER Extension of a CA's CRLs' issuing distribution point (RFC 5280
+// 5.2.5, critical): no distribution point name (so the CRL applies both to certificates that name a CRL
+// distribution point and to compact ones that name none), and the scope: onlyContainsCACerts for a root, whose
+// CRL lists the CAs it revoked, onlyContainsUserCerts for every other CA.
+func IssuingDistributionPoint(root bool) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		tag := cbasn1.Tag(1).ContextSpecific() // onlyContainsUserCerts [1] IMPLICIT BOOLEAN
+		if root {
+			tag = cbasn1.Tag(2).ContextSpecific() // onlyContainsCACerts [2] IMPLICIT BOOLEAN
+		}
+		b.AddASN1(tag, func(b *cryptobyte.Builder) { b.AddUint8(0xff) })
+	})
+	idp, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return ExtensionDER([]byte{0x55, 0x1d, 0x1c}, true, idp)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,6 +207,7 @@ func (c *Custodian) kill(uri, why string) {
 func (c *Custodian) Invalidate(ctx context.Context, subject string) {
 	c.mu.Lock()
 	iss := c.cas[subject]
+	status := c.cas[statusKey(subject)]
 	g := c.signers[subject]
 	var byKey []*Issuer
 	for _, i := range c.cas {
@@ -214,11 +216,25 @@ func (c *Custodian) Invalidate(ctx context.Context, subject string) {
 		}
 	}
 	c.mu.Unlock()
-	if iss != nil {
-		if why := c.caUnusable(ctx, subject); why != "" {
-			c.retire(iss, why)
-		} else {
-			c.drop(iss)
+	if iss != nil || status != nil {
+		row, why := c.caUnusable(ctx, subject)
+		if iss != nil {
+			if why != "" {
+				c.retire(iss, why)
+			} else {
+				c.drop(iss, subject)
+			}
+		}
+		if status != nil {
+			// A status handle outlives the CA's issuing (superseded, revoked), not its retirement or its key.
+			switch {
+			case row == nil && why == "": // unreadable: keep what was checked when it was opened
+			case row != nil && signsStatus(row.Status) && !strings.HasPrefix(why, "its key"):
+				c.drop(status, statusKey(subject)) // reopened, with the new state, at its next use
+			default:
+				status.guard.kill(why)
+				c.drop(status, statusKey(subject))
+			}
 		}
 	}
 	if g != nil || len(byKey) > 0 {
@@ -239,38 +255,50 @@ func (c *Custodian) Invalidate(ctx context.Context, subject string) {
 	}
 }
 
-// caUnusable reads CA id and its key and says why it may not sign, or "" if it may (or cannot be read).
-func (c *Custodian) caUnusable(ctx context.Context, id string) string {
+// caUnusable reads CA id and its key and says why it may not issue, or "" if it may (or cannot be read). It
+// returns the row it read, nil if none.
+func (c *Custodian) caUnusable(ctx context.Context, id string) (*store.CA, string) {
 	row, err := c.cfg.Store.GetCA(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return "it no longer exists"
+		return nil, "it no longer exists"
 	case err != nil:
 		c.cfg.Logger.WarnContext(ctx, "custodian: CA state unreadable", "ca", id, "err", err)
-		return ""
-	case row.Status != store.CAStatusActive:
-		return "it is " + row.Status
+		return nil, ""
 	}
 	if row.KeyURI == "" {
-		return "its key is not held here"
+		return row, "its key is not held here"
 	}
 	k, err := c.cfg.Store.GetKey(ctx, row.KeyURI)
 	if err == nil {
-		return usable(k, false)
+		if why := usable(k, false); why != "" {
+			return row, "its key: " + why
+		}
 	}
-	return ""
+	if row.Status != store.CAStatusActive {
+		return row, stateOf(row)
+	}
+	return row, ""
+}
+
+// stateOf says why a CA that is not active does not issue, with the reason of a revocation.
+func stateOf(row *store.CA) string {
+	if row.Status == store.CAStatusRevoked {
+		return fmt.Sprintf("it is revoked (%s)", store.ReasonName(row.RevocationReason))
+	}
+	return "it is " + row.Status
 }
 
 func (c *Custodian) retire(iss *Issuer, why string) {
 	iss.guard.kill(why)
-	c.drop(iss)
+	c.drop(iss, iss.ca.ID)
 }
 
-func (c *Custodian) drop(iss *Issuer) {
+func (c *Custodian) drop(iss *Issuer, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cas[iss.ca.ID] == iss {
-		delete(c.cas, iss.ca.ID)
+	if c.cas[key] == iss {
+		delete(c.cas, key)
 	}
 }
 
@@ -302,27 +330,15 @@ func (c *Custodian) Issuer(ctx context.Context, id string) (*Issuer, error) {
 		return nil, fmt.Errorf("CA %s: %w", id, err)
 	}
 	if row.Status != store.CAStatusActive {
-		return nil, fmt.Errorf("CA %s: %w: it is %s", id, ErrRetired, row.Status)
+		return nil, fmt.Errorf("CA %s: %w: %s", id, ErrRetired, stateOf(row))
 	}
 	if row.KeyURI == "" {
 		return nil, fmt.Errorf("CA %s: %w (an offline root signs only in a ceremony)", id, ErrOffline)
 	}
-	cert, err := x509.ParseCertificate(row.CertDER)
+	iss, err = c.open(ctx, row)
 	if err != nil {
-		return nil, fmt.Errorf("CA %s certificate: %w", id, err)
+		return nil, err
 	}
-	g, err := c.signer(ctx, row.KeyURI, PurposeOf(row), false)
-	if err != nil {
-		return nil, fmt.Errorf("CA %s key: %w", id, err)
-	}
-	// The CA's own guard, so that retiring the CA stops it without stopping other users of the key, and
-	// destroying the key stops both.
-	cg := c.newGuard(g.uri, g.purpose, g.signer)
-	is, err := issuer.New(cert, cg)
-	if err != nil {
-		return nil, fmt.Errorf("CA %s: %w", id, err)
-	}
-	iss = &Issuer{c: c, ca: row, cert: cert, guard: cg, iss: is}
 	c.mu.Lock()
 	if cur := c.cas[id]; cur != nil {
 		iss = cur // opened concurrently: keep one
@@ -331,6 +347,71 @@ func (c *Custodian) Issuer(ctx context.Context, id string) (*Issuer, error) {
 	}
 	c.mu.Unlock()
 	return iss, nil
+}
+
+// statusKey is the cache key of a CA's status-only handle.
+func statusKey(id string) string { return "status " + id }
+
+// signsStatus reports whether a CA in status still signs the status of what it issued: an active CA, a
+// superseded generation and a revoked CA do; a retired one does not.
+func signsStatus(status string) bool {
+	return status == store.CAStatusActive || status == store.CAStatusSuperseded || status == store.CAStatusRevoked
+}
+
+// StatusIssuer returns a handle of CA id that signs its CRLs and certifies its OCSP responders and filter
+// signers, and nothing else: it serves a CA that is active, superseded by its next generation or revoked, for
+// as long as its key is usable, so that what it issued keeps an answer. Handles are cached with the CA's state.
+func (c *Custodian) StatusIssuer(ctx context.Context, id string) (*Issuer, error) {
+	c.mu.Lock()
+	iss := c.cas[statusKey(id)]
+	c.mu.Unlock()
+	if iss != nil {
+		return iss, nil
+	}
+	row, err := c.cfg.Store.GetCA(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("CA %s: %w", id, ErrUnknownCA)
+	} else if err != nil {
+		return nil, fmt.Errorf("CA %s: %w", id, err)
+	}
+	if !signsStatus(row.Status) {
+		return nil, fmt.Errorf("CA %s: %w: it is %s", id, ErrRetired, row.Status)
+	}
+	if row.KeyURI == "" {
+		return nil, fmt.Errorf("CA %s: %w (an offline root signs only in a ceremony)", id, ErrOffline)
+	}
+	iss, err = c.open(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	iss.statusOnly = true
+	c.mu.Lock()
+	if cur := c.cas[statusKey(id)]; cur != nil {
+		iss = cur
+	} else {
+		c.cas[statusKey(id)] = iss
+	}
+	c.mu.Unlock()
+	return iss, nil
+}
+
+// open opens a handle of CA row with a guard of its own, so that retiring the CA stops it without stopping
+// other users of the key, and destroying the key stops both.
+func (c *Custodian) open(ctx context.Context, row *store.CA) (*Issuer, error) {
+	cert, err := x509.ParseCertificate(row.CertDER)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s certificate: %w", row.ID, err)
+	}
+	g, err := c.signer(ctx, row.KeyURI, PurposeOf(row), false)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s key: %w", row.ID, err)
+	}
+	cg := c.newGuard(g.uri, g.purpose, g.signer)
+	is, err := issuer.New(cert, cg)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: %w", row.ID, err)
+	}
+	return &Issuer{c: c, ca: row, cert: cert, guard: cg, iss: is}, nil
 }
 
 // PurposeOf is the purpose of a CA's key: root-signing for a root, ocsp-signing for a root's OCSP responder,

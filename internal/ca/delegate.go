@@ -46,6 +46,9 @@ func (i *Issuer) NewDelegate(ctx context.Context, ks keystore.Keystore, purpose 
 	if err := i.Usable(); err != nil {
 		return nil, err
 	}
+	if i.statusOnly && purpose != keystore.PurposeOCSPSigning && purpose != keystore.PurposeCRLSigning {
+		return nil, fmt.Errorf("CA %s: %w: it is %s", i.ca.ID, ErrStatusOnly, i.ca.Status)
+	}
 	now := i.c.now()
 	cn := i.cert.Subject.CommonName
 	tmpl := &x509.Certificate{
@@ -92,7 +95,7 @@ func (i *Issuer) NewDelegate(ctx context.Context, ks keystore.Keystore, purpose 
 	if tmpl.SubjectKeyId, err = profile.SubjectKeyID(key.Public); err != nil {
 		return fail(err)
 	}
-	p, err := i.Prepare(tmpl, key.Public)
+	p, err := i.iss.Prepare(tmpl, key.Public)
 	if err != nil {
 		return fail(fmt.Errorf("%s certificate of %s refused before signing: %w", purpose, i.ca.ID, err))
 	}

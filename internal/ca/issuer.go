@@ -27,7 +27,14 @@ type Issuer struct {
 	cert  *x509.Certificate
 	guard *guard
 	iss   *issuer.Issuer
+	// statusOnly: a handle from StatusIssuer, which signs CRLs and certifies OCSP responders and filter signers
+	// only: never a certificate for a subject.
+	statusOnly bool
 }
+
+// ErrStatusOnly: the CA no longer issues (a superseded generation, a revoked CA); it only signs the status of
+// what it issued.
+var ErrStatusOnly = errors.New("CA signs only the status of what it issued")
 
 // CA returns the CA's row as it was when the handle was opened. The caller must not modify it.
 func (i *Issuer) CA() *store.CA { return i.ca }
@@ -45,10 +52,18 @@ func (i *Issuer) Usable() error {
 
 // Prepare builds and lints the certificate tmpl describes for pub (issuer.Issuer.Prepare).
 func (i *Issuer) Prepare(tmpl *x509.Certificate, pub crypto.PublicKey, opts ...issuer.PrepareOption) (*issuer.Prepared, error) {
-	if err := i.Usable(); err != nil {
+	if err := i.issues(); err != nil {
 		return nil, err
 	}
 	return i.iss.Prepare(tmpl, pub, opts...)
+}
+
+// issues reports nil while the CA may issue certificates to subjects.
+func (i *Issuer) issues() error {
+	if i.statusOnly {
+		return fmt.Errorf("CA %s: %w: it is %s", i.ca.ID, ErrStatusOnly, i.ca.Status)
+	}
+	return i.Usable()
 }
 
 // Issue signs a prepared certificate (issuer.Issuer.Issue): refused once the CA or its key is no longer usable.
@@ -65,7 +80,7 @@ func (i *Issuer) NewStamp(p *issuer.Prepared, issued []byte, cfg issuer.StampCon
 // IssueCA signs a subordinate CA certificate from tmpl (which must describe a CA and carry its serial) for pub,
 // through the same Prepare and Issue steps as every certificate, and returns it with its lint warnings.
 func (i *Issuer) IssueCA(ctx context.Context, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, []issuer.Finding, error) {
-	if err := i.Usable(); err != nil {
+	if err := i.issues(); err != nil {
 		return nil, nil, err
 	}
 	return issuer.SignCA(ctx, tmpl, i.cert, i.guard, pub)

@@ -163,7 +163,7 @@ PKCS#11 token) and its own hash-chained transcript, to which each command append
 (by SHA-256) and who witnessed it. A production ceremony needs at least two witnesses (--witness, repeated). A
 running server never loads a root key of an offline environment.`,
 	}
-	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyLogCmd(g))
+	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyCRLCmd(g), ceremonyLogCmd(g))
 	return c
 }
 

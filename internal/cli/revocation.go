@@ -399,6 +399,9 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	if n.Feed != nil {
 		n.Feed.Subscribe(func([]store.Change) { publisher.Kick() }, audit.PrefixCert)
+		// A CA revoked, rolled over or retired, or a root CRL installed: roots re-sign their CRLs, and the
+		// responder and the served objects follow.
+		n.Feed.Subscribe(func([]store.Change) { publisher.CAChanged() }, audit.PrefixCA)
 	}
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.

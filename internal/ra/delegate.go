@@ -41,9 +41,10 @@ func (r *RA) Delegate(ctx context.Context, caID string, purpose keystore.Purpose
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	iss, err := r.issuer(ctx, caID)
+	// A superseded or revoked CA still certifies the responders of what it issued.
+	iss, err := r.cfg.CA.StatusIssuer(ctx, caID)
 	if err != nil {
-		return nil, err
+		return nil, signError(caID, err)
 	}
 	d, err := iss.NewDelegate(ctx, nil, purpose, now.Add(validity))
 	if err != nil {

@@ -29,6 +29,17 @@ func (r *RA) DestroyKey(ctx context.Context, p Principal, uri, reason string) er
 	if k.State == store.KeyDestroyed {
 		return errorf(KindConflict, "key %s was destroyed already at %s", uri, k.DestroyedAt.Format(time.RFC3339))
 	}
+	// A superseded generation answers for what it issued until the last of it expires: its key stays until then.
+	if owner, err := r.cfg.Store.GetCA(ctx, k.Owner); err == nil && owner.KeyURI == uri && owner.Status == store.CAStatusSuperseded {
+		if n, last, err := r.validIssued(ctx, owner.ID); err != nil {
+			return err
+		} else if n > 0 {
+			err := errorf(KindConflict, "key %s signs the CRLs and OCSP answers of %s, which still answers for %d valid certificates until %s: "+
+				"destroy it after that, or revoke the CA first if the key is compromised ('keyward ca revoke %s --reason keyCompromise')", uri, owner.ID, n, last.Format(time.RFC3339), owner.ID)
+			r.refuse(ctx, p, audit.ActionKeyDestroy, uri, nil, err)
+			return err
+		}
+	}
 	now := r.now()
 	held := k.Location != string(keystore.LocationDevice)
 	var retired string
@@ -40,7 +51,7 @@ func (r *RA) DestroyKey(ctx context.Context, p Principal, uri, reason string) er
 		if !held {
 			details["attested_by"] = p.ID
 		}
-		if ca, err := r.cfg.Store.GetCA(ctx, k.Owner); err == nil && ca.KeyURI == uri && ca.Status == store.CAStatusActive {
+		if ca, err := r.cfg.Store.GetCA(ctx, k.Owner); err == nil && ca.KeyURI == uri && (ca.Status == store.CAStatusActive || ca.Status == store.CAStatusSuperseded) {
 			if err := tx.SetCAStatus(ctx, ca.ID, store.CAStatusRetired); err != nil {
 				return err
 			}

@@ -56,7 +56,7 @@ func DeltaCRLPath(caCert *x509.Certificate) string {
 // so that a delta is never served without its base. Both are stored in one transaction.
 func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (*store.PublishedCRL, error) {
 	cfg.defaults()
-	iss, err := s.ca.Issuer(ctx, caID)
+	iss, err := s.ca.StatusIssuer(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +75,18 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error { return addCRLEntry(&entries, e, now) })
 	if err != nil {
 		return nil, err
+	}
+	if iss.CA().Kind == store.CAKindRoot {
+		// A root's CRL lists the CAs below it that it revoked.
+		revoked, err := s.ra.RevokedChildren(ctx, caID)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range revoked {
+			if err := addCRLEntry(&entries, e, now); err != nil {
+				return nil, err
+			}
+		}
 	}
 	full, err := signCRL(iss, number, 0, now, now.Add(2*cfg.FullInterval), &entries, cfg)
 	if err != nil {
@@ -101,7 +113,7 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("delta CRL of %s needs a complete CRL first: %w", caID, err)
 	}
-	iss, err := s.ca.Issuer(ctx, caID)
+	iss, err := s.ca.StatusIssuer(ctx, caID)
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +176,7 @@ func signCRL(iss *ca.Issuer, number, baseNumber int64, thisUpdate, nextUpdate ti
 
 // crlExtensions returns the DER Extensions of a CA's CRL that follow the AKI and CRL number.
 func crlExtensions(iss *ca.Issuer, baseNumber int64, cfg CRLConfig) ([][]byte, error) {
-	idp, err := issuingDistributionPoint(iss.CA().Kind == store.CAKindRoot)
-	if err != nil {
-		return nil, err
-	}
-	// RFC 5280 5.2.5: the issuing distribution point is critical.
-	idpExt, err := ca.ExtensionDER([]byte{0x55, 0x1d, 0x1c}, true, idp)
+	idpExt, err := ca.IssuingDistributionPoint(iss.CA().Kind == store.CAKindRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -197,22 +204,6 @@ func crlExtensions(iss *ca.Issuer, baseNumber int64, cfg CRLConfig) ([][]byte, e
 		}
 	}
 	return [][]byte{idpExt, ext}, nil
-}
-
-// issuingDistributionPoint encodes the IssuingDistributionPoint of a CA's CRLs (RFC 5280 5.2.5): no
-// distribution point name (so the CRL applies both to certificates that name a CRL distribution point and to
-// compact ones that name none), and the scope: onlyContainsUserCerts for an issuing CA, onlyContainsCACerts for
-// a root, whose CRL lists revoked issuing CAs.
-func issuingDistributionPoint(root bool) ([]byte, error) {
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		tag := cbasn1.Tag(1).ContextSpecific() // onlyContainsUserCerts [1] IMPLICIT BOOLEAN
-		if root {
-			tag = cbasn1.Tag(2).ContextSpecific() // onlyContainsCACerts [2] IMPLICIT BOOLEAN
-		}
-		b.AddASN1(tag, func(b *cryptobyte.Builder) { b.AddUint8(0xff) })
-	})
-	return b.Bytes()
 }
 
 // distributionPoints encodes CRLDistributionPoints (RFC 5280 4.2.1.13, also the syntax of freshestCRL,

@@ -177,8 +177,12 @@ type Responder struct {
 }
 
 type ocspIssuer struct {
-	id        string
-	cert      *x509.Certificate
+	id     string
+	status string
+	row    *store.CA
+	cert   *x509.Certificate
+	// children are the CAs below a root, by serial: a root answers for their certificates.
+	children  map[string]*store.CA
 	nameHash  map[crypto.Hash][]byte
 	keyHash   map[crypto.Hash][]byte
 	delegate  *ca.Delegate
@@ -214,14 +218,25 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	}
 	var issuers []*ocspIssuer
 	for _, row := range cas {
-		if (row.Kind != store.CAKindIssuing && row.Kind != store.CAKindRoot) || row.Status != store.CAStatusActive || len(row.CertDER) == 0 {
+		// A superseded generation and a revoked CA still answer for what they issued.
+		if (row.Kind != store.CAKindIssuing && row.Kind != store.CAKindRoot) || !SignsStatus(row.Status) || len(row.CertDER) == 0 {
 			continue
 		}
 		cert, err := x509.ParseCertificate(row.CertDER)
 		if err != nil {
 			return fmt.Errorf("CA %s: %w", row.ID, err)
 		}
-		oi := &ocspIssuer{id: row.ID, cert: cert, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		oi := &ocspIssuer{id: row.ID, status: row.Status, row: row, cert: cert, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		if row.Kind == store.CAKindRoot {
+			oi.children = map[string]*store.CA{}
+			for _, c := range cas {
+				if c.ParentID == row.ID && len(c.CertDER) > 0 {
+					if cc, err := x509.ParseCertificate(c.CertDER); err == nil {
+						oi.children[cc.SerialNumber.Text(16)] = c
+					}
+				}
+			}
+		}
 		var spki struct {
 			Algorithm asn1.RawValue
 			PublicKey asn1.BitString
@@ -238,15 +253,25 @@ func (r *Responder) Refresh(ctx context.Context) error {
 			kh.Write(spki.PublicKey.Bytes)
 			oi.nameHash[h.hash], oi.keyHash[h.hash] = nh.Sum(nil), kh.Sum(nil)
 		}
-		if row.KeyURI != "" {
+		switch {
+		case row.KeyURI != "":
 			oi.delegate, oi.loadedErr = r.s.ra.Delegate(ctx, row.ID, keystore.PurposeOCSPSigning)
-		} else {
+		case row.Kind == store.CAKindRoot:
+			// An offline root answers through the responder it certified in a ceremony.
+			oi.delegate, oi.loadedErr = r.s.ra.RootResponder(ctx, row)
+		default:
 			oi.loadedErr = fmt.Errorf("CA %s is offline: no OCSP responder can be certified here", row.ID)
 		}
 		issuers = append(issuers, oi)
 	}
 	r.mu.RLock()
 	from := r.seq
+	// A CA whose state changed (revoked, superseded) or a CA below a root that changed: every cached answer
+	// may be stale.
+	stale := len(issuers) != len(r.issuers)
+	for i := 0; !stale && i < len(issuers); i++ {
+		stale = issuers[i].id != r.issuers[i].id || issuers[i].status != r.issuers[i].status || !sameChildren(issuers[i].children, r.issuers[i].children)
+	}
 	r.mu.RUnlock()
 	var changed []string
 	if head > from {
@@ -263,6 +288,9 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.issuers = issuers
+	if stale {
+		r.cache = map[string]*cached{}
+	}
 	for _, prefix := range changed {
 		for _, h := range certIDHashes {
 			delete(r.cache, prefix+fmt.Sprint(int(h.hash)))
@@ -340,7 +368,14 @@ func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, 
 	c, err := r.s.rs.GetCertificate(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		// Unknown to this CA (RFC 6960 2.2), including a certificate of another Keyward CA asked under this one.
+		// Unknown to this CA (RFC 6960 2.2), including a certificate of another Keyward CA asked under this one,
+		// unless it is the certificate of a CA below this root.
+		if child := oi.children[serial]; child != nil {
+			st.status = ocsp.Good
+			if child.Status == store.CAStatusRevoked && child.RevokedAt != nil {
+				st.status, st.reason, st.revokedAt = ocsp.Revoked, child.RevocationReason, *child.RevokedAt
+			}
+		}
 	case err != nil:
 		return nil, err
 	case c.IssuerID != oi.id:
@@ -352,6 +387,13 @@ func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, 
 	default:
 		st.status = ocsp.Good
 	}
+	if oi.status == store.CAStatusRevoked && oi.row.RevokedAt != nil && st.status != ocsp.Unknown {
+		// Everything a revoked CA issued is revoked with it (RFC 5280 5.3.1: cACompromise when its key was
+		// compromised), as of the CA's revocation unless revoked earlier on its own.
+		if st.status != ocsp.Revoked || oi.row.RevokedAt.Before(st.revokedAt) {
+			st.status, st.revokedAt, st.reason = ocsp.Revoked, *oi.row.RevokedAt, subtreeReason(oi.row.RevocationReason)
+		}
+	}
 	var hashOID asn1.ObjectIdentifier
 	for _, h := range certIDHashes {
 		if h.hash == req.Hash {
@@ -361,6 +403,26 @@ func (r *Responder) sign(ctx context.Context, oi *ocspIssuer, req *OCSPRequest, 
 	return oi.delegate.SignOCSP(ca.OCSPResponse{HashOID: hashOID, IssuerNameHash: req.IssuerNameHash, IssuerKeyHash: req.IssuerKeyHash, Serial: req.Serial,
 		Status: st.status, RevokedAt: st.revokedAt, Reason: st.reason, NonceExt: req.NonceExt,
 		ThisUpdate: now.Truncate(time.Second), NextUpdate: now.Add(r.cfg.Validity).Truncate(time.Second)})
+}
+
+// subtreeReason is the reason given for a certificate whose issuing CA was revoked for reason.
+func subtreeReason(reason int) int {
+	if reason == store.ReasonKeyCompromise || reason == store.ReasonCACompromise {
+		return store.ReasonCACompromise
+	}
+	return reason
+}
+
+func sameChildren(a, b map[string]*store.CA) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		if y := b[k]; y == nil || y.Status != x.Status {
+			return false
+		}
+	}
+	return true
 }
 
 type singleStatus struct {

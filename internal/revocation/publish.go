@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/internal/store"
@@ -24,6 +25,8 @@ type Publisher struct {
 	nextDue  time.Time
 	// Published, if set, is called after a round that published something.
 	Published func()
+	// rootDirty asks for complete root CRLs (CAChanged).
+	rootDirty atomic.Bool
 }
 
 // NewPublisher returns a publisher with cfg.
@@ -32,6 +35,19 @@ func NewPublisher(s *Service, cfg CRLConfig) *Publisher {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return &Publisher{s: s, cfg: cfg, holder: "node-" + hex.EncodeToString(b), kick: make(chan struct{}, 1)}
+}
+
+// CAChanged asks for complete root CRLs in the next round, soon: a CA was revoked, and a root lists the CAs it
+// revoked in its complete CRLs only.
+func (p *Publisher) CAChanged() {
+	p.rootDirty.Store(true)
+	p.Kick()
+}
+
+// SignsStatus reports whether a CA in status publishes the status of what it issued: active, superseded and
+// revoked CAs do, retired ones not.
+func SignsStatus(status string) bool {
+	return status == store.CAStatusActive || status == store.CAStatusSuperseded || status == store.CAStatusRevoked
 }
 
 // Kick asks for a publication round soon (after a revocation).
@@ -45,11 +61,15 @@ func (p *Publisher) Kick() {
 // PublishOnce runs one round: for each active root and issuing CA whose key this node holds, publish what is
 // due. It reports whether this node held the lock.
 func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
-	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) {
+	rootDirty := p.rootDirty.Swap(false)
+	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) && !rootDirty {
 		return true, nil
 	}
 	release, ok, err := p.s.lock.TryPublisherLock(ctx, p.holder)
 	if err != nil || !ok {
+		if rootDirty {
+			p.rootDirty.Store(true) // for the round that gets the lock
+		}
 		return false, err
 	}
 	defer release()
@@ -62,10 +82,12 @@ func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
 		return true, err
 	}
 	now := p.s.now()
-	published := false
+	// After a change to a CA the responder and the served objects reload, whether or not a CRL was due.
+	published := rootDirty
 	var errs []error
 	for _, ca := range cas {
-		if (ca.Kind != store.CAKindRoot && ca.Kind != store.CAKindIssuing) || ca.Status != store.CAStatusActive || ca.KeyURI == "" {
+		// A superseded generation and a revoked CA keep publishing for what they issued.
+		if (ca.Kind != store.CAKindRoot && ca.Kind != store.CAKindIssuing) || !SignsStatus(ca.Status) || ca.KeyURI == "" {
 			continue
 		}
 		full, err := p.s.rs.LatestCRL(ctx, ca.ID, false)
@@ -73,7 +95,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if full == nil || now.Sub(full.ThisUpdate) >= p.cfg.FullInterval {
+		if full == nil || now.Sub(full.ThisUpdate) >= p.cfg.FullInterval || (ca.Kind == store.CAKindRoot && rootDirty) {
 			if _, err := p.s.PublishCRLs(ctx, ca.ID, p.cfg); err != nil {
 				errs = append(errs, err)
 			}
