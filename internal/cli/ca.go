@@ -14,7 +14,7 @@ import (
 func caCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "ca", Short: "Certificate authorities: list, export, create, offline-root ceremony"}
 	c.AddCommand(caListCmd(g), caExportCmd(g), caCreateCmd(g), caCSRCmd(g), caImportCmd(g), caCancelCmd(g), caStatusCmd(g), caRevokeCmd(g), caRetireCmd(g),
-		caCRLRequestCmd(g), caImportCRLCmd(g), caCeremonyCmd(g))
+		caRolloverCmd(g), caCRLRequestCmd(g), caImportCRLCmd(g), caCeremonyCmd(g))
 	return c
 }
 

@@ -309,3 +309,44 @@ func ceremonyCRLCmd(g *globals) *cobra.Command {
 	addWitnessFlag(c, &witnesses)
 	return c
 }
+
+func caRolloverCmd(g *globals) *cobra.Command {
+	var req ra.RolloverRequest
+	var ks string
+	c := &cobra.Command{
+		Use:   "rollover",
+		Short: "Make the next generation of an issuing (or station) CA and switch issuance to it, on every node",
+		Long: `Generate a new key, have the environment's root certify the next generation of the CA, and switch issuance to it
+in one transaction: from then on every node issues, and renews devices, with the new generation. The previous
+generation is superseded: it keeps signing CRLs and OCSP answers for what it issued until the last of those
+certificates expires; then 'keyward ca retire' and 'keyward key destroy' are allowed. cacerts, 'ca export' and
+the public listener serve both generations meanwhile. Under an offline root the next generation comes from a
+ceremony instead: 'keyward ca csr --kind issuing --product P', 'keyward ca ceremony sign', 'keyward ca import'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if req.Keys, err = n.Keystore(ks); err != nil {
+				return err
+			}
+			row, err := n.RA.Rollover(cmd.Context(), principal(), req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(api.NewCA(row, false))
+			}
+			fmt.Fprintf(g.env.Stdout, "rolled over to %s (generation %d, key %s); the previous generation answers for what it issued until it expires\n", row.ID, row.Generation, row.KeyURI)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&req.Environment, "env", "dev", "environment")
+	c.Flags().StringVar(&req.ProductLine, "product", "", "product line (issuing CAs)")
+	c.Flags().StringVar(&req.Kind, "kind", "issuing", "kind of CA: issuing or station")
+	c.Flags().StringVar(&ks, "keystore", "soft", `where the new key is generated: "soft" or a PKCS#11 URI`)
+	g.addJSON(c)
+	return c
+}

@@ -312,14 +312,20 @@ func (r *RA) issuer(ctx context.Context, caID string) (*ca.Issuer, error) {
 	return nil, wrap(KindUnavailable, fmt.Errorf("issuing CA %s: %w", caID, err))
 }
 
-// Chain returns the DER certificates from the issuing CA of (env, product) up to and including the root.
+// Chain returns the DER certificates from the current issuing CA of (env, product) up to and including the
+// root (the root alone if product is empty), then what verifiers need beside it during a rollover: the earlier
+// generations of the issuing CA that still answer for certificates they issued, and earlier roots that still
+// anchor some.
 func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
-	id, err := r.currentID(ctx, hierarchy.RootID(env))
+	rootRole := hierarchy.RootID(env)
+	id, err := r.currentID(ctx, rootRole)
 	if err != nil {
 		return nil, err
 	}
+	var extra [][]byte
 	if product != "" {
-		if id, err = r.currentID(ctx, hierarchy.IssuingID(env, product)); err != nil {
+		role := hierarchy.IssuingID(env, product)
+		if id, err = r.currentID(ctx, role); err != nil {
 			return nil, err
 		}
 		if r.cfg.Site != nil {
@@ -327,9 +333,12 @@ func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
 				return nil, err
 			}
 			id = r.cfg.Site.CAID
+		} else if extra, err = r.overlap(ctx, role, id); err != nil {
+			return nil, err
 		}
 	}
 	var chain [][]byte
+	root := ""
 	for id != "" {
 		ca, err := r.cfg.Store.GetCA(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -338,9 +347,14 @@ func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
 			return nil, wrap(KindUnavailable, err)
 		}
 		chain = append(chain, ca.CertDER)
-		id = ca.ParentID
+		root, id = ca.ID, ca.ParentID
 	}
-	return chain, nil
+	roots, err := r.rootOverlap(ctx, env, root)
+	if err != nil {
+		return nil, err
+	}
+	chain = append(chain, extra...)
+	return append(chain, roots...), nil
 }
 
 // DeviceKeyURI names a key Keyward does not hold, by the SHA-256 of its SubjectPublicKeyInfo.
