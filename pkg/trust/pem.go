@@ -41,7 +41,11 @@ func ParseAnchorsPEM(data []byte, environment string) (*Anchors, error) {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
 		if b == nil {
-			if len(bytes.TrimSpace(rest)) != 0 {
+			switch {
+			case len(bytes.TrimSpace(rest)) == 0:
+			case len(certs) == 0 && st == nil:
+				return nil, fmt.Errorf("%w: anchors file is not PEM (no %s block)", ErrMalformed, PEMCertificate)
+			default:
 				return nil, fmt.Errorf("%w: anchors file has data after its last PEM block", ErrMalformed)
 			}
 			break
