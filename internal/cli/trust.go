@@ -111,12 +111,16 @@ func readAnchors(path, env string) (*trust.Anchors, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := trust.ParseAnchorsPEM(data, env)
-	if errors.Is(err, trust.ErrWrongEnvironment) {
-		return nil, trustRefusal("env", path, err)
-	}
+	// The file alone first, so that what is wrong with it is put on --anchors and what --env adds on --env.
+	a, err := trust.ParseAnchorsPEM(data, "")
 	if err != nil {
 		return nil, trustRefusal("anchors", path, err)
+	}
+	if env == "" {
+		return a, nil
+	}
+	if a, err = trust.ParseAnchorsPEM(data, env); err != nil {
+		return nil, trustRefusal("env", path, err)
 	}
 	return a, nil
 }

@@ -179,6 +179,7 @@ func trustRefusals(t *testing.T, r *rollover) []struct {
 		{"garbage", apply(r.factory, garbage, "--env", "dev"), ExitBadRequest},
 		{"--env disagrees with the file", apply(v1, r.retire, "--env", "staging"), ExitBadRequest},
 		{"an update as the anchors file", apply(r.overlap, r.retire, "--env", "dev"), ExitBadRequest},
+		{"--env that is no environment name", apply(r.factory, r.overlap, "--env", "Dev Env"), ExitBadRequest},
 		{"no --env for a factory file", apply(r.factory, r.overlap), ExitUsage},
 		{"no --out", []string{"trust", "apply", "--anchors", r.factory, "--update", r.overlap}, ExitUsage},
 		{"no such update", apply(r.factory, filepath.Join(r.dir, "missing.cbor"), "--env", "dev"), ExitUsage},
