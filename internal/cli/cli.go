@@ -180,6 +180,7 @@ and records every change in a hash-chained audit trail.
 		firmwareCmd(g),
 		revocationCmd(g),
 		factoryCmd(g),
+		trustCmd(g),
 	)
 	return root
 }

@@ -174,3 +174,29 @@ func create(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, 
 	}
 	return c
 }
+
+// Link returns a link certificate (RFC 4210 section 4.4) by which ca certifies other's subject and key, as a
+// root rollover makes: OldWithNew when ca is the old root and other the new one, NewWithOld the other way round.
+// A relying party that holds only ca's certificate then reaches CAs under other with it as an intermediate.
+func (ca *CA) Link(t testing.TB, other *CA) *x509.Certificate {
+	t.Helper()
+	tmpl := caTemplate(t, other.Cert.Subject.CommonName, other.Cert.PublicKey)
+	tmpl.Subject = other.Cert.Subject
+	tmpl.SubjectKeyId = other.Cert.SubjectKeyId
+	return create(t, tmpl, ca.Cert, other.Cert.PublicKey, ca.Key)
+}
+
+// SelfSigned returns tmpl signed by key for its own public key; a zero serial or validity in tmpl gets a random
+// serial and a day from now. It makes certificates that are self-signed but not CAs, for tests of what
+// refuses them.
+func SelfSigned(t testing.TB, tmpl *x509.Certificate, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	c := *tmpl
+	if c.SerialNumber == nil {
+		c.SerialNumber = Serial(t)
+	}
+	if c.NotAfter.IsZero() {
+		c.NotBefore, c.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	}
+	return create(t, &c, &c, key.Public(), key)
+}
