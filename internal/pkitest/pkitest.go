@@ -176,7 +176,7 @@ func create(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, 
 }
 
 // Link returns a link certificate (RFC 4210 section 4.4) by which ca certifies other's subject and key, as a
-// root rollover makes: OldWithNew when ca is the old root and other the new one, NewWithOld the other way round.
+// root rollover makes: NewWithOld (RFC 4210 4.4: the new key signed with the old) when ca is the old root and other the new one, OldWithNew the other way round.
 // A relying party that holds only ca's certificate then reaches CAs under other with it as an intermediate.
 func (ca *CA) Link(t testing.TB, other *CA) *x509.Certificate {
 	t.Helper()

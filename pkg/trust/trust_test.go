@@ -264,7 +264,7 @@ func TestOverlap(t *testing.T) {
 	newRoot := pkitest.NewRoot(t, "Keyward dev Root CA 2", pkitest.KeyOf(t, "P-384"))
 	oldIssuing := oldRoot.Sub(t, "demo-implant dev CA", nil)
 	newIssuing := newRoot.Sub(t, "demo-implant dev CA", nil)
-	link := oldRoot.Link(t, newRoot) // OldWithNew, RFC 4210 section 4.4
+	link := oldRoot.Link(t, newRoot) // NewWithOld, RFC 4210 section 4.4
 	leaf := func(ca *pkitest.CA, serial string) *x509.Certificate {
 		return ca.Leaf(t, &x509.Certificate{Subject: pkix.Name{CommonName: "DEMO-" + serial}, KeyUsage: x509.KeyUsageDigitalSignature,
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, pkitest.Key(t).Public())
