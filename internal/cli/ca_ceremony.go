@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -85,6 +87,7 @@ under an offline root. Then 'keyward ca ceremony sign' on the ceremony machine, 
 func caImportCmd(g *globals) *cobra.Command {
 	var req ra.ImportRequest
 	var certFile, rootFile string
+	var linkFiles []string
 	c := &cobra.Command{
 		Use:   "import",
 		Short: "Install a ceremony-signed CA certificate: it activates the pending request whose key it certifies",
@@ -108,6 +111,13 @@ issuance at once, on every node; the earlier one keeps signing CRLs and OCSP ans
 				return err
 			}
 			req.Transcript = ra.TranscriptOf(raw)
+			for _, f := range linkFiles {
+				der, err := readCert(f)
+				if err != nil {
+					return err
+				}
+				req.Links = append(req.Links, der)
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -129,6 +139,7 @@ issuance at once, on every node; the earlier one keeps signing CRLs and OCSP ans
 	c.Flags().StringVar(&req.Kind, "kind", "", "kind of CA (optional: checked against the request)")
 	c.Flags().StringVar(&certFile, "cert", "", "CA certificate from 'keyward ca ceremony sign' (PEM or DER)")
 	c.Flags().StringVar(&rootFile, "root", "", "root certificate from 'keyward ca ceremony root' (PEM or DER)")
+	c.Flags().StringArrayVar(&linkFiles, "link", nil, "a link certificate from 'keyward ca ceremony root-rollover' (new-with-old.pem, old-with-new.pem), when --root is a new root")
 	g.addJSON(c)
 	return c
 }
@@ -163,7 +174,7 @@ PKCS#11 token) and its own hash-chained transcript, to which each command append
 (by SHA-256) and who witnessed it. A production ceremony needs at least two witnesses (--witness, repeated). A
 running server never loads a root key of an offline environment.`,
 	}
-	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyCRLCmd(g), ceremonyLogCmd(g))
+	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyCRLCmd(g), ceremonyRootRolloverCmd(g), ceremonyLogCmd(g))
 	return c
 }
 
@@ -271,7 +282,7 @@ ceremony. The certificate is written after a line naming the transcript event th
 				return err
 			}
 			defer n.Close()
-			plan, err := n.RA.PlanCeremony(cmd.Context(), env, file, v)
+			plan, err := n.RA.PlanCeremony(cmd.Context(), principal(), env, file, v)
 			if err != nil {
 				return err
 			}
@@ -369,5 +380,89 @@ func ceremonyLogCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
 	g.addJSON(c)
+	return c
+}
+
+func ceremonyRootRolloverCmd(g *globals) *cobra.Command {
+	var dir, env, alg, validity, updateFor, ks, out string
+	var witnesses []string
+	c := &cobra.Command{
+		Use:   "root-rollover",
+		Short: "Make an environment's next root, its link certificates and the trust-anchor update devices apply",
+		Long: `Make the next root of --env in this workspace: a new key (--keystore) and self-signed certificate, the two link
+certificates of RFC 4210 section 4.4 (new-with-old.pem: the new root's key certified by the old root, so that
+relying parties holding only the old root reach CAs under the new one; old-with-new.pem: the other way round),
+and a trust-anchor update (anchors-update.cbor) listing both roots, signed by both, which devices apply with
+'keyward trust apply' (pkg/trust). anchors.pem is the same anchor set for devices made from now on. The old root
+is superseded: it certifies no new CA and keeps signing its CRLs ('keyward ca ceremony crl'). Issuing CAs move
+under the new root as their next generation: 'keyward ca csr', 'keyward ca ceremony sign', then
+'keyward ca import --root root.pem --link new-with-old.pem' on the server.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || out == "" {
+				return usageError{errors.New("--dir and --out are required")}
+			}
+			spec := ra.RootRolloverSpec{Environment: env}
+			var err error
+			if alg != "" {
+				if spec.Algorithm, err = keystore.ParseAlgorithm(alg); err != nil {
+					return usageError{err}
+				}
+			}
+			if spec.Validity, err = hierarchy.ParseDuration(validity); err != nil {
+				return usageError{fmt.Errorf("--validity: %w", err)}
+			}
+			if spec.UpdateValidity, err = hierarchy.ParseDuration(updateFor); err != nil {
+				return usageError{fmt.Errorf("--update-valid-for: %w", err)}
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if spec.Keys, err = n.Keystore(ks); err != nil {
+				return err
+			}
+			t := &ra.Transcript{Command: "ca ceremony root-rollover", Witnesses: witnesses}
+			res, head, err := n.RA.CeremonyRootRollover(cmd.Context(), principal(), spec, t)
+			if err != nil {
+				return err
+			}
+			anchors, err := res.Anchors.MarshalPEM()
+			if err != nil {
+				return err
+			}
+			line := []byte(head.Line(env))
+			files := []struct {
+				name string
+				data []byte
+			}{
+				{"root.pem", append(line, pemBytes("CERTIFICATE", res.New.CertDER)...)},
+				{"new-with-old.pem", append(line, pemBytes("CERTIFICATE", res.NewWithOld)...)},
+				{"old-with-new.pem", append(line, pemBytes("CERTIFICATE", res.OldWithNew)...)},
+				{"anchors-update.cbor", res.Update},
+				{"anchors.pem", anchors},
+			}
+			for _, f := range files {
+				if err := writeFileAtomic(filepath.Join(out, f.name), f.data, 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(g.env.Stdout, "rolled %s over to %s (%s); wrote root.pem, new-with-old.pem, old-with-new.pem, anchors-update.cbor (trust version %d) and anchors.pem to %s; transcript event %d\n",
+				res.Old.ID, res.New.ID, res.New.Subject, res.Anchors.Version, out, head.Seq)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	c.Flags().StringVar(&env, "env", "production", "environment")
+	c.Flags().StringVar(&alg, "algorithm", "", "new root key algorithm (default: the old root's)")
+	c.Flags().StringVar(&validity, "validity", "25y", "new root validity")
+	c.Flags().StringVar(&updateFor, "update-valid-for", "2y", "how long devices may apply the trust-anchor update")
+	c.Flags().StringVar(&ks, "keystore", "soft", `where the new root key is generated: "soft" (sealed in the workspace) or a PKCS#11 URI`)
+	c.Flags().StringVar(&out, "out", "", "output directory")
+	addWitnessFlag(c, &witnesses)
 	return c
 }

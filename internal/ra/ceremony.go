@@ -372,7 +372,17 @@ func ekuName(u x509.ExtKeyUsage) string {
 // PlanCeremony reads a request file in a ceremony workspace and builds the certificate the hierarchy's rules
 // give its kind, under the workspace's current root of env. validity, if not zero, replaces the validity the
 // request asks for (not for a site CA, whose validity is its window plus its certificates' lifetime).
-func (r *RA) PlanCeremony(ctx context.Context, env string, file []byte, validity time.Duration) (*CeremonyPlan, error) {
+func (r *RA) PlanCeremony(ctx context.Context, p Principal, env string, file []byte, validity time.Duration) (*CeremonyPlan, error) {
+	plan, err := r.planCeremony(ctx, env, file, validity)
+	if err != nil {
+		sum := sha256.Sum256(file)
+		r.refuse(ctx, p, audit.ActionCeremonySign, env, map[string]string{"command": "ca ceremony sign", "in:request": hex.EncodeToString(sum[:])}, err)
+		return nil, err
+	}
+	return plan, nil
+}
+
+func (r *RA) planCeremony(ctx context.Context, env string, file []byte, validity time.Duration) (*CeremonyPlan, error) {
 	info, csrDER, err := ParseCARequest(file)
 	if err != nil {
 		return nil, err
@@ -618,6 +628,9 @@ type ImportRequest struct {
 	// Kind and ProductLine, if given, must agree with the pending request the certificate matches.
 	Kind, ProductLine string
 	CertDER, RootDER  []byte
+	// Links are the link certificates of a root rollover, needed when RootDER is a new root: the NewWithOld
+	// certificate by which the recorded root certified it, and optionally OldWithNew.
+	Links [][]byte
 	// Transcript is the line the ceremony wrote with the certificate (TranscriptOf), recorded in the audit trail.
 	Transcript string
 }
@@ -695,10 +708,14 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 		return nil, FieldErrorf(KindBadRequest, "product_line", "the certificate's request %s is for product line %q, not %q", q.CAID, q.ProductLine, req.ProductLine)
 	}
 	rootID := hierarchy.RootID(req.Environment)
-	recordedRoot, err := r.cfg.Store.GetCA(ctx, rootID)
+	_, err = r.cfg.Store.GetCA(ctx, rootID)
+	// newRoot is a root that arrives with this import: the environment's first, or the next after a rollover.
+	var newRoot, replacedRoot *store.CA
+	var links [][]byte
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		recordedRoot = nil
+		newRoot = &store.CA{ID: rootID, Environment: req.Environment, Kind: store.CAKindRoot, CertDER: req.RootDER, Subject: rootCert.Subject.String(),
+			NotBefore: rootCert.NotBefore, NotAfter: rootCert.NotAfter, Status: store.CAStatusActive, Generation: 1}
 	case err != nil:
 		return nil, wrap(KindUnavailable, err)
 	default:
@@ -706,10 +723,13 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 		if err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(cur.CertDER, req.RootDER) {
-			return nil, errorf(KindConflict, "environment %q has another root recorded (%s, %s): refusing to mix roots", req.Environment, cur.ID, cur.Subject)
-		}
 		rootID = cur.ID
+		if !bytes.Equal(cur.CertDER, req.RootDER) {
+			if newRoot, links, err = r.importRoot(ctx, req.Environment, cur, rootCert, req.RootDER, req.Links); err != nil {
+				return nil, err
+			}
+			replacedRoot, rootID = cur, newRoot.ID
+		}
 	}
 	if err := r.checkKind(q, cert, rootCert); err != nil {
 		return nil, errorf(KindBadRequest, "the certificate breaks the rules of a %s CA: %w", q.Kind, err)
@@ -731,14 +751,8 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 		key: keystore.Key{URI: q.KeyURI, Purpose: keystore.Purpose(key.Purpose), Algorithm: keystore.Algorithm(key.Algorithm), Public: cert.PublicKey},
 		loc: keystore.Location(key.Location), spki: spki, cert: cert, imported: true, transcript: req.Transcript}
 	before := func(tx store.Tx) error {
-		if recordedRoot == nil {
-			root := &store.CA{ID: rootID, Environment: req.Environment, Kind: store.CAKindRoot, CertDER: req.RootDER, Subject: rootCert.Subject.String(),
-				NotBefore: rootCert.NotBefore, NotAfter: rootCert.NotAfter, Status: store.CAStatusActive, CreatedAt: now, Generation: 1}
-			if err := tx.InsertCA(ctx, root); err != nil {
-				return err
-			}
-			if err := r.success(ctx, tx, p, audit.ActionCAImport, root.ID, now,
-				map[string]string{"kind": store.CAKindRoot, "key": "offline", "serial": fmt.Sprintf("%x", rootCert.SerialNumber)}); err != nil {
+		if newRoot != nil {
+			if err := r.recordRoot(ctx, tx, p, newRoot, replacedRoot, links, now); err != nil {
 				return err
 			}
 		}
@@ -764,7 +778,7 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 		if err != nil {
 			return nil, err
 		}
-		r.caChanged(ctx, q.Replaces)
+		r.caChanged(ctx, q.Replaces, rootIDOf(replacedRoot))
 		return site.CA, nil
 	}
 	err = r.tx(ctx, func(tx store.Tx) error {
@@ -776,8 +790,15 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 	if err != nil {
 		return nil, err
 	}
-	r.caChanged(ctx, q.Replaces)
+	r.caChanged(ctx, q.Replaces, rootIDOf(replacedRoot))
 	return pc.row, nil
+}
+
+func rootIDOf(c *store.CA) string {
+	if c == nil {
+		return ""
+	}
+	return c.ID
 }
 
 // supersede marks CA old (if any) superseded by new, in tx: it issues nothing from now on and keeps signing

@@ -353,8 +353,13 @@ func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	links, err := r.links(ctx, env)
+	if err != nil {
+		return nil, err
+	}
 	chain = append(chain, extra...)
-	return append(chain, roots...), nil
+	chain = append(chain, roots...)
+	return append(chain, links...), nil
 }
 
 // DeviceKeyURI names a key Keyward does not hold, by the SHA-256 of its SubjectPublicKeyInfo.

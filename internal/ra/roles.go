@@ -47,14 +47,6 @@ func GenerationID(role string, gen int) string {
 // inRole reports whether CA id is a generation of role.
 func inRole(id, role string) bool { return id == role || strings.HasPrefix(id, role+"@") }
 
-// RoleOf returns the role id of CA id.
-func RoleOf(id string) string {
-	if i := strings.LastIndexByte(id, '@'); i > 0 {
-		return id[:i]
-	}
-	return id
-}
-
 // generations returns the CAs of role, and the highest generation among them (0 if none).
 func generations(cas []*store.CA, role string) ([]*store.CA, int) {
 	var out []*store.CA
