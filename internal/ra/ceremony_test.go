@@ -2,11 +2,11 @@ package ra_test
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/big"
 	"os"
