@@ -20,6 +20,7 @@ import (
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/store"
 )
 
 // factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
@@ -35,14 +36,18 @@ func newFactory(n *node.Node) *factory.Factory {
 }
 
 func factorySiteCACmd(g *globals) *cobra.Command {
-	var env, product, site, validFor, ks, prof string
+	var env, product, site, validFor, ks, prof, certFile, rootFile string
 	var quota int64
 	c := &cobra.Command{
 		Use:   "site-ca",
-		Short: "Create a constrained issuing CA for one factory site under the environment's (online) root",
+		Short: "Create a constrained issuing CA for one factory site (online root), or install one signed in a ceremony",
 		Long: `Creates the site CA <env>/<product>/<site>: path length 0, name constraints that exclude every DNS name,
 IP address, e-mail address and URI, the product line's serial pattern recorded as its subject rule, a quota of
-certificates and an issuing window (--valid-for). Its key (purpose ca-signing) is generated in --keystore.`,
+certificates and an issuing window (--valid-for). Its key (purpose ca-signing) is generated in --keystore.
+
+Under an offline root (production) the site CA is made in a ceremony: 'keyward ca csr --kind site --product P
+--site S --quota N --valid-for D --keystore SITE-HSM', 'keyward ca ceremony sign' with the root, then this
+command with --cert and --root (or 'keyward ca import') installs it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			window, err := hierarchy.ParseDuration(validFor)
@@ -54,13 +59,42 @@ certificates and an issuing window (--valid-for). Its key (purpose ca-signing) i
 				return err
 			}
 			defer n.Close()
-			keys, err := n.Keystore(ks)
-			if err != nil {
-				return err
-			}
-			s, err := n.RA.CreateSiteCA(cmd.Context(), principal(), ra.SiteCARequest{Environment: env, ProductLine: product, Site: site, Profile: prof, Quota: quota, ValidFor: window, Keys: keys})
-			if err != nil {
-				return err
+			var s *ra.SiteCA
+			if certFile != "" || rootFile != "" {
+				if certFile == "" || rootFile == "" {
+					return usageError{fmt.Errorf("--cert and --root go together")}
+				}
+				req := ra.ImportRequest{Environment: env, Kind: store.CAKindSite, ProductLine: product}
+				raw, err := readFileLimited(certFile)
+				if err != nil {
+					return err
+				}
+				if req.CertDER, err = readCert(certFile); err != nil {
+					return err
+				}
+				if req.RootDER, err = readCert(rootFile); err != nil {
+					return err
+				}
+				req.Transcript = ra.TranscriptOf(raw)
+				row, err := n.RA.ImportCA(cmd.Context(), principal(), req)
+				if err != nil {
+					return err
+				}
+				if row.ID != ra.SiteCAID(env, product, site) {
+					return fmt.Errorf("installed %s, which is not the site CA of --site %s", row.ID, site)
+				}
+				if s, err = n.RA.FactorySite(cmd.Context(), env, product, site); err != nil {
+					return err
+				}
+			} else {
+				keys, err := n.Keystore(ks)
+				if err != nil {
+					return err
+				}
+				s, err = n.RA.CreateSiteCA(cmd.Context(), principal(), ra.SiteCARequest{Environment: env, ProductLine: product, Site: site, Profile: prof, Quota: quota, ValidFor: window, Keys: keys})
+				if err != nil {
+					return err
+				}
 			}
 			if g.json {
 				return g.printJSON(map[string]any{"id": s.CA.ID, "subject": s.CA.Subject, "key": s.CA.KeyURI, "quota": s.Site.Quota,
@@ -80,9 +114,10 @@ certificates and an issuing window (--valid-for). Its key (purpose ca-signing) i
 	f.Int64Var(&quota, "quota", 0, "certificates the site CA may issue")
 	f.StringVar(&validFor, "valid-for", "30d", "issuing window (e.g. 30d, 720h; at most 366d)")
 	f.StringVar(&ks, "keystore", "soft", `where the site CA key is generated: "soft" or a pkcs11: URI`)
+	f.StringVar(&certFile, "cert", "", "a site CA certificate from 'keyward ca ceremony sign' to install (offline roots)")
+	f.StringVar(&rootFile, "root", "", "the root certificate that signed --cert")
 	_ = c.MarkFlagRequired("product")
 	_ = c.MarkFlagRequired("site")
-	_ = c.MarkFlagRequired("quota")
 	g.addJSON(c)
 	return c
 }
