@@ -7,6 +7,8 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -36,6 +38,11 @@ type BuildOptions struct {
 	Signer crypto.Signer
 	// Chain is the signer certificate followed by its issuers up to, not including, the root (DER).
 	Chain [][]byte
+	// RevokedIssuers are the CAs whose whole subtree verifiers must refuse, each named by the SHA-256 of its
+	// certificate's SubjectPublicKeyInfo (x509.Certificate.RawSubjectPublicKeyInfo); order and repetition do
+	// not matter, at most 1024. It is the complete list as of IssuedAt, for a delta as for a full filter: a
+	// delta's list replaces its base's. List no root. The signer's chain must carry none of these keys.
+	RevokedIssuers [][32]byte
 }
 
 // Stats describe a built filter.
@@ -51,6 +58,8 @@ type Stats struct {
 	Ratio        float64 `json:"ratio_to_bound"`
 	FileBytes    int     `json:"file_bytes"`
 	Attempts     int     `json:"construction_attempts"`
+	// RevokedIssuers is the number of revoked CAs listed; each costs 32 bytes of the file.
+	RevokedIssuers int `json:"revoked_issuers"`
 }
 
 // Build builds, self-checks and signs a full filter. The result is exact for every serial in src: Build
@@ -138,9 +147,9 @@ func Build(src Source, opts BuildOptions) ([]byte, *Stats, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("build level 2 over %d serials: %w", len(l2keys), err)
 	}
-	f := &Filter{h: header{kind: kindFull, env: opts.Environment, scope: opts.Scope, version: opts.Version,
+	f := &Filter{h: header{format: formatVersion, kind: kindFull, env: opts.Environment, scope: opts.Scope, version: opts.Version,
 		issuedAt: opts.IssuedAt.UTC().Truncate(time.Second), nextUpdate: opts.NextUpdate.UTC().Truncate(time.Second),
-		certs: st.Certificates, revoked: uint64(r)}, l1: l1, l2: l2}
+		certs: st.Certificates, revoked: uint64(r)}, issuers: opts.RevokedIssuers, l1: l1, l2: l2}
 	// Self-check: every revoked serial answers true and every valid serial that passed level 1 answers false.
 	for i, s := range l2keys {
 		if f.baseRevoked(s) != (l2vals[i] == 1) {
@@ -149,6 +158,7 @@ func Build(src Source, opts BuildOptions) ([]byte, *Stats, error) {
 	}
 	var b bytes.Buffer
 	f.h.encode(&b)
+	encodeIssuers(&b, f.issuers)
 	if l1 != nil {
 		b.WriteByte(1)
 		encodeFuse(&b, l1)
@@ -169,7 +179,7 @@ func Build(src Source, opts BuildOptions) ([]byte, *Stats, error) {
 	if st.BoundBits > 0 {
 		st.Ratio = float64(st.SizeBits) / st.BoundBits
 	}
-	st.FileBytes = len(data)
+	st.FileBytes, st.RevokedIssuers = len(data), len(f.issuers)
 	return data, st, nil
 }
 
@@ -194,7 +204,7 @@ func BuildDelta(base *Filter, corrections []Correction, opts BuildOptions) ([]by
 	}
 	cs := slices.Clone(corrections)
 	slices.SortFunc(cs, func(a, b Correction) int { return compareSerial(a.Serial, b.Serial) })
-	h := header{kind: kindDelta, env: opts.Environment, scope: opts.Scope, version: opts.Version, baseVersion: base.h.version,
+	h := header{format: formatVersion, kind: kindDelta, env: opts.Environment, scope: opts.Scope, version: opts.Version, baseVersion: base.h.version,
 		baseDigest: base.digest, issuedAt: opts.IssuedAt.UTC().Truncate(time.Second), nextUpdate: opts.NextUpdate.UTC().Truncate(time.Second),
 		certs: base.h.certs, revoked: base.h.revoked}
 	if h.env != base.h.env || h.scope != base.h.scope {
@@ -202,6 +212,7 @@ func BuildDelta(base *Filter, corrections []Correction, opts BuildOptions) ([]by
 	}
 	var b bytes.Buffer
 	h.encode(&b)
+	encodeIssuers(&b, opts.RevokedIssuers)
 	writeU32(&b, uint32(len(cs)))
 	for i, c := range cs {
 		if len(c.Serial) == 0 || len(c.Serial) > maxSerialLen || c.Serial[0] == 0 {
@@ -231,6 +242,21 @@ func checkOptions(o *BuildOptions) error {
 		return fmt.Errorf("next update %s must be after issued-at %s", o.NextUpdate, o.IssuedAt)
 	case o.Signer == nil || len(o.Chain) == 0 || len(o.Chain) > maxChain:
 		return fmt.Errorf("a signer and its certificate chain (1 to %d certificates) are required", maxChain)
+	case len(o.RevokedIssuers) > maxRevokedIssuers:
+		return fmt.Errorf("%d revoked issuers exceed the format's %d", len(o.RevokedIssuers), maxRevokedIssuers)
+	}
+	ks := slices.Clone(o.RevokedIssuers)
+	slices.SortFunc(ks, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	o.RevokedIssuers = slices.Compact(ks)
+	// Verify refuses a file whose signer chain carries a key it lists; say so here, where it can be fixed.
+	for i, der := range o.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("signer chain certificate %d: %w", i, err)
+		}
+		if listed(o.RevokedIssuers, sha256.Sum256(c.RawSubjectPublicKeyInfo)) {
+			return fmt.Errorf("signer chain certificate %d (%s) carries the key of a revoked issuer this filter lists: sign with a signer certified outside the revoked CA's subtree", i, certName(c))
+		}
 	}
 	return nil
 }

@@ -1,10 +1,14 @@
 package filter
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,16 +28,22 @@ var (
 	ErrEnvironment = errors.New("revocation filter is for another environment")
 	// ErrBase: a delta does not apply to the given base filter.
 	ErrBase = errors.New("revocation filter delta does not match its base")
+	// ErrCertificateRevoked: CheckChain found the leaf certificate's serial revoked.
+	ErrCertificateRevoked = errors.New("certificate revoked")
+	// ErrIssuerRevoked: CheckChain found a certificate of the chain carrying the key of a revoked CA, so the
+	// whole subtree under that CA is refused; or a filter's signer chain passes through a revoked CA.
+	ErrIssuerRevoked = errors.New("issuer revoked")
 )
 
 // Filter is a verified revocation filter, possibly with a delta applied. It is safe for concurrent lookups.
 type Filter struct {
-	h      header
-	l1     *fuse // nil when k = 0: every serial passes level 1
-	l2     *fuse
-	delta  map[string]bool // corrections from an applied delta; nil for a full filter alone
-	digest [32]byte        // SHA-256 of the full filter file
-	dh     *header         // the applied delta's header, if any
+	h       header
+	issuers [][32]byte // revoked issuers, SHA-256 of SPKI, sorted: the base's, or the applied delta's
+	l1      *fuse      // nil when k = 0: every serial passes level 1
+	l2      *fuse
+	delta   map[string]bool // corrections from an applied delta; nil for a full filter alone
+	digest  [32]byte        // SHA-256 of the full filter file
+	dh      *header         // the applied delta's header, if any
 }
 
 // Environment is the environment the filter belongs to ("dev", "staging", "production").
@@ -77,6 +87,104 @@ func (f *Filter) RevokedCount() uint64 { return f.h.revoked }
 
 // Digest is the SHA-256 of the full filter file; a delta names its base by it.
 func (f *Filter) Digest() [32]byte { return f.digest }
+
+// FormatVersion is the file format of the full filter: 1 for files made before revoked issuers were listed
+// (they list none), 2 since.
+func (f *Filter) FormatVersion() int { return int(f.h.format) }
+
+// IssuerRevoked reports whether the CA key whose SubjectPublicKeyInfo (the DER of the whole structure, as in
+// x509.Certificate.RawSubjectPublicKeyInfo) has this SHA-256 is revoked: every certificate under a CA with
+// that key is to be refused. With a delta applied, the delta's list is the answer.
+func (f *Filter) IssuerRevoked(spkiSHA256 [32]byte) bool {
+	_, ok := slices.BinarySearchFunc(f.issuers, spkiSHA256, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	return ok
+}
+
+// RevokedIssuers returns the SHA-256 digests of the SubjectPublicKeyInfo of every revoked CA the filter
+// lists, in increasing byte order (a copy). A root is never listed.
+func (f *Filter) RevokedIssuers() [][32]byte { return slices.Clone(f.issuers) }
+
+// RevokedError is the error CheckChain returns: which certificate of the chain is refused, and why. It
+// matches ErrCertificateRevoked or ErrIssuerRevoked with errors.Is.
+type RevokedError struct {
+	// Err is ErrCertificateRevoked (the leaf's serial is revoked) or ErrIssuerRevoked (Certificate carries
+	// the key of a revoked CA).
+	Err error
+	// Index is Certificate's position in the chain: 0 is the leaf.
+	Index int
+	// Certificate is the refused certificate.
+	Certificate *x509.Certificate
+	// SPKISHA256 is the listed key's digest, for ErrIssuerRevoked.
+	SPKISHA256 [32]byte
+	scope      string
+	version    uint64
+}
+
+func (e *RevokedError) Error() string {
+	by := fmt.Sprintf("revocation filter %s v%d", strings.TrimSuffix(e.scope, "/"), e.version)
+	c := e.Certificate
+	switch {
+	case !errors.Is(e.Err, ErrIssuerRevoked):
+		return fmt.Sprintf("%v: %s (serial %x) is revoked (%s)", e.Err, certName(c), c.SerialNumber, by)
+	case e.Index == 0 && !c.IsCA:
+		return fmt.Sprintf("%v: %s carries the key of a revoked CA (key SHA-256 %x...) (%s)", e.Err, certName(c), e.SPKISHA256[:4], by)
+	default:
+		return fmt.Sprintf("%v: CA %s (chain position %d, key SHA-256 %x...) is revoked: every certificate under it is refused (%s)",
+			e.Err, certName(c), e.Index, e.SPKISHA256[:4], by)
+	}
+}
+
+// Unwrap returns Err.
+func (e *RevokedError) Unwrap() error { return e.Err }
+
+// CheckChain checks a chain that the caller has already verified (leaf first, trust anchor last, as
+// x509.Certificate.Verify returns them) against the filter. It returns a *RevokedError matching
+// ErrIssuerRevoked if any certificate of the chain carries a key the filter lists as a revoked issuer (the
+// one nearest the anchor is reported: it revokes the widest subtree), else one matching
+// ErrCertificateRevoked if the leaf's serial is revoked, else nil.
+//
+// Every certificate's key is checked, the leaf's and the anchor's too: a leaf that is itself a CA
+// certificate (or any certificate carrying a revoked CA's key) is refused, and a verifier that pins an
+// intermediate such as its issuing CA as the anchor still learns that CA is revoked. A root is never listed:
+// roots are replaced by rollover, not revoked, and the filter itself is signed under the root.
+//
+// The leaf's serial is looked up only when the leaf is not a CA certificate and not the anchor: the serial
+// set is exact only for the certificates the filter's CAs issued (see Revoked), and CA certificates are
+// issued by roots, which no filter covers; a CA is revoked through the issuer list.
+func (f *Filter) CheckChain(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("check chain against revocation filter: the chain is empty")
+	}
+	if len(f.issuers) > 0 {
+		for i := len(chain) - 1; i >= 0; i-- {
+			if h := sha256.Sum256(chain[i].RawSubjectPublicKeyInfo); f.IssuerRevoked(h) {
+				return &RevokedError{Err: ErrIssuerRevoked, Index: i, Certificate: chain[i], SPKISHA256: h, scope: f.h.env + "/" + f.h.scope, version: f.Version()}
+			}
+		}
+	}
+	if leaf := chain[0]; len(chain) > 1 && !leaf.IsCA && f.Revoked(leaf.SerialNumber) {
+		return &RevokedError{Err: ErrCertificateRevoked, Certificate: leaf, scope: f.h.env + "/" + f.h.scope, version: f.Version()}
+	}
+	return nil
+}
+
+// listed reports whether k is in ks (any order).
+func listed(ks [][32]byte, k [32]byte) bool {
+	for i := range ks {
+		if ks[i] == k {
+			return true
+		}
+	}
+	return false
+}
+
+// certName names a certificate in a message: its subject's common name, or the whole subject.
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return fmt.Sprintf("%q", c.Subject.CommonName)
+	}
+	return fmt.Sprintf("%q", c.Subject.String())
+}
 
 // Revoked reports whether the certificate with this serial number is revoked. It is exact for every
 // certificate the CA had issued when the filter was built; see the package documentation.

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -24,7 +25,16 @@ type pki struct {
 	signer    crypto.Signer
 	chain     [][]byte
 	deviceKey crypto.Signer
-	device    []byte // a certificate under the same root without documentSigning
+	device    []byte            // a certificate under the same root without documentSigning
+	inter     *x509.Certificate // the issuing CA of the signer and the device
+	interKey  crypto.Signer
+	// A second CA under the root (a site CA, say), a device certificate it issued, and a filter signer it
+	// certified: the tests revoke it.
+	other            *x509.Certificate
+	otherKey         crypto.Signer
+	otherLeaf        *x509.Certificate
+	otherSigner      crypto.Signer
+	otherSignerChain [][]byte
 }
 
 func newCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
@@ -59,7 +69,17 @@ func newPKI(t testing.TB) *pki {
 		NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, inter, &dk.PublicKey, ik)
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
-	return &pki{root: root, roots: pool, signer: sk, chain: [][]byte{signer.Raw, inter.Raw}, deviceKey: dk, device: device.Raw}
+	ok, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other := newCert(t, &x509.Certificate{SerialNumber: big.NewInt(5), Subject: pkix.Name{CommonName: "test site"}, NotBefore: now.AddDate(-1, 0, 0),
+		NotAfter: now.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, root, &ok.PublicKey, rk)
+	lk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherLeaf := newCert(t, &x509.Certificate{SerialNumber: big.NewInt(6), Subject: pkix.Name{CommonName: "DEMO-00000002"}, NotBefore: now.AddDate(0, -1, 0),
+		NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, other, &lk.PublicKey, ok)
+	osk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherSigner := newCert(t, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "test site filter signer"}, NotBefore: now.AddDate(0, -1, 0),
+		NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature, UnknownExtKeyUsage: []asn1.ObjectIdentifier{OIDDocumentSigning}}, other, &osk.PublicKey, ok)
+	return &pki{root: root, roots: pool, signer: sk, chain: [][]byte{signer.Raw, inter.Raw}, deviceKey: dk, device: device.Raw, inter: inter, interKey: ik,
+		other: other, otherKey: ok, otherLeaf: otherLeaf, otherSigner: osk, otherSignerChain: [][]byte{otherSigner.Raw, other.Raw}}
 }
 
 // fleet is n random 16-byte serials (as issuer.RandomSerial makes them), the first r of them revoked.
@@ -277,9 +297,24 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(data)
-	f.Add(d)
-	f.Add(data[:100])
+	// Format 2 with revoked issuers listed, full and delta; and the format-1 fixture.
+	o := p.opts(3)
+	o.RevokedIssuers = [][32]byte{sha256.Sum256(p.other.RawSubjectPublicKeyInfo), sha256.Sum256([]byte("a"))}
+	withIssuers, _, err := Build(source(revoked, valid), o)
+	if err != nil {
+		f.Fatal(err)
+	}
+	o.Version = 4
+	dIssuers, err := BuildDelta(base, []Correction{{valid[1], true}}, o)
+	if err != nil {
+		f.Fatal(err)
+	}
+	fx := loadV1(f)
+	for _, seed := range [][]byte{data, d, data[:100], withIssuers, dIssuers, fx.full, fx.delta} {
+		f.Add(seed)
+	}
+	device, _ := x509.ParseCertificate(p.device)
+	chain := []*x509.Certificate{p.otherLeaf, p.other, p.root}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The structural parser sees every byte; Verify must fail cleanly on anything but the originals.
 		if _, err := parse(b); err == nil {
@@ -287,8 +322,17 @@ func FuzzVerify(f *testing.F) {
 		}
 		if fl, err := Verify(b, p.vopts()); err == nil {
 			fl.RevokedBytes([]byte{1, 2, 3})
+			_ = fl.CheckChain(chain)
+			for _, k := range fl.RevokedIssuers() {
+				if !fl.IssuerRevoked(k) {
+					t.Fatalf("listed issuer %x answers not revoked", k)
+				}
+			}
 		}
-		_, _ = base.ApplyDelta(b, p.vopts())
+		if fl, err := base.ApplyDelta(b, p.vopts()); err == nil {
+			_ = fl.CheckChain([]*x509.Certificate{device, p.inter, p.root})
+		}
+		_, _ = Verify(b, fx.vopts(time.Hour))
 	})
 }
 

@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"time"
 	"unicode/utf8"
@@ -15,17 +17,26 @@ import (
 
 // Format constants. Every integer is big-endian.
 const (
-	magic         = "KWRF"
-	formatVersion = 1
-	kindFull      = 0
-	kindDelta     = 1
+	magic = "KWRF"
+	// formatVersion is the format Build and BuildDelta write. Format 2 added the revoked-issuer section after
+	// the header; the reader still accepts format 1 (minFormatVersion), whose files list no revoked issuer
+	// (see the package documentation for why that reading is sound).
+	formatVersion    = 2
+	minFormatVersion = 1
+	kindFull         = 0
+	kindDelta        = 1
 	// sigContext prefixes the signed bytes, so a filter signature can never be taken for a signature over
-	// anything else the same key might sign.
+	// anything else the same key might sign. Its "v1" names the signature scheme, not the file format: the
+	// format version is the fifth signed byte, so a file of one format cannot pass for another.
 	sigContext = "keyward revocation filter v1\x00"
 
 	maxNameLen   = 64
 	maxChain     = 4
 	maxDeltaSize = 1 << 24
+	// maxRevokedIssuers bounds the revoked-issuer section (32 KiB at most), so a malformed file cannot make
+	// a verifier allocate more. An environment has tens of CAs and revoking one is an incident, so 1024 is
+	// decades of room; the builder refuses more.
+	maxRevokedIssuers = 1024
 	// clockSkew tolerates a verifier clock that runs behind the builder's.
 	clockSkew = 5 * time.Minute
 )
@@ -36,6 +47,7 @@ const (
 var OIDDocumentSigning = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 36}
 
 type header struct {
+	format      uint8 // file format version: 1 (read only) or 2
 	kind        uint8
 	env, scope  string
 	version     uint64
@@ -49,7 +61,7 @@ type header struct {
 
 func (h *header) encode(b *bytes.Buffer) {
 	b.WriteString(magic)
-	b.WriteByte(formatVersion)
+	b.WriteByte(h.format)
 	b.WriteByte(h.kind)
 	writeString(b, h.env)
 	writeString(b, h.scope)
@@ -157,8 +169,9 @@ func (r *reader) header() header {
 		r.fail("not a Keyward revocation filter (magic is not %q)", magic)
 		return h
 	}
-	if v := r.u8("format version"); r.err == nil && v != formatVersion {
-		r.fail("format version %d; this reader understands %d (upgrade the reader)", v, formatVersion)
+	h.format = r.u8("format version")
+	if r.err == nil && (h.format < minFormatVersion || h.format > formatVersion) {
+		r.fail("format version %d; this reader understands %d to %d (upgrade the reader)", h.format, minFormatVersion, formatVersion)
 	}
 	h.kind = r.u8("kind")
 	if r.err == nil && h.kind != kindFull && h.kind != kindDelta {
@@ -221,19 +234,54 @@ func (r *reader) fuse(what string, maxWidth uint8) *fuse {
 	return f
 }
 
+// encodeIssuers writes the revoked-issuer section of a format-2 file: a 16-bit count, then that many
+// SHA-256 digests of SubjectPublicKeyInfo in strictly increasing byte order (ks is sorted and unique).
+func encodeIssuers(b *bytes.Buffer, ks [][32]byte) {
+	writeU16(b, uint16(len(ks)))
+	for i := range ks {
+		b.Write(ks[i][:])
+	}
+}
+
+// issuers reads the revoked-issuer section. The count is checked against the bound and the bytes left before
+// anything is allocated.
+func (r *reader) issuers() [][32]byte {
+	n := int(r.u16("revoked issuer count"))
+	if r.err != nil {
+		return nil
+	}
+	if n > maxRevokedIssuers || n*32 > len(r.data)-r.off {
+		r.fail("revoked issuer count %d exceeds %d or the data", n, maxRevokedIssuers)
+		return nil
+	}
+	ks := make([][32]byte, n)
+	for i := range ks {
+		copy(ks[i][:], r.take(32, "revoked issuer"))
+		if i > 0 && bytes.Compare(ks[i-1][:], ks[i][:]) >= 0 {
+			r.fail("revoked issuers are not in strictly increasing order at entry %d", i)
+			return nil
+		}
+	}
+	return ks
+}
+
 // parsed is a file split into its parts, before any check of trust.
 type parsed struct {
-	h      header
-	l1, l2 *fuse
-	delta  map[string]bool
-	chain  []*x509.Certificate
-	signed []byte // the bytes the signature covers (without sigContext)
-	sig    []byte
+	h       header
+	issuers [][32]byte // revoked issuers (SHA-256 of SPKI), sorted; nil in a format-1 file
+	l1, l2  *fuse
+	delta   map[string]bool
+	chain   []*x509.Certificate
+	signed  []byte // the bytes the signature covers (without sigContext)
+	sig     []byte
 }
 
 func parse(data []byte) (*parsed, error) {
 	r := &reader{data: data}
 	p := &parsed{h: r.header()}
+	if r.err == nil && p.h.format >= 2 {
+		p.issuers = r.issuers()
+	}
 	if p.h.kind == kindFull {
 		if k := r.u8("level-1 present"); r.err == nil && k > 1 {
 			r.fail("level-1 flag %d", k)
@@ -325,27 +373,35 @@ type VerifyOptions struct {
 	Scope string
 	// Now is the time to check freshness and the signer certificate at; zero means time.Now.
 	Now time.Time
+	// RevokedIssuers, if given, are keys (SHA-256 of SubjectPublicKeyInfo) the caller already knows to be
+	// revoked, typically the RevokedIssuers of the filter it held before: a file whose signer chain carries
+	// one of them is refused, so a revoked CA's key can never vouch for a newer filter. A file is refused
+	// likewise if its signer chain carries a key the file itself lists.
+	RevokedIssuers [][32]byte
 }
 
 // Verify parses a full filter file and checks its signer chain against opts.Roots, the signer's authority
 // (id-kp-documentSigning, digitalSignature), the signature, the environment and scope, and freshness.
+// A file whose signer chain carries a key listed as revoked, by the file itself or in opts.RevokedIssuers, is
+// refused with an error matching both ErrSignature and ErrIssuerRevoked.
 func Verify(data []byte, opts VerifyOptions) (*Filter, error) {
-	p, err := verify(data, opts, kindFull)
+	p, err := verify(data, opts, kindFull, nil)
 	if err != nil {
 		return nil, err
 	}
 	if p.l2 == nil {
 		return nil, wrapf(ErrMalformed, "full filter without level 2")
 	}
-	return &Filter{h: p.h, l1: p.l1, l2: p.l2, digest: fileDigest(data)}, nil
+	return &Filter{h: p.h, issuers: p.issuers, l1: p.l1, l2: p.l2, digest: fileDigest(data)}, nil
 }
 
 // ApplyDelta verifies a delta file as Verify does, checks that it was built against f (same environment,
 // scope, version and digest), and returns a new Filter answering with the delta's corrections over f. f is
 // not modified; applying a delta to a filter that already has one replaces it (deltas are cumulative from
-// their base).
+// their base). The delta's revoked-issuer list, complete as of the delta, replaces f's. A delta whose signer
+// chain carries a key f lists as revoked is refused.
 func (f *Filter) ApplyDelta(data []byte, opts VerifyOptions) (*Filter, error) {
-	p, err := verify(data, opts, kindDelta)
+	p, err := verify(data, opts, kindDelta, f.issuers)
 	if err != nil {
 		return nil, err
 	}
@@ -358,10 +414,17 @@ func (f *Filter) ApplyDelta(data []byte, opts VerifyOptions) (*Filter, error) {
 	}
 	g := *f
 	g.delta, g.dh = p.delta, &p.h
+	// A format-1 delta lists no issuer and can only name a format-1 base (the digest covers the format
+	// byte), which lists none either: keeping f's list is keeping the empty list.
+	if p.h.format >= 2 {
+		g.issuers = p.issuers
+	}
 	return &g, nil
 }
 
-func verify(data []byte, opts VerifyOptions, kind uint8) (*parsed, error) {
+// verify checks a file of the given kind. known are revoked issuers the caller already trusts (a delta's
+// base's), checked against the signer chain with the file's own and opts.RevokedIssuers.
+func verify(data []byte, opts VerifyOptions, kind uint8, known [][32]byte) (*parsed, error) {
 	if opts.Roots == nil {
 		return nil, wrapf(ErrSignature, "no trust anchors given: pass the environment's root certificate")
 	}
@@ -385,8 +448,9 @@ func verify(data []byte, opts VerifyOptions, kind uint8) (*parsed, error) {
 	for _, c := range p.chain[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := signer.Verify(x509.VerifyOptions{Roots: opts.Roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	chains, err := signer.Verify(x509.VerifyOptions{Roots: opts.Roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
 		return nil, wrapf(ErrSignature, "signer %q does not chain to the given root: %v", signer.Subject.CommonName, err)
 	}
 	authorised := false
@@ -403,6 +467,18 @@ func verify(data []byte, opts VerifyOptions, kind uint8) (*parsed, error) {
 	msg := append([]byte(sigContext), p.signed...)
 	if err := signer.CheckSignature(alg, msg, p.sig); err != nil {
 		return nil, wrapf(ErrSignature, "signature by %q does not verify: the file was altered or corrupted", signer.Subject.CommonName)
+	}
+	// A revoked CA's key may be in an attacker's hands: nothing it certified may vouch for revocation data,
+	// including a filter that announces its own revocation (the builder signs those outside its subtree).
+	if len(p.issuers)+len(opts.RevokedIssuers)+len(known) > 0 {
+		for _, chain := range chains {
+			for _, c := range chain {
+				if h := sha256.Sum256(c.RawSubjectPublicKeyInfo); listed(p.issuers, h) || listed(opts.RevokedIssuers, h) || listed(known, h) {
+					return nil, fmt.Errorf("%w: %w: signer chain passes through %s (key SHA-256 %x...), which is revoked",
+						ErrSignature, ErrIssuerRevoked, certName(c), h[:4])
+				}
+			}
+		}
 	}
 	if p.h.env != opts.Environment {
 		return nil, wrapf(ErrEnvironment, "filter is for environment %q, expected %q", p.h.env, opts.Environment)
