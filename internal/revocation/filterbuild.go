@@ -2,10 +2,12 @@ package revocation
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/hierarchy"
@@ -33,6 +35,8 @@ type FilterResult struct {
 	Data    []byte        `json:"-"`
 	Stats   *filter.Stats `json:"stats,omitempty"`
 	Entries int           `json:"delta_entries,omitempty"`
+	// RevokedCAs are the ids of the revoked CAs the filter lists (by key), full filter or delta.
+	RevokedCAs []string `json:"revoked_cas,omitempty"`
 }
 
 // Scope names a filter's coverage: "dev" or "dev/demo-implant".
@@ -43,41 +47,38 @@ func Scope(env, product string) string {
 	return env + "/" + product
 }
 
-// BuildFilter builds a filter from the registry (the scope's issuing CAs and factory site CAs), signs it with the scope's crl-signing delegate (certified by
-// the product's issuing CA, or by the environment's root for a whole-environment filter) and stores it.
+// BuildFilter builds a filter from the registry (every issuing and factory site CA of the scope, whatever
+// its generation or state), lists every revoked CA of the environment below the root, signs it with the
+// scope's crl-signing delegate (certified by the product's issuing CA, or by the environment's root for a
+// whole-environment filter; see filterSignerCA) and stores it.
 func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterRequest) (*FilterResult, error) {
 	hier := s.ra.Hierarchy()
 	env := hier.Environments[req.Environment]
 	if env == nil {
 		return nil, ra.Errorf(ra.KindBadRequest, "unknown environment %q (configured: %v)", req.Environment, hier.EnvironmentNames())
 	}
-	var issuers []string
-	signerCA := hierarchy.RootID(req.Environment)
-	if req.Product != "" {
-		if env.ProductLines[req.Product] == nil {
-			return nil, ra.Errorf(ra.KindBadRequest, "unknown product line %q in %q (configured: %v)", req.Product, req.Environment, hier.ProductLineNames(req.Environment))
-		}
-		signerCA = hierarchy.IssuingID(req.Environment, req.Product)
-		issuers = []string{signerCA}
-	} else {
-		if env.Root.Offline {
-			return nil, ra.Errorf(ra.KindBadRequest, "environment %q has an offline root, which cannot certify a filter signer here: build one filter per product line", req.Environment)
-		}
-		for _, pl := range hier.ProductLineNames(req.Environment) {
-			issuers = append(issuers, hierarchy.IssuingID(req.Environment, pl))
-		}
+	if req.Product != "" && env.ProductLines[req.Product] == nil {
+		return nil, ra.Errorf(ra.KindBadRequest, "unknown product line %q in %q (configured: %v)", req.Product, req.Environment, hier.ProductLineNames(req.Environment))
 	}
-	// Credentials pre-issued at a factory site come from the site's constrained CA, not the product line's
-	// issuing CA; the filter must cover them too, or a verifier would get no answer for exactly the implants
-	// that were provisioned offline.
+	if req.Product == "" && env.Root.Offline {
+		return nil, ra.Errorf(ra.KindBadRequest, "environment %q has an offline root, which cannot certify a filter signer here: build one filter per product line", req.Environment)
+	}
 	cas, err := s.rs.ListCAs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, ca := range cas {
-		if ca.Kind == store.CAKindSite && ca.Environment == req.Environment && (req.Product == "" || ca.ProductLine == req.Product) {
-			issuers = append(issuers, ca.ID)
-		}
+	issuers := scopeIssuers(cas, req.Environment, req.Product)
+	if len(issuers) == 0 {
+		// An empty issuer list would put no condition on the walk below, which would cover every certificate.
+		return nil, ra.Errorf(ra.KindNotFound, "%s has no issuing or site CA yet: there is nothing to build a filter of", Scope(req.Environment, req.Product))
+	}
+	revokedCAs, revokedKeys, err := revokedIssuers(cas, req.Environment)
+	if err != nil {
+		return nil, err
+	}
+	signerCA, err := filterSignerCA(cas, req.Environment, req.Product, env.Root.Offline)
+	if err != nil {
+		return nil, err
 	}
 	if req.Validity <= 0 {
 		req.Validity = 7 * 24 * time.Hour
@@ -96,9 +97,9 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 	}
 	now := s.now().Truncate(time.Second)
 	opts := filter.BuildOptions{Environment: req.Environment, Scope: req.Product, Version: uint64(version), IssuedAt: now, NextUpdate: now.Add(req.Validity),
-		Signer: d.Signer(), Chain: d.Chain}
+		Signer: d.Signer(), Chain: d.Chain, RevokedIssuers: revokedKeys}
 	q := store.CertQuery{IssuerIDs: issuers}
-	res := &FilterResult{Scope: scope, Version: version}
+	res := &FilterResult{Scope: scope, Version: version, RevokedCAs: revokedCAs}
 	if req.DeltaFrom == 0 {
 		// Pass 1: the revoked set and the count of the others. Pass 2 streams the others against that set, so
 		// the filter is one consistent snapshot even if revocations happen between the passes.
@@ -168,7 +169,10 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 		}
 	}
 	row := &store.PublishedFilter{Scope: scope, Version: version, BaseVersion: res.Base, IssuedAt: now, NextUpdate: now.Add(req.Validity), Data: res.Data}
-	details := map[string]string{"signer": d.Cert.Subject.CommonName}
+	details := map[string]string{"signer": d.Cert.Subject.CommonName, "signer_ca": signerCA}
+	if len(revokedCAs) > 0 {
+		details["revoked_cas"] = strings.Join(revokedCAs, ",")
+	}
 	if res.Base != 0 {
 		details["base_version"], details["corrections"] = fmt.Sprint(res.Base), fmt.Sprint(res.Entries)
 	} else {
@@ -178,6 +182,79 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 		return nil, err
 	}
 	return res, nil
+}
+
+// scopeIssuers are the ids of the CAs whose certificates a filter covers: every issuing and factory site CA
+// of the environment (and product line, for a product filter), found from the CA rows rather than from the
+// hierarchy's one id per product line, so that every generation of a product line's issuing CA (rollover) is
+// covered, and a revoked or retired one too: certificates it issued are still answered for.
+func scopeIssuers(cas []*store.CA, env, product string) []string {
+	var ids []string
+	for _, ca := range cas {
+		if (ca.Kind == store.CAKindIssuing || ca.Kind == store.CAKindSite) && ca.Environment == env && (product == "" || ca.ProductLine == product) {
+			ids = append(ids, ca.ID)
+		}
+	}
+	return ids
+}
+
+// revokedIssuers lists every revoked CA of the environment below the root, with the SHA-256 of its
+// certificate's SubjectPublicKeyInfo, whatever the filter's product line: issuing and site CAs of every
+// product line, station CAs, OCSP-signer CAs. A device verifies more than its own product line's chains (a
+// programmer's or a station's certificate, a peer of another line), a listed key refuses only chains that
+// carry it, so listing too many costs 32 bytes each and never a wrong refusal, while listing too few lets a
+// revoked subtree through. Roots are never listed: they are replaced by rollover, and the filter is signed
+// under the root.
+func revokedIssuers(cas []*store.CA, env string) (ids []string, keys [][32]byte, err error) {
+	seen := map[[32]byte]bool{}
+	for _, ca := range cas {
+		if ca.Environment != env || ca.Status != store.CAStatusRevoked || ca.Kind == store.CAKindRoot || ca.Kind == store.CAKindService {
+			continue
+		}
+		if len(ca.CertDER) == 0 {
+			continue // never certified: nothing can chain to it
+		}
+		c, err := x509.ParseCertificate(ca.CertDER)
+		if err != nil {
+			// Leaving a revoked CA out would let its subtree pass: refuse to build instead.
+			return nil, nil, fmt.Errorf("revoked CA %s: stored certificate does not parse: %w", ca.ID, err)
+		}
+		ids = append(ids, ca.ID)
+		if h := sha256.Sum256(c.RawSubjectPublicKeyInfo); !seen[h] {
+			seen[h] = true
+			keys = append(keys, h)
+		}
+	}
+	return ids, keys, nil
+}
+
+// filterSignerCA picks the CA that certifies the scope's filter signer: the environment's root for a
+// whole-environment filter; for a product line its issuing CA (hierarchy.IssuingID), unless that CA is
+// revoked. Verifiers refuse a filter whose signer chain passes through a revoked CA (a revoked key may be
+// anyone's, and must not vouch for revocation data), so a product line whose issuing CA is revoked gets its
+// signer from its newest active issuing CA of another generation, else from the root if it is online.
+func filterSignerCA(cas []*store.CA, env, product string, rootOffline bool) (string, error) {
+	if product == "" {
+		return hierarchy.RootID(env), nil
+	}
+	id := hierarchy.IssuingID(env, product)
+	var next *store.CA
+	for _, ca := range cas {
+		if ca.ID == id && ca.Status != store.CAStatusRevoked {
+			return id, nil
+		}
+		if ca.ID != id && ca.Kind == store.CAKindIssuing && ca.Environment == env && ca.ProductLine == product && ca.Status == store.CAStatusActive &&
+			(next == nil || ca.CreatedAt.After(next.CreatedAt)) {
+			next = ca
+		}
+	}
+	switch {
+	case next != nil:
+		return next.ID, nil
+	case !rootOffline:
+		return hierarchy.RootID(env), nil
+	}
+	return "", ra.Errorf(ra.KindConflict, "the issuing CA %s is revoked and the root of %q is offline, so no CA can certify a filter signer outside the revoked subtree: create a new issuing CA for %s first", id, env, product)
 }
 
 func (s *Service) rootPool(ctx context.Context, env string) *x509.CertPool {
