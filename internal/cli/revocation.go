@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -275,11 +276,13 @@ sync often.`,
 			}
 			if res.Base != 0 {
 				fmt.Fprintf(g.env.Stdout, "delta filter %s v%d from v%d: %d corrections, %d bytes -> %s\n", res.Scope, res.Version, res.Base, res.Entries, len(res.Data), out)
+				printRevokedCAs(g, res)
 				return nil
 			}
 			st := res.Stats
 			fmt.Fprintf(g.env.Stdout, "filter %s v%d: %d certificates, %d revoked, %d bytes (%.2f x the information bound) -> %s\n",
 				res.Scope, res.Version, st.Certificates, st.Revoked, len(res.Data), st.Ratio, out)
+			printRevokedCAs(g, res)
 			return nil
 		},
 	}
@@ -292,25 +295,32 @@ sync often.`,
 	return c
 }
 
+// printRevokedCAs names the revoked CAs a filter lists, whose whole subtree verifiers refuse.
+func printRevokedCAs(g *globals, res *revocation.FilterResult) {
+	if len(res.RevokedCAs) > 0 {
+		fmt.Fprintf(g.env.Stdout, "  revoked CAs listed (everything under them is refused): %s\n", strings.Join(res.RevokedCAs, ", "))
+	}
+}
+
 func revocationCheckCmd(g *globals) *cobra.Command {
-	var filterFile, deltaFile, trustFile, serial, env, product string
+	var filterFile, deltaFile, trustFile, serial, certFile, env, product string
 	c := &cobra.Command{
-		Use:   "check --filter filter.kwf --trust root.pem --serial S",
-		Short: "Check a serial against a revocation filter, as an offline device would",
+		Use:   "check --filter filter.kwf --trust root.pem (--serial S | --cert cert.pem)",
+		Short: "Check a serial or a certificate against a revocation filter, as an offline device would",
 		Long: `Verify a revocation filter (signature chain to --trust, signer authority, environment --env, freshness),
-apply --delta if given, and answer whether certificate serial --serial (hex) is revoked. Uses only
-pkg/revocation/filter, the standard-library package devices embed. Prints "revoked" or "not revoked";
-exit 3 if the filter does not verify.`,
+apply --delta if given, and answer whether a certificate is revoked. Uses only pkg/revocation/filter, the
+standard-library package devices embed. Prints "revoked" or "not revoked"; exit 3 if the filter does not
+verify.
+
+--serial S (hex) asks about the serial alone. --cert FILE (PEM: the certificate, optionally followed by the
+CA certificates between it and the root) checks the certificate as a device does: its chain is verified to
+--trust, and it is revoked if its serial is, or if any CA of its chain is one the filter lists as revoked,
+which refuses everything under that CA. Exit 3 if the certificate does not chain to --trust.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if filterFile == "" || trustFile == "" || serial == "" {
-				return usageError{errors.New("--filter, --trust and --serial are required")}
+			if filterFile == "" || trustFile == "" || (serial == "") == (certFile == "") {
+				return usageError{errors.New("--filter, --trust and one of --serial or --cert are required")}
 			}
-			s, err := ra.NormalizeSerial(serial)
-			if err != nil {
-				return err
-			}
-			sn, _ := new(big.Int).SetString(s, 16)
 			data, err := os.ReadFile(filterFile)
 			if err != nil {
 				return usageError{err}
@@ -322,6 +332,20 @@ exit 3 if the filter does not verify.`,
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(trust) {
 				return badInput(fmt.Errorf("%s holds no PEM certificate", trustFile))
+			}
+			var sn *big.Int
+			var chains [][]*x509.Certificate
+			if certFile != "" {
+				if chains, err = verifiedChains(certFile, pool); err != nil {
+					return err
+				}
+				sn = chains[0][0].SerialNumber
+			} else {
+				s, err := ra.NormalizeSerial(serial)
+				if err != nil {
+					return err
+				}
+				sn, _ = new(big.Int).SetString(s, 16)
 			}
 			opts := filter.VerifyOptions{Roots: pool, Environment: env, Scope: product}
 			f, err := filter.Verify(data, opts)
@@ -338,9 +362,25 @@ exit 3 if the filter does not verify.`,
 				}
 			}
 			revoked := f.Revoked(sn)
+			var refusal error
+			for _, chain := range chains {
+				// Every chain to the anchor must pass: a revoked CA on any of them refuses the certificate.
+				if refusal = f.CheckChain(chain); refusal != nil {
+					break
+				}
+			}
+			if chains != nil {
+				revoked = refusal != nil
+			}
+			s := fmt.Sprintf("%x", sn)
 			if g.json {
-				return g.printJSON(map[string]any{"serial": s, "revoked": revoked, "environment": f.Environment(), "scope": f.Scope(),
-					"version": f.Version(), "issued_at": f.IssuedAt(), "next_update": f.NextUpdate()})
+				out := map[string]any{"serial": s, "revoked": revoked, "environment": f.Environment(), "scope": f.Scope(),
+					"version": f.Version(), "issued_at": f.IssuedAt(), "next_update": f.NextUpdate(), "revoked_issuers": len(f.RevokedIssuers())}
+				if refusal != nil {
+					out["reason"] = refusal.Error()
+					out["issuer_revoked"] = errors.Is(refusal, filter.ErrIssuerRevoked)
+				}
+				return g.printJSON(out)
 			}
 			state := "not revoked"
 			if revoked {
@@ -348,6 +388,12 @@ exit 3 if the filter does not verify.`,
 			}
 			fmt.Fprintf(g.env.Stdout, "%s: %s (filter %s v%d, issued %s, fresh until %s)\n", s, state, strings.TrimSuffix(f.Environment()+"/"+f.Scope(), "/"),
 				f.Version(), f.IssuedAt().Format(time.RFC3339), f.NextUpdate().Format(time.RFC3339))
+			if refusal != nil {
+				fmt.Fprintf(g.env.Stdout, "  %v\n", refusal)
+			}
+			if n := len(f.RevokedIssuers()); n > 0 && chains == nil {
+				fmt.Fprintf(g.env.Stdout, "  the filter lists %d revoked CA(s), which a serial alone cannot be checked against: use --cert\n", n)
+			}
 			return nil
 		},
 	}
@@ -355,10 +401,47 @@ exit 3 if the filter does not verify.`,
 	c.Flags().StringVar(&deltaFile, "delta", "", "delta filter file to apply")
 	c.Flags().StringVar(&trustFile, "trust", "", "the environment's root certificate (PEM)")
 	c.Flags().StringVar(&serial, "serial", "", "certificate serial (hex)")
+	c.Flags().StringVar(&certFile, "cert", "", "certificate to check (PEM), optionally followed by its CA certificates up to the root")
 	c.Flags().StringVar(&env, "env", "dev", "environment the filter must belong to")
 	c.Flags().StringVar(&product, "product", "", "product line the filter must cover (default: any)")
 	g.addJSON(c)
 	return c
+}
+
+// verifiedChains reads a PEM file (a certificate, then any CA certificates below the root) and verifies the
+// certificate to roots, as a device does before it asks the filter.
+func verifiedChains(file string, roots *x509.CertPool) ([][]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	var certs []*x509.Certificate
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, badInput(fmt.Errorf("%s: certificate %d: %w", file, len(certs)+1, err))
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, badInput(fmt.Errorf("%s holds no PEM certificate", file))
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return nil, badInput(fmt.Errorf("%s does not chain to the trust anchor (include its CA certificates after it in the file): %w", file, err))
+	}
+	return chains, nil
 }
 
 // publicOptions configure the plain-HTTP public listener of 'keyward serve'.
