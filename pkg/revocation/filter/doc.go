@@ -65,7 +65,9 @@
 // may be in an attacker's hands, and must not vouch for revocation data, not even to lift its own revocation.
 //
 // A delta carries the complete revoked-issuer list of its moment (it is short), so applying a delta replaces
-// its base's list rather than adding to it; a delta is bound to its base as before.
+// its base's list rather than adding to it; a delta is bound to its base as before. A delta may list the CA
+// its base was signed under (a base built before the revocation): the delta names its base by digest, so its
+// own signature, made outside the revoked subtree, vouches for the base's bytes.
 //
 // # Format versions
 //
