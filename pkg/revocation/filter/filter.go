@@ -124,6 +124,8 @@ func (e *RevokedError) Error() string {
 	by := fmt.Sprintf("revocation filter %s v%d", strings.TrimSuffix(e.scope, "/"), e.version)
 	c := e.Certificate
 	switch {
+	case c == nil:
+		return fmt.Sprintf("%v (%s)", e.Err, by)
 	case !errors.Is(e.Err, ErrIssuerRevoked):
 		return fmt.Sprintf("%v: %s (serial %x) is revoked (%s)", e.Err, certName(c), c.SerialNumber, by)
 	case e.Index == 0 && !c.IsCA:
