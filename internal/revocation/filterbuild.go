@@ -229,32 +229,47 @@ func revokedIssuers(cas []*store.CA, env string) (ids []string, keys [][32]byte,
 }
 
 // filterSignerCA picks the CA that certifies the scope's filter signer: the environment's root for a
-// whole-environment filter; for a product line its issuing CA (hierarchy.IssuingID), unless that CA is
-// revoked. Verifiers refuse a filter whose signer chain passes through a revoked CA (a revoked key may be
-// anyone's, and must not vouch for revocation data), so a product line whose issuing CA is revoked gets its
-// signer from its newest active issuing CA of another generation, else from the root if it is online.
+// whole-environment filter; for a product line, its issuing CA (hierarchy.IssuingID) while that CA is active.
+// Verifiers refuse a filter whose signer chain passes through a revoked CA (a revoked key may be anyone's,
+// and must not vouch for revocation data), and a CA that is not active certifies nothing new, so otherwise
+// the signer comes from the product line's newest active issuing CA of another generation, else from the
+// root if it is online, else from the newest active issuing CA of another product line. Verifiers accept a
+// filter signer certified by any CA under the environment's root (the scope is in the signed header), so
+// each of these is trusted alike; the audit event names the one used.
 func filterSignerCA(cas []*store.CA, env, product string, rootOffline bool) (string, error) {
 	if product == "" {
 		return hierarchy.RootID(env), nil
 	}
 	id := hierarchy.IssuingID(env, product)
-	var next *store.CA
-	for _, ca := range cas {
-		if ca.ID == id && ca.Status != store.CAStatusRevoked {
-			return id, nil
+	newest := func(a, b *store.CA) *store.CA {
+		if a == nil || b.CreatedAt.After(a.CreatedAt) {
+			return b
 		}
-		if ca.ID != id && ca.Kind == store.CAKindIssuing && ca.Environment == env && ca.ProductLine == product && ca.Status == store.CAStatusActive &&
-			(next == nil || ca.CreatedAt.After(next.CreatedAt)) {
-			next = ca
+		return a
+	}
+	var line, other *store.CA
+	for _, ca := range cas {
+		if ca.Kind != store.CAKindIssuing || ca.Environment != env || ca.Status != store.CAStatusActive {
+			continue
+		}
+		switch {
+		case ca.ID == id:
+			return id, nil
+		case ca.ProductLine == product:
+			line = newest(line, ca)
+		default:
+			other = newest(other, ca)
 		}
 	}
 	switch {
-	case next != nil:
-		return next.ID, nil
+	case line != nil:
+		return line.ID, nil
 	case !rootOffline:
 		return hierarchy.RootID(env), nil
+	case other != nil:
+		return other.ID, nil
 	}
-	return "", ra.Errorf(ra.KindConflict, "the issuing CA %s is revoked and the root of %q is offline, so no CA can certify a filter signer outside the revoked subtree: create a new issuing CA for %s first", id, env, product)
+	return "", ra.Errorf(ra.KindConflict, "no CA of %q can certify a filter signer for %s: the issuing CA %s is not active, the root is offline and no other issuing CA is active; create a new issuing CA for %s", env, product, id, product)
 }
 
 func (s *Service) rootPool(ctx context.Context, env string) *x509.CertPool {

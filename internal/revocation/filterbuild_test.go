@@ -83,6 +83,7 @@ func TestFilterSignerCA(t *testing.T) {
 	newer := caRow(t, "dev/demo-implant/g2", "dev", "demo-implant", store.CAKindIssuing, store.CAStatusActive, t0.Add(-24*time.Hour))
 	retired := caRow(t, "dev/demo-implant/g3", "dev", "demo-implant", store.CAKindIssuing, store.CAStatusRetired, t0)
 	other := caRow(t, "dev/pacemaker-x1", "dev", "pacemaker-x1", store.CAKindIssuing, store.CAStatusActive, t0)
+	retiredCurrent := caRow(t, "dev/demo-implant", "dev", "demo-implant", store.CAKindIssuing, store.CAStatusRetired, t0)
 	for _, tc := range []struct {
 		name    string
 		cas     []*store.CA
@@ -94,12 +95,14 @@ func TestFilterSignerCA(t *testing.T) {
 		{"product filter: its issuing CA", []*store.CA{active, newer}, "demo-implant", false, "dev/demo-implant"},
 		{"issuing CA revoked: the newest active generation", []*store.CA{older, revoked, newer, retired, other}, "demo-implant", true, "dev/demo-implant/g2"},
 		{"issuing CA revoked, no other generation: the online root", []*store.CA{revoked, retired, other}, "demo-implant", false, "dev/root"},
-		{"issuing CA revoked, root offline: refused", []*store.CA{revoked, retired, other}, "demo-implant", true, ""},
+		{"issuing CA revoked, no other generation, root offline: another product line's CA", []*store.CA{revoked, retired, other}, "demo-implant", true, "dev/pacemaker-x1"},
+		{"issuing CA retired by a rollover: the active generation", []*store.CA{retiredCurrent, newer}, "demo-implant", true, "dev/demo-implant/g2"},
+		{"nothing active, root offline: refused", []*store.CA{revoked, retired}, "demo-implant", true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := filterSignerCA(tc.cas, "dev", tc.product, tc.offline)
 			if tc.want == "" {
-				if ra.KindOf(err) != ra.KindConflict || !strings.Contains(err.Error(), "offline") {
+				if ra.KindOf(err) != ra.KindConflict || !strings.Contains(err.Error(), "root is offline") {
 					t.Fatalf("got %q, %v; want a conflict", got, err)
 				}
 				return
