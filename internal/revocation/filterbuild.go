@@ -49,8 +49,8 @@ func Scope(env, product string) string {
 
 // BuildFilter builds a filter from the registry (every issuing and factory site CA of the scope, whatever
 // its generation or state), lists every revoked CA of the environment below the root, signs it with the
-// scope's crl-signing delegate (certified by the product's issuing CA, or by the environment's root for a
-// whole-environment filter; see filterSignerCA) and stores it.
+// scope's crl-signing delegate (certified by the product line's active issuing CA, or by the environment's
+// active root for a whole-environment filter; see filterSignerCA) and stores it.
 func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterRequest) (*FilterResult, error) {
 	hier := s.ra.Hierarchy()
 	env := hier.Environments[req.Environment]
@@ -145,7 +145,7 @@ func (s *Service) BuildFilter(ctx context.Context, p ra.Principal, req FilterReq
 		} else if err != nil {
 			return nil, err
 		}
-		base, err := filter.Verify(baseRow.Data, filter.VerifyOptions{Roots: s.rootPool(ctx, req.Environment), Environment: req.Environment, Scope: req.Product, Now: baseRow.IssuedAt})
+		base, err := filter.Verify(baseRow.Data, filter.VerifyOptions{Roots: rootPool(cas, req.Environment), Environment: req.Environment, Scope: req.Product, Now: baseRow.IssuedAt})
 		if err != nil {
 			return nil, fmt.Errorf("stored base filter %s v%d: %w", scope, req.DeltaFrom, err)
 		}
@@ -228,55 +228,64 @@ func revokedIssuers(cas []*store.CA, env string) (ids []string, keys [][32]byte,
 	return ids, keys, nil
 }
 
-// filterSignerCA picks the CA that certifies the scope's filter signer: the environment's root for a
-// whole-environment filter; for a product line, its issuing CA (hierarchy.IssuingID) while that CA is active.
-// Verifiers refuse a filter whose signer chain passes through a revoked CA (a revoked key may be anyone's,
-// and must not vouch for revocation data), and a CA that is not active certifies nothing new, so otherwise
-// the signer comes from the product line's newest active issuing CA of another generation, else from the
-// root if it is online, else from the newest active issuing CA of another product line. Verifiers accept a
-// filter signer certified by any CA under the environment's root (the scope is in the signed header), so
-// each of these is trusted alike; the audit event names the one used.
+// filterSignerCA picks the CA that certifies the scope's filter signer: the environment's active root (its
+// newest active generation) for a whole-environment filter; for a product line, the line's active issuing CA
+// (after a rollover, the new generation). Verifiers refuse a filter whose signer chain passes through a revoked
+// CA (a revoked key may be anyone's, and must not vouch for revocation data), and a CA that is not active
+// certifies nothing new, so a product line without an active issuing CA (revoked, no new generation yet) gets
+// its signer from the root if it is online, else from another product line's active issuing CA. Verifiers
+// accept a filter signer certified by any CA under the environment's root (the scope is in the signed
+// header), so each of these is trusted alike; the audit event names the one used.
 func filterSignerCA(cas []*store.CA, env, product string, rootOffline bool) (string, error) {
-	if product == "" {
-		return hierarchy.RootID(env), nil
-	}
-	id := hierarchy.IssuingID(env, product)
-	newest := func(a, b *store.CA) *store.CA {
-		if a == nil || b.CreatedAt.After(a.CreatedAt) {
-			return b
-		}
-		return a
-	}
-	var line, other *store.CA
+	var root, line, other *store.CA
 	for _, ca := range cas {
-		if ca.Kind != store.CAKindIssuing || ca.Environment != env || ca.Status != store.CAStatusActive {
+		if ca.Environment != env || ca.Status != store.CAStatusActive {
 			continue
 		}
 		switch {
-		case ca.ID == id:
-			return id, nil
+		case ca.Kind == store.CAKindRoot:
+			root = newer(root, ca)
+		case ca.Kind != store.CAKindIssuing:
 		case ca.ProductLine == product:
-			line = newest(line, ca)
+			line = newer(line, ca)
 		default:
-			other = newest(other, ca)
+			other = newer(other, ca)
 		}
 	}
+	rootID := hierarchy.RootID(env)
+	if root != nil {
+		rootID = root.ID
+	}
 	switch {
+	case product == "":
+		return rootID, nil
 	case line != nil:
 		return line.ID, nil
 	case !rootOffline:
-		return hierarchy.RootID(env), nil
+		return rootID, nil
 	case other != nil:
 		return other.ID, nil
 	}
-	return "", ra.Errorf(ra.KindConflict, "no CA of %q can certify a filter signer for %s: the issuing CA %s is not active, the root is offline and no other issuing CA is active; create a new issuing CA for %s", env, product, id, product)
+	return "", ra.Errorf(ra.KindConflict, "no CA of %q can certify a filter signer for %s: no issuing CA of %s is active, the root is offline and no other product line's issuing CA is active; create a new issuing CA for %s", env, product, product, product)
 }
 
-func (s *Service) rootPool(ctx context.Context, env string) *x509.CertPool {
+// newer returns the later generation of a and b (a may be nil).
+func newer(a, b *store.CA) *store.CA {
+	if a == nil || b.Generation > a.Generation || b.Generation == a.Generation && b.CreatedAt.After(a.CreatedAt) {
+		return b
+	}
+	return a
+}
+
+// rootPool holds every generation of env's root: a stored filter may have been signed under one that a
+// rollover has since superseded.
+func rootPool(cas []*store.CA, env string) *x509.CertPool {
 	pool := x509.NewCertPool()
-	if ca, err := s.rs.GetCA(ctx, hierarchy.RootID(env)); err == nil {
-		if c, err := x509.ParseCertificate(ca.CertDER); err == nil {
-			pool.AddCert(c)
+	for _, ca := range cas {
+		if ca.Kind == store.CAKindRoot && ca.Environment == env && len(ca.CertDER) > 0 {
+			if c, err := x509.ParseCertificate(ca.CertDER); err == nil {
+				pool.AddCert(c)
+			}
 		}
 	}
 	return pool

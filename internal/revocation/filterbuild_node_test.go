@@ -34,8 +34,8 @@ func caCert(t *testing.T, n *node.Node, id string) *x509.Certificate {
 
 // TestFilterRefusesRevokedCASubtree: once the product line's issuing CA is marked revoked, the next filter
 // (full or delta) lists its key, is signed outside its subtree, and CheckChain refuses a certificate it issued
-// whose own serial is not revoked. The filter also covers every issuing CA row of the product line, here an
-// older generation with its own id.
+// whose own serial is not revoked. The filter also covers every issuing CA row of the product line, here a
+// second generation with its own id.
 func TestFilterRefusesRevokedCASubtree(t *testing.T) {
 	ctx := context.Background()
 	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: filepath.Join(t.TempDir(), "d"), Warn: io.Discard}})
@@ -58,19 +58,20 @@ func TestFilterRefusesRevokedCASubtree(t *testing.T) {
 	roots.AddCert(root)
 	vo := filter.VerifyOptions{Roots: roots, Environment: "dev", Scope: "demo-implant"}
 
-	// An older, retired generation of the product line's issuing CA, with one revoked certificate of its own.
-	gen0 := pkitest.NewRoot(t, "demo-implant dev CA g0", nil)
+	// Another generation of the product line's issuing CA (its certificate made here; retired, so it fills no
+	// role and signs nothing), with one revoked certificate of its own.
+	gen2 := pkitest.NewRoot(t, "demo-implant dev CA G2", nil)
 	oldSerial := pkitest.Serial(t)
-	oldLeaf := gen0.Leaf(t, &x509.Certificate{SerialNumber: oldSerial}, pkitest.Key(t).Public())
+	oldLeaf := gen2.Leaf(t, &x509.Certificate{SerialNumber: oldSerial}, pkitest.Key(t).Public())
 	oldSPKI := sha256.Sum256(oldLeaf.RawSubjectPublicKeyInfo)
 	at := time.Now().UTC().Truncate(time.Second)
 	err = n.Store.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertCA(ctx, &store.CA{ID: "dev/demo-implant/g0", Environment: "dev", ProductLine: "demo-implant", Kind: store.CAKindIssuing,
-			ParentID: "dev/root", KeyURI: "test:g0", CertDER: gen0.Cert.Raw, Subject: "CN=demo-implant dev CA g0", NotBefore: gen0.Cert.NotBefore,
-			NotAfter: gen0.Cert.NotAfter, Status: store.CAStatusRetired, CreatedAt: at.Add(-time.Hour)}); err != nil {
+		if err := tx.InsertCA(ctx, &store.CA{ID: "dev/demo-implant@2", Environment: "dev", ProductLine: "demo-implant", Kind: store.CAKindIssuing,
+			ParentID: "dev/root", KeyURI: "test:g2", CertDER: gen2.Cert.Raw, Subject: "CN=demo-implant dev CA G2", NotBefore: gen2.Cert.NotBefore,
+			NotAfter: gen2.Cert.NotAfter, Status: store.CAStatusRetired, CreatedAt: at, Generation: 2}); err != nil {
 			return err
 		}
-		return tx.InsertCertificate(ctx, &store.Certificate{Serial: oldSerial.Text(16), IssuerID: "dev/demo-implant/g0", Profile: "implant-identity",
+		return tx.InsertCertificate(ctx, &store.Certificate{Serial: oldSerial.Text(16), IssuerID: "dev/demo-implant@2", Profile: "implant-identity",
 			ProfileVersion: 1, Subject: "CN=DEMO-00000000", NotBefore: oldLeaf.NotBefore, NotAfter: oldLeaf.NotAfter, SPKISHA256: oldSPKI[:],
 			DER: oldLeaf.Raw, Status: store.CertStatusRevoked, RevokedAt: &at, RevocationReason: store.ReasonKeyCompromise, CreatedAt: at})
 	})
