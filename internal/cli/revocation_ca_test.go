@@ -1,20 +1,15 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/keyward/keyward/internal/node"
-	"github.com/keyward/keyward/internal/store"
 )
 
-// TestRevocationCheckCertUnderRevokedCA: 'revocation check --cert' verifies the certificate's chain and
-// refuses a certificate whose issuing CA the filter lists as revoked, though its own serial is not revoked.
+// TestRevocationCheckCertUnderRevokedCA: after 'ca revoke', 'revocation check --cert' verifies the certificate's
+// chain and refuses a certificate whose issuing CA the filter lists as revoked, though its own serial is not.
 func TestRevocationCheckCertUnderRevokedCA(t *testing.T) {
 	dir := initDir(t)
 	certFile := filepath.Join(t.TempDir(), "device.pem")
@@ -41,16 +36,7 @@ func TestRevocationCheckCertUnderRevokedCA(t *testing.T) {
 		t.Fatalf("--cert and --serial: exit %d %s", code, errs)
 	}
 
-	// Mark the issuing CA revoked, as 'ca revoke' will.
-	ctx := context.Background()
-	n, err := node.Open(ctx, node.Options{Dir: dir, Warn: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Store.Tx(ctx, func(tx store.Tx) error { return tx.SetCAStatus(ctx, "dev/demo-implant", store.CAStatusRevoked) }); err != nil {
-		t.Fatal(err)
-	}
-	n.Close()
+	mustKW(t, "ca", "revoke", "dev/demo-implant", "--reason", "keyCompromise", "--data", dir)
 
 	after := filepath.Join(t.TempDir(), "after.kwf")
 	if out := mustKW(t, "revocation", "filter", "--env", "dev", "--product", "demo-implant", "--out", after, "--data", dir); !strings.Contains(out, "revoked CAs listed (everything under them is refused): dev/demo-implant") {
