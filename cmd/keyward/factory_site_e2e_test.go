@@ -36,6 +36,15 @@ type server struct {
 // startServer runs keyward with args and waits for the line matching addrRe that names its address.
 func startServer(t *testing.T, bin string, addrRe *regexp.Regexp, args ...string) *server {
 	t.Helper()
+	s, addrs := startServerAddrs(t, bin, []*regexp.Regexp{addrRe}, args...)
+	s.url = "https://" + addrs[0]
+	return s
+}
+
+// startServerAddrs runs keyward with args and waits until each of res has matched a line of its log (a server
+// with several listeners names each on a line of its own); it returns the first submatch of each.
+func startServerAddrs(t *testing.T, bin string, res []*regexp.Regexp, args ...string) (*server, []string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -46,23 +55,35 @@ func startServer(t *testing.T, bin string, addrRe *regexp.Regexp, args ...string
 	}
 	s := &server{cmd: cmd, log: &strings.Builder{}}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := make(chan string, 1)
+	type match struct {
+		i    int
+		addr string
+	}
+	found := make(chan match, len(res))
 	go func() {
+		seen := make([]bool, len(res))
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			s.log.WriteString(sc.Text() + "\n")
-			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+			for i, re := range res {
+				if m := re.FindStringSubmatch(sc.Text()); m != nil && !seen[i] {
+					seen[i] = true
+					found <- match{i, m[1]}
+				}
 			}
 		}
 	}()
-	select {
-	case a := <-addr:
-		s.url = "https://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatalf("keyward %s did not start:\n%s", strings.Join(args, " "), s.log.String())
+	addrs := make([]string, len(res))
+	timeout := time.After(60 * time.Second)
+	for range res {
+		select {
+		case m := <-found:
+			addrs[m.i] = m.addr
+		case <-timeout:
+			t.Fatalf("keyward %s did not start:\n%s", strings.Join(args, " "), s.log.String())
+		}
 	}
-	return s
+	return s, addrs
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -480,13 +480,14 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	svc := revocation.New(n.RA, n.CA, n.Store)
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
+	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	if n.Feed != nil {
-		n.Feed.Subscribe(func([]store.Change) { publisher.Kick() }, audit.PrefixCert)
+		// The responder refreshes on every node at once, whichever node publishes the CRLs.
+		n.Feed.Subscribe(func([]store.Change) { publisher.Kick(); pub.Kick() }, audit.PrefixCert)
 		// A CA revoked, rolled over or retired, or a root CRL installed: roots re-sign their CRLs, and the
 		// responder and the served objects follow.
-		n.Feed.Subscribe(func([]store.Change) { publisher.CAChanged() }, audit.PrefixCA)
+		n.Feed.Subscribe(func([]store.Change) { publisher.CAChanged(); pub.Kick() }, audit.PrefixCA)
 	}
-	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.
 	if _, err := publisher.PublishOnce(ctx); err != nil {
 		return fmt.Errorf("first CRL publication: %w", err)

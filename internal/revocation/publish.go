@@ -90,6 +90,10 @@ func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
 		if (ca.Kind != store.CAKindRoot && ca.Kind != store.CAKindIssuing) || !SignsStatus(ca.Status) || ca.KeyURI == "" {
 			continue
 		}
+		// A revoked CA whose key was destroyed signs nothing any more: its last CRL is served until it expires.
+		if k, err := p.s.rs.GetKey(ctx, ca.KeyURI); err == nil && k.State == store.KeyDestroyed {
+			continue
+		}
 		full, err := p.s.rs.LatestCRL(ctx, ca.ID, false)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			errs = append(errs, err)

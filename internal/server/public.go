@@ -37,6 +37,7 @@ type Public struct {
 
 	mu      sync.RWMutex
 	objects map[string]publicObject
+	kick    chan struct{} // Kick
 }
 
 type publicObject struct {
@@ -48,7 +49,19 @@ type publicObject struct {
 // NewPublic returns the public listener's handler state for the CAs of hier, published by svc. Call Reload
 // before serving.
 func NewPublic(hier *hierarchy.Config, svc *revocation.Service, responder *revocation.Responder, log *slog.Logger) *Public {
-	return &Public{hier: hier, svc: svc, ocsp: responder, log: log, objects: map[string]publicObject{}}
+	return &Public{hier: hier, svc: svc, ocsp: responder, log: log, objects: map[string]publicObject{}, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks RunRevocation to refresh the OCSP responder and reload the served objects soon: after this node
+// published, and after a change to a certificate's or a CA's state committed by any process (the change
+// feed). The responder reads that state from the store, so it does not wait for a publication: among nodes
+// sharing a database one node publishes each round, and the others would otherwise answer from their cache
+// until their next check.
+func (p *Public) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Reload rebuilds the set of served objects from the store: every active CA's certificate at
@@ -193,16 +206,10 @@ func (p *Public) ServePublic(ctx context.Context, ln net.Listener, grace time.Du
 }
 
 // RunRevocation starts the revocation machinery behind the public listener: the CRL publisher (every
-// interval, and at once after a local revocation), the OCSP responder's refresh, and the reload of served
-// objects. It returns when ctx ends.
+// interval, and at once after a local revocation), the OCSP responder's refresh and the reload of served
+// objects (every interval, after a publication, and on Kick). It returns when ctx ends.
 func RunRevocation(ctx context.Context, pub *Public, publisher *revocation.Publisher, interval time.Duration) {
-	kick := make(chan struct{}, 1)
-	publisher.Published = func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
+	publisher.Published = pub.Kick
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); publisher.Run(ctx, interval) }()
@@ -221,7 +228,7 @@ func RunRevocation(ctx context.Context, pub *Public, publisher *revocation.Publi
 			case <-ctx.Done():
 				return
 			case <-t.C:
-			case <-kick:
+			case <-pub.kick:
 			}
 		}
 	}()
