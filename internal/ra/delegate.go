@@ -27,8 +27,27 @@ const (
 	filterSignerRenew     = 60 * 24 * time.Hour
 )
 
+// newDelegate has CA caID (a superseded or revoked CA too: it still certifies the responders of what it issued)
+// certify a new delegate key, generated beside the CA's own key, so that every node that can reach the CA key
+// (a shared HSM) can reach its delegates too.
+func (r *RA) newDelegate(ctx context.Context, caID string, purpose keystore.Purpose, notAfter time.Time) (*ca.NewDelegate, error) {
+	iss, err := r.cfg.CA.StatusIssuer(ctx, caID)
+	if err != nil {
+		return nil, signError(caID, err)
+	}
+	ks, err := r.cfg.CA.KeystoreOf(iss.CA().KeyURI)
+	if err != nil {
+		ks = nil // the software keystore
+	}
+	d, err := iss.NewDelegate(ctx, ks, purpose, notAfter)
+	if err != nil {
+		return nil, fmt.Errorf("%s signer of %s: %w", purpose, caID, err)
+	}
+	return d, nil
+}
+
 // Delegate returns the delegated signer of CA caID for purpose (ocsp-signing or crl-signing), certifying a new one
-// (key in the software keystore, certificate linted and signed by the CA, glossary row, signer row and audit
+// (key beside the CA's own key, certificate linted and signed by the CA, glossary row, signer row and audit
 // event in one transaction) when there is none or the newest is due for renewal.
 func (r *RA) Delegate(ctx context.Context, caID string, purpose keystore.Purpose) (*ca.Delegate, error) {
 	validity, renew := ocspSignerValidity, ocspSignerRenewBefore
@@ -36,19 +55,23 @@ func (r *RA) Delegate(ctx context.Context, caID string, purpose keystore.Purpose
 		validity, renew = filterSignerValidity, filterSignerRenew
 	}
 	now := r.now()
-	if row, err := r.cfg.Store.LatestRevocationSigner(ctx, caID, string(purpose)); err == nil && row.NotAfter.Sub(now) > renew {
-		return r.cfg.CA.Delegate(ctx, row)
+	current, err := r.cfg.Store.LatestRevocationSigner(ctx, caID, string(purpose))
+	if err == nil && current.NotAfter.Sub(now) > renew {
+		return r.cfg.CA.Delegate(ctx, current)
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	// A superseded or revoked CA still certifies the responders of what it issued.
-	iss, err := r.cfg.CA.StatusIssuer(ctx, caID)
+	d, err := r.newDelegate(ctx, caID, purpose, now.Add(validity))
 	if err != nil {
-		return nil, signError(caID, err)
-	}
-	d, err := iss.NewDelegate(ctx, nil, purpose, now.Add(validity))
-	if err != nil {
-		return nil, fmt.Errorf("%s signer of %s: %w", purpose, caID, err)
+		// Due for renewal but still valid: keep answering with it, and retry at the next refresh.
+		if current != nil && current.NotAfter.After(now) {
+			if cur, cerr := r.cfg.CA.Delegate(ctx, current); cerr == nil {
+				r.cfg.Logger.WarnContext(ctx, "renewing a delegated signer failed; the current one signs until it expires",
+					"issuer", caID, "purpose", purpose, "not_after", current.NotAfter, "err", err)
+				return cur, nil
+			}
+		}
+		return nil, err
 	}
 	spki, err := goodkey.SPKIHash(d.Key.Public)
 	if err != nil {
