@@ -69,8 +69,14 @@ func newAPIClient(t *testing.T, url, dataDir string) *apiClient {
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
 }
 
-// issue posts a CSR for a new key and serial; it returns the status and body.
+// issue posts a CSR for a new key and serial under the default product line; it returns the status and body.
 func (c *apiClient) issue(t *testing.T, serial int) (int, string) {
+	t.Helper()
+	return c.issueIn(t, "", "", serial)
+}
+
+// issueIn posts a CSR for a new key and serial under env's product line (the server's defaults when empty).
+func (c *apiClient) issueIn(t *testing.T, env, productLine string, serial int) (int, string) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -80,7 +86,8 @@ func (c *apiClient) issue(t *testing.T, serial int) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]string{"profile": "implant-identity", "csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+	body, _ := json.Marshal(map[string]string{"profile": "implant-identity", "environment": env, "product_line": productLine,
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
 	req, _ := http.NewRequest("POST", c.url+"/api/v1/certificates", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -127,11 +128,13 @@ func (s *Store) IssuanceFacts(ctx context.Context, spki []byte, env, product, se
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := s.GetDevice(ctx, env, product, serial)
-	if errors.Is(err, store.ErrNotFound) {
+	// Most issuances name a serial the registry does not hold: that answer costs no error value.
+	d, err := codec.ScanDevice(s.rs[stGetDevice].QueryRowContext(ctx, env, product, serial))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return certs, nil, nil
-	} else if err != nil {
-		return nil, nil, err
+	case err != nil:
+		return nil, nil, fmt.Errorf("get device %s/%s/%s: %w", env, product, serial, err)
 	}
 	return certs, d, nil
 }
