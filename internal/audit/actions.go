@@ -34,6 +34,10 @@ const (
 	ActionDelegate         = "revocation.signer" // a delegated OCSP responder or filter signer certified
 	ActionFilter           = "revocation.filter" // a revocation filter published
 	ActionTokenCreate      = "token.create"
+	// ActionAuthRefused aggregates the requests refused before or at authentication (no or unknown client
+	// certificate, missing or bad operator token, a role without the right, a source over its rate limit):
+	// one refused event per reason per minute, its subject the reason, instead of one event per request.
+	ActionAuthRefused = "auth.refused"
 
 	// Stations ("station." + resume, suspend or revoke) and devices ("device." + allow-reprovision,
 	// force-renew, suspend, resume or decommission).

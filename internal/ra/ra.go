@@ -72,6 +72,8 @@ type RA struct {
 	// caches of what authentication reads on every request, kept only while the change feed is followed
 	// (Changed), which clears them on every change to what they hold.
 	caches caches
+	// refusals counts the requests refused before authentication until their aggregated audit event (refused.go).
+	refusals refusalCounts
 }
 
 // New returns an RA.
@@ -147,28 +149,39 @@ func (t tracked) AppendAudit(ctx context.Context, e *audit.Event) error {
 	return nil
 }
 
+// maxReason bounds the reason stored with a refusal: Keyward's own text, which may quote what the caller sent.
+const maxReason = 2 * audit.MaxDetail
+
 // refuse records a refusal in its own transaction; nothing else changes. details may be nil; the reason is
 // added. A failure to record it is logged, not returned: the caller reports the refusal itself.
+//
+// A refused request is the caller's input, not a decided state: the actor, subject and every detail value are
+// escaped and cut to audit.MaxDetail bytes (the reason to maxReason), so that a 60 KB common name or a NUL byte
+// in a refused CSR stores a few hundred printable bytes.
 func (r *RA) refuse(ctx context.Context, p Principal, action, subject string, details map[string]string, cause error) {
+	if err := r.appendRefusal(ctx, p, action, subject, details, cause); err != nil {
+		r.cfg.Logger.ErrorContext(ctx, "audit of refusal failed", "actor", audit.Bound(p.ID, audit.MaxDetail), "action", action, "err", err)
+	}
+}
+
+func (r *RA) appendRefusal(ctx context.Context, p Principal, action, subject string, details map[string]string, cause error) error {
 	d := make(map[string]string, len(details)+2)
 	for k, v := range details {
 		if v != "" {
-			d[k] = v
+			d[k] = audit.Bound(v, audit.MaxDetail)
 		}
 	}
 	if p.Role != "" {
-		d["role"] = p.Role
+		d["role"] = audit.Bound(p.Role, audit.MaxDetail)
 	}
-	d["reason"] = cause.Error()
+	d["reason"] = audit.Bound(cause.Error(), maxReason)
 	if subject == "" {
 		subject = "-"
 	}
-	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, &audit.Event{Time: r.now(), Actor: p.ID, Action: action, Subject: subject, Outcome: audit.OutcomeRefused, Details: d})
+	return r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		return tx.AppendAudit(ctx, &audit.Event{Time: r.now(), Actor: audit.Bound(p.ID, audit.MaxDetail), Action: action,
+			Subject: audit.Bound(subject, audit.MaxDetail), Outcome: audit.OutcomeRefused, Details: d})
 	})
-	if err != nil {
-		r.cfg.Logger.ErrorContext(ctx, "audit of refusal failed", "actor", p.ID, "action", action, "err", err)
-	}
 }
 
 // success appends the audit event of a change made in tx.

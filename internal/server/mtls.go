@@ -81,17 +81,29 @@ func callerFrom(r *http.Request) ra.Caller {
 // (RFC 7030 4.2.3 lets the server explain an error in a human-readable body) and audited.
 func (s *Server) wrapCert(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.limited(w, r, true) {
+			return
+		}
 		caller, err := s.clientCaller(r)
 		if err != nil {
-			actor := ra.Principal{ID: "anonymous:" + r.RemoteAddr}
-			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-				actor.ID = "unknown-certificate:" + ra.SerialString(r.TLS.PeerCertificates[0])
+			if ra.KindOf(err) != ra.KindUnauthorized {
+				s.estFail(w, r, ra.Principal{ID: "anonymous:" + r.RemoteAddr}, err)
+				return
 			}
-			s.estFail(w, r, actor, err)
+			// Counted and logged, not audited one by one (ra/refused.go).
+			reason := ra.RefusalNoClientCert
+			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+				reason = ra.RefusalUnknownClientCert
+			}
+			s.refuseUnauthenticated(r, reason, ra.Principal{}, err)
+			w.Header().Set("WWW-Authenticate", `TLS-client-certificate realm="keyward-est"`)
+			writeText(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		if !contains(rt.Roles, caller.Principal.Role) {
-			s.estFail(w, r, caller.Principal, ra.Errorf(ra.KindForbidden, "%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path))
+			err := ra.Errorf(ra.KindForbidden, "%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path)
+			s.refuseUnauthenticated(r, ra.RefusalForbidden, caller.Principal, err)
+			writeText(w, http.StatusForbidden, err.Error())
 			return
 		}
 		rt.Handler(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)), caller.Principal)

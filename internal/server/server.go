@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -22,6 +23,9 @@ import (
 type Deps struct {
 	RA     *ra.RA
 	Logger *slog.Logger
+	// RateLimit bounds the requests refused before or at authentication that one source address may make
+	// (ratelimit.go); the zero Rate sets no limit. 'keyward serve' defaults to DefaultRate.
+	RateLimit Rate
 }
 
 // Server serves the API of one node.
@@ -31,6 +35,7 @@ type Server struct {
 	log    *slog.Logger
 	routes []Route
 	mux    *http.ServeMux
+	limit  *limiter // nil: no rate limit
 }
 
 // Route is one registered route. Public routes need no credentials; every other route requires a principal whose
@@ -53,7 +58,7 @@ func newServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = d.RA.Logger()
 	}
-	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux()}
+	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now)}
 }
 
 // New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.
@@ -110,36 +115,65 @@ func (s *Server) wrap(rt Route) http.Handler {
 			rt.Handler(w, r, ra.Principal{ID: "anonymous"})
 			return
 		}
-		p, err := s.authenticate(r)
+		if s.limited(w, r, false) {
+			return
+		}
+		p, reason, err := s.authenticate(r)
 		if err != nil {
+			if reason != "" {
+				s.refuseUnauthenticated(r, reason, ra.Principal{}, err)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
 			writeError(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		if !contains(rt.Roles, p.Role) {
-			writeError(w, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", ")))
+			err := fmt.Errorf("role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", "))
+			s.refuseUnauthenticated(r, ra.RefusalForbidden, p, err)
+			writeError(w, http.StatusForbidden, err.Error())
 			return
 		}
 		rt.Handler(w, r, p)
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
+// authenticate returns the operator a request's bearer token stands for, or an error and the refusal reason
+// (ra.Refusal*; "" when the fault is ours, not the caller's).
+func (s *Server) authenticate(r *http.Request) (ra.Principal, string, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return ra.Principal{}, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
+		return ra.Principal{}, ra.RefusalMissingToken, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
 	}
 	p, err := s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
 	if err != nil {
 		if errors.Is(err, ra.ErrBadToken) {
-			return ra.Principal{}, err
+			return ra.Principal{}, ra.RefusalBadToken, err
 		}
 		s.log.ErrorContext(r.Context(), "authenticate", "err", err)
-		return ra.Principal{}, errors.New("cannot check the operator token now")
+		return ra.Principal{}, "", errors.New("cannot check the operator token now")
 	}
-	return p, nil
+	return p, "", nil
 }
+
+// refuseUnauthenticated reports a request refused before or at authentication (reason is one of ra.Refusal*;
+// p is the caller when it authenticated but its role is refused): the refusal is counted per source and reason
+// for the aggregated audit event (ra.CountRefusal), charged to the source's rate limit, and logged as one
+// structured line with the caller's strings bounded. The caller writes the response.
+func (s *Server) refuseUnauthenticated(r *http.Request, reason string, p ra.Principal, err error) {
+	src := sourceOf(r)
+	s.limit.charge(src)
+	counted := src
+	if p.ID != "" {
+		counted = src + " " + p.ID
+	}
+	s.ra.CountRefusal(counted, reason)
+	s.log.WarnContext(r.Context(), "request refused", "reason", reason, "remote", src, "actor", audit.Bound(p.ID, audit.MaxDetail),
+		"method", r.Method, "path", boundPath(r), "err", audit.Bound(err.Error(), 2*audit.MaxDetail))
+}
+
+// boundPath is a request's path as logs and audit details keep it: escaped and cut (audit.Bound).
+func boundPath(r *http.Request) string { return audit.Bound(r.URL.Path, audit.MaxDetail) }
 
 // TLSConfig is the listener configuration: TLS 1.3 only (TLS 1.2 clients fail the handshake). A client
 // certificate is requested but optional, and verified per request by the routes that authenticate with it
@@ -167,6 +201,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certifica
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Refusal counts become audit events every minute, and once more when the server stops.
+	actx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	audited := make(chan struct{})
+	go func() { defer close(audited); s.ra.RunRefusalAudit(actx) }()
+	defer func() { stopAudit(); <-audited }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	select {
