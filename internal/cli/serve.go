@@ -19,6 +19,8 @@ func serveCmd(g *globals) *cobra.Command {
 	var names []string
 	var grace time.Duration
 	var pub publicOptions
+	var rateLimit string
+	var sink auditSinkOptions
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -29,8 +31,14 @@ gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			rate, err := server.ParseRate(rateLimit)
+			if err != nil {
+				return usageError{fmt.Errorf("--rate-limit: %w", err)}
+			}
+			if err := sink.parse(); err != nil {
+				return usageError{err}
+			}
 			var n *node.Node
-			var err error
 			if _, statErr := os.Stat(filepath.Join(g.data, node.ConfigFile)); errors.Is(statErr, os.ErrNotExist) {
 				fmt.Fprintf(g.env.Stderr, "keyward: %s is empty: initialising the embedded dev defaults\n", g.data)
 				var res *node.InitResult
@@ -64,14 +72,21 @@ gracefully.`,
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			api := server.New(server.Deps{RA: n.RA})
+			api := server.New(server.Deps{RA: n.RA, RateLimit: rate})
+			stopSink, err := sink.start(ctx, g, n)
+			if err != nil {
+				return err
+			}
+			defer stopSink()
 			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
+	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
 	addPublicFlags(c, &pub)
+	addAuditSinkFlags(c, &sink)
 	return c
 }
 

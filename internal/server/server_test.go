@@ -36,12 +36,17 @@ type testServer struct {
 	pool   *x509.CertPool
 	admin  string
 	stop   func() error
+	// shutdown stops the server but keeps the node open, for reading what it stored.
+	shutdown func() error
 }
 
 func start(t *testing.T) *testServer { return startWith(t, nil) }
 
 // startWith starts a server on a data directory that setup (if not nil) prepares before initialisation.
-func startWith(t *testing.T, setup func(dir string)) *testServer {
+func startWith(t *testing.T, setup func(dir string)) *testServer { return startDeps(t, setup, Deps{}) }
+
+// startDeps is startWith with the server's dependencies other than the RA (its rate limit) set by d.
+func startDeps(t *testing.T, setup func(dir string), d Deps) *testServer {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -63,7 +68,8 @@ func startWith(t *testing.T, setup func(dir string)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Deps{RA: n.RA})
+	d.RA = n.RA
+	s := New(d)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln, cert, 5*time.Second) }()
 	pool := x509.NewCertPool()
@@ -73,15 +79,22 @@ func startWith(t *testing.T, setup func(dir string)) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{n: n, s: s, url: "https://" + ln.Addr().String(), caFile: filepath.Join(dir, node.TLSDir, "ca.pem"), pool: pool, admin: strings.TrimSpace(string(tok))}
-	stopped := false
-	ts.stop = func() error {
-		if stopped {
-			return nil
+	stopped, closed := false, false
+	var stopErr error
+	ts.shutdown = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			stopErr = <-done
 		}
-		stopped = true
-		cancel()
-		err := <-done
-		n.Close()
+		return stopErr
+	}
+	ts.stop = func() error {
+		err := ts.shutdown()
+		if !closed {
+			closed = true
+			n.Close()
+		}
 		return err
 	}
 	t.Cleanup(func() { ts.stop() })
