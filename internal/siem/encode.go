@@ -99,10 +99,12 @@ func (c *cefEncoder) Encode(e *audit.Event) error {
 	b.WriteByte('|')
 	b.WriteString(strconv.Itoa(severity(e)))
 	b.WriteByte('|')
+	first := true
 	ext := func(k, v string) {
-		if b.Len() > 0 && !strings.HasSuffix(b.String(), "|") {
+		if !first {
 			b.WriteByte(' ')
 		}
+		first = false
 		b.WriteString(k)
 		b.WriteByte('=')
 		b.WriteString(CEFValue(v))
