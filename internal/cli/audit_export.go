@@ -74,15 +74,15 @@ func exportToFile(path string, write func(io.Writer) error) error {
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := write(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {

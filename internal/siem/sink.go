@@ -120,7 +120,7 @@ func (f *fileTarget) Deliver(_ context.Context, batch []byte, _, _ int64) error 
 		if err == nil {
 			last := make([]byte, 1)
 			_, rerr := rd.ReadAt(last, fi.Size()-1)
-			rd.Close()
+			_ = rd.Close()
 			if rerr == nil && last[0] != '\n' {
 				batch = append([]byte{'\n'}, batch...)
 			}
