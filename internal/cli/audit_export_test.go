@@ -3,12 +3,17 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,4 +191,70 @@ func TestServeBadFlags(t *testing.T) {
 			t.Errorf("serve %v: exit %d %q, want %d naming %q", tc.args, code, stderr, ExitUsage, tc.msg)
 		}
 	}
+}
+
+// TestServeFloodDefaults: 'keyward serve' with its default rate limit: a flood of 5,000 EST requests without a
+// client certificate is answered 401 and then 429 with Retry-After, and adds at most a handful of audit events.
+func TestServeFloodDefaults(t *testing.T) {
+	dir := initDir(t)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"serve", "--data", dir, "--listen", addr}, Env{Stdout: io.Discard, Stderr: io.Discard, Stdin: strings.NewReader("")})
+	}()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatal("serve did not listen")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := auditHead(t, dir)
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 8}}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 625; i++ {
+				resp, err := client.Post("https://"+addr+"/.well-known/est/demo-implant/simpleenroll", "application/pkcs10", strings.NewReader("MA=="))
+				if err != nil {
+					mu.Lock()
+					codes[-1]++
+					mu.Unlock()
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	if codes[401]+codes[429] != 5000 || codes[429] < 4000 {
+		t.Fatalf("status counts %v: want 5,000 answers, most of them 429", codes)
+	}
+	added := auditHead(t, dir) - before
+	if added > 4 {
+		t.Fatalf("5,000 refused requests added %d audit events", added)
+	}
+	t.Logf("statuses %v; %d audit events added", codes, added)
 }

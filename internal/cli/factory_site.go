@@ -72,6 +72,7 @@ func factoryServeCmd(g *globals) *cobra.Command {
 	var listen string
 	var names []string
 	var grace time.Duration
+	var rateLimit string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Enroll devices at a factory site over EST (RFC 7030) with the site CA, without any connection to headquarters",
@@ -85,6 +86,10 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			rate, err := server.ParseRate(rateLimit)
+			if err != nil {
+				return usageError{fmt.Errorf("--rate-limit: %w", err)}
+			}
 			n, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -106,9 +111,10 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: factory site %s (site CA %s) enrolling on https://%s (TLS 1.3; trust %s)\n",
 				n.Site.Site, n.Site.SiteCA, ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return server.NewSite(server.Deps{RA: n.RA}).Serve(ctx, ln, cert, grace)
+			return server.NewSite(server.Deps{RA: n.RA, RateLimit: rate}).Serve(ctx, ln, cert, grace)
 		},
 	}
+	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")

@@ -26,6 +26,9 @@ const (
 	RefusalBadToken          = "bad-token"                  // an unknown, malformed or revoked operator token
 	RefusalForbidden         = "forbidden-role"             // an authenticated caller whose role the route does not allow
 	RefusalRateLimited       = "rate-limited"               // a source over its rate of refused requests (HTTP 429)
+	// RefusalPublic: a public route (EST cacerts) asked for what does not exist, an unknown label for
+	// instance. The caller is anonymous, so it is counted like the others rather than audited one by one.
+	RefusalPublic = "bad-public-request"
 )
 
 // refusalWindow is the aggregation window: one event per reason per window.

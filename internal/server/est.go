@@ -89,7 +89,12 @@ func (s *Server) estFail(w http.ResponseWriter, r *http.Request, p ra.Principal,
 		writeText(w, status, "internal error; see the server log")
 		return
 	}
-	if !errors.Is(err, errAudited) {
+	if p.ID == anonymous {
+		// A public route's caller is nobody in particular: counted and logged, not audited one by one.
+		s.ra.CountRefusal(sourceOf(r), ra.RefusalPublic)
+		s.log.WarnContext(r.Context(), "request refused", "reason", ra.RefusalPublic, "remote", sourceOf(r), "method", r.Method,
+			"path", boundPath(r), "err", audit.Bound(err.Error(), 2*audit.MaxDetail))
+	} else if !errors.Is(err, errAudited) {
 		s.ra.Refuse(r.Context(), p, estAction(r.URL.Path), map[string]string{"path": r.URL.Path, "remote": r.RemoteAddr, "status": fmt.Sprint(status)}, err)
 	}
 	if status == http.StatusUnauthorized {

@@ -35,8 +35,8 @@ func strangerCert(t *testing.T, cn string) tls.Certificate {
 }
 
 // TestUnauthenticatedFlood sends 5,000 requests refused before authentication to a running server over TLS:
-// EST without a client certificate, EST with an unknown one (and a 30 KB label), and operator calls with a bad
-// token. They add at most a handful of audit events, which count every one of them.
+// EST without a client certificate, EST with an unknown one (and a 30 KB label), the public EST cacerts of a
+// 30 KB label that does not exist, and operator calls with a bad token. They add at most a handful of audit events, which count every one of them.
 func TestUnauthenticatedFlood(t *testing.T) {
 	ts := startWith(t, writeConfig(estConfig))
 	before := len(ts.events(t))
@@ -46,15 +46,19 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	kinds := []struct {
 		reason string
 		n      int
+		status int
 		do     func(c *http.Client) (*http.Response, error)
 	}{
-		{ra.RefusalNoClientCert, 2000, func(c *http.Client) (*http.Response, error) {
+		{ra.RefusalNoClientCert, 1500, 401, func(c *http.Client) (*http.Response, error) {
 			return c.Post(ts.url+enrollPath("demo-implant.dev"), "application/pkcs10", bytes.NewReader(csr))
 		}},
-		{ra.RefusalUnknownClientCert, 1500, func(c *http.Client) (*http.Response, error) {
+		{ra.RefusalUnknownClientCert, 1500, 401, func(c *http.Client) (*http.Response, error) {
 			return c.Post(ts.url+enrollPath(longLabel), "application/pkcs10", bytes.NewReader(csr))
 		}},
-		{ra.RefusalBadToken, 1500, func(c *http.Client) (*http.Response, error) {
+		{ra.RefusalPublic, 500, 404, func(c *http.Client) (*http.Response, error) {
+			return c.Get(ts.url + "/.well-known/est/" + longLabel + "/cacerts")
+		}},
+		{ra.RefusalBadToken, 1500, 401, func(c *http.Client) (*http.Response, error) {
 			req, _ := http.NewRequest("GET", ts.url+"/api/v1/cas", nil)
 			req.Header.Set("Authorization", "Bearer kwt_not-a-token")
 			return c.Do(req)
@@ -82,7 +86,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 					}
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != http.StatusUnauthorized {
+					if resp.StatusCode != k.status {
 						wrong.Add(1)
 					}
 				}
@@ -92,14 +96,14 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	wg.Wait()
 	t.Logf("5,000 refused requests in %v", time.Since(start))
 	if n := wrong.Load(); n != 0 {
-		t.Fatalf("%d requests were not answered 401", n)
+		t.Fatalf("%d requests were not answered 401 (404 for cacerts)", n)
 	}
 	if err := ts.shutdown(); err != nil { // the last window is flushed when the server stops
 		t.Fatal(err)
 	}
 	evs := ts.events(t)[before:]
-	if len(evs) > 6 { // one per reason, two if a minute boundary split the flood
-		t.Fatalf("5,000 refused requests added %d audit events, want at most 6", len(evs))
+	if len(evs) > 8 { // one per reason, two if a minute boundary split the flood
+		t.Fatalf("5,000 refused requests added %d audit events, want at most 8", len(evs))
 	}
 	counted := map[string]int{}
 	for _, e := range evs {

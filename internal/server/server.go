@@ -51,6 +51,9 @@ type Route struct {
 	Handler    func(w http.ResponseWriter, r *http.Request, p ra.Principal)
 }
 
+// anonymous is the principal of a public route's caller.
+const anonymous = "anonymous"
+
 // maxBody bounds every request body: a CSR is at most 64 KiB, and JSON wraps it in base64 or PEM.
 const maxBody = 128 << 10
 
@@ -112,7 +115,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if rt.Public {
-			rt.Handler(w, r, ra.Principal{ID: "anonymous"})
+			rt.Handler(w, r, ra.Principal{ID: anonymous})
 			return
 		}
 		if s.limited(w, r, false) {
