@@ -4,8 +4,9 @@
 // firmware trust and releases, offline manufacturing) is one method of RA that authorises the principal,
 // validates the request against the profiles, the hierarchy and the registry, runs ONE store transaction
 // holding the change and its audit event, and then notifies the change feed. A refusal is audited in its own
-// transaction and changes nothing else. The device registry is consulted on every path that issues for a
-// device serial.
+// transaction and changes nothing else, with the strings the caller sent escaped and bounded; requests refused
+// before authentication are counted instead and audited once per reason per minute (refused.go). The device
+// registry is consulted on every path that issues for a device serial.
 //
 // Errors are one type, *Error, with a Kind the faces map once (HTTP status, exit code) and a message that names
 // the input and the rule in the request's own terms, never a secret and never a command-line flag (Field names

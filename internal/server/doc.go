@@ -1,7 +1,9 @@
 // Package server is Keyward's HTTPS front end: TLS 1.3 only, every route authenticated and authorised by role
 // from one route table (operator tokens, or TLS client certificates for EST), the JSON operator API, EST
 // (RFC 7030) for factory stations and devices, and the plain-HTTP public listener for signed public objects
-// (CRLs, OCSP, CA certificates, revocation filters).
+// (CRLs, OCSP, CA certificates, revocation filters). Requests refused before or at authentication are logged,
+// counted by the RA for its aggregated audit event, and charged to a per-source rate limit that answers 429
+// (ratelimit.go); refuseUnauthenticated is the one place that reports them.
 //
 // It is a face: it takes its dependencies explicitly (Deps: the RA, which authenticates, decides and offers the
 // read-only store for listings; the revocation publisher for the public listener), asks the RA for every change
