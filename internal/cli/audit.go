@@ -19,7 +19,7 @@ import (
 func auditCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "The hash-chained audit trail: list, verify"}
 	c.AddCommand(auditListCmd(g), auditVerifyCmd(g))
-	c.AddCommand(auditExportCmd(g)) // audit_export.go
+	c.AddCommand(auditExportCmd(g), auditSinksCmd(g)) // audit_export.go
 	return c
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,6 +64,52 @@ failed export leaves no partial file. A --since past the newest event exits 5.`,
 	c.Flags().Int64Var(&since, "since", 0, "export the events after this sequence number (0: all); a SIEM passes the last one it holds")
 	c.Flags().StringVar(&format, "format", siem.FormatJSONL, "jsonl or cef")
 	c.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
+	return c
+}
+
+// auditSink is the JSON view of an audit sink's cursor.
+type auditSink struct {
+	Name      string    `json:"name"`
+	Delivered int64     `json:"delivered_seq"`
+	Behind    int64     `json:"behind"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func auditSinksCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "sinks",
+		Short: "List the audit sinks 'keyward serve --audit-sink' delivers to: the last event each holds and how far behind it is",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			head, _, err := n.Store.AuditHead(cmd.Context())
+			if err != nil {
+				return err
+			}
+			sinks, err := n.Store.ListAuditSinks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := make([]auditSink, 0, len(sinks))
+			for _, s := range sinks {
+				out = append(out, auditSink{Name: s.Name, Delivered: s.Seq, Behind: head - s.Seq, UpdatedAt: s.UpdatedAt})
+			}
+			if g.json {
+				return g.printJSON(out)
+			}
+			w := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SINK\tDELIVERED\tBEHIND\tUPDATED")
+			for _, s := range out {
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", s.Name, s.Delivered, s.Behind, s.UpdatedAt.Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+	g.addJSON(c)
 	return c
 }
 

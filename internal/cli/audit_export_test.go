@@ -174,6 +174,10 @@ func TestServeAuditSinkFile(t *testing.T) {
 			t.Fatalf("event %d missing from the sink", s)
 		}
 	}
+	sinks := listJSON[auditSink](t, "audit", "sinks", "--data", dir, "--json")
+	if len(sinks) != 1 || sinks[0].Name != "file:"+sink || sinks[0].Delivered < head {
+		t.Fatalf("audit sinks: %+v, want %s delivered up to %d", sinks, sink, head)
+	}
 }
 
 func TestServeBadFlags(t *testing.T) {

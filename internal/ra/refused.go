@@ -34,8 +34,10 @@ const (
 // refusalWindow is the aggregation window: one event per reason per window.
 const refusalWindow = time.Minute
 
-// maxRefusalSources bounds the sources counted one by one per reason and window; the requests of any further
-// source are counted together, so a flood from many addresses cannot grow memory without limit.
+// maxRefusalSources bounds the sources counted one by one per reason and window, so a flood from many addresses
+// cannot grow memory without limit. Past it the counts follow the Space-Saving algorithm (Metwally, Agrawal and
+// El Abbadi, 2005): a new source takes the place of the least counted one and inherits its count plus one, so a
+// heavy source arriving late is still named among the busiest, with a count that may be over-estimated.
 const maxRefusalSources = 1024
 
 // topRefusalSources is how many of the busiest sources an aggregated event names, each cut to 40 bytes so that
@@ -50,7 +52,7 @@ type refusalCounts struct {
 type reasonCount struct {
 	total       int64
 	sources     map[string]int64
-	otherCount  int64 // requests of sources past maxRefusalSources
+	evicted     bool // more sources than maxRefusalSources: counts are Space-Saving estimates
 	first, last time.Time
 }
 
@@ -73,9 +75,17 @@ func (r *RA) CountRefusal(source, reason string) {
 	rc.last = now
 	if _, ok := rc.sources[source]; ok || len(rc.sources) < maxRefusalSources {
 		rc.sources[source]++
-	} else {
-		rc.otherCount++
+		return
 	}
+	minSrc, minN := "", int64(-1)
+	for s, n := range rc.sources {
+		if minN < 0 || n < minN {
+			minSrc, minN = s, n
+		}
+	}
+	delete(rc.sources, minSrc)
+	rc.sources[source] = minN + 1
+	rc.evicted = true
 }
 
 // FlushRefusals appends one refused audit event (action auth.refused, subject the reason) for each reason counted
@@ -133,7 +143,7 @@ func (rc *reasonCount) details() map[string]string {
 		top = append(top, audit.Bound(list[i].addr, 40)+"="+strconv.FormatInt(list[i].n, 10))
 	}
 	sources := strconv.Itoa(len(rc.sources))
-	if rc.otherCount > 0 {
+	if rc.evicted {
 		sources = "more than " + sources
 	}
 	d := map[string]string{
@@ -143,8 +153,8 @@ func (rc *reasonCount) details() map[string]string {
 		"last":        rc.last.Format(time.RFC3339Nano),
 		"top_sources": strings.Join(top, " "),
 	}
-	if rc.otherCount > 0 {
-		d["untracked_requests"] = strconv.FormatInt(rc.otherCount, 10)
+	if rc.evicted {
+		d["top_sources_estimated"] = "true" // Space-Saving upper bounds, see maxRefusalSources
 	}
 	return d
 }

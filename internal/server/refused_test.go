@@ -262,3 +262,51 @@ func FuzzParseRate(f *testing.F) {
 		}
 	})
 }
+
+// TestLimiterBucket: a source spends one token per refusal, waits (1 - tokens) / rate for the next, and sources
+// past the bound are not tracked; idle full buckets are forgotten to make room.
+func TestLimiterBucket(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(Rate{N: 2, Per: time.Second}, func() time.Time { return now })
+	if l.wait("a") != 0 {
+		t.Fatal("an unknown source waits")
+	}
+	l.charge("a")
+	if l.wait("a") != 0 {
+		t.Fatal("one refusal of two allowed makes the source wait")
+	}
+	l.charge("a")
+	if w := l.wait("a"); w != 500*time.Millisecond {
+		t.Fatalf("wait %v, want 500ms (one token at 2/s)", w)
+	}
+	now = now.Add(250 * time.Millisecond)
+	if w := l.wait("a"); w != 250*time.Millisecond {
+		t.Fatalf("wait %v after 250ms, want 250ms", w)
+	}
+	now = now.Add(250 * time.Millisecond)
+	if l.wait("a") != 0 {
+		t.Fatal("still waiting once a token refilled")
+	}
+	if newLimiter(Rate{}, time.Now) != nil {
+		t.Fatal("the zero rate limits")
+	}
+	var none *limiter
+	none.charge("x")
+	if none.wait("x") != 0 {
+		t.Fatal("no limiter made a source wait")
+	}
+
+	l = newLimiter(Rate{N: 1, Per: time.Hour}, func() time.Time { return now })
+	for i := 0; i < maxLimitedSources; i++ {
+		l.charge(strconv.Itoa(i))
+	}
+	l.charge("one-too-many")
+	if l.wait("one-too-many") != 0 || len(l.buckets) != maxLimitedSources {
+		t.Fatalf("%d sources tracked past the bound", len(l.buckets))
+	}
+	now = now.Add(2 * time.Hour) // every bucket full again: forgotten when room is needed
+	l.charge("newcomer")
+	if len(l.buckets) != 1 || l.wait("newcomer") == 0 {
+		t.Fatalf("%d sources after the sweep; newcomer waits %v", len(l.buckets), l.wait("newcomer"))
+	}
+}
