@@ -17,6 +17,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 	"github.com/keyward/keyward/internal/pkitest"
+	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store/storetest"
 	"github.com/keyward/keyward/pkg/trust"
 )
@@ -170,7 +172,23 @@ func (p *production) writePEM(name, typ string, ders ...[]byte) string {
 	return path
 }
 
-// prodIssueProbe: the node's next issuance under product is refused with 409 naming want (after the change)
+// pemBlock returns the DER of the first PEM block of typ in file.
+func pemBlock(t *testing.T, file, typ string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		if b.Type == typ {
+			return b.Bytes
+		}
+	}
+	t.Fatalf("%s holds no %s block", file, typ)
+	return nil
+}
+
+// prodRefusedProbe: the node's next issuance under product is refused with 409 naming want (after the change)
 // or succeeds (before).
 func prodRefusedProbe(t *testing.T, s *setup, n *node, product, want string) probe {
 	return probe{n.name + " refuses issuance under " + product, func() (bool, error) {
@@ -393,6 +411,29 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 	s.cli("ca", "crl-request", "--env", prodEnv, "--out", crlReq)
 	p.ceremonyRun("ca", "ceremony", "crl", "--env", prodEnv, "--request", crlReq, "--out", rootCRL)
 	s.cli("ca", "import-crl", rootCRL, "--env", prodEnv)
+	// Every node serves it on the public listener at the root's CRL path within the propagation time.
+	rootCRLDER := pemBlock(t, rootCRL, "X509 CRL")
+	imported := time.Now()
+	for _, n := range nodes {
+		url := n.public + revocation.CRLPath(root)
+		for {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Equal(body, rootCRLDER) {
+				t.Logf("%s serves the imported root CRL %s after the import", n.name, time.Since(imported).Round(time.Millisecond))
+				break
+			}
+			if time.Since(imported) > propagation {
+				t.Fatalf("%s: GET %s: %d, %d bytes %s after the import; want the imported root CRL (%d bytes)", n.name, url, resp.StatusCode, len(body),
+					time.Since(imported).Round(time.Millisecond), len(rootCRLDER))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	pumpCRL := p.path("pump-x.crl.der")
 	s.cli("revocation", "crl", "--ca", "production/pump-x", "--out", pumpCRL)
 	der, err := os.ReadFile(pumpCRL)
