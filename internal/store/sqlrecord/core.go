@@ -58,6 +58,9 @@ const (
 	InsertEvent = `INSERT INTO audit_events (` + AuditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	// WalkAudit reads the events after sequence number $1, at most $2 of them.
 	WalkAudit = `SELECT ` + AuditColumns + ` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`
+	// AuditBySubject reads the events whose subject is $1 with seq > $2, at most $3 of them (forensics: a
+	// device's, a certificate's or a key's events; index audit_events_subject).
+	AuditBySubject = `SELECT ` + AuditColumns + ` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`
 	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
 	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
