@@ -61,7 +61,7 @@ const (
 	// AuditBySubject reads the events whose subject is $1 with seq > $2, at most $3 of them (forensics: a
 	// device's, a certificate's or a key's events; index audit_events_subject).
 	AuditBySubject = `SELECT ` + AuditColumns + ` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`
-	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	AuditHead      = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
 	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
 )
