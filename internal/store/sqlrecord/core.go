@@ -218,3 +218,42 @@ func ScanChange(r Row) (store.Change, error) {
 	err := r.Scan(&ch.Seq, &ch.Action, &ch.Subject)
 	return ch, err
 }
+
+// WalkPrefetched calls fn for every item of successive pages of size items, in order: fetch(after) reads the
+// page after the key after ("" for the first), and key names an item's key. While fn works through one page
+// the next is already being read, so a walk of a large table (a CRL's million revoked certificates) overlaps
+// the database's work with the caller's. It stops at fn's first error, once the page being read has arrived.
+func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key func(*T) string, fn func(*T) error) error {
+	type result struct {
+		page []T
+		err  error
+	}
+	page, err := fetch("")
+	for {
+		if err != nil {
+			return err
+		}
+		var next chan result
+		if len(page) >= size {
+			after := key(&page[len(page)-1])
+			next = make(chan result, 1)
+			go func() {
+				p, err := fetch(after)
+				next <- result{p, err}
+			}()
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				if next != nil {
+					<-next
+				}
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		r := <-next
+		page, err = r.page, r.err
+	}
+}
