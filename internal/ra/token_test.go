@@ -39,7 +39,6 @@ func openNodeAt(t *testing.T, c *clock) *node.Node {
 	return n
 }
 
-
 // TestTokenLifecycle creates tokens with the default expiry, an explicit one and none, lists them with their
 // states, and revokes one: each state is refused with its own message, and the audit trail records each change.
 func TestTokenLifecycle(t *testing.T) {
