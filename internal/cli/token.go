@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -159,4 +162,41 @@ func tokenRevokeCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why the token is revoked (recorded with it and in the audit trail)")
 	return c
+}
+
+// maxTokenFile bounds a token file: a token is 47 characters.
+const maxTokenFile = 4 << 10
+
+// readTokenFile reads an operator token from path: the first line, trimmed.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", usageError{fmt.Errorf("token file: %w", err)}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
+	if err != nil {
+		return "", fmt.Errorf("token file %s: %w", path, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+// signerPrincipal authenticates the operator token in path against the store and returns its principal,
+// presented by the local user (Via). A refused token is reported like one refused on the API (ra.RefuseAuth:
+// logged and audited), naming the command.
+func signerPrincipal(ctx context.Context, r *ra.RA, path, command string) (ra.Principal, error) {
+	tok, err := readTokenFile(path)
+	if err != nil {
+		return ra.Principal{}, err
+	}
+	local := principal()
+	at, err := r.AuthenticateToken(ctx, tok)
+	if err != nil {
+		r.RefuseAuth(ctx, ra.AuthRefusal{Source: local.ID, Method: "CLI", Route: command, Err: err})
+		return ra.Principal{}, fmt.Errorf("token file %s: %w", path, err)
+	}
+	p := at.Principal
+	p.Via = local.ID
+	return p, nil
 }
