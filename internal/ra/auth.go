@@ -213,13 +213,18 @@ const maxReasonLen = 256
 // (within a second or two; RA.Changed clears the token cache). Revoking an unknown name is not found, a revoked
 // token a conflict.
 func (r *RA) RevokeToken(ctx context.Context, p Principal, name, reason string) (*store.Token, error) {
-	if err := r.authorize(ctx, p, audit.ActionTokenRevoke, name, "revoke operator tokens", RoleAdmin); err != nil {
+	subject := name
+	if !validTokenName(name) {
+		// The name may come from a request path: a refusal records only a bounded, quoted form of it.
+		subject = fmt.Sprintf("%.64q", name)
+	}
+	if err := r.authorize(ctx, p, audit.ActionTokenRevoke, subject, "revoke operator tokens", RoleAdmin); err != nil {
 		return nil, err
 	}
 	reason = strings.TrimSpace(reason)
 	if reason == "" || len(reason) > maxReasonLen || strings.ContainsFunc(reason, func(c rune) bool { return c < ' ' || c == 0x7f }) {
 		err := FieldErrorf(KindBadRequest, "reason", "say why the token is revoked: 1 to %d characters on one line", maxReasonLen)
-		r.refuse(ctx, p, audit.ActionTokenRevoke, "-", map[string]string{"name": name}, err)
+		r.refuse(ctx, p, audit.ActionTokenRevoke, "-", map[string]string{"name": subject}, err)
 		return nil, err
 	}
 	t, err := r.cfg.Store.TokenByName(ctx, name)
