@@ -222,6 +222,25 @@ func NewStation(s *store.Station) Station {
 	return Station{s.ID, s.Environment, s.Site, s.ProductLines, s.CertSerial, s.Quota, s.Used, s.ValidFrom, s.ValidUntil, s.State}
 }
 
+// Token is an operator token as listings show it: never the token, nor its hash. Expires and LastUsed are null
+// for a token that never expires or was never used; State is active, revoked or expired at the listing's time.
+type Token struct {
+	ID               string     `json:"id"`
+	Name             string     `json:"name"`
+	Role             string     `json:"role"`
+	CreatedAt        time.Time  `json:"created_at"`
+	LastUsedAt       *time.Time `json:"last_used_at"`
+	ExpiresAt        *time.Time `json:"expires_at"`
+	State            string     `json:"state"`
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+}
+
+// NewToken returns the JSON form of t, whose state at the listing's time is state.
+func NewToken(t *store.Token, state string) Token {
+	return Token{t.ID, t.Name, t.Role, t.CreatedAt, t.LastUsedAt, t.ExpiresAt, state, t.RevokedAt, t.RevocationReason}
+}
+
 // Device is an entry of the device registry.
 type Device struct {
 	Environment        string    `json:"environment"`

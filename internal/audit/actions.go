@@ -34,6 +34,11 @@ const (
 	ActionDelegate         = "revocation.signer" // a delegated OCSP responder or filter signer certified
 	ActionFilter           = "revocation.filter" // a revocation filter published
 	ActionTokenCreate      = "token.create"
+	ActionTokenRevoke      = "token.revoke"
+	ActionTokenList        = "token.list" // refusals only
+	// ActionAuthRefuse: a request to the operator API refused at authentication (401: no, unknown, revoked or
+	// expired token) or authorisation (403: a role the route does not allow).
+	ActionAuthRefuse = "auth.refuse"
 
 	// Stations ("station." + resume, suspend or revoke) and devices ("device." + allow-reprovision,
 	// force-renew, suspend, resume or decommission).
@@ -72,7 +77,7 @@ const (
 	PrefixCA  = "ca."
 	// PrefixStation: a station added, suspended, resumed or revoked.
 	PrefixStation = "station."
-	// PrefixToken: an operator token created (or, later, revoked).
+	// PrefixToken: an operator token created or revoked.
 	PrefixToken = "token."
 	// PrefixCert: revocations and releases from hold, which the publisher follows.
 	PrefixCert = "cert."

@@ -535,7 +535,7 @@ func TestCertRoutesAuthenticatedAndAuthorised(t *testing.T) {
 	}
 	certs, _ := est.ParseCertsOnly([]byte(body))
 	device := tls.Certificate{Certificate: [][]byte{certs[0].Raw}, PrivateKey: key}
-	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-admin", ra.RoleAdmin)
+	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "t-admin", Role: ra.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

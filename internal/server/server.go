@@ -70,6 +70,8 @@ func New(d Deps) *Server {
 		{Method: "GET", Pattern: "/api/v1/certificates/{serial}", Roles: operators, Handler: s.getCert},
 		{Method: "GET", Pattern: "/api/v1/keys", Roles: operators, Handler: s.listKeys},
 		{Method: "GET", Pattern: "/api/v1/audit", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listAudit},
+		{Method: "GET", Pattern: "/api/v1/tokens", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listTokens},
+		{Method: "POST", Pattern: "/api/v1/tokens/{name}/revoke", Roles: []string{ra.RoleAdmin}, Handler: s.revokeToken},
 	}
 	s.routes = append(s.routes, s.estRoutes()...)
 	s.routes = append(s.routes, s.revocationRoutes()...)
@@ -112,12 +114,12 @@ func (s *Server) wrap(rt Route) http.Handler {
 		}
 		p, err := s.authenticate(r)
 		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
-			writeError(w, http.StatusUnauthorized, err.Error())
+			s.refuseAuth(w, r, rt, ra.AuthRefusal{Err: err})
 			return
 		}
 		if !contains(rt.Roles, p.Role) {
-			writeError(w, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", ")))
+			err := ra.Errorf(ra.KindForbidden, "role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", "))
+			s.refuseAuth(w, r, rt, ra.AuthRefusal{Principal: p, Err: err})
 			return
 		}
 		rt.Handler(w, r, p)
@@ -128,17 +130,37 @@ func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return ra.Principal{}, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
+		return ra.Principal{}, ra.Errorf(ra.KindUnauthorized, "missing operator token: send 'Authorization: Bearer <token>'")
 	}
-	p, err := s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
-	if err != nil {
-		if errors.Is(err, ra.ErrBadToken) {
-			return ra.Principal{}, err
-		}
-		s.log.ErrorContext(r.Context(), "authenticate", "err", err)
-		return ra.Principal{}, errors.New("cannot check the operator token now")
+	return s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
+}
+
+// refuseAuth answers an operator API request refused at authentication (401) or by its route's roles (403),
+// after reporting it through the RA (ra.RefuseAuth: log line and audited refusal). Every such refusal goes
+// through here.
+func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a ra.AuthRefusal) {
+	a.Source = sourceOf(r)
+	a.Method, a.Route = rt.Method, rt.Pattern
+	s.ra.RefuseAuth(r.Context(), a)
+	status := statusOf(a.Err)
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
+		writeError(w, status, a.Err.Error())
+	case http.StatusForbidden:
+		writeError(w, status, a.Err.Error())
+	default:
+		s.log.ErrorContext(r.Context(), "authenticate", "err", a.Err)
+		writeError(w, http.StatusServiceUnavailable, "cannot check the operator token now")
 	}
-	return p, nil
+}
+
+// sourceOf returns the client's address without its port.
+func sourceOf(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // TLSConfig is the listener configuration: TLS 1.3 only (TLS 1.2 clients fail the handshake). A client

@@ -362,6 +362,28 @@ func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error)
 	return t, nil
 }
 
+// TokenByName returns the operator token named name, or an error wrapping store.ErrNotFound.
+func (s *Store) TokenByName(ctx context.Context, name string) (*store.Token, error) {
+	t, err := codec.ScanToken(s.r.QueryRowContext(ctx, sqlrecord.SelectTokenByName, name))
+	if err != nil {
+		return nil, fmt.Errorf("token %q: %w", name, notFound(err))
+	}
+	return t, nil
+}
+
+// ListTokens returns every operator token in order of creation.
+func (s *Store) ListTokens(ctx context.Context) ([]*store.Token, error) {
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListTokens)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	toks, err := collect(rows, codec.ScanToken)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return toks, nil
+}
+
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
 	c, err := codec.ScanCertificate(s.rs[stGetCert].QueryRowContext(ctx, serial))

@@ -974,6 +974,46 @@ func testToken(t *testing.T, s Backend) {
 	if _, err := s.TokenByHash(ctx, randBytes(t, 32)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TokenByHash unknown: %v", err)
 	}
+	// Names are unique, whatever the hash.
+	dup = *tok
+	dup.ID, dup.Hash = "other", randBytes(t, 32)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertToken(ctx, &dup) })
+	wantErr(t, "InsertToken with a taken name", err, store.ErrExists)
+
+	exp := us(t0.Add(90 * 24 * time.Hour))
+	second := &store.Token{ID: "4567cdef", Name: "signer-a", Role: "release-signer", Hash: randBytes(t, 32), CreatedAt: us(t0.Add(time.Second)), ExpiresAt: &exp}
+	tx(t, s, func(tx store.Tx) error { return tx.InsertToken(ctx, second) })
+	got, err = s.TokenByName(ctx, "signer-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "token by name", got, second)
+	if _, err := s.TokenByName(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TokenByName unknown: %v", err)
+	}
+
+	used := us(t0.Add(time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.SetTokenLastUsed(ctx, tok.ID, used) })
+	at := us(t0.Add(2 * time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.RevokeToken(ctx, tok.ID, at, "left the company") })
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.RevokeToken(ctx, tok.ID, at, "again") })
+	wantErr(t, "RevokeToken of a revoked token", err, store.ErrNotFound)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.RevokeToken(ctx, "missing", at, "x") })
+	wantErr(t, "RevokeToken of a missing token", err, store.ErrNotFound)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.SetTokenLastUsed(ctx, "missing", at) })
+	wantErr(t, "SetTokenLastUsed of a missing token", err, store.ErrNotFound)
+
+	list, err := s.ListTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *tok
+	want.LastUsedAt, want.RevokedAt, want.RevocationReason = &used, &at, "left the company"
+	if len(list) != 2 {
+		t.Fatalf("ListTokens: %d tokens, want 2", len(list))
+	}
+	mustEqual(t, "listed revoked token", list[0], &want)
+	mustEqual(t, "listed second token", list[1], second)
 }
 
 func testCertificatesBySPKIRead(t *testing.T, s Backend) {
