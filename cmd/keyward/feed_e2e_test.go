@@ -686,6 +686,43 @@ func stationStates(t *testing.T, s *setup) {
 	watch("station revoke", http.StatusOK, http.StatusForbidden, "never enroll again", "station", "revoke", name)
 }
 
+// tokenRevoke: an operator token revoked by a CLI process; every server, each of which has just authenticated
+// it (so holds it in its token cache), answers 401 within the propagation time.
+func tokenRevoke(t *testing.T, s *setup) {
+	tok := strings.TrimSpace(string(s.cli("token", "create", "--name", "auditor-1", "--role", "auditor")))
+	get := func(n *node) (int, string) {
+		req, err := http.NewRequest("GET", n.srv.url+"/api/v1/cas", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := n.api.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	var probes []probe
+	for _, n := range s.nodes {
+		if status, body := get(n); status != http.StatusOK {
+			t.Fatalf("%s with a new token: %d %s", n.name, status, body)
+		}
+		probes = append(probes, probe{n.name + " refuses the token", func() (bool, error) {
+			switch status, body := get(n); {
+			case status == http.StatusOK:
+				return false, nil
+			case status == http.StatusUnauthorized && strings.Contains(body, "revoked"):
+				return true, nil
+			default:
+				return false, fmt.Errorf("GET /api/v1/cas: %d %s; want 200 before, 401 naming the revocation after", status, body)
+			}
+		}})
+	}
+	changeAndWatch(t, "token revoke", func() { s.cli("token", "revoke", "auditor-1", "--reason", "drill") }, probes...)
+}
+
 var scenarios = []struct {
 	name string
 	run  func(*testing.T, *setup)
@@ -695,6 +732,7 @@ var scenarios = []struct {
 	{"ca-rollover", caRollover},
 	{"superseded-key", supersededKey},
 	{"station", stationStates},
+	{"token-revoke", tokenRevoke},
 }
 
 // TestChangesReachRunningServerSQLite: CLI processes beside a running server on one SQLite data directory.

@@ -34,10 +34,16 @@ const (
 	ActionDelegate         = "revocation.signer" // a delegated OCSP responder or filter signer certified
 	ActionFilter           = "revocation.filter" // a revocation filter published
 	ActionTokenCreate      = "token.create"
-	// ActionAuthRefused aggregates the requests refused before or at authentication (no or unknown client
-	// certificate, missing or bad operator token, a role without the right, a source over its rate limit):
-	// one refused event per reason per minute, its subject the reason, instead of one event per request.
-	ActionAuthRefused = "auth.refused"
+	ActionTokenRevoke      = "token.revoke"
+	ActionTokenList        = "token.list" // refusals only
+	// ActionAuthRefuse: a request to the operator API refused at authentication (401: no, unknown, revoked or
+	// expired token) or authorisation (403: a role the route does not allow).
+	ActionAuthRefuse = "auth.refuse"
+	// ActionAuthRefusals aggregates the requests refused before or at authentication over the network (no or
+	// unknown client certificate, a missing, unknown, revoked or expired operator token, a role without the
+	// right, a source over its rate limit): one refused event per reason per minute, its subject the reason,
+	// instead of one event per request (ActionAuthRefuse stays for a refusal in a local CLI process).
+	ActionAuthRefusals = "auth.refusals"
 
 	// Stations ("station." + resume, suspend or revoke) and devices ("device." + allow-reprovision,
 	// force-renew, suspend, resume or decommission).
@@ -45,6 +51,9 @@ const (
 	ActionStation        = "station."
 	ActionDevice         = "device."
 	ActionDeviceRegister = "device.register" // a device recorded from a reconciled factory export
+	// Forensics reads ('keyward device history', 'keyward cert history'): refusals only.
+	ActionDeviceHistory = "device.history"
+	ActionCertHistory   = "cert.history"
 
 	// Firmware ("firmware.key." + retired or revoked).
 	ActionFirmwareTrustCreate   = "firmware.trust.create"
@@ -73,7 +82,7 @@ const (
 	PrefixCA  = "ca."
 	// PrefixStation: a station added, suspended, resumed or revoked.
 	PrefixStation = "station."
-	// PrefixToken: an operator token created (or, later, revoked).
+	// PrefixToken: an operator token created or revoked.
 	PrefixToken = "token."
 	// PrefixCert: revocations and releases from hold, which the publisher follows.
 	PrefixCert = "cert."

@@ -171,10 +171,11 @@ func caCeremonyCmd(g *globals) *cobra.Command {
 		Long: `Commands for the offline ceremony machine. They work on a ceremony workspace (--dir), never on a server's
 data directory: the workspace holds the root key (software keystore sealed under the ceremony passphrase, or a
 PKCS#11 token) and its own hash-chained transcript, to which each command appends what it read, what it wrote
-(by SHA-256) and who witnessed it. A production ceremony needs at least two witnesses (--witness, repeated). A
-running server never loads a root key of an offline environment.`,
+(by SHA-256) and who witnessed it. A production ceremony needs at least two witnesses (--witness, repeated); once
+witnesses are enrolled in the workspace ('ca ceremony witness add'), each names themselves with their own
+credential (--witness NAME:TOKENFILE). A running server never loads a root key of an offline environment.`,
 	}
-	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyCRLCmd(g), ceremonyRootRolloverCmd(g), ceremonyLogCmd(g))
+	c.AddCommand(ceremonyRootCmd(g), ceremonySignCmd(g), ceremonyCRLCmd(g), ceremonyRootRolloverCmd(g), ceremonyLogCmd(g), ceremonyWitnessCmd(g))
 	return c
 }
 
@@ -196,7 +197,37 @@ func writeCeremonyOutput(path, typ string, der []byte, head ra.TranscriptHead, e
 }
 
 func addWitnessFlag(c *cobra.Command, w *[]string) {
-	c.Flags().StringArrayVar(w, "witness", nil, "a custodian present at the ceremony (repeat; production needs at least two)")
+	c.Flags().StringArrayVar(w, "witness", nil, "a custodian present at the ceremony, NAME or NAME:TOKENFILE with their witness credential (repeat; production needs at least two, each with a credential once the workspace has enrolled witnesses)")
+}
+
+// withWitnesses fills t's witnesses from --witness values: NAME, or NAME:TOKENFILE for a witness who proves
+// their presence with their own credential ('ca ceremony witness add'). Names hold no colon.
+func withWitnesses(t *ra.Transcript, values []string) error {
+	for _, v := range values {
+		name, file, ok := strings.Cut(v, ":")
+		t.Witnesses = append(t.Witnesses, name)
+		if !ok {
+			continue
+		}
+		tok, err := readTokenFile(file)
+		if err != nil {
+			return fmt.Errorf("--witness %s: %w", name, err)
+		}
+		if t.WitnessTokens == nil {
+			t.WitnessTokens = map[string]string{}
+		}
+		t.WitnessTokens[name] = tok
+	}
+	return nil
+}
+
+// witnessNames returns the names of --witness values, without their credential files.
+func witnessNames(values []string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i], _, _ = strings.Cut(v, ":")
+	}
+	return out
 }
 
 func ceremonyRootCmd(g *globals) *cobra.Command {
@@ -227,7 +258,10 @@ func ceremonyRootCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t := &ra.Transcript{Command: "ca ceremony root", Witnesses: witnesses}
+			t := &ra.Transcript{Command: "ca ceremony root"}
+			if err := withWitnesses(t, witnesses); err != nil {
+				return err
+			}
 			ca, head, err := n.RA.CeremonyRoot(cmd.Context(), principal(), env, backend, a, v, t)
 			if err != nil {
 				return err
@@ -291,11 +325,14 @@ ceremony. The certificate is written after a line naming the transcript event th
 			for _, kv := range plan.Describe() {
 				fmt.Fprintf(w, "  %s:\t%s\n", kv[0], kv[1])
 			}
-			fmt.Fprintf(w, "  witnesses:\t%s\n", dash(strings.Join(witnesses, ", ")))
+			fmt.Fprintf(w, "  witnesses:\t%s\n", dash(strings.Join(witnessNames(witnesses), ", ")))
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			t := &ra.Transcript{Command: "ca ceremony sign", Witnesses: witnesses, Inputs: map[string][]byte{"request": file}}
+			t := &ra.Transcript{Command: "ca ceremony sign", Inputs: map[string][]byte{"request": file}}
+			if err := withWitnesses(t, witnesses); err != nil {
+				return err
+			}
 			der, head, err := n.RA.SignCeremony(cmd.Context(), principal(), plan, t)
 			if err != nil {
 				return err
@@ -426,7 +463,10 @@ under the new root as their next generation: 'keyward ca csr', 'keyward ca cerem
 			if spec.Keys, err = n.Keystore(ks); err != nil {
 				return err
 			}
-			t := &ra.Transcript{Command: "ca ceremony root-rollover", Witnesses: witnesses}
+			t := &ra.Transcript{Command: "ca ceremony root-rollover"}
+			if err := withWitnesses(t, witnesses); err != nil {
+				return err
+			}
 			res, head, err := n.RA.CeremonyRootRollover(cmd.Context(), principal(), spec, t)
 			if err != nil {
 				return err
@@ -464,5 +504,76 @@ under the new root as their next generation: 'keyward ca csr', 'keyward ca cerem
 	c.Flags().StringVar(&ks, "keystore", "soft", `where the new root key is generated: "soft" (sealed in the workspace) or a PKCS#11 URI`)
 	c.Flags().StringVar(&out, "out", "", "output directory")
 	addWitnessFlag(c, &witnesses)
+	return c
+}
+
+func ceremonyWitnessCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "witness",
+		Short: "Enrol and revoke the credentials by which ceremony witnesses name themselves",
+		Long: `A witness credential is a token made in the ceremony workspace, held by one custodian (on removable media
+of their own), and presented at each ceremony as --witness NAME:TOKENFILE. Once a workspace has an enrolled
+witness, every witness of its production ceremonies must present their own credential, so that two names on
+a transcript are two people who each proved their presence; dev and staging ceremonies accept plain names.
+A witness credential opens no API route.`,
+	}
+	var dir, name, out, expires, reason string
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Enrol a witness: write their credential to --out (mode 0600); only its hash is kept",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || name == "" || out == "" {
+				return usageError{errors.New("--dir, --name and --out are required")}
+			}
+			req, err := parseExpires(expires)
+			if err != nil {
+				return err
+			}
+			req.Name = name
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			tok, err := n.RA.EnrollWitness(cmd.Context(), principal(), req)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(out, []byte(tok+"\n"), 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.Stdout, "enrolled witness %q; credential written to %s: give it to them, and keep no copy\n", name, out)
+			return nil
+		},
+	}
+	add.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	add.Flags().StringVar(&name, "name", "", "the witness's name, as they give it with --witness (no colon)")
+	add.Flags().StringVar(&out, "out", "", "file to write the credential to")
+	add.Flags().StringVar(&expires, "expires", "1y", `validity ("1y", "400d"), or "never"`)
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke a witness's credential (lost media, a custodian who left)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" || strings.TrimSpace(reason) == "" {
+				return usageError{errors.New("--dir and --reason are required")}
+			}
+			n, err := ceremonyNode(cmd, g, dir)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			t, err := n.RA.RevokeToken(cmd.Context(), principal(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.Stdout, "revoked the credential of %s %q\n", t.Role, t.Name)
+			return nil
+		},
+	}
+	revoke.Flags().StringVar(&dir, "dir", "", "ceremony workspace directory")
+	revoke.Flags().StringVar(&reason, "reason", "", "why the credential is revoked")
+	c.AddCommand(add, revoke)
 	return c
 }

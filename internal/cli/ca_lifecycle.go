@@ -289,7 +289,10 @@ func ceremonyCRLCmd(g *globals) *cobra.Command {
 			for _, e := range q.Revoked {
 				fmt.Fprintf(g.env.Stdout, "  %s serial %s revoked %s (%s)\n", dash(e.CA), e.Serial, e.RevokedAt.Format(time.RFC3339), e.Reason)
 			}
-			t := &ra.Transcript{Command: "ca ceremony crl", Witnesses: witnesses, Inputs: map[string][]byte{"request": data}}
+			t := &ra.Transcript{Command: "ca ceremony crl", Inputs: map[string][]byte{"request": data}}
+			if err := withWitnesses(t, witnesses); err != nil {
+				return err
+			}
 			der, head, err := n.RA.CeremonyCRL(cmd.Context(), principal(), env, q, validity, t)
 			if err != nil {
 				return err

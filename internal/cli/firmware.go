@@ -159,35 +159,43 @@ func firmwareReleaseCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&minBoot, "min-bootloader", "", "lowest bootloader version (semver) that can boot the image")
 	g.addJSON(create)
 
-	var as string
+	var as, tokenFile string
 	approve := &cobra.Command{
 		Use:   "approve ID",
-		Short: "Approve a release as one release signer",
-		Long: `Record the approval of release ID by one release signer of its product line. In local CLI mode --as names the
-signer (the server takes the authenticated principal instead). Each signer approves once; the release is
-approved when the product line's threshold of distinct signers is reached.`,
+		Short: "Approve a release as one release signer, proven by that signer's own token",
+		Long: `Record the approval of release ID by one release signer of its product line. The approval is proven by the
+signer's own operator token (role release-signer, named as keyward.yaml lists the signer): --token-file names
+the file holding it, and it is checked against the store like a bearer token on the API (unknown, revoked or
+expired: refused). --as, if given, must be the token's name. The audit event names the token's operator and the
+operating-system user who presented it. Each signer approves once; the release is approved when the product
+line's threshold of distinct signers is reached, so one person holding one token cannot approve twice.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if as == "" {
-				return usageError{errors.New("--as NAME is required: the release signer approving")}
-			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			r, approvals, err := n.RA.ApproveRelease(cmd.Context(), principal(), args[0], as)
+			p := principal()
+			if tokenFile != "" {
+				if p, err = signerPrincipal(cmd.Context(), n.RA, tokenFile, "firmware release approve"); err != nil {
+					return err
+				}
+			}
+			// Without a token the RA refuses, audited: the attempt to approve in a signer's name is evidence.
+			r, approvals, err := n.RA.ApproveRelease(cmd.Context(), p, args[0], as)
 			if err != nil {
 				return err
 			}
 			if g.json {
 				return g.printJSON(api.NewFirmwareRelease(r, approvals))
 			}
-			fmt.Fprintf(g.env.Stdout, "release %s approved by %s: %d of %d approvals, status %s\n", r.ID, as, len(approvals), r.Threshold, r.Status)
+			fmt.Fprintf(g.env.Stdout, "release %s approved by %s: %d of %d approvals, status %s\n", r.ID, approvals[len(approvals)-1].Signer, len(approvals), r.Threshold, r.Status)
 			return nil
 		},
 	}
-	approve.Flags().StringVar(&as, "as", "", "release signer name (local CLI mode)")
+	approve.Flags().StringVar(&tokenFile, "token-file", "", "file holding the approving release signer's own operator token (required)")
+	approve.Flags().StringVar(&as, "as", "", "release signer name; must be the token's")
 	g.addJSON(approve)
 
 	var out string

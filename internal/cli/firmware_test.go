@@ -33,6 +33,57 @@ func kwCode(t *testing.T, want int, args ...string) string {
 	return out + errs
 }
 
+// signerToken returns the file holding release signer name's own operator token in data directory dir,
+// creating the token on first use.
+func signerToken(t *testing.T, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".token")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	tok := mustKW(t, "token", "create", "--data", dir, "--name", name, "--role", "release-signer")
+	if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestApprovalNeedsTheSignersOwnToken: in local CLI mode one person holding one release signer's token cannot
+// approve twice: not again in that name, not in another signer's name with it, and not without a token at
+// all; a revoked token approves nothing. The approval event names the token's operator and the local user.
+func TestApprovalNeedsTheSignersOwnToken(t *testing.T) {
+	dir := initDir(t)
+	id := release(t, dir, "dev", "1.0.0", randomImage(t, 4096))
+	a := signerToken(t, dir, "signer-a")
+	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--token-file", a)
+	if ev := lastEvent(t, dir); ev.Actor != "operator:signer-a" || ev.Details["signer"] != "signer-a" || !strings.HasPrefix(ev.Details["via"], "cli:") {
+		t.Fatalf("approval event: %+v", ev)
+	}
+	for _, args := range [][]string{
+		{"--as", "signer-b", "--token-file", a}, // signer-a's token in signer-b's name
+		{"--as", "signer-b"},                    // no token: the local administrator names a signer
+		{},                                      // no token, no name
+	} {
+		out := kwCode(t, ExitDenied, append([]string{"firmware", "release", "approve", id, "--data", dir}, args...)...)
+		if !strings.Contains(out, "token") {
+			t.Errorf("approve %v: %s", args, out)
+		}
+		if ev := lastEvent(t, dir); ev.Outcome != "refused" || ev.Action != "firmware.release.approve" {
+			t.Errorf("approve %v: last event %+v, want the refusal", args, ev)
+		}
+	}
+	kwCode(t, ExitConflict, "firmware", "release", "approve", id, "--data", dir, "--token-file", a)
+	b := signerToken(t, dir, "signer-b")
+	mustKW(t, "token", "revoke", "signer-b", "--data", dir, "--reason", "left the team")
+	if out := kwCode(t, ExitDenied, "firmware", "release", "approve", id, "--data", dir, "--token-file", b); !strings.Contains(out, "revoked") {
+		t.Errorf("approve with a revoked token: %s", out)
+	}
+	if ev := lastEvent(t, dir); ev.Action != "auth.refuse" || ev.Details["token"] != "signer-b" {
+		t.Errorf("approve with a revoked token: last event %+v", ev)
+	}
+	kwCode(t, ExitConflict, "firmware", "release", "sign", id, "--data", dir, "--out", filepath.Join(t.TempDir(), "m"))
+}
+
 // release creates a release of image in env and returns its id.
 func release(t *testing.T, dir, env, version, image string) string {
 	t.Helper()
@@ -42,8 +93,8 @@ func release(t *testing.T, dir, env, version, image string) string {
 // approveAndSign approves id by signer-a and signer-b and writes the signed manifest.
 func approveAndSign(t *testing.T, dir, id string) string {
 	t.Helper()
-	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a")
-	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-b")
+	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--token-file", signerToken(t, dir, "signer-a"))
+	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-b", "--token-file", signerToken(t, dir, "signer-b"))
 	out := filepath.Join(t.TempDir(), id+".cbor")
 	mustKW(t, "firmware", "release", "sign", id, "--data", dir, "--out", out)
 	return out
@@ -81,16 +132,16 @@ func TestFirmwareReleaseEndToEnd(t *testing.T) {
 	if out := kwCode(t, ExitConflict, "firmware", "release", "sign", id, "--data", dir, "--out", filepath.Join(t.TempDir(), "m")); !strings.Contains(out, "0 of the 2 approvals") {
 		t.Errorf("sign before any approval: %s", out)
 	}
-	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a")
-	if out := kwCode(t, ExitConflict, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a"); !strings.Contains(out, "already") {
+	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--token-file", signerToken(t, dir, "signer-a"))
+	if out := kwCode(t, ExitConflict, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--token-file", signerToken(t, dir, "signer-a")); !strings.Contains(out, "already") {
 		t.Errorf("second approval by signer-a: %s", out)
 	}
-	kwCode(t, ExitDenied, "firmware", "release", "approve", id, "--data", dir, "--as", "mallory")
+	kwCode(t, ExitDenied, "firmware", "release", "approve", id, "--data", dir, "--as", "mallory", "--token-file", signerToken(t, dir, "mallory"))
 	kwCode(t, ExitConflict, "firmware", "release", "sign", id, "--data", dir, "--out", filepath.Join(t.TempDir(), "m"))
 	kwCode(t, ExitConflict, "firmware", "release", "create", "--data", dir, "--product", "demo-implant", "--version", "1.0.0", "--image", image)
 	kwCode(t, ExitBadRequest, "firmware", "release", "create", "--data", dir, "--product", "demo-implant", "--version", "1.0", "--image", image)
 	kwCode(t, ExitBadRequest, "firmware", "release", "create", "--data", dir, "--product", "no-such-line", "--version", "1.0.1", "--image", image)
-	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-c")
+	mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-c", "--token-file", signerToken(t, dir, "signer-c"))
 	m1 := filepath.Join(t.TempDir(), "manifest.cbor")
 	mustKW(t, "firmware", "release", "sign", id, "--data", dir, "--out", m1)
 	manifest1, _ := os.ReadFile(m1)
@@ -260,7 +311,7 @@ func TestFirmwareReleaseJSONSameInCLIAndAPI(t *testing.T) {
 		}
 		return slices.Sorted(maps.Keys(m))
 	}
-	cli := fields("firmware release approve --json", []byte(mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--json")))
+	cli := fields("firmware release approve --json", []byte(mustKW(t, "firmware", "release", "approve", id, "--data", dir, "--as", "signer-a", "--token-file", signerToken(t, dir, "signer-a"), "--json")))
 	listed := listJSON[json.RawMessage](t, "firmware", "release", "list", "--data", dir, "--json")
 	if len(listed) != 1 {
 		t.Fatalf("release list: %d releases", len(listed))

@@ -65,6 +65,9 @@ func TestGoldenJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustKW(t, append([]string{"cert", "issue", "--profile", "implant-identity", "--csr", csr}, common...)...)
+	mustKW(t, append([]string{"token", "create", "--name", "robot", "--role", "auditor", "--expires", "never"}, common...)...)
+	mustKW(t, append([]string{"token", "create", "--name", "gone", "--role", "ca-officer"}, common...)...)
+	mustKW(t, append([]string{"token", "revoke", "gone", "--reason", "rotated"}, common...)...)
 	var out bytes.Buffer
 	for _, args := range [][]string{
 		{"ca", "list", "--json"},
@@ -72,6 +75,7 @@ func TestGoldenJSON(t *testing.T) {
 		{"station", "list", "--json"},
 		{"cert", "list", "--json", "--profile", "implant-identity"},
 		{"device", "list", "--json"},
+		{"token", "list", "--json"},
 	} {
 		fmt.Fprintf(&out, "$ keyward %s\n%s\n", strings.Join(args, " "), normalise(mustKW(t, append(args, common...)...), dir))
 	}
@@ -98,8 +102,14 @@ func TestGoldenRefusals(t *testing.T) {
 		{"station", "add", "--site", "line-1", "--product", "no-such-product", "--out", filepath.Join(dir, "s")},
 		{"station", "suspend", "no-such-station"},
 		{"token", "create", "--name", "x", "--role", "nobody"},
+		{"token", "create", "--name", "x", "--role", "auditor", "--expires", "soon"},
+		{"token", "create", "--name", "admin", "--role", "auditor"},
+		{"token", "revoke", "nobody", "--reason", "left"},
+		{"token", "revoke", "admin"},
 		{"ca", "create", "--env", "nowhere"},
 		{"revocation", "crl", "--ca", "dev/nothing"},
+		{"token", "revoke", "admin", "--reason", "rotated"},
+		{"token", "revoke", "admin", "--reason", "rotated"},
 	} {
 		stdout, stderr, code := kw(t, append(args, common...)...)
 		fmt.Fprintf(&out, "$ keyward %s\nexit %d\n%s%s\n", normalise(strings.Join(args, " "), dir), code, normalise(stdout, dir), normalise(stderr, dir))

@@ -142,7 +142,21 @@ func TestProductionCeremony(t *testing.T) {
 	if !pending {
 		t.Fatal("no pre-activation key for production/demo-implant")
 	}
-	mustKW(t, append([]string{"ca", "ceremony", "sign", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--csr", csrPEM, "--out", issuingPEM}, witnesses...)...)
+	// From the first enrolled witness on, each witness of a production ceremony names themselves with their
+	// own credential.
+	creds := map[string]string{}
+	for _, w := range []string{"alice", "bob"} {
+		creds[w] = filepath.Join(work, w+".witness")
+		mustKW(t, "ca", "ceremony", "witness", "add", "--dir", ceremony, "--passphrase-file", passFile, "--name", w, "--out", creds[w])
+	}
+	signArgs := []string{"ca", "ceremony", "sign", "--dir", ceremony, "--passphrase-file", passFile, "--env", "production", "--csr", csrPEM, "--out", issuingPEM}
+	if _, errs, code := kw(t, append(signArgs, witnesses...)...); code != ExitDenied || !strings.Contains(errs, "--witness alice:TOKENFILE") {
+		t.Fatalf("plain witness names once witnesses are enrolled: exit %d %q", code, errs)
+	}
+	if _, errs, code := kw(t, append(signArgs, "--witness", "alice:"+creds["alice"], "--witness", "bob:"+creds["alice"])...); code != ExitDenied || !strings.Contains(errs, "own witness credential") {
+		t.Fatalf("one credential for two witnesses: exit %d %q", code, errs)
+	}
+	mustKW(t, append(signArgs, "--witness", "alice:"+creds["alice"], "--witness", "bob:"+creds["bob"])...)
 	// Importing against the wrong root is refused.
 	if _, errs, code := kw(t, "ca", "import", "--data", dir, "--env", "production", "--product", "demo-implant", "--cert", issuingPEM,
 		"--root", writeTemp(t, "dev-root.pem", []byte(mustKW(t, "ca", "export", "--data", dir, "--env", "dev")))); code == 0 || !strings.Contains(errs, "not signed by the given root") {

@@ -15,7 +15,7 @@ func (n *Node) EnsureAdminToken(ctx context.Context, actor string) (string, erro
 	if _, err := os.Stat(path); err == nil {
 		return "", nil
 	}
-	tok, err := n.RA.CreateToken(ctx, ra.Principal{ID: actor, Role: ra.RoleAdmin}, "admin", ra.RoleAdmin)
+	tok, err := n.RA.CreateToken(ctx, ra.Principal{ID: actor, Role: ra.RoleAdmin}, ra.TokenRequest{Name: "admin", Role: ra.RoleAdmin})
 	if err != nil {
 		return "", err
 	}

@@ -295,7 +295,7 @@ func ParseCRLRequest(data []byte) (*CRLRequest, error) {
 // q.MinNumber and above every CRL the workspace signed before, and records the command's transcript t. It
 // returns the DER CRL and the log's new head.
 func (r *RA) CeremonyCRL(ctx context.Context, p Principal, env string, q *CRLRequest, validity time.Duration, t *Transcript) ([]byte, TranscriptHead, error) {
-	ws, err := Witnesses(env, t.Witnesses)
+	ws, err := r.witnesses(ctx, env, t)
 	if err != nil {
 		r.refuse(ctx, p, audit.ActionCeremonyCRL, q.Root, map[string]string{"command": t.Command}, err)
 		return nil, TranscriptHead{}, err

@@ -505,13 +505,85 @@ func Witnesses(env string, names []string) ([]string, error) {
 	return out, nil
 }
 
+// RoleWitness is the role of a ceremony witness's credential: a token made in a ceremony workspace
+// (EnrollWitness) by which a custodian names themselves at a ceremony. It is no operator role: it opens no API
+// route, and 'keyward token create' cannot make one.
+const RoleWitness = "witness"
+
+// EnrollWitness makes the credential by which custodian name proves their presence at this workspace's
+// ceremonies, and returns it (only its hash is kept). From the first enrolment on, every witness of a
+// production ceremony in the workspace must present theirs (witnesses).
+func (r *RA) EnrollWitness(ctx context.Context, p Principal, req TokenRequest) (string, error) {
+	if err := r.authorize(ctx, p, audit.ActionTokenCreate, req.Name, "enrol ceremony witnesses", RoleAdmin); err != nil {
+		return "", err
+	}
+	req.Role = RoleWitness
+	return r.createToken(ctx, p, req, []string{RoleWitness})
+}
+
+// witnesses returns the distinct witnesses of t (Witnesses), after checking the credentials they presented.
+// A credential must be a witness credential of this workspace, active, and in the witness's own name. Where
+// the environment requires it, every witness must present one: a production ceremony in a workspace with
+// enrolled witnesses, so that a production root signs only before people who proved themselves, and one
+// custodian cannot stand for two. Dev and staging ceremonies, and workspaces with no witness enrolled, accept
+// plain names as before.
+func (r *RA) witnesses(ctx context.Context, env string, t *Transcript) ([]string, error) {
+	ws, err := Witnesses(env, t.Witnesses)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]string{}
+	for name, tok := range t.WitnessTokens {
+		byName[strings.ToLower(strings.TrimSpace(name))] = tok
+	}
+	required := false
+	if env == "production" {
+		toks, err := r.cfg.Store.ListTokens(ctx)
+		if err != nil {
+			return nil, wrap(KindUnavailable, err)
+		}
+		for _, tk := range toks {
+			if tk.Role == RoleWitness && TokenState(tk, r.now()) == TokenActive {
+				required = true
+				break
+			}
+		}
+	}
+	t.authenticated = nil
+	for _, name := range ws {
+		tok, ok := byName[strings.ToLower(name)]
+		if !ok {
+			if required {
+				return nil, FieldErrorf(KindUnauthorized, "witness", "witness %q named no credential: this workspace has enrolled witnesses, so each witness of a production ceremony proves their presence with their own (--witness %s:TOKENFILE)", name, name)
+			}
+			continue
+		}
+		at, err := r.AuthenticateToken(ctx, tok)
+		if err != nil {
+			return nil, FieldErrorf(KindUnauthorized, "witness", "witness %q: %w", name, err)
+		}
+		got := strings.TrimPrefix(at.Principal.ID, operatorPrefix)
+		if at.Principal.Role != RoleWitness || !strings.EqualFold(got, name) {
+			return nil, FieldErrorf(KindForbidden, "witness", "witness %q presented the credential of %s %q: each witness names themselves with their own witness credential", name, at.Principal.Role, got)
+		}
+		t.authenticated = append(t.authenticated, name)
+	}
+	return ws, nil
+}
+
 // Transcript is what a ceremony command records in its workspace's hash-chained log: the command, its inputs
 // and outputs by SHA-256 and the custodians present.
 type Transcript struct {
 	Command   string
 	Witnesses []string
-	Inputs    map[string][]byte // name → content
-	Outputs   map[string][]byte
+	// WitnessTokens holds, by witness name, the credential a witness presented (EnrollWitness made it in this
+	// workspace). The RA checks each against the workspace's store and records who proved themselves, never
+	// the token.
+	WitnessTokens map[string]string
+	Inputs        map[string][]byte // name → content
+	Outputs       map[string][]byte
+	// authenticated are the witnesses whose credential was checked, set by the RA.
+	authenticated []string
 }
 
 func (t *Transcript) details(d map[string]string) map[string]string {
@@ -520,6 +592,9 @@ func (t *Transcript) details(d map[string]string) map[string]string {
 	}
 	d["command"] = t.Command
 	d["witnesses"] = strings.Join(t.Witnesses, ", ")
+	if len(t.authenticated) > 0 {
+		d["witnesses_authenticated"] = strings.Join(t.authenticated, ", ")
+	}
 	for name, data := range t.Inputs {
 		sum := sha256.Sum256(data)
 		d["in:"+name] = hex.EncodeToString(sum[:])
@@ -572,7 +647,7 @@ func (r *RA) head(ctx context.Context) (TranscriptHead, error) {
 // SignCeremony has the workspace's root sign plan in the presence of the witnesses named in t, and records
 // it in the workspace's log with t. It returns the certificate and the log's new head.
 func (r *RA) SignCeremony(ctx context.Context, p Principal, plan *CeremonyPlan, t *Transcript) ([]byte, TranscriptHead, error) {
-	ws, err := Witnesses(plan.Info.Environment, t.Witnesses)
+	ws, err := r.witnesses(ctx, plan.Info.Environment, t)
 	if err != nil {
 		r.refuse(ctx, p, audit.ActionCeremonySign, plan.Info.CA, map[string]string{"command": t.Command}, err)
 		return nil, TranscriptHead{}, err

@@ -490,3 +490,63 @@ func TestRootRollover(t *testing.T) {
 		t.Fatalf("old root in the workspace: %+v %v", old, err)
 	}
 }
+
+// TestCeremonyWitnessCredentials: once a workspace has enrolled witnesses, a production ceremony needs each
+// witness's own credential; a credential in another's name, a revoked one and an operator's token are refused;
+// the transcript records who proved themselves, never a token. Plain names still do in dev.
+func TestCeremonyWitnessCredentials(t *testing.T) {
+	p := newProduction(t) // its root ceremony had plain names: no witness was enrolled yet
+	ctx := context.Background()
+	alice, err := p.cer.RA.EnrollWitness(ctx, admin, ra.TokenRequest{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := p.cer.RA.EnrollWitness(ctx, admin, ra.TokenRequest{Name: "bob", NeverExpires: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.cer.RA.EnrollWitness(ctx, ra.Principal{ID: "operator:x", Role: ra.RoleAuditor}, ra.TokenRequest{Name: "carol"}); ra.KindOf(err) != ra.KindForbidden {
+		t.Fatalf("an auditor enrolling a witness: %v", err)
+	}
+	f := p.request(t, ra.CARequestSpec{Kind: "issuing", ProductLine: "demo-implant"})
+	plan, err := p.cer.RA.PlanCeremony(ctx, admin, "production", f.PEM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		tokens map[string]string
+		kind   ra.Kind
+	}{
+		{"plain names", nil, ra.KindUnauthorized},
+		{"one credential", map[string]string{"alice": alice}, ra.KindUnauthorized},
+		{"alice's credential for both", map[string]string{"alice": alice, "bob": alice}, ra.KindForbidden},
+		{"a bad credential", map[string]string{"alice": alice, "bob": "kwt_forged"}, ra.KindUnauthorized},
+	} {
+		_, _, err := p.cer.RA.SignCeremony(ctx, admin, plan, &ra.Transcript{Command: "test", Witnesses: witnesses, WitnessTokens: tc.tokens})
+		if ra.KindOf(err) != tc.kind || ra.FieldOf(err) != "witness" {
+			t.Errorf("%s: %v (kind %s), want %s about the witness", tc.name, err, ra.KindOf(err), tc.kind)
+		}
+	}
+	if _, _, err := p.cer.RA.SignCeremony(ctx, admin, plan, &ra.Transcript{Command: "test", Witnesses: witnesses,
+		WitnessTokens: map[string]string{"alice": alice, "Bob": bob}}); err != nil {
+		t.Fatalf("both witnesses with their credentials: %v", err)
+	}
+	e := lastAudit(t, p.cer.Store)
+	if e.Action != audit.ActionCeremonySign || e.Details["witnesses_authenticated"] != "alice, bob" {
+		t.Fatalf("transcript entry: %+v", e)
+	}
+	for _, v := range e.Details {
+		if strings.Contains(v, alice) || strings.Contains(v, bob) {
+			t.Fatal("the transcript holds a witness credential")
+		}
+	}
+	if _, err := p.cer.RA.RevokeToken(ctx, admin, "bob", "lost his USB key"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = p.cer.RA.SignCeremony(ctx, admin, plan, &ra.Transcript{Command: "test", Witnesses: witnesses,
+		WitnessTokens: map[string]string{"alice": alice, "bob": bob}})
+	if !errors.Is(err, ra.ErrRevokedToken) {
+		t.Fatalf("a revoked witness credential: %v", err)
+	}
+}

@@ -439,22 +439,23 @@ func (r *RA) getRelease(ctx context.Context, id string) (*store.FirmwareRelease,
 	return rel, nil
 }
 
-// approver returns the release signer p approves as. A release signer approves in its own name, its operator
-// token's, so that nobody approves in another signer's name; an administrator, which the API does not let
-// approve and the local CLI acts as, names the signer (as).
+// approver returns the release signer p approves as. An approval proves the approver: only a principal
+// authenticated by a release signer's own operator token approves, and only in that token's name, over the API
+// (the bearer token) and in local CLI mode alike (the token read from --token-file and checked against the
+// store, AuthenticateToken). Two-person control then holds between credentials, not between names typed: one
+// person holding one token cannot approve twice, and an administrator (which the local CLI acts as) cannot
+// approve in anyone's name. as, if given, must be the token's name.
 func approver(p Principal, as string) (string, error) {
-	if p.Role != RoleReleaseSigner {
-		if as == "" {
-			return "", FieldErrorf(KindBadRequest, "as", "name the release signer who approves")
-		}
-		return as, nil
-	}
 	name, ok := strings.CutPrefix(p.ID, operatorPrefix)
-	if !ok || name == "" {
-		return "", errorf(KindForbidden, "%s is not an operator: a release signer approves with its own operator token", p.ID)
+	if p.Role != RoleReleaseSigner || !ok || name == "" {
+		who := "a release signer"
+		if as != "" {
+			who = fmt.Sprintf("release signer %q", as)
+		}
+		return "", sentinelf(ErrNotReleaseSigner, "token_file", "%s is not authenticated as a release signer: an approval is proven by %s's own operator token (the API's bearer token; in local CLI mode --token-file)", p.ID, who)
 	}
 	if as != "" && as != name {
-		return "", sentinelf(ErrNotReleaseSigner, "as", "release signer %q approves in its own name only, not as %q", name, as)
+		return "", sentinelf(ErrNotReleaseSigner, "as", "the token presented is release signer %q's; it approves in %q's name only, not as %q", name, name, as)
 	}
 	return name, nil
 }
@@ -464,9 +465,6 @@ func approver(p Principal, as string) (string, error) {
 // is not a release signer of the product line, a second approval by the same signer and an approval of a
 // signed release are refused, audited.
 func (r *RA) ApproveRelease(ctx context.Context, p Principal, id, as string) (*store.FirmwareRelease, []*store.FirmwareApproval, error) {
-	if err := r.authorize(ctx, p, audit.ActionFirmwareApprove, id, "approve firmware releases", RoleReleaseSigner, RoleAdmin); err != nil {
-		return nil, nil, err
-	}
 	signer, err := approver(p, as)
 	if err != nil {
 		r.refuse(ctx, p, audit.ActionFirmwareApprove, id, map[string]string{"signer": as}, err)

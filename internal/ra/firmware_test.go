@@ -109,10 +109,16 @@ func TestFirmwareReleaseDecisions(t *testing.T) {
 	if _, _, err = n.RA.ApproveRelease(ctx, fwAuditor, rel.ID, "signer-b"); ra.KindOf(err) != ra.KindForbidden {
 		t.Fatalf("auditor approving: %v", err)
 	}
-	if _, _, err = n.RA.ApproveRelease(ctx, fwAdmin, rel.ID, ""); ra.KindOf(err) != ra.KindBadRequest || ra.FieldOf(err) != "as" {
-		t.Fatalf("administrator approving without naming the signer: %v", err)
+	// An administrator (the local CLI's own principal) approves in nobody's name: an approval is proven by the
+	// signer's own token.
+	_, _, err = n.RA.ApproveRelease(ctx, fwAdmin, rel.ID, "")
+	wantRefusal(t, "administrator approving", err, ra.ErrNotReleaseSigner, ra.KindForbidden)
+	_, _, err = n.RA.ApproveRelease(ctx, fwAdmin, rel.ID, "signer-b")
+	wantRefusal(t, "administrator approving as signer-b", err, ra.ErrNotReleaseSigner, ra.KindForbidden)
+	if ra.FieldOf(err) != "token_file" {
+		t.Errorf("administrator approving as signer-b: field %q, want token_file", ra.FieldOf(err))
 	}
-	got, as, err := n.RA.ApproveRelease(ctx, fwAdmin, rel.ID, "signer-b")
+	got, as, err := n.RA.ApproveRelease(ctx, releaseSigner("signer-b"), rel.ID, "signer-b")
 	if err != nil || len(as) != 2 || got.Status != store.FirmwareApproved {
 		t.Fatalf("approve as signer-b: %+v %v %v", got, as, err)
 	}
@@ -144,7 +150,8 @@ func TestFirmwareReleaseDecisions(t *testing.T) {
 	}
 	for key, want := range map[string]string{
 		"operator:signer-a/success": "signer-a ",
-		"cli:test/success":          "signer-b ",
+		"operator:signer-b/success": "signer-b ",
+		"cli:test/refused":          " signer-b ",
 		"operator:mallory/refused":  "mallory ",
 		"operator:signer-c/refused": "signer-c ",
 	} {

@@ -272,7 +272,7 @@ func (r *RA) CreateServiceCA(ctx context.Context, p Principal, id string) (*stor
 // CeremonyRoot creates env's root in a ceremony workspace (this RA's store and keystores are the workspace's),
 // its key in ks, and records the command's transcript t. It returns the root and the log's new head.
 func (r *RA) CeremonyRoot(ctx context.Context, p Principal, env string, ks keystore.Keystore, alg keystore.Algorithm, validity time.Duration, t *Transcript) (*store.CA, TranscriptHead, error) {
-	ws, err := Witnesses(env, t.Witnesses)
+	ws, err := r.witnesses(ctx, env, t)
 	if err != nil {
 		r.refuse(ctx, p, audit.ActionCeremonyRoot, hierarchy.RootID(env), map[string]string{"command": t.Command}, err)
 		return nil, TranscriptHead{}, err

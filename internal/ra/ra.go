@@ -34,6 +34,10 @@ var OperatorRoles = []string{RoleAdmin, RoleCAOfficer, RoleAuditor, RoleReleaseS
 type Principal struct {
 	ID   string // e.g. "operator:admin", "station:site-a-01", "cli:root"
 	Role string
+	// Via, if set, names who presented the principal's credential when that is not the principal itself: the
+	// operating-system user of a local CLI command run with a release signer's token ("cli:alice"). Audit
+	// events record it beside the actor.
+	Via string
 }
 
 // System is the principal of the service itself: changes no caller asked for (a delegated OCSP responder
@@ -174,6 +178,9 @@ func (r *RA) appendRefusal(ctx context.Context, p Principal, action, subject str
 	if p.Role != "" {
 		d["role"] = audit.Bound(p.Role, audit.MaxDetail)
 	}
+	if p.Via != "" {
+		d["via"] = audit.Bound(p.Via, audit.MaxDetail)
+	}
 	d["reason"] = audit.Bound(cause.Error(), maxReason)
 	if subject == "" {
 		subject = "-"
@@ -186,6 +193,14 @@ func (r *RA) appendRefusal(ctx context.Context, p Principal, action, subject str
 
 // success appends the audit event of a change made in tx.
 func (r *RA) success(ctx context.Context, tx store.Tx, p Principal, action, subject string, at time.Time, details map[string]string) error {
+	if p.Via != "" {
+		d := make(map[string]string, len(details)+1)
+		for k, v := range details {
+			d[k] = v
+		}
+		d["via"] = p.Via
+		details = d
+	}
 	return tx.AppendAudit(ctx, &audit.Event{Time: at, Actor: p.ID, Action: action, Subject: subject, Outcome: audit.OutcomeSuccess, Details: details})
 }
 

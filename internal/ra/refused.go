@@ -18,13 +18,12 @@ import (
 	"github.com/keyward/keyward/internal/audit"
 )
 
-// Reasons a request is refused before or at authentication: the subject of their aggregated audit event.
+// Reasons a request is refused before or at authentication, besides the operator-token ones (AuthNoToken,
+// AuthUnknownToken, AuthRevokedToken, AuthExpiredToken, AuthForbiddenRole): the subject of their aggregated
+// audit event.
 const (
 	RefusalNoClientCert      = "no-client-certificate"      // an EST route without a TLS client certificate
 	RefusalUnknownClientCert = "unknown-client-certificate" // a client certificate of no known station or device
-	RefusalMissingToken      = "missing-token"              // an operator route without a bearer token
-	RefusalBadToken          = "bad-token"                  // an unknown, malformed or revoked operator token
-	RefusalForbidden         = "forbidden-role"             // an authenticated caller whose role the route does not allow
 	RefusalRateLimited       = "rate-limited"               // a source over its rate of refused requests (HTTP 429)
 	// RefusalPublic: a public route (EST cacerts) asked for what does not exist, an unknown label for
 	// instance. The caller is anonymous, so it is counted like the others rather than audited one by one.
@@ -88,7 +87,7 @@ func (r *RA) CountRefusal(source, reason string) {
 	rc.evicted = true
 }
 
-// FlushRefusals appends one refused audit event (action auth.refused, subject the reason) for each reason counted
+// FlushRefusals appends one refused audit event (action auth.refusals, subject the reason) for each reason counted
 // since the last flush, and starts a new window. It returns the number of events appended. A reason whose event
 // cannot be stored is logged with its counts and dropped from the window: the server log then holds them.
 func (r *RA) FlushRefusals(ctx context.Context) (int, error) {
@@ -109,7 +108,7 @@ func (r *RA) FlushRefusals(ctx context.Context) (int, error) {
 		d := rc.details()
 		cause := fmt.Errorf("%d requests refused (%s) from %s sources between %s and %s", rc.total, reason, d["sources"],
 			rc.first.Format(time.RFC3339), rc.last.Format(time.RFC3339))
-		err := r.appendRefusal(ctx, Principal{ID: "unauthenticated"}, audit.ActionAuthRefused, reason, d, cause)
+		err := r.appendRefusal(ctx, Principal{ID: "unauthenticated"}, audit.ActionAuthRefusals, reason, d, cause)
 		if err != nil {
 			r.cfg.Logger.ErrorContext(ctx, "audit of refused requests failed", "reason", reason, "requests", rc.total, "top_sources", d["top_sources"], "err", err)
 			if firstErr == nil {

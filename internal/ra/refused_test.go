@@ -29,7 +29,7 @@ func TestFlushRefusals(t *testing.T) {
 	}
 	for i := 0; i < 50; i++ {
 		n.RA.CountRefusal("203.0.113.9", ra.RefusalNoClientCert)
-		n.RA.CountRefusal(strings.Repeat("\x00", 500), ra.RefusalBadToken)
+		n.RA.CountRefusal(strings.Repeat("\x00", 500), ra.AuthUnknownToken)
 	}
 	count, err := n.RA.FlushRefusals(ctx)
 	if err != nil || count != 2 || head() != before+2 {
@@ -42,7 +42,7 @@ func TestFlushRefusals(t *testing.T) {
 	byReason := map[string]*audit.Event{}
 	for _, e := range evs {
 		byReason[e.Subject] = e
-		if e.Action != audit.ActionAuthRefused || e.Outcome != audit.OutcomeRefused || e.Actor != "unauthenticated" {
+		if e.Action != audit.ActionAuthRefusals || e.Outcome != audit.OutcomeRefused || e.Actor != "unauthenticated" {
 			t.Fatalf("event %+v", e)
 		}
 		for k, v := range e.Details {
@@ -56,7 +56,7 @@ func TestFlushRefusals(t *testing.T) {
 		!strings.HasPrefix(d["top_sources"], "203.0.113.9=") {
 		t.Fatalf("no-client-certificate details %v", d)
 	}
-	if d := byReason[ra.RefusalBadToken].Details; d["requests"] != "50" || !strings.Contains(d["top_sources"], `\x00`) {
+	if d := byReason[ra.AuthUnknownToken].Details; d["requests"] != "50" || !strings.Contains(d["top_sources"], `\x00`) {
 		t.Fatalf("bad-token details %v", d)
 	}
 	if count, err := n.RA.FlushRefusals(ctx); err != nil || count != 0 || head() != before+2 {

@@ -60,7 +60,7 @@ func (r *RA) CeremonyRootRollover(ctx context.Context, p Principal, spec RootRol
 		r.refuse(ctx, p, audit.ActionCeremonyRollover, role, map[string]string{"command": t.Command}, err)
 		return nil, TranscriptHead{}, err
 	}
-	ws, err := Witnesses(spec.Environment, t.Witnesses)
+	ws, err := r.witnesses(ctx, spec.Environment, t)
 	if err != nil {
 		return fail(err)
 	}

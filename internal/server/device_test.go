@@ -45,7 +45,7 @@ func stationClient(t *testing.T, ts *testServer, site string) (*store.Station, *
 
 func operatorToken(t *testing.T, ts *testServer, role string) string {
 	t.Helper()
-	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-"+role, role)
+	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "t-" + role, Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}

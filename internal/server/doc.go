@@ -3,7 +3,7 @@
 // (RFC 7030) for factory stations and devices, and the plain-HTTP public listener for signed public objects
 // (CRLs, OCSP, CA certificates, revocation filters). Requests refused before or at authentication are logged,
 // counted by the RA for its aggregated audit event, and charged to a per-source rate limit that answers 429
-// (ratelimit.go); refuseUnauthenticated is the one place that reports them.
+// (ratelimit.go); refuseAuth (operator routes) and refuseClientCert (EST) report them.
 //
 // It is a face: it takes its dependencies explicitly (Deps: the RA, which authenticates, decides and offers the
 // read-only store for listings; the revocation publisher for the public listener), asks the RA for every change

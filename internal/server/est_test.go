@@ -260,7 +260,7 @@ func TestESTRefusals(t *testing.T) {
 				t.Fatalf("refusal changed state: before %+v after %+v", before, after)
 			}
 			if tc.status == http.StatusUnauthorized {
-				// Refused before authentication: counted for the aggregated auth.refused event, not audited alone.
+				// Refused before authentication: counted for the aggregated auth.refusals event, not audited alone.
 				if after.audit != before.audit {
 					t.Fatalf("%d audit events for one unauthenticated request, want 0 until the aggregated event", after.audit-before.audit)
 				}
@@ -542,7 +542,7 @@ func TestCertRoutesAuthenticatedAndAuthorised(t *testing.T) {
 	}
 	certs, _ := est.ParseCertsOnly([]byte(body))
 	device := tls.Certificate{Certificate: [][]byte{certs[0].Raw}, PrivateKey: key}
-	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-admin", ra.RoleAdmin)
+	tok, err := ts.n.RA.CreateToken(context.Background(), ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "t-admin", Role: ra.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

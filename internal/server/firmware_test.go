@@ -21,7 +21,7 @@ func TestFirmwareApprovalOverAPI(t *testing.T) {
 	ctx := context.Background()
 	tokens := map[string]string{}
 	for _, name := range []string{"signer-a", "signer-b", "mallory"} {
-		tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, name, ra.RoleReleaseSigner)
+		tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: name, Role: ra.RoleReleaseSigner})
 		if err != nil {
 			t.Fatal(err)
 		}

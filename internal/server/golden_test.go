@@ -59,11 +59,11 @@ func TestGoldenCSRAttrs(t *testing.T) {
 // software read: a change to either is a change to the interface.
 func TestGoldenErrors(t *testing.T) {
 	ts := start(t)
-	officer, err := ts.n.RA.CreateToken(context.Background(), adminPrincipal, "golden-officer", "ca-officer")
+	officer, err := ts.n.RA.CreateToken(context.Background(), adminPrincipal, ra.TokenRequest{Name: "golden-officer", Role: "ca-officer"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditor, err := ts.n.RA.CreateToken(context.Background(), adminPrincipal, "golden-auditor", "auditor")
+	auditor, err := ts.n.RA.CreateToken(context.Background(), adminPrincipal, ra.TokenRequest{Name: "golden-auditor", Role: "auditor"})
 	if err != nil {
 		t.Fatal(err)
 	}

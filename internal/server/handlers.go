@@ -144,3 +144,36 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ ra.Principa
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p ra.Principal) {
+	toks, err := s.ra.ListTokens(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := s.ra.Now()
+	out := make([]api.Token, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, api.NewToken(t, ra.TokenState(t, now)))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// RevokeTokenRequest is the body of POST /api/v1/tokens/{name}/revoke.
+type RevokeTokenRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p ra.Principal) {
+	var req RevokeTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err := s.ra.RevokeToken(r.Context(), p, r.PathValue("name"), req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.NewToken(t, ra.TokenState(t, s.ra.Now())))
+}

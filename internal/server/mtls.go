@@ -95,14 +95,14 @@ func (s *Server) wrapCert(rt Route) http.Handler {
 			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 				reason = ra.RefusalUnknownClientCert
 			}
-			s.refuseUnauthenticated(r, reason, ra.Principal{}, err)
+			s.refuseClientCert(r, reason, ra.Principal{}, err)
 			w.Header().Set("WWW-Authenticate", `TLS-client-certificate realm="keyward-est"`)
 			writeText(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		if !contains(rt.Roles, caller.Principal.Role) {
 			err := ra.Errorf(ra.KindForbidden, "%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path)
-			s.refuseUnauthenticated(r, ra.RefusalForbidden, caller.Principal, err)
+			s.refuseClientCert(r, ra.AuthForbiddenRole, caller.Principal, err)
 			writeText(w, http.StatusForbidden, err.Error())
 			return
 		}

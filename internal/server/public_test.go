@@ -458,11 +458,11 @@ func TestRevocationAPI(t *testing.T) {
 	}
 	var cv api.Certificate
 	_ = json.Unmarshal(resp, &cv)
-	auditor, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "aud", ra.RoleAuditor)
+	auditor, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "aud", Role: ra.RoleAuditor})
 	if err != nil {
 		t.Fatal(err)
 	}
-	officer, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "off", ra.RoleCAOfficer)
+	officer, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "off", Role: ra.RoleCAOfficer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 		{ra.RefusalPublic, 500, 404, func(c *http.Client) (*http.Response, error) {
 			return c.Get(ts.url + "/.well-known/est/" + longLabel + "/cacerts")
 		}},
-		{ra.RefusalBadToken, 1500, 401, func(c *http.Client) (*http.Response, error) {
+		{ra.AuthUnknownToken, 1500, 401, func(c *http.Client) (*http.Response, error) {
 			req, _ := http.NewRequest("GET", ts.url+"/api/v1/cas", nil)
 			req.Header.Set("Authorization", "Bearer kwt_not-a-token")
 			return c.Do(req)
@@ -107,7 +107,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	}
 	counted := map[string]int{}
 	for _, e := range evs {
-		if e.Action != audit.ActionAuthRefused || e.Outcome != audit.OutcomeRefused {
+		if e.Action != audit.ActionAuthRefusals || e.Outcome != audit.OutcomeRefused {
 			t.Fatalf("unexpected event %+v", e)
 		}
 		n, _ := strconv.Atoi(e.Details["requests"])

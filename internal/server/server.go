@@ -78,6 +78,8 @@ func New(d Deps) *Server {
 		{Method: "GET", Pattern: "/api/v1/certificates/{serial}", Roles: operators, Handler: s.getCert},
 		{Method: "GET", Pattern: "/api/v1/keys", Roles: operators, Handler: s.listKeys},
 		{Method: "GET", Pattern: "/api/v1/audit", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listAudit},
+		{Method: "GET", Pattern: "/api/v1/tokens", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listTokens},
+		{Method: "POST", Pattern: "/api/v1/tokens/{name}/revoke", Roles: []string{ra.RoleAdmin}, Handler: s.revokeToken},
 	}
 	s.routes = append(s.routes, s.estRoutes()...)
 	s.routes = append(s.routes, s.revocationRoutes()...)
@@ -121,49 +123,58 @@ func (s *Server) wrap(rt Route) http.Handler {
 		if s.limited(w, r, false) {
 			return
 		}
-		p, reason, err := s.authenticate(r)
+		p, err := s.authenticate(r)
 		if err != nil {
-			if reason != "" {
-				s.refuseUnauthenticated(r, reason, ra.Principal{}, err)
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
-			writeError(w, http.StatusUnauthorized, err.Error())
+			s.refuseAuth(w, r, rt, ra.AuthRefusal{Err: err})
 			return
 		}
 		if !contains(rt.Roles, p.Role) {
-			err := fmt.Errorf("role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", "))
-			s.refuseUnauthenticated(r, ra.RefusalForbidden, p, err)
-			writeError(w, http.StatusForbidden, err.Error())
+			err := ra.Errorf(ra.KindForbidden, "role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", "))
+			s.refuseAuth(w, r, rt, ra.AuthRefusal{Principal: p, Err: err})
 			return
 		}
 		rt.Handler(w, r, p)
 	})
 }
 
-// authenticate returns the operator a request's bearer token stands for, or an error and the refusal reason
-// (ra.Refusal*; "" when the fault is ours, not the caller's).
-func (s *Server) authenticate(r *http.Request) (ra.Principal, string, error) {
+func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return ra.Principal{}, ra.RefusalMissingToken, errors.New("missing operator token: send 'Authorization: Bearer <token>'")
+		return ra.Principal{}, ra.Errorf(ra.KindUnauthorized, "missing operator token: send 'Authorization: Bearer <token>'")
 	}
-	p, err := s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
-	if err != nil {
-		if errors.Is(err, ra.ErrBadToken) {
-			return ra.Principal{}, ra.RefusalBadToken, err
-		}
-		s.log.ErrorContext(r.Context(), "authenticate", "err", err)
-		return ra.Principal{}, "", errors.New("cannot check the operator token now")
-	}
-	return p, "", nil
+	return s.ra.Authenticate(r.Context(), strings.TrimSpace(tok))
 }
 
-// refuseUnauthenticated reports a request refused before or at authentication (reason is one of ra.Refusal*;
-// p is the caller when it authenticated but its role is refused): the refusal is counted per source and reason
-// for the aggregated audit event (ra.CountRefusal), charged to the source's rate limit, and logged as one
-// structured line with the caller's strings bounded. The caller writes the response.
-func (s *Server) refuseUnauthenticated(r *http.Request, reason string, p ra.Principal, err error) {
+// refuseAuth answers an operator API request refused at authentication (401) or by its route's roles (403),
+// after reporting it through the RA (ra.RefuseAuth: log line and audited refusal). Every such refusal goes
+// through here.
+func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a ra.AuthRefusal) {
+	a.Source = sourceOf(r)
+	a.Method, a.Route = rt.Method, rt.Pattern
+	s.ra.RefuseAuth(r.Context(), a)
+	status := statusOf(a.Err)
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		s.limit.charge(a.Source)
+	}
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
+		writeError(w, status, a.Err.Error())
+	case http.StatusForbidden:
+		writeError(w, status, a.Err.Error())
+	default:
+		s.log.ErrorContext(r.Context(), "authenticate", "err", a.Err)
+		writeError(w, http.StatusServiceUnavailable, "cannot check the operator token now")
+	}
+}
+
+// refuseClientCert reports a client-certificate (EST) request refused at authentication or by its route's roles
+// (reason is ra.RefusalNoClientCert, ra.RefusalUnknownClientCert or ra.AuthForbiddenRole; p is the caller whose
+// role is refused): like refuseAuth for operator routes, the refusal is counted per source and reason for the
+// aggregated audit event (ra.CountRefusal), charged to the source's rate limit, and logged as one structured
+// line with the caller's strings bounded. The caller writes the response.
+func (s *Server) refuseClientCert(r *http.Request, reason string, p ra.Principal, err error) {
 	src := sourceOf(r)
 	s.limit.charge(src)
 	counted := src

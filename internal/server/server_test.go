@@ -19,11 +19,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -156,7 +158,7 @@ func TestEveryRouteIsAuthenticatedAndAuthorised(t *testing.T) {
 	ctx := context.Background()
 	tokens := map[string]string{}
 	for _, role := range []string{ra.RoleAdmin, ra.RoleCAOfficer, ra.RoleAuditor, ra.RoleReleaseSigner} {
-		tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, "t-"+role, role)
+		tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "t-" + role, Role: role})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,5 +289,57 @@ func TestGracefulShutdown(t *testing.T) {
 	var opErr *net.OpError
 	if err == nil || !errors.As(err, &opErr) {
 		t.Fatalf("server still answers after shutdown: %v", err)
+	}
+}
+
+// TestTokenRefusalsLeaveATrace: a request with an unknown token (401), with a revoked token (401) and with a
+// role its route does not allow (403) each leave an audited refusal; a revoked token is refused at once, and the
+// token routes list and revoke with the CLI's JSON names.
+func TestTokenRefusalsLeaveATrace(t *testing.T) {
+	ts := start(t)
+	ctx := context.Background()
+	tok, err := ts.n.RA.CreateToken(ctx, ra.Principal{ID: "test", Role: ra.RoleAdmin}, ra.TokenRequest{Name: "dana", Role: ra.RoleAuditor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := ts.do(t, "GET", "/api/v1/tokens", tok, nil); code != http.StatusOK || !strings.Contains(string(body), `"last_used_at"`) {
+		t.Fatalf("auditor lists tokens: %d %s", code, body)
+	}
+	if code, _ := ts.do(t, "POST", "/api/v1/tokens/dana/revoke", tok, []byte(`{"reason":"x"}`)); code != http.StatusForbidden {
+		t.Fatalf("auditor revokes: %d, want 403", code)
+	}
+	if code, body := ts.do(t, "POST", "/api/v1/tokens/dana/revoke", ts.admin, []byte(`{"reason":"rotated"}`)); code != http.StatusOK || !strings.Contains(string(body), `"state": "revoked"`) {
+		t.Fatalf("admin revokes: %d %s", code, body)
+	}
+	if code, _ := ts.do(t, "POST", "/api/v1/tokens/dana/revoke", ts.admin, []byte(`{"reason":"rotated"}`)); code != http.StatusConflict {
+		t.Fatalf("revoke twice: %d, want 409", code)
+	}
+	if code, _ := ts.do(t, "POST", "/api/v1/tokens/nobody/revoke", ts.admin, []byte(`{"reason":"x"}`)); code != http.StatusNotFound {
+		t.Fatalf("revoke unknown: %d, want 404", code)
+	}
+	if code, body := ts.do(t, "GET", "/api/v1/cas", tok, nil); code != http.StatusUnauthorized || !strings.Contains(string(body), "revoked") {
+		t.Fatalf("revoked token: %d %s, want 401", code, body)
+	}
+	ts.do(t, "GET", "/api/v1/cas", "kwt_unknown", nil)
+	// Refusals over the network are counted, then audited once per reason (ra.FlushRefusals, every minute).
+	if _, err := ts.n.RA.FlushRefusals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refusals := map[string]int{}
+	err = ts.n.Store.WalkAudit(ctx, 0, func(e *audit.Event) error {
+		if e.Action == audit.ActionAuthRefusals {
+			n, _ := strconv.Atoi(e.Details["requests"])
+			refusals[e.Subject] += n
+			if !strings.HasPrefix(e.Details["top_sources"], "127.0.0.1") {
+				t.Errorf("refusal %d: sources %q", e.Seq, e.Details["top_sources"])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refusals[ra.AuthForbiddenRole] != 1 || refusals[ra.AuthRevokedToken] != 1 || refusals[ra.AuthUnknownToken] != 1 {
+		t.Fatalf("audited refusals: %v", refusals)
 	}
 }

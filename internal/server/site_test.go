@@ -112,7 +112,7 @@ func TestSiteEnrollQuotaConcurrent(t *testing.T) {
 		t.Fatalf("another product line at the site: %d %s", code, body)
 	}
 	after := ts.snap(t)
-	// The 401 is counted for the aggregated auth.refused event; the 404 of an authenticated station is audited.
+	// The 401 is counted for the aggregated auth.refusals event; the 404 of an authenticated station is audited.
 	if after.certs != before.certs || after.devices != before.devices || after.audit != before.audit+1 {
 		t.Fatalf("refusals changed the site: %+v -> %+v", before, after)
 	}

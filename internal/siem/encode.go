@@ -73,7 +73,7 @@ const (
 
 func severity(e *audit.Event) int {
 	switch {
-	case e.Action == audit.ActionAuthRefused:
+	case e.Action == audit.ActionAuthRefusals:
 		return sevAuthRefused
 	case e.Outcome == audit.OutcomeRefused:
 		return sevRefused

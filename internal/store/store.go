@@ -127,7 +127,7 @@ type Certificate struct {
 	CreatedAt        time.Time
 }
 
-// Token is an operator API token. Only the SHA-256 of the token is stored.
+// Token is an operator API token. Only the SHA-256 of the token is stored. Names are unique.
 type Token struct {
 	ID        string
 	Name      string
@@ -135,6 +135,11 @@ type Token struct {
 	Hash      []byte
 	CreatedAt time.Time
 	RevokedAt *time.Time
+	// ExpiresAt is nil for a token that never expires (every token made before expiry existed).
+	ExpiresAt *time.Time
+	// LastUsedAt is when the token last authenticated a request, to the minute (nil: never).
+	LastUsedAt       *time.Time
+	RevocationReason string
 }
 
 // CertFilter narrows ListCertificates. Zero fields do not filter.
@@ -176,8 +181,12 @@ type Tx interface {
 	// CloseCARequest sets the state of the request for CA id at at; a cancelled request is deleted, so the same
 	// CA can be requested again (ErrNotFound if there is none).
 	CloseCARequest(ctx context.Context, caID, state string, at time.Time) error
-	// InsertToken stores an operator token's hash (ErrExists for a duplicate id or hash).
+	// InsertToken stores an operator token's hash (ErrExists for a duplicate id, name or hash).
 	InsertToken(ctx context.Context, t *Token) error
+	// RevokeToken marks token id revoked at at for reason (ErrNotFound if there is no unrevoked token id).
+	RevokeToken(ctx context.Context, id string, at time.Time, reason string) error
+	// SetTokenLastUsed records that token id authenticated a request at at (ErrNotFound if there is none).
+	SetTokenLastUsed(ctx context.Context, id string, at time.Time) error
 	InsertKey(ctx context.Context, k *Key) error
 	// SetKeyState moves the key at uri to state at time at; for KeyDestroyed it also sets DestroyedAt.
 	SetKeyState(ctx context.Context, uri, state string, at time.Time) error
@@ -225,9 +234,16 @@ type Reader interface {
 	IssuanceFacts(ctx context.Context, spki []byte, env, product, serial string) ([]*Certificate, *Device, error)
 	// TokenByHash returns the operator token with that hash (ErrNotFound if none).
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// TokenByName returns the operator token named name (ErrNotFound if none).
+	TokenByName(ctx context.Context, name string) (*Token, error)
+	// ListTokens returns every operator token, revoked and expired ones included, in order of creation.
+	ListTokens(ctx context.Context) ([]*Token, error)
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
 	// WalkAudit calls fn for every audit event with Seq > after in sequence order, stopping at the first error.
 	WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error
+	// WalkAuditBySubject calls fn for every audit event whose subject is subject, in sequence order, stopping at
+	// the first error (forensics: the events of a device, a certificate or a key; refusals included).
+	WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error
 	// AuditHead returns the sequence number and hash of the newest audit event (0 and nil for an empty chain).
 	AuditHead(ctx context.Context) (int64, []byte, error)
 	// WalkChanges calls fn for every successful audit event with Seq > after, in sequence order, reading only

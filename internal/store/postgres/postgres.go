@@ -197,6 +197,24 @@ func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error)
 	return t, nil
 }
 
+// TokenByName returns the operator token named name, or an error wrapping store.ErrNotFound.
+func (s *Store) TokenByName(ctx context.Context, name string) (*store.Token, error) {
+	t, err := codec.ScanToken(s.pool.QueryRow(ctx, sqlrecord.SelectTokenByName, name))
+	if err != nil {
+		return nil, fmt.Errorf("token %q: %w", name, notFound(err))
+	}
+	return t, nil
+}
+
+// ListTokens returns every operator token in order of creation.
+func (s *Store) ListTokens(ctx context.Context) ([]*store.Token, error) {
+	toks, err := collect(ctx, s.pool, codec.ScanToken, sqlrecord.ListTokens)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return toks, nil
+}
+
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
 	c, err := codec.ScanCertificate(s.pool.QueryRow(ctx, sqlrecord.SelectCertificate, serial))
@@ -225,6 +243,26 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.WalkAudit, after, walkPage)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
+// WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
+func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
+	after := int64(0)
+	for {
+		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.AuditBySubject, subject, after, walkPage)
+		if err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
 		}
 		for _, e := range page {
 			if err := fn(e); err != nil {

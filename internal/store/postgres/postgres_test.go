@@ -58,13 +58,14 @@ func TestConcurrentOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	// Versions need not be contiguous (branches reserve numbers), so compare with the migration files.
-	files, err := filepath.Glob(filepath.Join("migrations", "*.sql"))
+	// Versions need not be contiguous (a number may be left to a change made on another branch): each file in
+	// migrations/ is recorded once.
+	files, err := filepath.Glob("migrations/*.sql")
 	if err != nil || len(files) == 0 {
-		t.Fatalf("migration files: %v %v", files, err)
+		t.Fatalf("migrations: %v", err)
 	}
 	if err := s.ExecRaw(ctx, fmt.Sprintf(`DO $$ BEGIN
-		IF (SELECT count(*) FROM schema_migrations) <> %d OR (SELECT count(DISTINCT version) FROM schema_migrations) <> %d THEN
+		IF (SELECT count(DISTINCT version) FROM schema_migrations) <> %d OR (SELECT count(*) FROM schema_migrations) <> %d THEN
 			RAISE EXCEPTION 'a migration was recorded twice or skipped';
 		END IF;
 	END $$`, len(files), len(files))); err != nil {

@@ -91,6 +91,26 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 	return nil
 }
 
+func (t *tx) RevokeToken(ctx context.Context, id string, at time.Time, reason string) error {
+	return t.updateToken(ctx, "revoke token "+id, sqlrecord.RevokeToken, codec.BindTime(at), reason, id)
+}
+
+func (t *tx) SetTokenLastUsed(ctx context.Context, id string, at time.Time) error {
+	return t.updateToken(ctx, "token "+id+" last used", sqlrecord.SetTokenLastUsed, codec.BindTime(at), id)
+}
+
+// updateToken runs an UPDATE of one token, ErrNotFound if it changed none.
+func (t *tx) updateToken(ctx context.Context, what, q string, args ...any) error {
+	tag, err := t.tx.Exec(ctx, q, args...)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 	tag, err := t.tx.Exec(ctx, sqlrecord.InsertKey+` ON CONFLICT (uri) DO NOTHING`, codec.KeyArgs(k)...)
 	switch {

@@ -362,6 +362,28 @@ func (s *Store) TokenByHash(ctx context.Context, h []byte) (*store.Token, error)
 	return t, nil
 }
 
+// TokenByName returns the operator token named name, or an error wrapping store.ErrNotFound.
+func (s *Store) TokenByName(ctx context.Context, name string) (*store.Token, error) {
+	t, err := codec.ScanToken(s.r.QueryRowContext(ctx, sqlrecord.SelectTokenByName, name))
+	if err != nil {
+		return nil, fmt.Errorf("token %q: %w", name, notFound(err))
+	}
+	return t, nil
+}
+
+// ListTokens returns every operator token in order of creation.
+func (s *Store) ListTokens(ctx context.Context) ([]*store.Token, error) {
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListTokens)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	toks, err := collect(rows, codec.ScanToken)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return toks, nil
+}
+
 // GetCertificate returns the certificate with the given serial, or an error wrapping store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (*store.Certificate, error) {
 	c, err := codec.ScanCertificate(s.rs[stGetCert].QueryRowContext(ctx, serial))
@@ -402,6 +424,30 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 		page, err = appendRows(page[:0], rows, codec.ScanEvent)
 		if err != nil {
 			return fmt.Errorf("walk audit after %d: %w", after, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
+// WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
+func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
+	after := int64(0)
+	page := make([]*audit.Event, 0, walkPage)
+	for {
+		rows, err := s.r.QueryContext(ctx, positional(sqlrecord.AuditBySubject), subject, after, walkPage)
+		if err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
+		}
+		if page, err = appendRows(page[:0], rows, codec.ScanEvent); err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
 		}
 		for _, e := range page {
 			if err := fn(e); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlrecord"
 )
 
 // tx is one IMMEDIATE transaction on the writer connection. Because it holds SQLite's write lock from BEGIN to
@@ -74,6 +75,28 @@ func (t *tx) InsertToken(ctx context.Context, tok *store.Token) error {
 	default:
 		return fmt.Errorf("insert token %s: %w", tok.ID, err)
 	}
+}
+
+func (t *tx) RevokeToken(ctx context.Context, id string, at time.Time, reason string) error {
+	return t.updateToken(ctx, "revoke token "+id, sqlrecord.RevokeToken, codec.BindTime(at), reason, id)
+}
+
+func (t *tx) SetTokenLastUsed(ctx context.Context, id string, at time.Time) error {
+	return t.updateToken(ctx, "token "+id+" last used", sqlrecord.SetTokenLastUsed, codec.BindTime(at), id)
+}
+
+// updateToken runs an UPDATE of one token, ErrNotFound if it changed none.
+func (t *tx) updateToken(ctx context.Context, what, q string, args ...any) error {
+	res, err := t.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	} else if n == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {

@@ -18,7 +18,7 @@ const (
 	KeyColumns         = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
 	CertificateColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
 		`revoked_at, revocation_reason, created_at`
-	TokenColumns  = `id, name, role, hash, created_at, revoked_at`
+	TokenColumns  = `id, name, role, hash, created_at, revoked_at, expires_at, last_used_at, revocation_reason`
 	AuditColumns  = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
 	ChangeColumns = `seq, action, subject`
 )
@@ -52,13 +52,22 @@ const (
 	SelectCertificate  = `SELECT ` + CertificateColumns + ` FROM certificates WHERE serial = $1`
 	CertificatesBySPKI = `SELECT ` + CertificateColumns + ` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`
 
-	InsertToken       = `INSERT INTO tokens (` + TokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	InsertToken       = `INSERT INTO tokens (` + TokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	SelectTokenByHash = `SELECT ` + TokenColumns + ` FROM tokens WHERE hash = $1`
+	SelectTokenByName = `SELECT ` + TokenColumns + ` FROM tokens WHERE name = $1`
+	ListTokens        = `SELECT ` + TokenColumns + ` FROM tokens ORDER BY created_at, id`
+	// RevokeToken marks token $3 revoked at $1 for reason $2, unless it is revoked already.
+	RevokeToken = `UPDATE tokens SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL`
+	// SetTokenLastUsed records that token $2 authenticated a request at $1.
+	SetTokenLastUsed = `UPDATE tokens SET last_used_at = $1 WHERE id = $2`
 
 	InsertEvent = `INSERT INTO audit_events (` + AuditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	// WalkAudit reads the events after sequence number $1, at most $2 of them.
 	WalkAudit = `SELECT ` + AuditColumns + ` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`
-	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	// AuditBySubject reads the events whose subject is $1 with seq > $2, at most $3 of them (forensics: a
+	// device's, a certificate's or a key's events; index audit_events_subject).
+	AuditBySubject = `SELECT ` + AuditColumns + ` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`
+	AuditHead      = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
 	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
 )
@@ -160,7 +169,8 @@ func (c Codec) AppendCertificateArgs(dst []any, x *store.Certificate) []any {
 // ScanToken reads a row of TokenColumns.
 func (c Codec) ScanToken(r Row) (*store.Token, error) {
 	var t store.Token
-	if err := r.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, c.ScanTime(&t.CreatedAt), c.ScanNullTime(&t.RevokedAt)); err != nil {
+	if err := r.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, c.ScanTime(&t.CreatedAt), c.ScanNullTime(&t.RevokedAt),
+		c.ScanNullTime(&t.ExpiresAt), c.ScanNullTime(&t.LastUsedAt), &t.RevocationReason); err != nil {
 		return nil, err
 	}
 	return &t, nil
@@ -168,7 +178,8 @@ func (c Codec) ScanToken(r Row) (*store.Token, error) {
 
 // TokenArgs returns t's values in the order of TokenColumns.
 func (c Codec) TokenArgs(t *store.Token) []any {
-	return []any{t.ID, t.Name, t.Role, t.Hash, c.BindTime(t.CreatedAt), c.BindNullTime(t.RevokedAt)}
+	return []any{t.ID, t.Name, t.Role, t.Hash, c.BindTime(t.CreatedAt), c.BindNullTime(t.RevokedAt),
+		c.BindNullTime(t.ExpiresAt), c.BindNullTime(t.LastUsedAt), t.RevocationReason}
 }
 
 // ScanEvent reads a row of AuditColumns.
@@ -214,4 +225,43 @@ func ScanChange(r Row) (store.Change, error) {
 	var ch store.Change
 	err := r.Scan(&ch.Seq, &ch.Action, &ch.Subject)
 	return ch, err
+}
+
+// WalkPrefetched calls fn for every item of successive pages of size items, in order: fetch(after) reads the
+// page after the key after ("" for the first), and key names an item's key. While fn works through one page
+// the next is already being read, so a walk of a large table (a CRL's million revoked certificates) overlaps
+// the database's work with the caller's. It stops at fn's first error, once the page being read has arrived.
+func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key func(*T) string, fn func(*T) error) error {
+	type result struct {
+		page []T
+		err  error
+	}
+	page, err := fetch("")
+	for {
+		if err != nil {
+			return err
+		}
+		var next chan result
+		if len(page) >= size {
+			after := key(&page[len(page)-1])
+			next = make(chan result, 1)
+			go func() {
+				p, err := fetch(after)
+				next <- result{p, err}
+			}()
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				if next != nil {
+					<-next
+				}
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		r := <-next
+		page, err = r.page, r.err
+	}
 }

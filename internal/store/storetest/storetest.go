@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
 		{"AuditChain", testAuditChain},
 		{"AuditWalkPages", testAuditWalkPages},
+		{"AuditBySubject", testAuditBySubject},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"AuditTamperDetails", testAuditTamperDetails},
 		{"AuditTamperDelete", testAuditTamperDelete},
@@ -740,6 +741,52 @@ func testAuditWalkPages(t *testing.T, s Backend) {
 	}
 }
 
+func testAuditBySubject(t *testing.T, s Backend) {
+	ctx := context.Background()
+	// One subject with more events than a page, interleaved with others; a subject that only prefixes another
+	// one must not match it.
+	const many = 2100
+	tx(t, s, func(tx store.Tx) error {
+		for i := 0; i < many; i++ {
+			for _, subject := range []string{"PX1-000001", "PX1-0000011", fmt.Sprintf("PX1-%06d", 100+i%3)} {
+				if subject == "PX1-0000011" && i%100 != 0 {
+					continue
+				}
+				e := &audit.Event{Time: t0, Actor: "admin", Action: "device.force-renew", Subject: subject, Outcome: audit.OutcomeSuccess,
+					Details: map[string]string{"i": fmt.Sprint(i)}}
+				if err := tx.AppendAudit(ctx, e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	for subject, want := range map[string]int{"PX1-000001": many, "PX1-0000011": many / 100, "PX1-000100": many / 3, "nobody": 0} {
+		var prev int64
+		got := 0
+		if err := s.WalkAuditBySubject(ctx, subject, func(e *audit.Event) error {
+			if e.Subject != subject || e.Seq <= prev {
+				return fmt.Errorf("event %d of %q after %d", e.Seq, e.Subject, prev)
+			}
+			if e.Details["i"] == "" || len(e.Hash) == 0 {
+				return fmt.Errorf("event %d read without its details or hash", e.Seq)
+			}
+			prev = e.Seq
+			got++
+			return nil
+		}); err != nil {
+			t.Fatalf("WalkAuditBySubject(%q): %v", subject, err)
+		}
+		if got != want {
+			t.Fatalf("WalkAuditBySubject(%q): %d events, want %d", subject, got, want)
+		}
+	}
+	stop := errors.New("stop")
+	if err := s.WalkAuditBySubject(ctx, "PX1-000001", func(*audit.Event) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("WalkAuditBySubject with a failing fn: %v; want fn's error", err)
+	}
+}
+
 func testAuditConcurrent(t *testing.T, s Backend) {
 	const goroutines, perG = 8, 50
 	ctx := context.Background()
@@ -927,6 +974,46 @@ func testToken(t *testing.T, s Backend) {
 	if _, err := s.TokenByHash(ctx, randBytes(t, 32)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TokenByHash unknown: %v", err)
 	}
+	// Names are unique, whatever the hash.
+	dup = *tok
+	dup.ID, dup.Hash = "other", randBytes(t, 32)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertToken(ctx, &dup) })
+	wantErr(t, "InsertToken with a taken name", err, store.ErrExists)
+
+	exp := us(t0.Add(90 * 24 * time.Hour))
+	second := &store.Token{ID: "4567cdef", Name: "signer-a", Role: "release-signer", Hash: randBytes(t, 32), CreatedAt: us(t0.Add(time.Second)), ExpiresAt: &exp}
+	tx(t, s, func(tx store.Tx) error { return tx.InsertToken(ctx, second) })
+	got, err = s.TokenByName(ctx, "signer-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "token by name", got, second)
+	if _, err := s.TokenByName(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TokenByName unknown: %v", err)
+	}
+
+	used := us(t0.Add(time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.SetTokenLastUsed(ctx, tok.ID, used) })
+	at := us(t0.Add(2 * time.Hour))
+	tx(t, s, func(tx store.Tx) error { return tx.RevokeToken(ctx, tok.ID, at, "left the company") })
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.RevokeToken(ctx, tok.ID, at, "again") })
+	wantErr(t, "RevokeToken of a revoked token", err, store.ErrNotFound)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.RevokeToken(ctx, "missing", at, "x") })
+	wantErr(t, "RevokeToken of a missing token", err, store.ErrNotFound)
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.SetTokenLastUsed(ctx, "missing", at) })
+	wantErr(t, "SetTokenLastUsed of a missing token", err, store.ErrNotFound)
+
+	list, err := s.ListTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *tok
+	want.LastUsedAt, want.RevokedAt, want.RevocationReason = &used, &at, "left the company"
+	if len(list) != 2 {
+		t.Fatalf("ListTokens: %d tokens, want 2", len(list))
+	}
+	mustEqual(t, "listed revoked token", list[0], &want)
+	mustEqual(t, "listed second token", list[1], second)
 }
 
 func testCertificatesBySPKIRead(t *testing.T, s Backend) {
