@@ -41,11 +41,15 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (err error) {
 	)`); err != nil {
 		return fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
-	var current int
-	if err := tx.QueryRow(ctx, sqlschema.VersionQuery).Scan(&current); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
+	rows, err := tx.Query(ctx, sqlschema.AppliedQuery)
+	if err != nil {
+		return fmt.Errorf("migrate: read schema versions: %w", err)
 	}
-	pending, err := sqlschema.Pending(ms, current)
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return fmt.Errorf("migrate: read schema versions: %w", err)
+	}
+	pending, err := sqlschema.Unapplied(ms, applied)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -37,11 +37,11 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 	)`); err != nil {
 		return fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
-	var current int
-	if err := tx.QueryRowContext(ctx, sqlschema.VersionQuery).Scan(&current); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
+	applied, err := appliedVersions(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("migrate: read schema versions: %w", err)
 	}
-	pending, err := sqlschema.Pending(ms, current)
+	pending, err := sqlschema.Unapplied(ms, applied)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -58,4 +58,22 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	return nil
+}
+
+// appliedVersions reads the versions schema_migrations records.
+func appliedVersions(ctx context.Context, tx *sql.Tx) ([]int, error) {
+	rows, err := tx.QueryContext(ctx, sqlschema.AppliedQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

@@ -69,3 +69,31 @@ func Pending(ms []Migration, current int) ([]Migration, error) {
 	i := sort.Search(len(ms), func(i int) bool { return ms[i].Version > current })
 	return ms[i:], nil
 }
+
+// AppliedQuery reads the versions of the migrations a database has applied. Its text is the same in both
+// dialects.
+const AppliedQuery = `SELECT version FROM schema_migrations ORDER BY version`
+
+// Unapplied returns the migrations of ms (in version order, as Load returns them) whose version is not among
+// applied, in the order to apply them. Unlike Pending it also returns a migration numbered below the newest
+// applied one: versions are reserved by changes made in parallel and merged in any order, so a database created
+// between two merges may have 10 and 12 applied when 11 arrives, and must still get 11. It refuses a database
+// newer than the newest migration, as Pending does.
+func Unapplied(ms []Migration, applied []int) ([]Migration, error) {
+	current := 0
+	done := make(map[int]bool, len(applied))
+	for _, v := range applied {
+		done[v] = true
+		current = max(current, v)
+	}
+	if _, err := Pending(ms, current); err != nil {
+		return nil, err
+	}
+	var out []Migration
+	for _, m := range ms {
+		if !done[m.Version] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}

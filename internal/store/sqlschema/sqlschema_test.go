@@ -1,6 +1,7 @@
 package sqlschema
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -113,5 +114,35 @@ func TestDialectsAgree(t *testing.T) {
 	}
 	if a, b := names(lite), names(pg); !reflect.DeepEqual(a, b) {
 		t.Errorf("the dialects' migrations differ:\n sqlite   %v\n postgres %v", a, b)
+	}
+}
+
+func TestUnapplied(t *testing.T) {
+	ms := []Migration{{Version: 1, Name: "0001_a.sql"}, {Version: 2, Name: "0002_b.sql"}, {Version: 11, Name: "0011_c.sql"}, {Version: 12, Name: "0012_d.sql"}}
+	for _, tc := range []struct {
+		applied []int
+		want    string
+		err     bool
+	}{
+		{nil, "[1 2 11 12]", false},
+		{[]int{1, 2}, "[11 12]", false},
+		{[]int{1, 2, 12}, "[11]", false}, // 11 merged after a database reached 12
+		{[]int{1, 2, 11, 12}, "[]", false},
+		{[]int{1, 2, 13}, "", true},
+	} {
+		got, err := Unapplied(ms, tc.applied)
+		if tc.err {
+			if err == nil {
+				t.Errorf("applied %v: no error for a newer database", tc.applied)
+			}
+			continue
+		}
+		vs := []int{}
+		for _, m := range got {
+			vs = append(vs, m.Version)
+		}
+		if err != nil || fmt.Sprint(vs) != tc.want {
+			t.Errorf("applied %v: %v %v, want %s", tc.applied, vs, err, tc.want)
+		}
 	}
 }
