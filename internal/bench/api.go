@@ -153,7 +153,7 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 
 	res := &APIResult{Clients: opts.Clients, Store: storeName(opts.DB), GOMAXPROCS: runtime.GOMAXPROCS(0)}
