@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,4 +263,56 @@ func TestServeFloodDefaults(t *testing.T) {
 		t.Fatalf("5,000 refused requests added %d audit events", added)
 	}
 	t.Logf("statuses %v; %d audit events added", codes, added)
+}
+
+// TestServeAuditSinkHTTPS: 'serve --audit-sink https://... --audit-sink-ca' posts the trail as JSON lines to a
+// collector it verifies with the given CA; a collector answering 503 gets the same events again.
+func TestServeAuditSinkHTTPS(t *testing.T) {
+	dir := initDir(t)
+	var mu sync.Mutex
+	var got []int64
+	fails := 1
+	col := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("Content-Type") != "application/x-ndjson" {
+			http.Error(w, "want x-ndjson", http.StatusUnsupportedMediaType)
+			return
+		}
+		if fails > 0 {
+			fails--
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		got = append(got, jsonlSeqs(t, string(b))...)
+	}))
+	defer col.Close()
+	ca := filepath.Join(t.TempDir(), "collector.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: col.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serveUntil(t, "--data", dir, "--audit-sink", col.URL+"/ingest", "--audit-sink-ca", ca)
+	head := auditHead(t, dir)
+	for i := 0; ; i++ {
+		mu.Lock()
+		n := len(got)
+		last := int64(0)
+		if n > 0 {
+			last = got[n-1]
+		}
+		mu.Unlock()
+		if last >= head {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("collector holds %d events, want up to %d", n, head)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got[0] != 1 || int64(len(got)) < head {
+		t.Fatalf("collector got %v, want 1..%d", got, head)
+	}
 }
