@@ -163,6 +163,7 @@ type Tx interface {
 	RevocationTx
 	FirmwareTx
 	FactoryTx
+	AuditLogTx
 
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
@@ -206,6 +207,7 @@ type Reader interface {
 	RevocationStore
 	FirmwareStore
 	FactoryStore
+	AuditLogStore
 
 	GetCA(ctx context.Context, id string) (*CA, error)
 	ListCAs(ctx context.Context) ([]*CA, error)

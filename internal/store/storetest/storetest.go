@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"AuditTamperDetails", testAuditTamperDetails},
 		{"AuditTamperDelete", testAuditTamperDelete},
 		{"AuditTamperSwap", testAuditTamperSwap},
+		{"Checkpoints", testCheckpoints},
+		{"CheckpointRollback", testCheckpointRollback},
 		{"CAStatus", testCAStatus},
 		{"CARevoke", testCARevoke},
 		{"CARequest", testCARequest},

@@ -1,0 +1,11 @@
+-- Keyward schema, version 9 (PostgreSQL): signed checkpoints of the audit log's Merkle tree (RFC 9162 hashing,
+-- c2sp.org/tlog-checkpoint notes). The events themselves are the leaves (audit_events, event n at leaf n-1);
+-- a checkpoint keeps the compact range of its tree so the next one continues from it, and the signed note.
+
+CREATE TABLE audit_checkpoints (
+    size       bigint PRIMARY KEY, -- events in the tree
+    root       bytea NOT NULL,     -- RFC 9162 root hash
+    frontier   bytea NOT NULL,     -- the compact range's hashes, 32 bytes each, left to right
+    note       bytea NOT NULL,     -- the signed note (c2sp.org/signed-note)
+    created_at timestamptz NOT NULL
+);
