@@ -42,6 +42,9 @@ func Seal(e *Event, prevSeq int64, prevHash []byte) {
 // ErrChainBroken reports the first event at which verification failed.
 var ErrChainBroken = errors.New("audit chain broken")
 
+// ErrStateMismatch reports a table whose rows disagree with the state the log recorded.
+var ErrStateMismatch = errors.New("store disagrees with the audit log")
+
 // Verifier checks a stream of events in sequence order: each event's chained hash and, as it goes, the Merkle
 // tree of the events (Tree), whose root at any size it can report.
 type Verifier struct {
@@ -49,10 +52,17 @@ type Verifier struct {
 	prevHash []byte
 	count    int64
 	tree     *Tree
+	builder  *ProofBuilder
 }
 
 // NewVerifier returns a verifier expecting the chain from its first event.
 func NewVerifier() *Verifier { return &Verifier{prevHash: GenesisHash, tree: NewTree()} }
+
+// NewVerifierWith returns a verifier that appends the events to b's tree, so that b gathers its proofs in the
+// same pass.
+func NewVerifierWith(b *ProofBuilder) *Verifier {
+	return &Verifier{prevHash: GenesisHash, tree: b.tree, builder: b}
+}
 
 // Next checks e against the chain so far and appends it to the tree. The error names the first bad event and
 // what is wrong with it.
@@ -67,7 +77,11 @@ func (v *Verifier) Next(e *Event) error {
 	case !bytes.Equal(sum[:], e.Hash):
 		return fmt.Errorf("%w at event %d: content does not match its hash (the event was altered)", ErrChainBroken, e.Seq)
 	}
-	v.tree.AppendEncoded(enc)
+	if v.builder != nil {
+		v.builder.appendEncoded(enc)
+	} else {
+		v.tree.AppendEncoded(enc)
+	}
 	v.prevSeq, v.prevHash = e.Seq, e.Hash
 	v.count++
 	return nil

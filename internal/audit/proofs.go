@@ -55,8 +55,10 @@ func (b *ProofBuilder) AddConsistency(size1, size2 uint64) (int, error) {
 }
 
 // Append adds the next event.
-func (b *ProofBuilder) Append(e *Event) {
-	h := rfc6962.DefaultHasher.HashLeaf(auditproof.EncodeEvent(e))
+func (b *ProofBuilder) Append(e *Event) { b.appendEncoded(auditproof.EncodeEvent(e)) }
+
+func (b *ProofBuilder) appendEncoded(enc []byte) {
+	h := rfc6962.DefaultHasher.HashLeaf(enc)
 	if err := b.tree.r.Append(h, b.visit); err != nil {
 		panic(err) // see Tree.AppendLeafHash
 	}

@@ -29,6 +29,9 @@ type InclusionProof struct {
 	Index    uint64   `json:"leaf_index"`
 	Event    Event    `json:"event"`
 	Hashes   [][]byte `json:"hashes"`
+	// Checkpoint is the signed checkpoint of TreeSize (its note text), when the proof carries it; a verifier
+	// still checks it with the log's key (Open).
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // ParseInclusionProof decodes a proof file and checks its shape: the format, an index inside the tree that

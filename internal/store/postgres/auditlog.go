@@ -48,3 +48,24 @@ func (s *Store) WalkCheckpoints(ctx context.Context, fn func(*store.Checkpoint) 
 		}
 	}
 }
+
+// InsertAuditLog implements store.AuditLogTx.
+func (t *tx) InsertAuditLog(ctx context.Context, l *store.AuditLog) error {
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertAuditLog+` ON CONFLICT DO NOTHING`, codec.AuditLogArgs(l)...)
+	switch {
+	case err != nil:
+		return fmt.Errorf("record audit log %q: %w", l.Origin, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("record audit log %q: %w", l.Origin, store.ErrExists)
+	}
+	return nil
+}
+
+// GetAuditLog implements store.AuditLogStore.
+func (s *Store) GetAuditLog(ctx context.Context) (*store.AuditLog, error) {
+	l, err := codec.ScanAuditLog(s.pool.QueryRow(ctx, sqlrecord.GetAuditLog))
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", notFound(err))
+	}
+	return l, nil
+}

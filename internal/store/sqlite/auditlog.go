@@ -53,3 +53,25 @@ func (s *Store) WalkCheckpoints(ctx context.Context, fn func(*store.Checkpoint) 
 		}
 	}
 }
+
+// InsertAuditLog implements store.AuditLogTx.
+func (t *tx) InsertAuditLog(ctx context.Context, l *store.AuditLog) error {
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertAuditLog, codec.AuditLogArgs(l)...)
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("record audit log %q: %w", l.Origin, store.ErrExists)
+	default:
+		return fmt.Errorf("record audit log %q: %w", l.Origin, err)
+	}
+}
+
+// GetAuditLog implements store.AuditLogStore.
+func (s *Store) GetAuditLog(ctx context.Context) (*store.AuditLog, error) {
+	l, err := codec.ScanAuditLog(s.r.QueryRowContext(ctx, sqlrecord.GetAuditLog))
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", notFound(err))
+	}
+	return l, nil
+}

@@ -16,6 +16,27 @@ const (
 	WalkCheckpoints = `SELECT ` + CheckpointColumns + ` FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2`
 )
 
+// The audit log's identity: one row.
+const (
+	AuditLogColumns = `origin, key_uri, created_at`
+	InsertAuditLog  = `INSERT INTO audit_log (id, ` + AuditLogColumns + `) VALUES (1, $1, $2, $3)`
+	GetAuditLog     = `SELECT ` + AuditLogColumns + ` FROM audit_log WHERE id = 1`
+)
+
+// ScanAuditLog reads a row of AuditLogColumns.
+func (c Codec) ScanAuditLog(r Row) (*store.AuditLog, error) {
+	var l store.AuditLog
+	if err := r.Scan(&l.Origin, &l.KeyURI, c.ScanTime(&l.CreatedAt)); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// AuditLogArgs returns l's values in the order of AuditLogColumns.
+func (c Codec) AuditLogArgs(l *store.AuditLog) []any {
+	return []any{l.Origin, l.KeyURI, c.BindTime(l.CreatedAt)}
+}
+
 // ScanCheckpoint reads a row of CheckpointColumns.
 func (c Codec) ScanCheckpoint(r Row) (*store.Checkpoint, error) {
 	var (

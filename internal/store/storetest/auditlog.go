@@ -91,3 +91,23 @@ func equalInts(a, b []int64) bool {
 	}
 	return true
 }
+
+// testAuditLogIdentity: one identity per installation.
+func testAuditLogIdentity(t *testing.T, s Backend) {
+	ctx := context.Background()
+	if _, err := s.GetAuditLog(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetAuditLog of an empty store: %v, want ErrNotFound", err)
+	}
+	l := &store.AuditLog{Origin: "keyward.test/log", KeyURI: "soft:audit", CreatedAt: time.Unix(1700000000, 0).UTC()}
+	if err := s.Tx(ctx, func(tx store.Tx) error { return tx.InsertAuditLog(ctx, l) }); err != nil {
+		t.Fatal(err)
+	}
+	other := &store.AuditLog{Origin: "keyward.test/other", KeyURI: "soft:other", CreatedAt: time.Now()}
+	if err := s.Tx(ctx, func(tx store.Tx) error { return tx.InsertAuditLog(ctx, other) }); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("a second audit log identity: %v, want ErrExists", err)
+	}
+	got, err := s.GetAuditLog(ctx)
+	if err != nil || got.Origin != l.Origin || got.KeyURI != l.KeyURI || !got.CreatedAt.Equal(l.CreatedAt) {
+		t.Fatalf("GetAuditLog: %+v, %v; want %+v", got, err, l)
+	}
+}

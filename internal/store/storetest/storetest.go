@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"AuditTamperSwap", testAuditTamperSwap},
 		{"Checkpoints", testCheckpoints},
 		{"CheckpointRollback", testCheckpointRollback},
+		{"AuditLogIdentity", testAuditLogIdentity},
 		{"CAStatus", testCAStatus},
 		{"CARevoke", testCARevoke},
 		{"CARequest", testCARequest},

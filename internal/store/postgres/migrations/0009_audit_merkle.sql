@@ -9,3 +9,12 @@ CREATE TABLE audit_checkpoints (
     note       bytea NOT NULL,     -- the signed note (c2sp.org/signed-note)
     created_at timestamptz NOT NULL
 );
+
+-- The log's identity: its origin (the first line of every checkpoint, and its key's name) and the Ed25519
+-- audit-signing key that signs the checkpoints. One row per installation.
+CREATE TABLE audit_log (
+    id         bigint PRIMARY KEY CHECK (id = 1),
+    origin     text NOT NULL,
+    key_uri    text NOT NULL,
+    created_at timestamptz NOT NULL
+);
