@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var names []string
 	var grace time.Duration
 	var pub publicOptions
+	var cps checkpointOptions
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -65,6 +67,8 @@ gracefully.`,
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
 			api := server.New(server.Deps{RA: n.RA})
+			stop := cps.start(ctx, g, n)
+			defer stop()
 			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
 		},
 	}
@@ -72,7 +76,26 @@ gracefully.`,
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
 	addPublicFlags(c, &pub)
+	c.Flags().DurationVar(&cps.interval, "checkpoint-interval", time.Minute, "how often to sign an audit checkpoint while events are appended")
+	c.Flags().StringVar(&cps.dir, "checkpoint-dir", "", "also write each audit checkpoint to this directory (checkpoint-<size> and latest)")
 	return c
+}
+
+type checkpointOptions struct {
+	interval time.Duration
+	dir      string
+}
+
+// start runs the audit checkpointer until the returned function is called or ctx ends.
+func (o checkpointOptions) start(ctx context.Context, g *globals, n *node.Node) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c := &server.Checkpointer{RA: n.RA, Interval: max(o.interval, time.Second), Dir: o.dir, Log: n.Logger}
+	if o.dir != "" {
+		fmt.Fprintf(g.env.Stderr, "keyward: writing audit checkpoints to %s\n", o.dir)
+	}
+	go func() { defer close(done); c.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 // tlsNames are the server certificate's names: --tls-name, or by default the loopback names and the listen host.

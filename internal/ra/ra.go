@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
@@ -71,7 +72,15 @@ type RA struct {
 	// caches of what authentication reads on every request, kept only while the change feed is followed
 	// (Changed), which clears them on every change to what they hold.
 	caches caches
+	// omitState leaves the recorded state out of audit events: only for 'keyward bench audit', which measures
+	// what recording it costs (OmitAuditStateForBenchmark).
+	omitState atomic.Bool
 }
+
+// OmitAuditStateForBenchmark makes the RA append its audit events without the state they change (audit.
+// StateDetail), so that a benchmark can measure what recording it costs. A log made so fails 'keyward audit
+// verify': never call it outside a benchmark's own throwaway store.
+func (r *RA) OmitAuditStateForBenchmark(omit bool) { r.omitState.Store(omit) }
 
 // New returns an RA.
 func New(cfg Config) (*RA, error) {
@@ -112,7 +121,7 @@ func (r *RA) tx(ctx context.Context, fn func(store.Tx) error) error {
 	var actions []string
 	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 		actions = actions[:0] // a backend may run fn again
-		rec := &recorder{Tx: tx, actions: &actions}
+		rec := &recorder{Tx: tx, actions: &actions, omit: r.omitState.Load()}
 		if err := fn(rec); err != nil {
 			return err
 		}

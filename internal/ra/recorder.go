@@ -28,9 +28,13 @@ type recorder struct {
 	actions *[]string
 	pending map[string]map[string]string // detail key -> fields
 	held    *audit.Event
+	omit    bool // RA.OmitAuditStateForBenchmark
 }
 
 func (t *recorder) note(kind, id string, fields map[string]string) {
+	if t.omit {
+		return
+	}
 	if t.pending == nil {
 		t.pending = map[string]map[string]string{}
 	}
