@@ -17,17 +17,22 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
+	"github.com/keyward/keyward/internal/pkitest"
+	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/store/storetest"
+	"github.com/keyward/keyward/pkg/trust"
 )
 
 // prodConfig declares production with an offline root and two product lines: pacemaker-x1 (its devices are
@@ -167,7 +172,23 @@ func (p *production) writePEM(name, typ string, ders ...[]byte) string {
 	return path
 }
 
-// prodIssueProbe: the node's next issuance under product is refused with 409 naming want (after the change)
+// pemBlock returns the DER of the first PEM block of typ in file.
+func pemBlock(t *testing.T, file, typ string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		if b.Type == typ {
+			return b.Bytes
+		}
+	}
+	t.Fatalf("%s holds no %s block", file, typ)
+	return nil
+}
+
+// prodRefusedProbe: the node's next issuance under product is refused with 409 naming want (after the change)
 // or succeeds (before).
 func prodRefusedProbe(t *testing.T, s *setup, n *node, product, want string) probe {
 	return probe{n.name + " refuses issuance under " + product, func() (bool, error) {
@@ -306,7 +327,8 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 	if err := verifyChain(t, c1, p.root, pacemaker1); err != nil {
 		t.Fatalf("enrolled device certificate under the production root: %v", err)
 	}
-	renewed := p.renew(last, stDir, pacemaker, "DEMO-10000001", dev1, dev1Key, p.path("DEMO-10000001-r1.pem"))
+	current := p.path("DEMO-10000001-r1.pem") // the device's certificate: renewal replaces it
+	renewed := p.renew(last, stDir, pacemaker, "DEMO-10000001", dev1, dev1Key, current)
 	if renewed.Subject.CommonName != "DEMO-10000001" || !bytes.Equal(renewed.AuthorityKeyId, pacemaker1.SubjectKeyId) || renewed.SerialNumber.Cmp(c1.SerialNumber) == 0 {
 		t.Fatalf("renewed certificate: %q by %q", renewed.Subject.CommonName, renewed.Issuer.CommonName)
 	}
@@ -332,7 +354,7 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 	if len(rec) != 1 || rec[0].Devices != 2 || rec[0].Revoked != 4 || rec[0].KeysDestroyed != 4 {
 		t.Fatalf("reconcile of the site's batch: %+v", rec)
 	}
-	r.fail(6, "not newer", append([]string{"factory", "reconcile", "--env", prodEnv, "--site", site, "--final", "--keystore", p.siteT, export}, s.flags...)...)
+	r.fail(6, "already reconciled", append([]string{"factory", "reconcile", "--env", prodEnv, "--site", site, "--final", "--keystore", p.siteT, export}, s.flags...)...)
 
 	// 6. pump-x's issuing CA is revoked: every node refuses to issue with it within the propagation time, and
 	// answers OCSP revoked (cACompromise) for what it issued and, through the root's delegated responder, for
@@ -389,6 +411,29 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 	s.cli("ca", "crl-request", "--env", prodEnv, "--out", crlReq)
 	p.ceremonyRun("ca", "ceremony", "crl", "--env", prodEnv, "--request", crlReq, "--out", rootCRL)
 	s.cli("ca", "import-crl", rootCRL, "--env", prodEnv)
+	// Every node serves it on the public listener at the root's CRL path within the propagation time.
+	rootCRLDER := pemBlock(t, rootCRL, "X509 CRL")
+	imported := time.Now()
+	for _, n := range nodes {
+		url := n.public + revocation.CRLPath(root)
+		for {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Equal(body, rootCRLDER) {
+				t.Logf("%s serves the imported root CRL %s after the import", n.name, time.Since(imported).Round(time.Millisecond))
+				break
+			}
+			if time.Since(imported) > propagation {
+				t.Fatalf("%s: GET %s: %d, %d bytes %s after the import; want the imported root CRL (%d bytes)", n.name, url, resp.StatusCode, len(body),
+					time.Since(imported).Round(time.Millisecond), len(rootCRLDER))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	pumpCRL := p.path("pump-x.crl.der")
 	s.cli("revocation", "crl", "--ca", "production/pump-x", "--out", pumpCRL)
 	der, err := os.ReadFile(pumpCRL)
@@ -444,7 +489,8 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 	pacemaker2 := readCert(t, gen2)
 	for i, n := range nodes {
 		out := p.path(fmt.Sprintf("DEMO-10000001-gen2-%d.pem", i))
-		got := p.renew(n, stDir, pacemaker, "DEMO-10000001", dev1, dev1Key, out)
+		got := p.renew(n, stDir, pacemaker, "DEMO-10000001", current, dev1Key, out)
+		current = out
 		if !bytes.Equal(got.AuthorityKeyId, pacemaker2.SubjectKeyId) || verifyChain(t, got, p.root, pacemaker2) != nil {
 			t.Fatalf("%s renewed the device under %q; want the second generation", n.name, got.Issuer.CommonName)
 		}
@@ -512,6 +558,21 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 		t.Fatal(err)
 	}
 	r.fail(3, "", "trust", "apply", "--anchors", anchors, "--env", prodEnv, "--update", truncFile, "--out", applied)
+	// Forged: a well-formed update that adds an attacker's root, signed by that root alone (exit 4: no held root
+	// signed it).
+	rogue := pkitest.NewRoot(t, "Keyward production Root CA", nil)
+	rogueUpdate, err := trust.Sign(&trust.Update{Environment: prodEnv, Version: 7, Anchors: [][]byte{root.Raw, rogue.Cert.Raw},
+		NotBefore: time.Now().Add(-time.Hour).Unix(), NotAfter: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix()}, rogue.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueFile := p.path("rogue-update.cbor")
+	if err := os.WriteFile(rogueFile, rogueUpdate, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.fail(4, "", "trust", "apply", "--anchors", anchors, "--env", prodEnv, "--update", rogueFile, "--out", applied)
+	// Misdirected: the update is production's; a dev device refuses it (exit 3).
+	r.fail(3, "environment", "trust", "apply", "--anchors", anchors, "--env", "dev", "--update", update, "--out", applied)
 	if _, err := os.Stat(applied); !os.IsNotExist(err) {
 		t.Fatalf("a refused update wrote %s (%v)", applied, err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -300,4 +301,102 @@ type FirmwareTrust struct {
 // NewFirmwareTrust returns the JSON form of fr.
 func NewFirmwareTrust(fr *store.FirmwareRoot) FirmwareTrust {
 	return FirmwareTrust{fr.Environment, fr.Version, fr.KeyURI, fr.PQKeyURI, len(fr.Revoked), fr.CreatedAt}
+}
+
+// History is the forensic record of a device ('keyward device history', GET .../history): its registry entry,
+// every audit event about it, its certificates and keys with the events that began and ended each, and what it
+// held at the instant asked for.
+type History struct {
+	Device       Device               `json:"device"`
+	Events       []Event              `json:"events"`
+	Certificates []HistoryCertificate `json:"certificates"`
+	Keys         []HistoryKey         `json:"keys"`
+	At           *HistoryAt           `json:"at,omitempty"`
+}
+
+// HistoryCertificate is one certificate of a device over time. Sequence numbers name audit events.
+type HistoryCertificate struct {
+	Serial           string     `json:"serial"`
+	Issuer           string     `json:"issuer"`
+	NotBefore        time.Time  `json:"not_before"`
+	NotAfter         time.Time  `json:"not_after"`
+	SPKI             string     `json:"spki_sha256"`
+	IssuedEvent      int64      `json:"issued_event"`
+	IssuedAt         time.Time  `json:"issued_at"`
+	EndedEvent       int64      `json:"ended_event,omitempty"`
+	EndedAt          *time.Time `json:"ended_at,omitempty"`
+	EndedBy          string     `json:"ended_by,omitempty"`
+	RevokedEvent     int64      `json:"revoked_event,omitempty"`
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+}
+
+// HistoryKey is one key of a device over time.
+type HistoryKey struct {
+	URI        string     `json:"uri"`
+	SPKI       string     `json:"spki_sha256"`
+	SinceEvent int64      `json:"since_event"`
+	Since      time.Time  `json:"since"`
+	UntilEvent int64      `json:"until_event,omitempty"`
+	Until      *time.Time `json:"until,omitempty"`
+	EndedBy    string     `json:"ended_by,omitempty"`
+}
+
+// HistoryAt is what a device held at an instant.
+type HistoryAt struct {
+	Time         time.Time       `json:"time"`
+	AsOfEvent    int64           `json:"as_of_event"`
+	State        string          `json:"state"`
+	Certificates []HistoryCertAt `json:"certificates"`
+	Keys         []HistoryKeyAt  `json:"keys"`
+}
+
+// HistoryCertAt is a certificate a device had by an instant: held, and valid (held, in its validity period,
+// unrevoked) then.
+type HistoryCertAt struct {
+	Serial           string    `json:"serial"`
+	Issuer           string    `json:"issuer"`
+	NotBefore        time.Time `json:"not_before"`
+	NotAfter         time.Time `json:"not_after"`
+	Held             bool      `json:"held"`
+	Valid            bool      `json:"valid"`
+	Revoked          bool      `json:"revoked"`
+	RevocationReason string    `json:"revocation_reason,omitempty"`
+}
+
+// HistoryKeyAt is a key a device had by an instant, and whether it held it then.
+type HistoryKeyAt struct {
+	URI  string `json:"uri"`
+	SPKI string `json:"spki_sha256"`
+	Held bool   `json:"held"`
+}
+
+// NewHistory returns the JSON form of h.
+func NewHistory(h *ra.History) History {
+	out := History{Device: NewDevice(h.Device), Events: make([]Event, 0, len(h.Events)), Certificates: make([]HistoryCertificate, 0, len(h.Certificates)),
+		Keys: make([]HistoryKey, 0, len(h.Keys))}
+	for _, e := range h.Events {
+		out.Events = append(out.Events, NewEvent(e))
+	}
+	for _, c := range h.Certificates {
+		cert := c.Certificate
+		out.Certificates = append(out.Certificates, HistoryCertificate{Serial: cert.Serial, Issuer: cert.IssuerID, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+			SPKI: hex.EncodeToString(cert.SPKISHA256), IssuedEvent: c.IssuedSeq, IssuedAt: c.IssuedAt, EndedEvent: c.EndedSeq, EndedAt: c.EndedAt, EndedBy: c.EndedBy,
+			RevokedEvent: c.RevokedSeq, RevokedAt: c.RevokedAt, RevocationReason: c.RevocationReason})
+	}
+	for _, k := range h.Keys {
+		out.Keys = append(out.Keys, HistoryKey{URI: k.URI, SPKI: hex.EncodeToString(k.SPKISHA256), SinceEvent: k.SinceSeq, Since: k.Since,
+			UntilEvent: k.UntilSeq, Until: k.Until, EndedBy: k.EndedBy})
+	}
+	if a := h.At; a != nil {
+		at := &HistoryAt{Time: a.At, AsOfEvent: a.AsOfSeq, State: a.State, Certificates: make([]HistoryCertAt, 0, len(a.Certificates)), Keys: make([]HistoryKeyAt, 0, len(a.Keys))}
+		for _, c := range a.Certificates {
+			at.Certificates = append(at.Certificates, HistoryCertAt{c.Serial, c.Issuer, c.NotBefore, c.NotAfter, c.Held, c.Valid, c.Revoked, c.RevocationReason})
+		}
+		for _, k := range a.Keys {
+			at.Keys = append(at.Keys, HistoryKeyAt{k.URI, hex.EncodeToString(k.SPKISHA256), k.Held})
+		}
+		out.At = at
+	}
+	return out
 }

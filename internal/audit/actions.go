@@ -41,6 +41,9 @@ const (
 	ActionStation        = "station."
 	ActionDevice         = "device."
 	ActionDeviceRegister = "device.register" // a device recorded from a reconciled factory export
+	// Forensics reads ('keyward device history', 'keyward cert history'): refusals only.
+	ActionDeviceHistory = "device.history"
+	ActionCertHistory   = "cert.history"
 
 	// Firmware ("firmware.key." + retired or revoked).
 	ActionFirmwareTrustCreate   = "firmware.trust.create"

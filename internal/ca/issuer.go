@@ -71,6 +71,11 @@ func (i *Issuer) Issue(ctx context.Context, p *issuer.Prepared) ([]byte, error) 
 	return i.iss.Issue(ctx, p)
 }
 
+// IssueCertificate is Issue returning the parsed certificate (issuer.Issuer.IssueCertificate).
+func (i *Issuer) IssueCertificate(ctx context.Context, p *issuer.Prepared) (*x509.Certificate, error) {
+	return i.iss.IssueCertificate(ctx, p)
+}
+
 // NewStamp returns a stamp of the linted certificate p, already issued as issued (issuer.Issuer.NewStamp); its
 // signatures go through the CA's guard too.
 func (i *Issuer) NewStamp(p *issuer.Prepared, issued []byte, cfg issuer.StampConfig) (*issuer.Stamp, error) {

@@ -45,7 +45,7 @@ verified at the end. --json prints one object with per_second, limit_per_second 
 	issue.Flags().DurationVar(&o.LimitTime, "limit-time", 0, "how long to measure the limit (default 3s)")
 	g.addJSON(issue)
 	c.AddCommand(issue)
-	c.AddCommand(benchEnrollCmd(g))
+	c.AddCommand(benchEnrollCmd(g), benchAPICmd(g))
 	c.AddCommand(benchBatchCmd(g))
 	c.AddCommand(benchRevocationCmds(g)...)
 	c.AddCommand(firmwareBenchCmd(g))

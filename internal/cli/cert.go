@@ -18,7 +18,7 @@ import (
 func certCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "cert", Short: "Certificates: issue, show, list"}
 	c.AddCommand(certIssueCmd(g), certShowCmd(g), certListCmd(g), certExpiringCmd(g))
-	c.AddCommand(certRevokeCmd(g), certUnholdCmd(g))
+	c.AddCommand(certRevokeCmd(g), certUnholdCmd(g), certHistoryCmd(g))
 	return c
 }
 

@@ -39,7 +39,7 @@ func deviceCmd(g *globals) *cobra.Command {
 		deviceActionCmd(g, ra.ForceRenew, "Let the device's next renewal happen outside the profile's renewal window"),
 		deviceActionCmd(g, ra.Suspend, "Suspend a device: its renewals are refused until it is resumed"),
 		deviceActionCmd(g, ra.Resume, "Resume a suspended device"),
-		deviceDecommissionCmd(g))
+		deviceDecommissionCmd(g), deviceHistoryCmd(g))
 	return c
 }
 

@@ -41,11 +41,11 @@ func SelfSign(ctx context.Context, tmpl *x509.Certificate, signer crypto.Signer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("self-sign %q: %w", name, err)
 	}
-	der, err := issue(ctx, p, signer, alg, nil)
+	cert, err := issue(ctx, p, signer, alg, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("self-sign %q: %w", name, err)
 	}
-	return der, p.Warnings(), nil
+	return cert.Raw, p.Warnings(), nil
 }
 
 // SignCA creates a subordinate CA certificate from tmpl for pub, signed by parentSigner under parentCert,

@@ -201,20 +201,30 @@ func prepare(tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certific
 // against the CA certificate before it is returned (ErrBadSignature otherwise), which catches a faulty
 // signer or HSM.
 func (i *Issuer) Issue(ctx context.Context, p *Prepared) ([]byte, error) {
+	cert, err := i.IssueCertificate(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return cert.Raw, nil
+}
+
+// IssueCertificate is Issue returning the certificate it parsed to verify the signature (Raw is the DER), so
+// that a caller needing its fields does not parse it a second time.
+func (i *Issuer) IssueCertificate(ctx context.Context, p *Prepared) (*x509.Certificate, error) {
 	if p == nil {
 		return nil, errors.New("issue: no prepared certificate")
 	}
 	if p.issuer != i {
 		return nil, fmt.Errorf("issue under %q: the certificate was prepared by another issuer", i.cert.Subject.String())
 	}
-	der, err := issue(ctx, p, i.signer, i.alg, i.cert)
+	cert, err := issue(ctx, p, i.signer, i.alg, i.cert)
 	if err != nil {
 		return nil, fmt.Errorf("issue under %q: %w", i.cert.Subject.String(), err)
 	}
-	return der, nil
+	return cert, nil
 }
 
-func issue(ctx context.Context, p *Prepared, signer crypto.Signer, alg sigAlg, parent *x509.Certificate) ([]byte, error) {
+func issue(ctx context.Context, p *Prepared, signer crypto.Signer, alg sigAlg, parent *x509.Certificate) (*x509.Certificate, error) {
 	p.mu.Lock()
 	redeemed := p.redeemed
 	p.redeemed = true
@@ -257,7 +267,7 @@ func issue(ctx context.Context, p *Prepared, signer crypto.Signer, alg sigAlg, p
 	if err := cert.CheckSignatureFrom(parent); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	return der, nil
+	return cert, nil
 }
 
 // splitCertificate returns the TBSCertificate and signatureAlgorithm elements (with their tags) of a DER

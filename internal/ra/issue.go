@@ -227,14 +227,11 @@ func duplicateKey(existing []*store.Certificate, spki []byte, subject string) er
 }
 
 func (r *RA) sign(ctx context.Context, prep *prepared) (*signed, error) {
-	der, err := prep.ca.Issue(ctx, prep.token)
+	cert, err := prep.ca.IssueCertificate(ctx, prep.token)
 	if err != nil {
 		return nil, signError(prep.ca.CA().ID, err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, wrap(KindInternal, err)
-	}
+	der := cert.Raw
 	now := r.now()
 	return &signed{prepared: prep, row: &store.Certificate{
 		Serial: SerialString(cert), IssuerID: prep.ca.CA().ID, Profile: prep.profile.Name, ProfileVersion: prep.profile.Version,

@@ -5,16 +5,41 @@ package server
 
 import (
 	"net/http"
+	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
 
-// deviceRoutes are the device registry's API routes: decommissioning. Admins and CA officers only, as for
-// every revocation.
+// deviceRoutes are the device registry's API routes: decommissioning (admins and CA officers only, as for
+// every revocation) and the forensic history (admins and auditors).
 func (s *Server) deviceRoutes() []Route {
-	return []Route{{Method: "POST", Pattern: "/api/v1/devices/{env}/{product}/{serial}/decommission",
-		Roles: []string{ra.RoleAdmin, ra.RoleCAOfficer}, Handler: s.decommission}}
+	return []Route{
+		{Method: "POST", Pattern: "/api/v1/devices/{env}/{product}/{serial}/decommission",
+			Roles: []string{ra.RoleAdmin, ra.RoleCAOfficer}, Handler: s.decommission},
+		{Method: "GET", Pattern: "/api/v1/devices/{env}/{product}/{serial}/history",
+			Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.deviceHistory},
+	}
+}
+
+// deviceHistory answers the forensic record of a device (api.History); ?at=RFC3339 adds what it held then.
+func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request, p ra.Principal) {
+	var at *time.Time
+	if v := r.URL.Query().Get("at"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			s.fail(w, r, ra.FieldErrorf(ra.KindBadRequest, "at", "at=%.40q: use RFC 3339, e.g. 2031-03-14T15:09:26Z", v))
+			return
+		}
+		at = &t
+	}
+	h, err := s.ra.DeviceHistory(r.Context(), p, ra.DeviceRef{Environment: r.PathValue("env"), ProductLine: r.PathValue("product"), Serial: r.PathValue("serial")}, at)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.NewHistory(h))
 }
 
 // DecommissionRequest is the body of POST /api/v1/devices/{env}/{product}/{serial}/decommission.

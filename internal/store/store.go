@@ -228,6 +228,9 @@ type Reader interface {
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
 	// WalkAudit calls fn for every audit event with Seq > after in sequence order, stopping at the first error.
 	WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error
+	// WalkAuditBySubject calls fn for every audit event whose subject is subject, in sequence order, stopping at
+	// the first error (forensics: the events of a device, a certificate or a key; refusals included).
+	WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error
 	// AuditHead returns the sequence number and hash of the newest audit event (0 and nil for an empty chain).
 	AuditHead(ctx context.Context) (int64, []byte, error)
 	// WalkChanges calls fn for every successful audit event with Seq > after, in sequence order, reading only

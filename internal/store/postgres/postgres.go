@@ -238,6 +238,26 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 	}
 }
 
+// WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
+func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
+	after := int64(0)
+	for {
+		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.AuditBySubject, subject, after, walkPage)
+		if err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
 // querier is what reads need of a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -199,22 +199,16 @@ const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + `
 
 // WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
 func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
-	after := ""
-	for {
-		page, err := s.revokedPage(ctx, issuerID, micros(notAfterFrom), after)
-		if err != nil {
-			return fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
-		}
-		for i := range page {
-			if err := fn(&page[i]); err != nil {
-				return err
+	// fn's own error is returned as it is; a read's names the walk.
+	return sqlrecord.WalkPrefetched(revokedPage,
+		func(after string) ([]store.RevocationEntry, error) {
+			page, err := s.revokedPage(ctx, issuerID, micros(notAfterFrom), after)
+			if err != nil {
+				return nil, fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
 			}
-		}
-		if len(page) < revokedPage {
-			return nil
-		}
-		after = page[len(page)-1].Serial
-	}
+			return page, nil
+		},
+		func(e *store.RevocationEntry) string { return e.Serial }, fn)
 }
 
 func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom int64, after string) ([]store.RevocationEntry, error) {

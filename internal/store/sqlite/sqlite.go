@@ -415,6 +415,30 @@ func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event
 	}
 }
 
+// WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
+func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
+	after := int64(0)
+	page := make([]*audit.Event, 0, walkPage)
+	for {
+		rows, err := s.r.QueryContext(ctx, positional(sqlrecord.AuditBySubject), subject, after, walkPage)
+		if err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
+		}
+		if page, err = appendRows(page[:0], rows, codec.ScanEvent); err != nil {
+			return fmt.Errorf("audit events of %q: %w", subject, err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(page) < walkPage {
+			return nil
+		}
+	}
+}
+
 // appendRows scans every row with scan, appends to dst and closes rows.
 func appendRows[T any](dst []T, rows *sql.Rows, scan func(sqlrecord.Row) (T, error)) ([]T, error) {
 	defer rows.Close()

@@ -58,7 +58,10 @@ const (
 	InsertEvent = `INSERT INTO audit_events (` + AuditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	// WalkAudit reads the events after sequence number $1, at most $2 of them.
 	WalkAudit = `SELECT ` + AuditColumns + ` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`
-	AuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	// AuditBySubject reads the events whose subject is $1 with seq > $2, at most $3 of them (forensics: a
+	// device's, a certificate's or a key's events; index audit_events_subject).
+	AuditBySubject = `SELECT ` + AuditColumns + ` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`
+	AuditHead      = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 	// WalkChanges reads the successful events after sequence number $1, at most $2 of them.
 	WalkChanges = `SELECT ` + ChangeColumns + ` FROM audit_events WHERE seq > $1 AND outcome = '` + audit.OutcomeSuccess + `' ORDER BY seq LIMIT $2`
 )
@@ -214,4 +217,43 @@ func ScanChange(r Row) (store.Change, error) {
 	var ch store.Change
 	err := r.Scan(&ch.Seq, &ch.Action, &ch.Subject)
 	return ch, err
+}
+
+// WalkPrefetched calls fn for every item of successive pages of size items, in order: fetch(after) reads the
+// page after the key after ("" for the first), and key names an item's key. While fn works through one page
+// the next is already being read, so a walk of a large table (a CRL's million revoked certificates) overlaps
+// the database's work with the caller's. It stops at fn's first error, once the page being read has arrived.
+func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key func(*T) string, fn func(*T) error) error {
+	type result struct {
+		page []T
+		err  error
+	}
+	page, err := fetch("")
+	for {
+		if err != nil {
+			return err
+		}
+		var next chan result
+		if len(page) >= size {
+			after := key(&page[len(page)-1])
+			next = make(chan result, 1)
+			go func() {
+				p, err := fetch(after)
+				next <- result{p, err}
+			}()
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				if next != nil {
+					<-next
+				}
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		r := <-next
+		page, err = r.page, r.err
+	}
 }

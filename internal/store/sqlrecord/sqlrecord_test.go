@@ -2,6 +2,7 @@ package sqlrecord
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,57 @@ func TestSplitKIDs(t *testing.T) {
 	}
 	if _, err := splitKIDs(make([]byte, kidSize+1)); err == nil {
 		t.Error("split a list of 33 bytes")
+	}
+}
+
+func TestWalkPrefetched(t *testing.T) {
+	const size = 7
+	for _, total := range []int{0, 1, size - 1, size, size + 1, 3 * size, 3*size + 2} {
+		var fetches []string
+		fetch := func(after string) ([]int, error) {
+			fetches = append(fetches, after)
+			start := 0
+			if after != "" {
+				start, _ = strconv.Atoi(after)
+				start++
+			}
+			var page []int
+			for i := start; i < total && len(page) < size; i++ {
+				page = append(page, i)
+			}
+			return page, nil
+		}
+		var got []int
+		err := WalkPrefetched(size, fetch, func(i *int) string { return strconv.Itoa(*i) }, func(i *int) error { got = append(got, *i); return nil })
+		if err != nil || len(got) != total {
+			t.Fatalf("%d items: walked %d, %v", total, len(got), err)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("%d items: item %d is %d", total, i, v)
+			}
+		}
+		if want := total/size + 1; len(fetches) != want {
+			t.Fatalf("%d items: %d fetches %v, want %d", total, len(fetches), fetches, want)
+		}
+	}
+	// fn's error stops the walk after the page in flight has arrived; a fetch error is returned as is.
+	stop := errors.New("stop")
+	calls := 0
+	err := WalkPrefetched(2, func(after string) ([]int, error) { return []int{1, 2}, nil }, func(*int) string { return "x" },
+		func(*int) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("fn error: %d calls, %v", calls, err)
+	}
+	bad := errors.New("read failed")
+	n := 0
+	err = WalkPrefetched(2, func(after string) ([]int, error) {
+		if after != "" {
+			return nil, bad
+		}
+		return []int{1, 2}, nil
+	}, func(i *int) string { return strconv.Itoa(*i) }, func(*int) error { n++; return nil })
+	if !errors.Is(err, bad) || n != 2 {
+		t.Fatalf("fetch error: %d items, %v", n, err)
 	}
 }

@@ -77,7 +77,7 @@ func TestStatements(t *testing.T) {
 		{"RevokeCA", RevokeCA, 4}, {"ListCARequests", ListCARequests, 0}, {"CloseCARequest", CloseCARequest, 3}, {"DeleteCARequest", DeleteCARequest, 1},
 		{"SelectKey", SelectKey, 1}, {"ListKeys", ListKeys, 0}, {"SetKeyState", SetKeyState, len(c.SetKeyStateArgs("u", "s", now))},
 		{"SelectCertificate", SelectCertificate, 1}, {"CertificatesBySPKI", CertificatesBySPKI, 1},
-		{"SelectTokenByHash", SelectTokenByHash, 1}, {"WalkAudit", WalkAudit, 2}, {"AuditHead", AuditHead, 0}, {"WalkChanges", WalkChanges, 2},
+		{"SelectTokenByHash", SelectTokenByHash, 1}, {"WalkAudit", WalkAudit, 2}, {"AuditBySubject", AuditBySubject, 3}, {"AuditHead", AuditHead, 0}, {"WalkChanges", WalkChanges, 2},
 		{"SelectStation", SelectStation, 1}, {"ListStations", ListStations, 0}, {"UpdateStation", UpdateStation, len(c.UpdateStationArgs(&store.Station{}))},
 		{"SelectDevice", SelectDevice, 3}, {"SetCertificateStatus", SetCertificateStatus, 3},
 		{"ExpiringCertificates", ExpiringCertificates, 2}, {"ExpiringCertificatesLimit", ExpiringCertificatesLimit, 3},

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
 		{"AuditChain", testAuditChain},
 		{"AuditWalkPages", testAuditWalkPages},
+		{"AuditBySubject", testAuditBySubject},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"AuditTamperDetails", testAuditTamperDetails},
 		{"AuditTamperDelete", testAuditTamperDelete},
@@ -740,6 +741,52 @@ func testAuditWalkPages(t *testing.T, s Backend) {
 	}
 	if got, err := store.VerifyAudit(context.Background(), s); err != nil || got != n {
 		t.Fatalf("VerifyAudit: %d, %v; want %d, nil", got, err, n)
+	}
+}
+
+func testAuditBySubject(t *testing.T, s Backend) {
+	ctx := context.Background()
+	// One subject with more events than a page, interleaved with others; a subject that only prefixes another
+	// one must not match it.
+	const many = 2100
+	tx(t, s, func(tx store.Tx) error {
+		for i := 0; i < many; i++ {
+			for _, subject := range []string{"PX1-000001", "PX1-0000011", fmt.Sprintf("PX1-%06d", 100+i%3)} {
+				if subject == "PX1-0000011" && i%100 != 0 {
+					continue
+				}
+				e := &audit.Event{Time: t0, Actor: "admin", Action: "device.force-renew", Subject: subject, Outcome: audit.OutcomeSuccess,
+					Details: map[string]string{"i": fmt.Sprint(i)}}
+				if err := tx.AppendAudit(ctx, e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	for subject, want := range map[string]int{"PX1-000001": many, "PX1-0000011": many / 100, "PX1-000100": many / 3, "nobody": 0} {
+		var prev int64
+		got := 0
+		if err := s.WalkAuditBySubject(ctx, subject, func(e *audit.Event) error {
+			if e.Subject != subject || e.Seq <= prev {
+				return fmt.Errorf("event %d of %q after %d", e.Seq, e.Subject, prev)
+			}
+			if e.Details["i"] == "" || len(e.Hash) == 0 {
+				return fmt.Errorf("event %d read without its details or hash", e.Seq)
+			}
+			prev = e.Seq
+			got++
+			return nil
+		}); err != nil {
+			t.Fatalf("WalkAuditBySubject(%q): %v", subject, err)
+		}
+		if got != want {
+			t.Fatalf("WalkAuditBySubject(%q): %d events, want %d", subject, got, want)
+		}
+	}
+	stop := errors.New("stop")
+	if err := s.WalkAuditBySubject(ctx, "PX1-000001", func(*audit.Event) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("WalkAuditBySubject with a failing fn: %v; want fn's error", err)
 	}
 }
 

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/ra"
+)
+
+const historyLong = `Every audit event about the device — its certificates (issued, renewed, re-keyed, superseded, revoked,
+released from hold), its keys (generated on the device, destroyed), its station, site or factory batch, its
+suspensions and its decommissioning — in sequence order, each with its event number, then each certificate and
+key with the events that began and ended it. Refused attempts are listed too, marked refused; they change
+nothing.
+
+--at TIME (RFC 3339) replays the events up to that instant and answers which certificates and keys the device
+held then, and which of its certificates were valid: held, inside their validity period and not revoked by
+then. A certificate is held from its issuance until a renewal or a re-provisioning supersedes it, or the device
+is decommissioned; a key while a certificate of it is held and it is not recorded destroyed.
+
+Admins and auditors may read histories (API: GET /api/v1/devices/{env}/{product}/{serial}/history[?at=]).`
+
+// parseAt parses --at; empty is no instant.
+func parseAt(s string) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--at %q: use RFC 3339, e.g. 2031-03-14T15:09:26Z", s)}
+	}
+	return &t, nil
+}
+
+func deviceHistoryCmd(g *globals) *cobra.Command {
+	var ref ra.DeviceRef
+	var at string
+	c := &cobra.Command{
+		Use:   "history SERIAL [--at TIME]",
+		Short: "A device's forensic record: every event about it, its certificates and keys, and what it held at an instant",
+		Long:  historyLong,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			when, err := parseAt(at)
+			if err != nil {
+				return err
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			ref.Serial = args[0]
+			h, err := n.RA.DeviceHistory(cmd.Context(), principal(), ref, when)
+			if err != nil {
+				return err
+			}
+			return printHistory(g, api.NewHistory(h), "")
+		},
+	}
+	c.Flags().StringVar(&ref.Environment, "env", "", "environment (needed only if the serial is in several)")
+	c.Flags().StringVar(&ref.ProductLine, "product", "", "product line (needed only if the serial is in several)")
+	c.Flags().StringVar(&at, "at", "", "also show what the device held at this instant (RFC 3339)")
+	g.addJSON(c)
+	return c
+}
+
+func certHistoryCmd(g *globals) *cobra.Command {
+	var at string
+	c := &cobra.Command{
+		Use:   "history SERIAL [--at TIME]",
+		Short: "The forensic record of a certificate's device, the certificate's own events marked",
+		Long: `The history of the device the certificate (hex serial) was issued to, as 'keyward device history' prints
+it, with the events and the lines about this certificate marked "*". A certificate issued to no registered
+device has no history (exit 5).
+
+` + historyLong,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			when, err := parseAt(at)
+			if err != nil {
+				return err
+			}
+			n, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			h, serial, err := n.RA.CertificateHistory(cmd.Context(), principal(), args[0], when)
+			if err != nil {
+				return err
+			}
+			return printHistory(g, api.NewHistory(h), serial)
+		},
+	}
+	c.Flags().StringVar(&at, "at", "", "also show what the device held at this instant (RFC 3339)")
+	g.addJSON(c)
+	return c
+}
+
+// printHistory prints h; mark names a certificate serial whose lines are marked.
+func printHistory(g *globals, h api.History, mark string) error {
+	if g.json {
+		return g.printJSON(h)
+	}
+	w := g.env.Stdout
+	d := h.Device
+	fmt.Fprintf(w, "device %s of %s/%s: %s", d.Serial, d.Environment, d.ProductLine, d.State)
+	if d.Station != "" {
+		fmt.Fprintf(w, ", station %s", d.Station)
+	}
+	if d.Site != "" {
+		fmt.Fprintf(w, ", site %s", d.Site)
+	}
+	if d.HardwareSerial != "" {
+		fmt.Fprintf(w, ", hardware %s", d.HardwareSerial)
+	}
+	fmt.Fprintln(w)
+	concerns := func(e api.Event) bool {
+		return mark != "" && (e.Subject == mark || e.Details["serial"] == mark || e.Details["superseded"] == mark || e.Details["certificate"] == mark || e.Details["owner"] == mark)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nEVENT\tTIME\tACTOR\tACTION\tOUTCOME\tSUBJECT\tDETAILS")
+	for _, e := range h.Events {
+		seq := fmt.Sprint(e.Seq)
+		if concerns(e) {
+			seq = "*" + seq
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", seq, e.Time.Format(time.RFC3339), e.Actor, e.Action, e.Outcome, e.Subject, formatDetails(e.Details))
+	}
+	fmt.Fprintln(tw, "\nCERTIFICATE\tISSUER\tNOT AFTER\tISSUED\tENDED\tREVOKED")
+	for _, c := range h.Certificates {
+		serial := c.Serial
+		if serial == mark {
+			serial = "*" + serial
+		}
+		ended, revoked := "-", "-"
+		if c.EndedEvent != 0 {
+			ended = fmt.Sprintf("%s at event %d", c.EndedBy, c.EndedEvent)
+		}
+		if c.RevokedEvent != 0 {
+			revoked = fmt.Sprintf("%s at event %d", c.RevocationReason, c.RevokedEvent)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (event %d)\t%s\t%s\n", serial, c.Issuer, c.NotAfter.Format(time.DateOnly), c.IssuedAt.Format(time.RFC3339), c.IssuedEvent, ended, revoked)
+	}
+	fmt.Fprintln(tw, "\nKEY\tSINCE\tUNTIL")
+	for _, k := range h.Keys {
+		until := "-"
+		if k.UntilEvent != 0 {
+			until = fmt.Sprintf("%s at event %d", k.EndedBy, k.UntilEvent)
+		}
+		fmt.Fprintf(tw, "%s\tevent %d\t%s\n", k.URI, k.SinceEvent, until)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if a := h.At; a != nil {
+		fmt.Fprintf(w, "\nat %s (after event %d): device %s\n", a.Time.Format(time.RFC3339Nano), a.AsOfEvent, a.State)
+		for _, c := range a.Certificates {
+			state := "not held"
+			switch {
+			case c.Valid:
+				state = "held, valid"
+			case c.Held && c.Revoked:
+				state = "held, revoked (" + c.RevocationReason + ")"
+			case c.Held:
+				state = "held, outside its validity period"
+			case c.Revoked:
+				state = "not held, revoked (" + c.RevocationReason + ")"
+			}
+			fmt.Fprintf(w, "  certificate %s: %s\n", c.Serial, state)
+		}
+		for _, k := range a.Keys {
+			state := "not held"
+			if k.Held {
+				state = "held"
+			}
+			fmt.Fprintf(w, "  key %s: %s\n", k.URI, state)
+		}
+		if len(a.Certificates) == 0 {
+			fmt.Fprintln(w, "  nothing: the device had no certificate yet")
+		}
+	}
+	return nil
+}
