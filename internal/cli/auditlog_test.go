@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/keystore/pkcs11/pkcs11test"
 	"github.com/keyward/keyward/internal/store/storeopen"
 	"github.com/keyward/keyward/internal/store/storetest"
 )
@@ -239,5 +240,36 @@ func TestAuditProofOffline(t *testing.T) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, out, errs, tt.code, tt.contains)
 			}
 		})
+	}
+}
+
+// TestAuditKeyPKCS11: the PKCS#11 keystore (crypto11 v1.5.0) cannot generate Ed25519 keys, which signed notes
+// need: asking for the audit key there is refused with a clear message and exit 3, and nothing is recorded;
+// the software keystore then creates it.
+func TestAuditKeyPKCS11(t *testing.T) {
+	token := pkcs11test.NewToken(t)
+	t.Setenv("KEYWARD_PKCS11_PIN", pkcs11test.PIN) // the data directory remembers the token, without its PIN
+	dir := initDir(t)
+	_, errs, code := kw(t, "audit", "checkpoint", "--data", dir, "--keystore", token)
+	if code != ExitBadRequest || !strings.Contains(errs, "need Ed25519") || !strings.Contains(errs, "--keystore") {
+		t.Fatalf("audit checkpoint --keystore pkcs11: exit %d, %s", code, errs)
+	}
+	if _, errs, code := kw(t, "audit", "pubkey", "--data", dir); code != ExitNotFound {
+		t.Fatalf("audit pubkey after the refusal: exit %d, %s; want 5 (no audit key recorded)", code, errs)
+	}
+	cp := filepath.Join(t.TempDir(), "checkpoint")
+	mustKW(t, "audit", "checkpoint", "--data", dir, "--out", cp)
+	keys := listJSON[map[string]any](t, "key", "list", "--data", dir, "--json")
+	n := 0
+	for _, k := range keys {
+		if k["purpose"] == "audit-signing" {
+			n++
+			if k["location"] != "software" || k["algorithm"] != "ed25519" {
+				t.Errorf("audit key %v", k)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d audit-signing keys, want 1", n)
 	}
 }

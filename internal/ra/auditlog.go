@@ -54,7 +54,10 @@ func (r *RA) auditLog(ctx context.Context, p Principal, ks keystore.Keystore) (*
 		return nil, wrap(KindUnavailable, err)
 	}
 	key, loc, err := r.cfg.CA.GenerateKey(ctx, ks, keystore.PurposeAuditSigning, keystore.Ed25519, "audit log checkpoints")
-	if err != nil {
+	if errors.Is(err, errors.ErrUnsupported) {
+		// Signed notes are Ed25519 (c2sp.org/signed-note); a keystore that cannot hold one cannot hold this key.
+		return nil, FieldErrorf(KindBadRequest, "keystore", "the audit key signs C2SP signed notes, which need Ed25519, and this keystore cannot generate Ed25519 keys (%v): create it in the software keystore", err)
+	} else if err != nil {
 		return nil, wrap(KindUnavailable, err)
 	}
 	pub, ok := key.Public.(ed25519.PublicKey)
