@@ -79,7 +79,7 @@ func Audit(ctx context.Context, opts AuditOptions) (*AuditResult, error) {
 		return nil, err
 	}
 	closeNode := sync.OnceValue(n.Close)
-	defer closeNode()
+	defer func() { _ = closeNode() }()
 	res := &AuditResult{Store: storeName(opts.DB), GOMAXPROCS: runtime.GOMAXPROCS(0), Batch: opts.Batch}
 	sys := ra.System("bench")
 	if _, err := n.RA.Checkpoint(ctx, sys, nil); err != nil { // the audit key, not timed
