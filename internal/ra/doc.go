@@ -3,8 +3,10 @@
 // stations, the device registry, key destruction, operator tokens, CA creation and the offline-root ceremony,
 // firmware trust and releases, offline manufacturing) is one method of RA that authorises the principal,
 // validates the request against the profiles, the hierarchy and the registry, runs ONE store transaction
-// holding the change and its audit event, and then notifies the change feed. A refusal is audited in its own
-// transaction and changes nothing else. The device registry is consulted on every path that issues for a
+// holding the change and its audit event, and then notifies the change feed. Every such transaction records
+// the state its writes leave in its audit events (recorder.go), and the RA signs the audit log's checkpoints,
+// verifies the log against them and the tables, and proves events (auditlog.go). A refusal is audited in its
+// own transaction and changes nothing else. The device registry is consulted on every path that issues for a
 // device serial.
 //
 // Errors are one type, *Error, with a Kind the faces map once (HTTP status, exit code) and a message that names
