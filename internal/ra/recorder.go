@@ -23,6 +23,9 @@ import (
 // A write is recorded in the first event appended after it, or, for writes after the transaction's last event
 // (a device row updated once its issuance is recorded), in that last event: the recorder holds each event back
 // until the next one is appended or the transaction's function returns (flush).
+//
+// A new store method that writes one of those tables needs its method here too; without it, 'keyward audit
+// verify' reports the row as a disagreement with the log, which is the tripwire that says so.
 type recorder struct {
 	store.Tx
 	actions *[]string
