@@ -243,28 +243,27 @@ func TestAuditProofOffline(t *testing.T) {
 	}
 }
 
-// TestAuditKeyPKCS11: the PKCS#11 keystore (crypto11 v1.5.0) cannot generate Ed25519 keys, which signed notes
-// need: asking for the audit key there is refused with a clear message and exit 3, and nothing is recorded;
-// the software keystore then creates it.
+// TestAuditKeyPKCS11: the audit key created on first need in a PKCS#11 token (SoftHSM2, CKM_EDDSA) signs
+// checkpoints whose proofs verify offline, and is recorded in the key glossary as a pkcs11 Ed25519
+// audit-signing key.
 func TestAuditKeyPKCS11(t *testing.T) {
 	token := pkcs11test.NewToken(t)
 	t.Setenv("KEYWARD_PKCS11_PIN", pkcs11test.PIN) // the data directory remembers the token, without its PIN
 	dir := initDir(t)
-	_, errs, code := kw(t, "audit", "checkpoint", "--data", dir, "--keystore", token)
-	if code != ExitBadRequest || !strings.Contains(errs, "need Ed25519") || !strings.Contains(errs, "--keystore") {
-		t.Fatalf("audit checkpoint --keystore pkcs11: exit %d, %s", code, errs)
-	}
-	if _, errs, code := kw(t, "audit", "pubkey", "--data", dir); code != ExitNotFound {
-		t.Fatalf("audit pubkey after the refusal: exit %d, %s; want 5 (no audit key recorded)", code, errs)
-	}
 	cp := filepath.Join(t.TempDir(), "checkpoint")
-	mustKW(t, "audit", "checkpoint", "--data", dir, "--out", cp)
+	mustKW(t, "audit", "checkpoint", "--data", dir, "--keystore", token, "--out", cp)
+	keyFile := filepath.Join(t.TempDir(), "audit.pub")
+	mustKW(t, "audit", "pubkey", "--data", dir, "--out", keyFile)
+	proof := filepath.Join(t.TempDir(), "proof.json")
+	mustKW(t, "audit", "prove", "--data", dir, "--seq", "1", "--checkpoint", cp, "--out", proof)
+	mustKW(t, "audit", "check-proof", "--proof", proof, "--key", keyFile)
+	mustKW(t, "audit", "verify", "--data", dir, "--checkpoint", cp)
 	keys := listJSON[map[string]any](t, "key", "list", "--data", dir, "--json")
 	n := 0
 	for _, k := range keys {
 		if k["purpose"] == "audit-signing" {
 			n++
-			if k["location"] != "software" || k["algorithm"] != "ed25519" {
+			if k["location"] != "pkcs11" || k["algorithm"] != "ed25519" {
 				t.Errorf("audit key %v", k)
 			}
 		}
