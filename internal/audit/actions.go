@@ -87,3 +87,10 @@ const (
 	// PrefixCert: revocations and releases from hold, which the publisher follows.
 	PrefixCert = "cert."
 )
+
+// The audit log itself: refusals only (a checkpoint appends no event: it would change the tree it describes).
+const (
+	ActionAuditCheckpoint = "audit.checkpoint"
+	ActionAuditVerify     = "audit.verify"
+	ActionAuditProve      = "audit.prove"
+)

@@ -3,13 +3,13 @@ package audit
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/keyward/keyward/pkg/auditproof"
 )
 
 // Outcomes of an audited action.
@@ -18,63 +18,17 @@ const (
 	OutcomeRefused = "refused"
 )
 
-// Event is one audit record. Details must never hold a secret: no key material, passphrase, PIN or token.
-type Event struct {
-	Seq      int64             `json:"seq"`
-	Time     time.Time         `json:"time"`
-	Actor    string            `json:"actor"`
-	Action   string            `json:"action"`
-	Subject  string            `json:"subject"`
-	Outcome  string            `json:"outcome"`
-	Details  map[string]string `json:"details,omitempty"`
-	PrevHash []byte            `json:"prev_hash"`
-	Hash     []byte            `json:"hash"`
-}
+// Event is one audit record. Details must never hold a secret: no key material, passphrase, PIN or token. It is
+// the public package's type, so that the event an inspector checks is the one the store keeps.
+type Event = auditproof.Event
 
 // GenesisHash is the PrevHash of the first event.
 var GenesisHash = make([]byte, sha256.Size)
 
-// chainVersion is mixed into every hash so a future encoding change cannot be confused with this one.
-const chainVersion = "keyward-audit-v1"
-
-// ComputeHash returns the chained hash of e over its fields and e.PrevHash. Seq, Time (UTC, nanoseconds),
-// Actor, Action, Subject, Outcome and the details sorted by key are each length-prefixed, so no two distinct
-// events encode alike.
-func ComputeHash(e *Event) []byte {
-	var b bytes.Buffer
-	writeField := func(p []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
-		b.Write(n[:])
-		b.Write(p)
-	}
-	writeField([]byte(chainVersion))
-	writeField(e.PrevHash)
-	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], uint64(e.Seq))
-	writeField(seq[:])
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], uint64(e.Time.UTC().UnixNano()))
-	writeField(ts[:])
-	writeField([]byte(e.Actor))
-	writeField([]byte(e.Action))
-	writeField([]byte(e.Subject))
-	writeField([]byte(e.Outcome))
-	keys := make([]string, 0, len(e.Details))
-	for k := range e.Details {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var cnt [8]byte
-	binary.BigEndian.PutUint64(cnt[:], uint64(len(keys)))
-	writeField(cnt[:])
-	for _, k := range keys {
-		writeField([]byte(k))
-		writeField([]byte(e.Details[k]))
-	}
-	sum := sha256.Sum256(b.Bytes())
-	return sum[:]
-}
+// ComputeHash returns the chained hash of e: the SHA-256 of its canonical encoding (auditproof.EncodeEvent),
+// which covers e.PrevHash, Seq, Time (UTC, nanoseconds), Actor, Action, Subject, Outcome and the details sorted
+// by key, each length-prefixed so that no two distinct events encode alike.
+func ComputeHash(e *Event) []byte { return auditproof.ChainHash(e) }
 
 // Seal sets e.Seq, e.PrevHash and e.Hash so that e follows an event with sequence prevSeq and hash prevHash
 // (GenesisHash and 0 for the first event). Time is truncated to microseconds, the precision both stores keep.
@@ -88,25 +42,45 @@ func Seal(e *Event, prevSeq int64, prevHash []byte) {
 // ErrChainBroken reports the first event at which verification failed.
 var ErrChainBroken = errors.New("audit chain broken")
 
-// Verifier checks a stream of events in sequence order.
+// ErrStateMismatch reports a table whose rows disagree with the state the log recorded.
+var ErrStateMismatch = errors.New("store disagrees with the audit log")
+
+// Verifier checks a stream of events in sequence order: each event's chained hash and, as it goes, the Merkle
+// tree of the events (Tree), whose root at any size it can report.
 type Verifier struct {
 	prevSeq  int64
 	prevHash []byte
 	count    int64
+	tree     *Tree
+	builder  *ProofBuilder
 }
 
 // NewVerifier returns a verifier expecting the chain from its first event.
-func NewVerifier() *Verifier { return &Verifier{prevHash: GenesisHash} }
+func NewVerifier() *Verifier { return &Verifier{prevHash: GenesisHash, tree: NewTree()} }
 
-// Next checks e against the chain so far. The error names the first bad event and what is wrong with it.
+// NewVerifierWith returns a verifier that appends the events to b's tree, so that b gathers its proofs in the
+// same pass.
+func NewVerifierWith(b *ProofBuilder) *Verifier {
+	return &Verifier{prevHash: GenesisHash, tree: b.tree, builder: b}
+}
+
+// Next checks e against the chain so far and appends it to the tree. The error names the first bad event and
+// what is wrong with it.
 func (v *Verifier) Next(e *Event) error {
+	enc := auditproof.EncodeEvent(e)
+	sum := sha256.Sum256(enc)
 	switch {
 	case e.Seq != v.prevSeq+1:
 		return fmt.Errorf("%w at event %d: expected sequence %d (an event was removed or reordered)", ErrChainBroken, e.Seq, v.prevSeq+1)
 	case !bytes.Equal(e.PrevHash, v.prevHash):
 		return fmt.Errorf("%w at event %d: previous-hash link does not match event %d (an event was removed, reordered or altered)", ErrChainBroken, e.Seq, v.prevSeq)
-	case !bytes.Equal(ComputeHash(e), e.Hash):
+	case !bytes.Equal(sum[:], e.Hash):
 		return fmt.Errorf("%w at event %d: content does not match its hash (the event was altered)", ErrChainBroken, e.Seq)
+	}
+	if v.builder != nil {
+		v.builder.appendEncoded(enc)
+	} else {
+		v.tree.AppendEncoded(enc)
 	}
 	v.prevSeq, v.prevHash = e.Seq, e.Hash
 	v.count++
@@ -118,6 +92,9 @@ func (v *Verifier) Count() int64 { return v.count }
 
 // Head is the hash of the last verified event, hex encoded.
 func (v *Verifier) Head() string { return hex.EncodeToString(v.prevHash) }
+
+// Tree is the Merkle tree of the events verified so far.
+func (v *Verifier) Tree() *Tree { return v.tree }
 
 // DetailsJSON encodes details for storage.
 func DetailsJSON(d map[string]string) ([]byte, error) {

@@ -38,6 +38,10 @@ type IssueOptions struct {
 	Dir       string        // working directory; default a new temporary one, removed afterwards
 	LimitTime time.Duration // how long to measure the limit; default 3s
 	Progress  io.Writer     // progress lines, or nil
+	// OmitAuditState appends the audit events without the state they record (bench audit's baseline).
+	OmitAuditState bool
+	// CheckpointEvery, if positive, signs an audit checkpoint at this interval while issuing.
+	CheckpointEvery time.Duration
 }
 
 // IssueResult is what the issuance benchmark measured.
@@ -89,6 +93,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 		return nil, err
 	}
 	defer n.Close()
+	n.RA.OmitAuditStateForBenchmark(opts.OmitAuditState)
 
 	progress("generating %d device keys and CSRs (not timed)", opts.N)
 	csrFile := filepath.Join(dir, "csrs.bin")
@@ -121,6 +126,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	var errOnce sync.Once
 	var size atomic.Int64
 	progress("issuing %d certificates (workers %d, %d per transaction)", opts.N, opts.Workers, opts.BatchSize)
+	stopCheckpoints := checkpointEvery(ctx, n, opts.CheckpointEvery)
 	start := time.Now()
 	err = n.RA.IssueStream(ctx, ra.Principal{ID: "bench", Role: ra.RoleAdmin}, ra.StreamOptions{Workers: opts.Workers, BatchSize: opts.BatchSize}, next, func(r ra.StreamResult) {
 		if r.Err != nil {
@@ -134,6 +140,9 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 		}
 	})
 	elapsed := time.Since(start)
+	if cerr := stopCheckpoints(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, err
 	}

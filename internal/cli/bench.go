@@ -49,5 +49,50 @@ verified at the end. --json prints one object with per_second, limit_per_second 
 	c.AddCommand(benchBatchCmd(g))
 	c.AddCommand(benchRevocationCmds(g)...)
 	c.AddCommand(firmwareBenchCmd(g))
+	c.AddCommand(benchAuditCmd(g))
+	return c
+}
+
+func benchAuditCmd(g *globals) *cobra.Command {
+	var o bench.AuditOptions
+	c := &cobra.Command{
+		Use:   "audit",
+		Short: "Audit log: appends/s with checkpoints, 'audit verify' of a large log, issuance cost of the log",
+		Long: `Build an audit log of --events synthetic events (state details like an issuance's) in a fresh store, --batch
+per transaction, signing a checkpoint every --checkpoint events, and print appends/s; then time 'audit verify'
+of the whole log (chain, Merkle tree, checkpoints, recomputed state); then run 'bench issue' four times in the same
+run, --issue certificates each, twice with the log (state recorded, a checkpoint every second) and twice
+without the recorded state (in the order without, with, with, without, keeping the best of each), and print how
+much lower the issuance rate is with it. --json prints one object.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.DB = g.db
+			if o.DB != "" && o.Issue > 0 {
+				return usageError{fmt.Errorf("--db with --issue %d: the issuance comparison needs a fresh store per run; give --issue 0 and compare 'keyward bench issue' runs", o.Issue)}
+			}
+			if !g.json {
+				o.Progress = g.env.Stderr
+			}
+			res, err := bench.Audit(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			fmt.Fprintf(g.env.Stdout, "audit log on %s (%d cores)\n  %.0f appends/s (%d events, %d per transaction, %d checkpoints, %.1f ms each)\n  audit verify of %d events: %.2fs\n",
+				res.Store, res.GOMAXPROCS, res.AppendsPerSecond, res.Events, res.Batch, res.Checkpoints, res.CheckpointMillis, res.VerifyEvents, res.VerifySeconds)
+			if res.IssueN > 0 {
+				fmt.Fprintf(g.env.Stdout, "  issuance of %d: %.0f/s with the log, %.0f/s without the recorded state: %.1f%% lower\n",
+					res.IssueN, res.IssueWithLogPerSecond, res.IssueWithoutPerSecond, res.IssueCostPercent)
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&o.Events, "events", 1000000, "events in the log to verify")
+	c.Flags().IntVar(&o.Batch, "batch", 1000, "events per transaction while building the log")
+	c.Flags().IntVar(&o.Checkpoint, "checkpoint", 100000, "sign a checkpoint every this many events")
+	c.Flags().IntVar(&o.Issue, "issue", 10000, "certificates per issuance run, four runs (0: skip the issuance comparison)")
+	g.addJSON(c)
 	return c
 }

@@ -27,7 +27,7 @@ const (
 	ExitNotFound    = 5 // no such CA, certificate, key or profile
 	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
 	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
-	ExitAuditBroken = 8 // 'audit verify' found the chain broken
+	ExitAuditBroken = 8 // audit log verification failed: 'audit verify', 'audit check-proof'
 )
 
 // ExitCodes documents the exit codes; it is printed by 'keyward --help'.
@@ -40,7 +40,7 @@ const ExitCodes = `Exit codes:
   5  not found
   6  conflict with existing state (duplicate key, already exists)
   7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
-  8  audit chain verification failed`
+  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)`
 
 // Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
 type Env struct {

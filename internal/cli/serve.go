@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var pub publicOptions
 	var rateLimit string
 	var sink auditSinkOptions
+	var cps checkpointOptions
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -78,6 +80,8 @@ gracefully.`,
 				return err
 			}
 			defer stopSink()
+			stop := cps.start(ctx, g, n)
+			defer stop()
 			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
 		},
 	}
@@ -87,7 +91,26 @@ gracefully.`,
 	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
 	addPublicFlags(c, &pub)
 	addAuditSinkFlags(c, &sink)
+	c.Flags().DurationVar(&cps.interval, "checkpoint-interval", time.Minute, "how often to sign an audit checkpoint while events are appended")
+	c.Flags().StringVar(&cps.dir, "checkpoint-dir", "", "also write each audit checkpoint to this directory (checkpoint-<size> and latest)")
 	return c
+}
+
+type checkpointOptions struct {
+	interval time.Duration
+	dir      string
+}
+
+// start runs the audit checkpointer until the returned function is called or ctx ends.
+func (o checkpointOptions) start(ctx context.Context, g *globals, n *node.Node) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c := &server.Checkpointer{RA: n.RA, Interval: max(o.interval, time.Second), Dir: o.dir, Log: n.Logger}
+	if o.dir != "" {
+		fmt.Fprintf(g.env.Stderr, "keyward: writing audit checkpoints to %s\n", o.dir)
+	}
+	go func() { defer close(done); c.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 // tlsNames are the server certificate's names: --tls-name, or by default the loopback names and the listen host.

@@ -123,6 +123,7 @@ func (p *Public) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /ocsp", p.ocspPost)
 	mux.HandleFunc("GET /ocsp/", p.ocspGet)
+	mux.HandleFunc("GET /audit/checkpoint", p.auditCheckpoint)
 	mux.HandleFunc("GET /", p.object)
 	return mux
 }
@@ -132,7 +133,7 @@ func (p *Public) object(w http.ResponseWriter, r *http.Request) {
 	o, ok := p.objects[r.URL.Path]
 	p.mu.RUnlock()
 	if !ok {
-		http.Error(w, "no such public object: this listener serves /ca/<issuer>.crt, /crl/<issuer>.crl, /crl/<issuer>-delta.crl, /filter/<scope>.kwf and /ocsp", http.StatusNotFound)
+		http.Error(w, "no such public object: this listener serves /ca/<issuer>.crt, /crl/<issuer>.crl, /crl/<issuer>-delta.crl, /filter/<scope>.kwf, /audit/checkpoint and /ocsp", http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", o.contentType)

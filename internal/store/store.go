@@ -169,6 +169,7 @@ type Tx interface {
 	FirmwareTx
 	FactoryTx
 	AuditSinkTx
+	AuditLogTx
 
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
@@ -217,6 +218,7 @@ type Reader interface {
 	FirmwareStore
 	FactoryStore
 	AuditSinkStore
+	AuditLogStore
 
 	GetCA(ctx context.Context, id string) (*CA, error)
 	ListCAs(ctx context.Context) ([]*CA, error)

@@ -54,7 +54,7 @@ func testGenerateSignVerify(t *testing.T, ks keystore.Keystore, alg keystore.Alg
 	ctx := context.Background()
 	key, err := ks.Generate(ctx, keystore.PurposeCASigning, alg, "conformance "+string(alg))
 	if errors.Is(err, errors.ErrUnsupported) && alg != keystore.ECDSAP256 {
-		// A backend may lack an algorithm (crypto11 has no Ed25519); it must then refuse clearly, naming it,
+		// A backend may lack an algorithm (an exportable Ed25519 key on PKCS#11, say); it must then refuse clearly, naming it,
 		// rather than fail obscurely or generate something else.
 		if !strings.Contains(err.Error(), string(alg)) && !strings.Contains(strings.ToLower(err.Error()), strings.TrimPrefix(string(alg), "ecdsa-")) {
 			t.Fatalf("unsupported %s: the error %q does not name the algorithm", alg, err)

@@ -220,8 +220,9 @@ func (s *Store) keyURI(id []byte, label string) string {
 }
 
 // Generate creates a key pair on the token for purpose. ECDSA P-256 and P-384 and RSA 3072 and 4096 are
-// supported; Ed25519 returns an error wrapping errors.ErrUnsupported, as crypto11 v1.5.0 has no CKK_EC_EDWARDS
-// support. The label argument is not recorded on the token: CKA_LABEL carries the purpose.
+// generated through crypto11; Ed25519, which crypto11 v1.5.0 lacks, through the raw module handle
+// (ed25519.go, CKM_EC_EDWARDS_KEY_PAIR_GEN). The label argument is not recorded on the token: CKA_LABEL
+// carries the purpose.
 func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keystore.Algorithm, label string) (keystore.Key, error) {
 	return s.generate(ctx, purpose, alg, false)
 }
@@ -255,8 +256,14 @@ func (s *Store) generate(ctx context.Context, purpose keystore.Purpose, alg keys
 	case keystore.RSA4096:
 		signer, err = s.ctx.GenerateRSAKeyPairWithAttributes(pub, priv, 4096)
 	case keystore.Ed25519:
-		return keystore.Key{}, fmt.Errorf("generate %s key on %s: crypto11 v1.5.0 has no Ed25519 (CKK_EC_EDWARDS) support; use ecdsa-p256 or ecdsa-p384: %w",
-			alg, s.name, errors.ErrUnsupported)
+		if exportable {
+			return keystore.Key{}, fmt.Errorf("generate %s key on %s: an exportable (wrappable) Ed25519 key is not supported; use ecdsa-p256 or ecdsa-p384: %w",
+				alg, s.name, errors.ErrUnsupported)
+		}
+		var ed *edSigner
+		if ed, err = s.generateEd25519(id, objLabel); err == nil {
+			signer = ed
+		}
 	default:
 		return keystore.Key{}, fmt.Errorf("generate key on %s: unknown key algorithm %q; supported: %v", s.name, alg, keystore.Algorithms)
 	}
@@ -394,8 +401,15 @@ func (s *Store) find(uri string) (e *entry, ref string, err error) {
 		label = []byte(u.Object)
 	}
 	found, err := s.ctx.FindKeyPairs(u.ID, label)
-	if err != nil {
-		return nil, ref, backendErr(fmt.Sprintf("find key %s", ref), err)
+	if err != nil || len(found) == 0 {
+		// crypto11 knows no Ed25519 key (it fails on one, "unsupported key type"): look for one directly.
+		ed, ederr := s.findEd25519(u.ID)
+		switch {
+		case ederr == nil && (u.Object == "" || u.Object == ed.label):
+			found, err = []crypto11.Signer{ed}, nil
+		case err != nil:
+			return nil, ref, backendErr(fmt.Sprintf("find key %s", ref), err)
+		}
 	}
 	switch len(found) {
 	case 0:
@@ -404,11 +418,16 @@ func (s *Store) find(uri string) (e *entry, ref string, err error) {
 	default:
 		return nil, ref, fmt.Errorf("key %s: %s holds %d key pairs with this id; refusing an ambiguous key", ref, s.name, len(found))
 	}
-	attr, err := s.ctx.GetAttribute(found[0], crypto11.CkaLabel)
-	if err != nil {
-		return nil, ref, backendErr(fmt.Sprintf("read label of key %s", ref), err)
+	var objLabel string
+	if ed, ok := found[0].(*edSigner); ok {
+		objLabel = ed.label
+	} else {
+		attr, err := s.ctx.GetAttribute(found[0], crypto11.CkaLabel)
+		if err != nil {
+			return nil, ref, backendErr(fmt.Sprintf("read label of key %s", ref), err)
+		}
+		objLabel = string(attr.Value)
 	}
-	objLabel := string(attr.Value)
 	purpose, err := purposeFromLabel(objLabel, u.ID)
 	if err != nil {
 		return nil, ref, fmt.Errorf("key %s: %w", ref, err)

@@ -3,6 +3,7 @@ package pkcs11
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -51,11 +52,53 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestEd25519Unsupported(t *testing.T) {
-	s, _ := newStore(t)
-	_, err := s.Generate(context.Background(), keystore.PurposeCASigning, keystore.Ed25519, "")
-	if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "Ed25519") {
-		t.Errorf("Generate(ed25519): %v; want an error wrapping errors.ErrUnsupported naming Ed25519", err)
+// TestEd25519 generates an Ed25519 key through the raw module handle (crypto11 has none), signs with
+// CKM_EDDSA, finds it again from a second Store on the token, and destroys it; an exportable Ed25519 key is
+// refused as unsupported.
+func TestEd25519(t *testing.T) {
+	ctx := context.Background()
+	s, cfg := newStore(t)
+	k, err := s.Generate(ctx, keystore.PurposeAuditSigning, keystore.Ed25519, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, ok := k.Public.(ed25519.PublicKey)
+	if !ok {
+		t.Fatalf("public key %T", k.Public)
+	}
+	other, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	sg, err := other.Signer(ctx, k.URI, keystore.PurposeAuditSigning)
+	if err != nil {
+		t.Fatalf("find the Ed25519 key from another Store: %v", err)
+	}
+	msg := []byte("c2sp signed note")
+	sig, err := sg.Sign(rand.Reader, msg, crypto.Hash(0))
+	if err != nil || !ed25519.Verify(pub, msg, sig) {
+		t.Fatalf("CKM_EDDSA signature: %v, verifies %v", err, ed25519.Verify(pub, msg, sig))
+	}
+	if _, err := sg.Sign(rand.Reader, msg, crypto.SHA256); err == nil {
+		t.Error("Ed25519ph accepted")
+	}
+	if _, err := other.Signer(ctx, k.URI, keystore.PurposeCASigning); !errors.Is(err, keystore.ErrWrongPurpose) {
+		t.Errorf("wrong purpose: %v", err)
+	}
+	if err := s.Destroy(ctx, k.URI); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if _, err := third.Signer(ctx, k.URI, keystore.PurposeAuditSigning); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("destroyed Ed25519 key: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GenerateWrappable(ctx, keystore.PurposeDeviceIdentity, keystore.Ed25519, ""); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("exportable Ed25519: %v, want ErrUnsupported", err)
 	}
 }
 

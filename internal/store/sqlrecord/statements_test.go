@@ -46,6 +46,7 @@ func TestStatements(t *testing.T) {
 		{"InsertCertificate", InsertCertificate, CertificateColumns},
 		{"InsertToken", InsertToken, TokenColumns},
 		{"InsertEvent", InsertEvent, AuditColumns},
+		{"InsertCheckpoint", InsertCheckpoint, CheckpointColumns},
 		{"InsertStation", InsertStation, StationColumns},
 		{"PutDevice", PutDevice, DeviceColumns},
 		{"InsertCRL", InsertCRL, CRLColumns},
