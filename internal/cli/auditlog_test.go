@@ -76,6 +76,10 @@ func auditFixture(t *testing.T, b auditBackend) (dir, good, revoked, cpFile, key
 		serials = append(serials, parsePEMCerts(t, out)[0].SerialNumber.Text(16))
 	}
 	mustKW(t, append([]string{"cert", "revoke", serials[1], "--reason", "keyCompromise"}, b.args(dir)...)...)
+	// Two operator tokens: one revoked, one that expires in 30 days.
+	mustKW(t, append([]string{"token", "create", "--name", "gone", "--role", "auditor"}, b.args(dir)...)...)
+	mustKW(t, append([]string{"token", "revoke", "gone", "--reason", "left the company"}, b.args(dir)...)...)
+	mustKW(t, append([]string{"token", "create", "--name", "temp", "--role", "auditor", "--expires", "30d"}, b.args(dir)...)...)
 	cpFile = filepath.Join(t.TempDir(), "checkpoint")
 	keyFile = filepath.Join(t.TempDir(), "audit.pub")
 	mustKW(t, append([]string{"audit", "checkpoint", "--out", cpFile}, b.args(dir)...)...)
@@ -161,6 +165,19 @@ func TestAuditTamper(t *testing.T) {
 			return "certificate " + good + ": store says subject=CN=DEMO-99999999, log says subject=CN=DEMO-00000001"
 		}},
 	}
+	cases = append(cases, []struct {
+		name     string
+		tamper   func(t *testing.T, b auditBackend, dir, good, revoked string)
+		withFile bool
+		want     func(good, revoked string) string
+	}{
+		{"un-revoke a token", func(t *testing.T, b auditBackend, dir, _, _ string) {
+			b.exec(t, dir, `UPDATE tokens SET revoked_at = NULL, revocation_reason = '' WHERE name = 'gone'`)
+		}, false, func(_, _ string) string { return "store says revoked=false, log says revoked=true" }},
+		{"a token made to never expire", func(t *testing.T, b auditBackend, dir, _, _ string) {
+			b.exec(t, dir, `UPDATE tokens SET expires_at = NULL WHERE name = 'temp'`)
+		}, false, func(_, _ string) string { return "store says expires=never, log says expires=" }},
+	}...)
 	for _, open := range backends {
 		b := open(t)
 		t.Run(b.name, func(t *testing.T) {

@@ -451,15 +451,18 @@ func (r *RA) compareState(ctx context.Context, replay *audit.Replay) (int, error
 	for _, st := range stations {
 		add(audit.StateStation, st.ID, StationFields(st))
 	}
-	// Tokens are recorded in the log; the store offers no listing of them to compare with yet.
+	tokens, err := s.ListTokens(ctx)
+	if err != nil {
+		return 0, wrap(KindUnavailable, err)
+	}
+	for _, tok := range tokens {
+		add(audit.StateToken, tok.ID, TokenFields(tok))
+	}
 
 	var found []disagreement
 	n := 0
 	for _, kind := range audit.StateKinds {
-		table, ok := rows[kind]
-		if !ok && kind == audit.StateToken {
-			continue
-		}
+		table := rows[kind]
 		logged := replay.Records(kind)
 		name := stateNames[kind]
 		for id, f := range table {

@@ -147,7 +147,16 @@ func StationFields(s *store.Station) map[string]string { return map[string]strin
 
 // TokenFields: see CAFields.
 func TokenFields(t *store.Token) map[string]string {
-	return map[string]string{"role": t.Role, "revoked": strconv.FormatBool(t.RevokedAt != nil)}
+	return map[string]string{"name": t.Name, "role": t.Role, "revoked": strconv.FormatBool(t.RevokedAt != nil), "expires": tokenExpiry(t.ExpiresAt)}
+}
+
+// tokenExpiry is a token's recorded expiry: RFC 3339 in UTC to the second, or "never". Extending a token's life
+// in the table behind Keyward's back is then a disagreement 'keyward audit verify' names.
+func tokenExpiry(at *time.Time) string {
+	if at == nil {
+		return "never"
+	}
+	return at.UTC().Truncate(time.Second).Format(time.RFC3339)
 }
 
 // DeviceID is the state record id of a device: environment/product line/serial.
@@ -256,5 +265,13 @@ func (t *recorder) InsertToken(ctx context.Context, tok *store.Token) error {
 		return err
 	}
 	t.note(audit.StateToken, tok.ID, TokenFields(tok))
+	return nil
+}
+
+func (t *recorder) RevokeToken(ctx context.Context, id string, at time.Time, reason string) error {
+	if err := t.Tx.RevokeToken(ctx, id, at, reason); err != nil {
+		return err
+	}
+	t.note(audit.StateToken, id, map[string]string{"revoked": "true"})
 	return nil
 }
