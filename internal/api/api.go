@@ -9,6 +9,7 @@ import (
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/auditproof"
 )
 
 // CA is a certificate authority.
@@ -331,6 +332,8 @@ type History struct {
 	Certificates []HistoryCertificate `json:"certificates"`
 	Keys         []HistoryKey         `json:"keys"`
 	At           *HistoryAt           `json:"at,omitempty"`
+	// Proofs are the inclusion proofs of Events, in their order, when asked for ('keyward audit check-proof').
+	Proofs []*auditproof.InclusionProof `json:"proofs,omitempty"`
 }
 
 // HistoryCertificate is one certificate of a device over time. Sequence numbers name audit events.

@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/api"
+	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
 
@@ -22,7 +27,62 @@ held then, and which of its certificates were valid: held, inside their validity
 then. A certificate is held from its issuance until a renewal or a re-provisioning supersedes it, or the device
 is decommissioned; a key while a certificate of it is held and it is not recorded destroyed.
 
-Admins and auditors may read histories (API: GET /api/v1/devices/{env}/{product}/{serial}/history[?at=]).`
+--proofs DIR writes the inclusion proof of every listed event (event-<seq>.json) in the newest checkpoint (or
+--checkpoint FILE), which an inspector checks offline with 'keyward audit check-proof' and the log's key.
+
+Admins and auditors may read histories (API: GET /api/v1/devices/{env}/{product}/{serial}/history[?at=][&proofs=true]).`
+
+// proofFlags ask for the inclusion proof of every event of a history.
+type proofFlags struct {
+	dir, checkpoint string
+}
+
+func (f *proofFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.dir, "proofs", "", "write the inclusion proof of every event of the history to this directory (event-<seq>.json, for 'keyward audit check-proof'); with --json they are in the output too")
+	c.Flags().StringVar(&f.checkpoint, "checkpoint", "", "with --proofs: prove against this signed checkpoint (default: the newest, made now if events were appended since)")
+}
+
+// attach proves h's events when asked, writes each proof to the directory and adds them to out.
+func (f *proofFlags) attach(cmd *cobra.Command, g *globals, n *node.Node, h *ra.History, out *api.History) error {
+	if f.dir == "" {
+		if f.checkpoint != "" {
+			return usageError{errors.New("--checkpoint applies with --proofs DIR")}
+		}
+		return nil
+	}
+	var cp []byte
+	if f.checkpoint != "" {
+		var err error
+		if cp, err = readFileLimited(f.checkpoint); err != nil {
+			return err
+		}
+	}
+	proofs, err := n.RA.HistoryProofs(cmd.Context(), principal(), h, cp)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range proofs {
+		b, err := json.MarshalIndent(p, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(f.dir, fmt.Sprintf("event-%d.json", p.Event.Seq)), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	out.Proofs = proofs
+	if !g.json {
+		size := uint64(0)
+		if len(proofs) > 0 {
+			size = proofs[0].TreeSize
+		}
+		fmt.Fprintf(g.env.Stderr, "inclusion proofs of %d events in the checkpoint of %d events written to %s (check each with 'keyward audit check-proof --proof FILE --key audit.pub')\n", len(proofs), size, f.dir)
+	}
+	return nil
+}
 
 // parseAt parses --at; empty is no instant.
 func parseAt(s string) (*time.Time, error) {
@@ -39,6 +99,7 @@ func parseAt(s string) (*time.Time, error) {
 func deviceHistoryCmd(g *globals) *cobra.Command {
 	var ref ra.DeviceRef
 	var at string
+	var pf proofFlags
 	c := &cobra.Command{
 		Use:   "history SERIAL [--at TIME]",
 		Short: "A device's forensic record: every event about it, its certificates and keys, and what it held at an instant",
@@ -59,18 +120,24 @@ func deviceHistoryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printHistory(g, api.NewHistory(h), "")
+			out := api.NewHistory(h)
+			if err := pf.attach(cmd, g, n, h, &out); err != nil {
+				return err
+			}
+			return printHistory(g, out, "")
 		},
 	}
 	c.Flags().StringVar(&ref.Environment, "env", "", "environment (needed only if the serial is in several)")
 	c.Flags().StringVar(&ref.ProductLine, "product", "", "product line (needed only if the serial is in several)")
 	c.Flags().StringVar(&at, "at", "", "also show what the device held at this instant (RFC 3339)")
+	pf.add(c)
 	g.addJSON(c)
 	return c
 }
 
 func certHistoryCmd(g *globals) *cobra.Command {
 	var at string
+	var pf proofFlags
 	c := &cobra.Command{
 		Use:   "history SERIAL [--at TIME]",
 		Short: "The forensic record of a certificate's device, the certificate's own events marked",
@@ -94,10 +161,15 @@ device has no history (exit 5).
 			if err != nil {
 				return err
 			}
-			return printHistory(g, api.NewHistory(h), serial)
+			out := api.NewHistory(h)
+			if err := pf.attach(cmd, g, n, h, &out); err != nil {
+				return err
+			}
+			return printHistory(g, out, serial)
 		},
 	}
 	c.Flags().StringVar(&at, "at", "", "also show what the device held at this instant (RFC 3339)")
+	pf.add(c)
 	g.addJSON(c)
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -142,6 +143,37 @@ func TestDeviceHistoryAt(t *testing.T) {
 		t.Fatalf("cert history does not mark the certificate:\n%s", text)
 	}
 
+	// Every line of the history comes with its inclusion proof, which checks offline with the log's key alone.
+	proofDir := filepath.Join(t.TempDir(), "proofs")
+	var proved api.History
+	if err := json.Unmarshal([]byte(mustKW(t, append([]string{"device", "history", serial, "--proofs", proofDir, "--json"}, common...)...)), &proved); err != nil {
+		t.Fatal(err)
+	}
+	if len(proved.Proofs) != len(proved.Events) || len(proved.Events) == 0 {
+		t.Fatalf("%d proofs for %d events", len(proved.Proofs), len(proved.Events))
+	}
+	keyFile := filepath.Join(t.TempDir(), "audit.pub")
+	mustKW(t, append([]string{"audit", "pubkey", "--out", keyFile}, common...)...)
+	for i, e := range proved.Events {
+		if proved.Proofs[i].Event.Seq != e.Seq {
+			t.Fatalf("proof %d is of event %d, the history lists %d", i, proved.Proofs[i].Event.Seq, e.Seq)
+		}
+		f := filepath.Join(proofDir, fmt.Sprintf("event-%d.json", e.Seq))
+		mustKW(t, "audit", "check-proof", "--proof", f, "--key", keyFile)
+	}
+	last := filepath.Join(proofDir, fmt.Sprintf("event-%d.json", proved.Events[len(proved.Events)-1].Seq))
+	data, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := writeTemp(t, "forged.json", []byte(strings.Replace(string(data), `"subject": "`+serial, `"subject": "DEMO-00000778`, 1)))
+	if _, errs, code := kw(t, "audit", "check-proof", "--proof", forged, "--key", keyFile); code != ExitAuditBroken {
+		t.Fatalf("check-proof of an altered history event: exit %d %s", code, errs)
+	}
+	if _, errs, code := kw(t, append([]string{"device", "history", serial, "--checkpoint", keyFile}, common...)...); code != ExitUsage || !strings.Contains(errs, "--proofs") {
+		t.Fatalf("--checkpoint without --proofs: exit %d %s", code, errs)
+	}
+
 	// The API answers the same record.
 	token, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
@@ -174,12 +206,21 @@ func TestDeviceHistoryAt(t *testing.T) {
 	if cli := historyAt(3); !reflect.DeepEqual(viaAPI.At, cli.At) || len(viaAPI.Events) != len(cli.Events) {
 		t.Fatalf("API and CLI disagree at instant 3:\nAPI %+v\nCLI %+v", viaAPI.At, cli.At)
 	}
+	if status, body := get("/api/v1/devices/dev/demo-implant/" + serial + "/history?proofs=true"); status != http.StatusOK {
+		t.Fatalf("GET history with proofs: %d %s", status, body)
+	} else {
+		var withProofs api.History
+		if err := json.Unmarshal(body, &withProofs); err != nil || len(withProofs.Proofs) != len(withProofs.Events) {
+			t.Fatalf("GET history with proofs: %v, %d proofs for %d events", err, len(withProofs.Proofs), len(withProofs.Events))
+		}
+	}
 	for _, tc := range []struct {
 		path string
 		code int
 	}{
 		{"/api/v1/devices/dev/demo-implant/DEMO-99999999/history", http.StatusNotFound},
 		{"/api/v1/devices/dev/demo-implant/" + serial + "/history?at=yesterday", http.StatusBadRequest},
+		{"/api/v1/devices/dev/demo-implant/" + serial + "/history?proofs=maybe", http.StatusBadRequest},
 	} {
 		if status, body := get(tc.path); status != tc.code {
 			t.Fatalf("GET %s: %d %s; want %d", tc.path, status, body, tc.code)

@@ -557,6 +557,16 @@ func (r *RA) ProveEvent(ctx context.Context, p Principal, seq int64, checkpoint 
 	if err := r.authorize(ctx, p, audit.ActionAuditProve, fmt.Sprint(seq), "prove audit events", RoleAdmin, RoleAuditor, RoleCAOfficer, "system"); err != nil {
 		return nil, err
 	}
+	proofs, err := r.proveEvents(ctx, p, []int64{seq}, checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	return proofs[0], nil
+}
+
+// proveEvents returns the inclusion proofs of events seqs, in their order, in the tree of the checkpoint given
+// (as ProveEvent), in one pass over the log.
+func (r *RA) proveEvents(ctx context.Context, p Principal, seqs []int64, checkpoint []byte) ([]*auditproof.InclusionProof, error) {
 	var (
 		l    *store.AuditLog
 		body auditproof.Checkpoint
@@ -577,15 +587,18 @@ func (r *RA) ProveEvent(ctx context.Context, p Principal, seq int64, checkpoint 
 		checkpoint = c.Note
 		body = auditproof.Checkpoint{Origin: l.Origin, Size: uint64(c.Size), Root: c.Root}
 	}
-	if seq < 1 || uint64(seq) > body.Size {
-		return nil, FieldErrorf(KindNotFound, "seq", "event %d is not in the checkpoint of %d events (events are numbered from 1)", seq, body.Size)
-	}
 	b := audit.NewProofBuilder()
-	i, err := b.AddInclusion(uint64(seq-1), body.Size)
-	if err != nil {
-		return nil, wrap(KindInternal, err)
+	ids := make([]int, len(seqs))
+	events := make(map[int64]*audit.Event, len(seqs))
+	for k, seq := range seqs {
+		if seq < 1 || uint64(seq) > body.Size {
+			return nil, FieldErrorf(KindNotFound, "seq", "event %d is not in the checkpoint of %d events (events are numbered from 1)", seq, body.Size)
+		}
+		if ids[k], err = b.AddInclusion(uint64(seq-1), body.Size); err != nil {
+			return nil, wrap(KindInternal, err)
+		}
+		events[seq] = nil
 	}
-	var event *audit.Event
 	err = r.cfg.Store.WalkAudit(ctx, 0, func(e *audit.Event) error {
 		if uint64(e.Seq) > body.Size {
 			return errStop
@@ -594,27 +607,31 @@ func (r *RA) ProveEvent(ctx context.Context, p Principal, seq int64, checkpoint 
 			return errorf(KindIntegrity, "audit event %d follows event %d: run 'keyward audit verify'", e.Seq, b.Tree().Size())
 		}
 		b.Append(e)
-		if e.Seq == seq {
-			event = e
+		if _, ok := events[e.Seq]; ok {
+			events[e.Seq] = e
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	if event == nil || b.Tree().Size() != body.Size || !bytes.Equal(b.Tree().Root(), body.Root) {
+	if b.Tree().Size() != body.Size || !bytes.Equal(b.Tree().Root(), body.Root) {
 		return nil, errorf(KindIntegrity, "the audit log no longer matches the checkpoint of %d events (it has %d, or an event was rewritten): run 'keyward audit verify --checkpoint'", body.Size, b.Tree().Size())
 	}
-	hashes, err := b.Proof(i)
-	if err != nil {
-		return nil, wrap(KindInternal, err)
+	out := make([]*auditproof.InclusionProof, len(seqs))
+	for k, seq := range seqs {
+		hashes, err := b.Proof(ids[k])
+		if err != nil {
+			return nil, wrap(KindInternal, err)
+		}
+		pr := &auditproof.InclusionProof{Format: auditproof.InclusionFormat, Origin: l.Origin, TreeSize: body.Size, Index: uint64(seq - 1),
+			Event: *events[seq], Hashes: hashes, Checkpoint: string(checkpoint)}
+		if err := pr.Verify(body); err != nil {
+			return nil, wrap(KindInternal, fmt.Errorf("the proof made does not verify: %w", err))
+		}
+		out[k] = pr
 	}
-	pr := &auditproof.InclusionProof{Format: auditproof.InclusionFormat, Origin: l.Origin, TreeSize: body.Size, Index: uint64(seq - 1),
-		Event: *event, Hashes: hashes, Checkpoint: string(checkpoint)}
-	if err := pr.Verify(body); err != nil {
-		return nil, wrap(KindInternal, fmt.Errorf("the proof made does not verify: %w", err))
-	}
-	return pr, nil
+	return out, nil
 }
 
 // pipeline runs walk, which reads events and hands each to its function, in one goroutine and check in another,

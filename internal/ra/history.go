@@ -24,6 +24,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/auditproof"
 )
 
 // History is the forensic record of a device: its registry entry, every audit event about it, its
@@ -153,6 +154,24 @@ func (r *RA) CertificateHistory(ctx context.Context, p Principal, serial string,
 	}
 	return nil, "", errorf(KindNotFound, "certificate %s (%s) belongs to no device of the %s/%s registry: only device certificates have a history",
 		s, c.Subject, issuer.Environment, issuer.ProductLine)
+}
+
+// HistoryProofs returns the inclusion proof of each event of h, in its order, in the tree of the checkpoint
+// given (signed; nil: the newest, made now if events were appended since the last), so that an inspector can
+// check with 'keyward audit check-proof' (pkg/auditproof), holding only the log's key, that every line of the
+// history is in the log the checkpoint commits to. Admins and auditors may ask for them.
+func (r *RA) HistoryProofs(ctx context.Context, p Principal, h *History, checkpoint []byte) ([]*auditproof.InclusionProof, error) {
+	if err := r.authorize(ctx, p, audit.ActionAuditProve, h.Device.Serial, "prove device histories", RoleAdmin, RoleAuditor); err != nil {
+		return nil, err
+	}
+	if len(h.Events) == 0 {
+		return []*auditproof.InclusionProof{}, nil
+	}
+	seqs := make([]int64, len(h.Events))
+	for i, e := range h.Events {
+		seqs[i] = e.Seq
+	}
+	return r.proveEvents(ctx, p, seqs, checkpoint)
 }
 
 // history reads d's events and replays them.

@@ -23,7 +23,8 @@ func (s *Server) deviceRoutes() []Route {
 	}
 }
 
-// deviceHistory answers the forensic record of a device (api.History); ?at=RFC3339 adds what it held then.
+// deviceHistory answers the forensic record of a device (api.History); ?at=RFC3339 adds what it held then,
+// ?proofs=true the inclusion proof of each event in the newest checkpoint.
 func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request, p ra.Principal) {
 	var at *time.Time
 	if v := r.URL.Query().Get("at"); v != "" {
@@ -39,7 +40,19 @@ func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request, p ra.Prin
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.NewHistory(h))
+	out := api.NewHistory(h)
+	switch v := r.URL.Query().Get("proofs"); v {
+	case "", "false":
+	case "true":
+		if out.Proofs, err = s.ra.HistoryProofs(r.Context(), p, h, nil); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	default:
+		s.fail(w, r, ra.FieldErrorf(ra.KindBadRequest, "proofs", "proofs=%.20q: true or false", v))
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // DecommissionRequest is the body of POST /api/v1/devices/{env}/{product}/{serial}/decommission.
