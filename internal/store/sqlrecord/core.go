@@ -3,7 +3,9 @@ package sqlrecord
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
@@ -210,7 +212,13 @@ func (c Codec) AppendEventArgs(dst []any, e *audit.Event, details []byte) []any 
 
 // decodeDetails reads the details column; an empty object reads back as nil details, which hash the same.
 func decodeDetails(seq int64, text string) (map[string]string, error) {
-	var d map[string]string
+	d, ok := compactDetails(text)
+	if ok {
+		if len(d) == 0 {
+			return nil, nil
+		}
+		return d, nil
+	}
 	if err := json.Unmarshal([]byte(text), &d); err != nil {
 		return nil, fmt.Errorf("audit event %d: details: %w", seq, err)
 	}
@@ -218,6 +226,111 @@ func decodeDetails(seq int64, text string) (map[string]string, error) {
 		return nil, nil
 	}
 	return d, nil
+}
+
+// compactDetails decodes details as encoding/json writes a map[string]string — {"k":"v",...} with no space,
+// strings escaped only with the short escapes and \u00XX (the HTML-safe escapes of '&', '<' and '>' that every
+// recorded state carries) — which is every event Keyward writes; ok is false for anything else, which
+// json.Unmarshal then reads. Verifying a log decodes every event's details, and this is several times faster
+// than the general decoder (FuzzCompactDetails holds it to json.Unmarshal's answer).
+func compactDetails(text string) (map[string]string, bool) {
+	if len(text) < 2 || text[0] != '{' || text[len(text)-1] != '}' || !utf8.ValidString(text) {
+		return nil, false
+	}
+	body := text[1 : len(text)-1]
+	d := make(map[string]string, strings.Count(body, ":"))
+	for len(body) > 0 {
+		k, rest, ok := jsonString(body)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return nil, false
+		}
+		v, rest, ok := jsonString(rest[1:])
+		if !ok {
+			return nil, false
+		}
+		d[k] = v
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] != ',' || len(rest) == 1 {
+			return nil, false
+		}
+		body = rest[1:]
+	}
+	return d, true
+}
+
+// jsonString reads a JSON string (RFC 8259 7) at the start of s: its value and what follows it. It knows the
+// short escapes and \u00XX below 0x80; any other escape is not ok.
+func jsonString(s string) (val, rest string, ok bool) {
+	if len(s) == 0 || s[0] != '"' {
+		return "", "", false
+	}
+	var b *strings.Builder
+	start := 1
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			if b == nil {
+				return s[1:i], s[i+1:], true
+			}
+			b.WriteString(s[start:i])
+			return b.String(), s[i+1:], true
+		case c < 0x20: // control characters are escaped in a string
+			return "", "", false
+		case c != '\\':
+			continue
+		}
+		if b == nil {
+			b = &strings.Builder{}
+		}
+		b.WriteString(s[start:i])
+		if i+1 >= len(s) {
+			return "", "", false
+		}
+		switch e := s[i+1]; e {
+		case '"', '\\', '/':
+			b.WriteByte(e)
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			if i+5 >= len(s) || s[i+2] != '0' || s[i+3] != '0' {
+				return "", "", false
+			}
+			hi, lo := unhex(s[i+4]), unhex(s[i+5])
+			if hi < 0 || lo < 0 || hi > 7 {
+				return "", "", false
+			}
+			b.WriteByte(byte(hi<<4 | lo))
+			i += 4
+		default:
+			return "", "", false
+		}
+		i++
+		start = i + 1
+	}
+	return "", "", false
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // ScanChange reads a row of ChangeColumns.

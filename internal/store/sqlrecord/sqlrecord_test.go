@@ -1,6 +1,7 @@
 package sqlrecord
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -196,5 +197,52 @@ func TestWalkPrefetched(t *testing.T) {
 	}, func(i *int) string { return strconv.Itoa(*i) }, func(*int) error { n++; return nil })
 	if !errors.Is(err, bad) || n != 2 {
 		t.Fatalf("fetch error: %d items, %v", n, err)
+	}
+}
+
+// FuzzCompactDetails: whatever the fast decoder accepts, json.Unmarshal reads to the same map.
+func FuzzCompactDetails(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"b"}`, `{"a":"b","c":""}`, `{"a":"b",}`, `{"a":"\u003c"}`, `{"a":"\ud83d\ude00"}`, `{"a":"\\\"\/\b\f\n\r\t"}`, `{"a":"\u0"}`, `{"a":"\x"}`, `{"a":"b"`, `{"a" :"b"}`,
+		`{"a":"b","a":"c"}`, "{\"a\":\"\x01\"}", `{"é":"ß"}`, "{\"a\":\"\xff\"}", `{"a":1}`, `[]`, `{"a":"b"}x`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := compactDetails(s)
+		if !ok {
+			return
+		}
+		var want map[string]string
+		if err := json.Unmarshal([]byte(s), &want); err != nil {
+			t.Fatalf("compactDetails accepted %q, which json.Unmarshal refuses: %v", s, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %v, json.Unmarshal %v", s, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("%q: %v, json.Unmarshal %v", s, got, want)
+			}
+		}
+	})
+}
+
+func TestCompactDetailsCommonForm(t *testing.T) {
+	d := map[string]string{"profile": "implant-identity", "issuer": "dev/demo-implant", "state.cert.7b28": "status=valid", "empty": ""}
+	b, _ := json.Marshal(d)
+	got, ok := compactDetails(string(b))
+	if !ok || len(got) != len(d) {
+		t.Fatalf("compactDetails(%s) = %v, %v", b, got, ok)
+	}
+	for k, v := range d {
+		if got[k] != v {
+			t.Fatalf("key %s: %q, want %q", k, got[k], v)
+		}
+	}
+	// The HTML-safe escapes of recorded state ('&' between fields) take the fast path; others the general one.
+	if got, ok := compactDetails(`{"a":"x=1\u0026y=\u003c\n"}`); !ok || got["a"] != "x=1&y=<\n" {
+		t.Fatalf("escaped string: %q, %v", got["a"], ok)
+	}
+	if _, ok := compactDetails(`{"a":"\u00e9"}`); ok {
+		t.Fatal("a non-ASCII escape took the fast path")
 	}
 }
