@@ -38,6 +38,10 @@ type APIOptions struct {
 	Duration time.Duration // timed part
 	DB       string        // "" for SQLite in a fresh directory; a postgres:// URL naming an empty database or schema
 	Dir      string        // working directory; default a new temporary one, removed afterwards
+	// Keystore holds the CA keys: "" or "soft" for the software keystore, or a PKCS#11 URI ('keyward init
+	// --keystore'); the server process inherits the environment (KEYWARD_PKCS11_PIN), and the limit is
+	// measured with the same key.
+	Keystore string
 	// Prepare is the number of keys and CSRs made before the timed part; default 2,500 per second of Duration.
 	Prepare   int
 	LimitTime time.Duration // how long to measure the in-process limit; default 3s
@@ -60,6 +64,7 @@ type APIResult struct {
 	LimitPerSecond float64 `json:"limit_per_second"`
 	Ratio          float64 `json:"ratio"`
 	Store          string  `json:"store"`
+	Keystore       string  `json:"keystore"`
 	GOMAXPROCS     int     `json:"gomaxprocs"`
 	RanOutOfCSRs   bool    `json:"ran_out_of_csrs"`
 	AuditEvents    int64   `json:"audit_events"`
@@ -107,7 +112,11 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 	if opts.DB != "" {
 		db = []string{"--db", opts.DB}
 	}
-	if out, err := exec.CommandContext(ctx, opts.Binary, append([]string{"init", "--data", data}, db...)...).CombinedOutput(); err != nil {
+	initArgs := append([]string{"init", "--data", data}, db...)
+	if opts.Keystore != "" && opts.Keystore != "soft" {
+		initArgs = append(initArgs, "--keystore", opts.Keystore)
+	}
+	if out, err := exec.CommandContext(ctx, opts.Binary, initArgs...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("keyward init: %w\n%s", err, out)
 	}
 	token, err := os.ReadFile(filepath.Join(data, "admin.token"))
@@ -156,7 +165,7 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 		_ = resp.Body.Close()
 	}
 
-	res := &APIResult{Clients: opts.Clients, Store: storeName(opts.DB), GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	res := &APIResult{Clients: opts.Clients, Store: storeName(opts.DB), Keystore: keystoreName(opts.Keystore), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	progress("%d clients issuing for %s", opts.Clients, opts.Duration)
 	var (
 		next      atomic.Int64

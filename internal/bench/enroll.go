@@ -48,6 +48,9 @@ type EnrollResult struct {
 	PerSecond      float64 `json:"per_second"`
 	P50ms          float64 `json:"p50_ms"`
 	P99ms          float64 `json:"p99_ms"`
+	P999ms         float64 `json:"p99_9_ms"`
+	MaxMs          float64 `json:"max_ms"`
+	Over100ms      int     `json:"over_100ms"`
 	LimitPerSecond float64 `json:"limit_per_second"`
 	Ratio          float64 `json:"ratio"`
 	Store          string  `json:"store"`
@@ -189,6 +192,13 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	if len(all) > 0 {
 		res.P50ms = ms(all[len(all)/2])
 		res.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
+		res.P999ms = ms(all[min(len(all)-1, len(all)*999/1000)])
+		res.MaxMs = ms(all[len(all)-1])
+		for _, d := range all {
+			if d > 100*time.Millisecond {
+				res.Over100ms++
+			}
+		}
 	}
 	stopServer()
 	progress("measuring the in-process limit for %s", opts.LimitTime)

@@ -39,7 +39,7 @@ on every core). The server and the clients share the machine's cores. --json pri
 			if g.json {
 				return g.printJSON(res)
 			}
-			fmt.Fprintf(g.env.Stdout, "issued %d certificates (%d failed) in %.2fs over the API (TLS 1.3, token, audit) with %d clients into %s\n", res.Issued, res.Failed, res.Seconds, res.Clients, res.Store)
+			fmt.Fprintf(g.env.Stdout, "issued %d certificates (%d failed) in %.2fs over the API (TLS 1.3, token, audit) with %d clients into %s, CA key %s\n", res.Issued, res.Failed, res.Seconds, res.Clients, res.Store, res.Keystore)
 			fmt.Fprintf(g.env.Stdout, "  %.0f certificates/s (p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms; %d over 100 ms)\n  server CPU %.3f s per 1,000 certificates\n  %.0f certificates/s in-process limit (x509.CreateCertificate, %d cores)\n  ratio %.2f\n  audit chain verified: %d events\n",
 				res.PerSecond, res.P50ms, res.P99ms, res.P999ms, res.MaxMs, res.Over100ms, res.ServerCPUPer1k, res.LimitPerSecond, res.GOMAXPROCS, res.Ratio, res.AuditEvents)
 			if res.RanOutOfCSRs {
@@ -52,6 +52,7 @@ on every core). The server and the clients share the machine's cores. --json pri
 		},
 	}
 	c.Flags().IntVar(&o.Clients, "clients", 8, "concurrent API clients")
+	c.Flags().StringVar(&o.Keystore, "keystore", "soft", `CA keys: "soft" or a PKCS#11 URI (the limit is measured with the same key; the server inherits KEYWARD_PKCS11_PIN)`)
 	c.Flags().DurationVar(&o.Duration, "duration", 20e9, "timed part")
 	c.Flags().IntVar(&o.Prepare, "prepare", 0, "keys and CSRs made before the timed part (default 2,500 per second of --duration)")
 	c.Flags().DurationVar(&o.LimitTime, "limit-time", 0, "how long to measure the limit (default 3s)")
