@@ -45,6 +45,7 @@ type Store struct {
 	cpStop, cpDone chan struct{}
 	cpOnce         sync.Once
 	checkpoints    atomic.Int64 // checkpoints run, for tests
+	restarts       atomic.Int64 // checkpoints finished on the writer's connection, for tests
 	ws             [numWriteStmts]*sql.Stmt
 	rs             [numReadStmts]*sql.Stmt
 }
@@ -61,10 +62,12 @@ var _ store.Store = (*Store)(nil)
 // processes that share the file wait for the lock instead of failing, and write transactions begin IMMEDIATE
 // (they take the write lock at BEGIN), so two writers serialise rather than one failing with SQLITE_BUSY when
 // it upgrades a read lock halfway through a transaction.
-func Open(ctx context.Context, path string) (*Store, error) { return open(ctx, path, checkpointEvery) }
+func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, checkpointEvery, walRestartFrames)
+}
 
-// open is Open with the checkpointer's interval.
-func open(ctx context.Context, path string, every time.Duration) (*Store, error) {
+// open is Open with the checkpointer's interval and the WAL size from which the writer starts it over.
+func open(ctx context.Context, path string, every time.Duration, restartFrames int) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite store: empty path")
 	}
@@ -77,9 +80,10 @@ func open(ctx context.Context, path string, every time.Duration) (*Store, error)
 	// writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
 	// copies the WAL into the database once a second on a connection of its own, so a page rewritten by many
 	// transactions within that second is copied and fsynced once, and no request waits for a checkpoint.
-	// journal_size_limit truncates the WAL file back once the writer starts it over.
+	// Once the WAL passes walRestartFrames the checkpointer has the writer start it over; the file keeps its size
+	// (journal_size_limit -1): truncating it at each restart cost a stall of its own, and it is reused.
 	wdsn := path + "?" + common + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(33554432)" +
+		"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(-1)" +
 		"&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	rdsn := path + "?" + common + "&_pragma=query_only(1)"
 
@@ -125,7 +129,7 @@ func open(ctx context.Context, path string, every time.Duration) (*Store, error)
 	}
 	s.cp.SetMaxOpenConns(1)
 	s.cpStop, s.cpDone = make(chan struct{}), make(chan struct{})
-	go s.checkpointer(every)
+	go s.checkpointer(every, restartFrames)
 	return s, nil
 }
 
@@ -134,7 +138,7 @@ func open(ctx context.Context, path string, every time.Duration) (*Store, error)
 // copies the whole WAL and fsyncs the database while holding the writer, and every request queued behind it
 // waits (the > 100 ms stalls under load). A PASSIVE checkpoint never blocks readers or writers; it copies what
 // no reader still needs, and the writer starts the WAL over once a checkpoint has copied all of it.
-func (s *Store) checkpointer(every time.Duration) {
+func (s *Store) checkpointer(every time.Duration, restartFrames int) {
 	defer close(s.cpDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -143,8 +147,20 @@ func (s *Store) checkpointer(every time.Duration) {
 		case <-s.cpStop:
 			return
 		case <-t.C:
-			if _, err := s.cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err == nil {
-				s.checkpoints.Add(1)
+			var busy, frames, copied int
+			if err := s.cp.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+				continue
+			}
+			s.checkpoints.Add(1)
+			// Under a steady stream of commits a background pass never copies the very last frames, and the WAL
+			// only starts over when a transaction begins after a checkpoint copied all of it: without this it
+			// would grow for as long as the load lasts. So, once it is large, the frames committed since the
+			// pass just made (a few milliseconds of them) are copied on the writer's own connection, between two
+			// of its transactions, and the next transaction starts the WAL over.
+			if frames >= restartFrames {
+				if _, err := s.w.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err == nil {
+					s.restarts.Add(1)
+				}
 			}
 		}
 	}
@@ -154,6 +170,9 @@ func (s *Store) checkpointer(every time.Duration) {
 // megabytes at full load). Every 200 ms cost bulk issuance about 4 % (pages rewritten within a second copied
 // several times); once a second it costs nothing measurable and removes the stalls.
 const checkpointEvery = time.Second
+
+// walRestartFrames is the WAL size, in pages, from which the checkpointer has the writer start it over: 64 MiB.
+const walRestartFrames = 16384
 
 // ping opens the writer connection. Processes that open a new file at once race to switch it to WAL, which
 // takes an exclusive lock, and SQLite refuses the losers with SQLITE_BUSY at once instead of waiting
