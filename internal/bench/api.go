@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,22 +204,8 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 	if res.Issued > 0 && cpu >= 0 {
 		res.ServerCPUPer1k = cpu.Seconds() / float64(res.Issued) * 1000
 	}
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	if len(all) > 0 {
-		res.P50ms = ms(all[len(all)/2])
-		res.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
-		res.P999ms = ms(all[min(len(all)-1, len(all)*999/1000)])
-		res.MaxMs = ms(all[len(all)-1])
-		for _, d := range all {
-			if d > 100*time.Millisecond {
-				res.Over100ms++
-			}
-		}
-	}
+	lt := latencyTail(latencies)
+	res.P50ms, res.P99ms, res.P999ms, res.MaxMs, res.Over100ms = lt.p50, lt.p99, lt.p999, lt.max, lt.over100ms
 	if err := srv.stop(); err != nil {
 		return nil, err
 	}

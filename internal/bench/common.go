@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"time"
 )
 
 // workDir returns dir, or a new temporary directory that cleanup removes.
@@ -25,4 +27,30 @@ func progressTo(w io.Writer) func(format string, args ...any) {
 			fmt.Fprintf(w, format+"\n", args...)
 		}
 	}
+}
+
+// tail is the latency distribution of a load run, in milliseconds.
+type tail struct {
+	p50, p99, p999, max float64
+	over100ms           int
+}
+
+// latencyTail sorts the per-client latencies of a run together and returns their distribution.
+func latencyTail(perClient [][]time.Duration) tail {
+	var all []time.Duration
+	for _, l := range perClient {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return tail{}
+	}
+	slices.Sort(all)
+	t := tail{p50: ms(all[len(all)/2]), p99: ms(all[min(len(all)-1, len(all)*99/100)]),
+		p999: ms(all[min(len(all)-1, len(all)*999/1000)]), max: ms(all[len(all)-1])}
+	for _, d := range all {
+		if d > 100*time.Millisecond {
+			t.over100ms++
+		}
+	}
+	return t
 }

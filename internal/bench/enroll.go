@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,22 +183,8 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	res.Seconds = time.Since(start).Seconds()
 	res.RanOutOfCSRs = next.Load() >= int64(len(csrs))
 	res.PerSecond = float64(res.Enrolled) / res.Seconds
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	if len(all) > 0 {
-		res.P50ms = ms(all[len(all)/2])
-		res.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
-		res.P999ms = ms(all[min(len(all)-1, len(all)*999/1000)])
-		res.MaxMs = ms(all[len(all)-1])
-		for _, d := range all {
-			if d > 100*time.Millisecond {
-				res.Over100ms++
-			}
-		}
-	}
+	lt := latencyTail(latencies)
+	res.P50ms, res.P99ms, res.P999ms, res.MaxMs, res.Over100ms = lt.p50, lt.p99, lt.p999, lt.max, lt.over100ms
 	stopServer()
 	progress("measuring the in-process limit for %s", opts.LimitTime)
 	if res.LimitPerSecond, err = createCertificateLimit(ctx, n, opts.LimitTime); err != nil {

@@ -239,38 +239,34 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 // which it returns unwrapped. It reads pages of walkPage events by sequence number and holds no connection or
 // transaction while fn runs, so fn may use the store and a long walk does not hold back vacuum.
 func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error {
-	for {
-		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.WalkAudit, after, walkPage)
-		if err != nil {
-			return fmt.Errorf("walk audit after %d: %w", after, err)
-		}
-		for _, e := range page {
-			if err := fn(e); err != nil {
-				return err
-			}
-			after = e.Seq
-		}
-		if len(page) < walkPage {
-			return nil
-		}
-	}
+	return s.walkEvents(ctx, fmt.Sprintf("walk audit after %d", after), after, func(after int64) (string, []any) {
+		return sqlrecord.WalkAudit, []any{after, walkPage}
+	}, fn)
 }
 
 // WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
 func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
-	after := int64(0)
+	return s.walkEvents(ctx, fmt.Sprintf("audit events of %q", subject), 0, func(after int64) (string, []any) {
+		return sqlrecord.AuditBySubject, []any{subject, after, walkPage}
+	}, fn)
+}
+
+// walkEvents reads pages of walkPage events, each after the last one read, with the query page names, and calls
+// fn for each; fn's error is returned unwrapped, a read's names what.
+func (s *Store) walkEvents(ctx context.Context, what string, after int64, page func(after int64) (string, []any), fn func(*audit.Event) error) error {
 	for {
-		page, err := collect(ctx, s.pool, codec.ScanEvent, sqlrecord.AuditBySubject, subject, after, walkPage)
+		q, args := page(after)
+		events, err := collect(ctx, s.pool, codec.ScanEvent, q, args...)
 		if err != nil {
-			return fmt.Errorf("audit events of %q: %w", subject, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		for _, e := range page {
+		for _, e := range events {
 			if err := fn(e); err != nil {
 				return err
 			}
 			after = e.Seq
 		}
-		if len(page) < walkPage {
+		if len(events) < walkPage {
 			return nil
 		}
 	}

@@ -482,42 +482,32 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*st
 // which it returns unwrapped. It reads pages of walkPage events by sequence number and holds no connection
 // or read transaction while fn runs, so fn may use the store and a long walk does not hold back checkpoints.
 func (s *Store) WalkAudit(ctx context.Context, after int64, fn func(*audit.Event) error) error {
-	page := make([]*audit.Event, 0, walkPage)
-	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("walk audit after %d: %w", after, err)
-		}
-		rows, err := s.rs[stWalkAudit].QueryContext(ctx, after, walkPage)
-		if err != nil {
-			return fmt.Errorf("walk audit after %d: %w", after, err)
-		}
-		page, err = appendRows(page[:0], rows, codec.ScanEvent)
-		if err != nil {
-			return fmt.Errorf("walk audit after %d: %w", after, err)
-		}
-		for _, e := range page {
-			if err := fn(e); err != nil {
-				return err
-			}
-			after = e.Seq
-		}
-		if len(page) < walkPage {
-			return nil
-		}
-	}
+	return s.walkEvents(ctx, fmt.Sprintf("walk audit after %d", after), after, func(after int64) (*sql.Rows, error) {
+		return s.rs[stWalkAudit].QueryContext(ctx, after, walkPage)
+	}, fn)
 }
 
 // WalkAuditBySubject calls fn for the events of subject in sequence order, a page at a time.
 func (s *Store) WalkAuditBySubject(ctx context.Context, subject string, fn func(*audit.Event) error) error {
-	after := int64(0)
+	return s.walkEvents(ctx, fmt.Sprintf("audit events of %q", subject), 0, func(after int64) (*sql.Rows, error) {
+		return s.r.QueryContext(ctx, positional(sqlrecord.AuditBySubject), subject, after, walkPage)
+	}, fn)
+}
+
+// walkEvents reads pages of walkPage events, each after the last one read, with query, and calls fn for each;
+// fn's error is returned unwrapped, a read's names what.
+func (s *Store) walkEvents(ctx context.Context, what string, after int64, query func(after int64) (*sql.Rows, error), fn func(*audit.Event) error) error {
 	page := make([]*audit.Event, 0, walkPage)
 	for {
-		rows, err := s.r.QueryContext(ctx, positional(sqlrecord.AuditBySubject), subject, after, walkPage)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		rows, err := query(after)
 		if err != nil {
-			return fmt.Errorf("audit events of %q: %w", subject, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if page, err = appendRows(page[:0], rows, codec.ScanEvent); err != nil {
-			return fmt.Errorf("audit events of %q: %w", subject, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		for _, e := range page {
 			if err := fn(e); err != nil {
