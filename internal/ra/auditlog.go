@@ -362,6 +362,13 @@ func (r *RA) VerifyAudit(ctx context.Context, p Principal, opts AuditVerifyOptio
 		rows, err := r.stateTables(ctx)
 		loaded <- tables{rows, err}
 	}()
+	// Nothing reads the store on behalf of this call once it has returned, whatever it returns.
+	waited := false
+	defer func() {
+		if !waited {
+			<-loaded
+		}
+	}()
 	err = pipeline(ctx, func(fn func(*audit.Event) error) error {
 		return r.cfg.Store.WalkAudit(ctx, 0, func(e *audit.Event) error {
 			if e.Seq > head {
@@ -395,6 +402,7 @@ func (r *RA) VerifyAudit(ctx context.Context, p Principal, opts AuditVerifyOptio
 		rep.Extends = int64(outside.Size)
 	}
 	t := <-loaded
+	waited = true
 	if t.err != nil {
 		return nil, t.err
 	}
