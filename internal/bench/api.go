@@ -92,20 +92,12 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 	if opts.LimitTime <= 0 {
 		opts.LimitTime = 3 * time.Second
 	}
-	progress := func(format string, args ...any) {
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "bench api: "+format+"\n", args...)
-		}
+	progress := progressTo(opts.Progress)
+	dir, cleanup, err := workDir(opts.Dir)
+	if err != nil {
+		return nil, err
 	}
-	dir := opts.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "keyward-bench-api-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
+	defer cleanup()
 	data := filepath.Join(dir, "data")
 	db := []string{}
 	if opts.DB != "" {
@@ -137,7 +129,7 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 		return nil, errors.New("bench api: the data directory's tls/ca.pem holds no certificate")
 	}
 
-	progress("preparing %d keys and CSRs", opts.Prepare)
+	progress("bench api: preparing %d keys and CSRs", opts.Prepare)
 	csrs, err := prepareCSRs(opts.Prepare)
 	if err != nil {
 		return nil, err
@@ -165,7 +157,7 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 	}
 
 	res := &APIResult{Clients: opts.Clients, Store: storeName(opts.DB), Keystore: keystoreName(opts.Keystore), GOMAXPROCS: runtime.GOMAXPROCS(0)}
-	progress("%d clients issuing for %s", opts.Clients, opts.Duration)
+	progress("bench api: %d clients issuing for %s", opts.Clients, opts.Duration)
 	var (
 		next      atomic.Int64
 		latencies = make([][]time.Duration, opts.Clients)
@@ -210,7 +202,7 @@ func API(ctx context.Context, opts APIOptions) (*APIResult, error) {
 		return nil, err
 	}
 
-	progress("measuring the in-process limit for %s", opts.LimitTime)
+	progress("bench api: measuring the in-process limit for %s", opts.LimitTime)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := node.Open(ctx, node.Options{Dir: data, DB: opts.DB, Warn: io.Discard, Logger: quiet})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -75,20 +74,12 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	if opts.LimitTime <= 0 {
 		opts.LimitTime = 3 * time.Second
 	}
-	progress := func(format string, args ...any) {
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "bench enroll: "+format+"\n", args...)
-		}
+	progress := progressTo(opts.Progress)
+	dir, cleanup, err := workDir(opts.Dir)
+	if err != nil {
+		return nil, err
 	}
-	dir := opts.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "keyward-bench-enroll-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
+	defer cleanup()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: dir, DB: opts.DB, Warn: io.Discard, Logger: quiet}, Actor: "bench"})
 	if err != nil {
@@ -122,13 +113,13 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 		stopOnce.Do(func() {
 			stop()
 			if err := <-served; err != nil {
-				progress("server stopped: %v", err)
+				progress("bench enroll: server stopped: %v", err)
 			}
 		})
 	}
 	defer stopServer()
 
-	progress("preparing %d keys and CSRs", opts.Prepare)
+	progress("bench enroll: preparing %d keys and CSRs", opts.Prepare)
 	csrs, err := prepareCSRs(opts.Prepare)
 	if err != nil {
 		return nil, err
@@ -149,7 +140,7 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 		}
 	}
 	res := &EnrollResult{Clients: opts.Clients, Store: storeName(opts.DB), GOMAXPROCS: runtime.GOMAXPROCS(0)}
-	progress("%d clients enrolling for %s", opts.Clients, opts.Duration)
+	progress("bench enroll: %d clients enrolling for %s", opts.Clients, opts.Duration)
 	var (
 		next      atomic.Int64
 		latencies = make([][]time.Duration, opts.Clients)
@@ -186,7 +177,7 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*EnrollResult, error) {
 	lt := latencyTail(latencies)
 	res.P50ms, res.P99ms, res.P999ms, res.MaxMs, res.Over100ms = lt.p50, lt.p99, lt.p999, lt.max, lt.over100ms
 	stopServer()
-	progress("measuring the in-process limit for %s", opts.LimitTime)
+	progress("bench enroll: measuring the in-process limit for %s", opts.LimitTime)
 	if res.LimitPerSecond, err = createCertificateLimit(ctx, n, opts.LimitTime); err != nil {
 		return nil, err
 	}
