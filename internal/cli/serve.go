@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/node"
+	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/server"
 )
 
@@ -23,6 +24,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var rateLimit string
 	var sink auditSinkOptions
 	var cps checkpointOptions
+	var commitWindow time.Duration
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -39,6 +41,9 @@ gracefully.`,
 			}
 			if err := sink.parse(); err != nil {
 				return usageError{err}
+			}
+			if commitWindow < 0 || commitWindow > ra.MaxCommitWindow {
+				return usageError{fmt.Errorf("--commit-window %s: must be between 0 and %s", commitWindow, ra.MaxCommitWindow)}
 			}
 			var n *node.Node
 			if _, statErr := os.Stat(filepath.Join(g.data, node.ConfigFile)); errors.Is(statErr, os.ErrNotExist) {
@@ -62,6 +67,9 @@ gracefully.`,
 				return err
 			}
 			defer n.Close()
+			if err := n.RA.SetCommitWindow(commitWindow); err != nil {
+				return usageError{err}
+			}
 			if err := n.Follow(ctx); err != nil {
 				return err
 			}
@@ -87,6 +95,7 @@ gracefully.`,
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
+	c.Flags().DurationVar(&commitWindow, "commit-window", ra.DefaultCommitWindow, "group commit: how long the first of concurrent requests waits for the others to join its transaction (0 to "+ra.MaxCommitWindow.String()+"); each request still gets its own answer, only after its group is durable")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
 	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
 	addPublicFlags(c, &pub)

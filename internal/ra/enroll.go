@@ -109,6 +109,8 @@ type refusal struct {
 	action  string
 	device  string
 	details map[string]string
+	// tk announces the request to group commit until it queues its transaction or is refused.
+	tk *ticket
 }
 
 func (r *RA) newRefusal(action string, c Caller, req EnrollRequest) *refusal {
@@ -139,6 +141,7 @@ func (r *RA) auditRefusal(ctx context.Context, p Principal, rf *refusal, cause e
 }
 
 func (r *RA) fail(ctx context.Context, c Caller, rf *refusal, err error) error {
+	rf.tk.done()
 	if k := KindOf(err); k != KindInternal && k != KindUnavailable {
 		r.auditRefusal(ctx, c.Principal, rf, err)
 	}
@@ -191,6 +194,8 @@ func (r *RA) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollRe
 		return nil, err
 	}
 	rf := r.newRefusal(ActionEnroll, c, req)
+	rf.tk = r.group.expect()
+	defer rf.tk.done()
 	if c.Station == nil {
 		if c.Principal.Role == RoleDevice && c.Cert != nil && rf.device != c.Cert.Subject.CommonName {
 			return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "device certificate of %s may not enroll another device (%s): only factory stations enroll devices", c.Cert.Subject.CommonName, rf.device))
@@ -247,7 +252,7 @@ func (r *RA) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollRe
 		return nil, err
 	}
 	res := &EnrollResult{Cert: s.row}
-	err = r.tx(ctx, func(tx store.Tx) error {
+	err = r.txFor(ctx, rf.tk, func(tx store.Tx) error {
 		st, err := tx.LockStation(ctx, c.Station.ID)
 		if err != nil {
 			return err
@@ -318,6 +323,8 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 		return nil, err
 	}
 	rf := r.newRefusal(ActionReenroll, c, req)
+	rf.tk = r.group.expect()
+	defer rf.tk.done()
 	if site := r.cfg.Site; site != nil {
 		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "factory site %s enrolls new devices only: a device renews its identity with headquarters (simplereenroll there)", site.Site))
 	}
@@ -379,7 +386,7 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 		return nil, err
 	}
 	res := &EnrollResult{Cert: s.row, Superseded: cur.Serial, Rekeyed: !bytes.Equal(s.row.SPKISHA256, cur.SPKISHA256)}
-	err = r.tx(ctx, func(tx store.Tx) error {
+	err = r.txFor(ctx, rf.tk, func(tx store.Tx) error {
 		d, err := tx.LockDevice(ctx, req.Environment, req.ProductLine, serial)
 		if err != nil {
 			return err

@@ -38,8 +38,11 @@ func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.C
 		r.refuseIssue(ctx, p, req, nil, err)
 		return nil, err
 	}
+	tk := r.group.expect()
+	defer tk.done()
 	prep, err := r.prepare(ctx, p, req, true)
 	if err != nil {
+		tk.done()
 		r.refuseIssue(ctx, p, req, prep, err)
 		return nil, err
 	}
@@ -47,7 +50,7 @@ func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.C
 	if err != nil {
 		return nil, err
 	}
-	err = r.tx(ctx, func(tx store.Tx) error { return r.record(ctx, tx, p, cert, ActionIssue, nil) })
+	err = r.txFor(ctx, tk, func(tx store.Tx) error { return r.record(ctx, tx, p, cert, ActionIssue, nil) })
 	if err != nil {
 		err = recordError(err, cert)
 		if KindOf(err) == KindConflict {

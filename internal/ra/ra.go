@@ -65,6 +65,8 @@ type Config struct {
 	// the change feed's Poke for the actions someone follows, so that this process's caches and publisher
 	// follow at once.
 	Notify func(actions []string)
+	// GroupCommit tunes group commit (group.go): how long a group may wait for requests on their way.
+	GroupCommit GroupCommit
 }
 
 // RA is the registration authority. It is safe for concurrent use.
@@ -81,6 +83,8 @@ type RA struct {
 	// omitState leaves the recorded state out of audit events: only for 'keyward bench audit', which measures
 	// what recording it costs (OmitAuditStateForBenchmark).
 	omitState atomic.Bool
+	// group commits the transactions of decisions in groups (group.go).
+	group *grouper
 }
 
 // OmitAuditStateForBenchmark makes the RA append its audit events without the state they change (audit.
@@ -99,7 +103,9 @@ func New(cfg Config) (*RA, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &RA{cfg: cfg}, nil
+	r := &RA{cfg: cfg}
+	r.group = newGrouper(cfg.Store, cfg.GroupCommit, cfg.Notify, cfg.Logger)
+	return r, nil
 }
 
 // Reader returns the read-only view of the RA's store, for listings.
@@ -119,27 +125,26 @@ func (r *RA) Logger() *slog.Logger { return r.cfg.Logger }
 
 func (r *RA) now() time.Time { return r.cfg.Now().UTC() }
 
-// tx runs fn in one store transaction and, once it has committed, notifies the change feed of the actions it
-// appended. Every decision's change and its audit event go through here: no other package opens a transaction.
-// The transaction is recorded (recorder): the state each store write leaves is added to the details of the
-// audit event appended after it, so that the log commits to the change itself.
+// tx runs fn in a savepoint of a group's store transaction (group.go) and returns once the group has committed;
+// the change feed is notified of the actions fn appended. Every decision's change and its audit event go
+// through here: no other package opens a transaction. The transaction is recorded (recorder): the state each
+// store write leaves is added to the details of the audit event appended after it, so that the log commits to
+// the change itself. fn must not call tx (or refuse): it runs while a group is committing.
 func (r *RA) tx(ctx context.Context, fn func(store.Tx) error) error {
+	return r.txFor(ctx, nil, fn)
+}
+
+// txFor is tx for a request announced with r.group.expect, whose ticket it uses up.
+func (r *RA) txFor(ctx context.Context, tk *ticket, fn func(store.Tx) error) error {
 	var actions []string
-	err := r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		actions = actions[:0] // a backend may run fn again
+	return r.group.run(ctx, tk, func(tx store.Tx) error {
+		actions = actions[:0]
 		rec := &recorder{Tx: tx, actions: &actions, omit: r.omitState.Load()}
 		if err := fn(rec); err != nil {
 			return err
 		}
 		return rec.flush(ctx)
-	})
-	if err != nil {
-		return err
-	}
-	if r.cfg.Notify != nil {
-		r.cfg.Notify(actions)
-	}
-	return nil
+	}, &actions)
 }
 
 // counter runs fn in a transaction that changes no decided state and appends no audit event: taking the next
@@ -181,10 +186,10 @@ func (r *RA) appendRefusal(ctx context.Context, p Principal, action, subject str
 	if subject == "" {
 		subject = "-"
 	}
-	return r.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+	return r.group.run(ctx, nil, func(tx store.Tx) error {
 		return tx.AppendAudit(ctx, &audit.Event{Time: r.now(), Actor: audit.Bound(p.ID, audit.MaxDetail), Action: action,
 			Subject: audit.Bound(subject, audit.MaxDetail), Outcome: audit.OutcomeRefused, Details: d})
-	})
+	}, nil)
 }
 
 // success appends the audit event of a change made in tx.

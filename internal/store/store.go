@@ -199,6 +199,12 @@ type Tx interface {
 	// AppendAudit seals e into the chain after the newest stored event and stores it; it sets e.Seq, e.PrevHash and
 	// e.Hash. Concurrent transactions are serialised on the chain head.
 	AppendAudit(ctx context.Context, e *audit.Event) error
+	// Savepoint runs fn, which works through this same Tx, inside a savepoint: if fn returns an error (or
+	// panics), everything it did is undone, the rows and the transaction's own state (the audit chain head,
+	// buffered events) alike, and the transaction carries on as it was before fn; fn's error is returned. Group
+	// commit runs each request of a group so, to give each its own success or refusal with nothing of a refused
+	// one stored.
+	Savepoint(ctx context.Context, fn func() error) error
 }
 
 // Change is one committed change as the change feed sees it: the sequence number, action and subject of the

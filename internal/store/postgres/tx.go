@@ -31,6 +31,9 @@ type tx struct {
 
 	// pending holds sealed audit events not yet written; see AppendAudit.
 	pending [][]any
+	// nested counts the savepoints open (Savepoint): the pending events are not written inside one, where a
+	// rollback would take earlier, committed-to events with it.
+	nested int
 }
 
 // maxPending bounds the audit events a transaction buffers before writing them, so a transaction of any size
@@ -230,8 +233,54 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 	audit.Seal(e, t.headSeq, t.headHash)
 	t.pending = append(t.pending, codec.AppendEventArgs(nil, e, details))
 	t.headSeq, t.headHash = e.Seq, e.Hash
-	if len(t.pending) >= maxPending {
+	if len(t.pending) >= maxPending && t.nested == 0 {
 		return t.flush(ctx)
+	}
+	return nil
+}
+
+// Savepoint runs fn inside a savepoint of t. If fn fails (or panics), the database is rolled back to the
+// savepoint (which also releases the audit lock if fn took it, and drops its change notification) and so is
+// what t holds: the chain head and the buffered audit events fn appended.
+func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
+	// Buffered events of earlier work are written before the savepoint, never inside it.
+	if len(t.pending) >= maxPending/2 && t.nested == 0 {
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
+	known, seq, hash, n := t.headKnown, t.headSeq, t.headHash, len(t.pending)
+	if _, err := t.tx.Exec(ctx, `SAVEPOINT request`); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	t.nested++
+	undo := func() error {
+		t.headKnown, t.headSeq, t.headHash, t.pending = known, seq, hash, t.pending[:n]
+		if _, err := t.tx.Exec(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request`); err != nil {
+			return fmt.Errorf("roll back to savepoint: %w", err)
+		}
+		return nil
+	}
+	finished := false
+	defer func() {
+		t.nested--
+		if !finished {
+			_ = undo()
+		}
+	}()
+	if err := fn(); err != nil {
+		finished = true
+		if uerr := undo(); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		return err
+	}
+	finished = true
+	if _, err := t.tx.Exec(ctx, `RELEASE SAVEPOINT request`); err != nil {
+		if uerr := undo(); uerr != nil {
+			return errors.Join(fmt.Errorf("release savepoint: %w", err), uerr)
+		}
+		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
 }

@@ -96,3 +96,24 @@ func TestCheckpointer(t *testing.T) {
 		t.Fatalf("events after reopening: %d, %v", count, err)
 	}
 }
+
+// TestDurableCommits: the writer connection runs WAL with synchronous=FULL, so a committed transaction is fsynced
+// before Commit returns (a certificate Keyward answered with survives a power loss), and commits never
+// checkpoint (the checkpointer does).
+func TestDurableCommits(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "keyward.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "wal_autocheckpoint": "0"} {
+		var got string
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s = %s on the writer, want %s", pragma, got, want)
+		}
+	}
+}

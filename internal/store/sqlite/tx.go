@@ -191,3 +191,45 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	return nil
 }
+
+// Savepoint runs fn inside a savepoint of t. If fn fails (or panics), the database is rolled back to the
+// savepoint and so is the audit chain head t holds, so the transaction carries on as if fn had not run.
+func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
+	known, seq, hash := t.headKnown, t.headSeq, t.headHash
+	if _, err := t.stmt(ctx, stSavepoint).ExecContext(ctx); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	undo := func() error {
+		t.headKnown, t.headSeq, t.headHash = known, seq, hash
+		// Whatever fn's context says, the rollback must happen: the transaction is shared.
+		bg := context.WithoutCancel(ctx)
+		if _, err := t.stmt(bg, stRollbackTo).ExecContext(bg); err != nil {
+			return fmt.Errorf("roll back to savepoint: %w", err)
+		}
+		if _, err := t.stmt(bg, stRelease).ExecContext(bg); err != nil {
+			return fmt.Errorf("release savepoint: %w", err)
+		}
+		return nil
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			_ = undo()
+		}
+	}()
+	if err := fn(); err != nil {
+		finished = true
+		if uerr := undo(); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		return err
+	}
+	finished = true
+	if _, err := t.stmt(ctx, stRelease).ExecContext(ctx); err != nil {
+		if uerr := undo(); uerr != nil {
+			return errors.Join(fmt.Errorf("release savepoint: %w", err), uerr)
+		}
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
+}

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"TimePrecision", testTimePrecision},
 		{"TxRollbackOnError", testTxRollbackOnError},
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
+		{"Savepoint", testSavepoint},
 		{"AuditChain", testAuditChain},
 		{"AuditWalkPages", testAuditWalkPages},
 		{"AuditBySubject", testAuditBySubject},
@@ -591,6 +592,78 @@ func testTxRollbackOnError(t *testing.T, s Backend) {
 	})
 	if e.Seq != 1 || !reflect.DeepEqual(e.PrevHash, audit.GenesisHash) {
 		t.Fatalf("first committed event: seq %d prev %x, want 1 and the genesis hash", e.Seq, e.PrevHash)
+	}
+}
+
+// testSavepoint runs three requests in one transaction, each in a savepoint, as group commit does: the
+// middle one fails after it inserted its certificate and appended its event (the first event of the transaction
+// for one run, so that its rollback also undoes taking the chain head), another panics; what they did is gone,
+// the others commit, and the chain runs on without a gap.
+func testSavepoint(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	boom := errors.New("quota exceeded")
+	for round, firstFails := range []bool{true, false} {
+		certs := make([]*store.Certificate, 4)
+		for i := range certs {
+			certs[i] = newCert(t, "dev/demo-implant", fmt.Sprintf("PX%d-%06d", round, i), nil)
+		}
+		errs := make([]error, len(certs))
+		var panicked any
+		tx(t, s, func(tx store.Tx) error {
+			for i, c := range certs {
+				fails := (i == 0 && firstFails) || (i == 2 && !firstFails)
+				func() {
+					defer func() {
+						if p := recover(); p != nil {
+							panicked = p
+						}
+					}()
+					errs[i] = tx.Savepoint(ctx, func() error {
+						if _, err := certAndEvent(ctx, tx, c); err != nil {
+							return err
+						}
+						switch {
+						case fails:
+							return boom
+						case i == 3:
+							panic("request handler bug")
+						}
+						return nil
+					})
+				}()
+			}
+			return nil
+		})
+		if panicked == nil {
+			t.Fatalf("round %d: the panic inside the savepoint did not reach the caller", round)
+		}
+		for i, c := range certs {
+			fails := (i == 0 && firstFails) || (i == 2 && !firstFails)
+			_, err := s.GetCertificate(ctx, c.Serial)
+			switch {
+			case fails && !errors.Is(errs[i], boom):
+				t.Fatalf("round %d request %d: Savepoint returned %v, want its fn's error", round, i, errs[i])
+			case (fails || i == 3) && !errors.Is(err, store.ErrNotFound):
+				t.Fatalf("round %d request %d was undone, but its certificate is stored (%v)", round, i, err)
+			case !fails && i != 3 && (errs[i] != nil || err != nil):
+				t.Fatalf("round %d request %d: Savepoint %v, stored certificate %v; want both nil", round, i, errs[i], err)
+			}
+		}
+	}
+	evs := auditEvents(t, s, 0)
+	if len(evs) != 4 {
+		t.Fatalf("%d audit events committed, want 4 (two requests of two rounds)", len(evs))
+	}
+	prev := audit.GenesisHash
+	for i, e := range evs {
+		if e.Seq != int64(i+1) || !reflect.DeepEqual(e.PrevHash, prev) {
+			t.Fatalf("event %d: seq %d prev %x, want %d and the hash of the one before", i, e.Seq, e.PrevHash, i+1)
+		}
+		prev = e.Hash
+	}
+	if n, err := store.VerifyAudit(ctx, s); err != nil || n != 4 {
+		t.Fatalf("VerifyAudit: %d events, %v", n, err)
 	}
 }
 
