@@ -50,7 +50,12 @@ func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.C
 	if err != nil {
 		return nil, err
 	}
-	err = r.txFor(ctx, tk, func(tx store.Tx) error { return r.record(ctx, tx, p, cert, ActionIssue, nil) })
+	err = r.txFor(ctx, tk, func(tx store.Tx) error {
+		// The record is the whole of this change, and any failure of it is its failure: its writes may go
+		// together (PostgreSQL: one round trip).
+		tx.Pipeline()
+		return r.record(ctx, tx, p, cert, ActionIssue, nil)
+	})
 	if err != nil {
 		err = recordError(err, cert)
 		if KindOf(err) == KindConflict {

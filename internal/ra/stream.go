@@ -108,6 +108,9 @@ func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, n
 			return
 		}
 		err := r.tx(ctx, func(tx store.Tx) error {
+			// A failure of any record fails the batch (and each is then retried alone): the records' writes
+			// may go together (PostgreSQL: one round trip for the batch).
+			tx.Pipeline()
 			for _, d := range batch {
 				if err := r.record(ctx, tx, p, d.s, ActionIssue, nil); err != nil {
 					return err

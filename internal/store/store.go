@@ -205,6 +205,12 @@ type Tx interface {
 	// commit runs each request of a group so, to give each its own success or refusal with nothing of a refused
 	// one stored.
 	Savepoint(ctx context.Context, fn func() error) error
+	// Pipeline lets the backend hold back the InsertCertificate and InsertKey calls that follow, until the end
+	// of the savepoint or transaction, and send them together: their failures (a duplicate key or serial) are
+	// then returned by Savepoint or by the commit, and InsertKey reports no ErrExists. Only for a function that
+	// ends with those writes and its audit events, and treats the failure of any as the failure of all (an
+	// issuance's record, a stream's batch). A backend whose writes cost no round trip ignores it.
+	Pipeline()
 }
 
 // Change is one committed change as the change feed sees it: the sequence number, action and subject of the

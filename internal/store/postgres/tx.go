@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/store"
@@ -34,6 +35,70 @@ type tx struct {
 	// nested counts the savepoints open (Savepoint): the pending events are not written inside one, where a
 	// rollback would take earlier, committed-to events with it.
 	nested int
+
+	// pipeline is set by Pipeline: InsertCertificate and InsertKey queue their statements in batch, whose
+	// results are checked when it is sent (sendBatch): at the end of the savepoint, before the audit events are
+	// written, or before commit. checks holds one result check per queued statement.
+	pipeline bool
+	batch    *pgx.Batch
+	checks   []queuedCheck
+	// releases counts the savepoints that succeeded and are not released yet (Savepoint).
+	releases int
+}
+
+// queuedCheck reads the result of one pipelined statement: a row (row set) or a command tag.
+type queuedCheck struct {
+	row  func(pgx.Row) error
+	exec func(pgconn.CommandTag) error
+}
+
+// Pipeline makes InsertCertificate and InsertKey queue their statements until the savepoint, the audit
+// events' write or the commit sends them in one round trip (see store.Tx.Pipeline).
+func (t *tx) Pipeline() { t.pipeline = true }
+
+func (t *tx) queue(sql string, args ...any) {
+	if t.batch == nil {
+		t.batch = &pgx.Batch{}
+	}
+	t.batch.Queue(sql, args...)
+}
+
+// sendBatch sends the pipelined statements, then the statements tail (without arguments), in one round trip,
+// and returns the first failure among their results.
+func (t *tx) sendBatch(ctx context.Context, tail ...string) error {
+	if len(t.checks) == 0 {
+		if len(tail) == 0 {
+			return nil
+		}
+		_, err := t.tx.Exec(ctx, strings.Join(tail, "; "))
+		return err
+	}
+	for _, q := range tail {
+		t.queue(q)
+		t.checks = append(t.checks, queuedCheck{exec: func(pgconn.CommandTag) error { return nil }})
+	}
+	checks, b := t.checks, t.batch
+	t.batch, t.checks = nil, nil
+	br := t.tx.SendBatch(ctx, b)
+	var first error
+	for _, c := range checks {
+		var err error
+		if c.row != nil {
+			err = c.row(br.QueryRow())
+		} else {
+			var tag pgconn.CommandTag
+			if tag, err = br.Exec(); err == nil {
+				err = c.exec(tag)
+			}
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := br.Close(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }
 
 // maxPending bounds the audit events a transaction buffers before writing them, so a transaction of any size
@@ -45,8 +110,12 @@ var _ store.Tx = (*tx)(nil)
 // auditCopyColumns names the columns of a buffered event, in the order of codec.AppendEventArgs.
 var auditCopyColumns = strings.Split(sqlrecord.AuditColumns, ", ")
 
-// flush writes the buffered audit events with one COPY. Tx calls it before commit.
+// flush sends the pipelined writes and writes the buffered audit events with one COPY. Tx calls it before
+// commit.
 func (t *tx) flush(ctx context.Context) error {
+	if err := t.sendBatch(ctx); err != nil {
+		return err
+	}
 	if len(t.pending) == 0 {
 		return nil
 	}
@@ -115,6 +184,12 @@ func (t *tx) updateToken(ctx context.Context, what, q string, args ...any) error
 }
 
 func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
+	if t.pipeline {
+		// Pipelined, a key already in the glossary is no failure (store.Tx.Pipeline).
+		t.queue(sqlrecord.InsertKey+` ON CONFLICT (uri) DO NOTHING`, codec.KeyArgs(k)...)
+		t.checks = append(t.checks, queuedCheck{exec: func(pgconn.CommandTag) error { return nil }})
+		return nil
+	}
 	tag, err := t.tx.Exec(ctx, sqlrecord.InsertKey+` ON CONFLICT (uri) DO NOTHING`, codec.KeyArgs(k)...)
 	switch {
 	case err == nil && tag.RowsAffected() == 0:
@@ -162,11 +237,21 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	if len(c.SPKISHA256) != sha256.Size {
 		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
 	}
+	if t.pipeline {
+		t.queue(insertCertificate, codec.AppendCertificateArgs(nil, c)...)
+		t.checks = append(t.checks, queuedCheck{row: func(r pgx.Row) error { return insertedCertificate(c, r) }})
+		return nil
+	}
+	return insertedCertificate(c, t.tx.QueryRow(ctx, insertCertificate, codec.AppendCertificateArgs(nil, c)...))
+}
+
+// insertedCertificate reads the result of insertCertificate for c.
+func insertedCertificate(c *store.Certificate, r pgx.Row) error {
 	var (
 		owner    string
 		inserted bool
 	)
-	err := t.tx.QueryRow(ctx, insertCertificate, codec.AppendCertificateArgs(nil, c)...).Scan(&owner, &inserted)
+	err := r.Scan(&owner, &inserted)
 	switch {
 	case err == nil && owner != c.Subject:
 		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
@@ -241,7 +326,11 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 
 // Savepoint runs fn inside a savepoint of t. If fn fails (or panics), the database is rolled back to the
 // savepoint (which also releases the audit lock if fn took it, and drops its change notification) and so is
-// what t holds: the chain head and the buffered audit events fn appended.
+// what t holds: the chain head, the buffered audit events and the pipelined writes fn made.
+//
+// Round trips: the savepoint is opened together with the writes pipelined before it and the release of the
+// savepoint before it (a savepoint that succeeded is released lazily, so its release costs no round trip of its
+// own), and fn's pipelined writes are sent at its end; a group of issuances costs two round trips a request.
 func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 	// Buffered events of earlier work are written before the savepoint, never inside it.
 	if len(t.pending) >= maxPending/2 && t.nested == 0 {
@@ -250,13 +339,25 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 		}
 	}
 	known, seq, hash, n := t.headKnown, t.headSeq, t.headHash, len(t.pending)
-	if _, err := t.tx.Exec(ctx, `SAVEPOINT request`); err != nil {
+	// Writes pipelined before the savepoint are sent with it, outside it, after the pending releases.
+	open := make([]string, 0, t.releases+1)
+	for range t.releases {
+		open = append(open, `RELEASE SAVEPOINT request`)
+	}
+	t.releases = 0
+	if err := t.sendBatch(ctx, append(open, `SAVEPOINT request`)...); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	t.nested++
+	pipeline := t.pipeline
 	undo := func() error {
 		t.headKnown, t.headSeq, t.headHash, t.pending = known, seq, hash, t.pending[:n]
-		if _, err := t.tx.Exec(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request`); err != nil {
+		t.batch, t.checks = nil, nil
+		// Savepoints fn opened and that succeeded are not released yet: each is rolled back and released in
+		// turn (a rollback first, since the transaction may be in error), down to this one.
+		q := strings.Repeat(`ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request; `, t.releases+1)
+		t.releases = 0
+		if _, err := t.tx.Exec(context.WithoutCancel(ctx), q); err != nil {
 			return fmt.Errorf("roll back to savepoint: %w", err)
 		}
 		return nil
@@ -264,6 +365,7 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 	finished := false
 	defer func() {
 		t.nested--
+		t.pipeline = pipeline
 		if !finished {
 			_ = undo()
 		}
@@ -276,11 +378,13 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 		return err
 	}
 	finished = true
-	if _, err := t.tx.Exec(ctx, `RELEASE SAVEPOINT request`); err != nil {
+	// fn's pipelined writes; one that failed rolls fn back.
+	if err := t.sendBatch(ctx); err != nil {
 		if uerr := undo(); uerr != nil {
-			return errors.Join(fmt.Errorf("release savepoint: %w", err), uerr)
+			return errors.Join(err, uerr)
 		}
-		return fmt.Errorf("release savepoint: %w", err)
+		return err
 	}
+	t.releases++
 	return nil
 }

@@ -21,6 +21,9 @@ type tx struct {
 	tx    *sql.Tx
 	stmts [numWriteStmts]*sql.Stmt
 
+	// pipeline: see Pipeline.
+	pipeline bool
+
 	// The audit chain head, read once per transaction and then advanced by each append.
 	headKnown bool
 	headSeq   int64
@@ -103,6 +106,8 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 	_, err := t.stmt(ctx, stInsertKey).ExecContext(ctx, codec.KeyArgs(k)...)
 	switch {
 	case err == nil:
+		return nil
+	case isUnique(err) && t.pipeline:
 		return nil
 	case isUnique(err):
 		return fmt.Errorf("insert key %q: %w", k.URI, store.ErrExists)
@@ -195,7 +200,8 @@ func (t *tx) AppendAudit(ctx context.Context, e *audit.Event) error {
 // Savepoint runs fn inside a savepoint of t. If fn fails (or panics), the database is rolled back to the
 // savepoint and so is the audit chain head t holds, so the transaction carries on as if fn had not run.
 func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
-	known, seq, hash := t.headKnown, t.headSeq, t.headHash
+	known, seq, hash, pipeline := t.headKnown, t.headSeq, t.headHash, t.pipeline
+	defer func() { t.pipeline = pipeline }()
 	if _, err := t.stmt(ctx, stSavepoint).ExecContext(ctx); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
@@ -233,3 +239,7 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 	}
 	return nil
 }
+
+// Pipeline sends nothing later (a write to the embedded database costs no round trip); InsertKey then reports no
+// ErrExists, as the contract says.
+func (t *tx) Pipeline() { t.pipeline = true }

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"TxRollbackOnError", testTxRollbackOnError},
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
 		{"Savepoint", testSavepoint},
+		{"Pipeline", testPipeline},
 		{"AuditChain", testAuditChain},
 		{"AuditWalkPages", testAuditWalkPages},
 		{"AuditBySubject", testAuditBySubject},
@@ -663,6 +664,74 @@ func testSavepoint(t *testing.T, s Backend) {
 		prev = e.Hash
 	}
 	if n, err := store.VerifyAudit(ctx, s); err != nil || n != 4 {
+		t.Fatalf("VerifyAudit: %d events, %v", n, err)
+	}
+}
+
+// testPipeline: pipelined writes behave as immediate ones once sent. In a savepoint, a certificate whose key
+// another subject holds fails the savepoint with ErrDuplicateKey and leaves nothing; a duplicate serial in a
+// pipelined transaction fails its commit with ErrDuplicateSerial and leaves nothing; a key already in the
+// glossary is no failure.
+func testPipeline(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	a := newCert(t, "dev/demo-implant", "PX1-000001", nil)
+	b := newCert(t, "dev/demo-implant", "PX1-000002", nil)
+	thief := newCert(t, "dev/demo-implant", "PX1-000003", a.SPKISHA256)
+	key := &store.Key{URI: "spki:sha256:" + fmt.Sprintf("%x", a.SPKISHA256), Purpose: "device-identity", Algorithm: "ecdsa-p256", Location: "device",
+		State: store.KeyActive, Owner: a.Serial, SPKISHA256: a.SPKISHA256, CreatedAt: us(time.Now()), StateChangedAt: us(time.Now())}
+	var errThief, errB error
+	tx(t, s, func(tx store.Tx) error {
+		tx.Pipeline()
+		if _, err := certAndEvent(ctx, tx, a); err != nil {
+			return err
+		}
+		if err := tx.InsertKey(ctx, key); err != nil {
+			return err
+		}
+		errThief = tx.Savepoint(ctx, func() error {
+			tx.Pipeline()
+			if err := tx.InsertKey(ctx, key); err != nil {
+				return err
+			}
+			_, err := certAndEvent(ctx, tx, thief)
+			return err
+		})
+		errB = tx.Savepoint(ctx, func() error {
+			tx.Pipeline()
+			_, err := certAndEvent(ctx, tx, b)
+			return err
+		})
+		return nil
+	})
+	wantErr(t, "pipelined certificate for a key another subject holds", errThief, store.ErrDuplicateKey)
+	if errB != nil {
+		t.Fatalf("pipelined savepoint after the refused one: %v", errB)
+	}
+	for _, c := range []*store.Certificate{a, b} {
+		if _, err := s.GetCertificate(ctx, c.Serial); err != nil {
+			t.Fatalf("certificate %s: %v", c.Subject, err)
+		}
+	}
+	if _, err := s.GetCertificate(ctx, thief.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused savepoint's certificate: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetKey(ctx, key.URI); err != nil {
+		t.Fatalf("glossary key: %v", err)
+	}
+
+	again := newCert(t, "dev/demo-implant", "PX1-000004", nil)
+	again.Serial = b.Serial
+	err := s.Tx(ctx, func(tx store.Tx) error {
+		tx.Pipeline()
+		_, err := certAndEvent(ctx, tx, again)
+		return err
+	})
+	wantErr(t, "pipelined duplicate serial", err, store.ErrDuplicateSerial)
+	if evs := auditEvents(t, s, 0); len(evs) != 2 {
+		t.Fatalf("%d audit events, want 2 (a and b)", len(evs))
+	}
+	if n, err := store.VerifyAudit(ctx, s); err != nil || n != 2 {
 		t.Fatalf("VerifyAudit: %d events, %v", n, err)
 	}
 }
