@@ -265,18 +265,20 @@ func startServe(ctx context.Context, bin string, args []string) (*serveProcess, 
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		found := false
 		for sc.Scan() {
 			p.mu.Lock()
 			if p.log.Len() < 64<<10 {
 				p.log.WriteString(sc.Text() + "\n")
 			}
 			p.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil && !found {
-				found = true
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
+				break
 			}
 		}
+		// Then the server's log (an access line per request) is drained without being read line by line: the
+		// load client shares the machine's cores with the server.
+		_, _ = io.Copy(io.Discard, stderr)
 		p.done <- cmd.Wait()
 	}()
 	select {

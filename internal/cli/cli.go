@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
@@ -149,6 +150,11 @@ type globals struct {
 	passphraseFile string
 	json           bool
 	verbose        bool
+	logLevel       string
+	logFormat      string
+	// service is set by the commands that run a server: their log level defaults to info (one access line per
+	// request), every other command's to warn.
+	service bool
 }
 
 func newRoot(env Env) *cobra.Command {
@@ -174,6 +180,12 @@ and records every change in a hash-chained audit trail.
 	pf.StringVar(&g.db, "db", os.Getenv("KEYWARD_DB"), "database: empty for SQLite in the data directory, or postgres://... (env KEYWARD_DB)")
 	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "file holding the software keystore passphrase (default: $KEYWARD_PASSPHRASE, else DATA/passphrase)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log at debug level")
+	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default: info for servers, warn for other commands; -v is debug)")
+	pf.StringVar(&g.logFormat, "log-format", "", "json or text (default: json unless standard error is a terminal)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		_, _, err := g.logSettings()
+		return err
+	}
 	root.AddCommand(
 		initCmd(g), serveCmd(g), caCmd(g), keyCmd(g), certCmd(g), auditCmd(g), profileCmd(g), tokenCmd(g), benchCmd(g), versionCmd(g),
 		stationCmd(g), deviceCmd(g),
@@ -191,11 +203,43 @@ func (g *globals) addJSON(c *cobra.Command) {
 }
 
 func (g *globals) logger() *slog.Logger {
+	lvl, json, err := g.logSettings()
+	if err != nil { // refused before any command ran (PersistentPreRunE); the defaults, should one get here
+		lvl, json = slog.LevelWarn, false
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if json {
+		return slog.New(slog.NewJSONHandler(g.env.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.env.Stderr, opts))
+}
+
+// logSettings returns the log level and whether to log JSON, from --log-level, --log-format and -v.
+func (g *globals) logSettings() (slog.Level, bool, error) {
 	lvl := slog.LevelWarn
+	if g.service {
+		lvl = slog.LevelInfo
+	}
 	if g.verbose {
 		lvl = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(g.env.Stderr, &slog.HandlerOptions{Level: lvl}))
+	switch g.logLevel {
+	case "":
+	case "debug", "info", "warn", "error":
+		_ = lvl.UnmarshalText([]byte(g.logLevel))
+	default:
+		return 0, false, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)}
+	}
+	switch g.logFormat {
+	case "json":
+		return lvl, true, nil
+	case "text":
+		return lvl, false, nil
+	case "":
+		f, ok := g.env.Stderr.(*os.File)
+		return lvl, !ok || !term.IsTerminal(int(f.Fd())), nil
+	}
+	return 0, false, usageError{fmt.Errorf("--log-format %q: use json or text", g.logFormat)}
 }
 
 func (g *globals) options() node.Options {

@@ -86,6 +86,7 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			g.service = true
 			rate, err := server.ParseRate(rateLimit)
 			if err != nil {
 				return usageError{fmt.Errorf("--rate-limit: %w", err)}

@@ -481,6 +481,10 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
+	// Ready only while publication keeps up: a round runs every --publish-check and after each revocation.
+	srv.AddCheck(func(context.Context) ra.Check {
+		return ra.NewCheck("crl-publisher", publisher.Fresh(n.Now(), 3*o.interval+30*time.Second))
+	})
 	if n.Feed != nil {
 		// The responder refreshes on every node at once, whichever node publishes the CRLs.
 		n.Feed.Subscribe(func([]store.Change) { publisher.Kick(); pub.Kick() }, audit.PrefixCert)

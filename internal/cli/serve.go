@@ -35,6 +35,7 @@ gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			g.service = true
 			rate, err := server.ParseRate(rateLimit)
 			if err != nil {
 				return usageError{fmt.Errorf("--rate-limit: %w", err)}

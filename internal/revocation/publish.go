@@ -27,6 +27,8 @@ type Publisher struct {
 	Published func()
 	// rootDirty asks for complete root CRLs (CAChanged).
 	rootDirty atomic.Bool
+	// last is the outcome of the last round (Fresh).
+	last atomic.Pointer[round]
 }
 
 // NewPublisher returns a publisher with cfg.
@@ -60,7 +62,8 @@ func (p *Publisher) Kick() {
 
 // PublishOnce runs one round: for each active root and issuing CA whose key this node holds, publish what is
 // due. It reports whether this node held the lock.
-func (p *Publisher) PublishOnce(ctx context.Context) (bool, error) {
+func (p *Publisher) PublishOnce(ctx context.Context) (held bool, err error) {
+	defer func() { p.last.Store(&round{at: p.s.now(), err: err}) }()
 	rootDirty := p.rootDirty.Swap(false)
 	if head, err := p.s.rs.RevocationHead(ctx); err == nil && head == p.lastHead && p.s.now().Before(p.nextDue) && !rootDirty {
 		return true, nil

@@ -79,6 +79,7 @@ func estAction(path string) string {
 
 // estFail answers an EST request with err. Refusals (4xx) the RA has not audited yet are audited here.
 func (s *Server) estFail(w http.ResponseWriter, r *http.Request, p ra.Principal, err error) {
+	noteReason(r, err)
 	var he *httpError
 	status := statusOf(err)
 	if errors.As(err, &he) {

@@ -100,6 +100,7 @@ func (s *Server) wrapCert(rt Route) http.Handler {
 			writeText(w, http.StatusUnauthorized, err.Error())
 			return
 		}
+		notePrincipal(r, caller.Principal)
 		if !contains(rt.Roles, caller.Principal.Role) {
 			err := ra.Errorf(ra.KindForbidden, "%s (role %s) may not %s %s", caller.Principal.ID, caller.Principal.Role, rt.Method, r.URL.Path)
 			s.refuseClientCert(r, ra.AuthForbiddenRole, caller.Principal, err)

@@ -26,6 +26,9 @@ type Deps struct {
 	// RateLimit bounds the requests refused before or at authentication that one source address may make
 	// (ratelimit.go); the zero Rate sets no limit. 'keyward serve' defaults to DefaultRate.
 	RateLimit Rate
+	// Checks are readiness checks beside the RA's own (ra.RA.Readiness): the CRL publisher's freshness where
+	// this process runs one. /readyz reports them all.
+	Checks []func(context.Context) ra.Check
 }
 
 // Server serves the API of one node.
@@ -36,6 +39,9 @@ type Server struct {
 	routes []Route
 	mux    *http.ServeMux
 	limit  *limiter // nil: no rate limit
+	checks []func(context.Context) ra.Check
+	// readiness caches /readyz (health.go).
+	readiness readiness
 }
 
 // Route is one registered route. Public routes need no credentials; every other route requires a principal whose
@@ -61,7 +67,7 @@ func newServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = d.RA.Logger()
 	}
-	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now)}
+	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now), checks: d.Checks}
 }
 
 // New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.
@@ -71,6 +77,8 @@ func New(d Deps) *Server {
 	issuers := []string{ra.RoleAdmin, ra.RoleCAOfficer}
 	s.routes = []Route{
 		{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health},
+		{Method: "GET", Pattern: "/livez", Public: true, Handler: s.livez},
+		{Method: "GET", Pattern: "/readyz", Public: true, Handler: s.readyz},
 		{Method: "GET", Pattern: "/api/v1/cas", Roles: operators, Handler: s.listCAs},
 		{Method: "GET", Pattern: "/api/v1/cas/{env}/chain", Roles: operators, Handler: s.chain},
 		{Method: "POST", Pattern: "/api/v1/certificates", Roles: issuers, Handler: s.issue},
@@ -96,7 +104,9 @@ func New(d Deps) *Server {
 // and the site's RA issues only by EST enrollment (ra.SiteScope).
 func NewSite(d Deps) *Server {
 	s := newServer(d)
-	s.routes = []Route{{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health}}
+	s.routes = []Route{{Method: "GET", Pattern: "/healthz", Public: true, Handler: s.health},
+		{Method: "GET", Pattern: "/livez", Public: true, Handler: s.livez},
+		{Method: "GET", Pattern: "/readyz", Public: true, Handler: s.readyz}}
 	s.routes = append(s.routes, s.estRoutes()...)
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
@@ -107,8 +117,8 @@ func NewSite(d Deps) *Server {
 // Routes returns the route table, so tests can prove every route is authenticated and authorised.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler: the routes, each request logged once (accesslog.go).
+func (s *Server) Handler() http.Handler { return accessLog(s.log, s.mux) }
 
 func (s *Server) wrap(rt Route) http.Handler {
 	if rt.ClientCert {
@@ -128,6 +138,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 			s.refuseAuth(w, r, rt, ra.AuthRefusal{Err: err})
 			return
 		}
+		notePrincipal(r, p)
 		if !contains(rt.Roles, p.Role) {
 			err := ra.Errorf(ra.KindForbidden, "role %q may not %s %s (allowed: %s)", p.Role, rt.Method, rt.Pattern, strings.Join(rt.Roles, ", "))
 			s.refuseAuth(w, r, rt, ra.AuthRefusal{Principal: p, Err: err})
@@ -150,6 +161,7 @@ func (s *Server) authenticate(r *http.Request) (ra.Principal, error) {
 // after reporting it through the RA (ra.RefuseAuth: log line and audited refusal). Every such refusal goes
 // through here.
 func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a ra.AuthRefusal) {
+	noteReason(r, a.Err)
 	a.Source = sourceOf(r)
 	a.Method, a.Route = rt.Method, rt.Pattern
 	s.ra.RefuseAuth(r.Context(), a)
@@ -175,6 +187,7 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a 
 // aggregated audit event (ra.CountRefusal), charged to the source's rate limit, and logged as one structured
 // line with the caller's strings bounded. The caller writes the response.
 func (s *Server) refuseClientCert(r *http.Request, reason string, p ra.Principal, err error) {
+	noteReason(r, err)
 	src := sourceOf(r)
 	s.limit.charge(src)
 	counted := src
@@ -205,7 +218,7 @@ func TLSConfig(cert *tls.Certificate) *tls.Config {
 // flight finish for up to grace.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certificate, grace time.Duration) error {
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		TLSConfig:         TLSConfig(cert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -271,6 +284,7 @@ func statusOf(err error) int {
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	noteReason(r, err)
 	status := statusOf(err)
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)

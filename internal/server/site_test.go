@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,12 +78,12 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 	return ts, siteA, siteZ
 }
 
-// TestSiteRoutes: a site serves health and EST only (cacerts is public, RFC 7030 4.1.1; the others
+// TestSiteRoutes: a site serves health (healthz, livez, readyz) and EST only (cacerts is public, RFC 7030 4.1.1; the others
 // authenticate by client certificate); there is no operator API.
 func TestSiteRoutes(t *testing.T) {
 	ts, _, _ := startSite(t, 10)
 	for _, rt := range ts.s.Routes() {
-		if rt.Pattern == "/healthz" {
+		if rt.Pattern == "/healthz" || rt.Pattern == "/livez" || rt.Pattern == "/readyz" {
 			continue
 		}
 		if len(rt.Pattern) < 17 || rt.Pattern[:17] != "/.well-known/est/" || (!rt.ClientCert && !rt.Public) {
@@ -91,6 +93,11 @@ func TestSiteRoutes(t *testing.T) {
 	code, _ := ts.do(t, "GET", "/api/v1/cas", "", nil)
 	if code != 404 {
 		t.Fatalf("GET /api/v1/cas at a site: %d, want 404", code)
+	}
+	// A site is ready when its database answers and its site CA's key (on the site's token or keystore) signs.
+	code, b := readyzOf(t, ts)
+	if code != http.StatusOK || len(b.Checks) != 2 || checkNamed(b, "database") == nil || !strings.HasPrefix(b.Checks[1].Name, "ca-key:") {
+		t.Fatalf("/readyz at a site: %d %+v", code, b)
 	}
 }
 
