@@ -54,6 +54,8 @@ type Custodian struct {
 	cas     map[string]*Issuer
 	signers map[string]*guard
 	guards  map[string][]*guard
+	// signObs is told of every signature (observe.go).
+	signObs signObserver
 }
 
 // New returns a Custodian.
@@ -79,6 +81,8 @@ type guard struct {
 	purpose keystore.Purpose
 	signer  crypto.Signer
 	dead    atomic.Pointer[string] // why it may no longer sign
+	obs     *signObserver          // the custodian's, for metrics (observe.go)
+	backend string                 // the keystore backend, for metrics: the URI's scheme
 }
 
 func (g *guard) Public() crypto.PublicKey { return g.signer.Public() }
@@ -87,7 +91,14 @@ func (g *guard) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]b
 	if why := g.dead.Load(); why != nil {
 		return nil, fmt.Errorf("key %s: %w: %s", g.uri, ErrRetired, *why)
 	}
-	return g.signer.Sign(rand, digest, opts)
+	o := g.obs.get()
+	if o == nil {
+		return g.signer.Sign(rand, digest, opts)
+	}
+	start := time.Now()
+	sig, err := g.signer.Sign(rand, digest, opts)
+	o(g.backend, string(g.purpose), time.Since(start), err)
+	return sig, err
 }
 
 func (g *guard) kill(why string) { g.dead.CompareAndSwap(nil, &why) }
@@ -143,7 +154,8 @@ func (c *Custodian) signer(ctx context.Context, uri string, purpose keystore.Pur
 
 // newGuard wraps s and registers the guard under uri, so that kill(uri) reaches it.
 func (c *Custodian) newGuard(uri string, purpose keystore.Purpose, s crypto.Signer) *guard {
-	g := &guard{uri: uri, purpose: purpose, signer: s}
+	backend, _, _ := strings.Cut(uri, ":")
+	g := &guard{uri: uri, purpose: purpose, signer: s, obs: &c.signObs, backend: backend}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.guards[uri] = append(c.guards[uri], g)

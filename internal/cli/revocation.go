@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/revocation"
@@ -473,12 +474,15 @@ func (g *globals) revocationService(ctx context.Context) (*node.Node, *revocatio
 // serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
 // OCSP responder beside it, until ctx ends. The publisher follows the change feed: a revocation committed by
 // this process, another node or a CLI command beside it is published within moments.
-func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions) error {
+func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions, m *metrics.Metrics) error {
 	if o.listen == "" {
 		return srv.Serve(ctx, ln, cert, grace)
 	}
 	svc := revocation.New(n.RA, n.CA, n.Store)
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
+	publisher.Observe = func(c *store.PublishedCRL) {
+		m.CRL(c.IssuerID, c.Delta, metrics.CRLState{ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Bytes: len(c.DER), Entries: c.Entries})
+	}
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
 	// Ready only while publication keeps up: a round runs every --publish-check and after each revocation.

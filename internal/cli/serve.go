@@ -25,6 +25,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var sink auditSinkOptions
 	var cps checkpointOptions
 	var commitWindow time.Duration
+	var metricsListen string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server (HTTPS, TLS 1.3 only); initialises an empty data directory first",
@@ -83,7 +84,15 @@ gracefully.`,
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: serving https://%s (TLS 1.3; trust %s)\n", ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			api := server.New(server.Deps{RA: n.RA, RateLimit: rate})
+			m := newMetrics(n)
+			api := server.New(server.Deps{RA: n.RA, RateLimit: rate, Metrics: m})
+			if metricsListen != "" {
+				stopMetrics, err := serveMetrics(ctx, g, m, metricsListen)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+			}
 			stopSink, err := sink.start(ctx, g, n)
 			if err != nil {
 				return err
@@ -91,11 +100,12 @@ gracefully.`,
 			defer stopSink()
 			stop := cps.start(ctx, g, n)
 			defer stop()
-			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub)
+			return serveWithPublic(ctx, g, n, api, ln, cert, grace, pub, m)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
+	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "also serve /metrics (Prometheus text format) without authentication over plain HTTP on this address, e.g. 127.0.0.1:9464; /metrics on the API listener needs an admin or auditor token")
 	c.Flags().DurationVar(&commitWindow, "commit-window", ra.DefaultCommitWindow, "group commit: how long the first of concurrent requests waits for the others to join its transaction (0 to "+ra.MaxCommitWindow.String()+"); each request still gets its own answer, only after its group is durable")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
 	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")

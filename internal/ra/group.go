@@ -58,6 +58,8 @@ type grouper struct {
 
 	// statistics, for benchmarks and tests
 	groups, ops atomic.Int64
+	// obs, once set, is the RA's observer (observe.go).
+	obs *observer
 }
 
 // groupOp is one request's transaction function waiting for its group.
@@ -198,6 +200,7 @@ func (g *grouper) commit(batch []*groupOp) {
 	g.ops.Add(int64(len(batch)))
 	// The transaction is the group's: one request's cancellation ends its own part only.
 	ctx := context.WithoutCancel(batch[0].ctx)
+	start := time.Now()
 	err := g.st.Tx(ctx, func(tx store.Tx) error {
 		for _, op := range batch {
 			op.err = g.runOp(tx, op)
@@ -211,6 +214,11 @@ func (g *grouper) commit(batch []*groupOp) {
 		}
 		if op.err == nil && op.actions != nil {
 			actions = append(actions, *op.actions...)
+		}
+	}
+	if g.obs != nil {
+		if o := g.obs.get(); o != nil {
+			o.Committed(len(batch), time.Since(start))
 		}
 	}
 	if len(actions) > 0 && g.notify != nil {

@@ -290,6 +290,9 @@ func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, ac
 	for k, v := range extra {
 		details[k] = v
 	}
+	if rec, ok := tx.(*recorder); ok && rec.issued != nil {
+		*rec.issued = append(*rec.issued, issuance{action: action, profile: c.Profile, ca: c.IssuerID})
+	}
 	return r.success(ctx, tx, p, action, subject, c.CreatedAt, details)
 }
 

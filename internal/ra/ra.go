@@ -85,6 +85,8 @@ type RA struct {
 	omitState atomic.Bool
 	// group commits the transactions of decisions in groups (group.go).
 	group *grouper
+	// obs is told what was decided (observe.go).
+	obs observer
 }
 
 // OmitAuditStateForBenchmark makes the RA append its audit events without the state they change (audit.
@@ -105,6 +107,7 @@ func New(cfg Config) (*RA, error) {
 	}
 	r := &RA{cfg: cfg}
 	r.group = newGrouper(cfg.Store, cfg.GroupCommit, cfg.Notify, cfg.Logger)
+	r.group.obs = &r.obs
 	return r, nil
 }
 
@@ -137,14 +140,19 @@ func (r *RA) tx(ctx context.Context, fn func(store.Tx) error) error {
 // txFor is tx for a request announced with r.group.expect, whose ticket it uses up.
 func (r *RA) txFor(ctx context.Context, tk *ticket, fn func(store.Tx) error) error {
 	var actions []string
-	return r.group.run(ctx, tk, func(tx store.Tx) error {
-		actions = actions[:0]
-		rec := &recorder{Tx: tx, actions: &actions, omit: r.omitState.Load()}
+	var issued []issuance
+	err := r.group.run(ctx, tk, func(tx store.Tx) error {
+		actions, issued = actions[:0], issued[:0]
+		rec := &recorder{Tx: tx, actions: &actions, issued: &issued, omit: r.omitState.Load()}
 		if err := fn(rec); err != nil {
 			return err
 		}
 		return rec.flush(ctx)
 	}, &actions)
+	if err == nil {
+		r.observeIssued(issued)
+	}
+	return err
 }
 
 // counter runs fn in a transaction that changes no decided state and appends no audit event: taking the next
@@ -166,6 +174,10 @@ const maxReason = 2 * audit.MaxDetail
 func (r *RA) refuse(ctx context.Context, p Principal, action, subject string, details map[string]string, cause error) {
 	if err := r.appendRefusal(ctx, p, action, subject, details, cause); err != nil {
 		r.cfg.Logger.ErrorContext(ctx, "audit of refusal failed", "actor", audit.Bound(p.ID, audit.MaxDetail), "action", action, "err", err)
+		return
+	}
+	if o := r.obs.get(); o != nil {
+		o.Refused(action, KindOf(cause).String())
 	}
 }
 

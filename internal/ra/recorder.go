@@ -29,6 +29,7 @@ import (
 type recorder struct {
 	store.Tx
 	actions *[]string
+	issued  *[]issuance                  // certificates recorded (record), for the observer once committed; may be nil
 	pending map[string]map[string]string // detail key -> fields
 	held    *audit.Event
 	omit    bool // RA.OmitAuditStateForBenchmark

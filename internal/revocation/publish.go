@@ -25,6 +25,9 @@ type Publisher struct {
 	nextDue  time.Time
 	// Published, if set, is called after a round that published something.
 	Published func()
+	// Observe, if set, is told of each CA's newest complete and delta CRL as a round finds or publishes it
+	// (metrics). It must be quick.
+	Observe func(c *store.PublishedCRL)
 	// rootDirty asks for complete root CRLs (CAChanged).
 	rootDirty atomic.Bool
 	// last is the outcome of the last round (Fresh).
@@ -103,23 +106,30 @@ func (p *Publisher) PublishOnce(ctx context.Context) (held bool, err error) {
 			continue
 		}
 		if full == nil || now.Sub(full.ThisUpdate) >= p.cfg.FullInterval || (ca.Kind == store.CAKindRoot && rootDirty) {
-			if _, err := p.s.PublishCRLs(ctx, ca.ID, p.cfg); err != nil {
+			c, err := p.s.PublishCRLs(ctx, ca.ID, p.cfg)
+			if err != nil {
 				errs = append(errs, err)
 			}
+			p.observe(c)
 			published = true
 			continue
 		}
+		p.observe(full)
 		delta, err := p.s.rs.LatestCRL(ctx, ca.ID, true)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			errs = append(errs, err)
 			continue
 		}
 		if delta == nil || delta.BaseNumber != full.Number || delta.MaxSeq < head || now.Sub(delta.ThisUpdate) >= p.cfg.DeltaInterval {
-			if _, err := p.s.PublishDelta(ctx, ca.ID, p.cfg); err != nil {
+			c, err := p.s.PublishDelta(ctx, ca.ID, p.cfg)
+			if err != nil {
 				errs = append(errs, err)
 			}
+			p.observe(c)
 			published = true
+			continue
 		}
+		p.observe(delta)
 	}
 	if len(errs) == 0 {
 		p.lastHead, p.nextDue = head, now.Add(p.cfg.DeltaInterval)
@@ -128,6 +138,12 @@ func (p *Publisher) PublishOnce(ctx context.Context) (held bool, err error) {
 		p.Published()
 	}
 	return true, errors.Join(errs...)
+}
+
+func (p *Publisher) observe(c *store.PublishedCRL) {
+	if c != nil && p.Observe != nil {
+		p.Observe(c)
+	}
 }
 
 // Run publishes every interval and on Kick until ctx ends. Failures are logged and retried next round.

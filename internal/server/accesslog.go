@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/ra"
 )
 
@@ -59,7 +60,7 @@ func RequestID(ctx context.Context) string {
 // route (the matched pattern, not the raw path, with the path bounded beside it), status, duration, response
 // bytes, principal, the TLS client certificate's subject, the source address and, for a refusal or failure,
 // its reason. No header, token, body or key is ever logged.
-func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+func accessLog(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		a := &access{id: requestID(r.Header.Get(RequestIDHeader))}
@@ -67,13 +68,17 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 		rw := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, a))
 		next.ServeHTTP(rw, r)
+		took := time.Since(start)
+		if m != nil {
+			m.HTTP(r.Pattern, r.Method, rw.status, took)
+		}
 		attrs := []slog.Attr{
 			slog.String("request_id", a.id),
 			slog.String("method", r.Method),
 			slog.String("route", r.Pattern),
 			slog.String("path", boundPath(r)),
 			slog.Int("status", rw.status),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Float64("duration_ms", float64(took.Microseconds())/1000),
 			slog.Int64("bytes", rw.bytes),
 			slog.String("remote", sourceOf(r)),
 		}

@@ -171,6 +171,13 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request, text bool) bool
 		secs = 1
 	}
 	s.ra.CountRefusal(sourceOf(r), ra.RefusalRateLimited)
+	if s.metrics != nil {
+		face := "api"
+		if text {
+			face = "est"
+		}
+		s.metrics.RateLimited(face)
+	}
 	s.log.DebugContext(r.Context(), "request refused", "reason", ra.RefusalRateLimited, "remote", sourceOf(r), "method", r.Method, "path", boundPath(r))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	msg := fmt.Sprintf("too many refused requests from %s (limit %s): retry after %d s", sourceOf(r), s.limit.rate, secs)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -29,17 +30,20 @@ type Deps struct {
 	// Checks are readiness checks beside the RA's own (ra.RA.Readiness): the CRL publisher's freshness where
 	// this process runs one. /readyz reports them all.
 	Checks []func(context.Context) ra.Check
+	// Metrics, if set, counts every request and serves /metrics to admins and auditors.
+	Metrics *metrics.Metrics
 }
 
 // Server serves the API of one node.
 type Server struct {
-	ra     *ra.RA
-	read   store.Reader
-	log    *slog.Logger
-	routes []Route
-	mux    *http.ServeMux
-	limit  *limiter // nil: no rate limit
-	checks []func(context.Context) ra.Check
+	ra      *ra.RA
+	read    store.Reader
+	log     *slog.Logger
+	routes  []Route
+	mux     *http.ServeMux
+	limit   *limiter // nil: no rate limit
+	checks  []func(context.Context) ra.Check
+	metrics *metrics.Metrics
 	// readiness caches /readyz (health.go).
 	readiness readiness
 }
@@ -67,7 +71,7 @@ func newServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = d.RA.Logger()
 	}
-	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now), checks: d.Checks}
+	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now), checks: d.Checks, metrics: d.Metrics}
 }
 
 // New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.
@@ -88,6 +92,9 @@ func New(d Deps) *Server {
 		{Method: "GET", Pattern: "/api/v1/audit", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listAudit},
 		{Method: "GET", Pattern: "/api/v1/tokens", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.listTokens},
 		{Method: "POST", Pattern: "/api/v1/tokens/{name}/revoke", Roles: []string{ra.RoleAdmin}, Handler: s.revokeToken},
+	}
+	if s.metrics != nil {
+		s.routes = append(s.routes, Route{Method: "GET", Pattern: "/metrics", Roles: []string{ra.RoleAdmin, ra.RoleAuditor}, Handler: s.serveMetrics})
 	}
 	s.routes = append(s.routes, s.estRoutes()...)
 	s.routes = append(s.routes, s.revocationRoutes()...)
@@ -118,7 +125,12 @@ func NewSite(d Deps) *Server {
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
 // Handler returns the HTTP handler: the routes, each request logged once (accesslog.go).
-func (s *Server) Handler() http.Handler { return accessLog(s.log, s.mux) }
+func (s *Server) Handler() http.Handler { return accessLog(s.log, s.metrics, s.mux) }
+
+// serveMetrics serves the metrics registry (Prometheus text format) to an admin or auditor token.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
+	s.metrics.Handler().ServeHTTP(w, r)
+}
 
 func (s *Server) wrap(rt Route) http.Handler {
 	if rt.ClientCert {

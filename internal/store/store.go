@@ -292,3 +292,17 @@ func VerifyAudit(ctx context.Context, s Store) (int64, error) {
 	err := s.WalkAudit(ctx, 0, v.Next)
 	return v.Count(), err
 }
+
+// PoolStats describes one database connection pool, for metrics.
+type PoolStats struct {
+	Name     string // "writer", "reader" (SQLite), "pool" (PostgreSQL)
+	Open     int
+	InUse    int
+	Waits    int64         // times a caller waited for a connection
+	WaitTime time.Duration // total time callers waited
+}
+
+// Pooled is implemented by stores that can report their connection pools.
+type Pooled interface {
+	PoolStats() []PoolStats
+}

@@ -323,3 +323,9 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 	}
 	return seq, hash, nil
 }
+
+// PoolStats reports the connection pool.
+func (s *Store) PoolStats() []store.PoolStats {
+	st := s.pool.Stat()
+	return []store.PoolStats{{Name: "pool", Open: int(st.TotalConns()), InUse: int(st.AcquiredConns()), Waits: st.EmptyAcquireCount(), WaitTime: st.EmptyAcquireWaitTime()}}
+}

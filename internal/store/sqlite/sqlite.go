@@ -576,3 +576,16 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 	}
 	return seq, hash, nil
 }
+
+// PoolStats reports the writer connection (one; requests queue for it) and the reader pool.
+func (s *Store) PoolStats() []store.PoolStats {
+	out := make([]store.PoolStats, 0, 2)
+	for _, p := range []struct {
+		name string
+		db   *sql.DB
+	}{{"writer", s.w}, {"reader", s.r}} {
+		st := p.db.Stats()
+		out = append(out, store.PoolStats{Name: p.name, Open: st.OpenConnections, InUse: st.InUse, Waits: st.WaitCount, WaitTime: st.WaitDuration})
+	}
+	return out
+}
