@@ -164,7 +164,6 @@ and records every change in a hash-chained audit trail.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	defData := os.Getenv("KEYWARD_DATA")
 	if defData == "" {
 		defData = "keyward-data"
@@ -182,6 +181,7 @@ and records every change in a hash-chained audit trail.
 		factoryCmd(g),
 		trustCmd(g),
 	)
+	enforceUsage(root)
 	return root
 }
 
