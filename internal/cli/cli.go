@@ -221,18 +221,3 @@ func (g *globals) printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-func versionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the keyward version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(g.env.Stdout, "keyward", Version)
-			return nil
-		},
-	}
-}
-
-// Version is set at build time with -ldflags "-X github.com/keyward/keyward/internal/cli.Version=...".
-var Version = "dev"
