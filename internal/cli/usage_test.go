@@ -140,3 +140,20 @@ func TestHelpCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandUsageChecks: usage mistakes a command finds in its own flags exit 2 too.
+func TestCommandUsageChecks(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"device", "simulate", "--product", "demo-implant", "--force"}, "--force and --rekey go with --renew"},
+		{[]string{"device", "simulate", "--product", "demo-implant", "--rekey"}, "--force and --rekey go with --renew"},
+		{[]string{"device", "simulate", "--count", "0"}, "--count and --concurrency must be positive"},
+		{[]string{"cert", "expiring", "--within", "soon"}, "--within"},
+	} {
+		if _, errs, code := kw(t, tc.args...); code != ExitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("keyward %s: exit %d, stderr %q; want exit 2 with %q", strings.Join(tc.args, " "), code, errs, tc.want)
+		}
+	}
+}
