@@ -79,10 +79,10 @@ func flagError(cmd *cobra.Command, err error) error {
 // usageArgs wraps a command's argument validator so that what it refuses is a usage error. A nil validator takes
 // no arguments: every Keyward command that takes some says so.
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	if v == nil {
+		v = cobra.NoArgs
+	}
 	return func(cmd *cobra.Command, args []string) error {
-		if v == nil {
-			v = cobra.NoArgs
-		}
 		if err := v(cmd, args); err != nil {
 			if cmd.HasSubCommands() && len(args) > 0 {
 				return unknownSubcommand(cmd, args[0])
