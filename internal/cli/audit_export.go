@@ -44,7 +44,7 @@ failed export leaves no partial file. A --since past the newest event exits 5.`,
 			var written, head int64
 			write := func(w io.Writer) error {
 				var err error
-				written, head, err = siem.Export(cmd.Context(), n.Store, since, format, Version, w)
+				written, head, err = siem.Export(cmd.Context(), n.Store, since, format, buildVersion().Version, w)
 				return err
 			}
 			if out == "" {

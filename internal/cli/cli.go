@@ -170,7 +170,6 @@ and records every change in a hash-chained audit trail.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	defData := os.Getenv("KEYWARD_DATA")
 	if defData == "" {
 		defData = "keyward-data"
@@ -194,6 +193,7 @@ and records every change in a hash-chained audit trail.
 		factoryCmd(g),
 		trustCmd(g),
 	)
+	enforceUsage(root)
 	return root
 }
 
@@ -265,18 +265,3 @@ func (g *globals) printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-func versionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the keyward version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(g.env.Stdout, "keyward", Version)
-			return nil
-		},
-	}
-}
-
-// Version is set at build time with -ldflags "-X github.com/keyward/keyward/internal/cli.Version=...".
-var Version = "dev"

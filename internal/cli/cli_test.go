@@ -300,13 +300,10 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"cert", "issue", "--no-such-flag"}, {"ca", "list", "extra-arg"}} {
-		if _, _, code := kw(t, args...); code != ExitUsage && code != ExitInternal {
-			t.Errorf("keyward %v: exit %d", args, code)
+	for _, args := range [][]string{{"cert", "issue", "--no-such-flag"}, {"ca", "list", "extra-arg"}, {"cert", "isue"}, {"no-such-command"}} {
+		if _, errs, code := kw(t, args...); code != ExitUsage {
+			t.Errorf("keyward %v: exit %d, want %d; stderr %q", args, code, ExitUsage, errs)
 		}
-	}
-	if _, _, code := kw(t, "cert", "issue", "--no-such-flag"); code != ExitUsage {
-		t.Errorf("unknown flag: exit %d, want %d", code, ExitUsage)
 	}
 	dir := filepath.Join(t.TempDir(), "empty")
 	if _, errs, code := kw(t, "ca", "list", "--data", dir); code != ExitNotFound || !strings.Contains(errs, "keyward init") {

@@ -318,7 +318,7 @@ func deviceSimulateCmd(g *globals) *cobra.Command {
 		first               int64
 		prefix              string
 		digits              int
-		renew, rekey        bool
+		renew, rekey, force bool
 	)
 	c := &cobra.Command{
 		Use:   "simulate",
@@ -326,7 +326,13 @@ func deviceSimulateCmd(g *globals) *cobra.Command {
 		Long: `Simulate --count devices on a factory line: each generates a P-256 key and a CSR for serial PREFIX+NUMBER
 (--digits wide, from --first, default random) and is enrolled over EST by the factory station (mTLS); with
 --renew each device then renews over EST with its own new certificate (simplereenroll; with --rekey, with a
-new key). --concurrency devices run at once. A progress bar shows on a terminal. Exits 1 if any device failed.`,
+new key). --concurrency devices run at once. A progress bar shows on a terminal. Exits 1 if any device failed.
+
+A new certificate is not yet due for renewal: the server refuses it before the profile's renewal window (the
+last renewal_window fraction of the validity; implant-identity: the last 20 % of 15 years, so 12 years after
+issuance). With --force the command acts as the operator too: before each renewal it runs 'keyward device
+force-renew' for the device on the --data directory the server uses (a local data directory, and the right to
+read it, are needed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -349,6 +355,22 @@ new key). --concurrency devices run at once. A progress bar shows on a terminal.
 			}
 			if first+int64(count) > limit {
 				return usageError{fmt.Errorf("--first %d + --count %d overflows %d-digit serials", first, count, digits)}
+			}
+			if (force || rekey) && !renew {
+				return usageError{errors.New("--force and --rekey go with --renew")}
+			}
+			var allow func(serial string) error
+			if force {
+				n, err := g.open(ctx)
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				product, env, _ := strings.Cut(f.product, ".") // the EST label: PRODUCT or PRODUCT.ENV
+				allow = func(serial string) error {
+					_, err := n.RA.ApplyDeviceAction(ctx, principal(), ra.DeviceRef{Environment: env, ProductLine: product, Serial: serial}, ra.ForceRenew)
+					return err
+				}
 			}
 			cl, err := f.client(station, stationKey)
 			if err != nil {
@@ -375,7 +397,7 @@ new key). --concurrency devices run at once. A progress bar shows on a terminal.
 					defer wg.Done()
 					for i := range jobs {
 						serial := fmt.Sprintf("%s%0*d", prefix, digits, i)
-						if err := simulateDevice(ctx, cl, &f, trust, serial, renew, rekey, res); err != nil {
+						if err := simulateDevice(ctx, cl, &f, trust, serial, renew, rekey, allow, res); err != nil {
 							fail(serial, err)
 						}
 						prog.add()
@@ -419,11 +441,14 @@ new key). --concurrency devices run at once. A progress bar shows on a terminal.
 	c.Flags().IntVar(&digits, "digits", 8, "digits of the serial number")
 	c.Flags().BoolVar(&renew, "renew", false, "renew each device after enrolling it (simplereenroll)")
 	c.Flags().BoolVar(&rekey, "rekey", false, "with --renew, renew with a new key")
+	c.Flags().BoolVar(&force, "force", false, "with --renew, allow each renewal before the profile's renewal window ('device force-renew' on --data)")
 	g.addJSON(c)
 	return c
 }
 
-func simulateDevice(ctx context.Context, station *est.Client, f *estFlags, trust []byte, serial string, renew, rekey bool, res *SimulateResult) error {
+// simulateDevice enrolls one device through station and, with renew, renews it with its own certificate; allow,
+// when not nil, lets the renewal happen before the renewal window (the operator's force-renew).
+func simulateDevice(ctx context.Context, station *est.Client, f *estFlags, trust []byte, serial string, renew, rekey bool, allow func(string) error, res *SimulateResult) error {
 	key, err := newDeviceKey()
 	if err != nil {
 		return err
@@ -439,6 +464,11 @@ func simulateDevice(ctx context.Context, station *est.Client, f *estFlags, trust
 	atomic.AddInt64(&res.Enrolled, 1)
 	if !renew {
 		return nil
+	}
+	if allow != nil {
+		if err := allow(serial); err != nil {
+			return fmt.Errorf("force-renew: %w", err)
+		}
 	}
 	cfg, err := est.TLSConfig(trust, &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key})
 	if err != nil {
@@ -461,6 +491,10 @@ func simulateDevice(ctx context.Context, station *est.Client, f *estFlags, trust
 	}
 	renewed, err := dev.SimpleReenroll(ctx, csr, nil)
 	if err != nil {
+		var e *est.Error
+		if allow == nil && errors.As(err, &e) && e.StatusCode == http.StatusForbidden {
+			return fmt.Errorf("renew: %w (--force renews before the profile's renewal window)", err)
+		}
 		return fmt.Errorf("renew: %w", err)
 	}
 	if renewed.Subject.CommonName != serial {

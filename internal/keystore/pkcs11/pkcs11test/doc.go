@@ -13,5 +13,5 @@
 // with the configuration URI it returns (the module path string must stay the same, as crypto11 shares a loaded
 // module by path); and call Main from TestMain so the temporary directory is removed at the end.
 //
-// It may import only the standard library and crypto11. It is imported by tests only.
+// It may import only the standard library, crypto11 and internal/pkitest. It is imported by tests only.
 package pkcs11test

@@ -14,6 +14,8 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 	p11 "github.com/miekg/pkcs11"
+
+	"github.com/keyward/keyward/internal/pkitest"
 )
 
 // PIN and SOPIN are the user and security-officer PINs of every token NewToken creates. They protect
@@ -104,10 +106,12 @@ func NewToken(t testing.TB) (configURI string) {
 	return "pkcs11:token=" + label + "?module-path=" + escapeQuery(module) + "&pin-value=" + PIN
 }
 
-// Main runs the tests of a package and then removes the process-wide SoftHSM2 directory. Use it from TestMain:
+// Main runs the tests of a package in a hermetic environment (pkitest.Hermetic: no KEYWARD_* variable of the
+// caller's shell but the test knobs) and then removes the process-wide SoftHSM2 directory. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { pkcs11test.Main(m) }
 func Main(m *testing.M) {
+	pkitest.Hermetic()
 	code := m.Run()
 	if process.anchor != nil {
 		_ = process.anchor.Close()
