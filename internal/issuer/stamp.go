@@ -1,7 +1,8 @@
 package issuer
 
-// Stamped issuance, for batches of certificates that differ only in serial number, subject common name and
-// subject key (a factory batch: one profile, one issuance time, device serials of one width).
+// Stamped issuance, for certificates that differ only in serial number, subject common name, subject key and,
+// optionally, validity (a factory batch: one profile, one issuance time, device serials of one width; the
+// registration authority's online path: one profile shape, a new issuance time every second).
 //
 // The full path lints every certificate: Prepare signs a throwaway-key certificate and runs zlint, then Issue
 // signs the linted TBSCertificate. That costs more than the real signature. A Stamp is made from one
@@ -13,9 +14,10 @@ package issuer
 //
 // NewStamp checks that claim before it returns a Stamp, twice: every per-certificate value must occur exactly
 // once in the certificate stamped from (a common name repeated in a subject alternative name would stay
-// stale), and a probe (fresh serial, another common name, fresh key) is stamped and compared with what the
-// full Prepare path, lint included, builds for the same inputs. Any doubt refuses the Stamp with
-// ErrNotStampable, and the caller issues through Prepare and Issue instead.
+// stale), and a probe (fresh serial, another common name, fresh key and, for a stamp whose validity varies,
+// another issuance time) is stamped and compared with what the full Prepare path, lint included, builds for
+// the same inputs. Any doubt refuses the Stamp with ErrNotStampable, and the caller issues through Prepare and
+// Issue instead.
 
 import (
 	"bytes"
@@ -32,6 +34,8 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -44,8 +48,9 @@ import (
 var ErrNotStampable = errors.New("certificate cannot be stamped")
 
 // TemplateFunc builds the certificate template for one subject, exactly as the full path does for the
-// certificates a Stamp will issue: the same profile, the same issuance time, the serial number serial, the
-// subject common name commonName and the subject key pub. It refuses what the profile refuses.
+// certificates a Stamp will issue: the same profile, the same issuance time (another one for a stamp whose
+// validity varies: StampConfig.VaryValidity), the serial number serial, the subject common name commonName and
+// the subject key pub. It refuses what the profile refuses.
 type TemplateFunc func(serial *big.Int, commonName string, pub crypto.PublicKey) (*x509.Certificate, error)
 
 // SubjectCheck refuses a common name or key that the policy behind a TemplateFunc would refuse (for a
@@ -55,9 +60,15 @@ type SubjectCheck func(commonName string, pub crypto.PublicKey) error
 
 // StampConfig is what NewStamp needs besides the certificate it stamps from.
 type StampConfig struct {
-	// Template builds the templates of the stamped certificates (same profile, same issuance time). NewStamp
-	// uses it for the probe it compares with the full path.
+	// Template builds the templates of the stamped certificates (same profile, same issuance time, unless
+	// VaryValidity). NewStamp uses it for the probe it compares with the full path.
 	Template TemplateFunc
+	// VaryValidity makes the validity (RFC 5280 4.1.2.5) a per-certificate field (StampInput.NotBefore and
+	// NotAfter). Template must then build the probe at another issuance time than the stamped certificate's,
+	// so that the probe proves that the issuance time changes nothing but the validity: NewStamp stamps the
+	// probe with the validity of Template's result and refuses a probe whose notBefore or notAfter encodes as
+	// the stamped certificate's. Without it, a stamp keeps the validity of the certificate stamped from.
+	VaryValidity bool
 	// Check is applied to every stamped common name and key.
 	Check SubjectCheck
 	// ProbeCN is a common name, other than the stamped certificate's and of the same encoded length, that
@@ -69,8 +80,8 @@ type StampConfig struct {
 }
 
 // Stamp issues certificates that differ from one fully linted certificate only in serial number, subject
-// common name and subject key (and the subject key identifier derived from that key). Obtain one from
-// NewStamp. It is immutable and safe for concurrent use.
+// common name and subject key (and the subject key identifier derived from that key), and, for a stamp made
+// with VaryValidity, validity. Obtain one from NewStamp. It is immutable and safe for concurrent use.
 type Stamp struct {
 	issuer   *Issuer
 	tbs      []byte // the TBSCertificate stamped from; never modified
@@ -80,15 +91,19 @@ type Stamp struct {
 	maxSize  int
 	warnings []Finding
 	l        stampLayout
+	// vary: the probe proved that the validity varies alone (StampConfig.VaryValidity).
+	vary bool
 }
 
 // stampLayout says where the per-certificate fields are in the TBSCertificate.
 type stampLayout struct {
-	serial span // serialNumber INTEGER content (RFC 5280 4.1.2.2)
-	cn     span // the commonName attribute's value, tag and length included (RFC 5280 4.1.2.6)
-	spki   span // subjectPublicKeyInfo, tag and length included (RFC 5280 4.1.2.7)
-	key    int  // offset of the subjectPublicKey bits (after the unused-bits octet) within spki
-	ski    span // subjectKeyIdentifier's keyIdentifier content (RFC 5280 4.2.1.2); n == 0 when absent
+	serial    span // serialNumber INTEGER content (RFC 5280 4.1.2.2)
+	notBefore span // validity's notBefore Time, tag and length included (RFC 5280 4.1.2.5)
+	notAfter  span // validity's notAfter Time, tag and length included
+	cn        span // the commonName attribute's value, tag and length included (RFC 5280 4.1.2.6)
+	spki      span // subjectPublicKeyInfo, tag and length included (RFC 5280 4.1.2.7)
+	key       int  // offset of the subjectPublicKey bits (after the unused-bits octet) within spki
+	ski       span // subjectKeyIdentifier's keyIdentifier content (RFC 5280 4.2.1.2); n == 0 when absent
 }
 
 // span is a byte range [off, off+n) of the TBSCertificate.
@@ -106,13 +121,14 @@ func notStampable(format string, args ...any) error {
 }
 
 // NewStamp returns a Stamp for the certificates that differ from issued only in serial number, common name
-// and subject key. p is the *Prepared that this Issuer's Prepare linted and its Issue signed into issued: a
-// stamp is only ever made from a certificate that went through the full path. NewStamp locates the
-// per-certificate fields, refuses a certificate in which any of them occurs a second time, and builds a probe
-// (fresh serial, cfg.ProbeCN, fresh key of the same type) both ways, stamped and through Prepare (lint
-// included), refusing the stamp unless the two TBSCertificates are identical and lint the same. Refusals wrap
-// ErrNotStampable. The probe key is generated like a throwaway key: for an RSA subject key, that takes as long
-// as any RSA key generation.
+// and subject key, and with cfg.VaryValidity in validity. p is the *Prepared that this Issuer's Prepare
+// linted and its Issue signed into issued: a stamp is only ever made from a certificate that went through the
+// full path. NewStamp locates the per-certificate fields, refuses a certificate in which any of them occurs a
+// second time, and builds a probe (fresh serial, cfg.ProbeCN, fresh key of the same type, with VaryValidity
+// the validity cfg.Template gives it) both ways, stamped and through Prepare (lint included), refusing the
+// stamp unless the two TBSCertificates are identical and lint the same. Refusals wrap ErrNotStampable. The
+// probe key is generated like a throwaway key: for an RSA subject key, that takes as long as any RSA key
+// generation.
 func (i *Issuer) NewStamp(p *Prepared, issued []byte, cfg StampConfig) (*Stamp, error) {
 	name := i.cert.Subject.String()
 	if p == nil || p.issuer != i {
@@ -151,33 +167,124 @@ func (s *Stamp) Warnings() []Finding { return append([]Finding(nil), s.warnings.
 // MaxSize returns the largest DER size a stamped certificate can have (see Prepared.MaxSize).
 func (s *Stamp) MaxSize() int { return s.maxSize }
 
+// VariesValidity reports whether the stamp was made with StampConfig.VaryValidity and accepts a validity of
+// each certificate's own.
+func (s *Stamp) VariesValidity() bool { return s.vary }
+
+// SubjectKey is a subject public key with its DER SubjectPublicKeyInfo (RFC 5280 4.1.2.7), encoded once by
+// x509.MarshalPKIXPublicKey, the encoder x509.CreateCertificate uses, for a caller that needs the encoding
+// itself (the SHA-256 of the SubjectPublicKeyInfo a store keeps) as well as a stamped certificate.
+type SubjectKey struct {
+	pub  crypto.PublicKey
+	spki []byte
+}
+
+// NewSubjectKey encodes pub's SubjectPublicKeyInfo.
+func NewSubjectKey(pub crypto.PublicKey) (*SubjectKey, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &SubjectKey{pub: pub, spki: spki}, nil
+}
+
+// Public returns the public key.
+func (k *SubjectKey) Public() crypto.PublicKey { return k.pub }
+
+// SPKI returns the DER SubjectPublicKeyInfo. The caller must not modify it.
+func (k *SubjectKey) SPKI() []byte { return k.spki }
+
+// StampInput is what a stamped certificate has of its own.
+type StampInput struct {
+	// Serial is the serial number: positive, and as long in DER as the stamp's (RandomSerial gives 16 octets).
+	Serial *big.Int
+	// CommonName is the subject's common name, of the stamp's string type and encoded length.
+	CommonName string
+	// Key is the subject key, of the stamp's type and size.
+	Key *SubjectKey
+	// NotBefore and NotAfter are the validity the full path's template would carry (RFC 5280 4.1.2.5); both
+	// zero keep the stamp's own. Another validity than the stamp's needs a stamp made with VaryValidity and
+	// times of the stamp's encoding (UTCTime through 2049, GeneralizedTime from 2050); anything else is
+	// refused with ErrNotStampable.
+	NotBefore, NotAfter time.Time
+}
+
+// Stamped is a stamped TBSCertificate awaiting its signature, the stamp's counterpart of a Prepared: Sign
+// redeems it once.
+type Stamped struct {
+	stamp    *Stamp
+	cn       string
+	tbs      []byte
+	redeemed atomic.Bool
+}
+
+// TBS returns a copy of the TBSCertificate bytes that Sign will sign.
+func (t *Stamped) TBS() []byte { return bytes.Clone(t.tbs) }
+
 // Issue returns the certificate the full path would issue for serial, commonName and pub, signed by the CA
-// key. It applies the subject check first; a serial number, common name or key whose encoding is not exactly
-// as long as the stamp's is refused with ErrNotStampable (nothing is signed: issue it through Prepare and
-// Issue). As x509.CreateCertificate does, the signature is verified with the CA's public key before the
-// certificate is returned (ErrBadSignature otherwise), which catches a faulty signer or HSM.
+// key: Prepare and Sign for a StampInput without a validity of its own. It applies the subject check first; a
+// serial number, common name or key whose encoding is not exactly as long as the stamp's is refused with
+// ErrNotStampable (nothing is signed: issue it through Prepare and Issue). As x509.CreateCertificate does, the
+// signature is verified with the CA's public key before the certificate is returned (ErrBadSignature
+// otherwise), which catches a faulty signer or HSM.
 func (s *Stamp) Issue(ctx context.Context, serial *big.Int, commonName string, pub crypto.PublicKey) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.check(commonName, pub); err != nil {
-		return nil, fmt.Errorf("stamp %q under %q: %w", commonName, s.issuer.cert.Subject.String(), err)
-	}
-	tbs, err := s.tbsFor(serial, commonName, pub)
+	key, err := NewSubjectKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("stamp %q under %q: %w", commonName, s.issuer.cert.Subject.String(), err)
+		return nil, fmt.Errorf("stamp %q under %q: subject key: %w", commonName, s.issuer.cert.Subject.String(), err)
 	}
-	der, err := s.sign(tbs)
+	t, err := s.Prepare(StampInput{Serial: serial, CommonName: commonName, Key: key})
 	if err != nil {
-		return nil, fmt.Errorf("stamp %q under %q: %w", commonName, s.issuer.cert.Subject.String(), err)
+		return nil, err
+	}
+	return s.Sign(ctx, t)
+}
+
+// Prepare applies the subject check to in and stamps its TBSCertificate, ready for Sign. An input that does
+// not fit the stamp (see StampInput) is refused with ErrNotStampable: nothing is signed, and the caller issues
+// it through the Issuer's Prepare and Issue.
+func (s *Stamp) Prepare(in StampInput) (*Stamped, error) {
+	if in.Key == nil {
+		return nil, fmt.Errorf("stamp %q under %q: no subject key", in.CommonName, s.issuer.cert.Subject.String())
+	}
+	if err := s.check(in.CommonName, in.Key.pub); err != nil {
+		return nil, fmt.Errorf("stamp %q under %q: %w", in.CommonName, s.issuer.cert.Subject.String(), err)
+	}
+	tbs, err := s.tbsFor(in)
+	if err != nil {
+		return nil, fmt.Errorf("stamp %q under %q: %w", in.CommonName, s.issuer.cert.Subject.String(), err)
+	}
+	return &Stamped{stamp: s, cn: in.CommonName, tbs: tbs}, nil
+}
+
+// Sign signs t's TBSCertificate with the CA key, verifies the signature with the CA certificate's key and
+// returns the DER certificate. t is redeemed even if signing fails; a second call returns ErrRedeemed.
+func (s *Stamp) Sign(ctx context.Context, t *Stamped) ([]byte, error) {
+	name := s.issuer.cert.Subject.String()
+	if t == nil || t.stamp != s {
+		return nil, fmt.Errorf("stamp under %q: the certificate was not stamped by this stamp", name)
+	}
+	if !t.redeemed.CompareAndSwap(false, true) {
+		return nil, ErrRedeemed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	der, err := s.sign(t.tbs)
+	if err != nil {
+		return nil, fmt.Errorf("stamp %q under %q: %w", t.cn, name, err)
 	}
 	return der, nil
 }
 
-// tbsFor returns the stamped TBSCertificate for serial, cn and pub. Each value is encoded by the function
-// x509.CreateCertificate uses for it (a DER INTEGER, asn1.Marshal of the string, x509.MarshalPKIXPublicKey),
-// and must be exactly as long as the value it replaces, so that no length of an enclosing element changes.
-func (s *Stamp) tbsFor(serial *big.Int, cn string, pub crypto.PublicKey) ([]byte, error) {
+// tbsFor returns the stamped TBSCertificate for in. Each value is encoded by the function
+// x509.CreateCertificate uses for it (a DER INTEGER, asn1.Marshal of the string and of the UTC time,
+// x509.MarshalPKIXPublicKey), and must be exactly as long as the value it replaces, so that no length of an
+// enclosing element changes.
+func (s *Stamp) tbsFor(in StampInput) ([]byte, error) {
+	serial, cn := in.Serial, in.CommonName
 	// RFC 5280 4.1.2.2: a positive INTEGER; DER adds a zero octet when the top bit of the magnitude is set.
 	if serial == nil || serial.Sign() <= 0 {
 		return nil, errors.New("serial number must be positive (RFC 5280 4.1.2.2)")
@@ -186,6 +293,10 @@ func (s *Stamp) tbsFor(serial *big.Int, cn string, pub crypto.PublicKey) ([]byte
 	pad := int(mag[0] >> 7)
 	if len(mag)+pad != s.l.serial.n {
 		return nil, notStampable("serial number %x is %d octets in DER; the stamp's is %d (RandomSerial gives 16)", mag, len(mag)+pad, s.l.serial.n)
+	}
+	notBefore, notAfter, err := s.validity(in.NotBefore, in.NotAfter)
+	if err != nil {
+		return nil, err
 	}
 	// pkix.Name writes a common name as asn1.Marshal does: PrintableString when every character allows it,
 	// UTF8String otherwise. A different string type is refused even at the same length, so that a stamped
@@ -197,20 +308,19 @@ func (s *Stamp) tbsFor(serial *big.Int, cn string, pub crypto.PublicKey) ([]byte
 	if old := s.l.cn.of(s.tbs); len(cnDER) != len(old) || cnDER[0] != old[0] {
 		return nil, notStampable("common name %q encodes as a %d-byte %s; the stamp's is a %d-byte %s", cn, len(cnDER), stringType(cnDER[0]), len(old), stringType(old[0]))
 	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("subject key: %w", err)
-	}
+	spki := in.Key.spki
 	// Everything up to the key bits (tags, lengths, algorithm and parameters) must be the stamp's: the same
 	// key type and size.
 	if old := s.l.spki.of(s.tbs); len(spki) != len(old) || !bytes.Equal(spki[:s.l.key], old[:s.l.key]) {
-		return nil, notStampable("subject key %s has a %d-byte SubjectPublicKeyInfo; the stamp's is %d bytes of another key type (%s)", keyDesc(pub), len(spki), len(old), s.keyType())
+		return nil, notStampable("subject key %s has a %d-byte SubjectPublicKeyInfo; the stamp's is %d bytes of another key type (%s)", keyDesc(in.Key.pub), len(spki), len(old), s.keyType())
 	}
 	tbs := slices.Clone(s.tbs)
 	if pad == 1 {
 		tbs[s.l.serial.off] = 0
 	}
 	copy(tbs[s.l.serial.off+pad:], mag)
+	copy(tbs[s.l.notBefore.off:], notBefore)
+	copy(tbs[s.l.notAfter.off:], notAfter)
 	copy(tbs[s.l.cn.off:], cnDER)
 	copy(tbs[s.l.spki.off:], spki)
 	if s.l.ski.n > 0 {
@@ -220,6 +330,55 @@ func (s *Stamp) tbsFor(serial *big.Int, cn string, pub crypto.PublicKey) ([]byte
 		copy(tbs[s.l.ski.off:], h[:s.l.ski.n])
 	}
 	return tbs, nil
+}
+
+// validity returns the encoded notBefore and notAfter Times for a stamped certificate: the stamp's own for
+// zero times, else notBefore and notAfter encoded as x509.CreateCertificate encodes them (encoding/asn1 of
+// the UTC time: UTCTime before 2050, GeneralizedTime from 2050 on, RFC 5280 4.1.2.5), each of which must be
+// of the type and length it replaces.
+func (s *Stamp) validity(notBefore, notAfter time.Time) (nb, na []byte, err error) {
+	oldNB, oldNA := s.l.notBefore.of(s.tbs), s.l.notAfter.of(s.tbs)
+	if notBefore.IsZero() && notAfter.IsZero() {
+		return oldNB, oldNA, nil
+	}
+	if notBefore.IsZero() || notAfter.IsZero() {
+		return nil, nil, errors.New("a validity needs both notBefore and notAfter")
+	}
+	if nb, err = timeDER("notBefore", notBefore, oldNB); err != nil {
+		return nil, nil, err
+	}
+	if na, err = timeDER("notAfter", notAfter, oldNA); err != nil {
+		return nil, nil, err
+	}
+	if !s.vary && (!bytes.Equal(nb, oldNB) || !bytes.Equal(na, oldNA)) {
+		return nil, nil, notStampable("validity %s to %s is not the stamp's, and the stamp was made without VaryValidity",
+			notBefore.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339))
+	}
+	return nb, na, nil
+}
+
+// timeDER encodes t as x509.CreateCertificate encodes a validity bound, and refuses an encoding of another
+// type or length than old's.
+func timeDER(field string, t time.Time, old []byte) ([]byte, error) {
+	der, err := asn1.Marshal(t.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", field, t.UTC().Format(time.RFC3339), err)
+	}
+	if len(der) != len(old) || der[0] != old[0] {
+		return nil, notStampable("%s %s encodes as a %d-byte %s; the stamp's is a %d-byte %s (RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050)",
+			field, t.UTC().Format(time.RFC3339), len(der), timeType(der[0]), len(old), timeType(old[0]))
+	}
+	return der, nil
+}
+
+func timeType(tag byte) string {
+	switch cbasn1.Tag(tag) {
+	case cbasn1.UTCTime:
+		return "UTCTime"
+	case cbasn1.GeneralizedTime:
+		return "GeneralizedTime"
+	}
+	return fmt.Sprintf("time of tag 0x%02x", tag)
 }
 
 // sign signs tbs as Issue does and assembles the certificate.
@@ -257,9 +416,9 @@ func (s *Stamp) sign(tbs []byte) ([]byte, error) {
 	return der, nil
 }
 
-// selfCheck stamps a probe (fresh serial of the same length, cfg.ProbeCN, fresh key of the same type) and
-// builds it through Prepare, lint included, at the same time: the stamp is refused unless both
-// TBSCertificates are identical and the lint findings the same.
+// selfCheck stamps a probe (fresh serial of the same length, cfg.ProbeCN, fresh key of the same type and,
+// with VaryValidity, the validity cfg.Template gives it) and builds it through Prepare, lint included: the
+// stamp is refused unless both TBSCertificates are identical and the lint findings the same.
 func (s *Stamp) selfCheck(cfg StampConfig) error {
 	if cfg.ProbeCN == string(cnValue(s.l.cn.of(s.tbs))) {
 		return notStampable("the probe common name %q is the stamped certificate's; take another", cfg.ProbeCN)
@@ -272,6 +431,10 @@ func (s *Stamp) selfCheck(cfg StampConfig) error {
 	if err != nil {
 		return notStampable("probe key: %v", err)
 	}
+	key, err := NewSubjectKey(probeKey.Public())
+	if err != nil {
+		return notStampable("probe key: %v", err)
+	}
 	serial, err := randomSerialOctets(s.l.serial.n)
 	if err != nil {
 		return err
@@ -279,6 +442,26 @@ func (s *Stamp) selfCheck(cfg StampConfig) error {
 	tmpl, err := cfg.Template(serial, cfg.ProbeCN, probeKey.Public())
 	if err != nil {
 		return fmt.Errorf("%w: probe template for %q: %w", ErrNotStampable, cfg.ProbeCN, err)
+	}
+	in := StampInput{Serial: serial, CommonName: cfg.ProbeCN, Key: key}
+	if cfg.VaryValidity {
+		// The probe proves that the validity varies alone only if both of its bounds differ from the stamped
+		// certificate's.
+		for _, f := range []struct {
+			name string
+			t    time.Time
+			old  span
+		}{{"notBefore", tmpl.NotBefore, s.l.notBefore}, {"notAfter", tmpl.NotAfter, s.l.notAfter}} {
+			der, err := asn1.Marshal(f.t.UTC())
+			if err != nil {
+				return notStampable("probe %s: %v", f.name, err)
+			}
+			if bytes.Equal(der, f.old.of(s.tbs)) {
+				return notStampable("the probe's %s %s is the stamped certificate's: build the probe at another issuance time", f.name, f.t.UTC().Format(time.RFC3339))
+			}
+		}
+		in.NotBefore, in.NotAfter = tmpl.NotBefore, tmpl.NotAfter
+		s.vary = true
 	}
 	var opts []PrepareOption
 	if cfg.MaxDERSize > 0 {
@@ -291,7 +474,7 @@ func (s *Stamp) selfCheck(cfg StampConfig) error {
 	if err := cfg.Check(cfg.ProbeCN, probeKey.Public()); err != nil {
 		return fmt.Errorf("%w: the subject check refuses the probe %q, which the template accepts: %w", ErrNotStampable, cfg.ProbeCN, err)
 	}
-	stamped, err := s.tbsFor(serial, cfg.ProbeCN, probeKey.Public())
+	stamped, err := s.tbsFor(in)
 	if err != nil {
 		return fmt.Errorf("probe %q: %w", cfg.ProbeCN, err)
 	}
@@ -300,7 +483,7 @@ func (s *Stamp) selfCheck(cfg StampConfig) error {
 		for at < min(len(stamped), len(full.tbs)) && stamped[at] == full.tbs[at] {
 			at++
 		}
-		return notStampable("the stamped probe %q differs from the full path's TBSCertificate at byte %d (%d and %d bytes): the template depends on the serial, name or key somewhere else",
+		return notStampable("the stamped probe %q differs from the full path's TBSCertificate at byte %d (%d and %d bytes): the template depends on the serial, name, key or time somewhere else",
 			cfg.ProbeCN, at, len(stamped), len(full.tbs))
 	}
 	if !slices.EqualFunc(full.warnings, s.warnings, func(a, b Finding) bool { return a.Lint == b.Lint }) {
@@ -327,7 +510,7 @@ func locate(tbs []byte) (stampLayout, error) {
 	var l stampLayout
 	malformed := errors.New("malformed TBSCertificate")
 	top := cursor{b: tbs, end: len(tbs)}
-	var seq, serial, subject, spki cursor
+	var seq, serial, validity, subject, spki cursor
 	if !top.read(cbasn1.SEQUENCE, nil, &seq) || !top.empty() {
 		return l, malformed
 	}
@@ -336,7 +519,7 @@ func locate(tbs []byte) (stampLayout, error) {
 		!seq.read(cbasn1.INTEGER, nil, &serial) ||
 		!seq.read(cbasn1.SEQUENCE, nil, nil) || // signature
 		!seq.read(cbasn1.SEQUENCE, nil, nil) || // issuer
-		!seq.read(cbasn1.SEQUENCE, nil, nil) || // validity
+		!seq.read(cbasn1.SEQUENCE, nil, &validity) ||
 		!seq.read(cbasn1.SEQUENCE, nil, &subject) ||
 		!seq.read(cbasn1.SEQUENCE, &l.spki, &spki) {
 		return l, malformed
@@ -344,6 +527,13 @@ func locate(tbs []byte) (stampLayout, error) {
 	l.serial = serial.rest()
 	if l.serial.n == 0 || tbs[l.serial.off]&0x80 != 0 {
 		return l, notStampable("the serial number is not a positive INTEGER (RFC 5280 4.1.2.2)")
+	}
+	// RFC 5280 4.1.2.5: Validity ::= SEQUENCE { notBefore Time, notAfter Time }, Time ::= CHOICE { utcTime
+	// UTCTime, generalTime GeneralizedTime }. The stamp replaces each by a Time of the same type and length.
+	var nbTag, naTag cbasn1.Tag
+	if !validity.next(&nbTag, &l.notBefore, nil) || !validity.next(&naTag, &l.notAfter, nil) || !validity.empty() ||
+		!isTime(nbTag) || !isTime(naTag) {
+		return l, errors.New("malformed validity")
 	}
 
 	// subject: SEQUENCE OF RelativeDistinguishedName, each a SET OF AttributeTypeAndValue.
@@ -435,6 +625,8 @@ func locate(tbs []byte) (stampLayout, error) {
 		b    []byte
 	}{
 		{"serial number", l.serial.of(tbs)},
+		{"notBefore", l.notBefore.of(tbs)},
+		{"notAfter", l.notAfter.of(tbs)},
 		{"common name", cnValue(l.cn.of(tbs))},
 		{"subject public key", keyBits},
 		{"subject key identifier", l.ski.of(tbs)},
@@ -448,6 +640,8 @@ func locate(tbs []byte) (stampLayout, error) {
 	}
 	return l, nil
 }
+
+func isTime(tag cbasn1.Tag) bool { return tag == cbasn1.UTCTime || tag == cbasn1.GeneralizedTime }
 
 // cnValue returns the content of a DER element (a string attribute value), or nil.
 func cnValue(elem []byte) []byte {

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
 	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
 )
@@ -481,9 +483,14 @@ func FuzzLocate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, s := range []span{l.serial, l.cn, l.spki, l.ski} {
+		for _, s := range []span{l.serial, l.notBefore, l.notAfter, l.cn, l.spki, l.ski} {
 			if s.off < 0 || s.n < 0 || s.off+s.n > len(tbs) {
 				t.Fatalf("span %+v outside %d bytes", s, len(tbs))
+			}
+		}
+		for _, s := range []span{l.notBefore, l.notAfter} {
+			if s.n < 2 || !isTime(cbasn1.Tag(tbs[s.off])) {
+				t.Fatalf("validity bound %x is not a Time element", s.of(tbs))
 			}
 		}
 		if l.key <= 0 || l.key >= l.spki.n {

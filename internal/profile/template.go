@@ -52,17 +52,9 @@ func (p *Profile) Template(req *Request, serial *big.Int, now time.Time, issuer 
 	if len(issuer.SubjectKeyId) == 0 {
 		return nil, newErr(ErrIssuer, p.Name, nil, "issuer %q has no subject key identifier, so certificates under it cannot carry the authority key identifier RFC 5280 4.2.1.1 requires", issuerName)
 	}
-	now = now.UTC().Truncate(time.Second)
-	if now.Before(issuer.NotBefore) || now.After(issuer.NotAfter) {
-		return nil, newErr(ErrIssuer, p.Name, nil, "issuer %q is not valid at %s (valid %s to %s)",
-			issuerName, now.Format(time.RFC3339), issuer.NotBefore.UTC().Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
-	}
-	notBefore := now.Add(-p.Backdate)
-	notAfter := notBefore.Add(p.Validity - time.Second)
-	if notAfter.After(issuer.NotAfter) {
-		return nil, newErr(ErrIssuer, p.Name, nil,
-			"certificate would expire %s, after its issuer %q (expires %s); profile %q validity is %s: rotate the issuing CA or use a profile with a shorter validity",
-			notAfter.Format(time.RFC3339), issuerName, issuer.NotAfter.UTC().Format(time.RFC3339), p.Name, formatDuration(p.Validity))
+	notBefore, notAfter, err := p.ValidityAt(now, issuer)
+	if err != nil {
+		return nil, err
 	}
 
 	csr := req.CSR
@@ -122,6 +114,29 @@ func (p *Profile) Template(req *Request, serial *big.Int, now time.Time, issuer 
 	}
 	tmpl.IssuingCertificateURL = fill(p.IssuingCertificateURLs)
 	return tmpl, nil
+}
+
+// ValidityAt returns the validity (RFC 5280 4.1.2.5) of a certificate issued under p by issuer at now, as
+// Template sets it: NotBefore is now, truncated to the second, minus the backdate; NotAfter is NotBefore +
+// validity - 1s. It refuses, with ErrIssuer, an issuer that is not valid at now and a certificate that would
+// outlive its issuer: a silently shorter certificate breaks renewal planning.
+func (p *Profile) ValidityAt(now time.Time, issuer *x509.Certificate) (notBefore, notAfter time.Time, err error) {
+	if issuer == nil {
+		return time.Time{}, time.Time{}, newErr(ErrIssuer, p.Name, nil, "no issuer certificate")
+	}
+	now = now.UTC().Truncate(time.Second)
+	if now.Before(issuer.NotBefore) || now.After(issuer.NotAfter) {
+		return time.Time{}, time.Time{}, newErr(ErrIssuer, p.Name, nil, "issuer %q is not valid at %s (valid %s to %s)",
+			issuer.Subject.String(), now.Format(time.RFC3339), issuer.NotBefore.UTC().Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
+	}
+	notBefore = now.Add(-p.Backdate)
+	notAfter = notBefore.Add(p.Validity - time.Second)
+	if notAfter.After(issuer.NotAfter) {
+		return time.Time{}, time.Time{}, newErr(ErrIssuer, p.Name, nil,
+			"certificate would expire %s, after its issuer %q (expires %s); profile %q validity is %s: rotate the issuing CA or use a profile with a shorter validity",
+			notAfter.Format(time.RFC3339), issuer.Subject.String(), issuer.NotAfter.UTC().Format(time.RFC3339), p.Name, formatDuration(p.Validity))
+	}
+	return notBefore, notAfter, nil
 }
 
 // OIDNoRevAvail is id-ce-noRevAvail (RFC 9608 section 2, X.509 (2019) 9.2.2.7): the CA publishes no

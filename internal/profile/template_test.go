@@ -184,3 +184,35 @@ func TestSubjectKeyIDRejectsUnknownKey(t *testing.T) {
 		t.Errorf("SubjectKeyID = %x, %v", id, err)
 	}
 }
+
+// TestValidityAt: the validity ValidityAt gives is the one Template writes, at several times, and its refusals
+// are Template's.
+func TestValidityAt(t *testing.T) {
+	imp := mustDefaults(t)["implant-identity"]
+	ca := testCA(t, "Keyward Dev Implant CA", testNow.AddDate(20, 0, 0), []byte{1, 2, 3, 4})
+	key := pkitest.ECKey(t, elliptic.P256())
+	csr, err := ParseCSR(pkitest.CSRFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{CSR: csr, Role: "admin"}
+	for _, at := range []time.Time{testNow, testNow.Add(999 * time.Millisecond), testNow.AddDate(4, 11, 3), testNow.AddDate(5, 0, 1), testNow.Add(-25 * time.Hour)} {
+		nb, na, verr := imp.ValidityAt(at, ca)
+		tmpl, terr := imp.Template(req, big.NewInt(1), at, ca)
+		if (verr == nil) != (terr == nil) || verr != nil && verr.Error() != terr.Error() {
+			t.Fatalf("at %s: ValidityAt %v, Template %v", at, verr, terr)
+		}
+		if verr != nil {
+			if !errors.Is(verr, ErrIssuer) {
+				t.Fatalf("at %s: %v, want ErrIssuer", at, verr)
+			}
+			continue
+		}
+		if nb != tmpl.NotBefore || na != tmpl.NotAfter || nb.Nanosecond() != 0 || na.Sub(nb) != imp.Validity-time.Second {
+			t.Fatalf("at %s: ValidityAt %s to %s, Template %s to %s", at, nb, na, tmpl.NotBefore, tmpl.NotAfter)
+		}
+	}
+	if _, _, err := imp.ValidityAt(testNow, nil); !errors.Is(err, ErrIssuer) {
+		t.Fatalf("no issuer: %v", err)
+	}
+}
