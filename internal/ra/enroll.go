@@ -113,7 +113,7 @@ type refusal struct {
 	tk *ticket
 }
 
-func (r *RA) newRefusal(action string, c Caller, req EnrollRequest) *refusal {
+func (r *RA) newRefusal(action string, c Caller, req EnrollRequest, pc *parsedCSR) *refusal {
 	d := map[string]string{"environment": req.Environment, "product_line": req.ProductLine}
 	if c.Station != nil {
 		d["station"], d["site"] = c.Station.ID, c.Station.Site
@@ -122,9 +122,9 @@ func (r *RA) newRefusal(action string, c Caller, req EnrollRequest) *refusal {
 		d["client_cert"] = SerialString(c.Cert)
 	}
 	dev := "-"
-	// Name the device in the audit record even when the CSR is refused later: parse it without any checks
-	// only to read its subject.
-	if csr, err := x509.ParseCertificateRequest(req.CSR); err == nil && csr.Subject.CommonName != "" {
+	// Name the device in the audit record even when the CSR is refused later: a CSR refused by the strict
+	// parse is parsed without any checks only to read its subject.
+	if csr := pc.readable(); csr != nil && csr.Subject.CommonName != "" {
 		dev = csr.Subject.CommonName
 	}
 	return &refusal{action: action, device: dev, details: d}
@@ -193,7 +193,9 @@ func (r *RA) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollRe
 	if err := r.attestationReadable(); err != nil {
 		return nil, err
 	}
-	rf := r.newRefusal(ActionEnroll, c, req)
+	// The CSR is parsed and its signature verified once, here, for every step that reads it.
+	pc := parseCSR(req.CSR)
+	rf := r.newRefusal(ActionEnroll, c, req, pc)
 	rf.tk = r.group.expect()
 	defer rf.tk.done()
 	if c.Station == nil {
@@ -226,7 +228,7 @@ func (r *RA) Enroll(ctx context.Context, c Caller, req EnrollRequest) (*EnrollRe
 			return nil, r.fail(ctx, c, rf, err)
 		}
 	}
-	prep, err := r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, false)
+	prep, err := r.prepare(ctx, c.Principal, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, pc, false)
 	if err != nil {
 		return nil, r.fail(ctx, c, rf, err)
 	}
@@ -322,7 +324,8 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 	if err := r.attestationReadable(); err != nil {
 		return nil, err
 	}
-	rf := r.newRefusal(ActionReenroll, c, req)
+	pc := parseCSR(req.CSR)
+	rf := r.newRefusal(ActionReenroll, c, req, pc)
 	rf.tk = r.group.expect()
 	defer rf.tk.done()
 	if site := r.cfg.Site; site != nil {
@@ -366,8 +369,7 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 		return nil, r.fail(ctx, c, rf, errorf(KindForbidden, "certificate %s of %s may be renewed from %s (the last %s of its validity, profile %q renewal_window %v); an operator can allow it now with 'keyward device force-renew %s'",
 			cur.Serial, serial, opens.Format(time.RFC3339), strconv.FormatFloat(prof.RenewalWindow*100, 'f', -1, 64)+"%", prof.Name, prof.RenewalWindow, serial))
 	}
-	csr, err := x509.ParseCertificateRequest(req.CSR)
-	if err == nil {
+	if csr := pc.readable(); csr != nil {
 		// RFC 7030 4.2.2: the Subject and SubjectAltName of a renewal request are identical to the certificate's.
 		if err := sameSubject(csr, c.Cert); err != nil {
 			return nil, r.fail(ctx, c, rf, err)
@@ -377,7 +379,7 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 	// this device did. A renewal re-certifies that same subject under that same profile, authorised by RFC 7030
 	// 4.2.2 and the checks above (current certificate, registry state, window, same subject), so the profile
 	// check runs with the enrolling role.
-	prep, err := r.prepare(ctx, Principal{ID: c.Principal.ID, Role: RoleFactoryStation}, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, false)
+	prep, err := r.prepare(ctx, Principal{ID: c.Principal.ID, Role: RoleFactoryStation}, IssueRequest{Profile: prof.Name, Environment: req.Environment, ProductLine: req.ProductLine, CSR: req.CSR}, pc, false)
 	if err != nil {
 		return nil, r.fail(ctx, c, rf, err)
 	}

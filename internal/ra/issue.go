@@ -2,6 +2,7 @@ package ra
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/ca"
-	"github.com/keyward/keyward/internal/goodkey"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
@@ -40,7 +40,7 @@ func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.C
 	}
 	tk := r.group.expect()
 	defer tk.done()
-	prep, err := r.prepare(ctx, p, req, true)
+	prep, err := r.prepare(ctx, p, req, nil, true)
 	if err != nil {
 		tk.done()
 		r.refuseIssue(ctx, p, req, prep, err)
@@ -73,7 +73,8 @@ type prepared struct {
 	env     string
 	ca      *ca.Issuer
 	csr     *x509.CertificateRequest
-	spki    []byte
+	key     *issuer.SubjectKey
+	spki    []byte // SHA-256 of key's SubjectPublicKeyInfo
 	token   *issuer.Prepared
 }
 
@@ -133,29 +134,61 @@ func (r *RA) issuingCA(ctx context.Context, caID string) (string, error) {
 	return r.currentID(ctx, caID)
 }
 
-// prepare checks req for p and lints its certificate, ready to sign. With checkRegistry, a device serial the
-// registry holds as decommissioned or suspended is refused (enrollment makes its own, stricter registry checks).
-func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, checkRegistry bool) (*prepared, error) {
+// parsedCSR is a request's CSR, parsed once however many steps read it: strictly (profile.ParseCSR: the
+// signature verified, the key checked) and, only when that fails, without checks, for the device name the audit
+// record of the refusal gives.
+type parsedCSR struct {
+	csr   *x509.CertificateRequest
+	err   error
+	loose *x509.CertificateRequest
+}
+
+func parseCSR(der []byte) *parsedCSR {
+	csr, err := profile.ParseCSR(der)
+	if err == nil {
+		return &parsedCSR{csr: csr}
+	}
+	loose, _ := x509.ParseCertificateRequest(der)
+	return &parsedCSR{err: err, loose: loose}
+}
+
+// readable returns the CSR as parsed, strictly if it could be, else without checks; nil if it does not parse.
+func (c *parsedCSR) readable() *x509.CertificateRequest {
+	if c.csr != nil {
+		return c.csr
+	}
+	return c.loose
+}
+
+// prepare checks req for p and lints its certificate, ready to sign. pc is req.CSR already parsed, or nil. With checkRegistry, a device serial the registry holds as
+// decommissioned or suspended is refused (enrollment makes its own, stricter registry checks).
+func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *parsedCSR, checkRegistry bool) (*prepared, error) {
 	prof, env, product, caID, err := r.resolve(req)
 	if err != nil {
 		return nil, err
 	}
 	out := &prepared{profile: prof, env: env, product: product}
-	csr, err := profile.ParseCSR(req.CSR)
+	var csr *x509.CertificateRequest
+	if pc != nil {
+		csr, err = pc.csr, pc.err
+	} else {
+		csr, err = profile.ParseCSR(req.CSR)
+	}
 	if err != nil {
 		return out, wrap(KindBadRequest, err)
 	}
 	out.csr = csr
+	// ParseCSR checked the key with goodkey; CheckRequest checks it again, with the profile's algorithms.
 	if err := prof.CheckRequest(&profile.Request{CSR: csr, Role: p.Role}); err != nil {
 		return out, profileError(err)
 	}
-	if err := goodkey.Check(csr.PublicKey); err != nil {
-		return out, errorf(KindBadRequest, "CSR key refused: %w", err)
-	}
-	out.spki, err = goodkey.SPKIHash(csr.PublicKey)
+	// The SubjectPublicKeyInfo is encoded once, here.
+	out.key, err = issuer.NewSubjectKey(csr.PublicKey)
 	if err != nil {
-		return out, wrap(KindBadRequest, err)
+		return out, wrap(KindBadRequest, fmt.Errorf("spki hash of %T: %w", csr.PublicKey, err))
 	}
+	h := sha256.Sum256(out.key.SPKI())
+	out.spki = h[:]
 	// One read for the registry and the key: a decommissioned or suspended serial is refused, and so is a key
 	// already certified for another subject, before anything is signed; the store enforces the key rule again
 	// at insert, which closes the race between two concurrent requests.

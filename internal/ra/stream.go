@@ -79,7 +79,7 @@ func (r *RA) IssueStream(ctx context.Context, p Principal, opts StreamOptions, n
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				prep, err := r.prepare(ctx, p, j.req, true)
+				prep, err := r.prepare(ctx, p, j.req, nil, true)
 				if err != nil {
 					r.refuseIssue(ctx, p, j.req, prep, err)
 					report(StreamResult{Index: j.i, Err: err})
