@@ -77,8 +77,12 @@ func (i *Issuer) IssueCertificate(ctx context.Context, p *issuer.Prepared) (*x50
 }
 
 // NewStamp returns a stamp of the linted certificate p, already issued as issued (issuer.Issuer.NewStamp); its
-// signatures go through the CA's guard too.
+// signatures go through the CA's guard too, so that they stop when the CA or its key is retired. It is refused,
+// as Prepare is, once the CA no longer issues.
 func (i *Issuer) NewStamp(p *issuer.Prepared, issued []byte, cfg issuer.StampConfig) (*issuer.Stamp, error) {
+	if err := i.issues(); err != nil {
+		return nil, err
+	}
 	return i.iss.NewStamp(p, issued, cfg)
 }
 

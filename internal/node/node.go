@@ -169,6 +169,7 @@ func (n *Node) wire(rc ra.Config) error {
 	}
 	rc.Store, rc.CA, rc.Now, rc.Logger = n.Store, n.CA, n.Now, n.Logger
 	rc.Notify = n.notify
+	rc.StampLifetime = ra.DefaultStampLifetime
 	n.RA, err = ra.New(rc)
 	return err
 }

@@ -66,7 +66,8 @@ func (r *RA) Issue(ctx context.Context, p Principal, req IssueRequest) (*store.C
 	return cert.row, nil
 }
 
-// prepared is a request that passed every check and whose certificate was linted, ready to sign.
+// prepared is a request that passed every check and whose certificate was linted (token) or stamped from a
+// linted one of its shape (stamped), ready to sign.
 type prepared struct {
 	profile *profile.Profile
 	product string
@@ -75,7 +76,16 @@ type prepared struct {
 	csr     *x509.CertificateRequest
 	key     *issuer.SubjectKey
 	spki    []byte // SHA-256 of key's SubjectPublicKeyInfo
+	at      time.Time
 	token   *issuer.Prepared
+
+	shape     shape // with stampable, the request's profile shape (stamp.go)
+	stampable bool
+	stamp     *stampState
+	stamped   *issuer.Stamped
+	serial    *big.Int
+	notBefore time.Time
+	notAfter  time.Time
 }
 
 type signed struct {
@@ -160,7 +170,8 @@ func (c *parsedCSR) readable() *x509.CertificateRequest {
 	return c.loose
 }
 
-// prepare checks req for p and lints its certificate, ready to sign. pc is req.CSR already parsed, or nil. With checkRegistry, a device serial the registry holds as
+// prepare checks req for p and lints its certificate, or stamps it from a linted one of its shape, ready to
+// sign. pc is req.CSR already parsed, or nil. With checkRegistry, a device serial the registry holds as
 // decommissioned or suspended is refused (enrollment makes its own, stricter registry checks).
 func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *parsedCSR, checkRegistry bool) (*prepared, error) {
 	prof, env, product, caID, err := r.resolve(req)
@@ -182,7 +193,7 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *par
 	if err := prof.CheckRequest(&profile.Request{CSR: csr, Role: p.Role}); err != nil {
 		return out, profileError(err)
 	}
-	// The SubjectPublicKeyInfo is encoded once, here.
+	// The SubjectPublicKeyInfo is encoded once, for the key's SHA-256 and for a stamped certificate.
 	out.key, err = issuer.NewSubjectKey(csr.PublicKey)
 	if err != nil {
 		return out, wrap(KindBadRequest, fmt.Errorf("spki hash of %T: %w", csr.PublicKey, err))
@@ -216,7 +227,11 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *par
 	if err != nil {
 		return out, wrap(KindInternal, err)
 	}
-	tmpl, err := prof.Template(&profile.Request{CSR: csr, Role: p.Role}, serial, r.now(), iss.Certificate())
+	out.at = r.now()
+	if ok, err := r.stampPrepare(ctx, out, p.Role, serial); ok || err != nil {
+		return out, err
+	}
+	tmpl, err := prof.Template(&profile.Request{CSR: csr, Role: p.Role}, serial, out.at, iss.Certificate())
 	if err != nil {
 		return out, profileError(err)
 	}
@@ -268,10 +283,24 @@ func duplicateKey(existing []*store.Certificate, spki []byte, subject string) er
 }
 
 func (r *RA) sign(ctx context.Context, prep *prepared) (*signed, error) {
+	if prep.stamped != nil {
+		der, err := prep.stamp.stamp.Sign(ctx, prep.stamped)
+		if err != nil {
+			return nil, signError(prep.ca.CA().ID, err)
+		}
+		r.stamps.stamped.Add(1)
+		return &signed{prepared: prep, row: &store.Certificate{
+			Serial: prep.serial.Text(16), IssuerID: prep.ca.CA().ID, Profile: prep.profile.Name, ProfileVersion: prep.profile.Version,
+			Subject: prep.stampedSubject(), NotBefore: prep.notBefore, NotAfter: prep.notAfter, SPKISHA256: prep.spki, DER: der,
+			Status: store.CertStatusValid, CreatedAt: r.now(),
+		}}, nil
+	}
 	cert, err := prep.ca.IssueCertificate(ctx, prep.token)
 	if err != nil {
 		return nil, signError(prep.ca.CA().ID, err)
 	}
+	r.stamps.full.Add(1)
+	r.offerHead(ctx, prep, cert)
 	der := cert.Raw
 	now := r.now()
 	return &signed{prepared: prep, row: &store.Certificate{
@@ -308,7 +337,7 @@ func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, ac
 	details := map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role,
 		"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}
 	// Lint warnings do not stop issuance (errors do, in Prepare); they are kept with the issuance record.
-	if w := s.prepared.token.Warnings(); len(w) > 0 {
+	if w := s.prepared.lintWarnings(); len(w) > 0 {
 		names := make([]string, len(w))
 		for i, f := range w {
 			names[i] = f.Lint

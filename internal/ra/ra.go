@@ -67,6 +67,9 @@ type Config struct {
 	Notify func(actions []string)
 	// GroupCommit tunes group commit (group.go): how long a group may wait for requests on their way.
 	GroupCommit GroupCommit
+	// StampLifetime is how long a stamp of a profile shape issues certificates on the online path before it
+	// is made again from a fresh full-path certificate (stamp.go; DefaultStampLifetime); 0 never stamps.
+	StampLifetime time.Duration
 }
 
 // RA is the registration authority. It is safe for concurrent use.
@@ -87,6 +90,8 @@ type RA struct {
 	group *grouper
 	// obs is told what was decided (observe.go).
 	obs observer
+	// stamps holds the stamps of the online path's profile shapes and its issuance counts (stamp.go).
+	stamps stampCache
 }
 
 // OmitAuditStateForBenchmark makes the RA append its audit events without the state they change (audit.
