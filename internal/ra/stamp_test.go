@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -553,4 +554,43 @@ func TestStampConcurrent(t *testing.T) {
 	if _, err := store.VerifyAudit(ctx, n.Store); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkIssueStream issues b.N implant certificates from distinct CSRs (made before the timer starts)
+// through IssueStream into a fresh SQLite store, and reports the share of them that was stamped.
+func BenchmarkIssueStream(b *testing.B) {
+	n, _, err := node.Init(context.Background(), node.InitOptions{Options: node.Options{Dir: b.TempDir(), Warn: io.Discard}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	reqs := make([]ra.IssueRequest, b.N)
+	for i := range reqs {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: fmt.Sprintf("DEMO-%08d", i)}}, k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = ra.IssueRequest{Profile: "implant-identity", CSR: der}
+	}
+	i := 0
+	next := func() (ra.IssueRequest, bool) {
+		if i == len(reqs) {
+			return ra.IssueRequest{}, false
+		}
+		i++
+		return reqs[i-1], true
+	}
+	b.ResetTimer()
+	err = n.RA.IssueStream(context.Background(), admin, ra.StreamOptions{}, next, func(r ra.StreamResult) {
+		if r.Err != nil {
+			b.Error(r.Err)
+		}
+	})
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := n.RA.IssuanceCounts()
+	b.ReportMetric(float64(c.Stamped)/float64(c.Stamped+c.Full), "stamped-share")
 }
