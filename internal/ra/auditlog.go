@@ -151,17 +151,20 @@ func (r *RA) Checkpoint(ctx context.Context, p Principal, ks keystore.Keystore) 
 	if err != nil {
 		return nil, err
 	}
-	head, _, err := r.cfg.Store.AuditHead(ctx)
-	if err != nil {
+	// The newest checkpoint is read before the head: another node may append events and sign a checkpoint of
+	// them between the two reads, and a head read first would then look smaller than that checkpoint.
+	latest, err := r.cfg.Store.LatestCheckpoint(ctx)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
+	head, _, herr := r.cfg.Store.AuditHead(ctx)
+	if herr != nil {
+		return nil, wrap(KindUnavailable, herr)
+	}
 	tree := audit.NewTree()
-	latest, err := r.cfg.Store.LatestCheckpoint(ctx)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		latest = nil
-	case err != nil:
-		return nil, wrap(KindUnavailable, err)
 	case latest.Size > head:
 		return nil, errorf(KindIntegrity, "the audit log has %d events, but a checkpoint of %d events was signed at %s: events were removed from the log; nothing was signed",
 			head, latest.Size, latest.CreatedAt.Format(time.RFC3339))
