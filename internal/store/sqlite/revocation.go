@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -105,6 +107,13 @@ const keepCRLs = 3
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
+	var chunks, octets int64
+	if err := t.tx.QueryRowContext(ctx, sqlrecord.CRLChunkTotals, c.IssuerID, c.Delta, c.Number).Scan(&chunks, &octets); err != nil {
+		return fmt.Errorf("insert CRL %d of %s: count chunks: %w", c.Number, c.IssuerID, err)
+	}
+	if err := sqlrecord.CheckCRLChunks(c, chunks, octets); err != nil {
+		return fmt.Errorf("insert %w", err)
+	}
 	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertCRL, codec.CRLArgs(c)...)
 	switch {
 	case isUnique(err):
@@ -114,9 +123,24 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case err != nil:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, err)
 	}
-	_, err = t.tx.ExecContext(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
-	if err != nil {
-		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
+	for _, q := range []string{sqlrecord.PruneCRLs, sqlrecord.PruneCRLChunks} {
+		if _, err = t.tx.ExecContext(ctx, q, c.IssuerID, c.Delta, keepCRLs); err != nil {
+			return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
+		}
+	}
+	return nil
+}
+
+// InsertCRLChunk implements store.RevocationTx.
+func (t *tx) InsertCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int, data []byte) error {
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertCRLChunk, issuerID, delta, number, seq, data)
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("insert chunk %d of CRL %d of %s: %w", seq, number, issuerID, store.ErrExists)
+	case isForeignKey(err):
+		return fmt.Errorf("insert chunk %d of CRL %d: issuer CA %q: %w", seq, number, issuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert chunk %d of CRL %d of %s: %w", seq, number, issuerID, err)
 	}
 	return nil
 }
@@ -184,47 +208,80 @@ func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64
 }
 
 // revokedPage is the number of rows WalkRevoked reads per query. A CRL walks every revoked certificate of a
-// CA (a million in the CRL benchmark), so pages are large: each page costs one index seek and one query.
-const revokedPage = 20000
+// CA (millions in the CRL benchmark), several serial ranges at once, so pages are large: each page costs one
+// index seek and one query.
+const revokedPage = 8192
 
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6: serial, revocation date, reason,
 // invalidity date) from the partial covering index certificates_revoked (0003_revocation.sql): the scan stays
 // in the index, in serial order, and never visits the table rows with their DER. The status is a literal so
 // that SQLite can prove the partial index applies; INDEXED BY makes a missing index an error, not a silent
-// table scan.
-const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + `
+// table scan. walkRevokedRangeQuery also bounds the serial from above: a range scan in the index, not a filter.
+const (
+	walkRevokedSelect = `SELECT ` + sqlrecord.CRLEntryColumns + `
 	FROM certificates INDEXED BY certificates_revoked
-	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' AND serial > ? AND not_after >= ?
-	ORDER BY serial LIMIT ?`
+	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' AND not_after >= ? AND serial > ?`
+	walkRevokedQuery      = walkRevokedSelect + ` ORDER BY serial LIMIT ?`
+	walkRevokedRangeQuery = walkRevokedSelect + ` AND serial <= ? ORDER BY serial LIMIT ?`
+	// The lowest and the highest revoked serial of a CA, each one seek in the index (SQLite answers a lone
+	// MIN or MAX from an index, not both in one query).
+	firstRevokedQuery = `SELECT serial FROM certificates INDEXED BY certificates_revoked
+	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' ORDER BY serial LIMIT 1`
+	lastRevokedQuery = `SELECT serial FROM certificates INDEXED BY certificates_revoked
+	WHERE issuer_id = ? AND status = '` + store.CertStatusRevoked + `' ORDER BY serial DESC LIMIT 1`
+)
 
 // WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
-func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
+func (s *Store) WalkRevoked(ctx context.Context, q store.RevokedQuery, fn func(*store.RevocationEntry) error) error {
 	// fn's own error is returned as it is; a read's names the walk.
-	return sqlrecord.WalkPrefetched(revokedPage,
-		func(after string) ([]store.RevocationEntry, error) {
-			page, err := s.revokedPage(ctx, issuerID, micros(notAfterFrom), after)
+	return sqlrecord.WalkPrefetched(revokedPage, q.After,
+		func(after string, buf []store.RevocationEntry) ([]store.RevocationEntry, error) {
+			page, err := s.revokedPage(ctx, q, after, buf)
 			if err != nil {
-				return nil, fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
+				return nil, fmt.Errorf("walk revoked certificates of %s: %w", q.IssuerID, err)
 			}
 			return page, nil
 		},
 		func(e *store.RevocationEntry) string { return e.Serial }, fn)
 }
 
-func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom int64, after string) ([]store.RevocationEntry, error) {
-	rows, err := s.r.QueryContext(ctx, walkRevokedQuery, issuerID, after, notAfterFrom, revokedPage)
+func (s *Store) revokedPage(ctx context.Context, q store.RevokedQuery, after string, page []store.RevocationEntry) ([]store.RevocationEntry, error) {
+	query, args := walkRevokedQuery, []any{q.IssuerID, micros(q.NotAfterFrom), after, revokedPage}
+	if q.UpTo != "" {
+		query, args = walkRevokedRangeQuery, []any{q.IssuerID, micros(q.NotAfterFrom), after, q.UpTo, revokedPage}
+	}
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	page := make([]store.RevocationEntry, 0, revokedPage)
+	if page == nil {
+		page = make([]store.RevocationEntry, 0, revokedPage)
+	}
 	for rows.Next() {
-		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		page = append(page, store.RevocationEntry{IssuerID: q.IssuerID, Status: store.CertStatusRevoked})
 		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
 	}
 	return page, rows.Err()
+}
+
+// RevokedSerialRange implements store.RevocationStore.
+func (s *Store) RevokedSerialRange(ctx context.Context, issuerID string) (string, string, error) {
+	var first, last string
+	for _, r := range []struct {
+		q   string
+		dst *string
+	}{{firstRevokedQuery, &first}, {lastRevokedQuery, &last}} {
+		err := s.r.QueryRowContext(ctx, r.q, issuerID).Scan(r.dst)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", "", nil
+		} else if err != nil {
+			return "", "", fmt.Errorf("revoked serial range of %s: %w", issuerID, err)
+		}
+	}
+	return first, last, nil
 }
 
 // WalkRevocationChanges implements store.RevocationStore.
@@ -266,6 +323,15 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*st
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
 	return c, nil
+}
+
+// ReadCRLChunk implements store.RevocationStore.
+func (s *Store) ReadCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int) ([]byte, error) {
+	var data []byte
+	if err := s.r.QueryRowContext(ctx, sqlrecord.SelectCRLChunk, issuerID, delta, number, seq).Scan(&data); err != nil {
+		return nil, fmt.Errorf("chunk %d of CRL %d of %s: %w", seq, number, issuerID, notFound(err))
+	}
+	return data, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.
