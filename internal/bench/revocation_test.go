@@ -6,26 +6,42 @@ import (
 	"time"
 )
 
-// TestCRLSmall runs the whole CRL benchmark job on a few revoked certificates and checks what it reports.
+// TestCRLSmall runs the whole CRL benchmark job on a CRL just over one chunk and checks what it reports; a
+// second run in the same directory reuses the certificates the first one stored.
 func TestCRLSmall(t *testing.T) {
-	res, err := CRL(context.Background(), CRLOptions{Revoked: 2500, Dir: t.TempDir()})
+	dir := t.TempDir()
+	const revoked = 25000 // about 1.2 MB: stored in two chunks
+	res, err := CRL(context.Background(), CRLOptions{Revoked: revoked, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Entries != 2500 || !res.Verified {
-		t.Fatalf("entries %d verified %v, want 2500 and true", res.Entries, res.Verified)
+	if res.Entries != revoked || !res.Verified || res.Chunks != 2 || res.Reused {
+		t.Fatalf("entries %d verified %v chunks %d reused %v, want %d, true, 2, false", res.Entries, res.Verified, res.Chunks, res.Reused, revoked)
 	}
 	if res.Seconds <= 0 || res.PerSecond <= 0 || res.LimitSeconds <= 0 || res.LimitPerSecond <= 0 || res.WalkSeconds <= 0 ||
 		res.Ratio != res.PerSecond/res.LimitPerSecond || res.Limit == "" {
 		t.Fatalf("figures %+v", res)
 	}
-	// A CRL entry with a reason code is about 40 bytes (serial 17, time 15, reason extension 12, framing).
+	// A CRL entry with a reason code is about 49 bytes (serial 17+2, time 15, reason extension 12+2, framing).
 	if res.BytesPerEntry < 30 || res.BytesPerEntry > 60 {
 		t.Fatalf("%.1f bytes per entry (%d bytes for %d entries)", res.BytesPerEntry, res.Bytes, res.Entries)
+	}
+	if res.RSSScope != "unavailable" && (res.PeakRSSBytes <= 0 || res.RSSBeforeBytes <= 0) {
+		t.Fatalf("resident memory %d before, peak %d (%s)", res.RSSBeforeBytes, res.PeakRSSBytes, res.RSSScope)
 	}
 	t.Logf("%+v", res)
 	if res.TargetSeconds != CRLTargetSeconds || res.MeetsTarget != (res.Seconds <= CRLTargetSeconds) {
 		t.Fatalf("target fields %+v", res)
+	}
+	again, err := CRL(context.Background(), CRLOptions{Revoked: revoked, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Reused || !again.Verified || again.Entries != revoked {
+		t.Fatalf("second run in %s: reused %v verified %v entries %d", dir, again.Reused, again.Verified, again.Entries)
+	}
+	if _, err := CRL(context.Background(), CRLOptions{Revoked: revoked + 1, Dir: dir}); err == nil {
+		t.Fatal("a run with another --revoked reused the directory")
 	}
 }
 
