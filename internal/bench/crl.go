@@ -506,7 +506,7 @@ func (d *derStream) read(p []byte) error {
 	}
 	d.n += int64(len(p))
 	if d.hash != nil {
-		d.hash.Write(p)
+		_, _ = d.hash.Write(p) // a hash never fails
 	}
 	return nil
 }

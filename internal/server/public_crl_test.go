@@ -69,7 +69,13 @@ func TestLargeCRLServed(t *testing.T) {
 	caRow, _ := n.Store.GetCA(ctx, "dev/demo-implant")
 	caCert, _ := x509.ParseCertificate(caRow.CertDER)
 	url := srv.URL + revocation.CRLPath(caCert)
-	get := func(method string, header ...string) (*http.Response, []byte) {
+	type reply struct {
+		code   int
+		header http.Header
+		length int64
+		body   []byte
+	}
+	get := func(method string, header ...string) reply {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, nil)
 		for i := 0; i+1 < len(header); i += 2 {
@@ -84,26 +90,25 @@ func TestLargeCRLServed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resp, b
+		return reply{resp.StatusCode, resp.Header, resp.ContentLength, b}
 	}
-	resp, body := get("GET")
-	etag := resp.Header.Get("ETag")
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want.Bytes()) || resp.Header.Get("Content-Type") != "application/pkix-crl" || len(etag) < 10 {
-		t.Fatalf("GET: %d, %d octets of %d, %q, ETag %q", resp.StatusCode, len(body), want.Len(), resp.Header.Get("Content-Type"), etag)
+	r := get("GET")
+	etag := r.header.Get("ETag")
+	if r.code != http.StatusOK || !bytes.Equal(r.body, want.Bytes()) || r.header.Get("Content-Type") != "application/pkix-crl" || len(etag) < 10 {
+		t.Fatalf("GET: %d, %d octets of %d, %q, ETag %q", r.code, len(r.body), want.Len(), r.header.Get("Content-Type"), etag)
 	}
-	if crl, err := x509.ParseRevocationList(body); err != nil || crl.CheckSignatureFrom(caCert) != nil || len(crl.RevokedCertificateEntries) != 25000 {
+	if crl, err := x509.ParseRevocationList(r.body); err != nil || crl.CheckSignatureFrom(caCert) != nil || len(crl.RevokedCertificateEntries) != 25000 {
 		t.Fatalf("served CRL: %v", err)
 	}
-	if resp, body := get("GET", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified || len(body) != 0 {
-		t.Fatalf("If-None-Match: %d, %d octets", resp.StatusCode, len(body))
+	if r := get("GET", "If-None-Match", etag); r.code != http.StatusNotModified || len(r.body) != 0 {
+		t.Fatalf("If-None-Match: %d, %d octets", r.code, len(r.body))
 	}
 	from := int64(store.CRLChunkSize - 100)
-	resp, body = get("GET", "Range", fmt.Sprintf("bytes=%d-", from))
-	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want.Bytes()[from:]) {
-		t.Fatalf("range from %d: %d, %d octets", from, resp.StatusCode, len(body))
+	if r := get("GET", "Range", fmt.Sprintf("bytes=%d-", from)); r.code != http.StatusPartialContent || !bytes.Equal(r.body, want.Bytes()[from:]) {
+		t.Fatalf("range from %d: %d, %d octets", from, r.code, len(r.body))
 	}
-	if resp, body := get("HEAD"); resp.StatusCode != http.StatusOK || len(body) != 0 || resp.ContentLength != int64(want.Len()) {
-		t.Fatalf("HEAD: %d, %d octets, length %d", resp.StatusCode, len(body), resp.ContentLength)
+	if r := get("HEAD"); r.code != http.StatusOK || len(r.body) != 0 || r.length != int64(want.Len()) {
+		t.Fatalf("HEAD: %d, %d octets, length %d", r.code, len(r.body), r.length)
 	}
 	// The next CRL is another entity: the old ETag no longer matches.
 	if _, err := svc.PublishCRLs(ctx, "dev/demo-implant", revocation.CRLConfig{SpoolDir: t.TempDir()}); err != nil {
@@ -112,11 +117,11 @@ func TestLargeCRLServed(t *testing.T) {
 	if err := pub.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = get("GET", "If-None-Match", etag)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag {
-		t.Fatalf("If-None-Match with the previous CRL's ETag: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	r = get("GET", "If-None-Match", etag)
+	if r.code != http.StatusOK || r.header.Get("ETag") == etag {
+		t.Fatalf("If-None-Match with the previous CRL's ETag: %d, ETag %q", r.code, r.header.Get("ETag"))
 	}
-	if crl, err := x509.ParseRevocationList(body); err != nil || crl.Number.Int64() <= row.Number {
+	if crl, err := x509.ParseRevocationList(r.body); err != nil || crl.Number.Int64() <= row.Number {
 		t.Fatalf("the CRL served after the next publication: %v", err)
 	}
 }
