@@ -60,11 +60,14 @@ object with seconds, bytes, per_second (entries/s), peak_rss_bytes, limit_per_se
 			}
 			fmt.Fprintf(g.env.Stdout, "complete CRL of %d revoked certificates published in %.2fs from %s: %d bytes (%.1f bytes/entry, stored %s), signature and entries verified\n",
 				res.Entries, res.Seconds, res.Store, res.Bytes, res.BytesPerEntry, stored)
+			if res.CPUSeconds > 0 {
+				fmt.Fprintf(g.env.Stdout, "  %.2fs of CPU (%.1f cores)\n", res.CPUSeconds, res.CPUSeconds/res.Seconds)
+			}
 			fmt.Fprintf(g.env.Stdout, "  %.0f entries/s\n  %.0f entries/s limit (%.2fs: %s)\n  ratio %.2f\n  store walk alone %.2fs\n",
 				res.PerSecond, res.LimitPerSecond, res.LimitSeconds, res.Limit, res.Ratio, res.WalkSeconds)
 			if res.RSSScope != "unavailable" {
-				fmt.Fprintf(g.env.Stdout, "  peak resident memory %.0f MiB (%s), %.0f MiB before it\n",
-					float64(res.PeakRSSBytes)/(1<<20), res.RSSScope, float64(res.RSSBeforeBytes)/(1<<20))
+				fmt.Fprintf(g.env.Stdout, "  peak resident memory %.0f MiB (%s), %.0f MiB before it; peak Go heap %.0f MiB\n",
+					float64(res.PeakRSSBytes)/(1<<20), res.RSSScope, float64(res.RSSBeforeBytes)/(1<<20), float64(res.PeakHeapBytes)/(1<<20))
 			}
 			fmt.Fprintf(g.env.Stdout, "  target <= %.1fs: %s\n", res.TargetSeconds, verdict(res.MeetsTarget))
 			return nil

@@ -82,6 +82,23 @@ func (r *RA) StoreCRLChunks(ctx context.Context, issuerID string, delta bool, nu
 	return size, nil
 }
 
+// PruneCRLChunks deletes the chunks of issuerID's CRLs of that kind that are no longer stored, a few per
+// transaction: deleting a chunk reads it whole, and a CRL of ten million entries has hundreds of them, which
+// must not hold the write lock at once. Called after RecordCRLs; chunks it misses (a crash) go next time.
+func (r *RA) PruneCRLChunks(ctx context.Context, issuerID string, delta bool) error {
+	for {
+		var n int
+		err := r.counter(ctx, func(tx store.Tx) error {
+			var err error
+			n, err = tx.PruneCRLChunks(ctx, issuerID, delta, 4*crlChunksPerTx)
+			return err
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
 // NextFilterVersion takes the next version number of the revocation filters of scope.
 func (r *RA) NextFilterVersion(ctx context.Context, scope string) (int64, error) {
 	var v int64

@@ -117,7 +117,16 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 	if err := s.ra.RecordCRLs(ctx, fullRow, deltaRow); err != nil {
 		return nil, err
 	}
+	s.pruneChunks(ctx, caID, false)
 	return fullRow, nil
+}
+
+// pruneChunks deletes the chunks of the CRLs that the one just recorded replaced. The CRL is published
+// whatever happens here: a failure is logged, and the next publication prunes what is left.
+func (s *Service) pruneChunks(ctx context.Context, caID string, delta bool) {
+	if err := s.ra.PruneCRLChunks(ctx, caID, delta); err != nil {
+		s.log.WarnContext(ctx, "pruning the chunks of replaced CRLs", "ca", caID, "delta", delta, "err", err)
+	}
 }
 
 // storeCRL puts the signed crl in row: its DER if it fits in one chunk, else it stores its chunks now, for
@@ -191,6 +200,9 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 	}
 	if err := s.ra.RecordCRLs(ctx, row); err != nil {
 		return nil, err
+	}
+	if row.Chunked() {
+		s.pruneChunks(ctx, caID, true)
 	}
 	return row, nil
 }

@@ -182,14 +182,19 @@ type RevocationTx interface {
 	// NextCRLNumber returns the next CRL number of issuerID: 1, 2, ... shared by its complete and delta CRLs
 	// (RFC 5280 5.2.3 and 5.2.4).
 	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
-	// InsertCRL stores a published CRL and prunes all but the newest few of its kind for that issuer, with their
-	// chunks. A CRL stored in chunks (Chunked) needs every chunk inserted first, in this transaction or an
-	// earlier one; a chunk missing or of the wrong size fails it.
+	// InsertCRL stores a published CRL and prunes all but the newest few of its kind for that issuer (their
+	// chunks go with PruneCRLChunks). A CRL stored in chunks (Chunked) needs every chunk inserted first, in this
+	// transaction or an earlier one; a chunk missing or of the wrong size fails it.
 	InsertCRL(ctx context.Context, c *PublishedCRL) error
 	// InsertCRLChunk stores octets [seq*CRLChunkSize, seq*CRLChunkSize+len(data)) of the DER of CRL number of
 	// issuerID (a complete CRL, or a delta one) before InsertCRL stores the CRL itself; every chunk but the last
-	// is CRLChunkSize long. Chunks of a CRL that is never inserted are pruned once newer CRLs replace it.
+	// is CRLChunkSize long.
 	InsertCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int, data []byte) error
+	// PruneCRLChunks deletes up to limit chunks of issuerID's CRLs of that kind that are no longer stored (those
+	// InsertCRL pruned, and those of publications that failed before storing their CRL: every chunk numbered
+	// below the oldest CRL stored), and returns how many it deleted. Chunks being written for a CRL not stored
+	// yet are numbered above every stored one, so they stay.
+	PruneCRLChunks(ctx context.Context, issuerID string, delta bool, limit int) (int, error)
 	// InsertRevocationSigner stores a delegated signer (ErrExists for a duplicate key URI).
 	InsertRevocationSigner(ctx context.Context, s *RevocationSigner) error
 	// NextFilterVersion returns the next version number of the filters of scope.

@@ -118,12 +118,20 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	case tag.RowsAffected() == 0:
 		return fmt.Errorf("insert CRL %d of %s: %w", c.Number, c.IssuerID, store.ErrExists)
 	}
-	for _, q := range []string{sqlrecord.PruneCRLs, sqlrecord.PruneCRLChunks} {
-		if _, err = t.tx.Exec(ctx, q, c.IssuerID, c.Delta, keepCRLs); err != nil {
-			return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
-		}
+	_, err = t.tx.Exec(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
+	if err != nil {
+		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
 	}
 	return nil
+}
+
+// PruneCRLChunks implements store.RevocationTx.
+func (t *tx) PruneCRLChunks(ctx context.Context, issuerID string, delta bool, limit int) (int, error) {
+	tag, err := t.tx.Exec(ctx, sqlrecord.PruneCRLChunks, issuerID, delta, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune CRL chunks of %s: %w", issuerID, err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // InsertCRLChunk implements store.RevocationTx.

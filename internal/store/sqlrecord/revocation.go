@@ -47,12 +47,13 @@ const (
 	// PruneCRLs deletes the CRLs of issuer $1 and kind $2 (delta or complete) but the newest $3.
 	PruneCRLs = `DELETE FROM published_crls WHERE issuer_id = $1 AND delta = $2 AND number NOT IN
 		(SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT $3)`
-	// PruneCRLChunks deletes the chunks of issuer $1 and kind $2 numbered below the oldest of the newest $3 CRLs:
-	// those of the CRLs PruneCRLs deleted, and of publications that failed before storing their CRL. Chunks
-	// being written for a CRL not stored yet are numbered above every stored one, so they stay.
-	PruneCRLChunks = `DELETE FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND number <
-		(SELECT COALESCE(MIN(number), 0) FROM (SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2
-		ORDER BY number DESC LIMIT $3) kept)`
+	// PruneCRLChunks deletes up to $3 chunks of issuer $1 and kind $2 numbered below the oldest CRL of that kind
+	// stored (PruneCRLs leaves the newest few): those of the CRLs PruneCRLs deleted, and of publications that
+	// failed before storing their CRL. Deleting a chunk reads all of it (SQLite follows its overflow pages), so
+	// they go a few at a time, each batch in a short transaction of its own.
+	PruneCRLChunks = `DELETE FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND (number, seq) IN
+		(SELECT number, seq FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND number <
+		(SELECT COALESCE(MIN(number), 0) FROM published_crls WHERE issuer_id = $1 AND delta = $2) ORDER BY number, seq LIMIT $3)`
 	// InsertCRLChunk stores chunk $4 of CRL $3 of issuer $1 and kind $2.
 	InsertCRLChunk = `INSERT INTO published_crl_chunks (issuer_id, delta, number, seq, data) VALUES ($1, $2, $3, $4, $5)`
 	// CRLChunkTotals counts the chunks of CRL $3 of issuer $1 and kind $2 and their octets.

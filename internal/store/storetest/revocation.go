@@ -337,8 +337,32 @@ func testCRLChunks(t *testing.T, s Backend) {
 	if _, err := s.ReadCRLChunk(ctx, "dev/a", false, 6, store.CRLChunks(size)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("chunk past the end: %v", err)
 	}
-	// Chunks being written for number 7 stay through the prune of number 6's insert and later ones.
+	// CRLs 2 and 3 were pruned; their chunks, and the orphans of 1, go with PruneCRLChunks, a few at a time.
+	// Chunks being written for number 7 stay.
 	insertChunks(7, body(7), -1)
+	prune := func() int {
+		t.Helper()
+		total := 0
+		for {
+			var n int
+			if err := rtx(t, s, func(_ store.Tx, r store.RevocationTx) error {
+				var err error
+				n, err = r.PruneCRLChunks(ctx, "dev/a", false, 2)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n > 2 {
+				t.Fatalf("pruned %d chunks in one call, limit 2", n)
+			}
+			if total += n; n == 0 {
+				return total
+			}
+		}
+	}
+	if got, want := prune(), 2+3+3; got != want {
+		t.Fatalf("pruned %d chunks, want %d (CRL 1's two, 2's and 3's three each)", got, want)
+	}
 	for _, n := range []int64{1, 2, 3} {
 		if _, err := s.ReadCRLChunk(ctx, "dev/a", false, n, 0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("chunk of CRL %d after it was pruned: %v", n, err)
@@ -350,8 +374,14 @@ func testCRLChunks(t *testing.T, s Backend) {
 	if got := readAll(7); string(got) != string(body(7)) {
 		t.Fatal("chunks of CRL 7 read back differ from those written")
 	}
+	if got := prune(); got != 3 {
+		t.Fatalf("pruned %d chunks after CRL 7, want CRL 4's 3", got)
+	}
 	if _, err := s.ReadCRLChunk(ctx, "dev/a", false, 4, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("chunk of CRL 4 after CRL 7: %v", err)
+	}
+	if got := readAll(5); string(got) != string(body(5)) {
+		t.Fatal("chunks of CRL 5, still stored, were pruned")
 	}
 }
 
