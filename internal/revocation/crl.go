@@ -82,6 +82,7 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
+	start := time.Now()
 	body, err := s.encodeRevoked(ctx, caID, now, cfg.SpoolDir)
 	if err != nil {
 		return nil, err
@@ -118,6 +119,8 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 		return nil, err
 	}
 	s.pruneChunks(ctx, caID, false)
+	s.log.InfoContext(ctx, "complete CRL published", "ca", caID, "number", number, "entries", fullRow.Entries, "bytes", fullRow.Size,
+		"seconds", time.Since(start).Seconds())
 	return fullRow, nil
 }
 

@@ -127,8 +127,8 @@ type PublishedCRL struct {
 	Entries int
 	// Size is the length of the DER CRL; InsertCRL takes 0 to mean len(DER).
 	Size int64
-	// DER is the CRL if it is stored whole (Size <= CRLChunkSize); nil for a CRL stored in chunks (Chunked),
-	// which ReadCRLChunk reads.
+	// DER is the CRL if it is stored whole (as the publisher stores those of at most CRLChunkSize, and an
+	// imported root CRL); nil for a CRL stored in chunks (Chunked), which ReadCRLChunk reads.
 	DER       []byte
 	CreatedAt time.Time
 }
