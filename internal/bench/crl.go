@@ -462,10 +462,14 @@ func checkCRL(r *bufio.Reader, caCert *x509.Certificate, stored time.Time) (*crl
 	tbsEnd := d.n + tbsLen
 	// version, signature, issuer, thisUpdate, nextUpdate
 	var thisUpdate time.Time
+	var sigAlg []byte
 	for i := range 5 {
 		_, el, err := d.element(1 << 16)
 		if err != nil {
 			return nil, err
+		}
+		if i == 1 {
+			sigAlg = el
 		}
 		if i == 3 && !readTime(cryptobyte.String(el), &thisUpdate) {
 			return nil, errors.New("thisUpdate unreadable")
@@ -543,8 +547,11 @@ func checkCRL(r *bufio.Reader, caCert *x509.Certificate, stored time.Time) (*crl
 	}
 	d.hash = nil
 	digest := h.Sum(nil)
-	if _, _, err := d.element(1 << 10); err != nil { // signatureAlgorithm
+	// RFC 5280 5.1.1.2: signatureAlgorithm is the TBSCertList's signature field.
+	if _, alg, err := d.element(1 << 10); err != nil {
 		return nil, err
+	} else if !bytes.Equal(alg, sigAlg) {
+		return nil, errors.New("signatureAlgorithm differs from the TBSCertList's signature field")
 	}
 	_, sig, err := d.element(1 << 12)
 	if err != nil {

@@ -1,7 +1,15 @@
 package bench
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"testing"
 	"time"
 )
@@ -129,4 +137,50 @@ func BenchmarkFilterJob(b *testing.B) {
 	b.ReportMetric(res.Seconds, "build-s")
 	b.ReportMetric(res.RatioToBound, "x_bound")
 	b.ReportMetric(res.LookupNs, "lookup-ns")
+}
+
+// FuzzCheckCRL: the one-pass CRL check never panics or allocates past its bounds on arbitrary input, and
+// whatever it accepts, crypto/x509 parses and verifies under the same CA, with as many entries.
+func FuzzCheckCRL(f *testing.F) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCRLSign | x509.KeyUsageCertSign,
+		SubjectKeyId: []byte{1, 2, 3, 4}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, n := range []int{0, 1, 3} {
+		var entries []x509.RevocationListEntry
+		for i := range n {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(int64(100 + i)), RevocationTime: now.Add(-time.Minute), ReasonCode: 4})
+		}
+		crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+			RevokedCertificateEntries: entries}, ca, key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(crl)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := checkCRL(bufio.NewReader(bytes.NewReader(data)), ca, now)
+		if err != nil {
+			return
+		}
+		rl, err := x509.ParseRevocationList(data)
+		if err != nil {
+			t.Fatalf("checked, but x509 does not parse it: %v", err)
+		}
+		if err := rl.CheckSignatureFrom(ca); err != nil {
+			t.Fatalf("checked, but x509 does not verify it: %v", err)
+		}
+		if len(rl.RevokedCertificateEntries) != c.entries {
+			t.Fatalf("checked %d entries, x509 reads %d", c.entries, len(rl.RevokedCertificateEntries))
+		}
+	})
 }
