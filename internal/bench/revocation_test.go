@@ -1,31 +1,55 @@
 package bench
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"testing"
 	"time"
 )
 
-// TestCRLSmall runs the whole CRL benchmark job on a few revoked certificates and checks what it reports.
+// TestCRLSmall runs the whole CRL benchmark job on a CRL just over one chunk and checks what it reports; a
+// second run in the same directory reuses the certificates the first one stored.
 func TestCRLSmall(t *testing.T) {
-	res, err := CRL(context.Background(), CRLOptions{Revoked: 2500, Dir: t.TempDir()})
+	dir := t.TempDir()
+	const revoked = 25000 // about 1.2 MB: stored in two chunks
+	res, err := CRL(context.Background(), CRLOptions{Revoked: revoked, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Entries != 2500 || !res.Verified {
-		t.Fatalf("entries %d verified %v, want 2500 and true", res.Entries, res.Verified)
+	if res.Entries != revoked || !res.Verified || res.Chunks != 2 || res.Reused {
+		t.Fatalf("entries %d verified %v chunks %d reused %v, want %d, true, 2, false", res.Entries, res.Verified, res.Chunks, res.Reused, revoked)
 	}
 	if res.Seconds <= 0 || res.PerSecond <= 0 || res.LimitSeconds <= 0 || res.LimitPerSecond <= 0 || res.WalkSeconds <= 0 ||
 		res.Ratio != res.PerSecond/res.LimitPerSecond || res.Limit == "" {
 		t.Fatalf("figures %+v", res)
 	}
-	// A CRL entry with a reason code is about 40 bytes (serial 17, time 15, reason extension 12, framing).
+	// A CRL entry with a reason code is about 49 bytes (serial 17+2, time 15, reason extension 12+2, framing).
 	if res.BytesPerEntry < 30 || res.BytesPerEntry > 60 {
 		t.Fatalf("%.1f bytes per entry (%d bytes for %d entries)", res.BytesPerEntry, res.Bytes, res.Entries)
+	}
+	if res.RSSScope != "unavailable" && (res.PeakRSSBytes <= 0 || res.RSSBeforeBytes <= 0) {
+		t.Fatalf("resident memory %d before, peak %d (%s)", res.RSSBeforeBytes, res.PeakRSSBytes, res.RSSScope)
 	}
 	t.Logf("%+v", res)
 	if res.TargetSeconds != CRLTargetSeconds || res.MeetsTarget != (res.Seconds <= CRLTargetSeconds) {
 		t.Fatalf("target fields %+v", res)
+	}
+	again, err := CRL(context.Background(), CRLOptions{Revoked: revoked, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Reused || !again.Verified || again.Entries != revoked {
+		t.Fatalf("second run in %s: reused %v verified %v entries %d", dir, again.Reused, again.Verified, again.Entries)
+	}
+	if _, err := CRL(context.Background(), CRLOptions{Revoked: revoked + 1, Dir: dir}); err == nil {
+		t.Fatal("a run with another --revoked reused the directory")
 	}
 }
 
@@ -113,4 +137,50 @@ func BenchmarkFilterJob(b *testing.B) {
 	b.ReportMetric(res.Seconds, "build-s")
 	b.ReportMetric(res.RatioToBound, "x_bound")
 	b.ReportMetric(res.LookupNs, "lookup-ns")
+}
+
+// FuzzCheckCRL: the one-pass CRL check never panics or allocates past its bounds on arbitrary input, and
+// whatever it accepts, crypto/x509 parses and verifies under the same CA, with as many entries.
+func FuzzCheckCRL(f *testing.F) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCRLSign | x509.KeyUsageCertSign,
+		SubjectKeyId: []byte{1, 2, 3, 4}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, n := range []int{0, 1, 3} {
+		var entries []x509.RevocationListEntry
+		for i := range n {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(int64(100 + i)), RevocationTime: now.Add(-time.Minute), ReasonCode: 4})
+		}
+		crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+			RevokedCertificateEntries: entries}, ca, key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(crl)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := checkCRL(bufio.NewReader(bytes.NewReader(data)), ca, now)
+		if err != nil {
+			return
+		}
+		rl, err := x509.ParseRevocationList(data)
+		if err != nil {
+			t.Fatalf("checked, but x509 does not parse it: %v", err)
+		}
+		if err := rl.CheckSignatureFrom(ca); err != nil {
+			t.Fatalf("checked, but x509 does not verify it: %v", err)
+		}
+		if len(rl.RevokedCertificateEntries) != c.entries {
+			t.Fatalf("checked %d entries, x509 reads %d", c.entries, len(rl.RevokedCertificateEntries))
+		}
+	})
 }

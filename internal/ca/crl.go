@@ -3,10 +3,14 @@ package ca
 // This file encodes and signs CRLs (RFC 5280 section 5) without crypto/x509. x509.CreateRevocationList takes
 // every entry as a big.Int and a pkix.Extension slice and marshals them through reflection; for a CA with a
 // million revoked certificates that costs more than reading them from the store. CRLEntries appends each
-// entry's DER as the store walk yields it, and the TBSCertList around them is written once, at the end, into
-// the buffer that is then signed (Issuer.SignCRL) and returned.
+// entry's DER as the store walk yields it. A small CRL's entries stay in memory and Issuer.SignCRL returns the
+// whole CRL; a large CRL's entries are written out as they come (CRLEntries.WriteTo, to a spool the caller
+// keeps), and Issuer.SignCRLBody reads them back once to hash the TBSCertList, whose header, which carries
+// their length, is only known at the end. It returns the CRL as its header, the caller's entries and its
+// tail, so that no step holds the whole CRL.
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,6 +20,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -74,8 +79,9 @@ func crlSigAlgFor(pub crypto.PublicKey) (crlSigAlg, error) {
 // CRLEntries builds the revokedCertificates of one CRL entry by entry (RFC 5280 5.1.2.6). The zero value holds
 // no entries.
 type CRLEntries struct {
-	entries []byte // the DER of every entry so far, the content of the revokedCertificates SEQUENCE
+	entries []byte // the DER of every entry added since the last WriteTo: content of the revokedCertificates SEQUENCE
 	n       int
+	written int64  // octets handed to WriteTo
 	serial  []byte // scratch for the serial being decoded
 }
 
@@ -193,6 +199,104 @@ func fromHex(ch byte) byte {
 // Len is the number of entries added.
 func (c *CRLEntries) Len() int { return c.n }
 
+// Buffered is the number of octets of the entries added since the last WriteTo.
+func (c *CRLEntries) Buffered() int { return len(c.entries) }
+
+// WriteTo writes the DER of the entries added since the last call to w and forgets it, keeping the count: the
+// entries of a large CRL go to the caller's spool a buffer at a time, and are signed with Issuer.SignCRLBody.
+func (c *CRLEntries) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(c.entries)
+	c.written += int64(n)
+	if err == nil && n < len(c.entries) {
+		err = io.ErrShortWrite
+	}
+	c.entries = c.entries[:0]
+	return int64(n), err
+}
+
+// Body returns the CRLBody of the entries held in memory (none were written out), for SignCRLBody.
+func (c *CRLEntries) Body() CRLBody {
+	return CRLBody{Size: int64(len(c.entries)), Open: func() (io.Reader, error) { return bytes.NewReader(c.entries), nil }}
+}
+
+// CRLBody is the content of a CRL's revokedCertificates (RFC 5280 5.1.2.6) kept by the caller, for a CRL too
+// large to hold in memory: Size octets, the DER of every RevokedCertificate one after the other as
+// CRLEntries.WriteTo wrote them, which Open reads from the start each time it is called. A Size of 0 makes a
+// CRL without revokedCertificates.
+type CRLBody struct {
+	Size int64
+	Open func() (io.Reader, error)
+}
+
+// copyTo copies the body's Size octets to w, and fails if it holds more or fewer.
+func (b CRLBody) copyTo(w io.Writer) error {
+	if b.Size == 0 {
+		return nil
+	}
+	r, err := b.Open()
+	if err != nil {
+		return fmt.Errorf("read CRL entries: %w", err)
+	}
+	if c, ok := r.(io.Closer); ok {
+		defer c.Close()
+	}
+	n, err := io.Copy(w, io.LimitReader(r, b.Size+1))
+	if err != nil {
+		return fmt.Errorf("read CRL entries: %w", err)
+	}
+	if n != b.Size {
+		return fmt.Errorf("CRL entries are %d octets, not the %d they were when signed", n, b.Size)
+	}
+	return nil
+}
+
+// SignedCRL is a signed CRL whose entries stay where the caller keeps them: its DER is Head, the Size octets
+// of Body, then Tail.
+type SignedCRL struct {
+	// Head holds the CertificateList and TBSCertList headers, the fields before the entries and the
+	// revokedCertificates header.
+	Head []byte
+	Body CRLBody
+	// Tail holds the crlExtensions, the signatureAlgorithm and the signature.
+	Tail []byte
+}
+
+// Size is the length of the DER CRL.
+func (c *SignedCRL) Size() int64 { return int64(len(c.Head)) + c.Body.Size + int64(len(c.Tail)) }
+
+// WriteTo writes the DER CRL to w, reading its entries from the body.
+func (c *SignedCRL) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	if _, err := cw.Write(c.Head); err != nil {
+		return cw.n, err
+	}
+	if err := c.Body.copyTo(cw); err != nil {
+		return cw.n, err
+	}
+	_, err := cw.Write(c.Tail)
+	return cw.n, err
+}
+
+// Bytes returns the DER CRL, for a CRL small enough to hold in memory.
+func (c *SignedCRL) Bytes() ([]byte, error) {
+	b := bytes.NewBuffer(make([]byte, 0, c.Size()))
+	if _, err := c.WriteTo(b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // CRLParams is everything of a CRL but its issuer and its entries.
 type CRLParams struct {
 	Number     int64
@@ -203,8 +307,8 @@ type CRLParams struct {
 	Extensions [][]byte
 }
 
-// SignCRL signs the CRL of the entries in e with the CA's key: a CA signs its own CRLs (RFC 5280 5.1.1.2, 6.3.3;
-// Keyward issues no indirect CRLs), with the cRLSign key usage of its certificate.
+// SignCRL signs the CRL of the entries in e, all held in memory, with the CA's key: a CA signs its own CRLs
+// (RFC 5280 5.1.1.2, 6.3.3; Keyward issues no indirect CRLs), with the cRLSign key usage of its certificate.
 func (i *Issuer) SignCRL(p CRLParams, e *CRLEntries) ([]byte, error) {
 	if err := i.Usable(); err != nil {
 		return nil, err
@@ -216,10 +320,36 @@ func (i *Issuer) SignCRL(p CRLParams, e *CRLEntries) ([]byte, error) {
 	return der, nil
 }
 
-// finish signs the CRL of the entries added so far and returns its DER CertificateList (RFC 5280 5.1.1). It
-// makes the checks x509.CreateRevocationList makes: the issuer may sign CRLs (cRLSign, 4.2.1.3) and has a
-// subject key identifier for the AKI (5.2.1), nextUpdate is not before thisUpdate.
+// SignCRLBody signs the CRL of the entries in body as SignCRL does, reading them once to hash the
+// TBSCertList (an Ed25519 CA reads them into memory: see maxEd25519TBS). The CRL it returns reads them again
+// when it is written out.
+func (i *Issuer) SignCRLBody(p CRLParams, body CRLBody) (*SignedCRL, error) {
+	if err := i.Usable(); err != nil {
+		return nil, err
+	}
+	crl, err := signCRLBody(i.cert, i.guard, p, body)
+	if err != nil {
+		return nil, fmt.Errorf("sign CRL %d of %s: %w", p.Number, i.ca.ID, err)
+	}
+	return crl, nil
+}
+
+// finish signs the CRL of the entries added so far and returns its DER CertificateList (RFC 5280 5.1.1).
 func (c *CRLEntries) finish(issuerCert *x509.Certificate, signer crypto.Signer, p CRLParams) ([]byte, error) {
+	if c.written > 0 {
+		return nil, errors.New("the CRL entries were written out: sign them with SignCRLBody")
+	}
+	crl, err := signCRLBody(issuerCert, signer, p, c.Body())
+	if err != nil {
+		return nil, err
+	}
+	return crl.Bytes()
+}
+
+// signCRLBody signs the CRL of the entries in body. It makes the checks x509.CreateRevocationList makes: the
+// issuer may sign CRLs (cRLSign, RFC 5280 4.2.1.3) and has a subject key identifier for the AKI (5.2.1),
+// nextUpdate is not before thisUpdate.
+func signCRLBody(issuerCert *x509.Certificate, signer crypto.Signer, p CRLParams, body CRLBody) (*SignedCRL, error) {
 	if issuerCert.KeyUsage&x509.KeyUsageCRLSign == 0 {
 		return nil, errors.New("CA certificate lacks the cRLSign key usage (RFC 5280 4.2.1.3)")
 	}
@@ -278,38 +408,37 @@ func (c *CRLEntries) finish(issuerCert *x509.Certificate, signer crypto.Signer, 
 		return nil, err
 	}
 
-	tbsContent := len(headDER) + len(tailDER)
-	if c.n > 0 {
-		// RFC 5280 5.1.2.6: with no revoked certificates, revokedCertificates is absent.
-		tbsContent += derHeaderLen(len(c.entries)) + len(c.entries)
+	if body.Size < 0 {
+		return nil, fmt.Errorf("CRL entries of %d octets", body.Size)
 	}
-	tbsLen := derHeaderLen(tbsContent) + tbsContent
-	// One buffer holds the whole CertificateList: room for its own header in front (at most 6 octets), the
-	// TBSCertList, then the signatureAlgorithm and the signature BIT STRING (the largest signature of the
-	// supported keys is an RSA one of the modulus size; 1024 octets cover RSA-8192).
-	const front = 6
-	buf := make([]byte, front, front+tbsLen+len(alg.algID)+6+1024)
-	buf = appendDERHeader(buf, 0x30, tbsContent)
-	buf = append(buf, headDER...)
-	if c.n > 0 {
-		buf = appendDERHeader(buf, 0x30, len(c.entries))
-		buf = append(buf, c.entries...)
+	// RFC 5280 5.1.2.6: with no revoked certificates, revokedCertificates is absent.
+	tbsContent := int64(len(headDER)) + int64(len(tailDER))
+	if body.Size > 0 {
+		tbsContent += int64(derHeaderLen64(body.Size)) + body.Size
 	}
-	buf = append(buf, tailDER...)
-	tbs := buf[front:]
-
-	sig, err := signTBS(signer, issuerCert.PublicKey, alg, tbs)
+	// The header holds room for the CertificateList's own header in front (filled in once the signature's
+	// length is known: at most 2+8 octets), the TBSCertList's header and its fields up to the entries.
+	const front = 10
+	hdr := make([]byte, front, front+10+len(headDER)+10)
+	hdr = appendDERHeader64(hdr, 0x30, tbsContent)
+	hdr = append(hdr, headDER...)
+	if body.Size > 0 {
+		hdr = appendDERHeader64(hdr, 0x30, body.Size)
+	}
+	sig, err := signTBS(signer, issuerCert.PublicKey, alg, hdr[front:], body, tailDER)
 	if err != nil {
 		return nil, err
 	}
-	buf = append(buf, alg.algID...)
-	buf = appendDERHeader(buf, 0x03, len(sig)+1)
-	buf = append(buf, 0) // no unused bits
-	buf = append(buf, sig...)
-	outer := len(buf) - front
-	start := front - derHeaderLen(outer)
-	appendDERHeader(buf[start:start], 0x30, outer)
-	return buf[start:], nil
+	trailer := make([]byte, 0, len(tailDER)+len(alg.algID)+6+len(sig))
+	trailer = append(trailer, tailDER...)
+	trailer = append(trailer, alg.algID...)
+	trailer = appendDERHeader(trailer, 0x03, len(sig)+1)
+	trailer = append(trailer, 0) // no unused bits
+	trailer = append(trailer, sig...)
+	outer := int64(derHeaderLen64(tbsContent)) + tbsContent + int64(len(alg.algID)) + int64(derHeaderLen(len(sig)+1)) + int64(len(sig)) + 1
+	start := front - derHeaderLen64(outer)
+	appendDERHeader64(hdr[start:start], 0x30, outer)
+	return &SignedCRL{Head: hdr[start:], Body: body, Tail: trailer}, nil
 }
 
 // addExtension writes one Extension (RFC 5280 4.1): extnID, critical only when TRUE (DER omits a DEFAULT
@@ -331,15 +460,39 @@ func ExtensionDER(oid []byte, critical bool, value []byte) ([]byte, error) {
 	return b.Bytes()
 }
 
-// signTBS signs tbs with the CA key and checks the signature before it is published, as crypto/x509 does: a
-// faulty signer (an HSM, a bit flip) must not publish a CRL that no relying party accepts. The digest of a
-// large CRL is computed once for both.
-func signTBS(signer crypto.Signer, pub crypto.PublicKey, alg crlSigAlg, tbs []byte) ([]byte, error) {
-	msg := tbs
+// maxEd25519TBS bounds the TBSCertList an Ed25519 CA signs. Ed25519 signs the message itself, not a digest:
+// PureEdDSA (RFC 8032 5.1.6, the only Ed25519 of X.509, RFC 8410 3) hashes it twice, the second time after a
+// value computed from the first, so the TBSCertList is read into memory whole, and a PKCS#11 token takes it in
+// one call (CKM_EDDSA). 1 GiB holds about 20 million entries; ECDSA and RSA CAs sign a digest computed as
+// the entries are read, in constant memory, at any size.
+const maxEd25519TBS = 1 << 30
+
+// signTBS signs the TBSCertList prefix || body || suffix with the CA key and checks the signature before it is
+// published, as crypto/x509 does: a faulty signer (an HSM, a bit flip) must not publish a CRL that no relying
+// party accepts. The digest of a large CRL is computed once for both, as the body is read.
+func signTBS(signer crypto.Signer, pub crypto.PublicKey, alg crlSigAlg, prefix []byte, body CRLBody, suffix []byte) ([]byte, error) {
+	var msg []byte
 	if alg.hash != 0 {
 		h := alg.hash.New()
-		h.Write(tbs)
+		h.Write(prefix)
+		if err := body.copyTo(h); err != nil {
+			return nil, err
+		}
+		h.Write(suffix)
 		msg = h.Sum(nil)
+	} else {
+		size := int64(len(prefix)) + body.Size + int64(len(suffix))
+		if size > maxEd25519TBS {
+			return nil, fmt.Errorf("an Ed25519 CA signs its CRL's TBSCertList from memory (RFC 8032 PureEdDSA), and this one is %d octets, more than %d: "+
+				"publish the CRLs of this many revoked certificates with an ECDSA CA", size, int64(maxEd25519TBS))
+		}
+		buf := bytes.NewBuffer(make([]byte, 0, size))
+		buf.Write(prefix)
+		if err := body.copyTo(buf); err != nil {
+			return nil, err
+		}
+		buf.Write(suffix)
+		msg = buf.Bytes()
 	}
 	sig, err := signer.Sign(rand.Reader, msg, alg.hash)
 	if err != nil {
@@ -378,6 +531,32 @@ func derHeaderLen(n int) int {
 		return 5
 	}
 	return 6
+}
+
+// derHeaderLen64 is derHeaderLen of a length that may exceed what 4 length octets hold (a CRL of more than
+// 4 GiB; X.690 8.1.3.5 allows up to 126 octets).
+func derHeaderLen64(n int64) int {
+	if n < 1<<32 {
+		return derHeaderLen(int(n))
+	}
+	l := 2
+	for ; n > 0; n >>= 8 {
+		l++
+	}
+	return l
+}
+
+// appendDERHeader64 is appendDERHeader of a length that may exceed 4 octets.
+func appendDERHeader64(b []byte, tag byte, n int64) []byte {
+	if n < 1<<32 {
+		return appendDERHeader(b, tag, int(n))
+	}
+	octets := derHeaderLen64(n) - 2
+	b = append(b, tag, 0x80|byte(octets))
+	for i := octets - 1; i >= 0; i-- {
+		b = append(b, byte(n>>(8*i)))
+	}
+	return b
 }
 
 // appendDERHeader appends the identifier octet tag and the DER definite length n (X.690 8.1.3).

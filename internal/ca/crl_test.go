@@ -9,6 +9,7 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/big"
 	mrand "math/rand/v2"
 	"strings"
@@ -352,4 +353,152 @@ func BenchmarkCRLEncode(b *testing.B) {
 			referenceCRL(b, ca, 1, 0, now, now.Add(time.Hour), entries)
 		}
 	})
+}
+
+// encodeCRLBody signs entries as a large CRL is signed: the encoder writes them out in pieces of about
+// flush octets (CRLEntries.WriteTo), and the CRL is signed over the body that reads them back.
+func encodeCRLBody(t testing.TB, ca *crlCA, number, baseNumber int64, thisUpdate, nextUpdate time.Time, entries []store.RevocationEntry, flush int) *SignedCRL {
+	t.Helper()
+	var enc CRLEntries
+	var spool bytes.Buffer
+	for _, e := range entries {
+		at := thisUpdate
+		if e.RevokedAt != nil {
+			at = *e.RevokedAt
+		}
+		if err := enc.Add(e.Serial, at, e.Reason, e.InvalidityDate); err != nil {
+			t.Fatal(err)
+		}
+		if enc.Buffered() >= flush {
+			if _, err := enc.WriteTo(&spool); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := enc.WriteTo(&spool); err != nil {
+		t.Fatal(err)
+	}
+	if enc.Len() != len(entries) || enc.Buffered() != 0 {
+		t.Fatalf("encoder holds %d entries, %d octets buffered; want %d, 0", enc.Len(), enc.Buffered(), len(entries))
+	}
+	var exts [][]byte
+	for _, e := range crlExtensions(t, ca, baseNumber) {
+		oid, err := asn1.Marshal(e.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := ExtensionDER(oid[2:], e.Critical, e.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts = append(exts, der)
+	}
+	body := CRLBody{Size: int64(spool.Len()), Open: func() (io.Reader, error) { return bytes.NewReader(spool.Bytes()), nil }}
+	crl, err := signCRLBody(ca.cert, ca.signer, CRLParams{Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Extensions: exts}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+// TestCRLBodyMatchesX509: a CRL signed over entries written out in pieces is, byte for byte up to the
+// signature, the one x509.CreateRevocationList makes of the same entries, and the one SignCRL makes of them
+// in memory; with a deterministic signature (Ed25519, RSA PKCS #1 v1.5) all of it.
+func TestCRLBodyMatchesX509(t *testing.T) {
+	this := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	var entries []store.RevocationEntry
+	for i := range 4000 {
+		b := make([]byte, 1+rng.IntN(20))
+		for j := range b {
+			b[j] = byte(rng.UintN(256))
+		}
+		at := this.Add(-time.Duration(rng.Int64N(int64(400 * 24 * time.Hour))))
+		e := store.RevocationEntry{Serial: hex.EncodeToString(b), Reason: []int{0, 1, 4, 5, 6, 9}[i%6], RevokedAt: &at}
+		if i%7 == 2 {
+			e.InvalidityDate = tp(at.Add(-time.Hour))
+		}
+		entries = append(entries, e)
+	}
+	for _, kind := range []string{"P-256", "P-384", "Ed25519", "RSA-2048"} {
+		ca := testCA(t, kind, false)
+		for _, flush := range []int{1, 100, 64 << 10, 1 << 30} {
+			t.Run(fmt.Sprintf("%s/flush=%d", kind, flush), func(t *testing.T) {
+				crl := encodeCRLBody(t, ca, 42, 0, this, this.Add(48*time.Hour), entries, flush)
+				var out bytes.Buffer
+				n, err := crl.WriteTo(&out)
+				if err != nil || n != crl.Size() || int64(out.Len()) != crl.Size() {
+					t.Fatalf("WriteTo: %d octets of %d, %v", n, crl.Size(), err)
+				}
+				compareCRLs(t, ca, out.Bytes(), referenceCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries))
+				whole := encodeCRL(t, ca, 42, 0, this, this.Add(48*time.Hour), entries)
+				if kind == "Ed25519" || kind == "RSA-2048" {
+					if !bytes.Equal(out.Bytes(), whole) {
+						t.Fatal("the CRL signed over a body differs from the one signed in memory")
+					}
+				}
+			})
+		}
+	}
+	// No entries: revokedCertificates is absent (RFC 5280 5.1.2.6), as in memory.
+	ca := testCA(t, "Ed25519", false)
+	empty := encodeCRLBody(t, ca, 1, 0, this, this.Add(time.Hour), nil, 1)
+	der, err := empty.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(der, encodeCRL(t, ca, 1, 0, this, this.Add(time.Hour), nil)) {
+		t.Fatal("an empty CRL signed over a body differs from the one signed in memory")
+	}
+}
+
+// TestCRLBodyMisuse: entries that were written out cannot be signed as if they were in memory, and a body
+// whose length changes between signing and writing out fails rather than publish a CRL whose signature
+// covers other bytes.
+func TestCRLBodyMisuse(t *testing.T) {
+	ca := testCA(t, "P-256", false)
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var enc CRLEntries
+	if err := enc.Add("4a", at, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.WriteTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.finish(ca.cert, ca.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(time.Hour)}); err == nil {
+		t.Fatal("signed in memory the entries that were written out")
+	}
+	data := []byte{0x30, 0x03, 0x02, 0x01, 0x4a}
+	body := CRLBody{Size: int64(len(data)), Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}
+	crl, err := signCRLBody(ca.cert, ca.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(time.Hour)}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, 0x30, 0x00)
+	if _, err := crl.WriteTo(io.Discard); err == nil {
+		t.Fatal("wrote out a CRL whose entries grew after it was signed")
+	}
+	short := CRLBody{Size: 9, Open: func() (io.Reader, error) { return bytes.NewReader(data[:5]), nil }}
+	if _, err := signCRLBody(ca.cert, ca.signer, CRLParams{Number: 1, ThisUpdate: at, NextUpdate: at.Add(time.Hour)}, short); err == nil {
+		t.Fatal("signed a body shorter than its size")
+	}
+}
+
+// TestDERHeader64 checks the definite lengths of elements past 4 GiB (a CRL of a hundred million entries)
+// against X.690 8.1.3.5: the fewest octets, big-endian, after 0x80|count.
+func TestDERHeader64(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want []byte
+	}{
+		{0x7f, []byte{0x30, 0x7f}},
+		{0xffffffff, []byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff}},
+		{1 << 32, []byte{0x30, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00}},
+		{0x0123456789ab, []byte{0x30, 0x86, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab}},
+	} {
+		got := appendDERHeader64(nil, 0x30, tc.n)
+		if !bytes.Equal(got, tc.want) || derHeaderLen64(tc.n) != len(tc.want) {
+			t.Errorf("length %#x: %x (%d octets), want %x", tc.n, got, derHeaderLen64(tc.n), tc.want)
+		}
+	}
 }

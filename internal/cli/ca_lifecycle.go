@@ -46,7 +46,7 @@ replaced by a root rollover.`,
 			}
 			crlNote := "its root is offline: its CRL lists the CA from the next CRL ceremony ('keyward ca crl-request')"
 			if root, err := n.Store.GetCA(cmd.Context(), row.ParentID); err == nil && root.KeyURI != "" {
-				crl, err := svc.PublishCRLs(cmd.Context(), root.ID, revocation.CRLConfig{BaseURL: baseURL})
+				crl, err := svc.PublishCRLs(cmd.Context(), root.ID, revocation.CRLConfig{BaseURL: baseURL, SpoolDir: n.Dir})
 				if err != nil {
 					return fmt.Errorf("CA %s is revoked, but re-signing the CRL of %s failed (a running server publishes it): %w", row.ID, root.ID, err)
 				}

@@ -208,7 +208,7 @@ operators and tests.`,
 				return err
 			}
 			defer n.Close()
-			cfg := revocation.CRLConfig{BaseURL: baseURL}
+			cfg := revocation.CRLConfig{BaseURL: baseURL, SpoolDir: n.Dir}
 			var row *store.PublishedCRL
 			if delta {
 				row, err = svc.PublishDelta(cmd.Context(), caID, cfg)
@@ -219,19 +219,19 @@ operators and tests.`,
 				return err
 			}
 			if out != "" {
-				if err := os.WriteFile(out, row.DER, 0o644); err != nil {
+				if err := writeCRLFile(cmd.Context(), svc, row, out); err != nil {
 					return err
 				}
 			}
 			if g.json {
 				return g.printJSON(map[string]any{"ca": caID, "number": row.Number, "delta": row.Delta, "base_number": row.BaseNumber, "entries": row.Entries,
-					"this_update": row.ThisUpdate, "next_update": row.NextUpdate, "bytes": len(row.DER)})
+					"this_update": row.ThisUpdate, "next_update": row.NextUpdate, "bytes": row.Size})
 			}
 			kind := "complete CRL"
 			if row.Delta {
 				kind = fmt.Sprintf("delta CRL (base %d)", row.BaseNumber)
 			}
-			fmt.Fprintf(g.env.Stdout, "%s %d of %s: %d entries, %d bytes, next update %s\n", kind, row.Number, caID, row.Entries, len(row.DER), row.NextUpdate.Format(time.RFC3339))
+			fmt.Fprintf(g.env.Stdout, "%s %d of %s: %d entries, %d bytes, next update %s\n", kind, row.Number, caID, row.Entries, row.Size, row.NextUpdate.Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -241,6 +241,19 @@ operators and tests.`,
 	c.Flags().StringVar(&baseURL, "public-url", "http://127.0.0.1:8080", "public listener URL as certificates name it (for freshestCRL)")
 	g.addJSON(c)
 	return c
+}
+
+// writeCRLFile writes the DER of a published CRL to path, streamed from the store for a CRL stored in chunks.
+func writeCRLFile(ctx context.Context, svc *revocation.Service, row *store.PublishedCRL, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := svc.WriteCRL(ctx, row, f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func revocationFilterCmd(g *globals) *cobra.Command {
@@ -479,9 +492,13 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 		return srv.Serve(ctx, ln, cert, grace)
 	}
 	svc := revocation.New(n.RA, n.CA, n.Store)
-	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta})
+	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta, SpoolDir: n.Dir})
 	publisher.Observe = func(c *store.PublishedCRL) {
-		m.CRL(c.IssuerID, c.Delta, metrics.CRLState{ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Bytes: len(c.DER), Entries: c.Entries})
+		size := c.Size
+		if size == 0 {
+			size = int64(len(c.DER))
+		}
+		m.CRL(c.IssuerID, c.Delta, metrics.CRLState{ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Bytes: int(size), Entries: c.Entries})
 	}
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)

@@ -6,7 +6,9 @@ package ra
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
@@ -37,6 +39,64 @@ func (r *RA) RecordCRLs(ctx context.Context, crls ...*store.PublishedCRL) error 
 		}
 		return nil
 	})
+}
+
+// crlChunksPerTx is how many chunks of a large CRL one transaction stores: the database's write lock is held for
+// a few megabytes at a time, never for a whole CRL of millions of entries, and SQLite's write-ahead log can
+// start over between them instead of growing by the size of the CRL.
+const crlChunksPerTx = 4
+
+// StoreCRLChunks stores the DER CRL that der reads as chunks of store.CRLChunkSize, a few per transaction, and
+// returns its size; RecordCRLs then stores the CRL itself (with that size and no DER), which makes them
+// visible. Only one chunk is in memory at a time. Chunks of a publication that fails before RecordCRLs are
+// pruned with the CRLs published after it.
+func (r *RA) StoreCRLChunks(ctx context.Context, issuerID string, delta bool, number int64, der io.Reader) (int64, error) {
+	buf := make([]byte, store.CRLChunkSize)
+	var size int64
+	for seq, done := 0, false; !done; {
+		err := r.counter(ctx, func(tx store.Tx) error {
+			for range crlChunksPerTx {
+				n, err := io.ReadFull(der, buf)
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					done = true
+				} else if err != nil {
+					return fmt.Errorf("read CRL %d of %s: %w", number, issuerID, err)
+				}
+				if n > 0 {
+					if err := tx.InsertCRLChunk(ctx, issuerID, delta, number, seq, buf[:n]); err != nil {
+						return err
+					}
+					seq++
+					size += int64(n)
+				}
+				if done {
+					return nil
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return size, nil
+}
+
+// PruneCRLChunks deletes the chunks of issuerID's CRLs of that kind that are no longer stored, a few per
+// transaction: deleting a chunk reads it whole, and a CRL of ten million entries has hundreds of them, which
+// must not hold the write lock at once. Called after RecordCRLs; chunks it misses (a crash) go next time.
+func (r *RA) PruneCRLChunks(ctx context.Context, issuerID string, delta bool) error {
+	for {
+		var n int
+		err := r.counter(ctx, func(tx store.Tx) error {
+			var err error
+			n, err = tx.PruneCRLChunks(ctx, issuerID, delta, 4*crlChunksPerTx)
+			return err
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+	}
 }
 
 // NextFilterVersion takes the next version number of the revocation filters of scope.

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +29,11 @@ type CRLConfig struct {
 	// DeltaInterval is how often a delta CRL is issued when nothing changes (default 1h); revocations
 	// trigger one at once. Its nextUpdate is twice the interval.
 	DeltaInterval time.Duration
+	// SpoolDir is where a CRL's entries are kept while it is built, once they pass a megabyte (default the
+	// system's temporary directory, $TMPDIR). A CRL of ten million entries spools about 450 MB; the files are
+	// removed from the directory as soon as they are created. Name a disk-backed directory: on a tmpfs the
+	// spool would sit in memory.
+	SpoolDir string
 }
 
 func (c *CRLConfig) defaults() {
@@ -39,6 +46,9 @@ func (c *CRLConfig) defaults() {
 	}
 	if c.DeltaInterval <= 0 {
 		c.DeltaInterval = time.Hour
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
 	}
 }
 
@@ -53,7 +63,10 @@ func DeltaCRLPath(caCert *x509.Certificate) string {
 
 // PublishCRLs issues a complete CRL for CA caID and, at the same time and with the same CRL number (RFC 5280
 // 5.2.3: a complete and a delta CRL issued together share their number), an empty delta CRL referring to it,
-// so that a delta is never served without its base. Both are stored in one transaction.
+// so that a delta is never served without its base. Both are stored in one transaction; a complete CRL larger
+// than store.CRLChunkSize is stored in chunks before it. Its memory does not grow with the number of entries:
+// they are read, encoded, signed and stored a part at a time (crlbuild.go). The row returned holds the DER
+// only for a CRL stored whole; OpenCRL reads either kind.
 func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (*store.PublishedCRL, error) {
 	cfg.defaults()
 	iss, err := s.ca.StatusIssuer(ctx, caID)
@@ -69,39 +82,76 @@ func (s *Service) PublishCRLs(ctx context.Context, caID string, cfg CRLConfig) (
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
-	// The entries are encoded as the walk yields them (crlencode.go): a million revoked certificates are never
-	// held as a million Go values.
-	var entries ca.CRLEntries
-	err = s.rs.WalkRevoked(ctx, caID, now, func(e *store.RevocationEntry) error { return addCRLEntry(&entries, e, now) })
+	start := time.Now()
+	body, err := s.encodeRevoked(ctx, caID, now, cfg.SpoolDir)
 	if err != nil {
 		return nil, err
 	}
+	defer body.close()
 	if iss.CA().Kind == store.CAKindRoot {
-		// A root's CRL lists the CAs below it that it revoked.
+		// A root's CRL lists the CAs below it that it revoked, after its other entries.
 		revoked, err := s.ra.RevokedChildren(ctx, caID)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range revoked {
-			if err := addCRLEntry(&entries, e, now); err != nil {
-				return nil, err
-			}
+		if err := body.appendEntries(now, cfg.SpoolDir, revoked); err != nil {
+			return nil, err
 		}
 	}
-	full, err := signCRL(iss, number, 0, now, now.Add(2*cfg.FullInterval), &entries, cfg)
+	full, err := signCRL(iss, number, 0, now, now.Add(2*cfg.FullInterval), body.body(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	delta, err := signCRL(iss, number, number, now, now.Add(2*cfg.DeltaInterval), &ca.CRLEntries{}, cfg)
+	var empty ca.CRLEntries
+	delta, err := signCRL(iss, number, number, now, now.Add(2*cfg.DeltaInterval), empty.Body(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: entries.Len(), DER: full, CreatedAt: now}
-	deltaRow := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval), MaxSeq: head, DER: delta, CreatedAt: now}
+	fullRow := &store.PublishedCRL{IssuerID: caID, Number: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.FullInterval), MaxSeq: head, Entries: body.entries, CreatedAt: now}
+	deltaRow := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval), MaxSeq: head, CreatedAt: now}
+	if err := s.storeCRL(ctx, fullRow, full); err != nil {
+		return nil, err
+	}
+	if err := s.storeCRL(ctx, deltaRow, delta); err != nil {
+		return nil, err
+	}
 	if err := s.ra.RecordCRLs(ctx, fullRow, deltaRow); err != nil {
 		return nil, err
 	}
+	s.pruneChunks(ctx, caID, false)
+	s.log.InfoContext(ctx, "complete CRL published", "ca", caID, "number", number, "entries", fullRow.Entries, "bytes", fullRow.Size,
+		"seconds", time.Since(start).Seconds())
 	return fullRow, nil
+}
+
+// pruneChunks deletes the chunks of the CRLs that the one just recorded replaced. The CRL is published
+// whatever happens here: a failure is logged, and the next publication prunes what is left.
+func (s *Service) pruneChunks(ctx context.Context, caID string, delta bool) {
+	if err := s.ra.PruneCRLChunks(ctx, caID, delta); err != nil {
+		s.log.WarnContext(ctx, "pruning the chunks of replaced CRLs", "ca", caID, "delta", delta, "err", err)
+	}
+}
+
+// storeCRL puts the signed crl in row: its DER if it fits in one chunk, else it stores its chunks now, for
+// RecordCRLs to make visible with the row.
+func (s *Service) storeCRL(ctx context.Context, row *store.PublishedCRL, crl *ca.SignedCRL) error {
+	row.Size = crl.Size()
+	if row.Size <= store.CRLChunkSize {
+		der, err := crl.Bytes()
+		row.DER = der
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := crl.WriteTo(pw); pw.CloseWithError(err) }()
+	n, err := s.ra.StoreCRLChunks(ctx, row.IssuerID, row.Delta, row.Number, pr)
+	_ = pr.CloseWithError(errors.New("CRL chunks stored"))
+	if err != nil {
+		return err
+	}
+	if n != row.Size {
+		return fmt.Errorf("CRL %d of %s: stored %d octets of %d", row.Number, row.IssuerID, n, row.Size)
+	}
+	return nil
 }
 
 // PublishDelta issues a delta CRL against the newest complete CRL of caID: every certificate whose
@@ -126,28 +176,36 @@ func (s *Service) PublishDelta(ctx context.Context, caID string, cfg CRLConfig) 
 		return nil, err
 	}
 	now := s.now().Truncate(time.Second)
-	var entries ca.CRLEntries
-	err = s.rs.WalkRevocationChanges(ctx, caID, base.MaxSeq, func(e *store.RevocationEntry) error {
-		if e.NotAfter.Before(now) {
-			return nil
-		}
-		if e.Status != store.CertStatusRevoked {
-			// Released from hold after the base: RFC 5280 5.3.1 removeFromCRL, only in delta CRLs.
-			e = &store.RevocationEntry{Serial: e.Serial, Reason: store.ReasonRemoveFromCRL, RevokedAt: &now}
-		}
-		return addCRLEntry(&entries, e, now)
+	body, err := encodeWalk(now, cfg.SpoolDir, func(add func(*store.RevocationEntry) error) error {
+		return s.rs.WalkRevocationChanges(ctx, caID, base.MaxSeq, func(e *store.RevocationEntry) error {
+			if e.NotAfter.Before(now) {
+				return nil
+			}
+			if e.Status != store.CertStatusRevoked {
+				// Released from hold after the base: RFC 5280 5.3.1 removeFromCRL, only in delta CRLs.
+				e = &store.RevocationEntry{Serial: e.Serial, Reason: store.ReasonRemoveFromCRL, RevokedAt: &now}
+			}
+			return add(e)
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	der, err := signCRL(iss, number, base.Number, now, now.Add(2*cfg.DeltaInterval), &entries, cfg)
+	defer body.close()
+	crl, err := signCRL(iss, number, base.Number, now, now.Add(2*cfg.DeltaInterval), body.body(), cfg)
 	if err != nil {
 		return nil, err
 	}
 	row := &store.PublishedCRL{IssuerID: caID, Number: number, Delta: true, BaseNumber: base.Number, ThisUpdate: now, NextUpdate: now.Add(2 * cfg.DeltaInterval),
-		MaxSeq: head, Entries: entries.Len(), DER: der, CreatedAt: now}
+		MaxSeq: head, Entries: body.entries, CreatedAt: now}
+	if err := s.storeCRL(ctx, row, crl); err != nil {
+		return nil, err
+	}
 	if err := s.ra.RecordCRLs(ctx, row); err != nil {
 		return nil, err
+	}
+	if row.Chunked() {
+		s.pruneChunks(ctx, caID, true)
 	}
 	return row, nil
 }
@@ -162,16 +220,16 @@ func addCRLEntry(c *ca.CRLEntries, e *store.RevocationEntry, now time.Time) erro
 	return c.Add(e.Serial, at, e.Reason, e.InvalidityDate)
 }
 
-// signCRL has CA iss sign the CRL of the entries in enc. baseNumber 0 makes a complete CRL carrying
+// signCRL has CA iss sign the CRL of the entries in body. baseNumber 0 makes a complete CRL carrying
 // freshestCRL; otherwise a delta CRL carrying the critical delta CRL indicator. Both carry the same issuing
 // distribution point, as a delta and its base must (RFC 5280 5.2.4).
-func signCRL(iss *ca.Issuer, number, baseNumber int64, thisUpdate, nextUpdate time.Time, enc *ca.CRLEntries, cfg CRLConfig) ([]byte, error) {
+func signCRL(iss *ca.Issuer, number, baseNumber int64, thisUpdate, nextUpdate time.Time, body ca.CRLBody, cfg CRLConfig) (*ca.SignedCRL, error) {
 	exts, err := crlExtensions(iss, baseNumber, cfg)
 	if err != nil {
 		return nil, err
 	}
 	// RFC 5280 5.1.2.5: conforming CRL issuers include nextUpdate.
-	return iss.SignCRL(ca.CRLParams{Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Extensions: exts}, enc)
+	return iss.SignCRLBody(ca.CRLParams{Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Extensions: exts}, body)
 }
 
 // crlExtensions returns the DER Extensions of a CA's CRL that follow the AKI and CRL number.

@@ -18,6 +18,10 @@
 // Revocation filters are not X.509 objects, so no RFC binds their signer: they are signed by a key of purpose
 // crl-signing whose certificate, issued by the CA, carries id-kp-documentSigning (RFC 9336).
 //
+// A CRL of millions of entries is built in memory that does not grow with them (crlbuild.go): the store is read
+// in ranges of serials at once, the entries are spooled to temporary files in CRLConfig.SpoolDir, the CA signs
+// a digest computed as they are read back, and the CRL is stored and served in chunks.
+//
 // It may import internal/ra (the store reader, delegates, and recording what it publishes), internal/ca (the
 // CA signing handles), internal/store (records), internal/hierarchy and internal/profile (names and paths), and
 // pkg/revocation/filter. It must never open a store transaction, open a keystore signer, or change a

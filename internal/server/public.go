@@ -6,8 +6,11 @@ package server
 // authentication and accepts no state change: GET and HEAD for objects, and GET and POST for OCSP.
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +47,14 @@ type publicObject struct {
 	data        []byte
 	contentType string
 	maxAge      time.Duration
+	// crl is set for a CRL: served with http.ServeContent (conditional and range requests), from data if it
+	// is stored whole, else read from the store a chunk at a time.
+	crl *store.PublishedCRL
+}
+
+// crlObject is the served object of a published CRL.
+func crlObject(c *store.PublishedCRL) publicObject {
+	return publicObject{data: c.DER, contentType: "application/pkix-crl", maxAge: maxAge(c), crl: c}
 }
 
 // NewPublic returns the public listener's handler state for the CAs of hier, published by svc. Call Reload
@@ -86,10 +97,10 @@ func (p *Public) Reload(ctx context.Context) error {
 			return err
 		}
 		id := profile.IssuerID(pair.CA)
-		objs["/ca/"+id+".crt"] = publicObject{ca.CertDER, "application/pkix-cert", 24 * time.Hour}
-		objs[revocation.CRLPath(pair.CA)] = publicObject{pair.Full.DER, "application/pkix-crl", maxAge(pair.Full)}
+		objs["/ca/"+id+".crt"] = publicObject{data: ca.CertDER, contentType: "application/pkix-cert", maxAge: 24 * time.Hour}
+		objs[revocation.CRLPath(pair.CA)] = crlObject(pair.Full)
 		if pair.Delta != nil {
-			objs[revocation.DeltaCRLPath(pair.CA)] = publicObject{pair.Delta.DER, "application/pkix-crl", maxAge(pair.Delta)}
+			objs[revocation.DeltaCRLPath(pair.CA)] = crlObject(pair.Delta)
 		}
 	}
 	for _, env := range p.hier.EnvironmentNames() {
@@ -104,7 +115,7 @@ func (p *Public) Reload(ctx context.Context) error {
 			} else if err != nil {
 				return err
 			}
-			objs["/filter/"+scope+".kwf"] = publicObject{f.Data, "application/octet-stream", time.Hour}
+			objs["/filter/"+scope+".kwf"] = publicObject{data: f.Data, contentType: "application/octet-stream", maxAge: time.Hour}
 		}
 	}
 	p.mu.Lock()
@@ -138,7 +149,26 @@ func (p *Public) object(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", o.contentType)
 	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(o.maxAge.Seconds())))
-	_, _ = w.Write(o.data)
+	if o.crl == nil {
+		_, _ = w.Write(o.data)
+		return
+	}
+	// A client that has this CRL gets 304 Not Modified (If-None-Match), and one resuming the download of a CRL
+	// of millions of entries asks for a range. No Last-Modified: two CRLs of one CA may be issued within the
+	// same second (thisUpdate's precision), and If-Modified-Since would then keep the older one.
+	w.Header().Set("ETag", crlETag(o.crl))
+	content := io.ReadSeeker(bytes.NewReader(o.data))
+	if o.crl.Chunked() {
+		content = p.svc.OpenCRL(r.Context(), o.crl)
+	}
+	http.ServeContent(w, r, "", time.Time{}, content)
+}
+
+// crlETag is the strong entity tag of a published CRL: its issuer, kind and number name one DER (a CA never
+// reuses a CRL number, RFC 5280 5.2.3), and its thisUpdate and size guard against a database recreated since.
+func crlETag(c *store.PublishedCRL) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%t\x00%d\x00%d\x00%d", c.IssuerID, c.Delta, c.Number, c.ThisUpdate.Unix(), c.Size)))
+	return `"` + hex.EncodeToString(sum[:12]) + `"`
 }
 
 // ocspPost answers RFC 6960 A.1 POST: the DER request is the body.

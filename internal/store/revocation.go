@@ -106,6 +106,12 @@ type CertStatus struct {
 	NotAfter time.Time
 }
 
+// CRLChunkSize is the size of the pieces a large CRL is stored in. A CRL of at most this size is stored whole
+// in its PublishedCRL; a larger one in chunks of this size (the last one shorter), written before its
+// PublishedCRL and read back one at a time, so that neither publishing nor serving a CRL of millions of entries
+// holds it in memory.
+const CRLChunkSize = 1 << 20
+
 // PublishedCRL is a signed CRL as published.
 type PublishedCRL struct {
 	IssuerID string
@@ -117,10 +123,31 @@ type PublishedCRL struct {
 	ThisUpdate time.Time
 	NextUpdate time.Time
 	// MaxSeq is the revocation change sequence number the CRL is complete up to.
-	MaxSeq    int64
-	Entries   int
+	MaxSeq  int64
+	Entries int
+	// Size is the length of the DER CRL; InsertCRL takes 0 to mean len(DER).
+	Size int64
+	// DER is the CRL if it is stored whole (as the publisher stores those of at most CRLChunkSize, and an
+	// imported root CRL); nil for a CRL stored in chunks (Chunked), which ReadCRLChunk reads.
 	DER       []byte
 	CreatedAt time.Time
+}
+
+// Chunked reports whether the CRL is stored in chunks rather than whole in DER.
+func (c *PublishedCRL) Chunked() bool { return int64(len(c.DER)) < c.Size }
+
+// CRLChunks is the number of chunks of CRLChunkSize that a CRL of size octets is stored in.
+func CRLChunks(size int64) int { return int((size + CRLChunkSize - 1) / CRLChunkSize) }
+
+// RevokedQuery selects the revoked certificates of one CA that a complete CRL lists, or those in one range of
+// serials, so that a large CRL can be read several ranges at once.
+type RevokedQuery struct {
+	IssuerID string
+	// NotAfterFrom leaves out the certificates that expired before it.
+	NotAfterFrom time.Time
+	// After and UpTo bound the serials as stored, compared octet by octet: After < serial <= UpTo, with an empty
+	// UpTo unbounded. Ranges ("", b1], (b1, b2], ... (bk, ""] with increasing bounds cover every serial once.
+	After, UpTo string
 }
 
 // RevocationSigner is a delegated signing certificate for revocation data of one CA: the OCSP responder
@@ -155,8 +182,19 @@ type RevocationTx interface {
 	// NextCRLNumber returns the next CRL number of issuerID: 1, 2, ... shared by its complete and delta CRLs
 	// (RFC 5280 5.2.3 and 5.2.4).
 	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
-	// InsertCRL stores a published CRL and prunes all but the newest few of its kind for that issuer.
+	// InsertCRL stores a published CRL and prunes all but the newest few of its kind for that issuer (their
+	// chunks go with PruneCRLChunks). A CRL stored in chunks (Chunked) needs every chunk inserted first, in this
+	// transaction or an earlier one; a chunk missing or of the wrong size fails it.
 	InsertCRL(ctx context.Context, c *PublishedCRL) error
+	// InsertCRLChunk stores octets [seq*CRLChunkSize, seq*CRLChunkSize+len(data)) of the DER of CRL number of
+	// issuerID (a complete CRL, or a delta one) before InsertCRL stores the CRL itself; every chunk but the last
+	// is CRLChunkSize long.
+	InsertCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int, data []byte) error
+	// PruneCRLChunks deletes up to limit chunks of issuerID's CRLs of that kind that are no longer stored (those
+	// InsertCRL pruned, and those of publications that failed before storing their CRL: every chunk numbered
+	// below the oldest CRL stored), and returns how many it deleted. Chunks being written for a CRL not stored
+	// yet are numbered above every stored one, so they stay.
+	PruneCRLChunks(ctx context.Context, issuerID string, delta bool, limit int) (int, error)
 	// InsertRevocationSigner stores a delegated signer (ErrExists for a duplicate key URI).
 	InsertRevocationSigner(ctx context.Context, s *RevocationSigner) error
 	// NextFilterVersion returns the next version number of the filters of scope.
@@ -172,9 +210,12 @@ type RevocationStore interface {
 	WalkCertStatus(ctx context.Context, q CertQuery, fn func(*CertStatus) error) error
 	// CountCertificates counts the certificates matching q.
 	CountCertificates(ctx context.Context, q CertQuery) (int64, error)
-	// WalkRevoked calls fn for every revoked certificate of issuerID not expired before notAfterFrom, in serial
-	// order.
-	WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*RevocationEntry) error) error
+	// WalkRevoked calls fn for every revoked certificate that q selects, in serial order (octet by octet). fn
+	// must not keep the entry: the walk reuses it.
+	WalkRevoked(ctx context.Context, q RevokedQuery, fn func(*RevocationEntry) error) error
+	// RevokedSerialRange returns the lowest and highest serial of the revoked certificates of issuerID, expired
+	// ones included ("" and "" if there are none): where to split a walk into ranges.
+	RevokedSerialRange(ctx context.Context, issuerID string) (first, last string, err error)
 	// WalkRevocationChanges calls fn for every certificate of issuerID whose revocation state changed after
 	// sequence number afterSeq (revoked, or released from hold), in Seq order.
 	WalkRevocationChanges(ctx context.Context, issuerID string, afterSeq int64, fn func(*RevocationEntry) error) error
@@ -182,6 +223,9 @@ type RevocationStore interface {
 	RevocationHead(ctx context.Context) (int64, error)
 	// LatestCRL returns the newest complete (delta false) or delta CRL of issuerID (ErrNotFound if none).
 	LatestCRL(ctx context.Context, issuerID string, delta bool) (*PublishedCRL, error)
+	// ReadCRLChunk returns chunk seq of a CRL stored in chunks (ErrNotFound if there is none, as when the CRL
+	// was pruned after newer ones replaced it).
+	ReadCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int) ([]byte, error)
 	// LatestRevocationSigner returns the newest delegated signer of issuerID for purpose (ErrNotFound if none).
 	LatestRevocationSigner(ctx context.Context, issuerID, purpose string) (*RevocationSigner, error)
 	// GetFilter returns the filter of scope with that version and base version (ErrNotFound if none).

@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/sqlrecord"
@@ -99,6 +102,13 @@ func (t *tx) NextFilterVersion(ctx context.Context, scope string) (int64, error)
 
 // InsertCRL implements store.RevocationTx.
 func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
+	var chunks, octets int64
+	if err := t.tx.QueryRow(ctx, sqlrecord.CRLChunkTotals, c.IssuerID, c.Delta, c.Number).Scan(&chunks, &octets); err != nil {
+		return fmt.Errorf("insert CRL %d of %s: count chunks: %w", c.Number, c.IssuerID, err)
+	}
+	if err := sqlrecord.CheckCRLChunks(c, chunks, octets); err != nil {
+		return fmt.Errorf("insert %w", err)
+	}
 	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCRL+` ON CONFLICT DO NOTHING`, codec.CRLArgs(c)...)
 	switch {
 	case pgCode(err) == foreignKeyViolation:
@@ -111,6 +121,29 @@ func (t *tx) InsertCRL(ctx context.Context, c *store.PublishedCRL) error {
 	_, err = t.tx.Exec(ctx, sqlrecord.PruneCRLs, c.IssuerID, c.Delta, keepCRLs)
 	if err != nil {
 		return fmt.Errorf("prune CRLs of %s: %w", c.IssuerID, err)
+	}
+	return nil
+}
+
+// PruneCRLChunks implements store.RevocationTx.
+func (t *tx) PruneCRLChunks(ctx context.Context, issuerID string, delta bool, limit int) (int, error) {
+	tag, err := t.tx.Exec(ctx, sqlrecord.PruneCRLChunks, issuerID, delta, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune CRL chunks of %s: %w", issuerID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// InsertCRLChunk implements store.RevocationTx.
+func (t *tx) InsertCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int, data []byte) error {
+	tag, err := t.tx.Exec(ctx, sqlrecord.InsertCRLChunk+` ON CONFLICT DO NOTHING`, issuerID, delta, number, seq, data)
+	switch {
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert chunk %d of CRL %d: issuer CA %q: %w", seq, number, issuerID, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("insert chunk %d of CRL %d of %s: %w", seq, number, issuerID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("insert chunk %d of CRL %d of %s: %w", seq, number, issuerID, store.ErrExists)
 	}
 	return nil
 }
@@ -173,44 +206,73 @@ func (s *Store) CountCertificates(ctx context.Context, q store.CertQuery) (int64
 }
 
 // revokedPage is the number of rows WalkRevoked reads per query: a CRL walks every revoked certificate of a
-// CA (a million in the CRL benchmark), so pages are large.
-const revokedPage = 20000
+// CA (millions in the CRL benchmark), several serial ranges at once, so pages are large.
+const revokedPage = 8192
 
 // walkRevokedQuery reads only what a CRL entry needs (RFC 5280 5.1.2.6) along the partial index
 // certificates_revoked (0003_revocation.sql), in serial order with no sort. The status is a literal so that
-// the planner can match the index's predicate for any plan, generic or custom.
-const walkRevokedQuery = `SELECT ` + sqlrecord.CRLEntryColumns + ` FROM certificates
-	WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' AND serial > $2 AND not_after >= $3
-	ORDER BY serial LIMIT $4`
+// the planner can match the index's predicate for any plan, generic or custom. walkRevokedRangeQuery also
+// bounds the serial from above, as the index range's end.
+const (
+	walkRevokedSelect = `SELECT ` + sqlrecord.CRLEntryColumns + ` FROM certificates
+	WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' AND not_after >= $2 AND serial > $3`
+	walkRevokedQuery      = walkRevokedSelect + ` ORDER BY serial LIMIT $4`
+	walkRevokedRangeQuery = walkRevokedSelect + ` AND serial <= $4 ORDER BY serial LIMIT $5`
+	firstRevokedQuery     = `SELECT serial FROM certificates WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' ORDER BY serial LIMIT 1`
+	lastRevokedQuery      = `SELECT serial FROM certificates WHERE issuer_id = $1 AND status = '` + store.CertStatusRevoked + `' ORDER BY serial DESC LIMIT 1`
+)
 
 // WalkRevoked implements store.RevocationStore. The entries of one page share one allocation.
-func (s *Store) WalkRevoked(ctx context.Context, issuerID string, notAfterFrom time.Time, fn func(*store.RevocationEntry) error) error {
+func (s *Store) WalkRevoked(ctx context.Context, q store.RevokedQuery, fn func(*store.RevocationEntry) error) error {
 	// fn's own error is returned as it is; a read's names the walk.
-	return sqlrecord.WalkPrefetched(revokedPage,
-		func(after string) ([]store.RevocationEntry, error) {
-			page, err := s.revokedPage(ctx, issuerID, notAfterFrom, after)
+	return sqlrecord.WalkPrefetched(revokedPage, q.After,
+		func(after string, buf []store.RevocationEntry) ([]store.RevocationEntry, error) {
+			page, err := s.revokedPage(ctx, q, after, buf)
 			if err != nil {
-				return nil, fmt.Errorf("walk revoked certificates of %s: %w", issuerID, err)
+				return nil, fmt.Errorf("walk revoked certificates of %s: %w", q.IssuerID, err)
 			}
 			return page, nil
 		},
 		func(e *store.RevocationEntry) string { return e.Serial }, fn)
 }
 
-func (s *Store) revokedPage(ctx context.Context, issuerID string, notAfterFrom time.Time, after string) ([]store.RevocationEntry, error) {
-	rows, err := s.pool.Query(ctx, walkRevokedQuery, issuerID, after, notAfterFrom, revokedPage)
+func (s *Store) revokedPage(ctx context.Context, q store.RevokedQuery, after string, page []store.RevocationEntry) ([]store.RevocationEntry, error) {
+	query, args := walkRevokedQuery, []any{q.IssuerID, q.NotAfterFrom, after, revokedPage}
+	if q.UpTo != "" {
+		query, args = walkRevokedRangeQuery, []any{q.IssuerID, q.NotAfterFrom, after, q.UpTo, revokedPage}
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	page := make([]store.RevocationEntry, 0, revokedPage)
+	if page == nil {
+		page = make([]store.RevocationEntry, 0, revokedPage)
+	}
 	for rows.Next() {
-		page = append(page, store.RevocationEntry{IssuerID: issuerID, Status: store.CertStatusRevoked})
+		page = append(page, store.RevocationEntry{IssuerID: q.IssuerID, Status: store.CertStatusRevoked})
 		if err := codec.ScanCRLEntry(rows, &page[len(page)-1]); err != nil {
 			return nil, err
 		}
 	}
 	return page, rows.Err()
+}
+
+// RevokedSerialRange implements store.RevocationStore.
+func (s *Store) RevokedSerialRange(ctx context.Context, issuerID string) (string, string, error) {
+	var first, last string
+	for _, r := range []struct {
+		q   string
+		dst *string
+	}{{firstRevokedQuery, &first}, {lastRevokedQuery, &last}} {
+		err := s.pool.QueryRow(ctx, r.q, issuerID).Scan(r.dst)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", "", nil
+		} else if err != nil {
+			return "", "", fmt.Errorf("revoked serial range of %s: %w", issuerID, err)
+		}
+	}
+	return first, last, nil
 }
 
 // WalkRevocationChanges implements store.RevocationStore.
@@ -248,6 +310,15 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string, delta bool) (*st
 		return nil, fmt.Errorf("latest CRL of %s: %w", issuerID, notFound(err))
 	}
 	return c, nil
+}
+
+// ReadCRLChunk implements store.RevocationStore.
+func (s *Store) ReadCRLChunk(ctx context.Context, issuerID string, delta bool, number int64, seq int) ([]byte, error) {
+	var data []byte
+	if err := s.pool.QueryRow(ctx, sqlrecord.SelectCRLChunk, issuerID, delta, number, seq).Scan(&data); err != nil {
+		return nil, fmt.Errorf("chunk %d of CRL %d of %s: %w", seq, number, issuerID, notFound(err))
+	}
+	return data, nil
 }
 
 // LatestRevocationSigner implements store.RevocationStore.

@@ -340,16 +340,18 @@ func ScanChange(r Row) (store.Change, error) {
 	return ch, err
 }
 
-// WalkPrefetched calls fn for every item of successive pages of size items, in order: fetch(after) reads the
-// page after the key after ("" for the first), and key names an item's key. While fn works through one page
-// the next is already being read, so a walk of a large table (a CRL's million revoked certificates) overlaps
-// the database's work with the caller's. It stops at fn's first error, once the page being read has arrived.
-func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key func(*T) string, fn func(*T) error) error {
+// WalkPrefetched calls fn for every item of successive pages of size items, in order: fetch(after, buf) reads
+// the page after the key after (the walk starts after start) into buf[:0], and key names an item's key. While
+// fn works through one page the next is already being read, so a walk of a large table (a CRL's million
+// revoked certificates) overlaps the database's work with the caller's. Two page buffers take turns, so fn
+// must not keep an item after it returns. It stops at fn's first error, once the page being read has arrived.
+func WalkPrefetched[T any](size int, start string, fetch func(after string, buf []T) ([]T, error), key func(*T) string, fn func(*T) error) error {
 	type result struct {
 		page []T
 		err  error
 	}
-	page, err := fetch("")
+	page, err := fetch(start, nil)
+	var spare []T
 	for {
 		if err != nil {
 			return err
@@ -358,10 +360,10 @@ func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key 
 		if len(page) >= size {
 			after := key(&page[len(page)-1])
 			next = make(chan result, 1)
-			go func() {
-				p, err := fetch(after)
+			go func(buf []T) {
+				p, err := fetch(after, buf)
 				next <- result{p, err}
-			}()
+			}(spare)
 		}
 		for i := range page {
 			if err := fn(&page[i]); err != nil {
@@ -375,6 +377,7 @@ func WalkPrefetched[T any](size int, fetch func(after string) ([]T, error), key 
 			return nil
 		}
 		r := <-next
+		spare = page[:0]
 		page, err = r.page, r.err
 	}
 }

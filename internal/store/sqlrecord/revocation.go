@@ -1,6 +1,7 @@
 package sqlrecord
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/keyward/keyward/internal/store"
@@ -15,7 +16,7 @@ const (
 	// date), and the expiry that decides whether it is listed.
 	CRLEntryColumns         = `serial, revoked_at, revocation_reason, invalidity_date, not_after`
 	CertStatusColumns       = `serial, issuer_id, status, revocation_reason, not_after`
-	CRLColumns              = `issuer_id, number, delta, base_number, this_update, next_update, max_seq, entries, der, created_at`
+	CRLColumns              = `issuer_id, number, delta, base_number, this_update, next_update, max_seq, entries, size, der, created_at`
 	RevocationSignerColumns = `key_uri, issuer_id, purpose, cert_der, not_after, created_at`
 	FilterColumns           = `scope, version, base_version, issued_at, next_update, data`
 )
@@ -42,10 +43,24 @@ const (
 	WalkRevocationChanges = `SELECT ` + RevocationEntryColumns + ` FROM certificates
 		WHERE issuer_id = $1 AND revocation_seq > $2 ORDER BY revocation_seq LIMIT $3`
 
-	InsertCRL = `INSERT INTO published_crls (` + CRLColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	InsertCRL = `INSERT INTO published_crls (` + CRLColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 	// PruneCRLs deletes the CRLs of issuer $1 and kind $2 (delta or complete) but the newest $3.
 	PruneCRLs = `DELETE FROM published_crls WHERE issuer_id = $1 AND delta = $2 AND number NOT IN
 		(SELECT number FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT $3)`
+	// PruneCRLChunks deletes up to $3 chunks of issuer $1 and kind $2 numbered below the oldest CRL of that kind
+	// stored (PruneCRLs leaves the newest few): those of the CRLs PruneCRLs deleted, and of publications that
+	// failed before storing their CRL. Deleting a chunk reads all of it (SQLite follows its overflow pages), so
+	// they go a few at a time, each batch in a short transaction of its own.
+	PruneCRLChunks = `DELETE FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND (number, seq) IN
+		(SELECT number, seq FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND number <
+		(SELECT COALESCE(MIN(number), 0) FROM published_crls WHERE issuer_id = $1 AND delta = $2) ORDER BY number, seq LIMIT $3)`
+	// InsertCRLChunk stores chunk $4 of CRL $3 of issuer $1 and kind $2.
+	InsertCRLChunk = `INSERT INTO published_crl_chunks (issuer_id, delta, number, seq, data) VALUES ($1, $2, $3, $4, $5)`
+	// CRLChunkTotals counts the chunks of CRL $3 of issuer $1 and kind $2 and their octets.
+	CRLChunkTotals = `SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM published_crl_chunks
+		WHERE issuer_id = $1 AND delta = $2 AND number = $3`
+	// SelectCRLChunk reads chunk $4 of CRL $3 of issuer $1 and kind $2.
+	SelectCRLChunk = `SELECT data FROM published_crl_chunks WHERE issuer_id = $1 AND delta = $2 AND number = $3 AND seq = $4`
 	// LatestCRL reads the newest CRL of issuer $1 and kind $2.
 	LatestCRL = `SELECT ` + CRLColumns + ` FROM published_crls WHERE issuer_id = $1 AND delta = $2 ORDER BY number DESC LIMIT 1`
 
@@ -138,16 +153,45 @@ func (c Codec) ScanCertStatus(r Row) (*store.CertStatus, error) {
 func (c Codec) ScanCRL(r Row) (*store.PublishedCRL, error) {
 	var x store.PublishedCRL
 	if err := r.Scan(&x.IssuerID, &x.Number, c.ScanBool(&x.Delta), &x.BaseNumber, c.ScanTime(&x.ThisUpdate),
-		c.ScanTime(&x.NextUpdate), &x.MaxSeq, &x.Entries, &x.DER, c.ScanTime(&x.CreatedAt)); err != nil {
+		c.ScanTime(&x.NextUpdate), &x.MaxSeq, &x.Entries, &x.Size, &x.DER, c.ScanTime(&x.CreatedAt)); err != nil {
 		return nil, err
+	}
+	if len(x.DER) == 0 {
+		x.DER = nil // stored in chunks
 	}
 	return &x, nil
 }
 
-// CRLArgs returns x's values in the order of CRLColumns.
+// CRLArgs returns x's values in the order of CRLColumns. A CRL stored in chunks keeps an empty der.
 func (c Codec) CRLArgs(x *store.PublishedCRL) []any {
+	size, der := x.Size, x.DER
+	if size == 0 {
+		size = int64(len(der))
+	}
+	if der == nil {
+		der = []byte{}
+	}
 	return []any{x.IssuerID, x.Number, x.Delta, x.BaseNumber, c.BindTime(x.ThisUpdate), c.BindTime(x.NextUpdate),
-		x.MaxSeq, x.Entries, x.DER, c.BindTime(x.CreatedAt)}
+		x.MaxSeq, x.Entries, size, der, c.BindTime(x.CreatedAt)}
+}
+
+// CheckCRLChunks checks what CRLChunkTotals counted for c against c's size: the chunks of a CRL stored in
+// chunks must all be there, and none may be stored for a CRL stored whole.
+func CheckCRLChunks(c *store.PublishedCRL, chunks, octets int64) error {
+	size := c.Size
+	if size == 0 {
+		size = int64(len(c.DER))
+	}
+	switch {
+	case len(c.DER) > 0 && int64(len(c.DER)) != size:
+		return fmt.Errorf("CRL %d of %s: %d octets of DER but size %d: store a CRL whole or in chunks", c.Number, c.IssuerID, len(c.DER), size)
+	case len(c.DER) > 0 && chunks != 0:
+		return fmt.Errorf("CRL %d of %s is stored whole but has %d chunks", c.Number, c.IssuerID, chunks)
+	case len(c.DER) == 0 && (chunks != int64(store.CRLChunks(size)) || octets != size):
+		return fmt.Errorf("CRL %d of %s: %d chunks of %d octets stored, want %d of %d", c.Number, c.IssuerID, chunks, octets,
+			store.CRLChunks(size), size)
+	}
+	return nil
 }
 
 // ScanRevocationSigner reads a row of RevocationSignerColumns.

@@ -152,21 +152,24 @@ func TestWalkPrefetched(t *testing.T) {
 	const size = 7
 	for _, total := range []int{0, 1, size - 1, size, size + 1, 3 * size, 3*size + 2} {
 		var fetches []string
-		fetch := func(after string) ([]int, error) {
+		fetch := func(after string, buf []int) ([]int, error) {
 			fetches = append(fetches, after)
+			if len(buf) != 0 {
+				t.Fatalf("fetch after %q given a buffer of %d items, want it emptied", after, len(buf))
+			}
 			start := 0
 			if after != "" {
 				start, _ = strconv.Atoi(after)
 				start++
 			}
-			var page []int
+			page := buf
 			for i := start; i < total && len(page) < size; i++ {
 				page = append(page, i)
 			}
 			return page, nil
 		}
 		var got []int
-		err := WalkPrefetched(size, fetch, func(i *int) string { return strconv.Itoa(*i) }, func(i *int) error { got = append(got, *i); return nil })
+		err := WalkPrefetched(size, "", fetch, func(i *int) string { return strconv.Itoa(*i) }, func(i *int) error { got = append(got, *i); return nil })
 		if err != nil || len(got) != total {
 			t.Fatalf("%d items: walked %d, %v", total, len(got), err)
 		}
@@ -179,17 +182,23 @@ func TestWalkPrefetched(t *testing.T) {
 			t.Fatalf("%d items: %d fetches %v, want %d", total, len(fetches), fetches, want)
 		}
 	}
+	// The walk starts after start.
+	var first string
+	if err := WalkPrefetched(2, "41", func(after string, _ []int) ([]int, error) { first = after; return nil, nil },
+		func(*int) string { return "" }, func(*int) error { return nil }); err != nil || first != "41" {
+		t.Fatalf("first fetch after %q, %v; want after 41", first, err)
+	}
 	// fn's error stops the walk after the page in flight has arrived; a fetch error is returned as is.
 	stop := errors.New("stop")
 	calls := 0
-	err := WalkPrefetched(2, func(after string) ([]int, error) { return []int{1, 2}, nil }, func(*int) string { return "x" },
+	err := WalkPrefetched(2, "", func(string, []int) ([]int, error) { return []int{1, 2}, nil }, func(*int) string { return "x" },
 		func(*int) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("fn error: %d calls, %v", calls, err)
 	}
 	bad := errors.New("read failed")
 	n := 0
-	err = WalkPrefetched(2, func(after string) ([]int, error) {
+	err = WalkPrefetched(2, "", func(after string, _ []int) ([]int, error) {
 		if after != "" {
 			return nil, bad
 		}

@@ -85,6 +85,7 @@ func TestStatements(t *testing.T) {
 		{"NextCounter", NextCounter, 1}, {"RevocationHead", RevocationHead, 0}, {"SelectRevocationEntry", SelectRevocationEntry, 1},
 		{"Revoke", Revoke, len(c.RevokeArgs(&store.Revocation{}, 1))}, {"Unhold", Unhold, len(UnholdArgs("s", 1))},
 		{"WalkRevocationChanges", WalkRevocationChanges, 3}, {"PruneCRLs", PruneCRLs, 3}, {"LatestCRL", LatestCRL, 2},
+		{"PruneCRLChunks", PruneCRLChunks, 3}, {"InsertCRLChunk", InsertCRLChunk, 5}, {"CRLChunkTotals", CRLChunkTotals, 3}, {"SelectCRLChunk", SelectCRLChunk, 4},
 		{"LatestRevocationSigner", LatestRevocationSigner, 2}, {"SelectFilter", SelectFilter, 3}, {"LatestFilter", LatestFilter, 1},
 		{"FirmwareRoots", FirmwareRoots, 1}, {"LatestFirmwareRoot", LatestFirmwareRoot, 1},
 		{"SetFirmwareKeyStatus", SetFirmwareKeyStatus, len(c.SetFirmwareKeyStatusArgs(nil, "", now))}, {"FirmwareKeys", FirmwareKeys, 1},

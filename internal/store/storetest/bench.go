@@ -234,7 +234,7 @@ func BenchReads(b *testing.B, s store.Store, n int) {
 	})
 	pass("WalkRevoked", func() (int, error) {
 		k := 0
-		err := s.WalkRevoked(ctx, "dev/bench", t0, func(*store.RevocationEntry) error { k++; return nil })
+		err := s.WalkRevoked(ctx, store.RevokedQuery{IssuerID: "dev/bench", NotAfterFrom: t0}, func(*store.RevocationEntry) error { k++; return nil })
 		return k, err
 	})
 	pass("GetCertificate", func() (int, error) {

@@ -20,6 +20,8 @@ func RunRevocation(t *testing.T, open func(t *testing.T) Backend) {
 		{"HoldUnholdChanges", testHoldUnhold},
 		{"RevokeRollsBack", testRevokeRollback},
 		{"CRLNumbersAndStorage", testCRLStorage},
+		{"CRLChunks", testCRLChunks},
+		{"WalkRevokedRanges", testWalkRevokedRanges},
 		{"WalkCertStatusPages", testWalkCertStatus},
 		{"SignersAndFilters", testSignersFilters},
 		{"PublisherLock", testPublisherLock},
@@ -159,7 +161,7 @@ func testHoldUnhold(t *testing.T, s Backend) {
 	}
 	mustEqual(t, "changes after 4", changes, []string{a[0].Serial})
 	var revoked []string
-	if err := rs.WalkRevoked(ctx, "dev/a", t0, func(e *store.RevocationEntry) error {
+	if err := rs.WalkRevoked(ctx, store.RevokedQuery{IssuerID: "dev/a", NotAfterFrom: t0}, func(e *store.RevocationEntry) error {
 		revoked = append(revoked, e.Serial)
 		return nil
 	}); err != nil {
@@ -167,7 +169,7 @@ func testHoldUnhold(t *testing.T, s Backend) {
 	}
 	mustEqual(t, "revoked of dev/a", revoked, []string{a[1].Serial})
 	revoked = nil
-	if err := rs.WalkRevoked(ctx, "dev/a", t0.AddDate(11, 0, 0), func(e *store.RevocationEntry) error {
+	if err := rs.WalkRevoked(ctx, store.RevokedQuery{IssuerID: "dev/a", NotAfterFrom: t0.AddDate(11, 0, 0)}, func(e *store.RevocationEntry) error {
 		revoked = append(revoked, e.Serial)
 		return nil
 	}); err != nil {
@@ -249,7 +251,7 @@ func testCRLStorage(t *testing.T, s Backend) {
 		t.Fatal(err)
 	}
 	mustEqual(t, "latest full", *full, store.PublishedCRL{IssuerID: "dev/a", Number: 5, ThisUpdate: us(t0), NextUpdate: us(t0.Add(time.Hour)),
-		MaxSeq: 50, Entries: 5, DER: []byte{0x30, 5}, CreatedAt: us(t0)})
+		MaxSeq: 50, Entries: 5, Size: 2, DER: []byte{0x30, 5}, CreatedAt: us(t0)})
 	delta, err := rs.LatestCRL(ctx, "dev/a", true)
 	if err != nil || !delta.Delta || delta.BaseNumber != 5 {
 		t.Fatalf("latest delta %+v, %v", delta, err)
@@ -258,6 +260,206 @@ func testCRLStorage(t *testing.T, s Backend) {
 		return r.InsertCRL(ctx, &store.PublishedCRL{IssuerID: "dev/a", Number: 5, ThisUpdate: t0, NextUpdate: t0, DER: []byte{1}, CreatedAt: t0})
 	})
 	wantErr(t, "duplicate CRL number", err, store.ErrExists)
+}
+
+// testCRLChunks stores CRLs larger than store.CRLChunkSize in chunks: written before the CRL, checked by
+// InsertCRL, read back one at a time, and pruned with their CRL; orphans of a failed publication go with the
+// next prune, and chunks being written for a CRL not yet stored stay.
+func testCRLChunks(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/a")
+	const size = 2*store.CRLChunkSize + 1234
+	body := func(number int64) []byte {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte(int64(i)*7 + number)
+		}
+		return b
+	}
+	insertChunks := func(number int64, der []byte, skip int) {
+		t.Helper()
+		for seq := 0; seq < store.CRLChunks(int64(len(der))); seq++ {
+			if seq == skip {
+				continue
+			}
+			chunk := der[seq*store.CRLChunkSize : min(len(der), (seq+1)*store.CRLChunkSize)]
+			if err := rtx(t, s, func(_ store.Tx, r store.RevocationTx) error {
+				return r.InsertCRLChunk(ctx, "dev/a", false, number, seq, chunk)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	row := func(number int64) *store.PublishedCRL {
+		return &store.PublishedCRL{IssuerID: "dev/a", Number: number, ThisUpdate: us(t0), NextUpdate: us(t0.Add(time.Hour)), Entries: 7, Size: size, CreatedAt: us(t0)}
+	}
+	insertCRL := func(c *store.PublishedCRL) error {
+		return rtx(t, s, func(_ store.Tx, r store.RevocationTx) error { return r.InsertCRL(ctx, c) })
+	}
+	readAll := func(number int64) []byte {
+		t.Helper()
+		var out []byte
+		for seq := 0; seq < store.CRLChunks(size); seq++ {
+			chunk, err := s.ReadCRLChunk(ctx, "dev/a", false, number, seq)
+			if err != nil {
+				t.Fatalf("chunk %d of CRL %d: %v", seq, number, err)
+			}
+			out = append(out, chunk...)
+		}
+		return out
+	}
+	// A chunk missing, or a CRL stored whole with its size wrong: refused.
+	insertChunks(1, body(1), 1)
+	if err := insertCRL(row(1)); err == nil {
+		t.Fatal("stored a CRL with a chunk missing")
+	}
+	if err := insertCRL(&store.PublishedCRL{IssuerID: "dev/a", Number: 9, ThisUpdate: t0, NextUpdate: t0, Size: 3, DER: []byte{1, 2}, CreatedAt: t0}); err == nil {
+		t.Fatal("stored a CRL whose DER is shorter than its size")
+	}
+	err := rtx(t, s, func(_ store.Tx, r store.RevocationTx) error {
+		return r.InsertCRLChunk(ctx, "dev/a", false, 1, 0, []byte{1})
+	})
+	wantErr(t, "duplicate chunk", err, store.ErrExists)
+	// Numbers 2..6 stored whole-chunked; 1 never completes (a failed publication).
+	for n := int64(2); n <= 6; n++ {
+		insertChunks(n, body(n), -1)
+		if err := insertCRL(row(n)); err != nil {
+			t.Fatalf("CRL %d: %v", n, err)
+		}
+	}
+	latest, err := s.LatestCRL(ctx, "dev/a", false)
+	if err != nil || latest.Number != 6 || latest.Size != size || latest.DER != nil || !latest.Chunked() {
+		t.Fatalf("latest CRL %+v, %v; want number 6 of %d octets stored in chunks", latest, err, size)
+	}
+	if got := readAll(6); string(got) != string(body(6)) {
+		t.Fatal("chunks of CRL 6 read back differ from those written")
+	}
+	if _, err := s.ReadCRLChunk(ctx, "dev/a", false, 6, store.CRLChunks(size)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("chunk past the end: %v", err)
+	}
+	// CRLs 2 and 3 were pruned; their chunks, and the orphans of 1, go with PruneCRLChunks, a few at a time.
+	// Chunks being written for number 7 stay.
+	insertChunks(7, body(7), -1)
+	prune := func() int {
+		t.Helper()
+		total := 0
+		for {
+			var n int
+			if err := rtx(t, s, func(_ store.Tx, r store.RevocationTx) error {
+				var err error
+				n, err = r.PruneCRLChunks(ctx, "dev/a", false, 2)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n > 2 {
+				t.Fatalf("pruned %d chunks in one call, limit 2", n)
+			}
+			if total += n; n == 0 {
+				return total
+			}
+		}
+	}
+	if got, want := prune(), 2+3+3; got != want {
+		t.Fatalf("pruned %d chunks, want %d (CRL 1's two, 2's and 3's three each)", got, want)
+	}
+	for _, n := range []int64{1, 2, 3} {
+		if _, err := s.ReadCRLChunk(ctx, "dev/a", false, n, 0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("chunk of CRL %d after it was pruned: %v", n, err)
+		}
+	}
+	if err := insertCRL(row(7)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(7); string(got) != string(body(7)) {
+		t.Fatal("chunks of CRL 7 read back differ from those written")
+	}
+	if got := prune(); got != 3 {
+		t.Fatalf("pruned %d chunks after CRL 7, want CRL 4's 3", got)
+	}
+	if _, err := s.ReadCRLChunk(ctx, "dev/a", false, 4, 0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("chunk of CRL 4 after CRL 7: %v", err)
+	}
+	if got := readAll(5); string(got) != string(body(5)) {
+		t.Fatal("chunks of CRL 5, still stored, were pruned")
+	}
+}
+
+// testWalkRevokedRanges: ranges of serials split a walk of the revoked certificates into parts that together
+// yield each entry once, in serial order, also across pages; RevokedSerialRange bounds them.
+func testWalkRevokedRanges(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/a", "dev/b")
+	if first, last, err := s.RevokedSerialRange(ctx, "dev/a"); err != nil || first != "" || last != "" {
+		t.Fatalf("serial range with nothing revoked: %q %q %v", first, last, err)
+	}
+	const n = 9000 // more than one page of the backends' walks
+	a := insertCerts(t, s, "dev/a", n)
+	insertCerts(t, s, "dev/b", 3)
+	at := us(t0.Add(time.Hour))
+	if err := rtx(t, s, func(_ store.Tx, r store.RevocationTx) error {
+		for i, c := range a {
+			if i%10 == 3 {
+				continue // one in ten stays valid
+			}
+			if _, err := r.Revoke(ctx, &store.Revocation{Serial: c.Serial, Reason: store.ReasonSuperseded, RevokedAt: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, c := range a {
+		if i%10 != 3 {
+			want = append(want, c.Serial)
+		}
+	}
+	sort.Strings(want)
+	first, last, err := s.RevokedSerialRange(ctx, "dev/a")
+	if err != nil || first != want[0] || last != want[len(want)-1] {
+		t.Fatalf("serial range %q..%q, %v; want %q..%q", first, last, err, want[0], want[len(want)-1])
+	}
+	walk := func(q store.RevokedQuery) []string {
+		t.Helper()
+		var got []string
+		q.IssuerID, q.NotAfterFrom = "dev/a", t0
+		if err := s.WalkRevoked(ctx, q, func(e *store.RevocationEntry) error {
+			if e.Reason != store.ReasonSuperseded || e.RevokedAt == nil || !e.RevokedAt.Equal(at) {
+				t.Fatalf("entry %+v", e)
+			}
+			got = append(got, e.Serial)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	mustEqual(t, "whole walk", walk(store.RevokedQuery{}), want)
+	// Bounds taken from the entries themselves (After exclusive, UpTo inclusive), and between them.
+	for _, bounds := range [][]string{
+		{want[100], want[5000]},
+		{"", "5", "8", "b", "f0"},
+		{"", want[0], want[1], want[len(want)-2]},
+	} {
+		var got []string
+		for i, after := range bounds {
+			q := store.RevokedQuery{After: after}
+			if i+1 < len(bounds) {
+				q.UpTo = bounds[i+1]
+			}
+			got = append(got, walk(q)...)
+		}
+		start := sort.SearchStrings(want, bounds[0])
+		if start < len(want) && want[start] == bounds[0] {
+			start++
+		}
+		mustEqual(t, fmt.Sprintf("walk in ranges %q", bounds), got, want[start:])
+	}
+	if got := walk(store.RevokedQuery{After: want[10], UpTo: want[10]}); len(got) != 0 {
+		t.Fatalf("empty range walked %v", got)
+	}
 }
 
 func testWalkCertStatus(t *testing.T, s Backend) {
