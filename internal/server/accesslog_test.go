@@ -46,7 +46,8 @@ func (l *lockedBuffer) accessLines(t *testing.T) []map[string]any {
 func TestAccessLog(t *testing.T) {
 	var buf lockedBuffer
 	ts := startDeps(t, nil, Deps{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	do := func(method, path, token, reqID string, body []byte) *http.Response {
+	// do returns the response's status and headers; its body is read and closed.
+	do := func(method, path, token, reqID string, body []byte) (int, http.Header) {
 		t.Helper()
 		req, _ := http.NewRequest(method, ts.url+path, bytes.NewReader(body))
 		if token != "" {
@@ -59,17 +60,17 @@ func TestAccessLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header
 	}
 	issue, _ := json.Marshal(map[string]string{"profile": "implant-identity", "csr": csrPEM(t, "DEMO-00004242")})
-	if r := do("POST", "/api/v1/certificates", ts.admin, "ticket-4711", issue); r.StatusCode != 201 || r.Header.Get(RequestIDHeader) != "ticket-4711" {
-		t.Fatalf("issue: %d, request id %q", r.StatusCode, r.Header.Get(RequestIDHeader))
+	if code, h := do("POST", "/api/v1/certificates", ts.admin, "ticket-4711", issue); code != 201 || h.Get(RequestIDHeader) != "ticket-4711" {
+		t.Fatalf("issue: %d, request id %q", code, h.Get(RequestIDHeader))
 	}
-	r := do("GET", "/api/v1/cas", "not-a-token", "bad id with spaces; and more", nil)
-	generated := r.Header.Get(RequestIDHeader)
-	if r.StatusCode != 401 || len(generated) != 24 {
-		t.Fatalf("refused request: %d, request id %q (want a generated one)", r.StatusCode, generated)
+	code, h := do("GET", "/api/v1/cas", "not-a-token", "bad id with spaces; and more", nil)
+	generated := h.Get(RequestIDHeader)
+	if code != 401 || len(generated) != 24 {
+		t.Fatalf("refused request: %d, request id %q (want a generated one)", code, generated)
 	}
 	lines := buf.accessLines(t)
 	byID := map[string]map[string]any{}
