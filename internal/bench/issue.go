@@ -62,6 +62,9 @@ type IssueResult struct {
 	BatchSize      int     `json:"batch_size"`
 	GOMAXPROCS     int     `json:"gomaxprocs"`
 	CertBytes      int     `json:"cert_der_bytes"`
+	// Stamped counts the certificates of the run issued from a stamp of their profile shape (ra.IssuanceCounts);
+	// the others (the first two of the shape) went through the full lint path.
+	Stamped int64 `json:"stamped"`
 	AuditEvents    int64   `json:"audit_events"`
 	AuditVerified  bool    `json:"audit_verified"`
 	// The prefill: devices enrolled before the timed part through the store's bulk path (each a certificate, its
@@ -186,6 +189,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	res.PerSecond = float64(res.Issued) / res.Seconds
 	res.Ratio = res.PerSecond / res.LimitPerSecond
 	res.CertBytes = int(size.Load())
+	res.Stamped = n.RA.IssuanceCounts().Stamped
 	progress("verifying the audit chain")
 	res.AuditEvents, err = store.VerifyAudit(ctx, n.Store)
 	if err != nil {

@@ -47,7 +47,7 @@ rate with a run without --prefill to see what the store's size costs.`,
 				fmt.Fprintf(g.env.Stdout, "prefilled %d enrolled devices in %.1fs (%.0f/s, not timed); %s\n  store %d bytes, %.0f bytes per certificate\n",
 					res.Prefill, res.PrefillSeconds, res.PrefillPerSecond, res.Settled, res.StoreBytes, res.BytesPerCertificate)
 			}
-			fmt.Fprintf(g.env.Stdout, "issued %d certificates (%d bytes each) in %.2fs into %s with %s keystore\n", res.Issued, res.CertBytes, res.Seconds, res.Store, res.Keystore)
+			fmt.Fprintf(g.env.Stdout, "issued %d certificates (%d bytes each; %d stamped) in %.2fs into %s with %s keystore\n", res.Issued, res.CertBytes, res.Stamped, res.Seconds, res.Store, res.Keystore)
 			fmt.Fprintf(g.env.Stdout, "  %.0f certificates/s\n  %.0f certificates/s in-process limit (x509.CreateCertificate, %d cores)\n  ratio %.2f\n  audit chain verified: %d events\n",
 				res.PerSecond, res.LimitPerSecond, res.GOMAXPROCS, res.Ratio, res.AuditEvents)
 			return nil
