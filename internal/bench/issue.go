@@ -64,9 +64,9 @@ type IssueResult struct {
 	CertBytes      int     `json:"cert_der_bytes"`
 	// Stamped counts the certificates of the run issued from a stamp of their profile shape (ra.IssuanceCounts);
 	// the others (the first two of the shape) went through the full lint path.
-	Stamped int64 `json:"stamped"`
-	AuditEvents    int64   `json:"audit_events"`
-	AuditVerified  bool    `json:"audit_verified"`
+	Stamped       int64 `json:"stamped"`
+	AuditEvents   int64 `json:"audit_events"`
+	AuditVerified bool  `json:"audit_verified"`
 	// The prefill: devices enrolled before the timed part through the store's bulk path (each a certificate, its
 	// key's glossary row, a registry row and an audit event), how long that took, what was done to the store
 	// afterwards so that the measurement does not pay for the load, and the store's size then.
