@@ -144,10 +144,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		backends = append(backends, p)
 	}
 	n.Keys = multi.New(backends...)
-	n.Store, err = storeopen.Open(ctx, opts.DB, opts.Dir)
+	st, err := storeopen.Open(ctx, opts.DB, opts.Dir)
 	if err != nil {
-		return nil, err
+		return nil, err // st may be a typed nil: n.Store stays unset, so Close does not call it
 	}
+	n.Store = st
 	attest, attestErr := LoadAttestation(opts.Dir)
 	if attestErr != nil {
 		opts.Logger.Error("attestation configuration unreadable; enrollments are refused until it is fixed", "dir", opts.Dir, "err", attestErr)
