@@ -11,9 +11,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,8 +108,9 @@ const crlFixtureFile = "crl-fixture.json"
 type crlFixture struct {
 	Revoked int    `json:"revoked"`
 	Store   string `json:"store"`
-	DB      string `json:"db,omitempty"`
-	Digest  uint64 `json:"serial_digest"`
+	// DB names the --db the certificates are in by its SHA-256, not its text, which may hold a password.
+	DB     string `json:"db_sha256,omitempty"`
+	Digest uint64 `json:"serial_digest"`
 	// At is when the fixture was stored: its revocation dates lie in the day before.
 	At time.Time `json:"at"`
 }
@@ -293,13 +296,18 @@ type storedFixture struct {
 // same options stored in a kept working directory.
 func crlStoreFixture(ctx context.Context, n *node.Node, dir, caID string, opts CRLOptions, storeKind string, progress func(string, ...any)) (*storedFixture, error) {
 	path := filepath.Join(dir, crlFixtureFile)
+	db := ""
+	if opts.DB != "" {
+		sum := sha256.Sum256([]byte(opts.DB))
+		db = hex.EncodeToString(sum[:])
+	}
 	if opts.Dir != "" {
 		if b, err := os.ReadFile(path); err == nil {
 			var f crlFixture
 			if err := json.Unmarshal(b, &f); err != nil {
 				return nil, fmt.Errorf("bench crl: %s: %w", path, err)
 			}
-			if f.Revoked == opts.Revoked && f.Store == storeKind && f.DB == opts.DB {
+			if f.Revoked == opts.Revoked && f.Store == storeKind && f.DB == db {
 				if time.Since(f.At) > 9*365*24*time.Hour {
 					return nil, fmt.Errorf("bench crl: the certificates stored in %s are about to expire: use a new --dir", dir)
 				}
@@ -309,12 +317,19 @@ func crlStoreFixture(ctx context.Context, n *node.Node, dir, caID string, opts C
 			return nil, fmt.Errorf("bench crl: %s holds %d revoked certificates (%s): give a new --dir for --revoked %d", dir, f.Revoked, f.Store, opts.Revoked)
 		}
 	}
+	// A run stopped while it stored its certificates leaves them without the file that counts them.
+	if first, _, err := n.Store.RevokedSerialRange(ctx, caID); err != nil {
+		return nil, err
+	} else if first != "" {
+		return nil, fmt.Errorf("bench crl: the store in %s already holds revoked certificates of %s, not recorded in %s (a run stopped while storing them?): give a new --dir",
+			dir, caID, crlFixtureFile)
+	}
 	progress("storing %d revoked certificates (not timed)", opts.Revoked)
 	_, digest, err := insertCertificates(ctx, n, caID, opts.Revoked, func(int) bool { return true }, false, progress)
 	if err != nil {
 		return nil, err
 	}
-	f := crlFixture{Revoked: opts.Revoked, Store: storeKind, DB: opts.DB, Digest: digest, At: time.Now().UTC()}
+	f := crlFixture{Revoked: opts.Revoked, Store: storeKind, DB: db, Digest: digest, At: time.Now().UTC()}
 	if opts.Dir != "" {
 		b, err := json.Marshal(f)
 		if err != nil {

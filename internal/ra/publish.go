@@ -83,14 +83,15 @@ func (r *RA) StoreCRLChunks(ctx context.Context, issuerID string, delta bool, nu
 }
 
 // PruneCRLChunks deletes the chunks of issuerID's CRLs of that kind that are no longer stored, a few per
-// transaction: deleting a chunk reads it whole, and a CRL of ten million entries has hundreds of them, which
-// must not hold the write lock at once. Called after RecordCRLs; chunks it misses (a crash) go next time.
+// transaction: deleting a chunk reads it whole (SQLite follows its chain of overflow pages, about 20 ms a
+// chunk), and a CRL of ten million entries has hundreds of them, which must not hold the write lock at once.
+// Called after RecordCRLs; chunks it misses (a crash) go next time.
 func (r *RA) PruneCRLChunks(ctx context.Context, issuerID string, delta bool) error {
 	for {
 		var n int
 		err := r.counter(ctx, func(tx store.Tx) error {
 			var err error
-			n, err = tx.PruneCRLChunks(ctx, issuerID, delta, 4*crlChunksPerTx)
+			n, err = tx.PruneCRLChunks(ctx, issuerID, delta, crlChunksPerTx)
 			return err
 		})
 		if err != nil || n == 0 {
