@@ -1,4 +1,4 @@
--- Keyward schema, version 13 (PostgreSQL): no index on keys (spki_sha256). No statement reads the key glossary
+-- Keyward schema, version 14 (PostgreSQL): no index on keys (spki_sha256). No statement reads the key glossary
 -- by SPKI hash (keys are read by URI, and a device key's URI is its SPKI hash already), yet every issuance
 -- inserted into this index at a random place: on a store of millions of certificates each insert dirtied a page
 -- of its own, WAL-logged (a full page after each checkpoint) and written back, for nothing. The duplicate-key
