@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 )
@@ -101,6 +102,14 @@ func exitCode(err error) int {
 	if errors.Is(err, node.ErrNotInitialised) {
 		return ExitNotFound
 	}
+	var mismatch *config.StoreMismatchError
+	if errors.As(err, &mismatch) || errors.Is(err, node.ErrStoreUnknown) {
+		return ExitUsage
+	}
+	var fe *config.FieldError
+	if errors.As(err, &fe) {
+		return ExitBadRequest
+	}
 	switch ra.KindOf(err) {
 	case ra.KindBadRequest:
 		return ExitBadRequest
@@ -155,6 +164,10 @@ type globals struct {
 	// service is set by the commands that run a server: their log level defaults to info (one access line per
 	// request), every other command's to warn.
 	service bool
+	// dbSource says where db came from: "flag --db" or "env KEYWARD_DB".
+	dbSource string
+	// level is the log level of every logger made, which a configuration reload may change (config.go).
+	level *slog.LevelVar
 }
 
 func newRoot(env Env) *cobra.Command {
@@ -182,6 +195,10 @@ and records every change in a hash-chained audit trail.
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default: info for servers, warn for other commands; -v is debug)")
 	pf.StringVar(&g.logFormat, "log-format", "", "json or text (default: json unless standard error is a terminal)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		g.dbSource = "flag --db"
+		if !pf.Changed("db") && g.db != "" {
+			g.dbSource = "env KEYWARD_DB"
+		}
 		_, _, err := g.logSettings()
 		return err
 	}
@@ -192,6 +209,7 @@ and records every change in a hash-chained audit trail.
 		revocationCmd(g),
 		factoryCmd(g),
 		trustCmd(g),
+		configCmd(g),
 	)
 	enforceUsage(root)
 	return root
@@ -207,7 +225,11 @@ func (g *globals) logger() *slog.Logger {
 	if err != nil { // refused before any command ran (PersistentPreRunE); the defaults, should one get here
 		lvl, json = slog.LevelWarn, false
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	if g.level == nil {
+		g.level = new(slog.LevelVar)
+		g.level.Set(lvl)
+	}
+	opts := &slog.HandlerOptions{Level: g.level}
 	if json {
 		return slog.New(slog.NewJSONHandler(g.env.Stderr, opts))
 	}
@@ -242,8 +264,15 @@ func (g *globals) logSettings() (slog.Level, bool, error) {
 	return 0, false, usageError{fmt.Errorf("--log-format %q: use json or text", g.logFormat)}
 }
 
+// setLevel changes the level of every logger made (a configuration reload).
+func (g *globals) setLevel(l slog.Level) {
+	if g.level != nil {
+		g.level.Set(l)
+	}
+}
+
 func (g *globals) options() node.Options {
-	return node.Options{Dir: g.data, DB: g.db, PassphraseFile: g.passphraseFile, Logger: g.logger(), Warn: g.env.Stderr}
+	return node.Options{Dir: g.data, DB: g.db, DBSource: g.dbSource, PassphraseFile: g.passphraseFile, Logger: g.logger(), Warn: g.env.Stderr}
 }
 
 func (g *globals) open(ctx context.Context) (*node.Node, error) {

@@ -2,13 +2,13 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
@@ -463,16 +464,25 @@ type publicOptions struct {
 	listen   string
 	url      string
 	interval time.Duration
+	// warning, if set, says the URL was derived from an unspecified listen address (derive).
+	warning string
 	full     time.Duration
 	delta    time.Duration
 }
 
 func addPublicFlags(c *cobra.Command, o *publicOptions) {
 	c.Flags().StringVar(&o.listen, "public-listen", "", "plain-HTTP listen address for signed public objects: CRLs, OCSP, CA certificates, filters (e.g. 127.0.0.1:8080)")
-	c.Flags().StringVar(&o.url, "public-url", "http://127.0.0.1:8080", "the public listener's URL as profiles put it in certificates (freshestCRL of base CRLs)")
+	c.Flags().StringVar(&o.url, "public-url", "", "the public listener's URL as CRLs name it (freshestCRL of base CRLs); default: http:// and --public-listen (this host's name for 0.0.0.0 or ::); a change republishes every CRL and filter at start")
 	c.Flags().DurationVar(&o.interval, "publish-check", 5*time.Second, "how often to check for revocations to publish and to reload published objects")
 	c.Flags().DurationVar(&o.full, "crl-interval", 24*time.Hour, "how often to issue a complete CRL (nextUpdate is twice this)")
 	c.Flags().DurationVar(&o.delta, "delta-crl-interval", time.Hour, "how often to issue a delta CRL when nothing changes (nextUpdate is twice this)")
+}
+
+func orNone(list []string) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	return strings.Join(list, ", ")
 }
 
 // revocationService opens the data directory and its revocation publisher; close the node when done.
@@ -484,12 +494,57 @@ func (g *globals) revocationService(ctx context.Context) (*node.Node, *revocatio
 	return n, revocation.New(n.RA, n.CA, n.Store), nil
 }
 
+// derive fills in the public URL from the public listen address when no flag, variable or file set it, and
+// checks it. A listener on every address (0.0.0.0, ::, or no host) has no one name: the URL then names this
+// host by its hostname, with a warning to set public-url to the name relying parties use.
+func (o *publicOptions) derive(settings []config.Setting) error {
+	if o.url == "" {
+		switch {
+		case o.listen == "":
+			o.url = "http://127.0.0.1:8080" // unused: no public listener
+		default:
+			host, port, err := net.SplitHostPort(o.listen)
+			if err != nil {
+				return nil // reported as public-listen's mistake
+			}
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				name, err := os.Hostname()
+				if err != nil || name == "" {
+					name = "127.0.0.1"
+				}
+				o.warning = fmt.Sprintf("the public URL is http://%s, derived from --public-listen %s and this host's name: CRLs and certificates name it, so set --public-url (or public-url in keyward.yaml) to the address relying parties reach",
+					net.JoinHostPort(name, port), o.listen)
+				host = name
+			}
+			o.url = "http://" + net.JoinHostPort(host, port)
+		}
+		for i := range settings {
+			if settings[i].Key == "serve.public-url" {
+				settings[i].Value, settings[i].Source, settings[i].From = o.url, "derived", "from serve.public-listen"
+				if o.listen == "" {
+					settings[i].Source, settings[i].From = config.SourceDefault, ""
+				}
+			}
+		}
+		return nil
+	}
+	u, err := url.Parse(o.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not an http:// or https:// URL of a host (no query, fragment or credentials)", o.url)
+	}
+	return nil
+}
+
 // serveWithPublic runs the TLS API and, with --public-listen, the public listener, the CRL publisher and the
 // OCSP responder beside it, until ctx ends. The publisher follows the change feed: a revocation committed by
 // this process, another node or a CLI command beside it is published within moments.
-func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.Server, ln net.Listener, cert *tls.Certificate, grace time.Duration, o publicOptions, m *metrics.Metrics) error {
+func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.Server, ln net.Listener, certs *node.TLSRenewer, grace time.Duration, o publicOptions, m *metrics.Metrics) error {
+	tc := server.TLSConfigFunc(certs.GetCertificate)
 	if o.listen == "" {
-		return srv.Serve(ctx, ln, cert, grace)
+		return srv.ServeTLS(ctx, ln, tc, grace)
+	}
+	if o.warning != "" {
+		fmt.Fprintf(g.env.Stderr, "keyward: warning: %s\n", o.warning)
 	}
 	svc := revocation.New(n.RA, n.CA, n.Store)
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta, SpoolDir: n.Dir})
@@ -513,6 +568,17 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 		// responder and the served objects follow.
 		n.Feed.Subscribe(func([]store.Change) { publisher.CAChanged(); pub.Kick() }, audit.PrefixCA)
 	}
+	// CRLs that name another public URL (it changed since they were published) are published again, with every
+	// filter, before the first client fetches them.
+	rep, err := publisher.RepublishForURL(ctx)
+	if err != nil {
+		return fmt.Errorf("republish for public URL %s: %w", o.url, err)
+	}
+	if len(rep.CRLs) > 0 {
+		fmt.Fprintf(g.env.Stderr, "keyward: public URL is now %s: republished the CRLs of %s and the filters of %s\n", o.url,
+			strings.Join(rep.CRLs, ", "), orNone(rep.Filters))
+		n.Logger.Info("public URL changed: CRLs and filters republished", "public_url", o.url, "crls", rep.CRLs, "filters", rep.Filters)
+	}
 	// Publish and load once before accepting requests, so the first client finds CRLs and a responder.
 	if _, err := publisher.PublishOnce(ctx); err != nil {
 		return fmt.Errorf("first CRL publication: %w", err)
@@ -535,7 +601,7 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	wg.Add(3)
 	go func() { defer wg.Done(); server.RunRevocation(ctx, pub, publisher, o.interval) }()
 	go func() { defer wg.Done(); errc <- pub.ServePublic(ctx, pln, grace); cancel() }()
-	go func() { defer wg.Done(); errc <- srv.Serve(ctx, ln, cert, grace); cancel() }()
+	go func() { defer wg.Done(); errc <- srv.ServeTLS(ctx, ln, tc, grace); cancel() }()
 	wg.Wait()
 	close(errc)
 	var errs []error

@@ -28,6 +28,11 @@ func DefaultConfig() []byte { return append([]byte(nil), defaultConfig...) }
 type Config struct {
 	Organization string                  `yaml:"organization"`
 	Environments map[string]*Environment `yaml:"environments"`
+	// Store and Serve are the sections that say how Keyward runs rather than what it certifies (the store the
+	// data directory keeps its state in, the settings of 'keyward serve'): internal/config reads them, the
+	// hierarchy keeps them as they are.
+	Store yaml.Node `yaml:"store,omitempty"`
+	Serve yaml.Node `yaml:"serve,omitempty"`
 }
 
 // Environment is one isolated trust domain.
@@ -98,17 +103,57 @@ func ParseDuration(s string) (time.Duration, error) {
 var nameRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ParseConfig parses and validates keyward.yaml. Unknown fields are errors.
-func ParseConfig(data []byte) (*Config, error) {
+func ParseConfig(data []byte) (*Config, error) { return ParseConfigFile("keyward.yaml", data) }
+
+// ParseConfigFile is ParseConfig for the file at path, which its errors name with the line of the field at
+// fault: "kw/keyward.yaml:12: environments.dev.root.validity is required".
+func ParseConfigFile(path string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("keyward.yaml: %w", err)
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "not found in type") {
+			msg += " (unknown key: check its spelling and indentation; keyward.yaml holds organization, environments, store and serve)"
+		}
+		return nil, fmt.Errorf("%s: %s", path, msg)
 	}
 	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("keyward.yaml: %w", err)
+		if line := lineOf(data, err.Error()); line > 0 {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
+}
+
+// lineOf finds the line of the field a validation message starts with ("environments.dev.root.validity is
+// required"): the deepest part of that dotted path present in the document.
+func lineOf(data []byte, msg string) int {
+	path, _, _ := strings.Cut(msg, " ")
+	path = strings.TrimSuffix(path, ":")
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return 0
+	}
+	n, line := doc.Content[0], 0
+	for _, part := range strings.Split(path, ".") {
+		if n.Kind != yaml.MappingNode {
+			break
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				line, next = n.Content[i].Line, n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			break
+		}
+		n = next
+	}
+	return line
 }
 
 func (c *Config) validate() error {

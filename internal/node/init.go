@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore/soft"
 	"github.com/keyward/keyward/internal/profile"
@@ -70,9 +71,23 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 				"--passphrase-file from a secret store, or keep CA keys in an HSM (--keystore pkcs11:...).", pf, PassphraseEnv)
 		}
 	}
-	n, err := Open(ctx, opts.Options)
+	oo := opts.Options
+	oo.initialising = true
+	n, err := Open(ctx, oo)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The store opened: the directory remembers it from now on, so that no later command opens another.
+	if !n.StoreChoice.Remembered && n.Site == nil {
+		db, err := config.RememberAs(opts.Dir, opts.DB)
+		if err == nil {
+			err = config.AppendStore(filepath.Join(opts.Dir, ConfigFile), db)
+		}
+		if err != nil {
+			_ = n.Close()
+			return nil, nil, fmt.Errorf("remember the store in %s: %w", ConfigFile, err)
+		}
+		n.StoreChoice.Remembered = true
 	}
 	ks, err := n.Keystore(opts.Keystore)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/ca"
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/feed"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/keystore"
@@ -46,12 +47,16 @@ const PassphraseEnv = "KEYWARD_PASSPHRASE"
 // Options say how to open a data directory.
 type Options struct {
 	Dir            string
-	DB             string // "" (SQLite in Dir), "sqlite:PATH" or "postgres://..."
+	DB             string // "" (SQLite in Dir, or the store Dir remembers), "sqlite:PATH" or "postgres://..."
+	// DBSource says where DB came from, for messages: "flag --db" (the default) or "env KEYWARD_DB".
+	DBSource string
 	PassphraseFile string // overrides Dir/passphrase
 	Logger         *slog.Logger
 	Now            func() time.Time
 	// Warn receives operator-facing warnings (e.g. a generated dev passphrase). Defaults to stderr.
 	Warn io.Writer
+	// initialising is set by Init, whose first Open creates the store before it is remembered.
+	initialising bool
 }
 
 // Node is an opened data directory.
@@ -70,9 +75,15 @@ type Node struct {
 	// Feed is the change feed, once Follow has started it.
 	Feed *feed.Feed
 	// Site is set when Dir is a factory site's data directory (site.go).
-	Site   *SiteInfo
-	pkcs11 []*pkcs11.Store
+	Site *SiteInfo
+	// Store is the store the node opened and where that choice came from (config.ResolveStore).
+	StoreChoice config.StoreChoice
+	pkcs11      []*pkcs11.Store
 }
+
+// ErrStoreUnknown is returned by Open for a data directory that remembers no store, was given none, and has no
+// SQLite store of its own: its state is in a database nobody named, and opening it would start an empty one.
+var ErrStoreUnknown = errors.New("the data directory remembers no store")
 
 // ErrNotInitialised is returned by Open when the data directory has no keyward.yaml.
 var ErrNotInitialised = errors.New("data directory is not initialised")
@@ -85,7 +96,8 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	cfgData, err := os.ReadFile(filepath.Join(opts.Dir, ConfigFile))
+	cfgPath := filepath.Join(opts.Dir, ConfigFile)
+	cfgData, err := os.ReadFile(cfgPath)
 	if errors.Is(err, os.ErrNotExist) && isCeremony(opts.Dir) {
 		return OpenCeremony(ctx, opts)
 	}
@@ -94,9 +106,25 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	cfg, err := hierarchy.ParseConfig(cfgData)
+	cfg, err := hierarchy.ParseConfigFile(cfgPath, cfgData)
 	if err != nil {
 		return nil, err
+	}
+	conf, err := config.Parse(cfgPath, cfgData)
+	if err != nil {
+		return nil, err
+	}
+	dbSource := opts.DBSource
+	if dbSource == "" {
+		dbSource = "flag --db"
+	}
+	choice, err := config.ResolveStore(opts.Dir, opts.DB, dbSource, conf)
+	if err != nil {
+		return nil, err
+	}
+	if !choice.Remembered && choice.DB == "" && !opts.initialising && !fileExists(filepath.Join(opts.Dir, storeopen.DefaultFile)) {
+		return nil, fmt.Errorf("%s: %w, was given none (--db, KEYWARD_DB) and has no %s: its state is in a database this command was not told of. "+
+			"Pass --db URL, and run 'keyward init --data %s --db URL' once so that the directory remembers it", opts.Dir, ErrStoreUnknown, storeopen.DefaultFile, opts.Dir)
 	}
 	profiles, err := profile.LoadDir(filepath.Join(opts.Dir, ProfilesDir))
 	if err != nil {
@@ -115,7 +143,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Dir: opts.Dir, Config: cfg, Profiles: profiles, Logger: opts.Logger, Now: opts.Now, Site: site}
+	n := &Node{Dir: opts.Dir, Config: cfg, Profiles: profiles, Logger: opts.Logger, Now: opts.Now, Site: site, StoreChoice: choice}
 	ok := false
 	defer func() {
 		if !ok {
@@ -144,7 +172,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		backends = append(backends, p)
 	}
 	n.Keys = multi.New(backends...)
-	st, err := storeopen.Open(ctx, opts.DB, opts.Dir)
+	st, err := storeopen.Open(ctx, choice.DB, opts.Dir)
 	if err != nil {
 		return nil, err // st may be a typed nil: n.Store stays unset, so Close does not call it
 	}

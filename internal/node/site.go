@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/ca"
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/keystore/pkcs11"
 	"github.com/keyward/keyward/internal/keystore/soft"
 	"github.com/keyward/keyward/internal/ra"
@@ -126,6 +127,10 @@ func (n *Node) PackageSite(ctx context.Context, req SitePackageRequest) (*SitePa
 func (n *Node) writeSite(ctx context.Context, req SitePackageRequest, pkg *ra.SitePackage) (*SitePackageResult, error) {
 	fs := pkg.Site
 	if err := copyFile(filepath.Join(n.Dir, ConfigFile), filepath.Join(req.Out, ConfigFile)); err != nil {
+		return nil, err
+	}
+	// The site keeps its own SQLite store; headquarters' database URL (and its password) stays at headquarters.
+	if err := config.SetStore(filepath.Join(req.Out, ConfigFile), config.DefaultDB); err != nil {
 		return nil, err
 	}
 	// Only the tokens that hold the site's keys: headquarters' own HSMs are not at the site, and the site

@@ -6,21 +6,54 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
-// serverRenewBefore is how long before its NotAfter the server's TLS certificate is re-issued at start.
-const serverRenewBefore = 30 * 24 * time.Hour
+// RenewAt is when a server certificate is re-issued: at two thirds of its lifetime, which leaves a third (30
+// days of the default 90) to retry a renewal that fails.
+func RenewAt(c *x509.Certificate) time.Time {
+	return c.NotAfter.Add(-c.NotAfter.Sub(c.NotBefore) / 3)
+}
 
 // ServerTLS returns the server's TLS certificate for the given host names and addresses. The RA issues it
 // under the data directory's service CA (created on first use) when there is none, it is due for renewal or its
 // names changed; this writes DATA/tls/ca.pem (the trust anchor for API clients), DATA/tls/server.pem and the
 // key's URI beside it. The private key never leaves its keystore: the certificate's signer is the custodian's.
 func (n *Node) ServerTLS(ctx context.Context, hosts []string) (*tls.Certificate, []byte, error) {
+	return n.ServerTLSValid(ctx, hosts, 0)
+}
+
+// ServerTLSValid is ServerTLS with a new certificate valid for validity (the RA's default when 0).
+func (n *Node) ServerTLSValid(ctx context.Context, hosts []string, validity time.Duration) (*tls.Certificate, []byte, error) {
+	caDER, caPEM, err := n.writeServiceCA(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join(n.Dir, TLSDir)
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key-uri")
+	if leaf, uri, ok := currentServerCert(certFile, keyFile, caCert, hosts, n.Now()); ok {
+		signer, err := n.CA.TLSSigner(ctx, uri)
+		if err == nil {
+			return &tls.Certificate{Certificate: [][]byte{leaf.Raw, caDER}, PrivateKey: signer, Leaf: leaf}, caPEM, nil
+		}
+		n.Logger.Warn("server TLS key unusable; issuing a new one", "key", uri, "err", err)
+	}
+	c, err := n.issueServerTLS(ctx, hosts, validity)
+	return c, caPEM, err
+}
+
+// writeServiceCA makes sure of the service CA and writes its certificate to DATA/tls/ca.pem.
+func (n *Node) writeServiceCA(ctx context.Context) ([]byte, []byte, error) {
 	dir := filepath.Join(n.Dir, TLSDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
@@ -29,42 +62,43 @@ func (n *Node) ServerTLS(ctx context.Context, hosts []string) (*tls.Certificate,
 	if err != nil {
 		return nil, nil, err
 	}
-	caCert, err := x509.ParseCertificate(caRow.CertDER)
-	if err != nil {
-		return nil, nil, err
-	}
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caRow.CertDER})
 	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), caPEM, 0o644); err != nil {
 		return nil, nil, err
 	}
+	return caRow.CertDER, caPEM, nil
+}
+
+// issueServerTLS has the RA issue a new server certificate and key, and writes them to DATA/tls.
+func (n *Node) issueServerTLS(ctx context.Context, hosts []string, validity time.Duration) (*tls.Certificate, error) {
+	dir := filepath.Join(n.Dir, TLSDir)
 	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key-uri")
-	if der, uri, ok := currentServerCert(certFile, keyFile, caCert, hosts, n.Now()); ok {
-		signer, err := n.CA.TLSSigner(ctx, uri)
-		if err == nil {
-			return &tls.Certificate{Certificate: [][]byte{der, caRow.CertDER}, PrivateKey: signer}, caPEM, nil
-		}
-		n.Logger.Warn("server TLS key unusable; issuing a new one", "key", uri, "err", err)
-	}
-	sc, err := n.RA.IssueServerTLS(ctx, hosts)
+	sc, err := n.RA.IssueServerTLS(ctx, hosts, validity)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sc.CertDER}), 0o644); err != nil {
-		return nil, nil, err
-	}
-	if err := os.WriteFile(keyFile, []byte(sc.KeyURI+"\n"), 0o600); err != nil {
-		return nil, nil, err
+	leaf, err := x509.ParseCertificate(sc.CertDER)
+	if err != nil {
+		return nil, err
 	}
 	signer, err := n.CA.TLSSigner(ctx, sc.KeyURI)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &tls.Certificate{Certificate: [][]byte{sc.CertDER, caRow.CertDER}, PrivateKey: signer}, caPEM, nil
+	// The key's URI first: a crash between the two writes leaves a certificate that does not match its key,
+	// which the next start replaces, never a certificate whose key is lost.
+	if err := writeFileAtomic(keyFile, []byte(sc.KeyURI+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sc.CertDER}), 0o644); err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{sc.CertDER, sc.CACertDER}, PrivateKey: signer, Leaf: leaf}, nil
 }
 
 // currentServerCert returns the certificate and key URI in the data directory's TLS files if the certificate is
 // the service CA's, not due for renewal and for exactly hosts.
-func currentServerCert(certFile, keyFile string, ca *x509.Certificate, hosts []string, now time.Time) ([]byte, string, bool) {
+func currentServerCert(certFile, keyFile string, ca *x509.Certificate, hosts []string, now time.Time) (*x509.Certificate, string, bool) {
 	p, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, "", false
@@ -78,7 +112,7 @@ func currentServerCert(certFile, keyFile string, ca *x509.Certificate, hosts []s
 		return nil, "", false
 	}
 	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil || c.CheckSignatureFrom(ca) != nil || now.Add(serverRenewBefore).After(c.NotAfter) {
+	if err != nil || c.CheckSignatureFrom(ca) != nil || !now.Before(RenewAt(c)) {
 		return nil, "", false
 	}
 	var names []string
@@ -97,5 +131,73 @@ func currentServerCert(certFile, keyFile string, ca *x509.Certificate, hosts []s
 	if !slices.Equal(names, want) {
 		return nil, "", false
 	}
-	return b.Bytes, string(bytes.TrimSpace(uri)), true
+	return c, string(bytes.TrimSpace(uri)), true
+}
+
+// TLSRenewer holds the server's TLS certificate and renews it while the server runs, at two thirds of its
+// lifetime: handshakes take the current one through GetCertificate, so a renewal needs no restart and drops
+// no connection.
+type TLSRenewer struct {
+	n        *Node
+	hosts    []string
+	validity time.Duration
+	cur      atomic.Pointer[tls.Certificate]
+	// Renewed, if set, is called after each renewal with the new certificate.
+	Renewed func(*x509.Certificate)
+}
+
+// NewTLSRenewer returns a renewer holding the server certificate for hosts (ServerTLSValid).
+func (n *Node) NewTLSRenewer(ctx context.Context, hosts []string, validity time.Duration) (*TLSRenewer, error) {
+	c, _, err := n.ServerTLSValid(ctx, hosts, validity)
+	if err != nil {
+		return nil, err
+	}
+	r := &TLSRenewer{n: n, hosts: slices.Clone(hosts), validity: validity}
+	r.cur.Store(c)
+	return r, nil
+}
+
+// Certificate returns the current certificate.
+func (r *TLSRenewer) Certificate() *tls.Certificate { return r.cur.Load() }
+
+// GetCertificate is the tls.Config hook: the current certificate.
+func (r *TLSRenewer) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cur.Load(), nil
+}
+
+// Run renews the certificate when it is due until ctx ends. A failed renewal is logged and retried after a
+// tenth of the time left (at least a second, at most ten minutes), while the current certificate serves on.
+func (r *TLSRenewer) Run(ctx context.Context) {
+	for {
+		leaf := r.cur.Load().Leaf
+		wait := RenewAt(leaf).Sub(r.n.Now())
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		c, err := r.n.issueServerTLS(ctx, r.hosts, r.validity)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			retry := min(max(leaf.NotAfter.Sub(r.n.Now())/10, time.Second), 10*time.Minute)
+			r.n.Logger.Error("server TLS certificate renewal failed; the current one serves on", "not_after", leaf.NotAfter, "retry_in", retry, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			continue
+		}
+		r.cur.Store(c)
+		r.n.Logger.Info("server TLS certificate renewed", "serial", fmt.Sprintf("%x", c.Leaf.SerialNumber), "not_after", c.Leaf.NotAfter, "renew_at", RenewAt(c.Leaf))
+		if r.Renewed != nil {
+			r.Renewed(c.Leaf)
+		}
+	}
 }

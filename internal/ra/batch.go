@@ -66,7 +66,7 @@ func (r *RA) StartBatch(ctx context.Context, p Principal, b Batch) (*ca.Issuer, 
 	default:
 		return fail(factoryErr(ErrFactoryBadRequest, "key custody %q: use %s or %s", b.Custody, CustodyPKCS11, CustodyWrapped))
 	}
-	prof := r.cfg.Profiles[fs.Profile]
+	prof := r.Profiles()[fs.Profile]
 	if prof == nil {
 		return fail(factoryErr(ErrFactoryBadRequest, "site CA %s issues profile %q, which is not loaded", fs.CAID, fs.Profile))
 	}

@@ -245,8 +245,8 @@ func (r *RA) RootCRLRequest(ctx context.Context, env, rootID string) (*CRLReques
 
 // rootOf returns root rootID of env, or env's current root if rootID is empty.
 func (r *RA) rootOf(ctx context.Context, env, rootID string) (*store.CA, error) {
-	if r.cfg.Hierarchy.Environments[env] == nil && len(r.cfg.Hierarchy.Environments) > 0 {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.cfg.Hierarchy.EnvironmentNames())
+	if r.Hierarchy().Environments[env] == nil && len(r.Hierarchy().Environments) > 0 {
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.Hierarchy().EnvironmentNames())
 	}
 	if rootID == "" {
 		return r.currentRoot(ctx, env)

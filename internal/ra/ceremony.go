@@ -124,9 +124,9 @@ func (r *RA) RequestCA(ctx context.Context, p Principal, spec CARequestSpec) (*C
 		r.refuse(ctx, p, audit.ActionCARequest, subject, map[string]string{"kind": spec.Kind, "product_line": spec.ProductLine, "site": spec.Site}, err)
 		return nil, err
 	}
-	env := r.cfg.Hierarchy.Environments[spec.Environment]
+	env := r.Hierarchy().Environments[spec.Environment]
 	if env == nil {
-		return refuse(FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", spec.Environment, r.cfg.Hierarchy.EnvironmentNames()))
+		return refuse(FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", spec.Environment, r.Hierarchy().EnvironmentNames()))
 	}
 	if !slices.Contains(CeremonyKinds, spec.Kind) {
 		return refuse(FieldErrorf(KindBadRequest, "kind", "kind %q is not a kind of CA the hierarchy declares below a root (use %s)", spec.Kind, strings.Join(CeremonyKinds, ", ")))
@@ -729,9 +729,9 @@ func (r *RA) ImportCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 }
 
 func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*store.CA, error) {
-	env := r.cfg.Hierarchy.Environments[req.Environment]
+	env := r.Hierarchy().Environments[req.Environment]
 	if env == nil {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, r.cfg.Hierarchy.EnvironmentNames())
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, r.Hierarchy().EnvironmentNames())
 	}
 	rootCert, err := x509.ParseCertificate(req.RootDER)
 	if err != nil {
@@ -837,7 +837,7 @@ func (r *RA) importCA(ctx context.Context, p Principal, req ImportRequest) (*sto
 		return r.supersede(ctx, tx, p, q.Replaces, q.CAID, now)
 	}
 	if q.Kind == store.CAKindSite {
-		prof := r.cfg.Profiles[DefaultSiteProfile]
+		prof := r.Profiles()[DefaultSiteProfile]
 		sr := SiteCARequest{Environment: q.Environment, ProductLine: q.ProductLine, Site: q.Site, Quota: q.Quota, ValidFor: q.ValidFor, Profile: DefaultSiteProfile}
 		// The window starts now; the site CA must outlive the last certificate issued in it.
 		if last := cert.NotAfter.Sub(now) - prof.Validity; last < sr.ValidFor {

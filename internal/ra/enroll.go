@@ -79,12 +79,12 @@ type EnrollResult struct {
 // ESTProfile returns the profile EST enrollments of (env, product) are issued under: the first profile of the
 // product line that factory stations may request (keyward.yaml lists them in order of preference).
 func (r *RA) ESTProfile(env, product string) (*profile.Profile, error) {
-	envSpec := r.cfg.Hierarchy.Environments[env]
+	envSpec := r.Hierarchy().Environments[env]
 	if envSpec == nil || envSpec.ProductLines[product] == nil {
 		return nil, errorf(KindNotFound, "product line %q is not declared in environment %q of keyward.yaml", product, env)
 	}
 	for _, name := range envSpec.ProductLines[product].Profiles {
-		if p := r.cfg.Profiles[name]; p != nil && slices.Contains(p.AllowedPrincipals, RoleFactoryStation) {
+		if p := r.Profiles()[name]; p != nil && slices.Contains(p.AllowedPrincipals, RoleFactoryStation) {
 			return p, nil
 		}
 	}
@@ -357,7 +357,7 @@ func (r *RA) Reenroll(ctx context.Context, c Caller, req EnrollRequest) (*Enroll
 	if err := checkRenewable(dev, cur.Serial); err != nil {
 		return nil, r.fail(ctx, c, rf, err)
 	}
-	prof := r.cfg.Profiles[cur.Profile]
+	prof := r.Profiles()[cur.Profile]
 	if prof == nil {
 		return nil, r.fail(ctx, c, rf, errorf(KindBadRequest, "certificate %s was issued under profile %q, which this Keyward no longer has", cur.Serial, cur.Profile))
 	}
@@ -492,7 +492,7 @@ const AttestationHeader = "Keyward-Attestation"
 // line's name, or "<product>.<environment>" where the product line is declared in several environments.
 func (r *RA) ResolveLabel(label string) (env, product string, err error) {
 	product, env, _ = strings.Cut(label, ".")
-	cfg := r.cfg.Hierarchy
+	cfg := r.Hierarchy()
 	if env != "" {
 		if cfg.Environments[env] == nil || cfg.Environments[env].ProductLines[product] == nil {
 			return "", "", errorf(KindNotFound, "EST label %q: product line %q is not declared in environment %q", label, product, env)

@@ -123,7 +123,7 @@ func (r *RA) CreateSiteCA(ctx context.Context, p Principal, req SiteCARequest) (
 	if err := r.authorize(ctx, p, audit.ActionSiteCreate, id, "create site CAs", RoleAdmin); err != nil {
 		return nil, err
 	}
-	if spec := r.cfg.Hierarchy.Environments[req.Environment]; spec != nil && spec.Root.Offline {
+	if spec := r.Hierarchy().Environments[req.Environment]; spec != nil && spec.Root.Offline {
 		return nil, errorf(KindForbidden, "environment %q: %w; a site CA under an offline root is made in a ceremony: "+
 			"'keyward ca csr --kind site --env %s --product %s --site %s --quota N --valid-for D --keystore SITE-HSM', "+
 			"'keyward ca ceremony sign' with the root, then 'keyward ca import'", req.Environment, hierarchy.ErrOffline, req.Environment, req.ProductLine, req.Site)
@@ -214,7 +214,7 @@ func (r *RA) checkSiteRequest(req *SiteCARequest) (*profile.Profile, keystore.Al
 		req.Profile = DefaultSiteProfile
 	}
 	bad := func(format string, args ...any) error { return factoryErr(ErrFactoryBadRequest, format, args...) }
-	cfg := r.cfg.Hierarchy
+	cfg := r.Hierarchy()
 	spec := cfg.Environments[req.Environment]
 	if spec == nil {
 		return nil, "", bad("environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, cfg.EnvironmentNames())
@@ -226,7 +226,7 @@ func (r *RA) checkSiteRequest(req *SiteCARequest) (*profile.Profile, keystore.Al
 	if !slices.Contains(pl.Profiles, req.Profile) {
 		return nil, "", bad("product line %s/%s does not use profile %q (it uses %v)", req.Environment, req.ProductLine, req.Profile, pl.Profiles)
 	}
-	prof := r.cfg.Profiles[req.Profile]
+	prof := r.Profiles()[req.Profile]
 	if prof == nil || prof.Subject.CommonName == nil || !prof.Subject.CommonNameRequired {
 		return nil, "", bad("profile %q has no required common-name pattern, so a site CA cannot be bound to the product line's serials", req.Profile)
 	}

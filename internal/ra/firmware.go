@@ -74,13 +74,13 @@ func firmwareTrustSubject(env string, version int64) string {
 
 // firmwarePolicy returns the firmware policy of (env, product).
 func (r *RA) firmwarePolicy(env, product string) (*hierarchy.FirmwarePolicy, error) {
-	e := r.cfg.Hierarchy.Environments[env]
+	e := r.Hierarchy().Environments[env]
 	if e == nil {
-		return nil, sentinelf(ErrNoFirmwarePolicy, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.cfg.Hierarchy.EnvironmentNames())
+		return nil, sentinelf(ErrNoFirmwarePolicy, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.Hierarchy().EnvironmentNames())
 	}
 	pl := e.ProductLines[product]
 	if pl == nil {
-		return nil, sentinelf(ErrNoFirmwarePolicy, "product_line", "product line %q is not declared in environment %s (declared: %v)", product, env, r.cfg.Hierarchy.ProductLineNames(env))
+		return nil, sentinelf(ErrNoFirmwarePolicy, "product_line", "product line %q is not declared in environment %s (declared: %v)", product, env, r.Hierarchy().ProductLineNames(env))
 	}
 	if pl.Firmware == nil {
 		return nil, sentinelf(ErrNoFirmwarePolicy, "product_line", "product line %s/%s has no firmware policy: add 'firmware: {threshold: 2, signers: [...]}' to it in keyward.yaml", env, product)
@@ -261,8 +261,8 @@ func (r *RA) InitFirmware(ctx context.Context, p Principal, env string, ks keyst
 }
 
 func (r *RA) initFirmware(ctx context.Context, p Principal, env string, ks keystore.Keystore) (*store.FirmwareRoot, error) {
-	if r.cfg.Hierarchy.Environments[env] == nil {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.cfg.Hierarchy.EnvironmentNames())
+	if r.Hierarchy().Environments[env] == nil {
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.Hierarchy().EnvironmentNames())
 	}
 	if cur, err := r.latestFirmware(ctx, env); err == nil {
 		return nil, errorf(KindConflict, "firmware root of %s (trust version %d): %w; replace it by rotating to a new root instead", env, cur.Version, store.ErrExists)
@@ -309,7 +309,7 @@ func (r *RA) ensureFirmware(ctx context.Context, p Principal, env string) (*stor
 	if !errors.Is(err, ErrNoFirmwareTrust) {
 		return fr, err
 	}
-	if e := r.cfg.Hierarchy.Environments[env]; e == nil || e.Root.Offline || env == "production" {
+	if e := r.Hierarchy().Environments[env]; e == nil || e.Root.Offline || env == "production" {
 		return nil, err
 	}
 	return r.initFirmware(ctx, p, env, nil)

@@ -199,9 +199,9 @@ func (r *RA) BuildHierarchy(ctx context.Context, p Principal, env string, ks key
 	if err := r.authorize(ctx, p, audit.ActionCACreate, env, "create CAs", RoleAdmin); err != nil {
 		return nil, err
 	}
-	spec := r.cfg.Hierarchy.Environments[env]
+	spec := r.Hierarchy().Environments[env]
 	if spec == nil {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.cfg.Hierarchy.EnvironmentNames())
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", env, r.Hierarchy().EnvironmentNames())
 	}
 	res := &BuildResult{}
 	if spec.Root.Offline {
@@ -222,7 +222,7 @@ func (r *RA) BuildHierarchy(ctx context.Context, p Principal, env string, ks key
 		return res, wrap(KindUnavailable, err)
 	}
 	var root *ca.Issuer
-	for _, pl := range r.cfg.Hierarchy.ProductLineNames(env) {
+	for _, pl := range r.Hierarchy().ProductLineNames(env) {
 		id := hierarchy.IssuingID(env, pl)
 		if _, err := r.cfg.Store.GetCA(ctx, id); err == nil {
 			continue
@@ -235,7 +235,7 @@ func (r *RA) BuildHierarchy(ctx context.Context, p Principal, env string, ks key
 				return res, err
 			}
 		}
-		plSpec := r.cfg.Hierarchy.Environments[env].ProductLines[pl]
+		plSpec := r.Hierarchy().Environments[env].ProductLines[pl]
 		alg, _ := keystore.ParseAlgorithm(plSpec.Algorithm)
 		row, err := r.createSubordinate(ctx, p, subordinate{id: id, env: env, product: pl, kind: store.CAKindIssuing, parent: root,
 			subject: hierarchy.IssuingSubject(env, pl), validity: time.Duration(plSpec.Validity), keys: ks, alg: alg})
@@ -248,7 +248,7 @@ func (r *RA) BuildHierarchy(ctx context.Context, p Principal, env string, ks key
 }
 
 func (r *RA) subject(cn string) pkix.Name {
-	return pkix.Name{Organization: []string{r.cfg.Hierarchy.Organization}, CommonName: cn}
+	return pkix.Name{Organization: []string{r.Hierarchy().Organization}, CommonName: cn}
 }
 
 // rootName is the subject common name of env's root.
@@ -304,13 +304,13 @@ func (r *RA) CeremonyRoot(ctx context.Context, p Principal, env string, ks keyst
 }
 
 func (r *RA) productSpec(env, product string) (*hierarchy.ProductLineSpec, error) {
-	e := r.cfg.Hierarchy.Environments[env]
+	e := r.Hierarchy().Environments[env]
 	if e == nil {
 		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml", env)
 	}
 	spec := e.ProductLines[product]
 	if spec == nil {
-		return nil, FieldErrorf(KindBadRequest, "product_line", "product line %q is not declared for environment %q (declared: %v)", product, env, r.cfg.Hierarchy.ProductLineNames(env))
+		return nil, FieldErrorf(KindBadRequest, "product_line", "product line %q is not declared for environment %q (declared: %v)", product, env, r.Hierarchy().ProductLineNames(env))
 	}
 	return spec, nil
 }

@@ -94,7 +94,7 @@ type signed struct {
 }
 
 func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string, error) {
-	prof := r.cfg.Profiles[req.Profile]
+	prof := r.Profiles()[req.Profile]
 	if prof == nil {
 		return nil, "", "", "", FieldErrorf(KindBadRequest, "profile", "unknown profile %q (known: %s)", req.Profile, strings.Join(r.profileNames(), ", "))
 	}
@@ -102,14 +102,14 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string
 	if env == "" {
 		env = "dev"
 	}
-	envSpec := r.cfg.Hierarchy.Environments[env]
+	envSpec := r.Hierarchy().Environments[env]
 	if envSpec == nil {
-		return nil, "", "", "", FieldErrorf(KindBadRequest, "environment", "unknown environment %q (configured: %s)", env, strings.Join(r.cfg.Hierarchy.EnvironmentNames(), ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "environment", "unknown environment %q (configured: %s)", env, strings.Join(r.Hierarchy().EnvironmentNames(), ", "))
 	}
 	product := req.ProductLine
 	if product == "" {
 		var users []string
-		for _, pl := range r.cfg.Hierarchy.ProductLineNames(env) {
+		for _, pl := range r.Hierarchy().ProductLineNames(env) {
 			if contains(envSpec.ProductLines[pl].Profiles, req.Profile) {
 				users = append(users, pl)
 			}
@@ -121,7 +121,7 @@ func (r *RA) resolve(req IssueRequest) (*profile.Profile, string, string, string
 	}
 	spec := envSpec.ProductLines[product]
 	if spec == nil {
-		return nil, "", "", "", FieldErrorf(KindBadRequest, "product_line", "unknown product line %q in environment %q (configured: %s)", product, env, strings.Join(r.cfg.Hierarchy.ProductLineNames(env), ", "))
+		return nil, "", "", "", FieldErrorf(KindBadRequest, "product_line", "unknown product line %q in environment %q (configured: %s)", product, env, strings.Join(r.Hierarchy().ProductLineNames(env), ", "))
 	}
 	if !contains(spec.Profiles, req.Profile) {
 		return nil, "", "", "", FieldErrorf(KindBadRequest, "profile", "product line %q of %q does not issue under profile %q (it allows: %s)", product, env, req.Profile, strings.Join(spec.Profiles, ", "))
@@ -448,8 +448,8 @@ func SerialOf(der []byte) string {
 func SerialString(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 
 func (r *RA) profileNames() []string {
-	names := make([]string, 0, len(r.cfg.Profiles))
-	for n := range r.cfg.Profiles {
+	names := make([]string, 0, len(r.Profiles()))
+	for n := range r.Profiles() {
 		names = append(names, n)
 	}
 	sort.Strings(names)

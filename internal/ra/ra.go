@@ -92,6 +92,14 @@ type RA struct {
 	obs observer
 	// stamps holds the stamps of the online path's profile shapes and its issuance counts (stamp.go).
 	stamps stampCache
+	// policy is the hierarchy and the profiles decisions follow; Reload replaces both at once.
+	policy atomic.Pointer[policy]
+}
+
+// policy is what a reload of the configuration may change: the hierarchy declaration and the profiles.
+type policy struct {
+	hierarchy *hierarchy.Config
+	profiles  map[string]*profile.Profile
 }
 
 // OmitAuditStateForBenchmark makes the RA append its audit events without the state they change (audit.
@@ -111,6 +119,7 @@ func New(cfg Config) (*RA, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &RA{cfg: cfg}
+	r.policy.Store(&policy{hierarchy: cfg.Hierarchy, profiles: cfg.Profiles})
 	r.group = newGrouper(cfg.Store, cfg.GroupCommit, cfg.Notify, cfg.Logger)
 	r.group.obs = &r.obs
 	return r, nil
@@ -120,10 +129,30 @@ func New(cfg Config) (*RA, error) {
 func (r *RA) Reader() store.Reader { return r.cfg.Store }
 
 // Hierarchy returns the RA's hierarchy configuration (read-only).
-func (r *RA) Hierarchy() *hierarchy.Config { return r.cfg.Hierarchy }
+func (r *RA) Hierarchy() *hierarchy.Config { return r.policy.Load().hierarchy }
 
 // Profiles returns the RA's profiles (read-only).
-func (r *RA) Profiles() map[string]*profile.Profile { return r.cfg.Profiles }
+func (r *RA) Profiles() map[string]*profile.Profile { return r.policy.Load().profiles }
+
+// Reload makes h and profiles the hierarchy and profiles of every decision from now on, both at once: a
+// decision under way finishes under what it read. It refuses, changing nothing, a hierarchy that names a profile
+// absent from profiles. The CAs themselves are not touched: they are the store's.
+func (r *RA) Reload(h *hierarchy.Config, profiles map[string]*profile.Profile) error {
+	if h == nil || profiles == nil {
+		return errors.New("ra: reload needs a hierarchy and profiles")
+	}
+	for _, env := range h.EnvironmentNames() {
+		for _, pl := range h.ProductLineNames(env) {
+			for _, name := range h.Environments[env].ProductLines[pl].Profiles {
+				if profiles[name] == nil {
+					return errorf(KindBadRequest, "product line %s/%s names profile %q, which is not among the profiles loaded", env, pl, name)
+				}
+			}
+		}
+	}
+	r.policy.Store(&policy{hierarchy: h, profiles: profiles})
+	return nil
+}
 
 // Now returns the RA's clock reading, UTC.
 func (r *RA) Now() time.Time { return r.now() }

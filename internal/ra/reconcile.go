@@ -194,8 +194,8 @@ func (r *RA) verifyExport(ctx context.Context, req ReconcileRequest, x SiteExpor
 		return nil, foreign("it is an export of environment %q, not %q", h.Environment, req.Environment)
 	case req.Site != "" && h.Site != req.Site:
 		return nil, foreign("it is an export of site %q, not %q", h.Site, req.Site)
-	case r.cfg.Hierarchy.Environments[h.Environment] == nil:
-		return nil, foreign("environment %q is not declared in this data directory (declared: %v)", h.Environment, r.cfg.Hierarchy.EnvironmentNames())
+	case r.Hierarchy().Environments[h.Environment] == nil:
+		return nil, foreign("environment %q is not declared in this data directory (declared: %v)", h.Environment, r.Hierarchy().EnvironmentNames())
 	case h.SiteCA != SiteCAID(h.Environment, h.ProductLine, h.Site):
 		return nil, foreign("site CA %q is not the CA of %s/%s/%s", h.SiteCA, h.Environment, h.ProductLine, h.Site)
 	}
@@ -240,7 +240,7 @@ func (r *RA) recordedRules(site *SiteCA) (*siteRules, error) {
 		return nil, fmt.Errorf("site CA %s: recorded subject rule %q: %w", site.CA.ID, site.Site.CNPattern, err)
 	}
 	s := &siteRules{site: site, cnRule: cnRule}
-	if p := r.cfg.Profiles[site.Site.Profile]; p != nil {
+	if p := r.Profiles()[site.Site.Profile]; p != nil {
 		s.backdate = p.Backdate
 	}
 	return s, nil
@@ -674,7 +674,7 @@ func (r *RA) recordSiteCertificate(ctx context.Context, tx store.Tx, p Principal
 	spki []byte, now time.Time, details map[string]string) (string, error) {
 	serial := SerialString(c)
 	version := 0
-	if prof := r.cfg.Profiles[site.Site.Profile]; prof != nil {
+	if prof := r.Profiles()[site.Site.Profile]; prof != nil {
 		version = prof.Version
 	}
 	if err := tx.InsertCertificate(ctx, &store.Certificate{Serial: serial, IssuerID: site.CA.ID, Profile: site.Site.Profile, ProfileVersion: version,

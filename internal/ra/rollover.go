@@ -47,9 +47,9 @@ func (r *RA) Rollover(ctx context.Context, p Principal, req RolloverRequest) (*s
 }
 
 func (r *RA) rollover(ctx context.Context, p Principal, req RolloverRequest, role string) (*store.CA, error) {
-	env := r.cfg.Hierarchy.Environments[req.Environment]
+	env := r.Hierarchy().Environments[req.Environment]
 	if env == nil {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, r.cfg.Hierarchy.EnvironmentNames())
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %v)", req.Environment, r.Hierarchy().EnvironmentNames())
 	}
 	validity, alg := stationCAValidity, keystore.ECDSAP256
 	switch req.Kind {

@@ -70,9 +70,9 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	if err := r.authorize(ctx, p, audit.ActionStationAdd, req.Name, "add factory stations", RoleAdmin, RoleCAOfficer); err != nil {
 		return nil, err
 	}
-	env := r.cfg.Hierarchy.Environments[req.Environment]
+	env := r.Hierarchy().Environments[req.Environment]
 	if env == nil {
-		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %s)", req.Environment, strings.Join(r.cfg.Hierarchy.EnvironmentNames(), ", "))
+		return nil, FieldErrorf(KindBadRequest, "environment", "environment %q is not declared in keyward.yaml (declared: %s)", req.Environment, strings.Join(r.Hierarchy().EnvironmentNames(), ", "))
 	}
 	if !nameRule.MatchString(req.Site) {
 		return nil, FieldErrorf(KindBadRequest, "site", "site %q: use 1 to 63 lower-case letters, digits and hyphens, starting with a letter or digit", req.Site)
@@ -82,7 +82,7 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	}
 	for _, pl := range req.ProductLines {
 		if env.ProductLines[pl] == nil {
-			return nil, FieldErrorf(KindBadRequest, "product_lines", "product line %q is not declared in environment %q (declared: %s)", pl, req.Environment, strings.Join(r.cfg.Hierarchy.ProductLineNames(req.Environment), ", "))
+			return nil, FieldErrorf(KindBadRequest, "product_lines", "product line %q is not declared in environment %q (declared: %s)", pl, req.Environment, strings.Join(r.Hierarchy().ProductLineNames(req.Environment), ", "))
 		}
 	}
 	if req.Quota < 0 {
@@ -118,7 +118,7 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: []string{r.cfg.Hierarchy.Organization}, OrganizationalUnit: []string{req.Site}, CommonName: req.Name},
+		Subject:      pkix.Name{Organization: []string{r.Hierarchy().Organization}, OrganizationalUnit: []string{req.Site}, CommonName: req.Name},
 		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     req.ValidUntil,
 		// RFC 5280 4.2.1.3 and 4.2.1.12: a TLS client key, nothing else.
@@ -180,12 +180,12 @@ func (r *RA) ensureStationCA(ctx context.Context, p Principal, env string) (*ca.
 		return nil, wrap(KindUnavailable, err)
 	}
 	root, err := r.cfg.Store.GetCA(ctx, hierarchy.RootID(env))
-	if errors.Is(err, store.ErrNotFound) && !r.cfg.Hierarchy.Environments[env].Root.Offline {
+	if errors.Is(err, store.ErrNotFound) && !r.Hierarchy().Environments[env].Root.Offline {
 		return nil, errorf(KindNotFound, "environment %q has no root CA yet: create it with 'keyward ca create --env %s' first", env, env)
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, wrap(KindUnavailable, err)
 	}
-	if root == nil || root.KeyURI == "" || r.cfg.Hierarchy.Environments[env].Root.Offline {
+	if root == nil || root.KeyURI == "" || r.Hierarchy().Environments[env].Root.Offline {
 		return nil, errorf(KindBadRequest, "environment %q has an offline root, so its station CA is made in a ceremony: "+
 			"'keyward ca csr --env %s --kind station --keystore URI --out station.csr', 'keyward ca ceremony sign' with the root, then 'keyward ca import'", env, env)
 	}

@@ -28,6 +28,10 @@ const ServiceCAID = "service/tls"
 // ServerCertValidity is the validity of the server's TLS certificate.
 const ServerCertValidity = 90 * 24 * time.Hour
 
+// MinServerCertValidity is the shortest validity a server certificate may be given: renewal at two thirds of
+// it must leave time to renew.
+const MinServerCertValidity = 10 * time.Second
+
 // ServiceCA returns the data directory's TLS service CA, creating it on first use.
 func (r *RA) ServiceCA(ctx context.Context) (*store.CA, error) {
 	ca, err := r.cfg.Store.GetCA(ctx, ServiceCAID)
@@ -55,8 +59,14 @@ type ServerCertificate struct {
 
 // IssueServerTLS issues the server's TLS certificate for hosts (DNS names and IP addresses) under the service
 // CA: a new key, the certificate linted and signed like every certificate, and the key's glossary row with the
-// audit event.
-func (r *RA) IssueServerTLS(ctx context.Context, hosts []string) (*ServerCertificate, error) {
+// audit event. The certificate is valid for validity (ServerCertValidity when 0).
+func (r *RA) IssueServerTLS(ctx context.Context, hosts []string, validity time.Duration) (*ServerCertificate, error) {
+	if validity <= 0 {
+		validity = ServerCertValidity
+	}
+	if validity < MinServerCertValidity {
+		return nil, errorf(KindBadRequest, "server certificate validity %s is below the minimum of %s", validity, MinServerCertValidity)
+	}
 	caRow, err := r.ServiceCA(ctx)
 	if err != nil {
 		return nil, err
@@ -72,8 +82,9 @@ func (r *RA) IssueServerTLS(ctx context.Context, hosts []string) (*ServerCertifi
 	now := r.now()
 	tmpl := &x509.Certificate{
 		Subject:   pkix.Name{CommonName: "keyward server"},
-		NotBefore: now.Add(-time.Minute),
-		NotAfter:  now.Add(ServerCertValidity),
+		// Backdated for clients whose clocks lag, by a minute or a tenth of a short validity.
+		NotBefore: now.Add(-min(time.Minute, validity/10)),
+		NotAfter:  now.Add(validity),
 		// RFC 5280 4.2.1.3 and 4.2.1.12: a TLS server key, nothing else.
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/internal/ra"
@@ -77,6 +78,15 @@ func ParseRate(s string) (Rate, error) {
 // maxLimitedSources bounds the sources the limiter tracks. Past it, sources whose bucket is full are forgotten;
 // if that frees nothing, a new source goes untracked (served, and still counted in the audit) until it does.
 const maxLimitedSources = 1 << 16
+
+// limiterRef holds the server's limiter, which SetRateLimit replaces while requests are served.
+type limiterRef struct{ p atomic.Pointer[limiter] }
+
+func (r *limiterRef) get() *limiter { return r.p.Load() }
+
+// SetRateLimit makes r the rate limit of refused requests from now on (a configuration reload). Sources start
+// afresh with a full bucket.
+func (s *Server) SetRateLimit(r Rate) { s.limit.p.Store(newLimiter(r, s.ra.Now)) }
 
 type limiter struct {
 	rate    Rate
@@ -162,7 +172,8 @@ func sourceOf(r *http.Request) string {
 // limited answers 429 with Retry-After, counted for the aggregated audit event, if the request's source is over
 // its rate of refused requests; it reports whether it did.
 func (s *Server) limited(w http.ResponseWriter, r *http.Request, text bool) bool {
-	wait := s.limit.wait(sourceOf(r))
+	lim := s.limit.get()
+	wait := lim.wait(sourceOf(r))
 	if wait <= 0 {
 		return false
 	}
@@ -180,7 +191,7 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request, text bool) bool
 	}
 	s.log.DebugContext(r.Context(), "request refused", "reason", ra.RefusalRateLimited, "remote", sourceOf(r), "method", r.Method, "path", boundPath(r))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	msg := fmt.Sprintf("too many refused requests from %s (limit %s): retry after %d s", sourceOf(r), s.limit.rate, secs)
+	msg := fmt.Sprintf("too many refused requests from %s (limit %s): retry after %d s", sourceOf(r), lim.rate, secs)
 	if text {
 		writeText(w, http.StatusTooManyRequests, msg)
 	} else {

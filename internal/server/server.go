@@ -41,7 +41,7 @@ type Server struct {
 	log     *slog.Logger
 	routes  []Route
 	mux     *http.ServeMux
-	limit   *limiter // nil: no rate limit
+	limit   limiterRef // holds nil for no rate limit
 	checks  []func(context.Context) ra.Check
 	metrics *metrics.Metrics
 	// readiness caches /readyz (health.go).
@@ -71,7 +71,9 @@ func newServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = d.RA.Logger()
 	}
-	return &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), limit: newLimiter(d.RateLimit, d.RA.Now), checks: d.Checks, metrics: d.Metrics}
+	s := &Server{ra: d.RA, read: d.RA.Reader(), log: d.Logger, mux: http.NewServeMux(), checks: d.Checks, metrics: d.Metrics}
+	s.SetRateLimit(d.RateLimit)
+	return s
 }
 
 // New returns the server of a data directory: the operator API, EST, revocation, devices and firmware.
@@ -179,7 +181,7 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a 
 	s.ra.RefuseAuth(r.Context(), a)
 	status := statusOf(a.Err)
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		s.limit.charge(a.Source)
+		s.limit.get().charge(a.Source)
 	}
 	switch status {
 	case http.StatusUnauthorized:
@@ -201,7 +203,7 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a 
 func (s *Server) refuseClientCert(r *http.Request, reason string, p ra.Principal, err error) {
 	noteReason(r, err)
 	src := sourceOf(r)
-	s.limit.charge(src)
+	s.limit.get().charge(src)
 	counted := src
 	if p.ID != "" {
 		counted = src + " " + p.ID
@@ -226,12 +228,25 @@ func TLSConfig(cert *tls.Certificate) *tls.Config {
 	}
 }
 
+// TLSConfigFunc is TLSConfig with the certificate chosen at each handshake by get.
+func TLSConfigFunc(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	c := TLSConfig(&tls.Certificate{})
+	c.Certificates, c.GetCertificate = nil, get
+	return c
+}
+
 // Serve runs the HTTPS server on ln until ctx is cancelled, then shuts down gracefully, letting requests in
 // flight finish for up to grace.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certificate, grace time.Duration) error {
+	return s.ServeTLS(ctx, ln, TLSConfig(cert), grace)
+}
+
+// ServeTLS is Serve with a TLS configuration of the caller's, such as TLSConfigFunc's, whose certificate is
+// renewed while the server runs.
+func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, tc *tls.Config, grace time.Duration) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		TLSConfig:         TLSConfig(cert),
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
