@@ -466,8 +466,8 @@ type publicOptions struct {
 	interval time.Duration
 	// warning, if set, says the URL was derived from an unspecified listen address (derive).
 	warning string
-	full     time.Duration
-	delta    time.Duration
+	full    time.Duration
+	delta   time.Duration
 }
 
 func addPublicFlags(c *cobra.Command, o *publicOptions) {

@@ -46,10 +46,10 @@ const PassphraseEnv = "KEYWARD_PASSPHRASE"
 
 // Options say how to open a data directory.
 type Options struct {
-	Dir            string
-	DB             string // "" (SQLite in Dir, or the store Dir remembers), "sqlite:PATH" or "postgres://..."
+	Dir string
+	DB  string // "" (SQLite in Dir, or the store Dir remembers), "sqlite:PATH" or "postgres://..."
 	// DBSource says where DB came from, for messages: "flag --db" (the default) or "env KEYWARD_DB".
-	DBSource string
+	DBSource       string
 	PassphraseFile string // overrides Dir/passphrase
 	Logger         *slog.Logger
 	Now            func() time.Time

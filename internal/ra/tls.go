@@ -81,7 +81,7 @@ func (r *RA) IssueServerTLS(ctx context.Context, hosts []string, validity time.D
 	}
 	now := r.now()
 	tmpl := &x509.Certificate{
-		Subject:   pkix.Name{CommonName: "keyward server"},
+		Subject: pkix.Name{CommonName: "keyward server"},
 		// Backdated for clients whose clocks lag, by a minute or a tenth of a short validity.
 		NotBefore: now.Add(-min(time.Minute, validity/10)),
 		NotAfter:  now.Add(validity),
