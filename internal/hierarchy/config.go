@@ -3,6 +3,7 @@ package hierarchy
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -112,11 +113,7 @@ func ParseConfigFile(path string, data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if strings.Contains(msg, "not found in type") {
-			msg += " (unknown key: check its spelling and indentation; keyward.yaml holds organization, environments, store and serve)"
-		}
-		return nil, fmt.Errorf("%s: %s", path, msg)
+		return nil, decodeError(path, err)
 	}
 	if err := c.validate(); err != nil {
 		if line := lineOf(data, err.Error()); line > 0 {
@@ -125,6 +122,31 @@ func ParseConfigFile(path string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
+}
+
+var typeName = regexp.MustCompile(` in type [\w.*\[\]]+`)
+
+// decodeError turns a YAML error into one line per mistake, each "path:LINE: what; fix: how".
+func decodeError(path string, err error) error {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		var line int
+		if _, err := fmt.Sscanf(m, "line %d:", &line); err == nil {
+			m = fmt.Sprintf("%s:%d:%s", path, line, strings.SplitN(m, ":", 2)[1])
+		} else {
+			m = path + ": " + m
+		}
+		if strings.Contains(m, "not found in type") {
+			m = typeName.ReplaceAllString(m, "") + "; fix: check the key's spelling and indentation (see the field list at the top of the default keyward.yaml)"
+		}
+		out[i] = m
+	}
+	return errors.New(strings.Join(out, "\n"))
 }
 
 // lineOf finds the line of the field a validation message starts with ("environments.dev.root.validity is
