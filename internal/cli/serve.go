@@ -179,7 +179,7 @@ func (o *serveOptions) validate(settings []config.Setting) error {
 		bad("public-url", err.Error(), "write the URL relying parties fetch CRLs from, e.g. http://crl.example.com")
 	}
 	if o.sink.spec == "" && o.sink.ca != "" {
-		bad("audit-sink-ca", "is set without an audit sink", "set audit-sink too, or remove audit-sink-ca")
+		bad("audit-sink-ca", "needs --audit-sink (audit-sink in keyward.yaml)", "set audit-sink too, or remove audit-sink-ca")
 	} else if err := o.sink.parse(); err != nil {
 		bad("audit-sink", err.Error(), "write file:PATH or https://HOST/PATH")
 	}

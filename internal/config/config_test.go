@@ -153,10 +153,14 @@ func TestAppendAndSetStore(t *testing.T) {
 	if err := os.WriteFile(path, []byte(orig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := AppendStore(path, "postgres://kw:pw@db/keyward"); err != nil {
+	if err := AddStore(path, "postgres://kw:pw@db/keyward"); err != nil {
 		t.Fatal(err)
 	}
-	if err := AppendStore(path, DefaultDB); err == nil {
+	// The section goes before the first key: what appends to environments: at the end still may.
+	if data := string(mustRead(t, path)); !strings.HasSuffix(data, "environments: {}\n") || !strings.HasPrefix(data, "# hierarchy\n\n# The database") {
+		t.Fatalf("after AddStore:\n%s", data)
+	}
+	if err := AddStore(path, DefaultDB); err == nil {
 		t.Fatal("a second store: section was appended")
 	}
 	f, err := Load(filepath.Dir(path))
@@ -170,7 +174,7 @@ func TestAppendAndSetStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := string(mustRead(t, path))
-	if strings.Contains(data, "pw@") || strings.Count(data, "store:") != 1 || !strings.HasPrefix(data, orig) {
+	if strings.Contains(data, "pw@") || strings.Count(data, "store:") != 1 || !strings.HasPrefix(data, "# hierarchy\n") || !strings.Contains(data, "organization: Example # kept\nenvironments: {}\n") {
 		t.Fatalf("after SetStore:\n%s", data)
 	}
 	f, err = Load(filepath.Dir(path))

@@ -226,9 +226,10 @@ func checkDB(db string) error {
 	return fmt.Errorf("unsupported scheme %q (use sqlite:PATH or postgres://...)", scheme)
 }
 
-// AppendStore adds a store: section naming db to the keyward.yaml at path, keeping the rest of the file as it
-// is (comments included). It is an error if the file has one already.
-func AppendStore(path, db string) error {
+// AddStore adds a store: section naming db to the keyward.yaml at path, before its first key, keeping the rest
+// of the file as it is (comments included; environments: stays where it was, so that whatever appends to it
+// still may). It is an error if the file has one already.
+func AddStore(path, db string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -243,13 +244,9 @@ func AppendStore(path, db string) error {
 	if err := checkDB(db); err != nil {
 		return fmt.Errorf("store %s: %w", Redact(db), err)
 	}
-	var b bytes.Buffer
-	b.Write(data)
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		b.WriteByte('\n')
-	}
-	b.WriteString("\n" + storeComment)
-	e := yaml.NewEncoder(&b)
+	var sec bytes.Buffer
+	sec.WriteString(storeComment)
+	e := yaml.NewEncoder(&sec)
 	e.SetIndent(2)
 	if err := e.Encode(map[string]map[string]string{StoreSection: {"db": db}}); err != nil {
 		return err
@@ -257,6 +254,23 @@ func AppendStore(path, db string) error {
 	if err := e.Close(); err != nil {
 		return err
 	}
+	sec.WriteString("\n")
+	lines := strings.SplitAfter(string(data), "\n")
+	at := len(lines)
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 && doc.Content[0].Kind == yaml.MappingNode && len(doc.Content[0].Content) > 0 {
+		at = doc.Content[0].Content[0].Line - 1
+	}
+	var b bytes.Buffer
+	b.WriteString(strings.Join(lines[:at], ""))
+	if at > 0 && !strings.HasSuffix(b.String(), "\n") {
+		b.WriteByte('\n')
+	}
+	if at > 0 && strings.TrimSpace(lines[at-1]) != "" {
+		b.WriteByte('\n')
+	}
+	b.Write(sec.Bytes())
+	b.WriteString(strings.Join(lines[at:], ""))
 	return writeAtomic(path, b.Bytes())
 }
 
@@ -288,12 +302,12 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// storeComment is the comment AppendStore writes above the section.
+// storeComment is the comment AddStore writes above the section.
 const storeComment = "# The database this data directory keeps its state in, written by 'keyward init'. Every command that\n" +
 	"# opens the directory uses it; one given another --db or KEYWARD_DB refuses to run.\n"
 
 // SetStore makes db the store: section of the keyward.yaml at path, replacing the one there (and the comment
-// AppendStore wrote above it); the rest of the file is kept as it is. A factory site's data directory, which
+// AddStore wrote above it); the rest of the file is kept as it is. A factory site's data directory, which
 // starts from headquarters' keyward.yaml, keeps its own SQLite store and must never carry headquarters'
 // database URL.
 func SetStore(path, db string) error {
@@ -320,14 +334,13 @@ func SetStore(path, db string) error {
 					to--
 				}
 			}
-			head := strings.Join(lines[:from], "")
-			head = strings.TrimSuffix(head, storeComment)
-			data = []byte(strings.TrimRight(head, "\n") + "\n" + strings.Join(lines[to:], ""))
+			head := strings.TrimSuffix(strings.Join(lines[:from], ""), storeComment)
+			data = []byte(head + strings.TrimLeft(strings.Join(lines[to:], ""), "\n"))
 			if err := writeAtomic(path, data); err != nil {
 				return err
 			}
 			break
 		}
 	}
-	return AppendStore(path, db)
+	return AddStore(path, db)
 }

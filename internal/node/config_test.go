@@ -94,8 +94,8 @@ func TestOpenUnknownStore(t *testing.T) {
 	dir := initDir(t, "")
 	path := filepath.Join(dir, ConfigFile)
 	data, _ := os.ReadFile(path)
-	i := strings.Index(string(data), "\n# The database this data directory")
-	if err := os.WriteFile(path, data[:i+1], 0o600); err != nil {
+	i, j := strings.Index(string(data), "# The database this data directory"), strings.Index(string(data), "organization:")
+	if err := os.WriteFile(path, append(data[:i:i], data[j:]...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := Open(context.Background(), Options{Dir: dir, Logger: quiet()}); err != nil {

@@ -81,7 +81,7 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 	if !n.StoreChoice.Remembered && n.Site == nil {
 		db, err := config.RememberAs(opts.Dir, opts.DB)
 		if err == nil {
-			err = config.AppendStore(filepath.Join(opts.Dir, ConfigFile), db)
+			err = config.AddStore(filepath.Join(opts.Dir, ConfigFile), db)
 		}
 		if err != nil {
 			_ = n.Close()

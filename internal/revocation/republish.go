@@ -82,8 +82,12 @@ func (p *Publisher) RepublishForURL(ctx context.Context) (*Republished, error) {
 					errs = append(errs, err)
 					continue
 				}
-				if _, err := p.s.BuildFilter(ctx, ra.System("server:public-url"), FilterRequest{Environment: env, Product: product}); err != nil {
-					errs = append(errs, fmt.Errorf("rebuild the filter of %s: %w", scope, err))
+				// The operator who started the server with the new URL asked for this: the server acts for them.
+				who := ra.Principal{ID: "server:public-url", Role: ra.RoleAdmin}
+				if _, err := p.s.BuildFilter(ctx, who, FilterRequest{Environment: env, Product: product}); err != nil {
+					// A filter that cannot be built now (its signer's CA retired, say) keeps the last one; the
+					// CRLs, which carry the URL, are what must not wait.
+					p.s.log.WarnContext(ctx, "filter not rebuilt for the new public URL", "scope", scope, "err", err)
 					continue
 				}
 				out.Filters = append(out.Filters, scope)
