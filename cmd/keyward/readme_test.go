@@ -131,7 +131,7 @@ func runDoc(t *testing.T, bin, path string) string {
 	)
 	var script strings.Builder
 	script.WriteString(`set -euo pipefail
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT
 PS4='+ '
 set -x
 `)
