@@ -53,7 +53,7 @@ func (g *globals) configFile() (*config.File, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	return f, err
+	return f, err // f holds what parsed when err lists mistakes
 }
 
 // resolveServe gives every serve setting not on the command line its value from the environment or the file,
@@ -229,10 +229,15 @@ func countLines(errs []error) int {
 // the keystore passphrase's source, and the serve settings.
 func (g *globals) effective(cmd *cobra.Command, o *serveOptions) ([]config.Setting, error) {
 	f, err := g.configFile()
-	if err != nil {
-		return nil, usageError{config.Errors{err}}
-	}
 	var errs config.Errors
+	if err != nil {
+		if !errors.As(err, &errs) {
+			errs = config.Errors{err}
+		}
+		if f == nil {
+			return nil, usageError{errs}
+		}
+	}
 	var out []config.Setting
 	out = append(out, globalSetting(cmd, "data", g.data, "KEYWARD_DATA"))
 	var explicit string
@@ -277,7 +282,7 @@ func (g *globals) effective(cmd *cobra.Command, o *serveOptions) ([]config.Setti
 		}
 	}
 	if len(errs) > 0 {
-		return nil, usageError{errs}
+		return nil, usageError{errs.Sorted()}
 	}
 	return append(out, settings...), nil
 }

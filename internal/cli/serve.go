@@ -66,13 +66,23 @@ which wins over the file. 'keyward config show' prints what is in effect and whe
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			g.service = true
-			file, err := g.configFile()
-			if err != nil {
-				return badInput(err)
+			file, ferr := g.configFile()
+			if ferr != nil && file == nil {
+				return badInput(ferr)
 			}
 			settings, err := g.resolveServe(cmd, &o, file)
-			if err != nil {
-				return err
+			if ferr != nil || err != nil {
+				// Every mistake at once: the file's, then the settings'.
+				var all, more config.Errors
+				if !errors.As(ferr, &all) && ferr != nil {
+					all = config.Errors{ferr}
+				}
+				if ue, ok := err.(usageError); ok && errors.As(ue.error, &more) {
+					all = append(all, more...)
+				} else if err != nil {
+					all = append(all, err)
+				}
+				return usageError{all.Sorted()}
 			}
 			var n *node.Node
 			if _, statErr := os.Stat(filepath.Join(g.data, node.ConfigFile)); errors.Is(statErr, os.ErrNotExist) {

@@ -86,7 +86,8 @@ func Load(dir string) (*File, error) {
 
 // Parse reads the store: and serve: sections of data, the contents of the file at path, and ignores every other
 // top-level key (the hierarchy's, which internal/hierarchy reads). The serve: keys are checked against the serve
-// flags later, by Apply, which knows them.
+// flags later, by Apply, which knows them. On a mistake in a section it returns Errors, one per mistake, with
+// the File of what did parse (nil if the file is not YAML), so that a check can report the rest too.
 func Parse(path string, data []byte) (*File, error) {
 	f := &File{Path: path, Serve: map[string]Entry{}}
 	var doc yaml.Node
@@ -127,7 +128,7 @@ func Parse(path string, data []byte) (*File, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return f, joinErrors(errs)
 	}
 	return f, nil
 }

@@ -142,6 +142,24 @@ func redactIf(secret Secret, name, v string) string {
 // setFresh sets a flag's value from values, replacing its default. Sequence values set a list flag item by
 // item; pflag's list flags replace their default on the first Set and append after.
 func setFresh(fl *pflag.Flag, values []string, seq bool) error {
+	// Some pflag values (durations) are overwritten even when Set fails: a refused value must leave the
+	// default, so that nothing later mistakes it for a value that was given.
+	restore := func() {}
+	if sv, ok := fl.Value.(pflag.SliceValue); ok {
+		old := sv.GetSlice()
+		restore = func() { _ = sv.Replace(old) }
+	} else {
+		old := fl.Value.String()
+		restore = func() { _ = fl.Value.Set(old) }
+	}
+	if err := set(fl, values, seq); err != nil {
+		restore()
+		return err
+	}
+	return nil
+}
+
+func set(fl *pflag.Flag, values []string, seq bool) error {
 	if seq {
 		if _, ok := fl.Value.(pflag.SliceValue); !ok {
 			return fmt.Errorf("takes one value, not a list")
@@ -218,5 +236,28 @@ func joinErrors(errs []error) error {
 			out = append(out, err)
 		}
 	}
+	return out
+}
+
+// Sorted returns the mistakes in the order a reader fixes them: those in a file by file and line first, then the
+// others (flags, environment) as they came.
+func (e Errors) Sorted() Errors {
+	out := slices.Clone(e)
+	slices.SortStableFunc(out, func(a, b error) int {
+		fa, oka := a.(*FieldError)
+		fb, okb := b.(*FieldError)
+		switch {
+		case oka && okb:
+			if c := strings.Compare(fa.File, fb.File); c != 0 {
+				return c
+			}
+			return fa.Line - fb.Line
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return 0
+	})
 	return out
 }
