@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,8 @@ func initCmd(g *globals) *cobra.Command {
 		Long: `Create the data directory if needed, write keyward.yaml (the dev environment, product line demo-implant)
 and the default profiles (implant-identity, gateway-identity) unless present, then create every CA that
 keyward.yaml declares for environments with an online root, and an admin operator token (DATA/admin.token).
-Repeating init keeps what exists. Production roots are offline: see 'keyward ca ceremony'.`,
+The database (--db, or SQLite in DATA) is remembered in keyward.yaml's store: section: later commands open it
+without --db and refuse another. Repeating init keeps what exists. Production roots are offline: see 'keyward ca ceremony'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, res, err := node.Init(cmd.Context(), node.InitOptions{Options: g.options(), Keystore: ks, Actor: principal().ID})
@@ -29,7 +31,7 @@ Repeating init keeps what exists. Production roots are offline: see 'keyward ca 
 				for _, ca := range res.Created {
 					ids = append(ids, ca.ID)
 				}
-				return g.printJSON(map[string]any{"data": g.data, "created": ids, "token_file": res.TokenFile, "passphrase_file": res.PassphraseFile})
+				return g.printJSON(map[string]any{"data": g.data, "created": ids, "token_file": res.TokenFile, "passphrase_file": res.PassphraseFile, "store": res.Store})
 			}
 			for _, ca := range res.Created {
 				fmt.Fprintf(g.env.Stdout, "created %-8s CA %-24s key %s\n", ca.Kind, ca.ID, ca.KeyURI)
@@ -39,6 +41,9 @@ Repeating init keeps what exists. Production roots are offline: see 'keyward ca 
 			}
 			if res.TokenFile != "" {
 				fmt.Fprintf(g.env.Stdout, "admin operator token written to %s (mode 0600; only its hash is stored)\n", res.TokenFile)
+			}
+			if res.Store != "" {
+				fmt.Fprintf(g.env.Stdout, "store %s remembered in %s: later commands need no --db\n", res.Store, filepath.Join(g.data, node.ConfigFile))
 			}
 			return nil
 		},

@@ -30,6 +30,8 @@ type InitResult struct {
 	Created        []*store.CA
 	PassphraseFile string // set when a random dev passphrase was generated
 	TokenFile      string // set when an admin token was written
+	// Store is the database this Init remembered in keyward.yaml (redacted), when it wrote the store: section.
+	Store string
 }
 
 // Init creates a data directory from the embedded defaults (keyward.yaml with the dev environment and the
@@ -88,6 +90,7 @@ func Init(ctx context.Context, opts InitOptions) (*Node, *InitResult, error) {
 			return nil, nil, fmt.Errorf("remember the store in %s: %w", ConfigFile, err)
 		}
 		n.StoreChoice.Remembered = true
+		res.Store = config.Redact(db)
 	}
 	ks, err := n.Keystore(opts.Keystore)
 	if err != nil {
