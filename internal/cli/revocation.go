@@ -530,7 +530,7 @@ func (o *publicOptions) derive(settings []config.Setting) error {
 	}
 	u, err := url.Parse(o.url)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q is not an http:// or https:// URL of a host (no query, fragment or credentials)", o.url)
+		return fmt.Errorf("%q is not an http:// or https:// URL of a host (no query, fragment or credentials)", config.Redact(o.url))
 	}
 	return nil
 }

@@ -254,3 +254,23 @@ func TestTLSRenewer(t *testing.T) {
 		t.Fatalf("a restart would not pick up the renewed certificate: %v", err)
 	}
 }
+
+// A running node never changes its store: a reload reports a changed store: section as refused.
+func TestReloadRefusesStoreChange(t *testing.T) {
+	dir := initDir(t, "")
+	n, err := Open(context.Background(), Options{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := config.SetStore(filepath.Join(dir, ConfigFile), "postgres://kw:hunter2@db.example/other"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := n.ReloadPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.StoreRefused, "postgres://kw:xxxxx@db.example/other") || strings.Contains(rep.StoreRefused, "hunter2") {
+		t.Fatalf("store refusal %q", rep.StoreRefused)
+	}
+}
