@@ -190,12 +190,7 @@ func configCheckCmd(g *globals) *cobra.Command {
 				}
 			}
 			if _, err := g.effective(cmd, &o); err != nil {
-				var list config.Errors
-				if ue, ok := err.(usageError); ok && errors.As(ue.error, &list) {
-					errs = append(errs, list...)
-				} else {
-					errs = append(errs, err)
-				}
+				errs = append(errs, configErrors(err)...)
 			}
 			if len(errs) > 0 {
 				for _, err := range errs {
@@ -274,17 +269,25 @@ func (g *globals) effective(cmd *cobra.Command, o *serveOptions) ([]config.Setti
 	out = append(out, pass)
 	settings, err := g.resolveServe(cmd, o, f)
 	if err != nil {
-		var more config.Errors
-		if ue, ok := err.(usageError); ok && errors.As(ue.error, &more) {
-			errs = append(errs, more...)
-		} else {
-			errs = append(errs, err)
-		}
+		errs = append(errs, configErrors(err)...)
 	}
 	if len(errs) > 0 {
 		return nil, usageError{errs.Sorted()}
 	}
 	return append(out, settings...), nil
+}
+
+// configErrors returns the mistakes err lists (a usage error holding config.Errors), or err alone.
+func configErrors(err error) config.Errors {
+	var ue usageError
+	var list config.Errors
+	if errors.As(err, &ue) && errors.As(ue.error, &list) {
+		return list
+	}
+	if errors.As(err, &list) {
+		return list
+	}
+	return config.Errors{err}
 }
 
 // globalSetting is the setting of a global flag with an environment variable as its default.

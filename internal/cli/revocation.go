@@ -499,14 +499,9 @@ func (g *globals) revocationService(ctx context.Context) (*node.Node, *revocatio
 // host by its hostname, with a warning to set public-url to the name relying parties use.
 func (o *publicOptions) derive(settings []config.Setting) error {
 	if o.url == "" {
-		switch {
-		case o.listen == "":
-			o.url = "http://127.0.0.1:8080" // unused: no public listener
-		default:
-			host, port, err := net.SplitHostPort(o.listen)
-			if err != nil {
-				return nil // reported as public-listen's mistake
-			}
+		o.url = "http://127.0.0.1:8080" // no public listener: unused
+		// A malformed listen address is reported as public-listen's mistake; the URL then stays unused.
+		if host, port, err := net.SplitHostPort(o.listen); o.listen != "" && err == nil {
 			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 				name, err := os.Hostname()
 				if err != nil || name == "" {

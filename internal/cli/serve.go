@@ -73,14 +73,12 @@ which wins over the file. 'keyward config show' prints what is in effect and whe
 			settings, err := g.resolveServe(cmd, &o, file)
 			if ferr != nil || err != nil {
 				// Every mistake at once: the file's, then the settings'.
-				var all, more config.Errors
-				if !errors.As(ferr, &all) && ferr != nil {
-					all = config.Errors{ferr}
+				var all config.Errors
+				if ferr != nil {
+					all = configErrors(ferr)
 				}
-				if ue, ok := err.(usageError); ok && errors.As(ue.error, &more) {
-					all = append(all, more...)
-				} else if err != nil {
-					all = append(all, err)
+				if err != nil {
+					all = append(all, configErrors(err)...)
 				}
 				return usageError{all.Sorted()}
 			}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -144,7 +145,7 @@ func redactIf(secret Secret, name, v string) string {
 func setFresh(fl *pflag.Flag, values []string, seq bool) error {
 	// Some pflag values (durations) are overwritten even when Set fails: a refused value must leave the
 	// default, so that nothing later mistakes it for a value that was given.
-	restore := func() {}
+	var restore func()
 	if sv, ok := fl.Value.(pflag.SliceValue); ok {
 		old := sv.GetSlice()
 		restore = func() { _ = sv.Replace(old) }
@@ -244,8 +245,8 @@ func joinErrors(errs []error) error {
 func (e Errors) Sorted() Errors {
 	out := slices.Clone(e)
 	slices.SortStableFunc(out, func(a, b error) int {
-		fa, oka := a.(*FieldError)
-		fb, okb := b.(*FieldError)
+		var fa, fb *FieldError
+		oka, okb := errors.As(a, &fa), errors.As(b, &fb)
 		switch {
 		case oka && okb:
 			if c := strings.Compare(fa.File, fb.File); c != 0 {
