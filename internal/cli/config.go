@@ -189,6 +189,13 @@ func configCheckCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
+			if _, err := node.ReadKeystores(g.data); err != nil {
+				msg := strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), node.KeystoresFile+": ")), " ")
+				errs = append(errs, fmt.Errorf("%s: %s; fix: it lists PKCS#11 token URIs as 'pkcs11: [URI, ...]'", filepath.Join(g.data, node.KeystoresFile), msg))
+			}
+			if err := g.passphraseAvailable(); err != nil {
+				errs = append(errs, err)
+			}
 			if _, err := g.effective(cmd, &o); err != nil {
 				errs = append(errs, configErrors(err)...)
 			}
@@ -275,6 +282,28 @@ func (g *globals) effective(cmd *cobra.Command, o *serveOptions) ([]config.Setti
 		return nil, usageError{errs.Sorted()}
 	}
 	return append(out, settings...), nil
+}
+
+// passphraseAvailable checks that the software keystore's passphrase can be had as serve would look for it,
+// without printing or keeping it.
+func (g *globals) passphraseAvailable() error {
+	if os.Getenv(node.PassphraseEnv) != "" {
+		return nil
+	}
+	file, how := g.passphraseFile, "--passphrase-file"
+	if file == "" {
+		file, how = filepath.Join(g.data, node.PassphraseFile), "the default passphrase file"
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("keystore passphrase: %s %s cannot be read (%w); fix: set %s or --passphrase-file", how, file, errors.Unwrap(err), node.PassphraseEnv)
+	}
+	empty := len(strings.TrimSpace(string(data))) == 0
+	clear(data)
+	if empty {
+		return fmt.Errorf("keystore passphrase: %s %s is empty; fix: write the passphrase there, or set %s", how, file, node.PassphraseEnv)
+	}
+	return nil
 }
 
 // configErrors returns the mistakes err lists (a usage error holding config.Errors), or err alone.

@@ -76,5 +76,13 @@ func TestGoldenConfig(t *testing.T) {
 	if strings.Contains(printed.String(), "hunter2") {
 		t.Fatal("a password was printed")
 	}
+	// What serve needs beside the file: the keystore passphrase, a readable keystores.yaml.
+	if err := os.Rename(filepath.Join(dir, "passphrase"), filepath.Join(dir, "passphrase.away")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keystores.yaml"), []byte("pkcs11: {a: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("config", "check")
 	golden(t, "config.golden", out.Bytes())
 }
