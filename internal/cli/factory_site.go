@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -102,17 +103,22 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 			if err := n.Follow(ctx); err != nil {
 				return err
 			}
-			cert, _, err := n.ServerTLS(ctx, tlsNames(names, listen))
+			// The site's server certificate renews itself too: a site may serve for weeks without a restart.
+			certs, err := n.NewTLSRenewer(ctx, tlsNames(names, listen), 0)
 			if err != nil {
 				return err
 			}
+			rctx, stopRenew := context.WithCancel(ctx)
+			renewed := make(chan struct{})
+			go func() { defer close(renewed); certs.Run(rctx) }()
+			defer func() { stopRenew(); <-renewed }()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return usageError{fmt.Errorf("--listen %s: %w", listen, err)}
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: factory site %s (site CA %s) enrolling on https://%s (TLS 1.3; trust %s)\n",
 				n.Site.Site, n.Site.SiteCA, ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return server.NewSite(server.Deps{RA: n.RA, RateLimit: rate}).Serve(ctx, ln, cert, grace)
+			return server.NewSite(server.Deps{RA: n.RA, RateLimit: rate}).ServeTLS(ctx, ln, server.TLSConfigFunc(certs.GetCertificate), grace)
 		},
 	}
 	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
