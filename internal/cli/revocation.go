@@ -541,6 +541,18 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	if o.warning != "" {
 		fmt.Fprintf(g.env.Stderr, "keyward: warning: %s\n", o.warning)
 	}
+	// Listen first, accept only once the CRLs are published and loaded: a client that connects meanwhile waits
+	// in the backlog for current objects rather than being refused.
+	pln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return usageError{fmt.Errorf("--public-listen %s: %w", o.listen, err)}
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			_ = pln.Close()
+		}
+	}()
 	svc := revocation.New(n.RA, n.CA, n.Store)
 	publisher := revocation.NewPublisher(svc, revocation.CRLConfig{BaseURL: o.url, FullInterval: o.full, DeltaInterval: o.delta, SpoolDir: n.Dir})
 	publisher.Observe = func(c *store.PublishedCRL) {
@@ -584,11 +596,8 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 	if err := pub.Reload(ctx); err != nil {
 		return fmt.Errorf("public objects: %w", err)
 	}
-	pln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return usageError{fmt.Errorf("--public-listen %s: %w", o.listen, err)}
-	}
 	fmt.Fprintf(g.env.Stderr, "keyward: serving public objects on http://%s (CRLs, OCSP, CA certificates, filters)\n", pln.Addr())
+	serving = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
