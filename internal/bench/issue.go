@@ -223,7 +223,7 @@ func createCertificateLimit(ctx context.Context, n *node.Node, d time.Duration) 
 		return 0, err
 	}
 	csr, _ := x509.ParseCertificateRequest(csrDER)
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return 0, err
 	}

@@ -586,7 +586,7 @@ func (j *job) prepare(ctx context.Context, index int64, p *pending) error {
 	if !j.cnRule.MatchString(cn) {
 		return fmt.Errorf("%w: device serial %q is outside site CA %s's subject rule %s", ErrRefused, cn, j.site.CA.ID, j.site.Site.CNPattern)
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return err
 	}

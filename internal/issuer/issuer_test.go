@@ -25,7 +25,7 @@ import (
 
 func serial(t testing.TB) *big.Int {
 	t.Helper()
-	s, err := RandomSerial()
+	s, err := NewSerial(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,10 +663,13 @@ func TestSelfSignAndSignCARefuseNonCA(t *testing.T) {
 	t.Logf("root: %d bytes, warnings %v", len(der), warnings)
 }
 
-func TestRandomSerial(t *testing.T) {
+func TestNewSerial(t *testing.T) {
 	seen := map[string]bool{}
-	for range 2000 {
-		s, err := RandomSerial()
+	at := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	var prev *big.Int
+	for i := range 2000 {
+		now := at.Add(time.Duration(i/2) * time.Millisecond) // two serials per millisecond
+		s, err := NewSerial(now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -677,5 +680,41 @@ func TestRandomSerial(t *testing.T) {
 			t.Fatalf("serial %x repeated", s)
 		}
 		seen[s.String()] = true
+		// The time prefix: bits 125..78 are the milliseconds.
+		ms := new(big.Int).Rsh(s, SerialRandomBits)
+		ms.SetBit(ms, 48, 0)
+		if ms.Int64() != now.UnixMilli() {
+			t.Fatalf("serial %x carries %d ms, want %d", s, ms.Int64(), now.UnixMilli())
+		}
+		// Serials of a later millisecond are greater: the store's serial indexes grow at their right edge.
+		if i%2 == 0 && prev != nil && s.Cmp(prev) <= 0 {
+			t.Fatalf("serial %x of %s is not above %x of the millisecond before", s, now, prev)
+		}
+		prev = s
+	}
+	// The random part: 78 bits, each seen both set and clear over 2000 serials.
+	var ones, zeros big.Int
+	for k := range seen {
+		s, _ := new(big.Int).SetString(k, 10)
+		for b := range SerialRandomBits {
+			if s.Bit(b) == 1 {
+				ones.SetBit(&ones, b, 1)
+			} else {
+				zeros.SetBit(&zeros, b, 1)
+			}
+		}
+	}
+	all := new(big.Int).Lsh(big.NewInt(1), SerialRandomBits)
+	all.Sub(all, big.NewInt(1))
+	if new(big.Int).And(&ones, &zeros).Cmp(all) != 0 {
+		t.Errorf("some of the %d random bits never changed: set %x, clear %x", SerialRandomBits, &ones, &zeros)
+	}
+	for _, bad := range []time.Time{time.Unix(-1, 0), time.UnixMilli(maxSerialMillis + 1)} {
+		if _, err := NewSerial(bad); err == nil {
+			t.Errorf("NewSerial(%s): no error", bad)
+		}
+	}
+	if s, err := NewSerial(time.UnixMilli(maxSerialMillis)); err != nil || s.BitLen() != 127 {
+		t.Errorf("NewSerial at the last millisecond: %v, %d bits", err, s.BitLen())
 	}
 }

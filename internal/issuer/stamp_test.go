@@ -447,7 +447,7 @@ func BenchmarkStamp(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			s, err := RandomSerial()
+			s, err := NewSerial(time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -112,7 +112,7 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	if req.ValidUntil.After(caCert.NotAfter) {
 		return nil, FieldErrorf(KindBadRequest, "valid_until", "valid until %s is after the station CA %s expires (%s)", req.ValidUntil.Format(time.RFC3339), stationCA.CA().ID, caCert.NotAfter.Format(time.RFC3339))
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(now)
 	if err != nil {
 		return nil, err
 	}
