@@ -74,9 +74,9 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 		return nil, fmt.Errorf("open sqlite store %q: path must not contain '?' or '#'", path)
 	}
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
-	// Bulk issuance inserts into two indexes on random keys (serial, SPKI hash), so a transaction of a few
-	// hundred certificates dirties a few hundred index pages. cache_size keeps up to 64 MiB of pages in the
-	// writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
+	// Issuance inserts into two indexes on random keys (the SPKI hash, the device key's URI; serials ascend,
+	// issuer.NewSerial), so a transaction of a few hundred certificates dirties a few hundred index pages.
+	// cache_size keeps up to 64 MiB of pages in the writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
 	// copies the WAL into the database once a second on a connection of its own, so a page rewritten by many
 	// transactions within that second is copied and fsynced once, and no request waits for a checkpoint.
 	// Once the WAL passes walRestartFrames the checkpointer has the writer start it over; the file keeps its size
