@@ -176,7 +176,7 @@ func X509Credential(chain [][]byte, key crypto.PrivateKey, byValue bool) (*Crede
 	}
 	var id []byte
 	if byValue {
-		id = []byte{0xa1, headerX5Chain}
+		id = appendInt([]byte{0xa1}, headerX5Chain)
 		if len(chain) == 1 {
 			id = appendBstr(id, chain[0])
 		} else {

@@ -173,10 +173,6 @@ func (r *Responder) respond(m1 *message1, msg []byte) (*ResponderSession, error)
 		return nil, fmt.Errorf("%w: method %d is not accepted here (accepted: %v)", ErrUnsupportedSuite, int(m1.method), r.cfg.Methods)
 	}
 	p, _ := suite.params()
-	cred := r.cfg.Credential
-	if err := checkLocal(cred, m1.method.responderSigns(), p); err != nil {
-		return nil, fmt.Errorf("%w: method %d: %v", ErrUnsupportedSuite, int(m1.method), err)
-	}
 	gx, err := publicKey(p.curve, m1.gx)
 	if err != nil {
 		return nil, err
@@ -192,13 +188,18 @@ func (r *Responder) respond(m1 *message1, msg []byte) (*ResponderSession, error)
 			return nil, err
 		}
 	}
+	// The shared secret first: a low-order X25519 point is refused here (RFC 9528 section 9.2).
+	gxy, err := ecdhShared(s.y, gx)
+	if err != nil {
+		return nil, err
+	}
+	cred := r.cfg.Credential
+	if err := checkLocal(cred, m1.method.responderSigns(), p); err != nil {
+		return nil, fmt.Errorf("%w: method %d: %v", ErrUnsupportedSuite, int(m1.method), err)
+	}
 	if r.nextCR != nil {
 		s.cR, r.nextCR = r.nextCR, nil
 	} else if s.cR, err = randomID(func(id []byte) bool { return bytes.Equal(id, m1.cI) || r.sessions[string(id)] != nil }); err != nil {
-		return nil, err
-	}
-	gxy, err := ecdhShared(s.y, gx)
-	if err != nil {
 		return nil, err
 	}
 	gyRaw := compact(s.y.PublicKey())

@@ -26,9 +26,20 @@ type traceValue struct {
 
 func loadTrace(t *testing.T) trace {
 	t.Helper()
-	f, err := os.Open("testdata/rfc9529.txt")
+	tr, err := readTrace()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(tr["2.2"]) < 10 || len(tr["3.4"]) < 10 {
+		t.Fatal("testdata/rfc9529.txt holds too few values; the parser is broken")
+	}
+	return tr
+}
+
+func readTrace() (trace, error) {
+	f, err := os.Open("testdata/rfc9529.txt")
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	tr := trace{}
@@ -48,15 +59,12 @@ func loadTrace(t *testing.T) trace {
 		default:
 			b, err := hex.DecodeString(strings.ReplaceAll(l, " ", ""))
 			if err != nil || cur == nil {
-				t.Fatalf("testdata/rfc9529.txt: bad line %q", l)
+				return nil, fmt.Errorf("testdata/rfc9529.txt: bad line %q", l)
 			}
 			cur.data = append(cur.data, b...)
 		}
 	}
-	if len(tr["2.2"]) < 10 || len(tr["3.4"]) < 10 {
-		t.Fatal("testdata/rfc9529.txt holds too few values; the parser is broken")
-	}
-	return tr
+	return tr, sc.Err()
 }
 
 // get returns the one value in section sec whose label starts with prefix.
