@@ -89,7 +89,8 @@ func parseIDCred(raw []byte) (*IDCred, error) {
 				d.fail("x5t: expected [alg, hash]")
 			}
 			t := &X5T{Alg: int(d.integer("x5t alg")), Hash: d.bytes("x5t hash")}
-			if d.err == nil && !((t.Alg == algSHA256 && len(t.Hash) == 32) || (t.Alg == algSHA256_64 && len(t.Hash) == 8)) {
+			validHash := (t.Alg == algSHA256 && len(t.Hash) == 32) || (t.Alg == algSHA256_64 && len(t.Hash) == 8)
+			if d.err == nil && !validHash {
 				d.fail("x5t: hash algorithm %d with a %d-byte hash (supported: -16 SHA-256, -15 SHA-256/64)", t.Alg, len(t.Hash))
 			}
 			id.X5T = t
