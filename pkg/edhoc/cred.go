@@ -30,6 +30,9 @@ type IDCred struct {
 	X5Chain [][]byte
 	// X5T is the 'x5t' parameter: a COSE hash algorithm and a hash of the end-entity certificate.
 	X5T *X5T
+	// StaticDH is set by the protocol when the peer authenticates with a static DH key rather than a
+	// signature (its side of the method), so a verifier can check the key's permitted use.
+	StaticDH bool
 }
 
 // X5T is a certificate thumbprint (RFC 9360 section 2).

@@ -130,9 +130,14 @@ func (k *keys) OSCORE() (*OSCORE, error) {
 type Transcript struct {
 	Message1, Message2, Message3, Message4 []byte
 	TH2, TH3, TH4                          []byte
-	PRK2e, PRK3e2m, PRK4e3m                []byte
+	GXY, GRX, GIY                          []byte // ECDH outputs; GRX and GIY only for static DH
+	Salt3e2m, Salt4e3m                     []byte // only for static DH
+	PRK2e, PRK3e2m, PRK4e3m, PRKExporter   []byte
+	Context2, Context3                     []byte
 	Keystream2, MAC2, MAC3                 []byte
+	SignatureOrMAC2, SignatureOrMAC3       []byte
 	Plaintext2, Plaintext3                 []byte
+	Ciphertext2, Ciphertext3, Ciphertext4  []byte
 	K3, IV3, K4, IV4                       []byte
 }
 

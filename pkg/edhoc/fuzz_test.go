@@ -1,6 +1,7 @@
 package edhoc_test
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"errors"
@@ -146,6 +147,97 @@ func FuzzHandle(f *testing.F) {
 			if _, perr := edhoc.ParseError(reply); perr != nil {
 				t.Fatalf("Handle(%x) failed with %v but replied %x, not an error message", req, err, reply)
 			}
+		}
+	})
+}
+
+// edPair returns an Initiator and a Responder with Ed25519 CCS credentials, suite 0, method 0.
+func edPair(t testing.TB) (*edhoc.Initiator, *edhoc.Responder) {
+	t.Helper()
+	mk := func(seed byte) (ed25519.PrivateKey, []byte) {
+		sk := ed25519.NewKeyFromSeed(bytes32(seed))
+		return sk, append([]byte{0xa1, 0x08, 0xa1, 0x01, 0xa3, 0x01, 0x01, 0x20, 0x06, 0x21, 0x58, 0x20}, sk.Public().(ed25519.PublicKey)...)
+	}
+	skI, ccsI := mk(1)
+	skR, ccsR := mk(2)
+	var ki, kr edhoc.KeySet
+	if err := ki.AddCCS([]byte{0x0b}, ccsR); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.AddCCS([]byte{0x0a}, ccsI); err != nil {
+		t.Fatal(err)
+	}
+	i, err := edhoc.NewInitiator(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite0}, Credential: edhoc.KIDCredential([]byte{0x0a}, ccsI, skI), Verifier: &ki})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := edhoc.NewResponder(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite0}, Credential: edhoc.KIDCredential([]byte{0x0b}, ccsR, skR), Verifier: &kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i, r
+}
+
+func bytes32(b byte) []byte {
+	s := make([]byte, 32)
+	s[0] = b
+	return s
+}
+
+// FuzzMessage3 gives a Responder session that awaits message_3 arbitrary bytes in its place.
+func FuzzMessage3(f *testing.F) {
+	addSeeds(f, "message_3", "PLAINTEXT_3", "error")
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		i, r := edPair(t)
+		m1, _ := i.Message1()
+		rs, m2, err := r.ProcessMessage1(m1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := i.ProcessMessage2(m2); err != nil {
+			t.Fatal(err)
+		}
+		m3, _ := i.Message3()
+		err = rs.ProcessMessage3(msg)
+		if bytes.Equal(msg, m3) {
+			if err != nil {
+				t.Fatalf("the genuine message_3 was refused: %v", err)
+			}
+			return
+		}
+		if err == nil || !classified(err) || rs.Complete() {
+			t.Fatalf("ProcessMessage3(%x) = %v", msg, err)
+		}
+	})
+}
+
+// FuzzMessage4 gives an Initiator that sent message_3 arbitrary bytes as message_4.
+func FuzzMessage4(f *testing.F) {
+	addSeeds(f, "message_4", "error")
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		i, r := edPair(t)
+		m1, _ := i.Message1()
+		rs, m2, err := r.ProcessMessage1(m1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := i.ProcessMessage2(m2); err != nil {
+			t.Fatal(err)
+		}
+		m3, _ := i.Message3()
+		if err := rs.ProcessMessage3(m3); err != nil {
+			t.Fatal(err)
+		}
+		m4, _ := rs.Message4()
+		err = i.ProcessMessage4(msg)
+		if bytes.Equal(msg, m4) {
+			if err != nil {
+				t.Fatalf("the genuine message_4 was refused: %v", err)
+			}
+			return
+		}
+		if err == nil || !classified(err) {
+			t.Fatalf("ProcessMessage4(%x) = %v", msg, err)
 		}
 	})
 }

@@ -160,6 +160,7 @@ func (i *Initiator) ProcessMessage2(msg []byte) error {
 	if err != nil {
 		return i.fail(err)
 	}
+	id.StaticDH = !i.cfg.Method.responderSigns()
 	peer, err := i.cfg.Verifier.VerifyCredential(id)
 	if err != nil {
 		return i.fail(err)
@@ -174,7 +175,8 @@ func (i *Initiator) ProcessMessage2(msg []byte) error {
 		if err != nil {
 			return i.fail(err)
 		}
-		prk3e2m = extract(kdf(prk2e, 1, th2, hashLen), grx)
+		i.tr.GRX, i.tr.Salt3e2m = grx, kdf(prk2e, 1, th2, hashLen)
+		prk3e2m = extract(i.tr.Salt3e2m, grx)
 	}
 	context2 := slices.Concat(p2.cRWire, p2.idCred, bstr(th2), peer.Cred, p2.eadRaw)
 	extAAD := slices.Concat(bstr(th2), peer.Cred, p2.eadRaw)
@@ -182,6 +184,7 @@ func (i *Initiator) ProcessMessage2(msg []byte) error {
 	if err != nil {
 		return i.fail(err)
 	}
+	i.tr.GXY, i.tr.Context2, i.tr.SignatureOrMAC2, i.tr.Ciphertext2 = gxy, context2, p2.sig, slices.Clone(ct)
 	i.tr.Message2, i.tr.TH2, i.tr.PRK2e, i.tr.PRK3e2m, i.tr.Keystream2, i.tr.MAC2, i.tr.Plaintext2 = slices.Clone(msg), th2, prk2e, prk3e2m, ks, mac2, pt
 	i.gy, i.pt2, i.peer, i.cR = gy, p2, peer, p2.cR
 	i.state = iVerifiedM2
@@ -210,7 +213,8 @@ func (i *Initiator) Message3() ([]byte, error) {
 		if err != nil {
 			return nil, i.fail(err)
 		}
-		prk4e3m = extract(kdf(i.tr.PRK3e2m, 5, th3, hashLen), giy)
+		i.tr.GIY, i.tr.Salt4e3m = giy, kdf(i.tr.PRK3e2m, 5, th3, hashLen)
+		prk4e3m = extract(i.tr.Salt4e3m, giy)
 	}
 	ead3 := appendEAD(nil, i.cfg.EAD.send(3))
 	context3 := slices.Concat(cred.IDCred, bstr(th3), cred.Cred, ead3)
@@ -232,6 +236,7 @@ func (i *Initiator) Message3() ([]byte, error) {
 	th4 := hash(bstr(th3), pt3, cred.Cred)
 	i.prkOut = kdf(prk4e3m, 7, th4, hashLen)
 	i.prkExporter = kdf(i.prkOut, 10, nil, hashLen)
+	i.tr.Context3, i.tr.SignatureOrMAC3, i.tr.Ciphertext3, i.tr.PRKExporter = context3, sig3, ct3, i.prkExporter
 	i.tr.Message3, i.tr.TH3, i.tr.PRK4e3m, i.tr.MAC3, i.tr.Plaintext3, i.tr.K3, i.tr.IV3, i.tr.TH4 = msg3, th3, prk4e3m, mac3, pt3, k3, iv3, th4
 	i.x = nil // forward secrecy: the ephemeral key is no longer needed
 	i.state = iSentM3
@@ -270,7 +275,7 @@ func (i *Initiator) ProcessMessage4(msg []byte) error {
 	if err := i.cfg.EAD.receive(4, items); err != nil {
 		return i.fail(err)
 	}
-	i.tr.Message4, i.tr.K4, i.tr.IV4 = slices.Clone(msg), k4, iv4
+	i.tr.Message4, i.tr.Ciphertext4, i.tr.K4, i.tr.IV4 = slices.Clone(msg), ct, k4, iv4
 	i.state = iDone
 	return nil
 }

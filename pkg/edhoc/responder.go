@@ -38,6 +38,7 @@ type Responder struct {
 type seenEntry struct {
 	at      time.Time
 	session *ResponderSession
+	err     error // why the message_1 was refused, so a retransmission gets the same answer
 }
 
 // NewResponder checks cfg and returns a Responder.
@@ -132,6 +133,10 @@ func (r *Responder) ProcessMessage1(msg []byte) (*ResponderSession, []byte, erro
 		if e.session != nil && e.session.state == rWaitM3 {
 			return e.session, slices.Clone(e.session.tr.Message2), nil
 		}
+		if e.err != nil {
+			// A retransmission of a refused message_1: the same refusal, not a second processing.
+			return nil, nil, e.err
+		}
 		return nil, nil, fmt.Errorf("%w: message_1 was processed %s ago", ErrReplay, now.Sub(e.at).Round(time.Millisecond))
 	}
 	if len(r.seen) >= r.max() {
@@ -142,6 +147,7 @@ func (r *Responder) ProcessMessage1(msg []byte) (*ResponderSession, []byte, erro
 	r.seen[key] = entry
 	s, err := r.respond(m1, msg)
 	if err != nil {
+		entry.err = err
 		return nil, nil, err
 	}
 	entry.session = s
@@ -215,7 +221,8 @@ func (r *Responder) respond(m1 *message1, msg []byte) (*ResponderSession, error)
 		if err != nil {
 			return nil, err
 		}
-		prk3e2m = extract(kdf(prk2e, 1, th2, hashLen), grx)
+		s.tr.GRX, s.tr.Salt3e2m = grx, kdf(prk2e, 1, th2, hashLen)
+		prk3e2m = extract(s.tr.Salt3e2m, grx)
 	}
 	cRWire := appendID(nil, s.cR)
 	ead2 := appendEAD(nil, r.cfg.EAD.send(2))
@@ -235,7 +242,8 @@ func (r *Responder) respond(m1 *message1, msg []byte) (*ResponderSession, error)
 	if len(msg2) > maxMessage {
 		return nil, fmt.Errorf("%w: message_2 would be %d bytes", ErrConfig, len(msg2))
 	}
-	s.tr = Transcript{Message1: slices.Clone(msg), Message2: msg2, TH2: th2, PRK2e: prk2e, PRK3e2m: prk3e2m, Keystream2: ks, MAC2: mac2, Plaintext2: pt2}
+	s.tr.Message1, s.tr.Message2, s.tr.TH2, s.tr.GXY, s.tr.PRK2e, s.tr.PRK3e2m = slices.Clone(msg), msg2, th2, gxy, prk2e, prk3e2m
+	s.tr.Context2, s.tr.Keystream2, s.tr.MAC2, s.tr.SignatureOrMAC2, s.tr.Plaintext2, s.tr.Ciphertext2 = context2, ks, mac2, sig2, pt2, ct
 	return s, nil
 }
 
@@ -297,6 +305,7 @@ func (s *ResponderSession) message3(msg []byte) error {
 	if err != nil {
 		return err
 	}
+	id.StaticDH = !s.method.initiatorSigns()
 	peer, err := s.r.cfg.Verifier.VerifyCredential(id)
 	if err != nil {
 		return err
@@ -311,7 +320,8 @@ func (s *ResponderSession) message3(msg []byte) error {
 		if err != nil {
 			return err
 		}
-		prk4e3m = extract(kdf(s.tr.PRK3e2m, 5, th3, hashLen), giy)
+		s.tr.GIY, s.tr.Salt4e3m = giy, kdf(s.tr.PRK3e2m, 5, th3, hashLen)
+		prk4e3m = extract(s.tr.Salt4e3m, giy)
 	}
 	context3 := slices.Concat(p3.idCred, bstr(th3), peer.Cred, p3.eadRaw)
 	extAAD := slices.Concat(bstr(th3), peer.Cred, p3.eadRaw)
@@ -323,6 +333,7 @@ func (s *ResponderSession) message3(msg []byte) error {
 	s.prkOut = kdf(prk4e3m, 7, th4, hashLen)
 	s.prkExporter = kdf(s.prkOut, 10, nil, hashLen)
 	s.peer = peer
+	s.tr.Context3, s.tr.SignatureOrMAC3, s.tr.Ciphertext3, s.tr.PRKExporter = context3, p3.sig, ct, s.prkExporter
 	s.tr.Message3, s.tr.TH3, s.tr.PRK4e3m, s.tr.MAC3, s.tr.Plaintext3, s.tr.K3, s.tr.IV3, s.tr.TH4 = slices.Clone(msg), th3, prk4e3m, mac3, pt3, k3, iv3, th4
 	return nil
 }
@@ -343,7 +354,7 @@ func (s *ResponderSession) Message4() ([]byte, error) {
 			return nil, err
 		}
 		s.reply4 = bstr(ct)
-		s.tr.Message4, s.tr.K4, s.tr.IV4 = s.reply4, k4, iv4
+		s.tr.Message4, s.tr.Ciphertext4, s.tr.K4, s.tr.IV4 = s.reply4, ct, k4, iv4
 	}
 	return slices.Clone(s.reply4), nil
 }

@@ -274,8 +274,25 @@ func runTrace(t *testing.T, tr trace, top string, init *edhoc.Initiator, resp *e
 			{s(3), "TH_4 (Raw Value)", x.TH4},
 			{s(4), "K_4", x.K4},
 			{s(4), "IV_4", x.IV4},
+			{s(2), "G_XY", x.GXY},
+			{s(2), "context_2 (CBOR Sequence)", x.Context2},
+			{s(2), "Signature_or_MAC_2 (Raw Value)", x.SignatureOrMAC2},
+			{s(2), "CIPHERTEXT_2", x.Ciphertext2},
+			{s(3), "context_3 (CBOR Sequence)", x.Context3},
+			{s(3), "Signature_or_MAC_3 (Raw Value)", x.SignatureOrMAC3},
+			{s(3), "CIPHERTEXT_3", x.Ciphertext3},
+			{s(4), "CIPHERTEXT_4", x.Ciphertext4},
+			{s(5), "PRK_exporter (Raw Value)", x.PRKExporter},
 		} {
 			equal(t, c.sec, who+" "+c.label, c.got, tr.get(t, c.sec, c.label))
+		}
+	}
+	if top == "3" { // static DH on both sides: the salts and the static-ephemeral secrets
+		for who, x := range map[string]edhoc.Transcript{"Initiator": init.Transcript(), "Responder": rs.Transcript()} {
+			equal(t, s(2), who+" SALT_3e2m", x.Salt3e2m, tr.get(t, s(2), "SALT_3e2m (Raw Value)"))
+			equal(t, s(2), who+" G_RX", x.GRX, tr.get(t, s(2), "G_RX"))
+			equal(t, s(3), who+" SALT_4e3m", x.Salt4e3m, tr.get(t, s(3), "SALT_4e3m (Raw Value)"))
+			equal(t, s(3), who+" G_IY", x.GIY, tr.get(t, s(3), "G_IY"))
 		}
 	}
 	type ends interface {

@@ -90,10 +90,6 @@ type CertVerifier struct {
 	Roles []Role
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// StaticDH accepts the certificate's key for static DH authentication; it then needs the keyAgreement
-	// key usage (RFC 5280 section 4.2.1.3). Keyward's profiles issue digitalSignature only, so Keyward
-	// peers authenticate with signatures (methods 0 to 2 on their side).
-	StaticDH bool
 }
 
 // VerifyCredential implements CredentialVerifier.
@@ -161,8 +157,13 @@ func (v *CertVerifier) VerifyCredential(id *IDCred) (*PeerCredential, error) {
 	if err := v.Filter.CheckChain(chain); err != nil {
 		return nil, refuse(ErrRevoked, "%v", err)
 	}
-	if v.StaticDH && leaf.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
-		return nil, refuse(ErrKeyUsage, "static DH needs the keyAgreement key usage")
+	// RFC 5280 section 4.2.1.3: a key authenticates by signature under digitalSignature and by static DH
+	// under keyAgreement. Keyward's profiles issue digitalSignature only, so Keyward peers sign.
+	if id.StaticDH && leaf.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
+		return nil, refuse(ErrKeyUsage, "the peer authenticates with static DH, which needs the keyAgreement key usage")
+	}
+	if !id.StaticDH && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return nil, refuse(ErrKeyUsage, "the peer signs, which needs the digitalSignature key usage")
 	}
 	return &PeerCredential{Cred: bstr(leaf.Raw), PublicKey: leaf.PublicKey, Certificate: leaf, Role: role}, nil
 }
