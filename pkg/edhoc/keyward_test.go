@@ -3,16 +3,19 @@ package edhoc_test
 import (
 	"bytes"
 	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/pkitest"
+	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/pkg/edhoc"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 	"github.com/keyward/keyward/pkg/trust"
@@ -24,11 +27,11 @@ func TestMain(m *testing.M) {
 }
 
 // fleet is a dev hierarchy shaped as Keyward issues it: a root, the demo-implant issuing CA, the
-// environment's station CA, and end-entity certificates with the implant-identity and gateway-identity
-// profiles' subject and key usage rules (internal/profile/defaults) and a station certificate as
-// 'keyward station add' makes it (internal/ra/station.go).
+// environment's station CA, implant and gateway certificates made from Keyward's default profiles
+// (internal/profile/defaults) and a station certificate as 'keyward station add' makes it.
 type fleet struct {
 	root, issuing, stations *pkitest.CA
+	profiles                map[string]*profile.Profile
 	anchors                 *trust.Anchors
 	filter                  *filter.Filter
 }
@@ -41,14 +44,70 @@ type holder struct {
 
 func newFleet(t *testing.T) *fleet {
 	t.Helper()
-	f := &fleet{root: pkitest.NewRoot(t, "dev root CA", nil)}
-	f.issuing = f.root.Sub(t, "demo-implant dev CA", nil)
-	f.stations = f.root.Sub(t, "dev factory stations CA", nil)
+	f := &fleet{root: longCA(t, "dev root CA", nil)}
+	f.issuing = longCA(t, "demo-implant dev CA", f.root)
+	f.stations = longCA(t, "dev factory stations CA", f.root)
 	var err error
+	if f.profiles, err = profile.LoadDefaults(); err != nil {
+		t.Fatal(err)
+	}
 	if f.anchors, err = trust.NewAnchors("dev", 0, f.root.Cert); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// longCA makes a CA valid for 30 years, so that the 15-year implant-identity profile fits under it (the
+// profile refuses a certificate that would outlive its issuer); pkitest's CAs live a day.
+func longCA(t *testing.T, cn string, parent *pkitest.CA) *pkitest.CA {
+	t.Helper()
+	key := pkitest.Key(t)
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ski := sha256.Sum256(spki)
+	tmpl := &x509.Certificate{SerialNumber: pkitest.Serial(t), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().AddDate(30, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SubjectKeyId: ski[:20]}
+	issuerCert, issuerKey := tmpl, crypto.Signer(key)
+	if parent != nil {
+		tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
+		issuerCert, issuerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuerCert, key.Public(), issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pkitest.CA{Cert: c, Key: key}
+}
+
+// issue makes a certificate as Keyward's CA does for a CSR under one of its default profiles: the
+// profile's template (subject, validity, key usage, EKU, SANs, extensions), signed by the issuing CA.
+func (f *fleet) issue(t *testing.T, profileName, cn string, dns ...string) *holder {
+	t.Helper()
+	key := pkitest.Key(t)
+	csr, err := profile.ParseCSR(pkitest.CSR(t, key, cn, dns...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := f.profiles[profileName].Template(&profile.Request{CSR: csr, Role: "ca-officer"}, pkitest.Serial(t), time.Now(), f.issuing.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.issuing.Cert, key.Public(), f.issuing.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &holder{cert: c, key: key, chain: [][]byte{c.Raw, f.issuing.Cert.Raw}}
 }
 
 // publish builds and verifies the environment's revocation filter listing revoked among all.
@@ -88,21 +147,15 @@ func (f *fleet) publish(t *testing.T, all []*holder, revoked ...*holder) {
 }
 
 func (f *fleet) implant(t *testing.T, serial string) *holder {
-	t.Helper()
-	key := pkitest.Key(t)
-	c := f.issuing.Leaf(t, &x509.Certificate{Subject: pkix.Name{CommonName: "DEMO-" + serial},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, key.Public())
-	return &holder{cert: c, key: key, chain: [][]byte{c.Raw, f.issuing.Cert.Raw}}
+	return f.issue(t, "implant-identity", "DEMO-"+serial)
 }
 
 func (f *fleet) gateway(t *testing.T) *holder {
-	t.Helper()
-	key := pkitest.Key(t)
-	c := f.issuing.Leaf(t, &x509.Certificate{Subject: pkix.Name{CommonName: "GW-WARD-0001"}, DNSNames: []string{"ward-1.gateways.example.com"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}, key.Public())
-	return &holder{cert: c, key: key, chain: [][]byte{c.Raw, f.issuing.Cert.Raw}}
+	return f.issue(t, "gateway-identity", "GW-WARD-0001", "ward-1.gateways.example.com")
 }
 
+// station makes a factory station certificate as 'keyward station add' does (internal/ra/station.go):
+// under the environment's station CA, the site as organizationalUnit, a TLS client key.
 func (f *fleet) station(t *testing.T) *holder {
 	t.Helper()
 	key := pkitest.Key(t)
@@ -118,7 +171,7 @@ func (f *fleet) verifier(roles ...edhoc.Role) *edhoc.CertVerifier {
 // lossyLink carries requests and replies, dropping and duplicating datagrams at random (a fixed seed, so
 // a failure reproduces).
 type lossyLink struct {
-	rng                  *rand.Rand
+	rng                  *mrand.Rand
 	loss, dup            float64
 	sent, dropped, duped int
 	responder            *edhoc.Responder
@@ -215,7 +268,7 @@ func TestKeywardCertificatesOverLossyLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link := &lossyLink{rng: rand.New(rand.NewPCG(9528, 9529)), loss: 0.3, dup: 0.3, responder: resp}
+	link := &lossyLink{rng: mrand.New(mrand.NewPCG(9528, 9529)), loss: 0.3, dup: 0.3, responder: resp}
 
 	t.Run("implant completes", func(t *testing.T) {
 		for n := range 5 {
@@ -287,9 +340,103 @@ func TestKeywardCertificatesOverLossyLink(t *testing.T) {
 	t.Run("station certificate refused", func(t *testing.T) { refused(t, station, edhoc.ErrRole) })
 	t.Run("revoked implant refused", func(t *testing.T) { refused(t, revokedImplant, edhoc.ErrRevoked) })
 
+	t.Run("implant from another environment refused", func(t *testing.T) {
+		other := newFleet(t)
+		refused(t, other.implant(t, "00000009"), edhoc.ErrUntrusted)
+	})
+
+	t.Run("x5t by reference", func(t *testing.T) {
+		v := f.verifier(edhoc.RoleDevice)
+		v.Known, v.Intermediates = []*x509.Certificate{implant.cert}, []*x509.Certificate{f.issuing.Cert}
+		r, err := edhoc.NewResponder(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite2}, Credential: gwCred, Verifier: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := edhoc.X509Credential(implant.chain[:1], implant.key, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		init, err := edhoc.NewInitiator(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite2}, Credential: cred, Verifier: f.verifier(edhoc.RoleGateway)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run(t, &lossyLink{rng: mrand.New(mrand.NewPCG(3, 4)), responder: r}, init); err != nil {
+			t.Fatal(err)
+		}
+		// A certificate the Responder does not hold is an unknown credential, answered with error code 3.
+		stranger := f.implant(t, "00000004")
+		cred, err = edhoc.X509Credential(stranger.chain[:1], stranger.key, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		init, err = edhoc.NewInitiator(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite2}, Credential: cred, Verifier: f.verifier(edhoc.RoleGateway)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, _ := init.Message1()
+		m2, err := r.Handle(edhoc.Message1Request(m1), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := init.ProcessMessage2(m2); err != nil {
+			t.Fatal(err)
+		}
+		m3, _ := init.Message3()
+		_, cR := init.ConnectionIDs()
+		reply, err := r.Handle(edhoc.Message3Request(cR, m3), true)
+		if !errors.Is(err, edhoc.ErrUnknownCredential) {
+			t.Fatalf("unknown x5t: %v", err)
+		}
+		if em, perr := edhoc.ParseError(reply); perr != nil || em.Code != edhoc.ErrCodeUnknownCredential {
+			t.Fatalf("reply to an unknown credential: %x", reply)
+		}
+	})
+
+	t.Run("implant refuses a device posing as its gateway", func(t *testing.T) {
+		other := f.implant(t, "00000003")
+		f.publish(t, []*holder{implant, revokedImplant, gw, station, other}, revokedImplant)
+		cred, err := edhoc.X509Credential(other.chain, other.key, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := edhoc.NewResponder(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite2}, Credential: cred, Verifier: f.verifier(edhoc.RoleDevice)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := newInitiator(t, f, implant, edhoc.RoleGateway)
+		m1, _ := init.Message1()
+		m2, err := r.Handle(edhoc.Message1Request(m1), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := init.ProcessMessage2(m2); !errors.Is(err, edhoc.ErrRole) {
+			t.Fatalf("implant accepted a device as its gateway: %v", err)
+		}
+	})
+
+	t.Run("stale revocation filter refused", func(t *testing.T) {
+		v := f.verifier(edhoc.RoleDevice)
+		v.Now = func() time.Time { return time.Now().Add(2 * time.Hour) } // past NextUpdate
+		r, err := edhoc.NewResponder(edhoc.Config{Suites: []edhoc.Suite{edhoc.Suite2}, Credential: gwCred, Verifier: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := newInitiator(t, f, implant, edhoc.RoleGateway)
+		m1, _ := init.Message1()
+		m2, _ := r.Handle(edhoc.Message1Request(m1), true)
+		if err := init.ProcessMessage2(m2); err != nil {
+			t.Fatal(err)
+		}
+		m3, _ := init.Message3()
+		_, cR := init.ConnectionIDs()
+		if _, err := r.Handle(edhoc.Message3Request(cR, m3), true); !errors.Is(err, edhoc.ErrStale) {
+			t.Fatalf("stale filter: %v", err)
+		}
+	})
+
 	t.Run("replayed message_1 refused", func(t *testing.T) {
 		init := newInitiator(t, f, implant, edhoc.RoleGateway)
-		if err := run(t, &lossyLink{rng: rand.New(rand.NewPCG(1, 2)), responder: resp}, init); err != nil {
+		if err := run(t, &lossyLink{rng: mrand.New(mrand.NewPCG(1, 2)), responder: resp}, init); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := init.Message1(); !errors.Is(err, edhoc.ErrState) {

@@ -1,6 +1,7 @@
 package edhoc_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -68,6 +69,10 @@ func TestDowngradeRefused(t *testing.T) {
 	var se *edhoc.SuiteError
 	if !errors.As(err, &se) || !slices.Equal(se.Supported, []edhoc.Suite{edhoc.Suite6}) {
 		t.Fatalf("ProcessMessage1 = %v; want a refusal naming suite 6", err)
+	}
+	// The error reply was lost and message_1 comes again: the same refusal, not a replay error.
+	if _, _, err2 := resp.ProcessMessage1(m1); !errors.Is(err2, edhoc.ErrWrongSuite) || !bytes.Equal(edhoc.ErrorReply(err2), edhoc.ErrorReply(err)) {
+		t.Fatalf("retransmitted message_1: %v", err2)
 	}
 	if err := init.ProcessMessage2(edhoc.ErrorReply(err)); !errors.Is(err, edhoc.ErrWrongSuite) {
 		t.Fatalf("Initiator on error 2: %v", err)
