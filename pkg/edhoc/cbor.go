@@ -144,8 +144,19 @@ func (d *decoder) head(what string) (byte, uint64) {
 		}
 		return major, n
 	}
-	min := map[int]uint64{1: 24, 2: 0x100, 4: 0x10000, 8: 0x100000000}[size]
-	if n < min {
+	// The smallest argument each width may carry: anything below fits a shorter head.
+	var least uint64
+	switch size {
+	case 1:
+		least = 24
+	case 2:
+		least = 0x100
+	case 4:
+		least = 0x10000
+	case 8:
+		least = 0x100000000
+	}
+	if n < least {
 		d.fail("%s: integer or length not in its shortest encoding", what)
 	}
 	return major, n
