@@ -14,7 +14,8 @@ type EAD struct {
 func (e EAD) Critical() bool { return e.Label < 0 }
 
 // EADHooks let an application carry its own authorization data (a voucher, a remote attestation token)
-// in EDHOC messages. Both are optional.
+// in EDHOC messages. Both are optional. A Responder calls them with its lock held: they must not call
+// back into the Responder.
 type EADHooks struct {
 	// Send returns the items to put in message n (1 to 4), or nil.
 	Send func(message int) []EAD
