@@ -373,6 +373,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if e := text("#error"); !strings.Contains(e, "no console session") && !strings.Contains(e, "another origin") {
 		t.Fatalf("cross-site POST: %q", e)
 	}
+	shot("cross-site-post-refused")
 	srv.apiGet(t, "/api/v1/certificates/"+serials[1], &apiCert)
 	if apiCert.Status != "valid" {
 		t.Fatalf("a forged POST revoked %s: %q", serials[1], apiCert.Status)

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -445,4 +446,36 @@ func FuzzConsolePost(f *testing.F) {
 			t.Fatal("forged POST changed the certificate")
 		}
 	})
+}
+
+// TestConsoleMountedWithRateLimit: the server mounts the console at /console/, and refused sign-ins spend the
+// source's budget of refused requests like refused API calls: past it, 429 with Retry-After, even for the right
+// token, until the budget refills.
+func TestConsoleMountedWithRateLimit(t *testing.T) {
+	e := newEnv(t)
+	s := server.New(server.Deps{RA: e.n.RA, Logger: e.n.Logger, RateLimit: server.Rate{N: 3, Per: time.Hour}})
+	srv := httptest.NewTLSServer(s.Handler())
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Transport: srv.Client().Transport, Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	code, body, hdr := get(t, c, srv.URL+"/console/login")
+	if code != 200 || hdr.Get("Content-Security-Policy") != console.CSP {
+		t.Fatalf("console not mounted: %d", code)
+	}
+	csrf := csrfOf(t, body)
+	var codes []int
+	for range 4 {
+		code, body, _ := post(t, c, srv.URL+"/console/login", url.Values{"csrf": {csrf}, "token": {"kw_wrong"}})
+		codes = append(codes, code)
+		if code == http.StatusUnauthorized {
+			csrf = csrfOf(t, body)
+		}
+	}
+	if codes[0] != 401 || codes[2] != 401 || codes[3] != http.StatusTooManyRequests {
+		t.Fatalf("refused sign-ins answered %v, want 401 401 401 429", codes)
+	}
+	code, _, hdr = post(t, c, srv.URL+"/console/login", url.Values{"csrf": {csrf}, "token": {e.tokens["admin"]}})
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Fatalf("sign-in past the limit: %d", code)
+	}
 }
