@@ -272,6 +272,9 @@ func chart(title string, labels []string, values [][nSeries]int64, series int, n
 	for i, v := range values {
 		x0 := float64(padLeft) + groupW*float64(i) + groupW*0.1
 		for k := range series {
+			if v[k] == 0 {
+				continue // no bar, and no tooltip to hover
+			}
 			h := 0.0
 			if ymax > 0 {
 				h = plotH * float64(v[k]) / float64(ymax)

@@ -209,7 +209,7 @@ func (c *Console) wrap(rt Route) http.Handler {
 			}
 		}
 		if s == nil {
-			if r.Method == http.MethodGet {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				target := Prefix + "/login"
 				if why != nil {
 					target += "?ended=1"

@@ -370,7 +370,7 @@ func isSerial(q string) bool {
 		return false
 	}
 	for _, ch := range strings.ToLower(q) {
-		if !(ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f') {
+		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
 			return false
 		}
 	}

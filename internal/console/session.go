@@ -128,13 +128,6 @@ func (ss *sessions) prune(now time.Time) {
 	}
 }
 
-// len is the number of sessions held, for tests.
-func (ss *sessions) len() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.m)
-}
-
 // cookie returns a console cookie: HttpOnly (no script reads it), Secure (HTTPS only), SameSite=Strict (no
 // other site's page sends it along), for the whole host as the __Host- prefix requires.
 func cookie(name, value string, maxAge int) *http.Cookie {
