@@ -32,4 +32,3 @@ func TestChartEscapesAndScales(t *testing.T) {
 		t.Fatal("inline style, which the console's CSP refuses")
 	}
 }
-
