@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite. On a fresh Debian machine (as root) it first installs what the integration
-# tests need: SoftHSM2 (PKCS#11), OpenSSL, curl and jq (interop peers), Chromium (the web console's browser test),
-# and a PostgreSQL server if none answers on 127.0.0.1:5432. Elsewhere, integration tests whose dependency is missing skip with a message, unless
-# KEYWARD_REQUIRE_INTEGRATION=1 (CI), which turns every such skip into a failure.
+# tests need: SoftHSM2 (PKCS#11), OpenSSL, curl and jq (interop peers), Chromium (the web console's browser
+# test), and a PostgreSQL server if none answers on 127.0.0.1:5432. Elsewhere, integration tests whose
+# dependency is missing skip with a message, unless KEYWARD_REQUIRE_INTEGRATION=1 (CI), which turns every such
+# skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
