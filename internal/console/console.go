@@ -217,10 +217,11 @@ func (c *Console) wrap(rt Route) http.Handler {
 				http.Redirect(w, r, target, http.StatusSeeOther)
 				return
 			}
-			if why == nil {
-				why = errNoSession
+			err := errNoSession
+			if why != nil && !errors.Is(why, errExpired) {
+				err = fmt.Errorf("%w (%v)", errNoSession, why) // the token's revocation or expiry ended it
 			}
-			c.refuse(w, r, rt, ra.Principal{}, RefusalSession, fmt.Errorf("%w (%v)", errNoSession, why))
+			c.refuse(w, r, rt, ra.Principal{}, RefusalSession, err)
 			return
 		}
 		if c.d.Authenticated != nil {
