@@ -103,6 +103,7 @@ func New(d Deps) *Server {
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
+	s.mountConsole() // the web console at /console/ (console.go)
 	return s
 }
 
