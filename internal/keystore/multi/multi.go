@@ -137,3 +137,17 @@ func redact(uri string) string {
 	}
 	return uri
 }
+
+// PRF computes HMAC-SHA-256 under the KDK at uri in the backend that handles it; a backend without
+// key-derivation keys refuses with keystore.ErrWrongPurpose.
+func (r *Router) PRF(ctx context.Context, uri string, purpose keystore.Purpose, data []byte) ([]byte, error) {
+	b, err := r.route(uri)
+	if err != nil {
+		return nil, err
+	}
+	k, ok := b.(keystore.KDKStore)
+	if !ok {
+		return nil, fmt.Errorf("key %s: the %s keystore holds no key-derivation keys: %w", redact(uri), b.Location(), keystore.ErrWrongPurpose)
+	}
+	return k.PRF(ctx, uri, purpose, data)
+}
