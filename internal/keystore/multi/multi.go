@@ -151,3 +151,18 @@ func (r *Router) PRF(ctx context.Context, uri string, purpose keystore.Purpose, 
 	}
 	return k.PRF(ctx, uri, purpose, data)
 }
+
+// GenerateKDK creates a key-derivation key in the default backend, which must hold them.
+func (r *Router) GenerateKDK(ctx context.Context, purpose keystore.Purpose, label string) (keystore.Key, error) {
+	backends := r.list()
+	if len(backends) == 0 {
+		return keystore.Key{}, fmt.Errorf("generate key-derivation key: no keystore backend configured: %w", keystore.ErrBackend)
+	}
+	k, ok := backends[0].(keystore.KDKStore)
+	if !ok {
+		return keystore.Key{}, fmt.Errorf("generate key-derivation key: the %s keystore holds none: %w", backends[0].Location(), errors.ErrUnsupported)
+	}
+	return k.GenerateKDK(ctx, purpose, label)
+}
+
+var _ keystore.KDKStore = (*Router)(nil)
