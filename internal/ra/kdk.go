@@ -214,9 +214,9 @@ func (r *RA) RetireKDK(ctx context.Context, p Principal, env, product, purpose s
 	return v, nil
 }
 
-// currentKDK returns the newest version of the KDK of (env, product, purpose), the only one that derives keys
+// CurrentKDK returns the newest version of the KDK of (env, product, purpose), the only one that derives keys
 // for devices that have none yet; it must be active. Older versions only re-derive their devices' keys.
-func (r *RA) currentKDK(ctx context.Context, env, product, purpose string) (*KDKView, error) {
+func (r *RA) CurrentKDK(ctx context.Context, env, product, purpose string) (*KDKView, error) {
 	views, err := r.ListKDKs(ctx, env, product, purpose)
 	if err != nil {
 		return nil, err
@@ -356,7 +356,7 @@ func (r *RA) deviceKDK(ctx context.Context, env, product, serial, purpose string
 		}
 		return views[i], true, nil
 	}
-	cur, err := r.currentKDK(ctx, env, product, purpose)
+	cur, err := r.CurrentKDK(ctx, env, product, purpose)
 	return cur, false, err
 }
 
