@@ -207,3 +207,45 @@ func TestBatchSymmetricPKCS11(t *testing.T) {
 		t.Fatal("the HSM exported the KDK")
 	}
 }
+
+// TestSiteBatchSymmetric: a site package carries the product line's KDK versions held with the site CA's key;
+// a batch at the site derives with them, and headquarters, after reconciling the site's export, derives the
+// same key for the device. A version made after packaging is not at the site.
+func TestSiteBatchSymmetric(t *testing.T) {
+	ctx := context.Background()
+	hq, hqF := newNode(t)
+	kdk := newKDK(t, hqF, nil, "device-storage", false)
+	s := packageSite(t, ctx, hq, hqF, "site-k", 50)
+	got, err := s.site.RA.ListKDKs(ctx, "", "", "")
+	if err != nil || len(got) != 1 || got[0].URI != kdk.URI || got[0].State != store.KeyActive {
+		t.Fatalf("site KDKs %+v, %v", got, err)
+	}
+	newKDK(t, hqF, nil, "device-storage", true) // version 2, at headquarters only
+
+	out := filepath.Join(t.TempDir(), "site.kwb")
+	req := BatchRequest{Env: "dev", Product: "demo-implant", Site: "site-k", Count: 2, FirstSerial: "DEMO-00000001", TransportKey: transport, Out: out,
+		Symmetric: []string{"device-storage"}}
+	if _, err := s.siteF.Batch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	in, err := Inject(out, "HW-K1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := UnwrapDeviceSecret(transport, in.BatchID, in.Index, in.CertSerial, "device-storage", in.Symmetric[0].WrappedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(t.TempDir(), "site.kwx")
+	if _, err := s.siteF.Export(ctx, ExportRequest{Batch: out, Out: x}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hqF.Reconcile(ctx, ReconcileRequest{Files: []string{x}, Env: "dev", Site: "site-k"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := hq.RA.DeriveDeviceKey(ctx, admin, ra.DeriveRequest{Device: ra.DeviceRef{Serial: in.CommonName}, Purpose: "device-storage",
+		Wrap: func(k []byte) ([]byte, string, error) { return bytes.Clone(k), "test", nil }})
+	if err != nil || d.KDKVersion != 1 || d.New || !bytes.Equal(d.Wrapped, key) {
+		t.Fatalf("headquarters' derivation %+v, %v; the device got %x", d, err, key)
+	}
+}

@@ -831,26 +831,54 @@ func short(h string) string {
 // purpose:KDK version), each under a KDK version headquarters holds for the export's environment and product
 // line; the device's registration event carries the list.
 func (r *RA) recordSymmetric(ctx context.Context, tx store.Tx, name string, h *SiteExportHeader, rec *SiteExportRecord, cn string, now time.Time) error {
-	seen := map[string]bool{}
-	for _, item := range strings.Split(rec.Symmetric, ",") {
-		purpose, v, ok := strings.Cut(item, ":")
-		version, err := strconv.Atoi(v)
-		if !ok || err != nil || version < 1 || !keystore.Purpose(purpose).Symmetric() || seen[purpose] {
-			return fmt.Errorf("%s: %w: record %d lists symmetric keys %.80q; want distinct purpose:version items of %v", name, ErrExportTampered, rec.Index, rec.Symmetric, keystore.SymmetricPurposes)
-		}
-		seen[purpose] = true
-		kdks, err := r.cfg.Store.ListKDKs(ctx, h.Environment, h.ProductLine, purpose)
+	refs, err := ParseSymmetricList(rec.Symmetric)
+	if err != nil {
+		return fmt.Errorf("%s: %w: record %d: %v", name, ErrExportTampered, rec.Index, err)
+	}
+	for _, ref := range refs {
+		kdks, err := r.cfg.Store.ListKDKs(ctx, h.Environment, h.ProductLine, ref.Purpose)
 		if err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(kdks, func(k *store.KDK) bool { return k.Version == version }) {
+		if !slices.ContainsFunc(kdks, func(k *store.KDK) bool { return k.Version == ref.Version }) {
 			return fmt.Errorf("%s: %w: record %d's device got a %s key of KDK version %d, which headquarters does not hold for %s/%s",
-				name, ErrExportForeign, rec.Index, purpose, version, h.Environment, h.ProductLine)
+				name, ErrExportForeign, rec.Index, ref.Purpose, ref.Version, h.Environment, h.ProductLine)
 		}
-		uri := DerivedKeyURI(h.Environment, h.ProductLine, cn, purpose, version)
-		if err := tx.InsertKey(ctx, derivedKeyRow(uri, purpose, cn, now)); err != nil {
+		uri := DerivedKeyURI(h.Environment, h.ProductLine, cn, ref.Purpose, ref.Version)
+		if err := tx.InsertKey(ctx, derivedKeyRow(uri, ref.Purpose, cn, now)); err != nil {
 			return fmt.Errorf("record %d: key %s: %w", rec.Index, uri, err)
 		}
 	}
 	return nil
+}
+
+// SymmetricRef names a device's symmetric key by purpose and KDK version.
+type SymmetricRef struct {
+	Purpose string
+	Version int
+}
+
+// ParseSymmetricList reads an export record's symmetric keys: "purpose:version" items of distinct symmetric
+// purposes, comma-separated, versions written in decimal without sign or leading zero.
+func ParseSymmetricList(s string) ([]SymmetricRef, error) {
+	const maxItems = 16
+	items := strings.Split(s, ",")
+	if len(items) > maxItems {
+		return nil, fmt.Errorf("symmetric key list has %d items; at most %d", len(items), maxItems)
+	}
+	out := make([]SymmetricRef, 0, len(items))
+	for _, item := range items {
+		purpose, v, ok := strings.Cut(item, ":")
+		version, err := strconv.Atoi(v)
+		switch {
+		case !ok || err != nil || version < 1 || strconv.Itoa(version) != v:
+			return nil, fmt.Errorf("symmetric key %.40q: want purpose:version with a version of 1 or more", item)
+		case !keystore.Purpose(purpose).Symmetric():
+			return nil, fmt.Errorf("symmetric key %.40q: unknown purpose; known: %v", item, keystore.SymmetricPurposes)
+		case slices.ContainsFunc(out, func(r SymmetricRef) bool { return r.Purpose == purpose }):
+			return nil, fmt.Errorf("symmetric key list names %s twice", purpose)
+		}
+		out = append(out, SymmetricRef{Purpose: purpose, Version: version})
+	}
+	return out, nil
 }
