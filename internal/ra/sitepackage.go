@@ -92,9 +92,10 @@ func (r *RA) siteKDKs(ctx context.Context, pkg *SitePackage, caKey *store.Key) e
 	if len(kdks) == 0 {
 		return nil
 	}
-	siteKS, err := r.cfg.CA.KeystoreOf(caKey.URI)
-	if err != nil {
-		return nil // the site CA's keystore is not open here: no KDK can be shown to share it
+	// A site CA's keystore that is not open here shares no KDK that can be shown to: none is carried.
+	siteKS, _ := r.cfg.CA.KeystoreOf(caKey.URI)
+	if siteKS == nil {
+		return nil
 	}
 	for _, k := range kdks {
 		key, err := r.cfg.Store.GetKey(ctx, k.URI)
