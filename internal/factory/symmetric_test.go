@@ -202,6 +202,21 @@ func TestBatchSymmetricPKCS11(t *testing.T) {
 	if want := serverKey(t, n, kdk, in.CommonName); !bytes.Equal(key, want) {
 		t.Fatalf("device key %x; the server derives %x", key, want)
 	}
+	// The repair depot: after reconciliation, the online derivation, wrapped by the HSM under the transport key,
+	// unwraps to the key the device got.
+	x := filepath.Join(t.TempDir(), "batch.kwx")
+	export(t, f, out, x, false)
+	if _, err := f.Reconcile(ctx, ReconcileRequest{Files: []string{x}, Env: "dev", Site: "site-a"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.RA.DeriveDeviceKey(ctx, admin, ra.DeriveRequest{Device: ra.DeviceRef{Serial: in.CommonName}, Purpose: "device-link",
+		Wrap: func(k []byte) ([]byte, string, error) { return hsm.WrapSecret(ctx, k, tk) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := pkcs11test.UnwrapRFC5649(kek, d.Wrapped); err != nil || !bytes.Equal(again, key) || d.KDKVersion != kdk.Version {
+		t.Fatalf("online derivation unwraps to %x (%v), version %d; the device got %x", again, err, d.KDKVersion, key)
+	}
 	// The KDK never leaves the token: it is sensitive and cannot be wrapped out even under the transport key.
 	if _, err := hsm.WrapKey(ctx, kdk.URI, tk); err == nil {
 		t.Fatal("the HSM exported the KDK")
