@@ -193,6 +193,7 @@ under a per-device transport key derived from --transport-key (hex, 32 bytes; cr
 	f.StringVar(&transportFile, "transport-key", "", "file with the hex transport master key (--keystore soft)")
 	f.IntVar(&req.Workers, "workers", 0, "parallel signers (default: number of CPUs)")
 	f.IntVar(&req.Checkpoint, "checkpoint", 256, "credentials per fsync")
+	f.StringSliceVar(&req.Symmetric, "symmetric", nil, "symmetric device keys each credential carries, derived from the product line's key-derivation keys: "+purposeList())
 	for _, name := range []string{"product", "site", "count", "first-serial", "out", "keystore"} {
 		_ = c.MarkFlagRequired(name)
 	}

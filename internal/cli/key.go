@@ -12,7 +12,7 @@ import (
 
 func keyCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "key", Short: "The key glossary: every key Keyward holds or knows of"}
-	c.AddCommand(keyListCmd(g), keyDestroyCmd(g))
+	c.AddCommand(keyListCmd(g), keyDestroyCmd(g), keyKDKCmd(g), keyDeriveCmd(g))
 	return c
 }
 
