@@ -192,7 +192,11 @@ and records every change in a hash-chained audit trail.
 		revocationCmd(g),
 		factoryCmd(g),
 		trustCmd(g),
+		manCmd(g),
 	)
+	if env.Stdout != nil {
+		root.SetOut(env.Stdout) // before enforceUsage: cobra's completion commands keep the writer they see then
+	}
 	enforceUsage(root)
 	return root
 }

@@ -501,7 +501,11 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 		m.CRL(c.IssuerID, c.Delta, metrics.CRLState{ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Bytes: int(size), Entries: c.Entries})
 	}
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
+	responder.Observe = m.OCSP
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
+	pub.ObserveFilter = func(f *store.PublishedFilter) {
+		m.Filter(f.Scope, metrics.FilterState{Version: f.Version, IssuedAt: f.IssuedAt, NextUpdate: f.NextUpdate, Bytes: len(f.Data)})
+	}
 	// Ready only while publication keeps up: a round runs every --publish-check and after each revocation.
 	srv.AddCheck(func(context.Context) ra.Check {
 		return ra.NewCheck("crl-publisher", publisher.Fresh(n.Now(), 3*o.interval+30*time.Second))
