@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/pkitest"
-	"github.com/keyward/keyward/pkg/certpolicy"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 func serial(t testing.TB) *big.Int {

@@ -104,7 +104,10 @@ func TestRefusals(t *testing.T) {
 		{"expired", chain(expired, p.issuing), devices, ErrExpired, "expired"},
 		{"not yet valid", chain(future, p.issuing), devices, ErrNotYetValid, "valid from"},
 		{"client-only as server", chain(clientOnly, p.issuing), func(o *Options) { o.Usage = x509.ExtKeyUsageServerAuth }, ErrEKU, "serverAuth"},
-		{"station as server", chain(station, p.station), func(o *Options) { o.Usage = x509.ExtKeyUsageServerAuth; o.Roles = []certpolicy.Role{certpolicy.Station} }, ErrEKU, ""},
+		{"station as server", chain(station, p.station), func(o *Options) {
+			o.Usage = x509.ExtKeyUsageServerAuth
+			o.Roles = []certpolicy.Role{certpolicy.Station}
+		}, ErrEKU, ""},
 		{"no policy", chain(noPolicy, p.issuing), devices, ErrWrongPolicy, "no Keyward role policy"},
 		{"two roles", chain(twoRoles, p.issuing), devices, ErrWrongPolicy, "several roles"},
 		{"policy under another arc", chain(otherArc, p.issuing), devices, ErrWrongPolicy, "no Keyward role policy under " + certpolicy.DefaultArc},
@@ -176,7 +179,10 @@ func TestAccepts(t *testing.T) {
 	if _, err := v.Verify(context.Background(), []*x509.Certificate{device}); err != nil {
 		t.Errorf("with Intermediates: %v", err)
 	}
-	v = p.verifier(t, func(o *Options) { o.Roles = []certpolicy.Role{certpolicy.Service, certpolicy.Gateway}; o.Usage = x509.ExtKeyUsageServerAuth })
+	v = p.verifier(t, func(o *Options) {
+		o.Roles = []certpolicy.Role{certpolicy.Service, certpolicy.Gateway}
+		o.Usage = x509.ExtKeyUsageServerAuth
+	})
 	if res, err := v.Verify(context.Background(), []*x509.Certificate{svc, p.issuing}); err != nil || res.Role != certpolicy.Service {
 		t.Errorf("service: %+v, %v", res, err)
 	}
