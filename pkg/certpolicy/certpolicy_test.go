@@ -96,3 +96,25 @@ func TestImports(t *testing.T) {
 		t.Errorf("%s depends on %v; it may use only the standard library", pkg, deps)
 	}
 }
+
+// FuzzParseArc: keyward.yaml's policy_arc is outside input; a parsed arc round-trips and its policies
+// encode.
+func FuzzParseArc(f *testing.F) {
+	for _, s := range []string{DefaultArc, "2.999", "1.40", "01.2", "1.2.99999999999999999999", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseArc(s)
+		if err != nil {
+			return
+		}
+		if a.String() != s {
+			t.Fatalf("ParseArc(%q).String() = %q", s, a.String())
+		}
+		for _, r := range Roles() {
+			if got, ok := a.RoleOf(a.Policy(r)); !ok || got != r {
+				t.Fatalf("%s under %s does not round-trip", r, s)
+			}
+		}
+	})
+}
