@@ -183,13 +183,13 @@ func serveImplant(ctx context.Context, ln net.Listener, c config, logw io.Writer
 	if err != nil {
 		return err
 	}
-	context.AfterFunc(ctx, func() { ln.Close() })
+	context.AfterFunc(ctx, func() { _ = ln.Close() })
 	serial := id.Leaf.Subject.CommonName
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // the listener was closed because ctx ended: a clean stop
 			}
 			return err
 		}
@@ -240,7 +240,7 @@ func serveCloud(ctx context.Context, ln net.Listener, c config, logw io.Writer) 
 			fmt.Fprintf(w, "cloud: hello %s %s\n", res.Role, res.Chain[0].Subject.CommonName)
 		}),
 	}
-	context.AfterFunc(ctx, func() { srv.Close() })
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
 	err = srv.ServeTLS(ln, "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -20,7 +20,6 @@ import (
 var (
 	oidSHA1          = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
 	oidOCSPBasic     = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1}
-	oidOCSPSigning   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 9}
 	sigAlgorithmOIDs = []struct {
 		oid asn1.ObjectIdentifier
 		alg x509.SignatureAlgorithm
@@ -171,7 +170,7 @@ func CheckOCSP(der []byte, leaf, issuer *x509.Certificate, now time.Time, skew t
 		}
 		signers = append(signers, c)
 	}
-	var sigErr error = errors.New("no signer")
+	sigErr := errors.New("no signer")
 	signed := false
 	for i, s := range signers {
 		if i > 0 {

@@ -20,10 +20,9 @@ import (
 type RevocationPolicy int
 
 const (
-	revocationUnset RevocationPolicy = iota
 	// FailClosed refuses a certificate whose revocation status is unknown (ErrRevocationUnknown): for
 	// relying parties that can wait for a fresh filter or a reachable responder.
-	FailClosed
+	FailClosed RevocationPolicy = iota + 1
 	// FailOpen accepts it and reports the reason in Result.RevocationUnknown: for a programmer at an
 	// implant's side, where refusing a device over a stale filter could harm the patient.
 	FailOpen

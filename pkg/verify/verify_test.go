@@ -145,7 +145,7 @@ func TestStationNeverPassesAsAnotherRole(t *testing.T) {
 				o.AllowCAsWithoutPolicies = true
 			})
 			_, err := v.Verify(context.Background(), []*x509.Certificate{station, p.station})
-			if err == nil || !(errors.Is(err, ErrWrongRole) || errors.Is(err, ErrEKU)) {
+			if err == nil || (!errors.Is(err, ErrWrongRole) && !errors.Is(err, ErrEKU)) {
 				t.Errorf("station as %s (%v): err = %v", role, usage, err)
 			}
 		}
