@@ -42,8 +42,10 @@ func (p RevocationPolicy) String() string {
 type Revocation struct {
 	// Policy is FailClosed or FailOpen; required.
 	Policy RevocationPolicy
-	// Filter is a verified signed revocation filter of the environment (filter.Verify), held offline. A
-	// filter past its next update (plus the clock skew) answers nothing.
+	// Filter is a verified signed revocation filter of the environment (filter.Verify), held offline. It
+	// answers exactly only for certificates of the CAs it covers: use the environment's filter (built without
+	// --product) or the product line's of the peers checked. A filter past its next update (plus the clock
+	// skew) answers nothing.
 	Filter *filter.Filter
 	// Online enables the leaf's OCSP responder, then its CRL distribution points, over HTTP.
 	Online bool
