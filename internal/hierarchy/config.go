@@ -29,7 +29,7 @@ func DefaultConfig() []byte { return append([]byte(nil), defaultConfig...) }
 type Config struct {
 	Organization string `yaml:"organization"`
 	// PolicyArc is the object identifier arc under which certificates carry their role's policy
-	// (<arc>.1.<role>, pkg/certpolicy). Empty means certpolicy.DefaultArc, which is for demonstrations only.
+	// (<arc>.<role number>, pkg/certpolicy). Empty means certpolicy.DefaultArc, which is for demonstrations only.
 	PolicyArc    string                  `yaml:"policy_arc"`
 	Environments map[string]*Environment `yaml:"environments"`
 }

@@ -63,7 +63,7 @@ func TestPolicyArc(t *testing.T) {
 		t.Errorf("config without policy_arc: %v, %v", old, err)
 	}
 	own, err := ParseConfig([]byte("organization: X\npolicy_arc: 1.3.6.1.4.1.99999.7\nenvironments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n"))
-	if err != nil || own.Arc().Policy(certpolicy.Station).String() != "1.3.6.1.4.1.99999.7.1.4" {
+	if err != nil || own.Arc().Policy(certpolicy.Station).String() != "1.3.6.1.4.1.99999.7.4" {
 		t.Errorf("own arc: %v", err)
 	}
 }

@@ -175,7 +175,7 @@ func TestImplantCertificate(t *testing.T) {
 		{"KU is critical", kuCritical},
 		// No EKU extension: the implant is a TLS client and server (the profile explains the bytes).
 		{"no EKU extension", len(cert.ExtKeyUsage) == 0 && len(cert.UnknownExtKeyUsage) == 0},
-		{"device policy only", len(cert.Policies) == 1 && cert.Policies[0].String() == certpolicy.DefaultArc+".1.1"},
+		{"device policy only", len(cert.Policies) == 1 && cert.Policies[0].String() == certpolicy.DefaultArc+".1"},
 		{"AKI is issuer SKI", len(pki.inter.SubjectKeyId) > 0 && bytes.Equal(cert.AuthorityKeyId, pki.inter.SubjectKeyId)},
 		{"no SKI", !hasSKI},
 		{"serial positive", cert.SerialNumber.Sign() > 0},
@@ -505,9 +505,9 @@ func TestImplantUnderCAAlgorithms(t *testing.T) {
 		tooBig  bool
 		maxSize int
 	}{
-		// With the device policy under the default arc (25 bytes) and no EKU extension (21 bytes less).
-		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 392},
-		{"ed25519", pkitest.Ed25519Key(t), false, 384},
+		// With the device policy under the default arc (24 bytes) and no EKU extension (21 bytes less).
+		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 391},
+		{"ed25519", pkitest.Ed25519Key(t), false, 383},
 		{"p384", pkitest.ECKey(t, elliptic.P384()), true, 0},
 	}
 	for _, tc := range tests {

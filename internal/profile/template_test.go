@@ -235,7 +235,7 @@ func TestTemplatePolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tmpl.Policies) != 1 || tmpl.Policies[0].String() != certpolicy.DefaultArc+".1.1" {
+	if len(tmpl.Policies) != 1 || tmpl.Policies[0].String() != certpolicy.DefaultArc+".1" {
 		t.Fatalf("Policies = %v, want the default arc's device policy", tmpl.Policies)
 	}
 
@@ -250,7 +250,7 @@ func TestTemplatePolicies(t *testing.T) {
 	if tmpl, err = copyImp.Template(req, serial, testNow, withPolicies(own.Policies(certpolicy.IssuerRoles(false)...)...)); err != nil {
 		t.Fatal(err)
 	}
-	if tmpl.Policies[0].String() != "1.3.6.1.4.1.99999.1.1" {
+	if tmpl.Policies[0].String() != "1.3.6.1.4.1.99999.1" {
 		t.Errorf("Policies = %v under the configured arc", tmpl.Policies)
 	}
 	if _, err := copyImp.Template(req, serial, testNow, withPolicies(certpolicy.AnyPolicy)); err != nil {

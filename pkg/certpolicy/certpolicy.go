@@ -27,15 +27,12 @@ var roles = []struct {
 	n    uint64
 }{{Device, 1}, {Gateway, 2}, {Service, 3}, {Station, 4}, {Operator, 5}}
 
-// policiesSubArc is the sub-arc of an operator's arc under which role policies live (<arc>.1.<role>): the rest
-// of the arc stays free for the operator's other identifiers.
-const policiesSubArc = 1
-
 // DefaultArc is the policy arc used when keyward.yaml names none: the private enterprise number IANA reserves
 // for documentation (RFC 5612, 1.3.6.1.4.1.32473). It is for demonstrations only: a deployment names its own
 // enterprise arc, so that its certificates never carry another organisation's policies. It is short on
 // purpose (8 octets): the policy identifier is repeated in every implant certificate, whose budget is 400
-// bytes.
+// bytes. An operator whose enterprise arc serves other identifiers too names a dedicated sub-arc of it
+// (1.3.6.1.4.1.<PEN>.1): each octet of the arc is an octet of every certificate.
 const DefaultArc = "1.3.6.1.4.1.32473"
 
 // AnyPolicy is anyPolicy (RFC 5280 4.2.1.4, 2.5.29.32.0). Keyward never issues it; a relying party accepts
@@ -144,12 +141,12 @@ func (a Arc) String() string {
 	return strings.Join(s, ".")
 }
 
-// Policy returns the policy identifier of role under a: <arc>.1.<role number>. It panics on an unknown role
+// Policy returns the policy identifier of role under a: <arc>.<role number>. It panics on an unknown role
 // (a programming error: roles come from ParseRole or the constants).
 func (a Arc) Policy(role Role) x509.OID {
 	for _, r := range roles {
 		if r.role == role {
-			oid, err := x509.OIDFromInts(append(slices.Clone(a.ints), policiesSubArc, r.n))
+			oid, err := x509.OIDFromInts(append(slices.Clone(a.ints), r.n))
 			if err != nil {
 				panic(fmt.Sprintf("certpolicy: policy of %s under %s: %v", role, a, err))
 			}

@@ -39,7 +39,7 @@ func TestParseArc(t *testing.T) {
 
 func TestPolicyTable(t *testing.T) {
 	a := MustParseArc(DefaultArc)
-	want := map[Role]string{Device: ".1.1", Gateway: ".1.2", Service: ".1.3", Station: ".1.4", Operator: ".1.5"}
+	want := map[Role]string{Device: ".1", Gateway: ".2", Service: ".3", Station: ".4", Operator: ".5"}
 	for _, r := range Roles() {
 		p := a.Policy(r)
 		if p.String() != DefaultArc+want[r] {
@@ -59,9 +59,9 @@ func TestPolicyTable(t *testing.T) {
 	if _, err := ParseRole("admin"); err == nil || !strings.Contains(err.Error(), "device, gateway") {
 		t.Errorf("ParseRole(admin) = %v", err)
 	}
-	// The default device policy is 10 octets: the implant certificate's budget counts on it.
-	der, err := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1})
-	if err != nil || len(der) != 12 {
+	// The default device policy is 9 octets: the implant certificate's budget counts on it.
+	der, err := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1})
+	if err != nil || len(der) != 11 {
 		t.Errorf("encoded default device policy: %d octets, %v", len(der), err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package certpolicy names the role a Keyward certificate plays, as a certificate policy (RFC 5280 4.2.1.4).
 //
 // Every certificate Keyward issues under a profile carries one policy identifier of the form
-// <arc>.1.<role number>, where <arc> is the operator's policy arc (keyward.yaml policy_arc; DefaultArc for
+// <arc>.<role number>, where <arc> is the operator's policy arc (keyward.yaml policy_arc; DefaultArc for
 // demonstrations only):
 //
 //	role       number  who holds it
