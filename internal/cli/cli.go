@@ -29,6 +29,7 @@ const (
 	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
 	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
 	ExitAuditBroken = 8 // audit log verification failed: 'audit verify', 'audit check-proof'
+	ExitRevoked     = 9 // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
 )
 
 // ExitCodes documents the exit codes; it is printed by 'keyward --help'.
@@ -41,7 +42,8 @@ const ExitCodes = `Exit codes:
   5  not found
   6  conflict with existing state (duplicate key, already exists)
   7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
-  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)`
+  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)
+  9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)`
 
 // Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
 type Env struct {

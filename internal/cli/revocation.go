@@ -323,8 +323,8 @@ func revocationCheckCmd(g *globals) *cobra.Command {
 		Short: "Check a serial or a certificate against a revocation filter, as an offline device would",
 		Long: `Verify a revocation filter (signature chain to --trust, signer authority, environment --env, freshness),
 apply --delta if given, and answer whether a certificate is revoked. Uses only pkg/revocation/filter, the
-standard-library package devices embed. Prints "revoked" or "not revoked"; exit 3 if the filter does not
-verify.
+standard-library package devices embed. Prints "revoked" or "not revoked" and exits 0 for "not revoked" and
+9 for "revoked", so scripts can branch on the answer; exit 3 if the filter does not verify.
 
 --serial S (hex) asks about the serial alone. --cert FILE (PEM: the certificate, optionally followed by the
 CA certificates between it and the root) checks the certificate as a device does: its chain is verified to
@@ -394,7 +394,10 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 					out["reason"] = refusal.Error()
 					out["issuer_revoked"] = errors.Is(refusal, filter.ErrIssuerRevoked)
 				}
-				return g.printJSON(out)
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+				return revokedExit(revoked, s)
 			}
 			state := "not revoked"
 			if revoked {
@@ -408,7 +411,7 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 			if n := len(f.RevokedIssuers()); n > 0 && chains == nil {
 				fmt.Fprintf(g.env.Stdout, "  the filter lists %d revoked CA(s), which a serial alone cannot be checked against: use --cert\n", n)
 			}
-			return nil
+			return revokedExit(revoked, s)
 		},
 	}
 	c.Flags().StringVar(&filterFile, "filter", "", "filter file (.kwf)")
@@ -420,6 +423,15 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 	c.Flags().StringVar(&product, "product", "", "product line the filter must cover (default: any)")
 	g.addJSON(c)
 	return c
+}
+
+// revokedExit is the exit of 'revocation check': nil (0) for "not revoked", ExitRevoked for "revoked", which
+// is an answer and not a failure, so a script tells it from a filter that does not verify (3).
+func revokedExit(revoked bool, serial string) error {
+	if !revoked {
+		return nil
+	}
+	return &exitError{code: ExitRevoked, err: fmt.Errorf("%s is revoked (exit %d)", serial, ExitRevoked)}
 }
 
 // verifiedChains reads a PEM file (a certificate, then any CA certificates below the root) and verifies the

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 func serial(t testing.TB) *big.Int {
@@ -172,7 +173,9 @@ func TestImplantCertificate(t *testing.T) {
 	}{
 		{"KU is digitalSignature", cert.KeyUsage == x509.KeyUsageDigitalSignature},
 		{"KU is critical", kuCritical},
-		{"EKU is clientAuth", len(cert.ExtKeyUsage) == 1 && cert.ExtKeyUsage[0] == x509.ExtKeyUsageClientAuth && len(cert.UnknownExtKeyUsage) == 0},
+		// No EKU extension: the implant is a TLS client and server (the profile explains the bytes).
+		{"no EKU extension", len(cert.ExtKeyUsage) == 0 && len(cert.UnknownExtKeyUsage) == 0},
+		{"device policy only", len(cert.Policies) == 1 && cert.Policies[0].String() == certpolicy.DefaultArc+".1"},
 		{"AKI is issuer SKI", len(pki.inter.SubjectKeyId) > 0 && bytes.Equal(cert.AuthorityKeyId, pki.inter.SubjectKeyId)},
 		{"no SKI", !hasSKI},
 		{"serial positive", cert.SerialNumber.Sign() > 0},
@@ -189,6 +192,7 @@ func TestImplantCertificate(t *testing.T) {
 		}
 	}
 	pki.verify(t, cert, x509.ExtKeyUsageClientAuth)
+	pki.verify(t, cert, x509.ExtKeyUsageServerAuth)
 
 	// The issued TBSCertificate is byte-identical to the linted one.
 	if !bytes.Equal(cert.RawTBSCertificate, prep.TBS()) {
@@ -501,8 +505,9 @@ func TestImplantUnderCAAlgorithms(t *testing.T) {
 		tooBig  bool
 		maxSize int
 	}{
-		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 388},
-		{"ed25519", pkitest.Ed25519Key(t), false, 380},
+		// With the device policy under the default arc (24 bytes) and no EKU extension (21 bytes less).
+		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 391},
+		{"ed25519", pkitest.Ed25519Key(t), false, 383},
 		{"p384", pkitest.ECKey(t, elliptic.P384()), true, 0},
 	}
 	for _, tc := range tests {

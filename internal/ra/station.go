@@ -26,6 +26,7 @@ import (
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 // StationCAID returns the id of env's factory-station CA.
@@ -125,6 +126,9 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		AuthorityKeyId: caCert.SubjectKeyId,
+		// The station role (pkg/certpolicy): relying parties never take a station for a device, gateway or
+		// service, whatever its name or usages say.
+		Policies: []x509.OID{r.cfg.Hierarchy.Arc().Policy(certpolicy.Station)},
 	}
 	der, keyDER, err := stationCA.IssueCredential(ctx, tmpl)
 	if err != nil {
