@@ -20,6 +20,7 @@ import (
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 func init() {
@@ -161,16 +162,21 @@ func TestSchemasMatchTypes(t *testing.T) {
 		}{},
 	}
 	for name, v := range responses {
-		props, required := map[string]bool{}, map[string]bool{}
-		rt := reflect.TypeOf(v)
-		for i := 0; i < rt.NumField(); i++ {
-			tag := rt.Field(i).Tag.Get("json")
-			n, opts, _ := strings.Cut(tag, ",")
-			props[n] = true
-			if !strings.Contains(opts, "omitempty") {
-				required[n] = true
-			}
-		}
+		props, required := jsonFields(v)
+		compareSchema(t, d, name, props, required)
+	}
+	// pkg/client's types read and write the same fields: its responses as the server's, its requests with
+	// every required field sent even when empty (no omitempty), so the server names what is missing.
+	clientTypes := map[string]any{
+		"CA": client.CA{}, "Certificate": client.Certificate{}, "Revocation": client.Revocation{}, "BulkResult": client.BulkResult{}, "Key": client.Key{},
+		"Event": client.Event{}, "Token": client.Token{}, "NewToken": client.NewToken{}, "Station": client.Station{},
+		"StationCredentials": client.StationCredentials{}, "Device": client.Device{}, "DecommissionResult": client.DecommissionResult{},
+		"FirmwareRelease": client.FirmwareRelease{}, "ReconcileResult": client.ReconcileResult{}, "History": client.History{},
+		"IssueRequest": client.IssueRequest{}, "RevokeRequest": client.RevokeRequest{}, "BulkRevokeRequest": client.BulkRevokeRequest{},
+		"TokenRequest": client.TokenRequest{}, "StationRequest": client.StationRequest{},
+	}
+	for name, v := range clientTypes {
+		props, required := jsonFields(v)
 		compareSchema(t, d, name, props, required)
 	}
 	// Every request schema of the document is one the test compared.
@@ -180,6 +186,21 @@ func TestSchemasMatchTypes(t *testing.T) {
 		}
 		_ = ref
 	}
+}
+
+// jsonFields returns the JSON names of struct v's fields, and those without omitempty.
+func jsonFields(v any) (props, required map[string]bool) {
+	props, required = map[string]bool{}, map[string]bool{}
+	rt := reflect.TypeOf(v)
+	for i := 0; i < rt.NumField(); i++ {
+		tag := rt.Field(i).Tag.Get("json")
+		n, opts, _ := strings.Cut(tag, ",")
+		props[n] = true
+		if !strings.Contains(opts, "omitempty") {
+			required[n] = true
+		}
+	}
+	return props, required
 }
 
 func compareSchema(t *testing.T, d *openAPIDoc, name string, props, required map[string]bool) {

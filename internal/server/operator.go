@@ -210,7 +210,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, _ ra.Princ
 // timeouts, and refuses a body that is not application/octet-stream.
 func upload(w http.ResponseWriter, r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "application/octet-stream" {
-		return ra.FieldErrorf(ra.KindBadRequest, "Content-Type", "the body is the file itself: send it as application/octet-stream, not %.60q", ct)
+		return ra.FieldErrorf(ra.KindBadRequest, "Content-Type", "Content-Type %.60q: the body is the file itself, sent as application/octet-stream", ct)
 	}
 	rc := http.NewResponseController(w)
 	deadline := time.Now().Add(uploadTime)
