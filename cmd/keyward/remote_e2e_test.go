@@ -21,8 +21,8 @@ import (
 
 // remoteCLI runs keyward commands against a server, as the operator whose token is in tokenFile.
 type remoteCLI struct {
-	t                    *testing.T
-	bin, url, ca, tokens string
+	t            *testing.T
+	bin, url, ca string
 }
 
 // exec runs keyward with args in remote mode (flags, or with env, the KEYWARD_ variables) and returns stdout,
@@ -270,7 +270,17 @@ func TestRemoteCLI(t *testing.T) {
 	// Refusals: commands that need the data directory, a server URL that is not https, a server certificate
 	// that the pinned CA did not issue, and a revoked token.
 	r.fail(admin, 2, "runs only on the data directory", "key", "destroy", "soft:x", "--reason", "test")
-	r.fail(admin, 2, "runs only on the data directory", "ca", "list")
+	r.fail(admin, 2, "runs only on the data directory", "ca", "status", "--env", "dev")
+	remoteCAs, localCAs := r.ok(auditor, "ca", "list", "--json"), string(local.run("ca", "list", "--data", data, "--json"))
+	if remoteCAs != localCAs {
+		t.Fatalf("ca list remotely and locally differ:\n%s\n%s", remoteCAs, localCAs)
+	}
+	if remote, loc := r.ok(auditor, "ca", "export", "--product", "demo-implant"), string(local.run("ca", "export", "--data", data, "--product", "demo-implant")); remote != loc {
+		t.Fatalf("ca export remotely and locally differ")
+	}
+	if keys := r.ok(auditor, "key", "list"); !strings.Contains(keys, "ca-signing") {
+		t.Fatalf("key list: %s", keys)
+	}
 	if _, errOut, code := r.exec(admin, true, "serve", "--data", data); code != 2 || !strings.Contains(errOut, "runs only on the data directory") {
 		t.Fatalf("serve with KEYWARD_SERVER set: exit %d, %s", code, errOut)
 	}

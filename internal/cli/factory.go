@@ -447,7 +447,7 @@ func reconcileRemote(cmd *cobra.Command, c *client.Client, req factory.Reconcile
 			return out, &exitError{code: ExitNotFound, err: fmt.Errorf("%s: %w", name, err)}
 		}
 		res, err := c.ReconcileExport(cmd.Context(), client.ReconcileOptions{Environment: req.Env, Site: req.Site, Final: req.Final, AttestedBy: req.AttestedBy}, f)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", name, remoteErr(err))
 		}

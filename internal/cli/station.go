@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -94,7 +93,7 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 			if err != nil {
 				return err
 			}
-			trust := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.CertDER})
+			trust := pemBytes("CERTIFICATE", svc.CertDER)
 			return writeStation(g, out, api.NewStation(cred.Station), cred.CertPEM, cred.KeyPEM(), trust)
 		},
 	}

@@ -110,11 +110,9 @@ func checkTime(t reflect.Type, raw json.RawMessage) error {
 	if t != timeType {
 		return nil
 	}
+	// A value that is not a string is left to the decoder, which names its type.
 	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return nil // not a string: the decoder names the type
-	}
-	if !rfc3339.MatchString(s) {
+	if json.Unmarshal(raw, &s) == nil && !rfc3339.MatchString(s) {
 		return fmt.Errorf("%.40q is not an RFC 3339 date-time, e.g. 2031-03-14T15:09:26Z", s)
 	}
 	return nil

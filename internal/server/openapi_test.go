@@ -267,10 +267,10 @@ func (v *validating) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rb, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(rb))
 	if err != nil {
-		return resp, nil
+		return nil, err
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(rb))
 	v.check(req, body, resp, rb)
 	return resp, nil
 }

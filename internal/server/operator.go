@@ -374,7 +374,7 @@ func (s *Server) reconcileExport(w http.ResponseWriter, r *http.Request, p ra.Pr
 		s.fail(w, r, err)
 		return
 	}
-	defer os.Remove(name)
+	defer func() { _ = os.Remove(name) }()
 	req.Files = []string{name}
 	f := &factory.Factory{RA: s.ra, Principal: p}
 	res, err := f.Reconcile(r.Context(), req)
@@ -401,7 +401,7 @@ func spool(ctx context.Context, body io.Reader) (string, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		_ = os.Remove(f.Name())
 		return "", err
 	}
 	return f.Name(), nil
