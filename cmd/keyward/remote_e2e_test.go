@@ -208,6 +208,7 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	id := strings.TrimSpace(r.ok(tokens["signer-a"], "firmware", "release", "create", "--product", "demo-implant", "--version", "3.1.0", "--image", file("fw.bin")))
 	r.fail(officer, 4, "may not", "firmware", "release", "approve", id)
+	r.fail(admin, 2, "--as applies on the data directory only", "firmware", "release", "approve", id, "--token-file", tokens["signer-a"], "--as", "signer-b")
 	r.ok(admin, "firmware", "release", "approve", id, "--token-file", tokens["signer-a"])
 	if out, errOut, code := r.exec(tokens["signer-b"], true, "firmware", "release", "approve", id); code != 0 || !strings.Contains(out, "2 of 2 approvals") {
 		t.Fatalf("approve through KEYWARD_TOKEN_FILE: exit %d\n%s%s", code, out, errOut)

@@ -126,6 +126,7 @@ func (s *Server) addStation(w http.ResponseWriter, r *http.Request, p ra.Princip
 		s.fail(w, r, err)
 		return
 	}
+	w.Header().Set("Cache-Control", "no-store") // the station's private key
 	writeJSON(w, http.StatusCreated, api.StationCredentials{Station: api.NewStation(cred.Station), CertificatePEM: string(cred.CertPEM),
 		KeyPEM: string(cred.KeyPEM()), TrustPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.CertDER}))})
 }
