@@ -157,6 +157,8 @@ type globals struct {
 	// service is set by the commands that run a server: their log level defaults to info (one access line per
 	// request), every other command's to warn.
 	service bool
+	// remote is remote mode: --server, --token-file (remote.go).
+	remote remoteFlags
 }
 
 func newRoot(env Env) *cobra.Command {
@@ -183,9 +185,12 @@ and records every change in a hash-chained audit trail.
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log at debug level")
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default: info for servers, warn for other commands; -v is debug)")
 	pf.StringVar(&g.logFormat, "log-format", "", "json or text (default: json unless standard error is a terminal)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		_, _, err := g.logSettings()
-		return err
+	g.remote.add(pf)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if _, _, err := g.logSettings(); err != nil {
+			return err
+		}
+		return g.refuseRemote(cmd)
 	}
 	root.AddCommand(
 		initCmd(g), serveCmd(g), caCmd(g), keyCmd(g), certCmd(g), auditCmd(g), profileCmd(g), tokenCmd(g), benchCmd(g), versionCmd(g),
@@ -253,6 +258,9 @@ func (g *globals) options() node.Options {
 }
 
 func (g *globals) open(ctx context.Context) (*node.Node, error) {
+	if g.remote.server != "" {
+		return nil, usageError{errors.New("this command runs only on the data directory and cannot run against a remote server: unset --server (KEYWARD_SERVER) and run it on the server's host")}
+	}
 	return node.Open(ctx, g.options())
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 )
 
@@ -89,24 +90,8 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			if len(args) > 1 {
 				return usageError{fmt.Errorf("unexpected arguments %v: give one SERIAL, or selectors for a bulk revocation", args)}
 			}
-			n, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			if len(args) == 1 {
-				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (ra.RegistrySelector{}) {
-					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
-				}
-				e, err := n.RA.Revoke(cmd.Context(), principal(), ra.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
-				if err != nil {
-					return err
-				}
-				if g.json {
-					return g.printJSON(api.NewRevocation(e))
-				}
-				fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.IssuerID, e.RevokedAt.Format(time.RFC3339), ra.ReasonName(e.Reason))
-				return nil
+			if len(args) == 1 && (len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (ra.RegistrySelector{})) {
+				return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
 			}
 			q := store.CertQuery{IssuerIDs: issuers, Profile: profileName, Subject: subject}
 			switch len(between) {
@@ -121,19 +106,52 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			default:
 				return usageError{fmt.Errorf("--issued-between takes two times A B, got %d", len(between))}
 			}
-			res, err := n.RA.Bulk(cmd.Context(), principal(), ra.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			var res *ra.BulkResult
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				if len(args) == 1 {
+					v, err := c.Revoke(cmd.Context(), args[0], client.RevokeRequest{Reason: ra.ReasonName(code), InvalidityDate: inv})
+					if err != nil {
+						return remoteErr(err)
+					}
+					e, err := viewOf[api.Revocation](v)
+					if err != nil {
+						return err
+					}
+					return printRevoked(g, e)
+				}
+				req := client.BulkRevokeRequest{Issuers: issuers, Profile: profileName, Subject: subject, Reason: ra.ReasonName(code), InvalidityDate: inv, DryRun: dryRun,
+					Environment: reg.Environment, ProductLine: reg.ProductLine, Device: reg.Device, Station: reg.Station, Site: reg.Site, Batch: reg.Batch}
+				if len(between) == 2 {
+					req.IssuedFrom, req.IssuedTo = &q.IssuedFrom, &q.IssuedTo
+				}
+				v, err := c.BulkRevoke(cmd.Context(), req)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if res, err = viewOf[*ra.BulkResult](v); err != nil {
+					return err
+				}
+				return printBulk(g, res, dryRun)
+			}
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.printJSON(res)
+			defer n.Close()
+			if len(args) == 1 {
+				e, err := n.RA.Revoke(cmd.Context(), principal(), ra.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
+				if err != nil {
+					return err
+				}
+				return printRevoked(g, api.NewRevocation(e))
 			}
-			verb := "revoked"
-			if dryRun {
-				verb = "would revoke"
+			res, err = n.RA.Bulk(cmd.Context(), principal(), ra.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(g.env.Stdout, "matched %d certificates: %s %d, %d already revoked\n", res.Matched, verb, res.Revoked, res.AlreadyRevoked)
-			return nil
+			return printBulk(g, res, dryRun)
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", reasonHelp)
@@ -153,6 +171,30 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 	return c
 }
 
+func printRevoked(g *globals, e api.Revocation) error {
+	if g.json {
+		return g.printJSON(e)
+	}
+	at := ""
+	if e.RevokedAt != nil {
+		at = e.RevokedAt.Format(time.RFC3339)
+	}
+	fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.Issuer, at, e.Reason)
+	return nil
+}
+
+func printBulk(g *globals, res *ra.BulkResult, dryRun bool) error {
+	if g.json {
+		return g.printJSON(res)
+	}
+	verb := "revoked"
+	if dryRun {
+		verb = "would revoke"
+	}
+	fmt.Fprintf(g.env.Stdout, "matched %d certificates: %s %d, %d already revoked\n", res.Matched, verb, res.Revoked, res.AlreadyRevoked)
+	return nil
+}
+
 func certUnholdCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "unhold SERIAL",
@@ -162,17 +204,31 @@ next delta CRL lists it with reason removeFromCRL and the next complete CRL omit
 other revocation is final: exit 6.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var e api.Revocation
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			e, err := n.RA.Unhold(cmd.Context(), principal(), args[0])
-			if err != nil {
-				return err
+			} else if c != nil {
+				v, err := c.Unhold(cmd.Context(), args[0])
+				if err != nil {
+					return remoteErr(err)
+				}
+				if e, err = viewOf[api.Revocation](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				row, err := n.RA.Unhold(cmd.Context(), principal(), args[0])
+				if err != nil {
+					return err
+				}
+				e = api.NewRevocation(row)
 			}
 			if g.json {
-				return g.printJSON(api.NewRevocation(e))
+				return g.printJSON(e)
 			}
 			fmt.Fprintf(g.env.Stdout, "released %s from hold: valid again\n", e.Serial)
 			return nil
