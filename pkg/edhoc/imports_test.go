@@ -11,6 +11,7 @@ import (
 var allowedModules = []string{
 	"github.com/keyward/keyward/pkg/edhoc",
 	"github.com/keyward/keyward/pkg/trust",
+	"github.com/keyward/keyward/pkg/certpolicy",
 	"github.com/keyward/keyward/pkg/revocation/filter",
 	"github.com/pion/dtls/v4/pkg/crypto/ccm", // AES-CCM, which the standard library lacks
 	"github.com/pion/dtls/v4/internal/errors",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/pkg/certpolicy"
 	"github.com/keyward/keyward/pkg/edhoc"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 	"github.com/keyward/keyward/pkg/trust"
@@ -42,11 +43,14 @@ type holder struct {
 	chain [][]byte
 }
 
+// arc is the role policy arc of the test fleet: keyward.yaml's default.
+var arc = certpolicy.MustParseArc(certpolicy.DefaultArc)
+
 func newFleet(t *testing.T) *fleet {
 	t.Helper()
 	f := &fleet{root: longCA(t, "dev root CA", nil)}
-	f.issuing = longCA(t, "demo-implant dev CA", f.root)
-	f.stations = longCA(t, "dev factory stations CA", f.root)
+	f.issuing = longCA(t, "demo-implant dev CA", f.root, arc.Policies(certpolicy.IssuerRoles(false)...)...)
+	f.stations = longCA(t, "dev factory stations CA", f.root, arc.Policies(certpolicy.IssuerRoles(true)...)...)
 	var err error
 	if f.profiles, err = profile.LoadDefaults(); err != nil {
 		t.Fatal(err)
@@ -59,7 +63,8 @@ func newFleet(t *testing.T) *fleet {
 
 // longCA makes a CA valid for 30 years, so that the 15-year implant-identity profile fits under it (the
 // profile refuses a certificate that would outlive its issuer); pkitest's CAs live a day.
-func longCA(t *testing.T, cn string, parent *pkitest.CA) *pkitest.CA {
+// It carries the role policies given, as Keyward's CAs below the root do.
+func longCA(t *testing.T, cn string, parent *pkitest.CA, policies ...x509.OID) *pkitest.CA {
 	t.Helper()
 	key := pkitest.Key(t)
 	spki, err := x509.MarshalPKIXPublicKey(key.Public())
@@ -69,7 +74,7 @@ func longCA(t *testing.T, cn string, parent *pkitest.CA) *pkitest.CA {
 	ski := sha256.Sum256(spki)
 	tmpl := &x509.Certificate{SerialNumber: pkitest.Serial(t), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().AddDate(30, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		SubjectKeyId: ski[:20]}
+		SubjectKeyId: ski[:20], Policies: policies}
 	issuerCert, issuerKey := tmpl, crypto.Signer(key)
 	if parent != nil {
 		tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
@@ -160,7 +165,7 @@ func (f *fleet) station(t *testing.T) *holder {
 	t.Helper()
 	key := pkitest.Key(t)
 	c := f.stations.Leaf(t, &x509.Certificate{Subject: pkix.Name{Organization: []string{"Keyward Test"}, OrganizationalUnit: []string{"lyon"}, CommonName: "lyon-0a1b2c3d"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, key.Public())
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Policies: []x509.OID{arc.Policy(certpolicy.Station)}}, key.Public())
 	return &holder{cert: c, key: key, chain: [][]byte{c.Raw, f.stations.Cert.Raw}}
 }
 

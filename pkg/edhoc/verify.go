@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/pkg/certpolicy"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 	"github.com/keyward/keyward/pkg/trust"
 )
@@ -28,6 +29,10 @@ const (
 	// RoleStation is a factory station's TLS client certificate. A station talks to Keyward's EST
 	// service during manufacturing and never takes part in a device session.
 	RoleStation Role = "station"
+	// RoleService is a cloud service (the cloud-service profile).
+	RoleService Role = "service"
+	// RoleOperator is an operator's certificate.
+	RoleOperator Role = "operator"
 	// RolePinned is a credential the verifier was given directly (KeySet), with no certificate policy.
 	RolePinned Role = "pinned"
 )
@@ -35,21 +40,46 @@ const (
 // stationCASuffix ends the common name of every environment's station CA ("dev factory stations CA").
 const stationCASuffix = " factory stations CA"
 
-// ClassifyCertificate tells the role of a verified Keyward chain (end-entity first, anchor last). Until
-// Keyward certificates carry an explicit role extension, the rule follows the shapes Keyward issues:
+// ClassifyCertificate tells the role of a verified Keyward chain (end-entity first, anchor last) whose
+// certificate policies are under arc (pkg/certpolicy: keyward.yaml's policy_arc).
+//
+// A certificate that carries one role policy has that role, provided every CA between it and the anchor carries
+// that role's policy (or anyPolicy) too; a CA that carries no policies at all (one created before role
+// policies) passes only with allowCAsWithoutPolicies. A certificate with several role policies is refused.
+//
+// A certificate with no role policy comes from a hierarchy made before role policies; its role follows the
+// shapes Keyward issued then:
 //
 //   - station: issued by the environment's station CA (common name ending in " factory stations CA", a
-//     direct child of the root), and with the factory site as subject organizationalUnit; either sign
+//     direct child of the root), or with the factory site as subject organizationalUnit; either sign
 //     suffices, so a station certificate is never mistaken for anything else;
-//   - gateway: extended key usage serverAuth (gateway-identity has clientAuth and serverAuth);
+//   - gateway: extended key usage clientAuth and serverAuth (gateway-identity);
 //   - device: extended key usage clientAuth only, digitalSignature key usage (implant-identity).
 //
 // Anything else has no role here and is refused.
-func ClassifyCertificate(chain []*x509.Certificate) (Role, error) {
+func ClassifyCertificate(chain []*x509.Certificate, arc certpolicy.Arc, allowCAsWithoutPolicies bool) (Role, error) {
 	if len(chain) < 2 {
 		return "", fmt.Errorf("a chain of %d certificates has no issuer", len(chain))
 	}
+	if arc.IsZero() {
+		arc = certpolicy.MustParseArc(certpolicy.DefaultArc)
+	}
 	leaf, issuer := chain[0], chain[1]
+	switch roles := arc.Roles(leaf); len(roles) {
+	case 0:
+	case 1:
+		for _, ca := range chain[1 : len(chain)-1] {
+			if len(ca.Policies) == 0 && allowCAsWithoutPolicies {
+				continue
+			}
+			if !arc.Allows(ca, roles[0]) {
+				return "", fmt.Errorf("the certificate claims the %s role, which CA %q may not vouch for (its policies: %v)", roles[0], ca.Subject.CommonName, ca.Policies)
+			}
+		}
+		return Role(roles[0]), nil
+	default:
+		return "", fmt.Errorf("the certificate claims several roles %v", roles)
+	}
 	if len(leaf.Subject.OrganizationalUnit) > 0 || hasSuffix(issuer.Subject.CommonName, stationCASuffix) {
 		return RoleStation, nil
 	}
@@ -67,7 +97,7 @@ func ClassifyCertificate(chain []*x509.Certificate) (Role, error) {
 	case client && len(leaf.ExtKeyUsage) == 1 && len(leaf.UnknownExtKeyUsage) == 0:
 		return RoleDevice, nil
 	}
-	return "", fmt.Errorf("extended key usage fits no Keyward end-entity profile")
+	return "", fmt.Errorf("no role policy under %s, and the extended key usage fits no Keyward end-entity profile made before role policies", arc)
 }
 
 func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
@@ -88,6 +118,12 @@ type CertVerifier struct {
 	Filter *filter.Filter
 	// Roles are the roles accepted; empty refuses everything.
 	Roles []Role
+	// PolicyArc is the arc of the environment's role policies (keyward.yaml's policy_arc); zero means
+	// certpolicy.DefaultArc.
+	PolicyArc certpolicy.Arc
+	// AllowCAsWithoutPolicies accepts CAs that carry no certificate policies (created before role policies) in
+	// a chain whose end-entity certificate claims a role; see ClassifyCertificate.
+	AllowCAsWithoutPolicies bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -141,7 +177,7 @@ func (v *CertVerifier) VerifyCredential(id *IDCred) (*PeerCredential, error) {
 		return nil, refuse(ErrUntrusted, "%v", err)
 	}
 	chain := chains[0]
-	role, err := ClassifyCertificate(chain)
+	role, err := ClassifyCertificate(chain, v.PolicyArc, v.AllowCAsWithoutPolicies)
 	if err != nil {
 		return nil, refuse(ErrRole, "%v", err)
 	}
