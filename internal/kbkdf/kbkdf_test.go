@@ -1,102 +1,37 @@
 package kbkdf
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/kbkdf/kbkdftest"
 )
 
-// cavpVector is one record of a CAVP KBKDF response file.
-type cavpVector struct {
-	count     int
-	lBits     int
-	ki, fixed []byte
-	ko        []byte
-}
-
-// readCAVP reads the records of the one section of testdata/KDFCTR_gen_HMAC_SHA256_BEFORE_FIXED_RLEN32.rsp,
-// checking that the section is the one Counter implements.
-func readCAVP(t *testing.T) []cavpVector {
-	t.Helper()
-	f, err := os.Open("testdata/KDFCTR_gen_HMAC_SHA256_BEFORE_FIXED_RLEN32.rsp")
+func TestCounterCAVP(t *testing.T) {
+	vs, err := kbkdftest.Vectors()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var vs []cavpVector
-	section := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-			continue
-		case strings.HasPrefix(line, "["):
-			section[line] = true
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("CAVP line %q has no =", line)
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		hexv := func() []byte {
-			b, err := hex.DecodeString(v)
-			if err != nil {
-				t.Fatalf("CAVP %s: %v", k, err)
-			}
-			return b
-		}
-		switch k {
-		case "COUNT":
-			n, _ := strconv.Atoi(v)
-			vs = append(vs, cavpVector{count: n})
-		case "L":
-			vs[len(vs)-1].lBits, _ = strconv.Atoi(v)
-		case "KI":
-			vs[len(vs)-1].ki = hexv()
-		case "FixedInputData":
-			vs[len(vs)-1].fixed = hexv()
-		case "KO":
-			vs[len(vs)-1].ko = hexv()
-		case "FixedInputDataByteLen":
-		default:
-			t.Fatalf("unexpected CAVP field %q", k)
-		}
-	}
-	for _, want := range []string{"[PRF=HMAC_SHA256]", "[CTRLOCATION=BEFORE_FIXED]", "[RLEN=32_BITS]"} {
-		if !section[want] || len(section) != 3 {
-			t.Fatalf("testdata section is %v; Counter implements %s with the counter before the fixed input, r = 32", section, want)
-		}
-	}
-	return vs
-}
-
-func TestCounterCAVP(t *testing.T) {
-	vs := readCAVP(t)
 	if len(vs) < 8 {
 		t.Fatalf("only %d vectors in testdata", len(vs))
 	}
 	lengths := map[int]bool{}
 	for _, v := range vs {
-		if v.lBits%8 != 0 || v.lBits/8 != len(v.ko) {
-			t.Fatalf("COUNT=%d: L=%d does not match KO of %d bytes", v.count, v.lBits, len(v.ko))
+		if v.LBits%8 != 0 || v.LBits/8 != len(v.KO) {
+			t.Fatalf("COUNT=%d: L=%d does not match KO of %d bytes", v.Count, v.LBits, len(v.KO))
 		}
-		lengths[v.lBits] = true
-		got, err := Counter(HMACSHA256(v.ki), v.fixed, v.lBits/8)
+		lengths[v.LBits] = true
+		got, err := Counter(HMACSHA256(v.KI), v.FixedInput, v.LBits/8)
 		if err != nil {
-			t.Fatalf("COUNT=%d: %v", v.count, err)
+			t.Fatalf("COUNT=%d: %v", v.Count, err)
 		}
-		if !bytes.Equal(got, v.ko) {
-			t.Errorf("COUNT=%d L=%d: got %x, want %x", v.count, v.lBits, got, v.ko)
+		if !bytes.Equal(got, v.KO) {
+			t.Errorf("COUNT=%d L=%d: got %x, want %x", v.Count, v.LBits, got, v.KO)
 		}
 	}
 	// One block cut short, exactly one block, one and a bit, two blocks cut short.

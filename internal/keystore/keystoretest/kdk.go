@@ -9,6 +9,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/keyward/keyward/internal/kbkdf"
+	"github.com/keyward/keyward/internal/kbkdf/kbkdftest"
 	"github.com/keyward/keyward/internal/keystore"
 )
 
@@ -67,6 +69,35 @@ func RunKDK(t *testing.T, newKS func(t *testing.T) KDKBackend, importKDK func(t 
 		m.Write(data)
 		if want := m.Sum(nil); !bytes.Equal(got, want) {
 			t.Fatalf("PRF = %x; HMAC-SHA-256 under the same key is %x", got, want)
+		}
+	})
+	// The NIST CAVP KBKDF vectors through the backend's PRF: each vector's KI stored as a KDK, counter-mode
+	// derivation with every PRF block computed by the backend (C_Sign CKM_SHA256_HMAC inside a PKCS#11 token),
+	// compared with the vector's KO.
+	t.Run("CAVP", func(t *testing.T) {
+		vs, err := kbkdftest.Vectors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks := newKS(t)
+		checked := 0
+		for _, v := range vs {
+			if len(v.KI) != keystore.KDKSize {
+				continue // a KDK is 256 bits; the vectors of other key sizes do not fit one
+			}
+			uri := importKDK(t, ks, keystore.PurposeDeviceLink, v.KI)
+			prf := func(block []byte) ([]byte, error) { return ks.PRF(ctx, uri, keystore.PurposeDeviceLink, block) }
+			got, err := kbkdf.Counter(prf, v.FixedInput, v.LBits/8)
+			if err != nil {
+				t.Fatalf("COUNT=%d: %v", v.Count, err)
+			}
+			if !bytes.Equal(got, v.KO) {
+				t.Errorf("COUNT=%d L=%d: the backend derived %x, CAVP says %x", v.Count, v.LBits, got, v.KO)
+			}
+			checked++
+		}
+		if checked < 4 {
+			t.Fatalf("only %d CAVP vectors have a %d-byte KI", checked, keystore.KDKSize)
 		}
 	})
 	t.Run("Refusals", func(t *testing.T) {
