@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite. On a fresh Debian machine (as root) it first installs what the integration
-# tests need: SoftHSM2 (PKCS#11), OpenSSL, curl and jq (interop peers), and a PostgreSQL server if none answers on
-# 127.0.0.1:5432. Elsewhere, integration tests whose dependency is missing skip with a message, unless
-# KEYWARD_REQUIRE_INTEGRATION=1 (CI), which turns every such skip into a failure.
+# tests need: SoftHSM2 (PKCS#11), OpenSSL, curl and jq (interop peers), Chromium (the web console's browser
+# test), and a PostgreSQL server if none answers on 127.0.0.1:5432. Elsewhere, integration tests whose
+# dependency is missing skip with a message, unless KEYWARD_REQUIRE_INTEGRATION=1 (CI), which turns every such
+# skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 pg_up || need+=(postgresql)
 

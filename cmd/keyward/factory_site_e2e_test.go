@@ -14,6 +14,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,7 +184,9 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 		"--first-serial", "DEMO-60000001", "--keystore", token, "--out", batch)
 	r.run("factory", "inject", "--batch", batch, "--device-serial", "HW-A")
 
-	srv := startServer(t, r.bin, regexp.MustCompile(`enrolling on https://(\S+) `), "factory", "serve", "--data", siteDir, "--listen", "127.0.0.1:0")
+	srv, addrs := startServerAddrs(t, r.bin, []*regexp.Regexp{regexp.MustCompile(`enrolling on https://(\S+) `), regexp.MustCompile(`serving metrics on http://(\S+)/metrics`)},
+		"factory", "serve", "--data", siteDir, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	srv.url = "https://" + addrs[0]
 	trust := filepath.Join(siteDir, "tls", "ca.pem")
 	enroll := func(stDir, serial string) []string {
 		return []string{"device", "enroll", "--server", srv.url, "--product", product, "--trust", trust,
@@ -203,6 +207,25 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 	r.fail(6, "already enrolled", enroll(st, "DEMO-20000001")...)
 	r.fail(4, "renews its identity with headquarters", "device", "renew", "--server", srv.url, "--product", product, "--trust", trust,
 		"--cert", filepath.Join(dir, "DEMO-20000001.pem"), "--key", filepath.Join(dir, "DEMO-20000001.key"), "--out", filepath.Join(dir, "renew-at-site.pem"))
+
+	// The site server's metrics (--metrics-listen, no token): three enrollments by the site CA, the EST
+	// requests by route and status with their latency, the refusals, the site CA key's signatures.
+	siteMetrics := scrapeMetrics(t, "http://"+addrs[1]+"/metrics")
+	for _, re := range []string{
+		`(?m)^keyward_issuances_total\{action="est\.enroll",ca="` + regexp.QuoteMeta(siteCA) + `",profile="implant-identity"\} 3$`,
+		`(?m)^keyward_http_requests_total\{code="200",method="POST",route="POST /\.well-known/est/[^"]*simpleenroll"\} 3$`,
+		`(?m)^keyward_http_request_duration_seconds_count\{method="POST",route="POST /\.well-known/est/[^"]*simpleenroll"\} [1-9][0-9]*$`,
+		`(?m)^keyward_refusals_total\{action="est\.enroll",reason="conflict"\} 1$`,
+		`(?m)^keyward_sign_duration_seconds_count\{backend="pkcs11",purpose="ca-signing"\} [3-9]$`,
+		`(?m)^keyward_certificates_in_renewal_window\{profile="implant-identity"\} 0$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(siteMetrics) {
+			t.Errorf("factory serve /metrics lacks %s", re)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("factory serve /metrics:\n%s", siteMetrics)
+	}
 
 	// First export: three certificates.
 	type exportSum struct {
@@ -322,4 +345,19 @@ func TestFactorySiteServeExportReconcile(t *testing.T) {
 		t.Fatalf("renewed at headquarters: issuer %q subject %q", renewed.Issuer.CommonName, renewed.Subject.CommonName)
 	}
 	hqSrv.stop(t)
+}
+
+// scrapeMetrics GETs a /metrics URL and returns its Prometheus text.
+func scrapeMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", url, resp.StatusCode, err, b)
+	}
+	return string(b)
 }

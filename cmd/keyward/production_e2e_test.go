@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -399,7 +400,15 @@ func productionE2E(t *testing.T, bin string, initialise func(data string, r runn
 			Revoked       bool `json:"revoked"`
 			IssuerRevoked bool `json:"issuer_revoked"`
 		}
-		r.json(&check, "revocation", "check", "--filter", f, "--trust", p.root, "--cert", tc.chain, "--env", prodEnv, "--json")
+		// Exit 9 answers "revoked", 0 "not revoked".
+		cmd := exec.Command(r.bin, "revocation", "check", "--filter", f, "--trust", p.root, "--cert", tc.chain, "--env", prodEnv, "--json")
+		out, err := cmd.Output()
+		if code := cmd.ProcessState.ExitCode(); (code == 9) != tc.revoked || (code != 0 && code != 9) {
+			t.Fatalf("revocation check of a %s device: exit %d (%v), want %v", tc.product, code, err, map[bool]int{true: 9, false: 0}[tc.revoked])
+		}
+		if err := json.Unmarshal(out, &check); err != nil {
+			t.Fatalf("revocation check --json: %v\n%s", err, out)
+		}
 		if check.Revoked != tc.revoked || check.IssuerRevoked != tc.revoked {
 			t.Fatalf("filter of %s: a device of %s %+v; want revoked %v through its issuer", tc.product, tc.product, check, tc.revoked)
 		}

@@ -139,6 +139,7 @@ type Profile struct {
 	Name                   string         `json:"name"`
 	Version                int            `json:"version"`
 	Description            string         `json:"description,omitempty"`
+	Role                   string         `json:"role,omitempty"`
 	KeyAlgorithms          []string       `json:"key_algorithms"`
 	Validity               string         `json:"validity"`
 	Backdate               string         `json:"backdate,omitempty"`
@@ -179,7 +180,7 @@ type ProfileNames struct {
 
 // NewProfile returns the JSON form of p.
 func NewProfile(p *profile.Profile) Profile {
-	v := Profile{Name: p.Name, Version: p.Version, Description: p.Description, Validity: profile.FormatDuration(p.Validity),
+	v := Profile{Name: p.Name, Version: p.Version, Description: p.Description, Role: string(p.Role), Validity: profile.FormatDuration(p.Validity),
 		KeyUsage: profile.KeyUsageNames(p.KeyUsage), ExtKeyUsage: profile.ExtKeyUsageNames(p.ExtKeyUsage), IncludeSKI: p.IncludeSKI,
 		CRLDistributionPoints: p.CRLDistributionPoints, OCSPServers: p.OCSPServers, IssuingCertificateURLs: p.IssuingCertificateURLs,
 		MaxDERSize: p.MaxDERSize, AllowedPrincipals: p.AllowedPrincipals, RenewalWindow: p.RenewalWindow, ShortLived: p.ShortLived,

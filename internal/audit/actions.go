@@ -94,3 +94,11 @@ const (
 	ActionAuditVerify     = "audit.verify"
 	ActionAuditProve      = "audit.prove"
 )
+
+// Key-derivation keys and the device keys they derive.
+const (
+	ActionKDKCreate = "key.kdk.create" // the first version of a KDK for an environment, product line and purpose
+	ActionKDKRotate = "key.kdk.rotate" // the next version; earlier ones keep re-deriving for their devices
+	ActionKDKRetire = "key.kdk.retire" // a version derives no new device keys; it still re-derives existing ones
+	ActionKeyDerive = "key.derive"     // a device key derived and handed out wrapped (online, e.g. a repair depot)
+)

@@ -194,7 +194,7 @@ func siteCALimit(ctx context.Context, n *node.Node, site *ra.SiteCA, goroutines 
 	if err != nil {
 		return 0, err
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return 0, err
 	}

@@ -35,7 +35,10 @@ type IssueOptions struct {
 	Keystore  string // "soft" or a PKCS#11 configuration URI for the issuing CA key
 	Workers   int
 	BatchSize int
-	Dir       string        // working directory; default a new temporary one, removed afterwards
+	// Dir is the working directory; default a new temporary one, removed afterwards. A Dir given is kept, and a
+	// later run given the same Dir (and DB) measures on the store it left, prefilled or not, without loading it
+	// again (reuse.go): a store of millions is loaded once and measured as often as needed.
+	Dir       string
 	LimitTime time.Duration // how long to measure the limit; default 3s
 	Progress  io.Writer     // progress lines, or nil
 	// OmitAuditState appends the audit events without the state they record (bench audit's baseline).
@@ -110,21 +113,45 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	}
 	defer cleanup()
 	progress := progressTo(opts.Progress)
-	n, _, err := node.Init(ctx, node.InitOptions{Options: node.Options{Dir: filepath.Join(dir, "data"), DB: opts.DB, Warn: io.Discard}, Keystore: opts.Keystore, Actor: "bench"})
+	mark, err := readIssueMark(dir)
+	if err != nil {
+		return nil, err
+	}
+	var n *node.Node
+	nodeOpts := node.Options{Dir: filepath.Join(dir, "data"), DB: opts.DB, Warn: io.Discard}
+	if mark == nil {
+		n, _, err = node.Init(ctx, node.InitOptions{Options: nodeOpts, Keystore: opts.Keystore, Actor: "bench"})
+		mark = &issueMark{Next: opts.N} // the first measured run names DEMO-0..N-1, a prefill the serials after
+	} else {
+		if opts.Prefill > 0 {
+			return nil, fmt.Errorf("bench: %s already holds a benchmark store (%d prefilled); run without --prefill to measure on it, or give another directory", dir, mark.Prefill)
+		}
+		progress("measuring on the store left in %s (%d prefilled, %d issued by earlier runs)", dir, mark.Prefill, mark.Issued)
+		n, err = node.Open(ctx, nodeOpts)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer n.Close()
+	first := 0 // the measured run's first device serial
+	if mark.Runs > 0 {
+		first = mark.Next
+		mark.Next += opts.N
+	}
+	if mark.Next+opts.Prefill > deviceSerials {
+		return nil, errPrefillRange
+	}
 	n.RA.OmitAuditStateForBenchmark(opts.OmitAuditState)
 	res := &IssueResult{N: opts.N, Workers: opts.Workers, BatchSize: opts.BatchSize, GOMAXPROCS: runtime.GOMAXPROCS(0), Store: storeName(opts.DB), Keystore: keystoreName(opts.Keystore)}
 
 	if opts.Prefill > 0 {
 		// Device serials after the measured run's (writeCSRs names index i DEMO-i): the timed issuances find no
 		// registry row of their own, as on an empty store.
-		p, err := prefill(ctx, n, opts.Prefill, opts.N, progress)
+		p, err := prefill(ctx, n, opts.Prefill, mark.Next, progress)
 		if err != nil {
 			return nil, err
 		}
+		mark.Prefill, mark.Next = opts.Prefill, mark.Next+opts.Prefill
 		res.Prefill, res.PrefillSeconds, res.Settled, res.StoreBytes = int(p.count), p.seconds, p.settled, p.bytes
 		res.PrefillPerSecond = float64(p.count) / p.seconds
 		res.BytesPerCertificate = float64(p.bytes) / float64(p.count)
@@ -132,7 +159,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 
 	progress("generating %d device keys and CSRs (not timed)", opts.N)
 	csrFile := filepath.Join(dir, "csrs.bin")
-	if err := writeCSRs(ctx, csrFile, opts.N); err != nil {
+	if err := writeCSRs(ctx, csrFile, first, opts.N); err != nil {
 		return nil, err
 	}
 
@@ -190,6 +217,14 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	res.Ratio = res.PerSecond / res.LimitPerSecond
 	res.CertBytes = int(size.Load())
 	res.Stamped = n.RA.IssuanceCounts().Stamped
+	res.Prefill = mark.Prefill
+	mark.Runs++
+	mark.Issued += int64(res.Issued)
+	if opts.Dir != "" {
+		if err := writeIssueMark(dir, mark); err != nil {
+			return nil, err
+		}
+	}
 	progress("verifying the audit chain")
 	res.AuditEvents, err = store.VerifyAudit(ctx, n.Store)
 	if err != nil {
@@ -223,7 +258,7 @@ func createCertificateLimit(ctx context.Context, n *node.Node, d time.Duration) 
 		return 0, err
 	}
 	csr, _ := x509.ParseCertificateRequest(csrDER)
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return 0, err
 	}
@@ -257,7 +292,7 @@ func createCertificateLimit(ctx context.Context, n *node.Node, d time.Duration) 
 }
 
 // writeCSRs writes n length-prefixed DER CSRs with distinct P-256 keys and serial-number subjects.
-func writeCSRs(ctx context.Context, path string, n int) error {
+func writeCSRs(ctx context.Context, path string, first, n int) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -290,9 +325,9 @@ func writeCSRs(ctx context.Context, path string, n int) error {
 	}
 	go func() {
 		defer close(idx)
-		for i := 0; i < n; i++ {
+		for i := first; i < first+n; i++ {
 			select {
-			case idx <- i % 100000000:
+			case idx <- i % deviceSerials:
 			case <-ctx.Done():
 				return
 			}

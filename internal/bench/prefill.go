@@ -194,7 +194,7 @@ func newFactory(ctx context.Context, n *node.Node, st *store.Station, first, cou
 	if err != nil {
 		return nil, err
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (f *enrollFactory) record(ctx context.Context, i int) (*store.Enrolled, err
 	if err != nil {
 		return nil, err
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -348,7 +348,7 @@ func Filter(ctx context.Context, opts FilterOptions) (*FilterResult, error) {
 	all := make([][]byte, opts.N)
 	for i := range all {
 		s := buf[16*i : 16*i+16]
-		s[0] = s[0]&0x3f | 0x40 // positive, no leading zero byte, as issuer.RandomSerial makes them
+		s[0] = s[0]&0x3f | 0x40 // positive, 16 octets like issuer.NewSerial's, random throughout (no time order to help the walk)
 		all[i] = s
 	}
 	revoked, valid := all[:opts.Revoked], all[opts.Revoked:]

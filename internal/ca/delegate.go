@@ -89,7 +89,7 @@ func (i *Issuer) NewDelegate(ctx context.Context, ks keystore.Keystore, purpose 
 		return nil, err
 	}
 	fail := func(cause error) (*NewDelegate, error) { return nil, i.c.Abandon(ctx, cause, key.URI) }
-	if tmpl.SerialNumber, err = issuer.RandomSerial(); err != nil {
+	if tmpl.SerialNumber, err = issuer.NewSerial(time.Now()); err != nil {
 		return fail(err)
 	}
 	if tmpl.SubjectKeyId, err = profile.SubjectKeyID(key.Public); err != nil {

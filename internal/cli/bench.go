@@ -26,7 +26,11 @@ key of its own; the key's glossary row; the registry row; the audit event record
 the store's bulk path; then settles the store (SQLite: WAL checkpointed and truncated; PostgreSQL: VACUUM
 ANALYZE and CHECKPOINT) so that the measurement does not pay for the load, and prints the load rate and the
 store's bytes per certificate (JSON: prefill, prefill_seconds, store_bytes, bytes_per_certificate). Compare the
-rate with a run without --prefill to see what the store's size costs.`,
+rate with a run without --prefill to see what the store's size costs.
+
+--dir DIR keeps the store (and, with --db, uses that database) after the run; a later run given the same --dir
+and --db measures on the store as that run left it, without --prefill: a store of millions is loaded once and
+measured as often as needed, for instance again on a quieter machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.DB = g.db
@@ -59,6 +63,7 @@ rate with a run without --prefill to see what the store's size costs.`,
 	issue.Flags().IntVar(&o.BatchSize, "batch", 512, "certificates per transaction")
 	issue.Flags().DurationVar(&o.LimitTime, "limit-time", 0, "how long to measure the limit (default 3s)")
 	issue.Flags().IntVar(&o.Prefill, "prefill", 0, "enrolled devices to load into the store before measuring (not timed)")
+	issue.Flags().StringVar(&o.Dir, "dir", "", "keep the store in this directory; a later run with the same --dir measures on it again")
 	g.addJSON(issue)
 	c.AddCommand(issue)
 	c.AddCommand(benchEnrollCmd(g), benchAPICmd(g))

@@ -24,18 +24,34 @@ func caListCmd(g *globals) *cobra.Command {
 		Short: "List every CA with environment, product line, key reference, validity and status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var out []api.CA
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			cas, err := n.Store.ListCAs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := make([]api.CA, 0, len(cas))
-			for _, ca := range cas {
-				out = append(out, api.NewCA(ca, false))
+			} else if c != nil {
+				cas, err := c.CAs(cmd.Context())
+				if err != nil {
+					return remoteErr(err)
+				}
+				if out, err = viewOf[[]api.CA](cas); err != nil {
+					return err
+				}
+				for i := range out {
+					out[i].PEM = ""
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				cas, err := n.Store.ListCAs(cmd.Context())
+				if err != nil {
+					return err
+				}
+				out = make([]api.CA, 0, len(cas))
+				for _, ca := range cas {
+					out = append(out, api.NewCA(ca, false))
+				}
 			}
 			if g.json {
 				return g.printJSON(out)
@@ -59,6 +75,16 @@ func caExportCmd(g *globals) *cobra.Command {
 		Short: "Print PEM: the environment's root, or with --product the chain (issuing CA, then root)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				p, err := c.Chain(cmd.Context(), env, product)
+				if err != nil {
+					return remoteErr(err)
+				}
+				_, err = g.env.Stdout.Write(p)
+				return err
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err

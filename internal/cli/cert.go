@@ -1,9 +1,10 @@
 package cli
 
 import (
-	"encoding/pem"
+	"encoding/base64"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 func certCmd(g *globals) *cobra.Command {
@@ -39,29 +41,48 @@ record it with its audit event. Prints the certificate PEM, or writes it to --ou
 			if err != nil {
 				return err
 			}
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var view api.Certificate
+			if c, err := g.client(cmd); err != nil {
 				return err
+			} else if c != nil {
+				// The API takes a PEM CSR as it is, a DER one in base64.
+				text := string(csr)
+				if !strings.Contains(text, "-----BEGIN") {
+					text = base64.StdEncoding.EncodeToString(csr)
+				}
+				v, err := c.Issue(cmd.Context(), client.IssueRequest{Profile: prof, Environment: env, ProductLine: product, CSR: text})
+				if err != nil {
+					return remoteErr(err)
+				}
+				if view, err = viewOf[api.Certificate](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				cert, err := n.RA.Issue(cmd.Context(), principal(), ra.IssueRequest{Profile: prof, Environment: env, ProductLine: product, CSR: csr})
+				if err != nil {
+					return err
+				}
+				view = api.NewCertificate(cert, true)
 			}
-			defer n.Close()
-			cert, err := n.RA.Issue(cmd.Context(), principal(), ra.IssueRequest{Profile: prof, Environment: env, ProductLine: product, CSR: csr})
-			if err != nil {
-				return err
-			}
-			p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER})
+			p := []byte(view.PEM)
 			if out != "" {
 				if err := os.WriteFile(out, p, 0o644); err != nil {
 					return err
 				}
 			}
 			if g.json {
-				return g.printJSON(api.NewCertificate(cert, true))
+				return g.printJSON(view)
 			}
 			if out == "" {
 				_, err = g.env.Stdout.Write(p)
 				return err
 			}
-			fmt.Fprintf(g.env.Stdout, "issued %s for %s (%d bytes) -> %s\n", cert.Serial, cert.Subject, len(cert.DER), out)
+			fmt.Fprintf(g.env.Stdout, "issued %s for %s (%d bytes) -> %s\n", view.Serial, view.Subject, view.DERSize, out)
 			return nil
 		},
 	}
@@ -80,16 +101,29 @@ func certShowCmd(g *globals) *cobra.Command {
 		Short: "Show a certificate by serial (hex)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var j api.Certificate
+			if c, err := g.client(cmd); err != nil {
 				return err
+			} else if c != nil {
+				v, err := c.Certificate(cmd.Context(), args[0])
+				if err != nil {
+					return remoteErr(err)
+				}
+				if j, err = viewOf[api.Certificate](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				cert, err := n.RA.GetCertificate(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				j = api.NewCertificate(cert, true)
 			}
-			defer n.Close()
-			cert, err := n.RA.GetCertificate(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			j := api.NewCertificate(cert, true)
 			if g.json {
 				return g.printJSON(j)
 			}
@@ -112,18 +146,39 @@ func certListCmd(g *globals) *cobra.Command {
 		Short: "List certificates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var out []api.Certificate
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			certs, err := n.Store.ListCertificates(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			out := make([]api.Certificate, 0, len(certs))
-			for _, c := range certs {
-				out = append(out, api.NewCertificate(c, false))
+			} else if c != nil {
+				// The API answers at most 10000 certificates a request.
+				limit := f.Limit
+				if limit <= 0 || limit > 10000 {
+					limit = 10000
+				}
+				certs, err := c.Certificates(cmd.Context(), client.CertificateFilter{Profile: f.Profile, Status: f.Status, Issuer: f.IssuerID, Limit: limit})
+				if err != nil {
+					return remoteErr(err)
+				}
+				if out, err = viewOf[[]api.Certificate](certs); err != nil {
+					return err
+				}
+				for i := range out {
+					out[i].PEM = ""
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				certs, err := n.Store.ListCertificates(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				out = make([]api.Certificate, 0, len(certs))
+				for _, c := range certs {
+					out = append(out, api.NewCertificate(c, false))
+				}
 			}
 			if g.json {
 				return g.printJSON(out)

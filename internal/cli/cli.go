@@ -30,6 +30,7 @@ const (
 	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
 	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
 	ExitAuditBroken = 8 // audit log verification failed: 'audit verify', 'audit check-proof'
+	ExitRevoked     = 9 // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
 )
 
 // ExitCodes documents the exit codes; it is printed by 'keyward --help'.
@@ -42,7 +43,8 @@ const ExitCodes = `Exit codes:
   5  not found
   6  conflict with existing state (duplicate key, already exists)
   7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
-  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)`
+  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)
+  9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)`
 
 // Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
 type Env struct {
@@ -168,6 +170,8 @@ type globals struct {
 	dbSource string
 	// level is the log level of every logger made, which a configuration reload may change (config.go).
 	level *slog.LevelVar
+	// remote is remote mode: --server, --token-file (remote.go).
+	remote remoteFlags
 }
 
 func newRoot(env Env) *cobra.Command {
@@ -194,13 +198,16 @@ and records every change in a hash-chained audit trail.
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log at debug level")
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default: info for servers, warn for other commands; -v is debug)")
 	pf.StringVar(&g.logFormat, "log-format", "", "json or text (default: json unless standard error is a terminal)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	g.remote.add(pf)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		g.dbSource = "flag --db"
 		if !pf.Changed("db") && g.db != "" {
 			g.dbSource = "env KEYWARD_DB"
 		}
-		_, _, err := g.logSettings()
-		return err
+		if _, _, err := g.logSettings(); err != nil {
+			return err
+		}
+		return g.refuseRemote(cmd)
 	}
 	root.AddCommand(
 		initCmd(g), serveCmd(g), caCmd(g), keyCmd(g), certCmd(g), auditCmd(g), profileCmd(g), tokenCmd(g), benchCmd(g), versionCmd(g),
@@ -210,7 +217,11 @@ and records every change in a hash-chained audit trail.
 		factoryCmd(g),
 		trustCmd(g),
 		configCmd(g),
+		manCmd(g),
 	)
+	if env.Stdout != nil {
+		root.SetOut(env.Stdout) // before enforceUsage: cobra's completion commands keep the writer they see then
+	}
 	enforceUsage(root)
 	return root
 }
@@ -276,6 +287,9 @@ func (g *globals) options() node.Options {
 }
 
 func (g *globals) open(ctx context.Context) (*node.Node, error) {
+	if g.remote.server != "" {
+		return nil, usageError{errors.New("this command runs only on the data directory and cannot run against a remote server: unset --server (KEYWARD_SERVER) and run it on the server's host")}
+	}
 	return node.Open(ctx, g.options())
 }
 

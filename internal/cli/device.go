@@ -29,6 +29,7 @@ import (
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 	"github.com/keyward/keyward/pkg/est"
 )
 
@@ -511,26 +512,45 @@ func deviceListCmd(g *globals) *cobra.Command {
 		Short: "List the device registry: serial, state, who enrolled it, current certificate",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var list []api.Device
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			list, err := n.Store.ListDevices(cmd.Context(), f)
-			if err != nil {
-				return err
+			} else if c != nil {
+				// The API answers at most 10000 devices a request.
+				limit := f.Limit
+				if limit <= 0 || limit > 10000 {
+					limit = 10000
+				}
+				devs, err := c.Devices(cmd.Context(), client.DeviceFilter{Environment: f.Environment, ProductLine: f.ProductLine, State: f.State, Station: f.StationID,
+					Site: f.Site, HardwareSerial: f.HardwareSerial, Limit: limit})
+				if err != nil {
+					return remoteErr(err)
+				}
+				if list, err = viewOf[[]api.Device](devs); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				rows, err := n.Store.ListDevices(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				list = make([]api.Device, 0, len(rows))
+				for _, d := range rows {
+					list = append(list, api.NewDevice(d))
+				}
 			}
 			if g.json {
-				out := make([]api.Device, 0, len(list))
-				for _, d := range list {
-					out = append(out, api.NewDevice(d))
-				}
-				return g.printJSON(out)
+				return g.printJSON(list)
 			}
 			tw := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ENV\tPRODUCT\tSERIAL\tSTATE\tSTATION\tSITE\tENROLLED\tCERTIFICATE")
 			for _, d := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Environment, d.ProductLine, d.Serial, d.State, d.StationID, d.Site, d.EnrolledAt.Format(time.RFC3339), d.CertSerial)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Environment, d.ProductLine, d.Serial, d.State, d.Station, d.Site, d.EnrolledAt.Format(time.RFC3339), d.Certificate)
 			}
 			return tw.Flush()
 		},
@@ -553,18 +573,36 @@ func deviceActionCmd(g *globals, action ra.DeviceAction, short string) *cobra.Co
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
 			ref.Serial = args[0]
-			d, err := n.RA.ApplyDeviceAction(cmd.Context(), principal(), ref, action)
-			if err != nil {
+			var d api.Device
+			if c, err := g.client(cmd); err != nil {
 				return err
+			} else if c != nil {
+				cref, err := resolveDevice(cmd.Context(), c, ref)
+				if err != nil {
+					return err
+				}
+				v, err := c.DeviceAction(cmd.Context(), cref, string(action))
+				if err != nil {
+					return remoteErr(err)
+				}
+				if d, err = viewOf[api.Device](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				row, err := n.RA.ApplyDeviceAction(cmd.Context(), principal(), ref, action)
+				if err != nil {
+					return err
+				}
+				d = api.NewDevice(row)
 			}
 			if g.json {
-				return g.printJSON(api.NewDevice(d))
+				return g.printJSON(d)
 			}
 			fmt.Fprintf(g.env.Stdout, "device %s of %s/%s: %s done (state %s)\n", d.Serial, d.Environment, d.ProductLine, action, d.State)
 			return nil
@@ -597,15 +635,31 @@ the revocations from the change feed within moments and publishes the next delta
 			if strings.TrimSpace(req.AttestedBy) == "" {
 				return usageError{errors.New("--attested-by is required: who attests that the device's keys were destroyed (a person, or a destruction record)")}
 			}
-			n, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
 			req.Device.Serial = args[0]
-			res, err := n.RA.Decommission(cmd.Context(), principal(), req)
-			if err != nil {
+			var res *ra.DecommissionResult
+			if c, err := g.client(cmd); err != nil {
 				return err
+			} else if c != nil {
+				cref, err := resolveDevice(cmd.Context(), c, req.Device)
+				if err != nil {
+					return err
+				}
+				v, err := c.Decommission(cmd.Context(), cref, req.AttestedBy)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if res, err = viewOf[*ra.DecommissionResult](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				if res, err = n.RA.Decommission(cmd.Context(), principal(), req); err != nil {
+					return err
+				}
 			}
 			if g.json {
 				return g.printJSON(res)

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 // factoryCmd is 'keyward factory': offline manufacturing (site CAs, credential batches, injection).
@@ -193,6 +194,7 @@ under a per-device transport key derived from --transport-key (hex, 32 bytes; cr
 	f.StringVar(&transportFile, "transport-key", "", "file with the hex transport master key (--keystore soft)")
 	f.IntVar(&req.Workers, "workers", 0, "parallel signers (default: number of CPUs)")
 	f.IntVar(&req.Checkpoint, "checkpoint", 256, "credentials per fsync")
+	f.StringSliceVar(&req.Symmetric, "symmetric", nil, "symmetric device keys each credential carries, derived from the product line's key-derivation keys: "+purposeList())
 	for _, name := range []string{"product", "site", "count", "first-serial", "out", "keystore"} {
 		_ = c.MarkFlagRequired(name)
 	}
@@ -401,6 +403,16 @@ Exit codes: 0 reconciled; 3 tampered, truncated, foreign or out-of-policy export
 export, or a device or certificate the registry holds already.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var results []*factory.ReconcileResult
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				if ks != "" {
+					return usageError{errors.New("--keystore cannot be used with --server: the site HSM is reached only on the server's host; use --attested-by")}
+				}
+				results, err = reconcileRemote(cmd, c, req, args)
+				return printReconciled(g, results, err)
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -412,25 +424,8 @@ export, or a device or certificate the registry holds already.`,
 				}
 			}
 			req.Files = args
-			results, err := newFactory(n).Reconcile(cmd.Context(), req)
-			for _, r := range results {
-				if g.json {
-					continue
-				}
-				closed := ""
-				if r.Final {
-					closed = " (batch closed)"
-				}
-				fmt.Fprintf(g.env.Stdout, "%s: export %d of batch %s (%s): %d devices and %d certificates recorded, %d revoked, %d keys destroyed%s\n",
-					r.File, r.Seq, r.BatchID, r.SiteCA, r.Devices, r.Certificates, r.Revoked, r.KeysDestroyed, closed)
-			}
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return g.printJSON(results)
-			}
-			return nil
+			results, err = newFactory(n).Reconcile(cmd.Context(), req)
+			return printReconciled(g, results, err)
 		},
 	}
 	f := c.Flags()
@@ -441,4 +436,50 @@ export, or a device or certificate the registry holds already.`,
 	f.StringVar(&req.AttestedBy, "attested-by", "", "who attests the destruction of unused keys the command cannot destroy itself")
 	g.addJSON(c)
 	return c
+}
+
+// reconcileRemote uploads each export file in order to the server, which reconciles it; it stops at the first
+// refusal, as the local command does.
+func reconcileRemote(cmd *cobra.Command, c *client.Client, req factory.ReconcileRequest, files []string) ([]*factory.ReconcileResult, error) {
+	var out []*factory.ReconcileResult
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return out, &exitError{code: ExitNotFound, err: fmt.Errorf("%s: %w", name, err)}
+		}
+		res, err := c.ReconcileExport(cmd.Context(), client.ReconcileOptions{Environment: req.Env, Site: req.Site, Final: req.Final, AttestedBy: req.AttestedBy}, f)
+		_ = f.Close()
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", name, remoteErr(err))
+		}
+		r, err := viewOf[*factory.ReconcileResult](res)
+		if err != nil {
+			return out, err
+		}
+		r.File = name
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// printReconciled reports the exports reconciled before err, if any.
+func printReconciled(g *globals, results []*factory.ReconcileResult, err error) error {
+	for _, r := range results {
+		if g.json {
+			continue
+		}
+		closed := ""
+		if r.Final {
+			closed = " (batch closed)"
+		}
+		fmt.Fprintf(g.env.Stdout, "%s: export %d of batch %s (%s): %d devices and %d certificates recorded, %d revoked, %d keys destroyed%s\n",
+			r.File, r.Seq, r.BatchID, r.SiteCA, r.Devices, r.Certificates, r.Revoked, r.KeysDestroyed, closed)
+	}
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return g.printJSON(results)
+	}
+	return nil
 }

@@ -74,6 +74,7 @@ func factoryServeCmd(g *globals) *cobra.Command {
 	var names []string
 	var grace time.Duration
 	var rateLimit string
+	var metricsListen string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Enroll devices at a factory site over EST (RFC 7030) with the site CA, without any connection to headquarters",
@@ -118,12 +119,24 @@ renew with headquarters, not here (simplereenroll answers 403). Export the issua
 			}
 			fmt.Fprintf(g.env.Stderr, "keyward: factory site %s (site CA %s) enrolling on https://%s (TLS 1.3; trust %s)\n",
 				n.Site.Site, n.Site.SiteCA, ln.Addr(), filepath.Join(g.data, node.TLSDir, "ca.pem"))
-			return server.NewSite(server.Deps{RA: n.RA, RateLimit: rate}).ServeTLS(ctx, ln, server.TLSConfigFunc(certs.GetCertificate), grace)
+			// Requests by route and status, EST issuances by the site CA, its signatures: the site has no operator
+			// tokens, so /metrics is served only on --metrics-listen.
+			m := newMetrics(n)
+			if metricsListen != "" {
+				stopMetrics, err := serveMetrics(ctx, g, m, metricsListen)
+				if err != nil {
+					_ = ln.Close()
+					return err
+				}
+				defer stopMetrics()
+			}
+			return server.NewSite(server.Deps{RA: n.RA, RateLimit: rate, Metrics: m}).ServeTLS(ctx, ln, server.TLSConfigFunc(certs.GetCertificate), grace)
 		},
 	}
 	c.Flags().StringVar(&rateLimit, "rate-limit", server.DefaultRate.String(), "refused requests (401, 403) one source address may make, as N/s, N/m or N/h, or off; past it the source gets 429 with Retry-After")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
 	c.Flags().StringSliceVar(&names, "tls-name", nil, "DNS names and IP addresses for the server certificate (default: localhost, 127.0.0.1, ::1 and the listen host)")
 	c.Flags().DurationVar(&grace, "shutdown-grace", 15*time.Second, "how long requests in flight may finish after SIGTERM")
+	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics (Prometheus text format) without authentication over plain HTTP on this address, e.g. 127.0.0.1:9464: requests, enrollments by the site CA, signatures")
 	return c
 }

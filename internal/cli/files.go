@@ -55,10 +55,6 @@ func readPEMOrDER(path, typ string) ([]byte, error) {
 
 func readCert(path string) ([]byte, error) { return readPEMOrDER(path, "CERTIFICATE") }
 
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
-}
-
 func badInput(err error) error { return &exitError{code: ExitBadRequest, err: err} }
 
 // pemBytes encodes der as one PEM block of typ.

@@ -12,6 +12,7 @@ import (
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/bench"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/pkg/client"
 	"github.com/keyward/keyward/pkg/firmware/verify"
 )
 
@@ -133,18 +134,32 @@ func firmwareReleaseCmd(g *globals) *cobra.Command {
 				return &exitError{code: ExitBadRequest, err: fmt.Errorf("--image: %w", err)}
 			}
 			defer f.Close()
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var r api.FirmwareRelease
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			r, err := n.RA.CreateRelease(cmd.Context(), principal(), ra.FirmwareReleaseRequest{Environment: env, ProductLine: product, Version: version,
-				MinBootloader: minBoot, Image: f})
-			if err != nil {
-				return err
+			} else if c != nil {
+				v, err := c.CreateRelease(cmd.Context(), client.ReleaseRequest{Environment: env, ProductLine: product, Version: version, MinBootloader: minBoot}, f)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if r, err = viewOf[api.FirmwareRelease](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				row, err := n.RA.CreateRelease(cmd.Context(), principal(), ra.FirmwareReleaseRequest{Environment: env, ProductLine: product, Version: version,
+					MinBootloader: minBoot, Image: f})
+				if err != nil {
+					return err
+				}
+				r = api.NewFirmwareRelease(row, nil)
 			}
 			if g.json {
-				return g.printJSON(api.NewFirmwareRelease(r, nil))
+				return g.printJSON(r)
 			}
 			fmt.Fprintln(g.env.Stdout, r.ID)
 			fmt.Fprintf(g.env.Stderr, "draft release %s: %s/%s %s, sequence %d, %d bytes; needs %d approvals ('keyward firmware release approve %s --as SIGNER')\n",
@@ -171,6 +186,28 @@ operating-system user who presented it. Each signer approves once; the release i
 line's threshold of distinct signers is reached, so one person holding one token cannot approve twice.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Remotely the server takes the approver from the token it authenticates: --token-file here is the
+			// release signer's own, else the global one.
+			if c, err := g.clientWithToken(cmd, tokenFile); err != nil {
+				return err
+			} else if c != nil {
+				if as != "" {
+					return usageError{errors.New("--as applies on the data directory only: over the API the approver is the operator whose token --token-file holds")}
+				}
+				v, err := c.ApproveRelease(cmd.Context(), args[0])
+				if err != nil {
+					return remoteErr(err)
+				}
+				r, err := viewOf[api.FirmwareRelease](v)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return g.printJSON(r)
+				}
+				fmt.Fprintf(g.env.Stdout, "release %s approved by %s: %d of %d approvals, status %s\n", r.ID, r.Approvers[len(r.Approvers)-1], len(r.Approvers), r.Threshold, r.Status)
+				return nil
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -207,14 +244,22 @@ line's threshold of distinct signers is reached, so one person holding one token
 			if out == "" {
 				return usageError{errors.New("--out FILE is required")}
 			}
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var m []byte
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			m, err := n.RA.SignRelease(cmd.Context(), principal(), args[0])
-			if err != nil {
-				return err
+			} else if c != nil {
+				if m, err = c.SignRelease(cmd.Context(), args[0]); err != nil {
+					return remoteErr(err)
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				if m, err = n.RA.SignRelease(cmd.Context(), principal(), args[0]); err != nil {
+					return err
+				}
 			}
 			if err := os.WriteFile(out, m, 0o644); err != nil {
 				return err
@@ -231,23 +276,35 @@ line's threshold of distinct signers is reached, so one person holding one token
 		Short: "List releases",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			read := n.RA.Reader()
-			rs, err := read.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
-			if err != nil {
-				return err
-			}
 			out := []api.FirmwareRelease{}
-			for _, r := range rs {
-				as, err := read.FirmwareApprovals(cmd.Context(), r.ID)
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				rs, err := c.Releases(cmd.Context(), lenv, lproduct)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if out, err = viewOf[[]api.FirmwareRelease](rs); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
 				if err != nil {
 					return err
 				}
-				out = append(out, api.NewFirmwareRelease(r, as))
+				defer n.Close()
+				read := n.RA.Reader()
+				rs, err := read.ListFirmwareReleases(cmd.Context(), lenv, lproduct)
+				if err != nil {
+					return err
+				}
+				for _, r := range rs {
+					as, err := read.FirmwareApprovals(cmd.Context(), r.ID)
+					if err != nil {
+						return err
+					}
+					out = append(out, api.NewFirmwareRelease(r, as))
+				}
 			}
 			if g.json {
 				return g.printJSON(out)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/pkg/auditproof"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 const historyLong = `Every audit event about the device — its certificates (issued, renewed, re-keyed, superseded, revoked,
@@ -61,6 +64,12 @@ func (f *proofFlags) attach(cmd *cobra.Command, g *globals, n *node.Node, h *ra.
 	if err != nil {
 		return err
 	}
+	out.Proofs = proofs
+	return f.write(g, proofs)
+}
+
+// write writes each proof to the proofs directory and reports it.
+func (f *proofFlags) write(g *globals, proofs []*auditproof.InclusionProof) error {
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return err
 	}
@@ -73,7 +82,6 @@ func (f *proofFlags) attach(cmd *cobra.Command, g *globals, n *node.Node, h *ra.
 			return err
 		}
 	}
-	out.Proofs = proofs
 	if !g.json {
 		size := uint64(0)
 		if len(proofs) > 0 {
@@ -110,12 +118,28 @@ func deviceHistoryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ref.Serial = args[0]
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				if pf.checkpoint != "" {
+					return usageError{errors.New("--checkpoint cannot be used with --server: the server proves against its newest checkpoint")}
+				}
+				cref, err := resolveDevice(cmd.Context(), c, ref)
+				if err != nil {
+					return err
+				}
+				h, err := c.DeviceHistory(cmd.Context(), cref, when, pf.dir != "")
+				if err != nil {
+					return remoteErr(err)
+				}
+				return remoteHistory(g, &pf, h, "")
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer n.Close()
-			ref.Serial = args[0]
 			h, err := n.RA.DeviceHistory(cmd.Context(), principal(), ref, when)
 			if err != nil {
 				return err
@@ -152,6 +176,18 @@ device has no history (exit 5).
 			if err != nil {
 				return err
 			}
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				if pf.dir != "" || pf.checkpoint != "" {
+					return usageError{errors.New("--proofs cannot be used with --server for a certificate: use 'keyward device history SN --proofs DIR'")}
+				}
+				h, err := c.CertificateHistory(cmd.Context(), args[0], when)
+				if err != nil {
+					return remoteErr(err)
+				}
+				return remoteHistory(g, &pf, h, args[0])
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -172,6 +208,31 @@ device has no history (exit 5).
 	pf.add(c)
 	g.addJSON(c)
 	return c
+}
+
+// remoteHistory prints a history the server answered, writing its proofs if asked; mark is a certificate
+// serial as the operator typed it, marked in the server's spelling.
+func remoteHistory(g *globals, pf *proofFlags, h *client.History, mark string) error {
+	out, err := viewOf[api.History](h)
+	if err != nil {
+		return err
+	}
+	if mark != "" {
+		for _, c := range out.Certificates {
+			if strings.EqualFold(strings.TrimLeft(c.Serial, "0"), strings.TrimLeft(mark, "0")) {
+				mark = c.Serial
+			}
+		}
+	}
+	if pf.dir != "" {
+		if len(out.Proofs) != len(out.Events) {
+			return fmt.Errorf("the server answered %d proofs for %d events", len(out.Proofs), len(out.Events))
+		}
+		if err := pf.write(g, out.Proofs); err != nil {
+			return err
+		}
+	}
+	return printHistory(g, out, mark)
 }
 
 // printHistory prints h; mark names a certificate serial whose lines are marked.

@@ -12,7 +12,7 @@ import (
 
 func keyCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "key", Short: "The key glossary: every key Keyward holds or knows of"}
-	c.AddCommand(keyListCmd(g), keyDestroyCmd(g))
+	c.AddCommand(keyListCmd(g), keyDestroyCmd(g), keyKDKCmd(g), keyDeriveCmd(g))
 	return c
 }
 
@@ -22,18 +22,31 @@ func keyListCmd(g *globals) *cobra.Command {
 		Short: "List keys: purpose, algorithm, location, state and dates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var out []api.Key
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			keys, err := n.Store.ListKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := make([]api.Key, 0, len(keys))
-			for _, k := range keys {
-				out = append(out, api.NewKey(k))
+			} else if c != nil {
+				keys, err := c.Keys(cmd.Context())
+				if err != nil {
+					return remoteErr(err)
+				}
+				if out, err = viewOf[[]api.Key](keys); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				keys, err := n.Store.ListKeys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				out = make([]api.Key, 0, len(keys))
+				for _, k := range keys {
+					out = append(out, api.NewKey(k))
+				}
 			}
 			if g.json {
 				return g.printJSON(out)

@@ -13,8 +13,9 @@ import (
 	"github.com/keyward/keyward/internal/store"
 )
 
-// newMetrics returns the metrics of a serving node: the RA's decisions, every signature by a guarded key,
-// and the scrape-time state of the store (CA expiry, audit head and checkpoint, pools).
+// newMetrics returns the metrics of a serving node ('keyward serve', 'keyward factory serve'): the RA's
+// decisions, every signature by a guarded key, and the scrape-time state of the store (CA expiry, audit head
+// and checkpoint, certificates in their profile's renewal window, pools).
 func newMetrics(n *node.Node) *metrics.Metrics {
 	m := metrics.New()
 	n.RA.SetObserver(m)
@@ -23,7 +24,14 @@ func newMetrics(n *node.Node) *metrics.Metrics {
 	if p, ok := n.Store.(store.Pooled); ok {
 		pools = p.PoolStats
 	}
-	m.Register(m.NewState(n.Store, pools, n.Now))
+	st := m.NewState(n.Store, pools, n.Now)
+	windows := map[string]time.Duration{}
+	for name, p := range n.Profiles {
+		// The renewal window as the RA opens it: the profile's fraction of the validity, back from notAfter.
+		windows[name] = time.Duration(p.RenewalWindow * float64(p.Validity))
+	}
+	st.SetRenewalWindows(windows)
+	m.Register(st)
 	return m
 }
 

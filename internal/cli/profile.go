@@ -57,8 +57,15 @@ func profileCmd(g *globals) *cobra.Command {
 				}
 				name := filepath.Base(f)
 				name = name[:len(name)-len(filepath.Ext(name))]
-				if _, err := profile.Parse(name, data); err != nil {
+				p, err := profile.Parse(name, data)
+				if err != nil {
 					return badInput(fmt.Errorf("%s: %w", f, err))
+				}
+				if p.Role == "" {
+					// Accepted, so data directories from before roles keep working; but relying parties that
+					// check roles (pkg/verify) refuse what it issues (docs/trust-anchors.md).
+					fmt.Fprintf(g.env.Stdout, "%s: ok, but it names no role: its certificates carry no role policy, which relying parties refuse; add 'role: device|gateway|service|operator' and raise version\n", f)
+					continue
 				}
 				fmt.Fprintf(g.env.Stdout, "%s: ok\n", f)
 			}

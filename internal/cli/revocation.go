@@ -25,6 +25,7 @@ import (
 	"github.com/keyward/keyward/internal/revocation"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 )
 
@@ -90,24 +91,8 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			if len(args) > 1 {
 				return usageError{fmt.Errorf("unexpected arguments %v: give one SERIAL, or selectors for a bulk revocation", args)}
 			}
-			n, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			if len(args) == 1 {
-				if len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (ra.RegistrySelector{}) {
-					return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
-				}
-				e, err := n.RA.Revoke(cmd.Context(), principal(), ra.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
-				if err != nil {
-					return err
-				}
-				if g.json {
-					return g.printJSON(api.NewRevocation(e))
-				}
-				fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.IssuerID, e.RevokedAt.Format(time.RFC3339), ra.ReasonName(e.Reason))
-				return nil
+			if len(args) == 1 && (len(issuers)+len(between) > 0 || profileName != "" || subject != "" || dryRun || reg != (ra.RegistrySelector{})) {
+				return usageError{errors.New("give either a SERIAL or bulk selectors (--issuer, --profile, --subject, --issued-between, --device, --station, --site), not both")}
 			}
 			q := store.CertQuery{IssuerIDs: issuers, Profile: profileName, Subject: subject}
 			switch len(between) {
@@ -122,19 +107,52 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 			default:
 				return usageError{fmt.Errorf("--issued-between takes two times A B, got %d", len(between))}
 			}
-			res, err := n.RA.Bulk(cmd.Context(), principal(), ra.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			var res *ra.BulkResult
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				if len(args) == 1 {
+					v, err := c.Revoke(cmd.Context(), args[0], client.RevokeRequest{Reason: ra.ReasonName(code), InvalidityDate: inv})
+					if err != nil {
+						return remoteErr(err)
+					}
+					e, err := viewOf[api.Revocation](v)
+					if err != nil {
+						return err
+					}
+					return printRevoked(g, e)
+				}
+				req := client.BulkRevokeRequest{Issuers: issuers, Profile: profileName, Subject: subject, Reason: ra.ReasonName(code), InvalidityDate: inv, DryRun: dryRun,
+					Environment: reg.Environment, ProductLine: reg.ProductLine, Device: reg.Device, Station: reg.Station, Site: reg.Site, Batch: reg.Batch}
+				if len(between) == 2 {
+					req.IssuedFrom, req.IssuedTo = &q.IssuedFrom, &q.IssuedTo
+				}
+				v, err := c.BulkRevoke(cmd.Context(), req)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if res, err = viewOf[*ra.BulkResult](v); err != nil {
+					return err
+				}
+				return printBulk(g, res, dryRun)
+			}
+			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.printJSON(res)
+			defer n.Close()
+			if len(args) == 1 {
+				e, err := n.RA.Revoke(cmd.Context(), principal(), ra.RevokeRequest{Serial: args[0], Reason: code, InvalidityDate: inv})
+				if err != nil {
+					return err
+				}
+				return printRevoked(g, api.NewRevocation(e))
 			}
-			verb := "revoked"
-			if dryRun {
-				verb = "would revoke"
+			res, err = n.RA.Bulk(cmd.Context(), principal(), ra.BulkRequest{Query: q, Registry: reg, Reason: code, InvalidityDate: inv, DryRun: dryRun})
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(g.env.Stdout, "matched %d certificates: %s %d, %d already revoked\n", res.Matched, verb, res.Revoked, res.AlreadyRevoked)
-			return nil
+			return printBulk(g, res, dryRun)
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", reasonHelp)
@@ -154,6 +172,30 @@ for good, use 'keyward device decommission SN --attested-by NAME'.`,
 	return c
 }
 
+func printRevoked(g *globals, e api.Revocation) error {
+	if g.json {
+		return g.printJSON(e)
+	}
+	at := ""
+	if e.RevokedAt != nil {
+		at = e.RevokedAt.Format(time.RFC3339)
+	}
+	fmt.Fprintf(g.env.Stdout, "revoked %s (%s) at %s with reason %s\n", e.Serial, e.Issuer, at, e.Reason)
+	return nil
+}
+
+func printBulk(g *globals, res *ra.BulkResult, dryRun bool) error {
+	if g.json {
+		return g.printJSON(res)
+	}
+	verb := "revoked"
+	if dryRun {
+		verb = "would revoke"
+	}
+	fmt.Fprintf(g.env.Stdout, "matched %d certificates: %s %d, %d already revoked\n", res.Matched, verb, res.Revoked, res.AlreadyRevoked)
+	return nil
+}
+
 func certUnholdCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "unhold SERIAL",
@@ -163,17 +205,31 @@ next delta CRL lists it with reason removeFromCRL and the next complete CRL omit
 other revocation is final: exit 6.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var e api.Revocation
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			e, err := n.RA.Unhold(cmd.Context(), principal(), args[0])
-			if err != nil {
-				return err
+			} else if c != nil {
+				v, err := c.Unhold(cmd.Context(), args[0])
+				if err != nil {
+					return remoteErr(err)
+				}
+				if e, err = viewOf[api.Revocation](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				row, err := n.RA.Unhold(cmd.Context(), principal(), args[0])
+				if err != nil {
+					return err
+				}
+				e = api.NewRevocation(row)
 			}
 			if g.json {
-				return g.printJSON(api.NewRevocation(e))
+				return g.printJSON(e)
 			}
 			fmt.Fprintf(g.env.Stdout, "released %s from hold: valid again\n", e.Serial)
 			return nil
@@ -324,8 +380,8 @@ func revocationCheckCmd(g *globals) *cobra.Command {
 		Short: "Check a serial or a certificate against a revocation filter, as an offline device would",
 		Long: `Verify a revocation filter (signature chain to --trust, signer authority, environment --env, freshness),
 apply --delta if given, and answer whether a certificate is revoked. Uses only pkg/revocation/filter, the
-standard-library package devices embed. Prints "revoked" or "not revoked"; exit 3 if the filter does not
-verify.
+standard-library package devices embed. Prints "revoked" or "not revoked" and exits 0 for "not revoked" and
+9 for "revoked", so scripts can branch on the answer; exit 3 if the filter does not verify.
 
 --serial S (hex) asks about the serial alone. --cert FILE (PEM: the certificate, optionally followed by the
 CA certificates between it and the root) checks the certificate as a device does: its chain is verified to
@@ -395,7 +451,10 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 					out["reason"] = refusal.Error()
 					out["issuer_revoked"] = errors.Is(refusal, filter.ErrIssuerRevoked)
 				}
-				return g.printJSON(out)
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+				return revokedExit(revoked, s)
 			}
 			state := "not revoked"
 			if revoked {
@@ -409,7 +468,7 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 			if n := len(f.RevokedIssuers()); n > 0 && chains == nil {
 				fmt.Fprintf(g.env.Stdout, "  the filter lists %d revoked CA(s), which a serial alone cannot be checked against: use --cert\n", n)
 			}
-			return nil
+			return revokedExit(revoked, s)
 		},
 	}
 	c.Flags().StringVar(&filterFile, "filter", "", "filter file (.kwf)")
@@ -421,6 +480,15 @@ which refuses everything under that CA. Exit 3 if the certificate does not chain
 	c.Flags().StringVar(&product, "product", "", "product line the filter must cover (default: any)")
 	g.addJSON(c)
 	return c
+}
+
+// revokedExit is the exit of 'revocation check': nil (0) for "not revoked", ExitRevoked for "revoked", which
+// is an answer and not a failure, so a script tells it from a filter that does not verify (3).
+func revokedExit(revoked bool, serial string) error {
+	if !revoked {
+		return nil
+	}
+	return &exitError{code: ExitRevoked, err: fmt.Errorf("%s is revoked (exit %d)", serial, ExitRevoked)}
 }
 
 // verifiedChains reads a PEM file (a certificate, then any CA certificates below the root) and verifies the
@@ -563,7 +631,11 @@ func serveWithPublic(ctx context.Context, g *globals, n *node.Node, srv *server.
 		m.CRL(c.IssuerID, c.Delta, metrics.CRLState{ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Bytes: int(size), Entries: c.Entries})
 	}
 	responder := revocation.NewResponder(svc, revocation.OCSPConfig{})
+	responder.Observe = m.OCSP
 	pub := server.NewPublic(n.Config, svc, responder, n.Logger)
+	pub.ObserveFilter = func(f *store.PublishedFilter) {
+		m.Filter(f.Scope, metrics.FilterState{Version: f.Version, IssuedAt: f.IssuedAt, NextUpdate: f.NextUpdate, Bytes: len(f.Data)})
+	}
 	// Ready only while publication keeps up: a round runs every --publish-check and after each revocation.
 	srv.AddCheck(func(context.Context) ra.Check {
 		return ra.NewCheck("crl-publisher", publisher.Fresh(n.Now(), 3*o.interval+30*time.Second))

@@ -42,8 +42,8 @@ func TestRevocationCheckCertUnderRevokedCA(t *testing.T) {
 	if out := mustKW(t, "revocation", "filter", "--env", "dev", "--product", "demo-implant", "--out", after, "--data", dir); !strings.Contains(out, "revoked CAs listed (everything under them is refused): dev/demo-implant") {
 		t.Fatalf("filter: %s", out)
 	}
-	out := mustKW(t, "revocation", "check", "--filter", after, "--trust", root, "--cert", withChain)
-	if !strings.Contains(out, ": revoked") || !strings.Contains(out, `issuer revoked: CA "demo-implant dev CA"`) {
+	out, _, code := kw(t, "revocation", "check", "--filter", after, "--trust", root, "--cert", withChain)
+	if code != ExitRevoked || !strings.Contains(out, ": revoked") || !strings.Contains(out, `issuer revoked: CA "demo-implant dev CA"`) {
 		t.Fatalf("certificate under the revoked CA: %s", out)
 	}
 	var res struct {
@@ -52,7 +52,11 @@ func TestRevocationCheckCertUnderRevokedCA(t *testing.T) {
 		IssuerRevoked bool   `json:"issuer_revoked"`
 		Issuers       int    `json:"revoked_issuers"`
 	}
-	if err := json.Unmarshal([]byte(mustKW(t, "revocation", "check", "--filter", after, "--trust", root, "--cert", withChain, "--json")), &res); err != nil {
+	out, _, code = kw(t, "revocation", "check", "--filter", after, "--trust", root, "--cert", withChain, "--json")
+	if code != ExitRevoked {
+		t.Fatalf("--json: exit %d, want %d", code, ExitRevoked)
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
 	if !res.Revoked || !res.IssuerRevoked || res.Issuers != 1 {

@@ -68,10 +68,18 @@ func TestRevocationCLI(t *testing.T) {
 		t.Fatalf("filter: %s", out)
 	}
 	root := writeTemp(t, "root.pem", []byte(mustKW(t, "ca", "export", "--env", "dev", "--data", dir)))
-	for s, want := range map[string]string{serials[0]: ": revoked", serials[1]: ": not revoked", serials[2]: ": revoked"} {
-		out := mustKW(t, "revocation", "check", "--filter", kwf, "--trust", root, "--serial", s)
-		if !strings.Contains(out, want) {
-			t.Fatalf("check %s: %s, want %q", s, out, want)
+	// Exit 0 answers "not revoked", exit 9 "revoked", in text and JSON alike.
+	for s, want := range map[string]struct {
+		out  string
+		code int
+	}{serials[0]: {": revoked", ExitRevoked}, serials[1]: {": not revoked", ExitOK}, serials[2]: {": revoked", ExitRevoked}} {
+		out, errs, code := kw(t, "revocation", "check", "--filter", kwf, "--trust", root, "--serial", s)
+		if !strings.Contains(out, want.out) || code != want.code {
+			t.Fatalf("check %s: exit %d, %s %s; want %q and exit %d", s, code, out, errs, want.out, want.code)
+		}
+		out, _, code = kw(t, "revocation", "check", "--filter", kwf, "--trust", root, "--serial", s, "--json")
+		if code != want.code || strings.Contains(out, `"revoked": true`) != (want.code == ExitRevoked) {
+			t.Fatalf("check %s --json: exit %d, %s", s, code, out)
 		}
 	}
 	// Another environment, a truncated filter: refused with exit 3.
@@ -90,8 +98,8 @@ func TestRevocationCLI(t *testing.T) {
 	if !strings.Contains(out, "1 corrections") {
 		t.Fatalf("delta: %s", out)
 	}
-	if out := mustKW(t, "revocation", "check", "--filter", kwf, "--delta", delta, "--trust", root, "--serial", serials[1]); !strings.Contains(out, ": revoked") {
-		t.Fatalf("check with delta: %s", out)
+	if out, _, code := kw(t, "revocation", "check", "--filter", kwf, "--delta", delta, "--trust", root, "--serial", serials[1]); !strings.Contains(out, ": revoked") || code != ExitRevoked {
+		t.Fatalf("check with delta: exit %d %s", code, out)
 	}
 	// CRL publication through the CLI, and the audit chain intact.
 	crl := filepath.Join(t.TempDir(), "ca.crl")

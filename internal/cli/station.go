@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 func stationCmd(g *globals) *cobra.Command {
@@ -65,6 +66,11 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 			if out == "" {
 				return usageError{errors.New("--out DIR is required")}
 			}
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				return stationAddRemote(cmd, g, c, o, validUntil, out)
+			}
 			n, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -80,34 +86,15 @@ The station authenticates to EST with mTLS (keyward device enroll --station stat
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o700); err != nil {
+			if err := stationDir(out); err != nil {
 				return err
-			}
-			for _, f := range []string{"station.pem", "station.key", "trust.pem"} {
-				if _, err := os.Stat(filepath.Join(out, f)); err == nil {
-					return usageError{fmt.Errorf("%s exists already: choose an empty --out directory", filepath.Join(out, f))}
-				}
 			}
 			cred, err := n.RA.AddStation(ctx, principal(), o)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(out, "station.key"), cred.KeyPEM(), 0o600); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(out, "station.pem"), cred.CertPEM, 0o644); err != nil {
-				return err
-			}
-			if err := writePEM(filepath.Join(out, "trust.pem"), "CERTIFICATE", svc.CertDER, 0o644); err != nil {
-				return err
-			}
-			if g.json {
-				return g.printJSON(api.NewStation(cred.Station))
-			}
-			fmt.Fprintf(g.env.Stdout, "station %s (%s, site %s, product lines %s, quota %d, valid until %s)\nwrote %s, %s (0600), %s\n",
-				cred.Station.ID, cred.Station.Environment, cred.Station.Site, strings.Join(cred.Station.ProductLines, ","), cred.Station.Quota,
-				cred.Station.ValidUntil.Format(time.RFC3339), filepath.Join(out, "station.pem"), filepath.Join(out, "station.key"), filepath.Join(out, "trust.pem"))
-			return nil
+			trust := pemBytes("CERTIFICATE", svc.CertDER)
+			return writeStation(g, out, api.NewStation(cred.Station), cred.CertPEM, cred.KeyPEM(), trust)
 		},
 	}
 	f := c.Flags()
@@ -128,21 +115,34 @@ func stationListCmd(g *globals) *cobra.Command {
 		Short: "List factory stations: scope, quota used, validity, state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var list []api.Station
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			list, err := n.Store.ListStations(cmd.Context())
-			if err != nil {
-				return err
+			} else if c != nil {
+				sts, err := c.Stations(cmd.Context())
+				if err != nil {
+					return remoteErr(err)
+				}
+				if list, err = viewOf[[]api.Station](sts); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				rows, err := n.Store.ListStations(cmd.Context())
+				if err != nil {
+					return err
+				}
+				list = make([]api.Station, 0, len(rows))
+				for _, s := range rows {
+					list = append(list, api.NewStation(s))
+				}
 			}
 			if g.json {
-				out := make([]api.Station, 0, len(list))
-				for _, s := range list {
-					out = append(out, api.NewStation(s))
-				}
-				return g.printJSON(out)
+				return g.printJSON(list)
 			}
 			tw := tabwriter.NewWriter(g.env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tENV\tSITE\tPRODUCTS\tUSED/QUOTA\tVALID UNTIL\tSTATE")
@@ -166,17 +166,31 @@ func stationStateCmd(g *globals, verb, state, short string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var st api.Station
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			st, err := n.RA.SetStationState(cmd.Context(), principal(), args[0], state)
-			if err != nil {
-				return err
+			} else if c != nil {
+				v, err := c.SetStationState(cmd.Context(), args[0], verb)
+				if err != nil {
+					return remoteErr(err)
+				}
+				if st, err = viewOf[api.Station](v); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				row, err := n.RA.SetStationState(cmd.Context(), principal(), args[0], state)
+				if err != nil {
+					return err
+				}
+				st = api.NewStation(row)
 			}
 			if g.json {
-				return g.printJSON(api.NewStation(st))
+				return g.printJSON(st)
 			}
 			fmt.Fprintf(g.env.Stdout, "station %s is %s\n", st.ID, st.State)
 			return nil
@@ -184,4 +198,62 @@ func stationStateCmd(g *globals, verb, state, short string) *cobra.Command {
 	}
 	g.addJSON(c)
 	return c
+}
+
+// stationDir makes out, refusing one that holds a station's files already.
+func stationDir(out string) error {
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"station.pem", "station.key", "trust.pem"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			return usageError{fmt.Errorf("%s exists already: choose an empty --out directory", filepath.Join(out, f))}
+		}
+	}
+	return nil
+}
+
+// writeStation writes a new station's files to out and reports it.
+func writeStation(g *globals, out string, st api.Station, certPEM, keyPEM, trustPEM []byte) error {
+	if err := os.WriteFile(filepath.Join(out, "station.key"), keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "station.pem"), certPEM, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "trust.pem"), trustPEM, 0o644); err != nil {
+		return err
+	}
+	if g.json {
+		return g.printJSON(st)
+	}
+	fmt.Fprintf(g.env.Stdout, "station %s (%s, site %s, product lines %s, quota %d, valid until %s)\nwrote %s, %s (0600), %s\n",
+		st.ID, st.Environment, st.Site, strings.Join(st.ProductLines, ","), st.Quota,
+		st.ValidUntil.Format(time.RFC3339), filepath.Join(out, "station.pem"), filepath.Join(out, "station.key"), filepath.Join(out, "trust.pem"))
+	return nil
+}
+
+// stationAddRemote is 'station add' against a server: the server makes the key and certificate and answers
+// them, with its TLS anchor, once; they are written as the local command writes them.
+func stationAddRemote(cmd *cobra.Command, g *globals, c *client.Client, o ra.StationRequest, validUntil, out string) error {
+	req := client.StationRequest{Environment: o.Environment, Site: o.Site, ProductLines: o.ProductLines, Name: o.Name, Quota: o.Quota}
+	if validUntil != "" {
+		t, err := parseTime(validUntil, time.Now())
+		if err != nil {
+			return usageError{fmt.Errorf("--valid-until: %w", err)}
+		}
+		req.ValidUntil = &t
+	}
+	if err := stationDir(out); err != nil {
+		return err
+	}
+	cred, err := c.AddStation(cmd.Context(), req)
+	if err != nil {
+		return remoteErr(err)
+	}
+	st, err := viewOf[api.Station](cred.Station)
+	if err != nil {
+		return err
+	}
+	return writeStation(g, out, st, []byte(cred.CertificatePEM), []byte(cred.KeyPEM), []byte(cred.TrustPEM))
 }

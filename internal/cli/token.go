@@ -16,6 +16,7 @@ import (
 	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/ra"
+	"github.com/keyward/keyward/pkg/client"
 )
 
 func tokenCmd(g *globals) *cobra.Command {
@@ -62,6 +63,17 @@ func tokenCreateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req.Name, req.Role = name, role
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				nt, err := c.CreateToken(cmd.Context(), client.TokenRequest{Name: name, Role: role, Expires: expires})
+				if err != nil {
+					return remoteErr(err)
+				}
+				fmt.Fprintln(g.env.Stdout, nt.Token)
+				fmt.Fprintf(g.env.Stderr, "token %q (%s) expires at %s\n", nt.Name, nt.Role, timeOr(nt.ExpiresAt, "never"))
+				return nil
+			}
 			n, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -96,19 +108,32 @@ func tokenListCmd(g *globals) *cobra.Command {
 		Short: "List operator tokens: name, role, created, last used, expires, state (never the token)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := g.open(cmd.Context())
-			if err != nil {
+			var out []api.Token
+			if c, err := g.client(cmd); err != nil {
 				return err
-			}
-			defer n.Close()
-			toks, err := n.RA.ListTokens(cmd.Context(), principal())
-			if err != nil {
-				return err
-			}
-			now := n.RA.Now()
-			out := make([]api.Token, 0, len(toks))
-			for _, t := range toks {
-				out = append(out, api.NewToken(t, ra.TokenState(t, now)))
+			} else if c != nil {
+				toks, err := c.Tokens(cmd.Context())
+				if err != nil {
+					return remoteErr(err)
+				}
+				if out, err = viewOf[[]api.Token](toks); err != nil {
+					return err
+				}
+			} else {
+				n, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				toks, err := n.RA.ListTokens(cmd.Context(), principal())
+				if err != nil {
+					return err
+				}
+				now := n.RA.Now()
+				out = make([]api.Token, 0, len(toks))
+				for _, t := range toks {
+					out = append(out, api.NewToken(t, ra.TokenState(t, now)))
+				}
 			}
 			if g.json {
 				return g.printJSON(out)
@@ -146,6 +171,16 @@ func tokenRevokeCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("--reason is required: say why the token is revoked")}
+			}
+			if c, err := g.client(cmd); err != nil {
+				return err
+			} else if c != nil {
+				t, err := c.RevokeToken(cmd.Context(), args[0], reason)
+				if err != nil {
+					return remoteErr(err)
+				}
+				fmt.Fprintf(g.env.Stdout, "revoked operator token %q (%s, id %s): %s\n", t.Name, t.Role, t.ID, t.RevocationReason)
+				return nil
 			}
 			n, err := g.open(cmd.Context())
 			if err != nil {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/issuer"
+	"github.com/keyward/keyward/internal/kbkdf"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/profile"
 	"github.com/keyward/keyward/internal/ra"
@@ -56,6 +58,11 @@ type BatchRequest struct {
 	Checkpoint int
 	// Progress is called after every checkpoint with the credentials in the file and the count.
 	Progress func(done, total int64)
+	// Symmetric lists the symmetric purposes (keystore.SymmetricPurposes) whose device keys each credential
+	// carries besides its identity, derived from the newest version of the product line's key-derivation key
+	// (SP 800-108r1, internal/kbkdf): wrapped under the device's transport key with software custody; with
+	// PKCS#11 custody derived in the site HSM, which must hold the KDK, and wrapped there at injection.
+	Symmetric []string
 	// StopAfter, if positive, stops the run with ErrStopped after that many credentials were written by it
 	// (a test hook standing in for a crash at a checkpoint).
 	StopAfter int64
@@ -103,6 +110,7 @@ type job struct {
 	maxDER   issuer.PrepareOption
 	issueEnd time.Time
 	edit     func(*x509.Certificate)
+	kdks     []BatchKDK // the header's: the KDK version of each symmetric purpose
 
 	stamped atomic.Int64
 	refusal sync.Once
@@ -173,10 +181,14 @@ func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 	if j.serials, err = ra.ParseSerialRange(req.FirstSerial, req.Count); err != nil {
 		return nil, err
 	}
+	kdks, err := f.batchKDKs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	caSum := sha256.Sum256(site.CA.CertDER)
 	want := BatchHeader{Version: 1, Environment: req.Env, ProductLine: req.Product, Site: req.Site, SiteCA: site.CA.ID,
 		SiteCASHA256: hex.EncodeToString(caSum[:]), Profile: prof.Name, ProfileVersion: prof.Version, Count: req.Count,
-		FirstSerial: req.FirstSerial, Custody: custody}
+		FirstSerial: req.FirstSerial, Custody: custody, Symmetric: kdks}
 	if j.master != nil {
 		want.TransportKCV = TransportKCV(j.master)
 	}
@@ -207,6 +219,8 @@ func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 			return nil, err
 		}
 		j.hdr, have = res.Header, res.Credentials
+		// A resumed batch derives with the KDK versions it started with, whatever was rotated since.
+		j.kdks = res.Header.Symmetric
 		// Cut a torn last frame: everything after the last whole credential is rewritten.
 		if err := file.Truncate(res.End); err != nil {
 			_ = file.Close()
@@ -239,7 +253,7 @@ func (f *Factory) batch(ctx context.Context, req BatchRequest) (*BatchSummary, e
 			_ = file.Close()
 			return nil, fmt.Errorf("%w: %s is in use by another process: %v", ErrConflict, req.Out, err)
 		}
-		j.hdr = want
+		j.hdr, j.kdks = want, want.Symmetric
 	default:
 		return nil, statErr
 	}
@@ -371,11 +385,49 @@ func sameJob(path string, have, want BatchHeader) error {
 	cmp("first serial", have.FirstSerial, want.FirstSerial)
 	cmp("key custody", have.Custody, want.Custody)
 	cmp("transport key (check value)", have.TransportKCV, want.TransportKCV)
+	cmp("symmetric purposes", symmetricPurposes(have.Symmetric), symmetricPurposes(want.Symmetric))
 	if len(diffs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %s belongs to batch %s and cannot be resumed by this run: %s; rerun with the flags it was started with, or write to another --out",
 		ErrConflict, path, have.BatchID, strings.Join(diffs, "; "))
+}
+
+// symmetricPurposes lists the purposes of kdks, for comparing two batch headers.
+func symmetricPurposes(kdks []BatchKDK) string {
+	var s []string
+	for _, k := range kdks {
+		s = append(s, k.Purpose)
+	}
+	return strings.Join(s, ",")
+}
+
+// batchKDKs resolves req.Symmetric to the newest active KDK version of each purpose. With PKCS#11 custody the
+// KDK must be in the site HSM, which derives the keys at injection.
+func (f *Factory) batchKDKs(ctx context.Context, req BatchRequest) ([]BatchKDK, error) {
+	var purposes []keystore.Purpose
+	for _, name := range req.Symmetric {
+		p, err := keystore.ParseSymmetricPurpose(name)
+		if err != nil {
+			return nil, badRequest("--symmetric: %v", err)
+		}
+		if slices.Contains(purposes, p) {
+			return nil, badRequest("--symmetric names %s twice", p)
+		}
+		purposes = append(purposes, p)
+	}
+	var out []BatchKDK
+	for _, p := range purposes {
+		k, err := f.RA.CurrentKDK(ctx, req.Env, req.Product, string(p))
+		if err != nil {
+			return nil, err
+		}
+		if req.Custody != nil && !req.Custody.Handles(k.URI) {
+			return nil, badRequest("--symmetric %s: the key-derivation key %s (version %d) is not in the batch's HSM, which derives the keys at injection; create it there ('keyward key kdk rotate --keystore' naming the site token)", p, k.URI, k.Version)
+		}
+		out = append(out, BatchKDK{Purpose: string(p), Version: k.Version, URI: k.URI})
+	}
+	return out, nil
 }
 
 // createBatchFile writes the magic and header to a new file and syncs it and its directory.
@@ -516,6 +568,7 @@ func (j *job) produce(ctx context.Context, first int64, out []Credential, frames
 // pending is a credential between its two steps: its key, serial and custody record, before its certificate.
 type pending struct {
 	cn      string
+	sym     []SymmetricKey
 	pub     crypto.PublicKey
 	keyURI  string // PKCS#11 custody
 	serial  *big.Int
@@ -586,11 +639,14 @@ func (j *job) prepare(ctx context.Context, index int64, p *pending) error {
 	if !j.cnRule.MatchString(cn) {
 		return fmt.Errorf("%w: device serial %q is outside site CA %s's subject rule %s", ErrRefused, cn, j.site.CA.ID, j.site.Site.CNPattern)
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(time.Now())
 	if err != nil {
 		return err
 	}
 	*p = pending{cn: cn, serial: serial}
+	if err := j.symmetric(ctx, index, p); err != nil {
+		return err
+	}
 	if j.custody != nil {
 		// A key for a device must be able to reach it: where the HSM can, the key is made sensitive and
 		// extractable only wrapped (hsmwrap.go), for 'keyward factory inject --wrap-with'.
@@ -617,6 +673,42 @@ func (j *job) prepare(ctx context.Context, index int64, p *pending) error {
 	p.wrapped, err = WrapDeviceKey(j.master, j.hdr.BatchID, index, serial.Text(16), pkcs8)
 	clear(pkcs8)
 	return err
+}
+
+// symmetric fills p's symmetric keys: with software custody derived now by the custodian and sealed at once
+// under the device's transport key, bound to the certificate serial and the purpose; with PKCS#11 custody only
+// named (purpose and KDK version), for the site HSM to derive and wrap at injection. No clear key is kept.
+func (j *job) symmetric(ctx context.Context, index int64, p *pending) error {
+	if len(j.kdks) == 0 {
+		return nil
+	}
+	p.sym = make([]SymmetricKey, len(j.kdks))
+	for i, k := range j.kdks {
+		p.sym[i] = SymmetricKey{Purpose: k.Purpose, KDKVersion: k.Version}
+		if j.master == nil {
+			continue
+		}
+		key, err := j.f.CA.DeriveKey(ctx, k.URI, j.device(k, p.cn), false)
+		if err != nil {
+			return fmt.Errorf("derive the %s key of credential %d (%s): %w", k.Purpose, index, p.cn, err)
+		}
+		p.sym[i].WrappedKey, err = WrapDeviceSecret(j.master, j.hdr.BatchID, index, p.serial.Text(16), k.Purpose, key)
+		clear(key)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// device names the device key of purpose k for the device with serial cn: what the server derives for the
+// same device ('keyward key derive').
+func (j *job) device(k BatchKDK, cn string) kbkdf.Device {
+	return deviceKey(j.hdr.Environment, j.hdr.ProductLine, cn, k)
+}
+
+func deviceKey(env, product, cn string, k BatchKDK) kbkdf.Device {
+	return kbkdf.Device{Purpose: k.Purpose, Environment: env, ProductLine: product, Serial: cn, KDKVersion: k.Version, Length: ra.DerivedKeySize}
 }
 
 // certify makes the certificate of a prepared credential and fills c. With a stamp the certificate is
@@ -648,7 +740,7 @@ func (j *job) certify(ctx context.Context, index int64, p *pending, now time.Tim
 	if err != nil {
 		return fmt.Errorf("credential %d (%s): %w", index, p.cn, err)
 	}
-	*c = Credential{Index: index, DeviceCN: p.cn, CertSerial: p.serial.Text(16), CertDER: der, KeyURI: p.keyURI, WrappedKey: p.wrapped}
+	*c = Credential{Index: index, DeviceCN: p.cn, CertSerial: p.serial.Text(16), CertDER: der, KeyURI: p.keyURI, WrappedKey: p.wrapped, Symmetric: p.sym}
 	return nil
 }
 

@@ -66,6 +66,25 @@ type BatchHeader struct {
 	Custody        string    `json:"custody"`
 	TransportKCV   string    `json:"transport_kcv,omitempty"` // key check value of the transport master key
 	CreatedAt      time.Time `json:"created_at"`
+	// Symmetric names the key-derivation key version of each symmetric purpose the batch derives device keys
+	// for (factory batch --symmetric), in the order asked.
+	Symmetric []BatchKDK `json:"symmetric,omitempty"`
+}
+
+// BatchKDK is the key-derivation key version a batch derives one purpose's device keys with.
+type BatchKDK struct {
+	Purpose string `json:"purpose"`
+	Version int    `json:"version"`
+	URI     string `json:"kdk"`
+}
+
+// SymmetricKey is a credential's symmetric device key of one purpose: which KDK version derives it and, for
+// CustodyWrapped, the key sealed under the device's transport key (WrapDeviceSecret). With CustodyPKCS11 the
+// key is derived in the site HSM at injection and wrapped there under the transport key, as the private key is.
+type SymmetricKey struct {
+	Purpose    string `json:"purpose"`
+	KDKVersion int    `json:"kdk_version"`
+	WrappedKey []byte `json:"wrapped_key,omitempty"`
 }
 
 // Credential is one pre-issued device credential.
@@ -76,6 +95,8 @@ type Credential struct {
 	CertDER    []byte `json:"cert"`
 	KeyURI     string `json:"key_uri,omitempty"`     // CustodyPKCS11
 	WrappedKey []byte `json:"wrapped_key,omitempty"` // CustodyWrapped: nonce | AES-256-GCM(PKCS #8)
+	// Symmetric are the device's symmetric keys (factory batch --symmetric), in the header's order.
+	Symmetric []SymmetricKey `json:"symmetric,omitempty"`
 }
 
 // Injection binds credential Index to the device with serial DeviceSerial.

@@ -32,7 +32,7 @@ func BenchmarkBatchSoft(b *testing.B) {
 		b.Fatal(err)
 	}
 	dev, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := issuer.RandomSerial()
+	serial, _ := issuer.NewSerial(time.Now())
 	csr := &x509.CertificateRequest{PublicKey: &dev.PublicKey, Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: "DEMO-00000001"}}}}
 	tmpl, err := n.Profiles[DefaultProfile].Template(&profile.Request{CSR: csr, Role: "factory-station"}, serial, time.Now(), s.Cert)
 	if err != nil {

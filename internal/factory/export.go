@@ -43,6 +43,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +101,10 @@ type ExportRecord struct {
 	At           time.Time `json:"at,omitzero"`             // injection time (RecordInjected)
 	KeyURI       string    `json:"key_uri,omitempty"`       // the key in the site HSM (PKCS#11 custody)
 	Station      string    `json:"station,omitempty"`       // the factory station that enrolled the device (site CA issuance log); empty in a batch log
-	Hash         []byte    `json:"hash"`                    // chain hash over the previous hash and this record
+	// Symmetric lists the symmetric keys an injected device received, as purpose:version of their KDK,
+	// comma-separated (a batch made with --symmetric).
+	Symmetric string `json:"symmetric,omitempty"`
+	Hash      []byte `json:"hash"` // chain hash over the previous hash and this record
 }
 
 // ExportSignature closes an export.
@@ -161,6 +165,12 @@ func recordHash(prev []byte, r *ExportRecord) []byte {
 	writeField(h, []byte(r.KeyURI))
 	if r.Station != "" {
 		writeField(h, []byte(r.Station))
+	}
+	// As Station: only when set, so records without symmetric keys hash as before; tagged, so it cannot be
+	// read as a station.
+	if r.Symmetric != "" {
+		writeField(h, []byte("symmetric"))
+		writeField(h, []byte(r.Symmetric))
 	}
 	return h.Sum(nil)
 }
@@ -284,6 +294,7 @@ func (f *Factory) export(ctx context.Context, req ExportRequest) (*ExportSummary
 				return fmt.Errorf("%w: %s: injection %d where %d was due", ErrCorrupt, req.Batch, in.Index, c.Index)
 			}
 			r.Kind, r.DeviceSerial, r.At = RecordInjected, in.DeviceSerial, in.At.UTC()
+			r.Symmetric = SymmetricList(c.Symmetric)
 		case req.Final:
 			r.Kind = RecordUnused
 			unused++
@@ -664,4 +675,17 @@ func short(h string) string {
 		return h[:16] + "…"
 	}
 	return h
+}
+
+// SymmetricList encodes the symmetric keys of a credential for its export record: purpose:version of their
+// KDK, comma-separated, in the credential's order.
+func SymmetricList(keys []SymmetricKey) string {
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s:%d", k.Purpose, k.KDKVersion)
+	}
+	return b.String()
 }

@@ -35,6 +35,18 @@ type Injected struct {
 	// ReleaseError says why it was not.
 	KeyReleased  bool   `json:"key_released,omitempty"`
 	ReleaseError string `json:"release_error,omitempty"`
+	// Symmetric are the device's symmetric keys (a batch made with --symmetric): sealed under the per-device
+	// transport key (CustodyWrapped), or, for CustodyPKCS11 with InjectOptions.WrapSymmetric, derived and
+	// wrapped by the site HSM under the transport key.
+	Symmetric []InjectedSymmetric `json:"symmetric,omitempty"`
+}
+
+// InjectedSymmetric is a symmetric device key handed to a device, wrapped.
+type InjectedSymmetric struct {
+	Purpose    string `json:"purpose"`
+	KDKVersion int    `json:"kdk_version"`
+	WrappedKey []byte `json:"wrapped_key,omitempty"`
+	KeyWrap    string `json:"key_wrap,omitempty"` // how, for CustodyPKCS11
 }
 
 // InjectOptions change what Inject hands out.
@@ -48,6 +60,9 @@ type InjectOptions struct {
 	// failure is reported in Injected.ReleaseError (the binding stands; the key is destroyed at the batch's
 	// final reconciliation at the latest).
 	Release func(keyURI string) error
+	// WrapSymmetric, if set, derives and wraps the chosen credential's symmetric keys for the device (a
+	// PKCS#11 batch made with --symmetric), before the binding is recorded.
+	WrapSymmetric func(h *BatchHeader, c *Credential) ([]InjectedSymmetric, error)
 }
 
 // Inject hands the next unused credential of the complete batch file at path to the device with serial
@@ -138,6 +153,21 @@ func inject(path, deviceSerial string, now time.Time, opts InjectOptions, st *in
 			return nil, fmt.Errorf("wrap the key of credential %d (%s) for device %q: %w; nothing was recorded", next, p.cred.DeviceCN, deviceSerial, err)
 		}
 	}
+	sym := make([]InjectedSymmetric, 0, len(p.cred.Symmetric))
+	for _, s := range p.cred.Symmetric {
+		sym = append(sym, InjectedSymmetric{Purpose: s.Purpose, KDKVersion: s.KDKVersion, WrappedKey: s.WrappedKey})
+	}
+	if opts.WrapSymmetric != nil && len(p.cred.Symmetric) > 0 {
+		if h.Custody != CustodyPKCS11 {
+			return nil, badRequest("batch %s seals its symmetric keys %s already; only a site HSM derives them at injection", h.BatchID, h.Custody)
+		}
+		if sym, err = opts.WrapSymmetric(&h, p.cred); err != nil {
+			return nil, fmt.Errorf("derive the symmetric keys of credential %d (%s) for device %q: %w; nothing was recorded", next, p.cred.DeviceCN, deviceSerial, err)
+		}
+	}
+	if len(sym) == 0 {
+		sym = nil
+	}
 	buf, err := appendFrame(nil, frameInjection, &Injection{Index: next, DeviceSerial: deviceSerial, At: now.UTC()})
 	if err != nil {
 		return nil, err
@@ -157,7 +187,7 @@ func inject(path, deviceSerial string, now time.Time, opts InjectOptions, st *in
 	}
 	c := p.cred
 	in := &Injected{BatchID: h.BatchID, Index: next, DeviceSerial: deviceSerial, CommonName: c.DeviceCN, CertSerial: c.CertSerial,
-		CertDER: c.CertDER, Custody: h.Custody, KeyURI: c.KeyURI, WrappedKey: c.WrappedKey}
+		CertDER: c.CertDER, Custody: h.Custody, KeyURI: c.KeyURI, WrappedKey: c.WrappedKey, Symmetric: sym}
 	if wrapped != nil {
 		in.WrappedKey, in.KeyWrap = wrapped, how
 		if opts.Release != nil {

@@ -101,7 +101,7 @@ func (x *siteExport) VerifySignature(signer *x509.Certificate) error {
 func (x *siteExport) Records(fn func(*ra.SiteExportRecord) error) error {
 	return x.e.Records(func(r *ExportRecord) error {
 		return fn(&ra.SiteExportRecord{Index: r.Index, Kind: r.Kind, CertDER: r.CertDER, DeviceSerial: r.DeviceSerial, At: r.At, KeyURI: r.KeyURI,
-			Station: r.Station, Hash: r.Hash})
+			Station: r.Station, Symmetric: r.Symmetric, Hash: r.Hash})
 	})
 }
 

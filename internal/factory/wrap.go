@@ -79,3 +79,41 @@ func UnwrapDeviceKey(master []byte, batchID string, index int64, certSerial stri
 	}
 	return pt, nil
 }
+
+// secretAD is the additional data of a symmetric device key of purpose: that of its credential's private key
+// (batch id, index, certificate serial), then a zero byte and the purpose. A certificate serial is hex, so it
+// holds no zero byte, and no wrapped key of one kind opens as the other or as another purpose's.
+func secretAD(batchID string, index int64, certSerial, purpose string) []byte {
+	return append(append(wrapAD(batchID, index, certSerial), 0), purpose...)
+}
+
+// WrapDeviceSecret seals a derived symmetric device key of purpose for credential index of batch batchID,
+// under the same per-device transport key as its private key (WrapDeviceKey).
+func WrapDeviceSecret(master []byte, batchID string, index int64, certSerial, purpose string, key []byte) ([]byte, error) {
+	aead, err := deviceAEAD(master, batchID, index)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, key, secretAD(batchID, index, certSerial, purpose)), nil
+}
+
+// UnwrapDeviceSecret opens a key sealed by WrapDeviceSecret; it is what the injection station does.
+func UnwrapDeviceSecret(master []byte, batchID string, index int64, certSerial, purpose string, wrapped []byte) ([]byte, error) {
+	aead, err := deviceAEAD(master, batchID, index)
+	if err != nil {
+		return nil, err
+	}
+	if len(wrapped) < aead.NonceSize()+aead.Overhead() {
+		return nil, errors.New("wrapped key too short")
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, wrapped[:n], wrapped[n:], secretAD(batchID, index, certSerial, purpose))
+	if err != nil {
+		return nil, fmt.Errorf("unwrap %s key %d of batch %s: wrong transport key or altered record", purpose, index, batchID)
+	}
+	return pt, nil
+}

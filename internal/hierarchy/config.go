@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 // Environments Keyward knows, in promotion order.
@@ -27,7 +28,10 @@ func DefaultConfig() []byte { return append([]byte(nil), defaultConfig...) }
 
 // Config is the parsed keyward.yaml.
 type Config struct {
-	Organization string                  `yaml:"organization"`
+	Organization string `yaml:"organization"`
+	// PolicyArc is the object identifier arc under which certificates carry their role's policy
+	// (<arc>.<role number>, pkg/certpolicy). Empty means certpolicy.DefaultArc, which is for demonstrations only.
+	PolicyArc    string                  `yaml:"policy_arc"`
 	Environments map[string]*Environment `yaml:"environments"`
 	// Store and Serve are the sections that say how Keyward runs rather than what it certifies (the store the
 	// data directory keeps its state in, the settings of 'keyward serve'): internal/config reads them, the
@@ -182,6 +186,11 @@ func (c *Config) validate() error {
 	if c.Organization == "" {
 		return fmt.Errorf("organization is required")
 	}
+	if c.PolicyArc != "" {
+		if _, err := certpolicy.ParseArc(c.PolicyArc); err != nil {
+			return fmt.Errorf("policy_arc: %w (use your organisation's private enterprise arc, e.g. 1.3.6.1.4.1.<PEN>)", err)
+		}
+	}
 	if len(c.Environments) == 0 {
 		return fmt.Errorf("environments: at least one environment is required")
 	}
@@ -249,6 +258,15 @@ func (p *FirmwarePolicy) validate(where string) error {
 		return fmt.Errorf("%s.threshold is %d; it must be at least 2 and at most the %d signers listed", where, p.Threshold, len(p.Signers))
 	}
 	return nil
+}
+
+// Arc returns the policy arc: PolicyArc, or certpolicy.DefaultArc when it is empty. ParseConfig has checked
+// it; a Config built by hand with an invalid arc panics here.
+func (c *Config) Arc() certpolicy.Arc {
+	if c.PolicyArc == "" {
+		return certpolicy.MustParseArc(certpolicy.DefaultArc)
+	}
+	return certpolicy.MustParseArc(c.PolicyArc)
 }
 
 func isEnvironment(s string) bool {

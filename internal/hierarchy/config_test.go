@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -33,6 +35,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"issuing outlives root", base + "  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n    product_lines:\n      x1: {algorithm: ecdsa-p256, validity: 20y, profiles: [p]}\n", "must be shorter than the root's"},
 		{"bad product name", base + "  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n    product_lines:\n      X_1: {algorithm: ecdsa-p256, validity: 2y, profiles: [p]}\n", "product line names"},
 		{"no profiles", base + "  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n    product_lines:\n      x1: {algorithm: ecdsa-p256, validity: 2y}\n", "at least one profile"},
+		{"bad policy arc", "organization: X\npolicy_arc: 1.3.6.01\nenvironments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n", "policy_arc: invalid policy arc \"1.3.6.01\""},
+		{"policy arc of one component", "organization: X\npolicy_arc: \"1\"\nenvironments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n", "at least two components"},
 		{"no organization", "environments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n", "organization is required"},
 	}
 	for _, tt := range tests {
@@ -42,6 +46,25 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestPolicyArc(t *testing.T) {
+	c, err := ParseConfig(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Arc().String(); got != certpolicy.DefaultArc {
+		t.Errorf("default arc %s, want %s", got, certpolicy.DefaultArc)
+	}
+	// A keyward.yaml written before policy arcs existed has none: it gets the default.
+	old, err := ParseConfig([]byte("organization: X\nenvironments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n"))
+	if err != nil || old.Arc().String() != certpolicy.DefaultArc {
+		t.Errorf("config without policy_arc: %v, %v", old, err)
+	}
+	own, err := ParseConfig([]byte("organization: X\npolicy_arc: 1.3.6.1.4.1.99999.7\nenvironments:\n  dev:\n    root: {algorithm: ecdsa-p256, validity: 10y}\n"))
+	if err != nil || own.Arc().Policy(certpolicy.Station).String() != "1.3.6.1.4.1.99999.7.4" {
+		t.Errorf("own arc: %v", err)
 	}
 }
 

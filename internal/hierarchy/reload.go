@@ -19,6 +19,9 @@ func (c *Config) RuntimeUpdate(next *Config) (*Config, []string) {
 	if c.Organization != next.Organization {
 		refused = append(refused, "organization: names the CAs' subjects; restart to apply")
 	}
+	if c.PolicyArc != next.PolicyArc {
+		refused = append(refused, "policy_arc: the policies CA certificates already carry; restart to apply")
+	}
 	for _, env := range Environments {
 		cur, nxt := c.Environments[env], next.Environments[env]
 		switch {

@@ -50,12 +50,13 @@ func TestRuntimeUpdate(t *testing.T) {
 	// What takes a restart is refused, and kept as it was.
 	next, _ = ParseConfig(DefaultConfig())
 	next.Organization = "Other"
+	next.PolicyArc = "1.3.6.1.4.1.99999.1"
 	next.Environments["dev"].Root.Validity *= 2
 	next.Environments["dev"].ProductLines["demo-implant"].Algorithm = "ecdsa-p384"
 	next.Environments["dev"].ProductLines["new-pump"] = &ProductLineSpec{Algorithm: "ecdsa-p256", Validity: 1, Profiles: []string{"x"}}
 	next.Environments["staging"] = next.Environments["dev"]
 	merged, refused = cur.RuntimeUpdate(next)
-	want := []string{"organization:", "environments.staging: added", "environments.dev.root:", "environments.dev.product_lines.demo-implant: the issuing CA's algorithm", "environments.dev.product_lines.new-pump: added"}
+	want := []string{"organization:", "policy_arc:", "environments.staging: added", "environments.dev.root:", "environments.dev.product_lines.demo-implant: the issuing CA's algorithm", "environments.dev.product_lines.new-pump: added"}
 	if len(refused) != len(want) {
 		t.Fatalf("refused %q", refused)
 	}

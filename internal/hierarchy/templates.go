@@ -25,7 +25,7 @@ func IssuingSubject(env, product string) pkix.Name {
 // RootTemplate returns the template of a root certificate. Rules: RFC 5280 4.2.1.9 (basicConstraints critical,
 // cA true), 4.2.1.3 (keyCertSign and cRLSign, critical), 4.2.1.2 (subject key identifier present in CA certs).
 func RootTemplate(subject pkix.Name, pub crypto.PublicKey, now time.Time, validity time.Duration) (*x509.Certificate, error) {
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(now)
 	if err != nil {
 		return nil, err
 	}

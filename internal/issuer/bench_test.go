@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"testing"
+	"time"
 
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
@@ -35,7 +36,7 @@ func BenchmarkPrepareIssue(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			t := *tmpl
-			s, err := RandomSerial()
+			s, err := NewSerial(time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -146,7 +145,7 @@ func MaxDERSize(n int) PrepareOption {
 }
 
 // Prepare builds the certificate described by tmpl for pub, signed by a throwaway key with the CA's name and
-// algorithm, checks its size and lints it. tmpl must carry its serial number (RandomSerial); its signature
+// algorithm, checks its size and lints it. tmpl must carry its serial number (NewSerial); its signature
 // algorithm, if set, must be the one the CA's key uses. Any Error or Fatal lint result refuses issuance with a
 // *LintError naming the lints; Warn results are kept on the *Prepared.
 func (i *Issuer) Prepare(tmpl *x509.Certificate, pub crypto.PublicKey, opts ...PrepareOption) (*Prepared, error) {
@@ -169,7 +168,7 @@ func prepare(tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certific
 	// RFC 5280 4.1.2.2: the issuer picks the serial. x509.CreateCertificate would invent one for a nil
 	// serial; refuse instead, so the caller always knows (and stores) what it issued.
 	if tmpl.SerialNumber == nil {
-		return nil, errors.New("template has no serial number (use RandomSerial)")
+		return nil, errors.New("template has no serial number (use NewSerial)")
 	}
 	if tmpl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && tmpl.SignatureAlgorithm != alg.x509 {
 		return nil, fmt.Errorf("template asks for signature algorithm %v; the CA key signs with %v", tmpl.SignatureAlgorithm, alg.x509)
@@ -361,18 +360,4 @@ func throwawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
-}
-
-// RandomSerial returns a certificate serial number of 126 random bits from crypto/rand, encoded in exactly 16
-// octets: RFC 5280 4.1.2.2 requires a positive integer of at most 20 octets, and CA/B BR 7.1 at least 64 bits
-// of CSPRNG output. The top bit of the first octet is cleared, so the DER INTEGER needs no sign octet and is
-// positive; the next bit is set, so the value is never zero and never shorter (every certificate's size is
-// predictable, which matters for size-limited profiles).
-func RandomSerial() (*big.Int, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("random serial: %w", err)
-	}
-	b[0] = b[0]&0x3f | 0x40
-	return new(big.Int).SetBytes(b), nil
 }

@@ -21,11 +21,12 @@ import (
 
 	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/profile"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 func serial(t testing.TB) *big.Int {
 	t.Helper()
-	s, err := RandomSerial()
+	s, err := NewSerial(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,9 @@ func TestImplantCertificate(t *testing.T) {
 	}{
 		{"KU is digitalSignature", cert.KeyUsage == x509.KeyUsageDigitalSignature},
 		{"KU is critical", kuCritical},
-		{"EKU is clientAuth", len(cert.ExtKeyUsage) == 1 && cert.ExtKeyUsage[0] == x509.ExtKeyUsageClientAuth && len(cert.UnknownExtKeyUsage) == 0},
+		// No EKU extension: the implant is a TLS client and server (the profile explains the bytes).
+		{"no EKU extension", len(cert.ExtKeyUsage) == 0 && len(cert.UnknownExtKeyUsage) == 0},
+		{"device policy only", len(cert.Policies) == 1 && cert.Policies[0].String() == certpolicy.DefaultArc+".1"},
 		{"AKI is issuer SKI", len(pki.inter.SubjectKeyId) > 0 && bytes.Equal(cert.AuthorityKeyId, pki.inter.SubjectKeyId)},
 		{"no SKI", !hasSKI},
 		{"serial positive", cert.SerialNumber.Sign() > 0},
@@ -189,6 +192,7 @@ func TestImplantCertificate(t *testing.T) {
 		}
 	}
 	pki.verify(t, cert, x509.ExtKeyUsageClientAuth)
+	pki.verify(t, cert, x509.ExtKeyUsageServerAuth)
 
 	// The issued TBSCertificate is byte-identical to the linted one.
 	if !bytes.Equal(cert.RawTBSCertificate, prep.TBS()) {
@@ -501,8 +505,9 @@ func TestImplantUnderCAAlgorithms(t *testing.T) {
 		tooBig  bool
 		maxSize int
 	}{
-		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 388},
-		{"ed25519", pkitest.Ed25519Key(t), false, 380},
+		// With the device policy under the default arc (24 bytes) and no EKU extension (21 bytes less).
+		{"p256", pkitest.ECKey(t, elliptic.P256()), false, 391},
+		{"ed25519", pkitest.Ed25519Key(t), false, 383},
 		{"p384", pkitest.ECKey(t, elliptic.P384()), true, 0},
 	}
 	for _, tc := range tests {
@@ -663,10 +668,13 @@ func TestSelfSignAndSignCARefuseNonCA(t *testing.T) {
 	t.Logf("root: %d bytes, warnings %v", len(der), warnings)
 }
 
-func TestRandomSerial(t *testing.T) {
+func TestNewSerial(t *testing.T) {
 	seen := map[string]bool{}
-	for range 2000 {
-		s, err := RandomSerial()
+	at := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	var prev *big.Int
+	for i := range 2000 {
+		now := at.Add(time.Duration(i/2) * time.Millisecond) // two serials per millisecond
+		s, err := NewSerial(now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -677,5 +685,41 @@ func TestRandomSerial(t *testing.T) {
 			t.Fatalf("serial %x repeated", s)
 		}
 		seen[s.String()] = true
+		// The time prefix: bits 125..78 are the milliseconds.
+		ms := new(big.Int).Rsh(s, SerialRandomBits)
+		ms.SetBit(ms, 48, 0)
+		if ms.Int64() != now.UnixMilli() {
+			t.Fatalf("serial %x carries %d ms, want %d", s, ms.Int64(), now.UnixMilli())
+		}
+		// Serials of a later millisecond are greater: the store's serial indexes grow at their right edge.
+		if i%2 == 0 && prev != nil && s.Cmp(prev) <= 0 {
+			t.Fatalf("serial %x of %s is not above %x of the millisecond before", s, now, prev)
+		}
+		prev = s
+	}
+	// The random part: 78 bits, each seen both set and clear over 2000 serials.
+	var ones, zeros big.Int
+	for k := range seen {
+		s, _ := new(big.Int).SetString(k, 10)
+		for b := range SerialRandomBits {
+			if s.Bit(b) == 1 {
+				ones.SetBit(&ones, b, 1)
+			} else {
+				zeros.SetBit(&zeros, b, 1)
+			}
+		}
+	}
+	all := new(big.Int).Lsh(big.NewInt(1), SerialRandomBits)
+	all.Sub(all, big.NewInt(1))
+	if new(big.Int).And(&ones, &zeros).Cmp(all) != 0 {
+		t.Errorf("some of the %d random bits never changed: set %x, clear %x", SerialRandomBits, &ones, &zeros)
+	}
+	for _, bad := range []time.Time{time.Unix(-1, 0), time.UnixMilli(maxSerialMillis + 1)} {
+		if _, err := NewSerial(bad); err == nil {
+			t.Errorf("NewSerial(%s): no error", bad)
+		}
+	}
+	if s, err := NewSerial(time.UnixMilli(maxSerialMillis)); err != nil || s.BitLen() != 127 {
+		t.Errorf("NewSerial at the last millisecond: %v, %d bits", err, s.BitLen())
 	}
 }

@@ -196,7 +196,7 @@ func (k *SubjectKey) SPKI() []byte { return k.spki }
 
 // StampInput is what a stamped certificate has of its own.
 type StampInput struct {
-	// Serial is the serial number: positive, and as long in DER as the stamp's (RandomSerial gives 16 octets).
+	// Serial is the serial number: positive, and as long in DER as the stamp's (NewSerial gives 16 octets).
 	Serial *big.Int
 	// CommonName is the subject's common name, of the stamp's string type and encoded length.
 	CommonName string
@@ -292,7 +292,7 @@ func (s *Stamp) tbsFor(in StampInput) ([]byte, error) {
 	mag := serial.Bytes()
 	pad := int(mag[0] >> 7)
 	if len(mag)+pad != s.l.serial.n {
-		return nil, notStampable("serial number %x is %d octets in DER; the stamp's is %d (RandomSerial gives 16)", mag, len(mag)+pad, s.l.serial.n)
+		return nil, notStampable("serial number %x is %d octets in DER; the stamp's is %d (NewSerial gives 16)", mag, len(mag)+pad, s.l.serial.n)
 	}
 	notBefore, notAfter, err := s.validity(in.NotBefore, in.NotAfter)
 	if err != nil {
@@ -493,7 +493,7 @@ func (s *Stamp) selfCheck(cfg StampConfig) error {
 }
 
 // randomSerialOctets returns a positive serial number whose DER INTEGER content is exactly n octets, like
-// RandomSerial for n = 16.
+// NewSerial for n = 16.
 func randomSerialOctets(n int) (*big.Int, error) {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -447,7 +447,7 @@ func BenchmarkStamp(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			s, err := RandomSerial()
+			s, err := NewSerial(time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -465,8 +465,11 @@ func FuzzLocate(f *testing.F) {
 	for _, p := range defaults(f) {
 		k := pkitest.ECKey(f, elliptic.P256())
 		cn := "DEMO-00000001"
-		if p.Name == "gateway-identity" {
+		switch p.Name {
+		case "gateway-identity":
 			cn = "GW-ABCDEFGHIJ"
+		case "cloud-service":
+			cn = "api.services.example.com"
 		}
 		tmpl, err := profileTemplate(p, "admin", pki.inter, time.Now(), nil)(serial(f), cn, &k.PublicKey)
 		if err != nil {

@@ -28,12 +28,40 @@ const (
 	PurposeDeviceIdentity  Purpose = "device-identity"
 	PurposeFactoryStation  Purpose = "factory-station"
 	PurposeKEK             Purpose = "kek"
+
+	// Key-derivation keys (KDKs): symmetric keys that derive each device's symmetric key of the same purpose
+	// (SP 800-108r1 counter mode, internal/kbkdf) and do nothing else.
+	PurposeDeviceLink    Purpose = "device-link"    // keys that protect a device's links (pairing, session keys)
+	PurposeDeviceStorage Purpose = "device-storage" // keys that protect the data a device stores
 )
 
 // Purposes lists every purpose, in glossary order.
 var Purposes = []Purpose{
 	PurposeRootSigning, PurposeCASigning, PurposeOCSPSigning, PurposeCRLSigning, PurposeFirmwareSigning,
 	PurposeAuditSigning, PurposeTLSServer, PurposeDeviceIdentity, PurposeFactoryStation, PurposeKEK,
+	PurposeDeviceLink, PurposeDeviceStorage,
+}
+
+// SymmetricPurposes are the purposes of key-derivation keys, in glossary order. A key of one of them is a
+// KDK: made by KDKStore.GenerateKDK, used only through KDKStore.PRF, never by Generate or Signer.
+var SymmetricPurposes = []Purpose{PurposeDeviceLink, PurposeDeviceStorage}
+
+// Symmetric reports whether p is the purpose of a key-derivation key.
+func (p Purpose) Symmetric() bool {
+	for _, q := range SymmetricPurposes {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSymmetricPurpose returns the KDK purpose named s, or an error listing them.
+func ParseSymmetricPurpose(s string) (Purpose, error) {
+	if p := Purpose(s); p.Symmetric() {
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown key-derivation purpose %q; known: %v", s, SymmetricPurposes)
 }
 
 // Valid reports whether p is a known purpose.
@@ -57,6 +85,17 @@ const (
 	RSA3072   Algorithm = "rsa-3072"
 	RSA4096   Algorithm = "rsa-4096"
 )
+
+// HMACSHA256 is a key-derivation key: a 256-bit secret whose one use is the PRF HMAC-SHA-256 (FIPS 198-1) of
+// SP 800-108r1 key derivation. Secret256 is a key derived from one: 256 bits a device uses as an AES-256 or
+// HMAC key. Neither is in Algorithms, which lists the asymmetric keys Generate makes.
+const (
+	HMACSHA256 Algorithm = "hmac-sha256"
+	Secret256  Algorithm = "secret-256"
+)
+
+// KDKSize is the size of a key-derivation key in bytes.
+const KDKSize = 32
 
 // Algorithms lists every supported algorithm.
 var Algorithms = []Algorithm{ECDSAP256, ECDSAP384, Ed25519, RSA3072, RSA4096}
@@ -142,6 +181,18 @@ type Keystore interface {
 	Location() Location
 	// Close releases the backend (sessions, module handles).
 	Close() error
+}
+
+// KDKStore is the optional capability of a backend that holds key-derivation keys. The KDK never leaves the
+// backend: PRF computes HMAC-SHA-256 under it (in an HSM, C_Sign with CKM_SHA256_HMAC) and returns only the
+// output. Destroy erases a KDK like any other key.
+type KDKStore interface {
+	// GenerateKDK creates a 256-bit HMAC-SHA-256 key-derivation key for purpose, one of SymmetricPurposes, and
+	// returns its URI. label is a non-secret hint the backend may record.
+	GenerateKDK(ctx context.Context, purpose Purpose, label string) (Key, error)
+	// PRF returns HMAC-SHA-256(KDK, data) under the KDK at uri, refusing with ErrWrongPurpose unless it was
+	// generated for purpose and with ErrNotFound for a key that is not a KDK of this backend.
+	PRF(ctx context.Context, uri string, purpose Purpose, data []byte) ([]byte, error)
 }
 
 // Errors a caller must tell apart. Backends wrap them with context; test with errors.Is.

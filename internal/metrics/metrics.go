@@ -32,9 +32,26 @@ type Metrics struct {
 	commit       prometheus.Histogram
 	groupSize    prometheus.Histogram
 	rateLimited  *prometheus.CounterVec
+	ocspSigned   *prometheus.CounterVec
 
-	mu   sync.Mutex
-	crls map[crlKey]CRLState
+	mu      sync.Mutex
+	crls    map[crlKey]CRLState
+	ocsp    map[string]OCSPState   // by CA id
+	filters map[string]FilterState // by scope
+}
+
+// OCSPState is the newest OCSP response this process signed for one CA.
+type OCSPState struct {
+	ThisUpdate time.Time
+	Bytes      int
+}
+
+// FilterState is the newest signed revocation filter of one scope ("dev", "dev/demo-implant") that this
+// process serves.
+type FilterState struct {
+	Version              int64
+	IssuedAt, NextUpdate time.Time
+	Bytes                int
 }
 
 type crlKey struct {
@@ -50,7 +67,7 @@ type CRLState struct {
 
 // New returns a registry with Keyward's metrics and the Go runtime's and process's own.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), crls: map[crlKey]CRLState{}}
+	m := &Metrics{reg: prometheus.NewRegistry(), crls: map[crlKey]CRLState{}, ocsp: map[string]OCSPState{}, filters: map[string]FilterState{}}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_http_requests_total",
 		Help: "HTTP requests served, by route (the matched pattern), method and status code."}, []string{"route", "method", "code"})
@@ -74,7 +91,9 @@ func New() *Metrics {
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_rate_limited_requests_total",
 		Help: "Requests answered 429 because their source made too many refused requests, by listener face (api, est)."}, []string{"face"})
-	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.decisions, m.refusals, m.signDuration, m.signErrors, m.commit, m.groupSize, m.rateLimited,
+	m.ocspSigned = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_ocsp_responses_signed_total",
+		Help: "OCSP responses signed (not served from the responder's cache), by CA id."}, []string{"ca"})
+	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.decisions, m.refusals, m.signDuration, m.signErrors, m.commit, m.groupSize, m.rateLimited, m.ocspSigned,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -131,15 +150,39 @@ func (m *Metrics) CRL(ca string, delta bool, s CRLState) {
 	m.crls[crlKey{ca, delta}] = s
 }
 
+// OCSP records an OCSP response the responder signed for CA ca (revocation.Responder.Observe).
+func (m *Metrics) OCSP(ca string, thisUpdate time.Time, bytes int) {
+	m.ocspSigned.WithLabelValues(ca).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.ocsp[ca]; !ok || !thisUpdate.Before(cur.ThisUpdate) {
+		m.ocsp[ca] = OCSPState{ThisUpdate: thisUpdate, Bytes: bytes}
+	}
+}
+
+// Filter records the revocation filter of scope that the public listener serves now.
+func (m *Metrics) Filter(scope string, s FilterState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.filters[scope] = s
+}
+
 // Source is what State reads from the store at scrape time.
 type Source interface {
 	ListCAs(ctx context.Context) ([]*store.CA, error)
 	AuditHead(ctx context.Context) (int64, []byte, error)
 	LatestCheckpoint(ctx context.Context) (*store.Checkpoint, error)
+	// CountExpiring counts the valid certificates of profile with after < NotAfter <= before.
+	CountExpiring(ctx context.Context, profile string, after, before time.Time) (int64, error)
 }
 
+// RenewalCacheTTL is how long State keeps the per-profile counts of certificates in their renewal window: the
+// count is a range scan of the not_after index, at most once a minute however often Prometheus scrapes.
+const RenewalCacheTTL = 60 * time.Second
+
 // State reads, at each scrape, what is not observed as it happens: every CA's remaining validity, the audit
-// head and the age of the newest checkpoint, the CRLs' age, the database pools.
+// head and the age of the newest checkpoint, the CRLs', OCSP responses' and filters' age, the certificates in
+// their profile's renewal window, the database pools.
 type State struct {
 	m     *Metrics
 	st    Source
@@ -148,9 +191,13 @@ type State struct {
 
 	caNotAfter, auditHead, checkpointAge, checkpointSize, crlAge, crlNext, crlBytes, crlEntries *prometheus.Desc
 	poolOpen, poolInUse, poolWaits, poolWaitSeconds                                             *prometheus.Desc
+	renewalDue, ocspAge, ocspBytes, filterAge, filterNext, filterBytes, filterVersion           *prometheus.Desc
 
-	mu    sync.Mutex
-	certs map[string]certCache // CA id -> its parsed NotAfter, by the DER it was parsed from
+	mu      sync.Mutex
+	certs   map[string]certCache // CA id -> its parsed NotAfter, by the DER it was parsed from
+	windows map[string]time.Duration
+	renewal map[string]int64 // profile -> certificates in its renewal window, as of renewalAt
+	renewAt time.Time
 }
 
 type certCache struct {
@@ -176,13 +223,53 @@ func (m *Metrics) NewState(st Source, pools func() []store.PoolStats, now func()
 		poolInUse:       d("keyward_db_pool_in_use_connections", "Database connections in use, by pool.", "pool"),
 		poolWaits:       d("keyward_db_pool_waits_total", "Times a request waited for a database connection, by pool.", "pool"),
 		poolWaitSeconds: d("keyward_db_pool_wait_seconds_total", "Total time requests waited for a database connection, by pool.", "pool"),
+		renewalDue:      d("keyward_certificates_in_renewal_window", "Valid certificates whose notAfter is within their profile's renewal window (the profile's renewal_window fraction of its validity) and not past, by profile; counted at most once a minute.", "profile"),
+		ocspAge:         d("keyward_ocsp_response_age_seconds", "Seconds since the thisUpdate of the newest OCSP response this process signed for the CA.", "ca"),
+		ocspBytes:       d("keyward_ocsp_response_bytes", "Size of the newest OCSP response this process signed for the CA, in bytes.", "ca"),
+		filterAge:       d("keyward_filter_age_seconds", "Seconds since the newest served revocation filter of the scope (environment or environment/product line) was issued.", "scope"),
+		filterNext:      d("keyward_filter_next_update_seconds", "Seconds until the nextUpdate of the served revocation filter of the scope (negative: stale).", "scope"),
+		filterBytes:     d("keyward_filter_bytes", "Size of the served revocation filter of the scope, in bytes.", "scope"),
+		filterVersion:   d("keyward_filter_version", "Version of the served revocation filter of the scope.", "scope"),
 	}
+}
+
+// SetRenewalWindows sets the renewal window of each profile (its renewal_window fraction of its validity) for
+// keyward_certificates_in_renewal_window. Call it before the collector is registered.
+func (s *State) SetRenewalWindows(w map[string]time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.windows = w
+	s.renewal, s.renewAt = nil, time.Time{}
+}
+
+// renewalCounts returns the per-profile counts, from the cache while it is younger than RenewalCacheTTL.
+// A profile whose count fails is left out (and the next scrape tries again).
+func (s *State) renewalCounts(ctx context.Context, now time.Time) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.renewal != nil && now.Sub(s.renewAt) < RenewalCacheTTL && !now.Before(s.renewAt) {
+		return s.renewal
+	}
+	out := make(map[string]int64, len(s.windows))
+	complete := true
+	for name, w := range s.windows {
+		n, err := s.st.CountExpiring(ctx, name, now, now.Add(w))
+		if err != nil {
+			complete = false
+			continue
+		}
+		out[name] = n
+	}
+	if complete {
+		s.renewal, s.renewAt = out, now
+	}
+	return out
 }
 
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.caNotAfter, s.auditHead, s.checkpointAge, s.checkpointSize, s.crlAge, s.crlNext, s.crlBytes, s.crlEntries,
-		s.poolOpen, s.poolInUse, s.poolWaits, s.poolWaitSeconds} {
+		s.poolOpen, s.poolInUse, s.poolWaits, s.poolWaitSeconds, s.renewalDue, s.ocspAge, s.ocspBytes, s.filterAge, s.filterNext, s.filterBytes, s.filterVersion} {
 		ch <- d
 	}
 }
@@ -210,12 +297,33 @@ func (s *State) Collect(ch chan<- prometheus.Metric) {
 		g(s.checkpointAge, now.Sub(cp.CreatedAt).Seconds())
 		g(s.checkpointSize, float64(cp.Size))
 	}
+	for name, n := range s.renewalCounts(ctx, now) {
+		g(s.renewalDue, float64(n), name)
+	}
 	s.m.mu.Lock()
 	crls := make(map[crlKey]CRLState, len(s.m.crls))
 	for k, v := range s.m.crls {
 		crls[k] = v
 	}
+	ocsps := make(map[string]OCSPState, len(s.m.ocsp))
+	for k, v := range s.m.ocsp {
+		ocsps[k] = v
+	}
+	filters := make(map[string]FilterState, len(s.m.filters))
+	for k, v := range s.m.filters {
+		filters[k] = v
+	}
 	s.m.mu.Unlock()
+	for ca, v := range ocsps {
+		g(s.ocspAge, now.Sub(v.ThisUpdate).Seconds(), ca)
+		g(s.ocspBytes, float64(v.Bytes), ca)
+	}
+	for scope, v := range filters {
+		g(s.filterAge, now.Sub(v.IssuedAt).Seconds(), scope)
+		g(s.filterNext, v.NextUpdate.Sub(now).Seconds(), scope)
+		g(s.filterBytes, float64(v.Bytes), scope)
+		g(s.filterVersion, float64(v.Version), scope)
+	}
 	for k, v := range crls {
 		kind := "complete"
 		if k.delta {

@@ -45,3 +45,6 @@ func (emptyReader) AuditHead(context.Context) (int64, []byte, error) { return 0,
 func (emptyReader) LatestCheckpoint(context.Context) (*store.Checkpoint, error) {
 	return nil, store.ErrNotFound
 }
+func (emptyReader) CountExpiring(context.Context, string, time.Time, time.Time) (int64, error) {
+	return 0, nil
+}

@@ -130,6 +130,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	profile.SetPolicyArc(profiles, cfg.Arc())
 	for _, env := range cfg.EnvironmentNames() {
 		for _, pl := range cfg.ProductLineNames(env) {
 			for _, name := range cfg.Environments[env].ProductLines[pl].Profiles {

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 // Profile is a validated certificate profile. Obtain one from Parse, LoadDir or LoadDefaults; its fields are
@@ -33,6 +34,13 @@ type Profile struct {
 	Version int
 	// Description is free text for operators.
 	Description string
+	// Role is what the certificate's holder is to relying parties; certificates carry it as the certificate
+	// policy Arc.Policy(Role) (pkg/certpolicy). Empty only for a profile written before roles existed: its
+	// certificates carry no policy, and relying parties that check roles refuse them.
+	Role certpolicy.Role
+	// Arc is the policy arc of keyward.yaml (policy_arc); the zero Arc means certpolicy.DefaultArc. The node
+	// sets it when it loads the profiles.
+	Arc certpolicy.Arc
 	// KeyAlgorithms lists the CSR key types allowed, in the order written.
 	KeyAlgorithms []keystore.Algorithm
 	// Validity is the certificate lifetime: NotAfter is NotBefore + Validity - 1s, since RFC 5280 4.1.2.5
@@ -107,6 +115,7 @@ type spec struct {
 	Name                   string      `yaml:"name"`
 	Version                *int        `yaml:"version"`
 	Description            string      `yaml:"description"`
+	Role                   string      `yaml:"role"`
 	KeyAlgorithms          []string    `yaml:"key_algorithms"`
 	Validity               string      `yaml:"validity"`
 	Backdate               string      `yaml:"backdate"`
@@ -483,6 +492,21 @@ var (
 // this list in allowed_principals is almost certainly a typo that would silently lock the role out.
 var knownRoles = []string{"admin", "ca-officer", "release-signer", "auditor", "factory-station", "device"}
 
+// PolicyArc returns the arc p's certificates carry their role's policy under: Arc, or the default.
+func (p *Profile) PolicyArc() certpolicy.Arc {
+	if p.Arc.IsZero() {
+		return certpolicy.MustParseArc(certpolicy.DefaultArc)
+	}
+	return p.Arc
+}
+
+// SetPolicyArc sets the policy arc of every profile in ps (keyward.yaml's policy_arc).
+func SetPolicyArc(ps map[string]*Profile, arc certpolicy.Arc) {
+	for _, p := range ps {
+		p.Arc = arc
+	}
+}
+
 // Roles returns the role names a profile's allowed_principals may list.
 func Roles() []string { return slices.Clone(knownRoles) }
 
@@ -509,6 +533,21 @@ func (v *validator) validate(fileName string, s *spec) *Profile {
 		p.Version = *s.Version
 	}
 	p.Description = s.Description
+
+	// role: the certificate policy relying parties check (pkg/certpolicy). Station certificates are made by
+	// 'keyward station add' under the station CA, never from a profile: an issuing CA must not be able to
+	// mint a station identity.
+	if s.Role != "" {
+		r, err := certpolicy.ParseRole(s.Role)
+		switch {
+		case err != nil:
+			v.fail("role", "%v", err)
+		case r == certpolicy.Station:
+			v.fail("role", "%q certificates are made by 'keyward station add' under the station CA, not from a profile", s.Role)
+		default:
+			p.Role = r
+		}
+	}
 
 	v.keyAlgorithms(p, s.KeyAlgorithms)
 	v.durations(p, s)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/keystore"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 func mustDefaults(t testing.TB) map[string]*Profile {
@@ -23,7 +25,10 @@ func mustDefaults(t testing.TB) map[string]*Profile {
 
 func TestDefaults(t *testing.T) {
 	ps := mustDefaults(t)
-	imp, gw := ps["implant-identity"], ps["gateway-identity"]
+	imp, gw, cloud := ps["implant-identity"], ps["gateway-identity"], ps["cloud-service"]
+	if cloud == nil {
+		t.Fatal("no cloud-service default profile")
+	}
 	if imp == nil || gw == nil {
 		t.Fatalf("defaults = %v; want implant-identity and gateway-identity", ps)
 	}
@@ -37,7 +42,9 @@ func TestDefaults(t *testing.T) {
 		{"implant CN rule", imp.Subject.CommonName.String() == "^DEMO-[0-9]{8}$" && imp.Subject.CommonNameRequired},
 		{"implant no SANs", imp.SANs.DNS.Max == 0 && imp.SANs.URI.Max == 0 && !imp.SANs.IP},
 		{"implant KU", imp.KeyUsage == x509.KeyUsageDigitalSignature},
-		{"implant EKU", len(imp.ExtKeyUsage) == 1 && imp.ExtKeyUsage[0] == x509.ExtKeyUsageClientAuth},
+		{"implant no EKU extension (both TLS sides)", len(imp.ExtKeyUsage) == 0},
+		{"implant role", imp.Role == certpolicy.Device},
+		{"gateway role", gw.Role == certpolicy.Gateway},
 		{"implant no SKI", !imp.IncludeSKI},
 		{"implant no URLs", len(imp.CRLDistributionPoints)+len(imp.OCSPServers)+len(imp.IssuingCertificateURLs) == 0},
 		{"implant 400 bytes", imp.MaxDERSize == 400},
@@ -51,6 +58,9 @@ func TestDefaults(t *testing.T) {
 		{"gateway CRL", len(gw.CRLDistributionPoints) == 1 && strings.Contains(gw.CRLDistributionPoints[0], "{issuer}")},
 		{"gateway OCSP", len(gw.OCSPServers) == 1},
 		{"gateway 1200", gw.MaxDERSize == 1200},
+		{"cloud role", cloud.Role == certpolicy.Service},
+		{"cloud EKU", slices.Equal(cloud.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})},
+		{"cloud DNS SANs", cloud.SANs.DNS.Max > 0 && cloud.SANs.DNS.Pattern.MatchString("ingest.eu.services.example.com") && !cloud.SANs.DNS.Pattern.MatchString("services.example.com.evil")},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -145,6 +155,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "https crl", from: "", to: "crl_distribution_points: ['https://x.example/a.crl']\n", want: "must be an http:// URL", field: "crl_distribution_points[0]"},
 		{name: "unknown placeholder", from: "", to: "ocsp_servers: ['http://x.example/{serial}']\n", want: "unknown placeholder"},
 		{name: "unknown role", from: "allowed_principals: [admin]", to: "allowed_principals: [admin, ca_officer]", want: `"ca_officer" is not a role`, field: "allowed_principals[1]"},
+		{name: "unknown holder role", from: "version: 1", to: "version: 1\nrole: implant", want: `"implant" is not a role (use device, gateway, service, station, operator)`, field: "role"},
+		{name: "station role", from: "version: 1", to: "version: 1\nrole: station", want: "keyward station add", field: "role"},
 		{name: "no roles", from: "allowed_principals: [admin]", to: "allowed_principals: []", want: "allowed_principals: is empty"},
 		{name: "renewal window", from: "", to: "renewal_window: 1.5\n", want: "1.5 must be a fraction"},
 		{name: "short lived too long", from: "", to: "short_lived: true\n", want: "a short-lived certificate lasts at most 7d"},

@@ -29,6 +29,8 @@ const issuerPlaceholder = "{issuer}"
 //     refused); SubjectKeyId is set if include_ski (RFC 7093 section 2 method 1).
 //   - KeyUsage (always critical), ExtKeyUsage, and the CRL, OCSP and CA-issuers URLs with "{issuer}"
 //     replaced by IssuerID(issuer).
+//   - certificatePolicies (non-critical) with the policy of the profile's role (pkg/certpolicy), refused with
+//     ErrIssuer if the issuer names policies and not that one.
 //
 // No basicConstraints extension is added: RFC 5280 4.2.1.9 lets end-entity certificates omit it, and an
 // absent extension means "not a CA" to every path validator.
@@ -113,6 +115,17 @@ func (p *Profile) Template(req *Request, serial *big.Int, now time.Time, issuer 
 		tmpl.OCSPServer = fill(p.OCSPServers)
 	}
 	tmpl.IssuingCertificateURL = fill(p.IssuingCertificateURLs)
+	if p.Role != "" {
+		// RFC 5280 4.2.1.4: the role's policy, non-critical. An issuer that names policies must name this one
+		// (or anyPolicy), or relying parties that process policies would refuse the certificate; an issuer
+		// made before policies existed names none and is let through (docs/trust-anchors.md).
+		arc := p.PolicyArc()
+		if len(issuer.Policies) > 0 && !arc.Allows(issuer, p.Role) {
+			return nil, newErr(ErrIssuer, p.Name, nil, "issuer %q may not issue %s certificates: it carries the policies %v, not %s (the %s role under %s); use a CA for that role or roll this one over",
+				issuerName, p.Role, issuer.Policies, arc.Policy(p.Role), p.Role, arc)
+		}
+		tmpl.Policies = []x509.OID{arc.Policy(p.Role)}
+	}
 	return tmpl, nil
 }
 

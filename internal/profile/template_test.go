@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/pkitest"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 var testNow = time.Date(2026, 5, 1, 12, 0, 0, 500, time.UTC)
@@ -82,7 +83,7 @@ func TestTemplate(t *testing.T) {
 		if !bytes.Equal(tmpl.AuthorityKeyId, ca.SubjectKeyId) {
 			t.Errorf("AuthorityKeyId = %x, want %x", tmpl.AuthorityKeyId, ca.SubjectKeyId)
 		}
-		if tmpl.KeyUsage != x509.KeyUsageDigitalSignature || len(tmpl.ExtKeyUsage) != 1 || tmpl.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+		if tmpl.KeyUsage != x509.KeyUsageDigitalSignature || len(tmpl.ExtKeyUsage) != 0 {
 			t.Errorf("KeyUsage %v, ExtKeyUsage %v", tmpl.KeyUsage, tmpl.ExtKeyUsage)
 		}
 		if tmpl.BasicConstraintsValid || tmpl.IsCA {
@@ -214,5 +215,60 @@ func TestValidityAt(t *testing.T) {
 	}
 	if _, _, err := imp.ValidityAt(testNow, nil); !errors.Is(err, ErrIssuer) {
 		t.Fatalf("no issuer: %v", err)
+	}
+}
+
+// TestTemplatePolicies: a certificate carries its profile's role policy under the configured arc; an issuer
+// that names policies must name that one; an issuer made before policies (none) is let through.
+func TestTemplatePolicies(t *testing.T) {
+	ps := mustDefaults(t)
+	imp := ps["implant-identity"]
+	key := pkitest.ECKey(t, elliptic.P256())
+	csr, err := ParseCSR(pkitest.CSRFor(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "DEMO-00000001"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{CSR: csr, Role: "admin"}
+	serial := big.NewInt(77)
+	legacy := testCA(t, "legacy CA", testNow.AddDate(20, 0, 0), []byte{1, 2, 3, 4})
+	tmpl, err := imp.Template(req, serial, testNow, legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tmpl.Policies) != 1 || tmpl.Policies[0].String() != certpolicy.DefaultArc+".1" {
+		t.Fatalf("Policies = %v, want the default arc's device policy", tmpl.Policies)
+	}
+
+	own := certpolicy.MustParseArc("1.3.6.1.4.1.99999")
+	copyImp := *imp
+	copyImp.Arc = own
+	withPolicies := func(oids ...x509.OID) *x509.Certificate {
+		c := *legacy
+		c.Policies = oids
+		return &c
+	}
+	if tmpl, err = copyImp.Template(req, serial, testNow, withPolicies(own.Policies(certpolicy.IssuerRoles(false)...)...)); err != nil {
+		t.Fatal(err)
+	}
+	if tmpl.Policies[0].String() != "1.3.6.1.4.1.99999.1" {
+		t.Errorf("Policies = %v under the configured arc", tmpl.Policies)
+	}
+	if _, err := copyImp.Template(req, serial, testNow, withPolicies(certpolicy.AnyPolicy)); err != nil {
+		t.Errorf("anyPolicy issuer refused: %v", err)
+	}
+	for name, iss := range map[string]*x509.Certificate{
+		"station CA":      withPolicies(own.Policies(certpolicy.IssuerRoles(true)...)...),
+		"CA of other arc": withPolicies(certpolicy.MustParseArc(certpolicy.DefaultArc).Policies(certpolicy.IssuerRoles(false)...)...),
+	} {
+		_, err := copyImp.Template(req, serial, testNow, iss)
+		if !errors.Is(err, ErrIssuer) || !strings.Contains(err.Error(), "may not issue device certificates") {
+			t.Errorf("%s: err = %v, want ErrIssuer", name, err)
+		}
+	}
+	// A profile written before roles: no policy at all.
+	noRole := *imp
+	noRole.Role = ""
+	if tmpl, err = noRole.Template(req, serial, testNow, legacy); err != nil || len(tmpl.Policies) != 0 {
+		t.Errorf("profile without role: %v, %v", tmpl.Policies, err)
 	}
 }

@@ -79,7 +79,10 @@ type CARequestInfo struct {
 	Generation         int    `json:"generation"`
 	Replaces           string `json:"replaces,omitempty"`
 	Subject            string `json:"subject"`
-	CSRSHA256          string `json:"csr_sha256"`
+	// Policies are the certificate policies (dotted) the CA's certificate carries: the server's policy arc,
+	// which the ceremony workspace does not know. Absent in requests written before policies existed.
+	Policies  []string `json:"policies,omitempty"`
+	CSRSHA256 string   `json:"csr_sha256"`
 }
 
 // CARequestFile is a request as 'keyward ca csr' writes it.
@@ -193,6 +196,9 @@ func (r *RA) RequestCA(ctx context.Context, p Principal, spec CARequestSpec) (*C
 	}
 	name := r.kindSubject(spec.Kind, spec.Environment, spec.ProductLine, spec.Site, info.Generation)
 	info.Subject = name.CommonName
+	for _, oid := range r.caPolicies(spec.Kind) {
+		info.Policies = append(info.Policies, oid.String())
+	}
 	key, loc, err := r.cfg.CA.GenerateKey(ctx, spec.Keys, purpose, alg, info.CA)
 	if err != nil {
 		return nil, wrap(KindUnavailable, err)
@@ -471,6 +477,19 @@ func (r *RA) kindTemplate(info *CARequestInfo, subject pkix.Name, pub any, now t
 	t, err := hierarchy.IssuingTemplate(subject, pub, now, validity, root)
 	if err != nil {
 		return nil, err
+	}
+	// The policies the request names (the server's arc); a bare CSR or an older request gets this
+	// workspace's.
+	if len(info.Policies) > 0 {
+		for _, s := range info.Policies {
+			oid, err := x509.ParseOID(s)
+			if err != nil {
+				return nil, fmt.Errorf("the request's policy %q: %w", s, err)
+			}
+			t.Policies = append(t.Policies, oid)
+		}
+	} else {
+		t.Policies = r.caPolicies(info.Kind)
 	}
 	switch info.Kind {
 	case store.CAKindStation:

@@ -31,7 +31,7 @@ func TestDestroyedKeyStopsSigningAtOnce(t *testing.T) {
 	}
 	// A certificate prepared (linted) before the destruction and signed after it.
 	k := key(t)
-	serial, _ := issuer.RandomSerial()
+	serial, _ := issuer.NewSerial(time.Now())
 	prepared, err := held.Prepare(&x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "DEMO-00000003"},
 		NotBefore: n.Now(), NotAfter: n.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}, &k.PublicKey)
 	if err != nil {

@@ -132,6 +132,23 @@ func (r *RA) Decommission(ctx context.Context, p Principal, req DecommissionRequ
 			}
 			res.KeysDestroyed = append(res.KeysDestroyed, uri)
 		}
+		// The device's symmetric keys, derived from key-derivation keys (kdk.go): Keyward holds none of them,
+		// so they too are recorded destroyed on the attester's word.
+		sym, err := r.deviceSymmetricKeys(ctx, d.Environment, d.ProductLine, d.Serial)
+		if err != nil {
+			return err
+		}
+		for _, k := range sym {
+			if err := tx.SetKeyState(ctx, k.URI, store.KeyDestroyed, now); err != nil {
+				return err
+			}
+			if err := r.success(ctx, tx, p, audit.ActionKeyDestroy, k.URI, now, map[string]string{"purpose": k.Purpose, "location": k.Location, "owner": k.Owner,
+				"reason": "device decommissioned", "attested_by": attester, "device": d.Serial, "environment": d.Environment, "product_line": d.ProductLine,
+				"role": p.Role}); err != nil {
+				return err
+			}
+			res.KeysDestroyed = append(res.KeysDestroyed, k.URI)
+		}
 		from := d.State
 		d.State, d.ReprovisionAllowed, d.ForceRenew, d.UpdatedAt = store.DeviceDecommissioned, false, false, now
 		if err := tx.PutDevice(ctx, d); err != nil {

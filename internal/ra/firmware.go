@@ -169,7 +169,7 @@ func (r *RA) newFirmwareSigningKeys(ctx context.Context, env string, ks keystore
 		return nil, nil, err
 	}
 	gen := []firmwareKey{ek}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(now)
 	if err != nil {
 		return nil, gen, err
 	}

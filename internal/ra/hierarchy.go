@@ -22,6 +22,7 @@ import (
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 // pendingCA is a CA whose key is generated and whose certificate is signed, not recorded yet: recordCA stores
@@ -143,6 +144,12 @@ func (r *RA) newSubordinate(ctx context.Context, s subordinate) (*pendingCA, err
 	if err != nil {
 		return nil, r.abandon(ctx, errorf(KindBadRequest, "%w", err), key.URI)
 	}
+	tmpl.Policies = r.caPolicies(s.kind)
+	if s.kind == store.CAKindStation {
+		// RFC 5280 4.2.1.12 in a CA certificate, as path validators apply it: its stations can only be TLS
+		// clients (the ceremony's station CA is made the same way, kindTemplate).
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
 	if s.edit != nil {
 		s.edit(tmpl)
 	}
@@ -151,6 +158,21 @@ func (r *RA) newSubordinate(ctx context.Context, s subordinate) (*pendingCA, err
 		return nil, r.abandon(ctx, signError(s.parent.CA().ID, fmt.Errorf("sign %s: %w", s.id, err)), key.URI)
 	}
 	return r.pending(ctx, &store.CA{ID: s.id, Environment: s.env, ProductLine: s.product, Kind: s.kind, ParentID: s.parent.CA().ID, KeyURI: key.URI}, key, loc, der, warnings)
+}
+
+// caPolicies returns the certificate policies (RFC 5280 4.2.1.4) a CA of kind carries under keyward.yaml's
+// policy arc: those of the roles it may issue under (pkg/certpolicy), so that a relying party checking a role
+// by policy also sees the CA was allowed to vouch for it. A station CA carries only the station policy: no
+// station certificate can pass for a device, gateway or service. Roots carry none (trust anchors are outside
+// RFC 5280 policy processing), nor do OCSP responders (end entities that issue nothing).
+func (r *RA) caPolicies(kind string) []x509.OID {
+	switch kind {
+	case store.CAKindStation:
+		return r.Hierarchy().Arc().Policies(certpolicy.IssuerRoles(true)...)
+	case store.CAKindIssuing, store.CAKindSite:
+		return r.Hierarchy().Arc().Policies(certpolicy.IssuerRoles(false)...)
+	}
+	return nil
 }
 
 // createSubordinate creates and records s in one transaction.

@@ -223,11 +223,11 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *par
 		return out, err
 	}
 	out.ca = iss
-	serial, err := issuer.RandomSerial()
+	out.at = r.now()
+	serial, err := issuer.NewSerial(out.at)
 	if err != nil {
 		return out, wrap(KindInternal, err)
 	}
-	out.at = r.now()
 	if ok, err := r.stampPrepare(ctx, out, p.Role, serial); ok || err != nil {
 		return out, err
 	}

@@ -25,6 +25,8 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -93,6 +95,7 @@ type SiteExportRecord struct {
 	At           time.Time
 	KeyURI       string // the key in the site HSM of a batch credential (PKCS#11 custody)
 	Station      string // the factory station that enrolled the device (site log)
+	Symmetric    string // an injected device's symmetric keys: purpose:KDK version, comma-separated
 	Hash         []byte // chain hash over the previous record's hash and this record
 }
 
@@ -501,8 +504,14 @@ func (r *RA) recordBatchEntry(ctx context.Context, tx store.Tx, p Principal, req
 		// per product line: hardware that got a credential from an earlier batch is refused.
 		dev := &store.Device{Environment: h.Environment, ProductLine: h.ProductLine, Serial: c.Subject.CommonName, StationID: "batch:" + h.BatchID,
 			Site: h.Site, HardwareSerial: rec.DeviceSerial}
-		if err := r.registerSiteDevice(ctx, tx, p, name, rec, spki, alg, serial, dev, now, map[string]string{"batch": h.BatchID,
-			"device_serial": rec.DeviceSerial, "injected_at": rec.At.Format(time.RFC3339Nano)}); err != nil {
+		details := map[string]string{"batch": h.BatchID, "device_serial": rec.DeviceSerial, "injected_at": rec.At.Format(time.RFC3339Nano)}
+		if rec.Symmetric != "" {
+			if err := r.recordSymmetric(ctx, tx, name, h, rec, c.Subject.CommonName, now); err != nil {
+				return err
+			}
+			details["symmetric"] = rec.Symmetric
+		}
+		if err := r.registerSiteDevice(ctx, tx, p, name, rec, spki, alg, serial, dev, now, details); err != nil {
 			return err
 		}
 		res.Devices++
@@ -816,4 +825,60 @@ func short(h string) string {
 		return h[:16] + "…"
 	}
 	return h
+}
+
+// recordSymmetric records in the key glossary the symmetric keys an injected device received (rec.Symmetric,
+// purpose:KDK version), each under a KDK version headquarters holds for the export's environment and product
+// line; the device's registration event carries the list.
+func (r *RA) recordSymmetric(ctx context.Context, tx store.Tx, name string, h *SiteExportHeader, rec *SiteExportRecord, cn string, now time.Time) error {
+	refs, err := ParseSymmetricList(rec.Symmetric)
+	if err != nil {
+		return fmt.Errorf("%s: %w: record %d: %v", name, ErrExportTampered, rec.Index, err)
+	}
+	for _, ref := range refs {
+		kdks, err := r.cfg.Store.ListKDKs(ctx, h.Environment, h.ProductLine, ref.Purpose)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(kdks, func(k *store.KDK) bool { return k.Version == ref.Version }) {
+			return fmt.Errorf("%s: %w: record %d's device got a %s key of KDK version %d, which headquarters does not hold for %s/%s",
+				name, ErrExportForeign, rec.Index, ref.Purpose, ref.Version, h.Environment, h.ProductLine)
+		}
+		uri := DerivedKeyURI(h.Environment, h.ProductLine, cn, ref.Purpose, ref.Version)
+		if err := tx.InsertKey(ctx, derivedKeyRow(uri, ref.Purpose, cn, now)); err != nil {
+			return fmt.Errorf("record %d: key %s: %w", rec.Index, uri, err)
+		}
+	}
+	return nil
+}
+
+// SymmetricRef names a device's symmetric key by purpose and KDK version.
+type SymmetricRef struct {
+	Purpose string
+	Version int
+}
+
+// ParseSymmetricList reads an export record's symmetric keys: "purpose:version" items of distinct symmetric
+// purposes, comma-separated, versions written in decimal without sign or leading zero.
+func ParseSymmetricList(s string) ([]SymmetricRef, error) {
+	const maxItems = 16
+	items := strings.Split(s, ",")
+	if len(items) > maxItems {
+		return nil, fmt.Errorf("symmetric key list has %d items; at most %d", len(items), maxItems)
+	}
+	out := make([]SymmetricRef, 0, len(items))
+	for _, item := range items {
+		purpose, v, ok := strings.Cut(item, ":")
+		version, err := strconv.Atoi(v)
+		switch {
+		case !ok || err != nil || version < 1 || strconv.Itoa(version) != v:
+			return nil, fmt.Errorf("symmetric key %.40q: want purpose:version with a version of 1 or more", item)
+		case !keystore.Purpose(purpose).Symmetric():
+			return nil, fmt.Errorf("symmetric key %.40q: unknown purpose; known: %v", item, keystore.SymmetricPurposes)
+		case slices.ContainsFunc(out, func(r SymmetricRef) bool { return r.Purpose == purpose }):
+			return nil, fmt.Errorf("symmetric key list names %s twice", purpose)
+		}
+		out = append(out, SymmetricRef{Purpose: purpose, Version: version})
+	}
+	return out, nil
 }

@@ -165,7 +165,7 @@ func minTime(a, b time.Time) time.Time {
 // linkCertificate has the root whose certificate is signer (key at keyURI) certify subject's name and key: a CA
 // certificate without a path length constraint, keyCertSign and cRLSign, through the linted path.
 func (r *RA) linkCertificate(ctx context.Context, subject, signer *x509.Certificate, keyURI string, now, notAfter time.Time) ([]byte, error) {
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(now)
 	if err != nil {
 		return nil, err
 	}

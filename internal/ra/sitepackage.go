@@ -39,6 +39,10 @@ type SitePackage struct {
 	// Keys are the site CA key and its export signer; SoftKeys those of them in the software keystore (dev),
 	// whose files the package carries.
 	Keys, SoftKeys []*store.Key
+	// KDKs are the key-derivation key versions of the site's environment and product line, not destroyed,
+	// whose keys are in the keystore of the site CA's key (the site HSM; in dev, the software keystore): a
+	// batch at the site derives device keys with them (factory batch --symmetric). Their key rows are in Keys.
+	KDKs []*store.KDK
 	// Stations are the factory stations registered for the site and its product line.
 	Stations []*store.Station
 	Custody  string // SiteCustodyPKCS11 or SiteCustodySoftware
@@ -61,7 +65,53 @@ func (s *SitePackage) details() map[string]string {
 	fs := s.Site
 	return map[string]string{"site_ca": s.CA.ID, "site": fs.Site, "environment": fs.Environment, "product_line": fs.ProductLine,
 		"stations": strings.Join(s.StationIDs(), ","), "quota": fmt.Sprint(fs.Quota), "reserved": fmt.Sprint(fs.Reserved),
-		"issue_until": fs.IssueUntil.Format(time.RFC3339), "key_custody": s.Custody, "headquarters_audit_head": s.AuditHead}
+		"issue_until": fs.IssueUntil.Format(time.RFC3339), "key_custody": s.Custody, "headquarters_audit_head": s.AuditHead,
+		"kdks": kdkList(s.KDKs)}
+}
+
+// kdkList names KDK versions as purpose:version, comma-separated.
+func kdkList(kdks []*store.KDK) string {
+	var b strings.Builder
+	for i, k := range kdks {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s:%d", k.Purpose, k.Version)
+	}
+	return b.String()
+}
+
+// siteKDKs adds to pkg the KDK versions of the site's environment and product line that are not destroyed and
+// whose keys are in the keystore of the site CA's key (caKey): the site HSM, or in dev the software keystore.
+// A KDK in another of headquarters' HSMs cannot reach the site, and is left out.
+func (r *RA) siteKDKs(ctx context.Context, pkg *SitePackage, caKey *store.Key) error {
+	kdks, err := r.cfg.Store.ListKDKs(ctx, pkg.Site.Environment, pkg.Site.ProductLine, "")
+	if err != nil {
+		return wrap(KindUnavailable, err)
+	}
+	if len(kdks) == 0 {
+		return nil
+	}
+	// A site CA's keystore that is not open here shares no KDK that can be shown to: none is carried.
+	siteKS, _ := r.cfg.CA.KeystoreOf(caKey.URI)
+	if siteKS == nil {
+		return nil
+	}
+	for _, k := range kdks {
+		key, err := r.cfg.Store.GetKey(ctx, k.URI)
+		if err != nil {
+			return wrap(KindUnavailable, err)
+		}
+		if key.State == store.KeyDestroyed {
+			continue
+		}
+		if ks, err := r.cfg.CA.KeystoreOf(k.URI); err != nil || ks != siteKS {
+			continue
+		}
+		pkg.Keys = append(pkg.Keys, key)
+		pkg.KDKs = append(pkg.KDKs, k)
+	}
+	return nil
 }
 
 // PackageSite decides what the data directory of site CA caID holds, has write make it at dir (the site's
@@ -101,6 +151,9 @@ func (r *RA) PackageSite(ctx context.Context, p Principal, caID, dir string, wri
 		return nil, wrap(KindUnavailable, fmt.Errorf("export signer of site CA %s: %w", row.ID, err))
 	}
 	pkg := &SitePackage{CA: row, Site: fs, Keys: []*store.Key{caKey, auditKey}, Custody: SiteCustodyPKCS11, At: r.now()}
+	if err := r.siteKDKs(ctx, pkg, caKey); err != nil {
+		return nil, err
+	}
 	for _, k := range pkg.Keys {
 		if k.Location == string(keystore.LocationSoftware) {
 			pkg.SoftKeys = append(pkg.SoftKeys, k)
@@ -181,6 +234,11 @@ func (r *RA) InitSite(ctx context.Context, p Principal, pkg *SitePackage) error 
 		}
 		for _, k := range pkg.Keys {
 			if err := tx.InsertKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		for _, k := range pkg.KDKs {
+			if err := tx.InsertKDK(ctx, k); err != nil {
 				return err
 			}
 		}

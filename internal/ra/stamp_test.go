@@ -364,7 +364,7 @@ func TestStampStopsWithItsCA(t *testing.T) {
 			t.Fatalf("counts went from %+v to %+v", before, after)
 		}
 		k := key(t)
-		serial, _ := issuer.RandomSerial()
+		serial, _ := issuer.NewSerial(time.Now())
 		der, err := stamps[0].Issue(ctx, serial, "DEMO-00000010", &k.PublicKey)
 		if !errors.Is(err, ca.ErrRetired) || der != nil {
 			t.Fatalf("the stamp signed after its CA's key was destroyed: %v", err)

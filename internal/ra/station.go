@@ -26,6 +26,7 @@ import (
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/pkg/certpolicy"
 )
 
 // StationCAID returns the id of env's factory-station CA.
@@ -112,7 +113,7 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 	if req.ValidUntil.After(caCert.NotAfter) {
 		return nil, FieldErrorf(KindBadRequest, "valid_until", "valid until %s is after the station CA %s expires (%s)", req.ValidUntil.Format(time.RFC3339), stationCA.CA().ID, caCert.NotAfter.Format(time.RFC3339))
 	}
-	serial, err := issuer.RandomSerial()
+	serial, err := issuer.NewSerial(now)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +126,9 @@ func (r *RA) AddStation(ctx context.Context, p Principal, req StationRequest) (*
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		AuthorityKeyId: caCert.SubjectKeyId,
+		// The station role (pkg/certpolicy): relying parties never take a station for a device, gateway or
+		// service, whatever its name or usages say.
+		Policies: []x509.OID{r.Hierarchy().Arc().Policy(certpolicy.Station)},
 	}
 	der, keyDER, err := stationCA.IssueCredential(ctx, tmpl)
 	if err != nil {

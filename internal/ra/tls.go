@@ -98,7 +98,7 @@ func (r *RA) IssueServerTLS(ctx context.Context, hosts []string, validity time.D
 		}
 	}
 	fail := func(cause error) (*ServerCertificate, error) { return nil, r.abandon(ctx, cause, key.URI) }
-	if tmpl.SerialNumber, err = issuer.RandomSerial(); err != nil {
+	if tmpl.SerialNumber, err = issuer.NewSerial(now); err != nil {
 		return fail(err)
 	}
 	p, err := iss.Prepare(tmpl, key.Public)

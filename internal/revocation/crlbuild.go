@@ -255,8 +255,9 @@ type serialRange struct{ after, upTo string }
 // serialRanges splits the serials between first and last, as the store orders them, into about n ranges that
 // together cover every string once: the first starts at "", the last has no upper bound, so a serial the
 // bounds do not foresee (another length, upper case) still falls in exactly one. The bounds are spread
-// evenly between the leading hexadecimal digits of first and last, as random serials are (RFC 5280 4.1.2.2,
-// CA/B BR 7.1); serials that are not hexadecimal get one range, which is correct, only not parallel.
+// evenly between the leading hexadecimal digits of first and last: random serials spread evenly over their
+// values, and issuer.NewSerial's over their issuance times, which lead them; serials that are not hexadecimal
+// get one range, which is correct, only not parallel.
 func serialRanges(first, last string, n int) []serialRange {
 	const digits = 15 // 60 bits: room for n steps between any two distinct prefixes
 	lo, okLo := hexPrefix(first, digits)

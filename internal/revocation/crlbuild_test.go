@@ -47,7 +47,7 @@ func TestSerialRanges(t *testing.T) {
 		for i := range b {
 			b[i] = byte(rng.UintN(256))
 		}
-		b[0] = b[0]&0x3f | 0x40 // as issuer.RandomSerial makes them
+		b[0] = b[0]&0x3f | 0x40 // as issuer.NewSerial makes them
 		return fmt.Sprintf("%x", b)
 	}
 	var serials []string

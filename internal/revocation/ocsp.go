@@ -169,6 +169,9 @@ type OCSPConfig struct {
 type Responder struct {
 	s   *Service
 	cfg OCSPConfig
+	// Observe, if set before serving, is called with each response signed (not one served from the cache): the
+	// CA it answers for, its thisUpdate and its size (metrics).
+	Observe func(ca string, thisUpdate time.Time, size int)
 
 	mu      sync.RWMutex
 	issuers []*ocspIssuer
@@ -351,6 +354,9 @@ func (r *Responder) Respond(ctx context.Context, der []byte) []byte {
 	if err != nil {
 		r.s.log.ErrorContext(ctx, "OCSP response", "issuer", oi.id, "serial", serial, "err", err)
 		return ocsp.InternalErrorErrorResponse
+	}
+	if r.Observe != nil {
+		r.Observe(oi.id, now.Truncate(time.Second), len(resp))
 	}
 	if req.NonceExt == nil {
 		r.mu.Lock()

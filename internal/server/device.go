@@ -58,7 +58,7 @@ func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request, p ra.Prin
 // DecommissionRequest is the body of POST /api/v1/devices/{env}/{product}/{serial}/decommission.
 type DecommissionRequest struct {
 	// AttestedBy names who attests that the device's keys were destroyed; required.
-	AttestedBy string `json:"attested_by"`
+	AttestedBy string `json:"attested_by" required:"true" hint:"who attests that the device's keys were destroyed"`
 }
 
 // decommission retires a device: 200 with an ra.DecommissionResult; 409 if it is decommissioned already; 404

@@ -50,11 +50,11 @@ func (s *Server) chain(w http.ResponseWriter, r *http.Request, _ ra.Principal) {
 
 // IssueRequest is the body of POST /api/v1/certificates.
 type IssueRequest struct {
-	Profile     string `json:"profile"`
+	Profile     string `json:"profile" required:"true"`
 	Environment string `json:"environment,omitempty"`
 	ProductLine string `json:"product_line,omitempty"`
 	// CSR is PEM, or base64 of DER.
-	CSR string `json:"csr"`
+	CSR string `json:"csr" required:"true"`
 }
 
 func (s *Server) issue(w http.ResponseWriter, r *http.Request, p ra.Principal) {
@@ -161,7 +161,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p ra.Princip
 
 // RevokeTokenRequest is the body of POST /api/v1/tokens/{name}/revoke.
 type RevokeTokenRequest struct {
-	Reason string `json:"reason"`
+	Reason string `json:"reason" required:"true" hint:"why the token is revoked"`
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p ra.Principal) {

@@ -37,6 +37,8 @@ type Public struct {
 	svc  *revocation.Service
 	ocsp *revocation.Responder
 	log  *slog.Logger
+	// ObserveFilter, if set before serving, is called by Reload with each scope's filter it serves (metrics).
+	ObserveFilter func(f *store.PublishedFilter)
 
 	mu      sync.RWMutex
 	objects map[string]publicObject
@@ -116,6 +118,9 @@ func (p *Public) Reload(ctx context.Context) error {
 				return err
 			}
 			objs["/filter/"+scope+".kwf"] = publicObject{data: f.Data, contentType: "application/octet-stream", maxAge: time.Hour}
+			if p.ObserveFilter != nil {
+				p.ObserveFilter(f)
+			}
 		}
 	}
 	p.mu.Lock()

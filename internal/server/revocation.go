@@ -21,7 +21,7 @@ func (s *Server) revocationRoutes() []Route {
 
 // RevokeRequest is the body of POST /api/v1/certificates/{serial}/revoke.
 type RevokeRequest struct {
-	Reason         string     `json:"reason"`                    // RFC 5280 5.3.1 name, e.g. "keyCompromise"
+	Reason         string     `json:"reason" required:"true" hint:"an RFC 5280 CRLReason name such as \"keyCompromise\" or \"certificateHold\""`
 	InvalidityDate *time.Time `json:"invalidity_date,omitempty"` // RFC 3339
 }
 
@@ -64,7 +64,7 @@ type BulkRevokeRequest struct {
 	Subject        string     `json:"subject,omitempty"`     // exact subject DN, e.g. "CN=DEMO-00000042"
 	IssuedFrom     *time.Time `json:"issued_from,omitempty"` // inclusive
 	IssuedTo       *time.Time `json:"issued_to,omitempty"`   // exclusive
-	Reason         string     `json:"reason"`                // RFC 5280 5.3.1 name
+	Reason         string     `json:"reason" required:"true" hint:"an RFC 5280 CRLReason name such as \"keyCompromise\""`
 	InvalidityDate *time.Time `json:"invalidity_date,omitempty"`
 	DryRun         bool       `json:"dry_run,omitempty"` // only count
 }

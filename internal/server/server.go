@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,6 +58,8 @@ type Route struct {
 	ClientCert bool
 	Roles      []string
 	Handler    func(w http.ResponseWriter, r *http.Request, p ra.Principal)
+	// MaxBody, if set, replaces maxBody for a route that takes an upload (a firmware image, a factory export).
+	MaxBody int64
 }
 
 // anonymous is the principal of a public route's caller.
@@ -102,9 +103,11 @@ func New(d Deps) *Server {
 	s.routes = append(s.routes, s.revocationRoutes()...)
 	s.routes = append(s.routes, s.deviceRoutes()...)
 	s.routes = append(s.routes, s.firmwareRoutes()...)
+	s.routes = append(s.routes, s.operatorRoutes()...)
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
+	s.mountConsole() // the web console at /console/ (console.go)
 	return s
 }
 
@@ -139,7 +142,11 @@ func (s *Server) wrap(rt Route) http.Handler {
 		return s.wrapCert(rt)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := int64(maxBody)
+		if rt.MaxBody > 0 {
+			limit = rt.MaxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if rt.Public {
 			rt.Handler(w, r, ra.Principal{ID: anonymous})
 			return
@@ -323,22 +330,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		body["field"] = f
 	}
 	writeJSON(w, status, body)
-}
-
-func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return ra.Errorf(ra.KindBadRequest, "request body is larger than %d bytes", mbe.Limit)
-		}
-		return ra.Errorf(ra.KindBadRequest, "request body is not valid JSON for this endpoint: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return ra.Errorf(ra.KindBadRequest, "request body has data after the JSON object")
-	}
-	return nil
 }
 
 func contains(list []string, s string) bool {

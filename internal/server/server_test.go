@@ -31,6 +31,7 @@ import (
 )
 
 type testServer struct {
+	t      testing.TB
 	n      *node.Node
 	s      *Server
 	url    string
@@ -80,7 +81,7 @@ func startDeps(t *testing.T, setup func(dir string), d Deps) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{n: n, s: s, url: "https://" + ln.Addr().String(), caFile: filepath.Join(dir, node.TLSDir, "ca.pem"), pool: pool, admin: strings.TrimSpace(string(tok))}
+	ts := &testServer{t: t, n: n, s: s, url: "https://" + ln.Addr().String(), caFile: filepath.Join(dir, node.TLSDir, "ca.pem"), pool: pool, admin: strings.TrimSpace(string(tok))}
 	stopped, closed := false, false
 	var stopErr error
 	ts.shutdown = func() error {
@@ -104,7 +105,8 @@ func startDeps(t *testing.T, setup func(dir string), d Deps) *testServer {
 }
 
 func (ts *testServer) client(maxVersion uint16) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ts.pool, MaxVersion: maxVersion}}}
+	// Every request and response is checked against the OpenAPI document (openapi_test.go).
+	return &http.Client{Timeout: 10 * time.Second, Transport: &validating{t: ts.t, base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ts.pool, MaxVersion: maxVersion}}}}
 }
 
 func (ts *testServer) do(t *testing.T, method, path, token string, body []byte) (int, []byte) {

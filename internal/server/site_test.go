@@ -72,7 +72,7 @@ func startSite(t *testing.T, quota int64) (ts *testServer, siteA, siteZ tls.Cert
 	go func() { done <- s.Serve(sctx, ln, cert, 5*time.Second) }()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	ts = &testServer{n: n, s: s, url: "https://" + ln.Addr().String(), pool: pool}
+	ts = &testServer{n: n, s: s, url: "https://" + ln.Addr().String(), pool: pool} // no t: a site serves no operator API, so nothing to check against the OpenAPI document
 	ts.stop = func() error { cancel(); err := <-done; n.Close(); return err }
 	t.Cleanup(func() { ts.stop() })
 	return ts, siteA, siteZ

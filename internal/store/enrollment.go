@@ -107,4 +107,7 @@ type EnrollmentStore interface {
 	// ExpiringCertificates returns valid certificates whose NotAfter is before before, soonest first, at most
 	// limit of them when limit is positive.
 	ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*Certificate, error)
+	// CountExpiring counts the valid certificates of profile whose NotAfter is after after and not after
+	// before: a range of the not_after index.
+	CountExpiring(ctx context.Context, profile string, after, before time.Time) (int64, error)
 }

@@ -127,6 +127,18 @@ type Certificate struct {
 	CreatedAt        time.Time
 }
 
+// KDK is one version of a key-derivation key: the key of URI (its key glossary row holds state, algorithm and
+// location) derives the device keys of Purpose for (Environment, ProductLine). Versions count from 1 per
+// (Environment, ProductLine, Purpose); the row never changes once stored.
+type KDK struct {
+	URI         string
+	Environment string
+	ProductLine string
+	Purpose     string
+	Version     int
+	CreatedAt   time.Time
+}
+
 // Token is an operator API token. Only the SHA-256 of the token is stored. Names are unique.
 type Token struct {
 	ID        string
@@ -189,6 +201,9 @@ type Tx interface {
 	// SetTokenLastUsed records that token id authenticated a request at at (ErrNotFound if there is none).
 	SetTokenLastUsed(ctx context.Context, id string, at time.Time) error
 	InsertKey(ctx context.Context, k *Key) error
+	// InsertKDK records a key-derivation key version; its key row must exist (ErrNotFound otherwise) and
+	// (environment, product line, purpose, version) be free (ErrExists otherwise).
+	InsertKDK(ctx context.Context, k *KDK) error
 	// SetKeyState moves the key at uri to state at time at; for KeyDestroyed it also sets DestroyedAt.
 	SetKeyState(ctx context.Context, uri, state string, at time.Time) error
 	// InsertCertificate stores c. It fails with ErrDuplicateKey if another subject's certificate has the same
@@ -238,6 +253,9 @@ type Reader interface {
 	ListCARequests(ctx context.Context) ([]*CARequest, error)
 	GetKey(ctx context.Context, uri string) (*Key, error)
 	ListKeys(ctx context.Context) ([]*Key, error)
+	// ListKDKs returns the key-derivation keys of (env, product, purpose), every one when an argument is empty,
+	// ordered by environment, product line, purpose and version.
+	ListKDKs(ctx context.Context, env, product, purpose string) ([]*KDK, error)
 	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
 	// CertificatesBySPKI returns the certificates whose SPKI hash equals h, for the duplicate-key pre-check made
 	// before anything is signed (InsertCertificate enforces the rule again).

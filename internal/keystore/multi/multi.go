@@ -137,3 +137,32 @@ func redact(uri string) string {
 	}
 	return uri
 }
+
+// PRF computes HMAC-SHA-256 under the KDK at uri in the backend that handles it; a backend without
+// key-derivation keys refuses with keystore.ErrWrongPurpose.
+func (r *Router) PRF(ctx context.Context, uri string, purpose keystore.Purpose, data []byte) ([]byte, error) {
+	b, err := r.route(uri)
+	if err != nil {
+		return nil, err
+	}
+	k, ok := b.(keystore.KDKStore)
+	if !ok {
+		return nil, fmt.Errorf("key %s: the %s keystore holds no key-derivation keys: %w", redact(uri), b.Location(), keystore.ErrWrongPurpose)
+	}
+	return k.PRF(ctx, uri, purpose, data)
+}
+
+// GenerateKDK creates a key-derivation key in the default backend, which must hold them.
+func (r *Router) GenerateKDK(ctx context.Context, purpose keystore.Purpose, label string) (keystore.Key, error) {
+	backends := r.list()
+	if len(backends) == 0 {
+		return keystore.Key{}, fmt.Errorf("generate key-derivation key: no keystore backend configured: %w", keystore.ErrBackend)
+	}
+	k, ok := backends[0].(keystore.KDKStore)
+	if !ok {
+		return keystore.Key{}, fmt.Errorf("generate key-derivation key: the %s keystore holds none: %w", backends[0].Location(), errors.ErrUnsupported)
+	}
+	return k.GenerateKDK(ctx, purpose, label)
+}
+
+var _ keystore.KDKStore = (*Router)(nil)

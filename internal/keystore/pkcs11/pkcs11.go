@@ -235,6 +235,9 @@ func (s *Store) generate(ctx context.Context, purpose keystore.Purpose, alg keys
 	if !purpose.Valid() {
 		return keystore.Key{}, fmt.Errorf("generate key on %s: unknown purpose %q; known: %v", s.name, purpose, keystore.Purposes)
 	}
+	if purpose.Symmetric() {
+		return keystore.Key{}, fmt.Errorf("generate key on %s: %s keys are key-derivation keys; make them with GenerateKDK: %w", s.name, purpose, keystore.ErrWrongPurpose)
+	}
 	id := make([]byte, idLen)
 	if _, err := io.ReadFull(rand.Reader, id); err != nil {
 		return keystore.Key{}, fmt.Errorf("generate key id: %w", err)

@@ -97,8 +97,9 @@ type entry struct {
 	algorithm keystore.Algorithm
 	public    crypto.PublicKey
 
-	mu  sync.RWMutex // held for reading while signing, for writing while zeroising
-	key crypto.Signer
+	mu     sync.RWMutex // held for reading while signing, for writing while zeroising
+	key    crypto.Signer
+	secret []byte // a key-derivation key (kdk.go) instead of key
 }
 
 // header is keystore.json.
@@ -299,6 +300,9 @@ func (s *Store) Generate(ctx context.Context, purpose keystore.Purpose, alg keys
 	if !purpose.Valid() {
 		return keystore.Key{}, fmt.Errorf("generate key in %s: unknown purpose %q; known: %v", s.dir, purpose, keystore.Purposes)
 	}
+	if purpose.Symmetric() {
+		return keystore.Key{}, fmt.Errorf("generate key in %s: %s keys are key-derivation keys; make them with GenerateKDK: %w", s.dir, purpose, keystore.ErrWrongPurpose)
+	}
 	if len(label) > maxLabel {
 		return keystore.Key{}, fmt.Errorf("generate key in %s: label is %d bytes; the limit is %d", s.dir, len(label), maxLabel)
 	}
@@ -404,6 +408,9 @@ func (s *Store) Signer(ctx context.Context, uri string, purpose keystore.Purpose
 	if e.purpose != purpose {
 		return nil, keystore.PurposeError(uri, e.purpose, purpose)
 	}
+	if e.purpose.Symmetric() {
+		return nil, fmt.Errorf("key %s is a %s key-derivation key: it derives, never signs: %w", uri, e.purpose, keystore.ErrWrongPurpose)
+	}
 	return &signer{e: e}, nil
 }
 
@@ -437,6 +444,9 @@ func (s *Store) loadLocked(id string) (*entry, error) {
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s has unknown purpose %q", uri, path, truncate(string(kf.Purpose))))
 	case len(kf.Nonce) != s.aead.NonceSize():
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s is corrupted: nonce is %d bytes", uri, path, len(kf.Nonce)))
+	}
+	if kf.Algorithm == keystore.HMACSHA256 || kf.Purpose.Symmetric() {
+		return s.loadKDKLocked(uri, path, data, &kf)
 	}
 	if !knownAlgorithm(kf.Algorithm) {
 		return nil, unsealErr(fmt.Sprintf("cannot unseal key %s: %s has unknown algorithm %q", uri, path, truncate(string(kf.Algorithm))))
@@ -537,6 +547,8 @@ func (e *entry) wipe() {
 		zeroise(e.key)
 		e.key = nil
 	}
+	clear(e.secret)
+	e.secret = nil
 }
 
 // zeroise overwrites the private material of key that this package can reach.

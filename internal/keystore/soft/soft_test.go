@@ -589,3 +589,16 @@ func BenchmarkSignBaseline(b *testing.B) {
 		}
 	})
 }
+
+func TestKDKConformance(t *testing.T) {
+	keystoretest.RunKDK(t, func(t *testing.T) keystoretest.KDKBackend {
+		s, _ := newStore(t)
+		return s
+	}, func(t *testing.T, ks keystoretest.KDKBackend, purpose keystore.Purpose, key []byte) string {
+		uri, err := ks.(*soft.Store).ImportKDK(purpose, bytes.Clone(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uri
+	})
+}

@@ -206,6 +206,15 @@ func (s *Store) TokenByName(ctx context.Context, name string) (*store.Token, err
 	return t, nil
 }
 
+// ListKDKs returns the key-derivation keys of (env, product, purpose); an empty argument matches any.
+func (s *Store) ListKDKs(ctx context.Context, env, product, purpose string) ([]*store.KDK, error) {
+	ks, err := collect(ctx, s.pool, codec.ScanKDK, sqlrecord.ListKDKs, env, product, purpose)
+	if err != nil {
+		return nil, fmt.Errorf("list KDKs: %w", err)
+	}
+	return ks, nil
+}
+
 // ListTokens returns every operator token in order of creation.
 func (s *Store) ListTokens(ctx context.Context) ([]*store.Token, error) {
 	toks, err := collect(ctx, s.pool, codec.ScanToken, sqlrecord.ListTokens)

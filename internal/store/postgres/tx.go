@@ -388,3 +388,17 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 	t.releases++
 	return nil
 }
+
+func (t *tx) InsertKDK(ctx context.Context, k *store.KDK) error {
+	_, err := t.tx.Exec(ctx, sqlrecord.InsertKDK, codec.KDKArgs(k)...)
+	switch {
+	case err == nil:
+		return nil
+	case pgCode(err) == uniqueViolation:
+		return fmt.Errorf("insert KDK %s/%s/%s v%d: %w", k.Environment, k.ProductLine, k.Purpose, k.Version, store.ErrExists)
+	case pgCode(err) == foreignKeyViolation:
+		return fmt.Errorf("insert KDK %s: no key row: %w", k.URI, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert KDK %s: %w", k.URI, err)
+	}
+}

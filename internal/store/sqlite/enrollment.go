@@ -153,6 +153,15 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]*store
 	return out, nil
 }
 
+// CountExpiring counts the valid certificates of profile expiring in (after, before].
+func (s *Store) CountExpiring(ctx context.Context, profile string, after, before time.Time) (int64, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, sqlrecord.CountExpiring, profile, store.CertStatusValid, codec.BindTime(after), codec.BindTime(before)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s certificates expiring before %s: %w", profile, before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
+
 // ExpiringCertificates returns valid certificates expiring before before, soonest first.
 func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]*store.Certificate, error) {
 	q, args := sqlrecord.ExpiringCertificates, []any{codec.BindTime(before), store.CertStatusValid}

@@ -74,9 +74,9 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 		return nil, fmt.Errorf("open sqlite store %q: path must not contain '?' or '#'", path)
 	}
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
-	// Bulk issuance inserts into two indexes on random keys (serial, SPKI hash), so a transaction of a few
-	// hundred certificates dirties a few hundred index pages. cache_size keeps up to 64 MiB of pages in the
-	// writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
+	// Issuance inserts into two indexes on random keys (the SPKI hash, the device key's URI; serials ascend,
+	// issuer.NewSerial), so a transaction of a few hundred certificates dirties a few hundred index pages.
+	// cache_size keeps up to 64 MiB of pages in the writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
 	// copies the WAL into the database once a second on a connection of its own, so a page rewritten by many
 	// transactions within that second is copied and fsynced once, and no request waits for a checkpoint.
 	// Once the WAL passes walRestartFrames the checkpointer has the writer start it over; the file keeps its size
@@ -445,6 +445,19 @@ func (s *Store) TokenByName(ctx context.Context, name string) (*store.Token, err
 		return nil, fmt.Errorf("token %q: %w", name, notFound(err))
 	}
 	return t, nil
+}
+
+// ListKDKs returns the key-derivation keys of (env, product, purpose); an empty argument matches any.
+func (s *Store) ListKDKs(ctx context.Context, env, product, purpose string) ([]*store.KDK, error) {
+	rows, err := s.r.QueryContext(ctx, sqlrecord.ListKDKs, env, product, purpose)
+	if err != nil {
+		return nil, fmt.Errorf("list KDKs: %w", err)
+	}
+	ks, err := collect(rows, codec.ScanKDK)
+	if err != nil {
+		return nil, fmt.Errorf("list KDKs: %w", err)
+	}
+	return ks, nil
 }
 
 // ListTokens returns every operator token in order of creation.

@@ -243,3 +243,17 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) (err error) {
 // Pipeline sends nothing later (a write to the embedded database costs no round trip); InsertKey then reports no
 // ErrExists, as the contract says.
 func (t *tx) Pipeline() { t.pipeline = true }
+
+func (t *tx) InsertKDK(ctx context.Context, k *store.KDK) error {
+	_, err := t.tx.ExecContext(ctx, sqlrecord.InsertKDK, codec.KDKArgs(k)...)
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return fmt.Errorf("insert KDK %s/%s/%s v%d: %w", k.Environment, k.ProductLine, k.Purpose, k.Version, store.ErrExists)
+	case isForeignKey(err):
+		return fmt.Errorf("insert KDK %s: no key row: %w", k.URI, store.ErrNotFound)
+	default:
+		return fmt.Errorf("insert KDK %s: %w", k.URI, err)
+	}
+}

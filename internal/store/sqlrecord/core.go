@@ -20,6 +20,7 @@ const (
 	KeyColumns         = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
 	CertificateColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
 		`revoked_at, revocation_reason, created_at`
+	KDKColumns    = `uri, environment, product_line, purpose, version, created_at`
 	TokenColumns  = `id, name, role, hash, created_at, revoked_at, expires_at, last_used_at, revocation_reason`
 	AuditColumns  = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
 	ChangeColumns = `seq, action, subject`
@@ -53,6 +54,11 @@ const (
 	InsertCertificate  = `INSERT INTO certificates (` + CertificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	SelectCertificate  = `SELECT ` + CertificateColumns + ` FROM certificates WHERE serial = $1`
 	CertificatesBySPKI = `SELECT ` + CertificateColumns + ` FROM certificates WHERE spki_sha256 = $1 ORDER BY serial`
+
+	InsertKDK = `INSERT INTO kdks (` + KDKColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	// ListKDKs reads the KDKs of environment $1, product line $2 and purpose $3, each '' for any.
+	ListKDKs = `SELECT ` + KDKColumns + ` FROM kdks WHERE ($1 = '' OR environment = $1) AND ($2 = '' OR product_line = $2)
+		AND ($3 = '' OR purpose = $3) ORDER BY environment, product_line, purpose, version`
 
 	InsertToken       = `INSERT INTO tokens (` + TokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	SelectTokenByHash = `SELECT ` + TokenColumns + ` FROM tokens WHERE hash = $1`
@@ -166,6 +172,20 @@ func (c Codec) AppendCertificateArgs(dst []any, x *store.Certificate) []any {
 	return append(dst, x.Serial, x.IssuerID, x.Profile, x.ProfileVersion, x.Subject, c.BindTime(x.NotBefore),
 		c.BindTime(x.NotAfter), x.SPKISHA256, Blob(x.DER), x.Status, c.BindNullTime(x.RevokedAt),
 		x.RevocationReason, c.BindTime(x.CreatedAt))
+}
+
+// ScanKDK reads a row of KDKColumns.
+func (c Codec) ScanKDK(r Row) (*store.KDK, error) {
+	var k store.KDK
+	if err := r.Scan(&k.URI, &k.Environment, &k.ProductLine, &k.Purpose, &k.Version, c.ScanTime(&k.CreatedAt)); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// KDKArgs returns k's values in the order of KDKColumns.
+func (c Codec) KDKArgs(k *store.KDK) []any {
+	return []any{k.URI, k.Environment, k.ProductLine, k.Purpose, k.Version, c.BindTime(k.CreatedAt)}
 }
 
 // ScanToken reads a row of TokenColumns.

@@ -37,6 +37,8 @@ const (
 	// ExpiringCertificatesLimit at most $3 of them.
 	ExpiringCertificates      = `SELECT ` + CertificateColumns + ` FROM certificates WHERE not_after < $1 AND status = $2 ORDER BY not_after, serial`
 	ExpiringCertificatesLimit = ExpiringCertificates + ` LIMIT $3`
+	// CountExpiring counts the certificates of profile $1 and status $2 with $3 < not_after <= $4.
+	CountExpiring = `SELECT count(*) FROM certificates WHERE not_after > $3 AND not_after <= $4 AND status = $2 AND profile = $1`
 )
 
 // UpdateStationArgs returns the arguments of UpdateStation.

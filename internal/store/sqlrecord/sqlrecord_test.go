@@ -74,6 +74,7 @@ func TestColumnsMatch(t *testing.T) {
 	}{
 		{"CA", CAColumns, func(r Row) error { _, err := c.ScanCA(r); return err }, c.CAArgs(&store.CA{})},
 		{"Key", KeyColumns, func(r Row) error { _, err := c.ScanKey(r); return err }, c.KeyArgs(&store.Key{})},
+		{"KDK", KDKColumns, func(r Row) error { _, err := c.ScanKDK(r); return err }, c.KDKArgs(&store.KDK{})},
 		{"Certificate", CertificateColumns, func(r Row) error { _, err := c.ScanCertificate(r); return err }, c.AppendCertificateArgs(nil, &store.Certificate{})},
 		{"Token", TokenColumns, func(r Row) error { _, err := c.ScanToken(r); return err }, c.TokenArgs(&store.Token{})},
 		{"Event", AuditColumns, func(r Row) error { _, err := c.ScanEvent(r); return err }, c.AppendEventArgs(nil, &audit.Event{}, nil)},

@@ -82,6 +82,7 @@ func TestStatements(t *testing.T) {
 		{"SelectStation", SelectStation, 1}, {"ListStations", ListStations, 0}, {"UpdateStation", UpdateStation, len(c.UpdateStationArgs(&store.Station{}))},
 		{"SelectDevice", SelectDevice, 3}, {"SetCertificateStatus", SetCertificateStatus, 3},
 		{"ExpiringCertificates", ExpiringCertificates, 2}, {"ExpiringCertificatesLimit", ExpiringCertificatesLimit, 3},
+		{"CountExpiring", CountExpiring, 4},
 		{"NextCounter", NextCounter, 1}, {"RevocationHead", RevocationHead, 0}, {"SelectRevocationEntry", SelectRevocationEntry, 1},
 		{"Revoke", Revoke, len(c.RevokeArgs(&store.Revocation{}, 1))}, {"Unhold", Unhold, len(UnholdArgs("s", 1))},
 		{"WalkRevocationChanges", WalkRevocationChanges, 3}, {"PruneCRLs", PruneCRLs, 3}, {"LatestCRL", LatestCRL, 2},

@@ -320,6 +320,28 @@ func testExpiringCertificates(t *testing.T, b Backend) {
 	if len(got) != 1 || got[0].Serial != serials[1] {
 		t.Fatalf("ExpiringCertificates limit 1: %d certificates", len(got))
 	}
+
+	// CountExpiring: valid ones of the profile in (after, before]; the bounds are exclusive, then inclusive.
+	other := newCert(t, "dev/demo-implant", "CN=gw", randBytes(t, 32))
+	other.Profile, other.NotAfter = "gateway-identity", now.Add(24*time.Hour)
+	tx(t, b, func(tx store.Tx) error { return tx.InsertCertificate(ctx, other) })
+	for _, tc := range []struct {
+		profile       string
+		after, before time.Duration
+		want          int64
+	}{
+		{"implant-identity", 0, 90 * 24 * time.Hour, 2},         // 24h and 72h; 48h is superseded, 400d is later
+		{"implant-identity", 0, 500 * 24 * time.Hour, 3},        // and the 400d one
+		{"implant-identity", 24 * time.Hour, 72 * time.Hour, 1}, // (24h, 72h]: only 72h
+		{"implant-identity", 0, time.Hour, 0},
+		{"gateway-identity", 0, 90 * 24 * time.Hour, 1},
+		{"no-such-profile", 0, 90 * 24 * time.Hour, 0},
+	} {
+		n, err := es.CountExpiring(ctx, tc.profile, now.Add(tc.after), now.Add(tc.before))
+		if err != nil || n != tc.want {
+			t.Errorf("CountExpiring(%s, %s, %s) = %d, %v; want %d", tc.profile, tc.after, tc.before, n, err, tc.want)
+		}
+	}
 }
 
 // testIssuanceFacts: one read returns the certificates of a key and the registry's device, or no device.

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"CARevoke", testCARevoke},
 		{"CARequest", testCARequest},
 		{"Token", testToken},
+		{"KDK", testKDK},
 		{"CertificatesBySPKIRead", testCertificatesBySPKIRead},
 		{"WalkChanges", testWalkChanges},
 		{"Watch", testWatch},
@@ -1182,4 +1183,41 @@ func testCertificatesBySPKIRead(t *testing.T, s Backend) {
 	if none, err := s.CertificatesBySPKI(ctx, randBytes(t, 32)); err != nil || len(none) != 0 {
 		t.Fatalf("CertificatesBySPKI unknown key: %v %v", none, err)
 	}
+}
+
+func testKDK(t *testing.T, s Backend) {
+	ctx := context.Background()
+	mk := func(uri, env, product, purpose string, v int) *store.KDK {
+		k := &store.Key{URI: uri, Purpose: purpose, Algorithm: "hmac-sha256", Location: "software", State: store.KeyActive, Owner: "kdk:" + env + "/" + product,
+			CreatedAt: us(t0), StateChangedAt: us(t0)}
+		tx(t, s, func(tx store.Tx) error { return tx.InsertKey(ctx, k) })
+		return &store.KDK{URI: uri, Environment: env, ProductLine: product, Purpose: purpose, Version: v, CreatedAt: us(t0)}
+	}
+	a2 := mk("soft:a2", "dev", "pump", "device-link", 2)
+	a1 := mk("soft:a1", "dev", "pump", "device-link", 1)
+	b1 := mk("soft:b1", "dev", "pump", "device-storage", 1)
+	c1 := mk("soft:c1", "staging", "pump", "device-link", 1)
+	for _, k := range []*store.KDK{a2, a1, b1, c1} {
+		tx(t, s, func(tx store.Tx) error { return tx.InsertKDK(ctx, k) })
+	}
+	got, err := s.ListKDKs(ctx, "dev", "pump", "device-link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "ListKDKs dev/pump/device-link", got, []*store.KDK{a1, a2})
+	got, err = s.ListKDKs(ctx, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "ListKDKs all", got, []*store.KDK{a1, a2, b1, c1})
+	if got, err = s.ListKDKs(ctx, "production", "", ""); err != nil || len(got) != 0 {
+		t.Fatalf("ListKDKs production: %v, %v", got, err)
+	}
+	dup := *a1
+	dup.URI = "soft:a2" // its key row exists, but version 1 is taken
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertKDK(ctx, &dup) })
+	wantErr(t, "InsertKDK of a taken version", err, store.ErrExists)
+	orphan := store.KDK{URI: "soft:none", Environment: "dev", ProductLine: "pump", Purpose: "device-link", Version: 9, CreatedAt: us(t0)}
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.InsertKDK(ctx, &orphan) })
+	wantErr(t, "InsertKDK without a key row", err, store.ErrNotFound)
 }

@@ -82,7 +82,7 @@ func newPKI(t testing.TB) *pki {
 		other: other, otherKey: ok, otherLeaf: otherLeaf, otherSigner: osk, otherSignerChain: [][]byte{otherSigner.Raw, other.Raw}}
 }
 
-// fleet is n random 16-byte serials (as issuer.RandomSerial makes them), the first r of them revoked.
+// fleet is n random 16-byte serials (as issuer.NewSerial makes them), the first r of them revoked.
 func fleet(t testing.TB, n, r int) (revoked, valid [][]byte) {
 	t.Helper()
 	buf := make([]byte, 16*n)
