@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,8 +190,13 @@ func TestConfigSettingsReloadAndTLSRenewal(t *testing.T) {
 	// A new version of the profile, reloaded on SIGHUP: its new subject rule applies at once.
 	prof := filepath.Join(data, "profiles", "implant-identity.yaml")
 	orig := readFile(t, prof)
-	v2 := strings.Replace(strings.Replace(orig, "'^DEMO-[0-9]{8}$'", "'^TEST-[0-9]{8}$'", 1), "version: 1", "version: 2", 1)
-	if v2 == orig {
+	ver := regexp.MustCompile(`(?m)^version: (\d+)$`).FindStringSubmatch(orig)
+	if ver == nil {
+		t.Fatal("the default profile has no version line: update this test")
+	}
+	n, _ := strconv.Atoi(ver[1])
+	v2 := strings.Replace(strings.Replace(orig, "'^DEMO-[0-9]{8}$'", "'^TEST-[0-9]{8}$'", 1), ver[0], fmt.Sprintf("version: %d", n+1), 1)
+	if !strings.Contains(v2, "TEST-") {
 		t.Fatal("the default profile changed: update this test")
 	}
 	writeFile(t, prof, v2)

@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +141,7 @@ func TestReloadPolicy(t *testing.T) {
 	}
 	// New rules under the old version: refused, nothing changes.
 	write(strings.Replace(string(orig), "backdate: 1h", "backdate: 2h", 1))
-	if _, err := n.ReloadPolicy(); err == nil || !strings.Contains(err.Error(), "raise version to 2") || !strings.Contains(err.Error(), prof) {
+	if _, err := n.ReloadPolicy(); err == nil || !strings.Contains(err.Error(), "raise version to") || !strings.Contains(err.Error(), prof) {
 		t.Fatalf("reload: %v", err)
 	}
 	// A broken profile: refused, with its file and line.
@@ -151,17 +153,22 @@ func TestReloadPolicy(t *testing.T) {
 		t.Fatal("a refused reload changed the profiles")
 	}
 	// New rules with a new version, and a product line that drops a profile: both at once.
-	write(strings.Replace(strings.Replace(string(orig), "backdate: 1h", "backdate: 2h", 1), "version: 1", "version: 2", 1))
+	cur := n.RA.Profiles()["implant-identity"].Version
+	write(strings.Replace(strings.Replace(string(orig), "backdate: 1h", "backdate: 2h", 1), fmt.Sprintf("version: %d", cur), fmt.Sprintf("version: %d", cur+1), 1))
 	cfg := filepath.Join(dir, ConfigFile)
 	c, _ := os.ReadFile(cfg)
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(c), "profiles: [implant-identity, gateway-identity]", "profiles: [implant-identity]", 1)), 0o600); err != nil {
+	dropped := regexp.MustCompile(`profiles: \[implant-identity, [^\]]*\]`).ReplaceAllString(string(c), "profiles: [implant-identity]")
+	if dropped == string(c) {
+		t.Fatal("the default keyward.yaml changed: update this test")
+	}
+	if err := os.WriteFile(cfg, []byte(dropped), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = n.ReloadPolicy()
 	if err != nil || strings.Join(rep.Changed, ",") != "implant-identity" || !rep.Hierarchy {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	if p := n.RA.Profiles()["implant-identity"]; p.Version != 2 || p.Backdate != 2*time.Hour {
+	if p := n.RA.Profiles()["implant-identity"]; p.Version != cur+1 || p.Backdate != 2*time.Hour {
 		t.Fatalf("profile after reload: version %d backdate %s", p.Version, p.Backdate)
 	}
 	if got := n.RA.Hierarchy().Environments["dev"].ProductLines["demo-implant"].Profiles; len(got) != 1 {

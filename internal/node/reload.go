@@ -67,6 +67,8 @@ func (n *Node) PrepareReload() (*PolicyReload, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Profiles carry the running policy arc (Open does the same); a new policy_arc takes a restart.
+	profile.SetPolicyArc(profiles, n.RA.Hierarchy().Arc())
 	old := n.RA.Profiles()
 	rep := &PolicyReload{File: file}
 	profiles = maps.Clone(profiles)
