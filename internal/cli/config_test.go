@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
 
 // TestGoldenConfig pins 'config show' (text and JSON) with a value from each source, and the refusals of a
 // malformed configuration: each mistake with its file, line and fix, and the exit code.
+// reColumnGap is the padding between two columns of a table.
+var reColumnGap = regexp.MustCompile(` {2,}`)
+
 func TestGoldenConfig(t *testing.T) {
 	dir := initDir(t)
 	cfg := filepath.Join(dir, "keyward.yaml")
@@ -29,7 +33,8 @@ func TestGoldenConfig(t *testing.T) {
 	run := func(args ...string) {
 		stdout, stderr, code := kw(t, append(args, "--data", dir)...)
 		printed.WriteString(stdout + stderr)
-		fmt.Fprintf(&out, "$ keyward %s\nexit %d\n%s%s\n", normalise(strings.Join(args, " "), dir), code, normalise(stdout, dir), normalise(stderr, dir))
+		// Columns padded to the widest value would move with the temporary directory's length: one gap each.
+		fmt.Fprintf(&out, "$ keyward %s\nexit %d\n%s%s\n", normalise(strings.Join(args, " "), dir), code, reColumnGap.ReplaceAllString(normalise(stdout, dir), "  "), normalise(stderr, dir))
 	}
 	run("config", "show", "--commit-window", "2ms")
 	run("config", "check")
