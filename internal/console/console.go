@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -314,28 +315,9 @@ func (c *Console) notFound(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusNotFound, "error", s, "Not found", errorPage{Message: "no console page at " + audit.Bound(r.URL.Path, audit.MaxDetail)})
 }
 
-// statusOf maps an RA error to the console's status: the console's one mapping of error kinds, as the API's.
-func statusOf(err error) int {
-	switch ra.KindOf(err) {
-	case ra.KindBadRequest:
-		return http.StatusBadRequest
-	case ra.KindUnauthorized:
-		return http.StatusUnauthorized
-	case ra.KindForbidden:
-		return http.StatusForbidden
-	case ra.KindNotFound:
-		return http.StatusNotFound
-	case ra.KindConflict:
-		return http.StatusConflict
-	case ra.KindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 // fail renders an RA error: its message for the caller's mistakes, "see the server log" for ours.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	status := statusOf(err)
+	status := api.StatusOf(err)
 	msg := err.Error()
 	if status >= 500 {
 		c.log.ErrorContext(r.Context(), "console request failed", "method", r.Method, "path", audit.Bound(r.URL.Path, audit.MaxDetail), "err", err)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/ra"
@@ -81,7 +82,7 @@ func estAction(path string) string {
 func (s *Server) estFail(w http.ResponseWriter, r *http.Request, p ra.Principal, err error) {
 	noteReason(r, err)
 	var he *httpError
-	status := statusOf(err)
+	status := api.StatusOf(err)
 	if errors.As(err, &he) {
 		status = he.status
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/api"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/metrics"
 	"github.com/keyward/keyward/internal/ra"
@@ -186,7 +187,7 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, rt Route, a 
 	a.Source = sourceOf(r)
 	a.Method, a.Route = rt.Method, rt.Pattern
 	s.ra.RefuseAuth(r.Context(), a)
-	status := statusOf(a.Err)
+	status := api.StatusOf(a.Err)
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		s.limit.get().charge(a.Source)
 	}
@@ -298,28 +299,9 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// statusOf maps an error to its HTTP status: the one place the API maps error kinds.
-func statusOf(err error) int {
-	switch ra.KindOf(err) {
-	case ra.KindBadRequest:
-		return http.StatusBadRequest
-	case ra.KindUnauthorized:
-		return http.StatusUnauthorized
-	case ra.KindForbidden:
-		return http.StatusForbidden
-	case ra.KindNotFound:
-		return http.StatusNotFound
-	case ra.KindConflict:
-		return http.StatusConflict
-	case ra.KindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	noteReason(r, err)
-	status := statusOf(err)
+	status := api.StatusOf(err)
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, status, "internal error; see the server log")

@@ -110,29 +110,9 @@ func (s *Store) loadKDKLocked(uri, path string, data []byte, kf *keyFile) (*entr
 // PRF returns HMAC-SHA-256 under the KDK at uri over data, refusing a key of another purpose
 // (keystore.ErrWrongPurpose) and a key that is not a KDK.
 func (s *Store) PRF(ctx context.Context, uri string, purpose keystore.Purpose, data []byte) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	id, err := parseURI(uri)
+	e, err := s.entryFor(ctx, uri, purpose)
 	if err != nil {
 		return nil, err
-	}
-	s.mu.RLock()
-	e, closed := s.cache[id], s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, s.closedErr()
-	}
-	if e == nil {
-		s.mu.Lock()
-		e, err = s.loadLocked(id)
-		s.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-	}
-	if e.purpose != purpose {
-		return nil, keystore.PurposeError(uri, e.purpose, purpose)
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()

@@ -383,6 +383,19 @@ func generateKey(alg keystore.Algorithm) (crypto.Signer, error) {
 // yields an error wrapping keystore.ErrUnseal. Unsealed keys are cached. The signer stops working once the key
 // is destroyed or the Store closed.
 func (s *Store) Signer(ctx context.Context, uri string, purpose keystore.Purpose) (crypto.Signer, error) {
+	e, err := s.entryFor(ctx, uri, purpose)
+	if err != nil {
+		return nil, err
+	}
+	if e.purpose.Symmetric() {
+		return nil, fmt.Errorf("key %s is a %s key-derivation key: it derives, never signs: %w", uri, e.purpose, keystore.ErrWrongPurpose)
+	}
+	return &signer{e: e}, nil
+}
+
+// entryFor returns the unsealed entry of the key at uri (from the cache, or its file unsealed and cached),
+// refusing with keystore.ErrWrongPurpose unless the key was generated for purpose.
+func (s *Store) entryFor(ctx context.Context, uri string, purpose keystore.Purpose) (*entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -408,10 +421,7 @@ func (s *Store) Signer(ctx context.Context, uri string, purpose keystore.Purpose
 	if e.purpose != purpose {
 		return nil, keystore.PurposeError(uri, e.purpose, purpose)
 	}
-	if e.purpose.Symmetric() {
-		return nil, fmt.Errorf("key %s is a %s key-derivation key: it derives, never signs: %w", uri, e.purpose, keystore.ErrWrongPurpose)
-	}
-	return &signer{e: e}, nil
+	return e, nil
 }
 
 // loadLocked returns the cached entry for id or unseals its file and caches it. s.mu must be held for writing.
