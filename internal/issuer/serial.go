@@ -25,8 +25,8 @@ const maxSerialMillis = 1<<48 - 1
 //
 // The time prefix makes serials ascend with issuance, so the store's serial-keyed indexes (the certificates'
 // unique serial, the per-issuer status index, the audit subject index) grow at their right edge instead of
-// dirtying a random page of an index of many gigabytes for every certificate, so issuance costs about the same
-// on a store of millions as on an empty one. It reveals the issuance time to the millisecond, which notBefore already gives to the second. Serials
+// dirtying a random page of each of those indexes, gigabytes deep in a store of millions, for every
+// certificate. It reveals the issuance time to the millisecond, which notBefore already gives to the second. Serials
 // made in the same millisecond, on one node or several, differ by their random bits; a clock set back only
 // loses the ordering, never uniqueness.
 func NewSerial(now time.Time) (*big.Int, error) {
