@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/storetest"
 )
 
@@ -187,7 +189,8 @@ func TestReloadPolicy(t *testing.T) {
 }
 
 // The server certificate renews itself at two thirds of its lifetime, and a listener serving through
-// GetCertificate presents the new one without a restart.
+// GetCertificate presents the new one without a restart; the replaced key is destroyed after the grace period,
+// through the RA (glossary and audit), while the new key signs on.
 func TestTLSRenewer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,8 +208,14 @@ func TestTLSRenewer(t *testing.T) {
 	if life := first.NotAfter.Sub(first.NotBefore); life > 14*time.Second {
 		t.Fatalf("lifetime %s, want about 12s", life)
 	}
+	firstKey, err := os.ReadFile(filepath.Join(dir, TLSDir, "server.key-uri"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldURI := strings.TrimSpace(string(firstKey))
 	renewed := make(chan *x509.Certificate, 4)
 	r.Renewed = func(c *x509.Certificate) { renewed <- c }
+	r.Grace = time.Second
 	go r.Run(ctx)
 
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS13})
@@ -259,6 +268,38 @@ func TestTLSRenewer(t *testing.T) {
 	c, _, err := n.ServerTLSValid(ctx, []string{"127.0.0.1"}, 12*time.Second)
 	if err != nil || c.Leaf.SerialNumber.Cmp(next.SerialNumber) != 0 {
 		t.Fatalf("a restart would not pick up the renewed certificate: %v", err)
+	}
+	// The replaced key: destroyed once the grace period is over, in the glossary and the keystore, by the
+	// renewal's principal, audited; the new one still signs.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k, err := n.Store.GetKey(ctx, oldURI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.State == store.KeyDestroyed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced key %s is still %s 10s after its grace period of 1s", oldURI, k.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := n.CA.TLSSigner(ctx, oldURI); err == nil {
+		t.Error("the replaced key still signs")
+	}
+	if got := served(); got.SerialNumber.Cmp(next.SerialNumber) != 0 {
+		t.Fatal("the renewed certificate stopped serving when the old key was destroyed")
+	}
+	destroyed := false
+	if err := n.Store.WalkAudit(ctx, 0, func(e *audit.Event) error {
+		destroyed = destroyed || (e.Action == audit.ActionKeyDestroy && e.Subject == oldURI && e.Actor == "server:tls-renewal")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !destroyed {
+		t.Error("no key.destroy audit event for the replaced key by server:tls-renewal")
 	}
 }
 

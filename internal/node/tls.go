@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/internal/ra"
 )
 
 // RenewAt is when a server certificate is re-issued: at two thirds of its lifetime, which leaves a third (30
@@ -48,7 +50,7 @@ func (n *Node) ServerTLSValid(ctx context.Context, hosts []string, validity time
 		}
 		n.Logger.Warn("server TLS key unusable; issuing a new one", "key", uri, "err", err)
 	}
-	c, err := n.issueServerTLS(ctx, hosts, validity)
+	c, _, err := n.issueServerTLS(ctx, hosts, validity)
 	return c, caPEM, err
 }
 
@@ -69,31 +71,32 @@ func (n *Node) writeServiceCA(ctx context.Context) ([]byte, []byte, error) {
 	return caRow.CertDER, caPEM, nil
 }
 
-// issueServerTLS has the RA issue a new server certificate and key, and writes them to DATA/tls.
-func (n *Node) issueServerTLS(ctx context.Context, hosts []string, validity time.Duration) (*tls.Certificate, error) {
+// issueServerTLS has the RA issue a new server certificate and key, writes them to DATA/tls, and returns the
+// certificate and its key's URI.
+func (n *Node) issueServerTLS(ctx context.Context, hosts []string, validity time.Duration) (*tls.Certificate, string, error) {
 	dir := filepath.Join(n.Dir, TLSDir)
 	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key-uri")
 	sc, err := n.RA.IssueServerTLS(ctx, hosts, validity)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	leaf, err := x509.ParseCertificate(sc.CertDER)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	signer, err := n.CA.TLSSigner(ctx, sc.KeyURI)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// The key's URI first: a crash between the two writes leaves a certificate that does not match its key,
 	// which the next start replaces, never a certificate whose key is lost.
 	if err := writeFileAtomic(keyFile, []byte(sc.KeyURI+"\n"), 0o600); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sc.CertDER}), 0o644); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return &tls.Certificate{Certificate: [][]byte{sc.CertDER, sc.CACertDER}, PrivateKey: signer, Leaf: leaf}, nil
+	return &tls.Certificate{Certificate: [][]byte{sc.CertDER, sc.CACertDER}, PrivateKey: signer, Leaf: leaf}, sc.KeyURI, nil
 }
 
 // currentServerCert returns the certificate and key URI in the data directory's TLS files if the certificate is
@@ -142,9 +145,20 @@ type TLSRenewer struct {
 	hosts    []string
 	validity time.Duration
 	cur      atomic.Pointer[tls.Certificate]
+	keyURI   string // the current certificate's key
+	// Grace is how long a renewed certificate's key outlives it, for handshakes that took the old certificate
+	// just before the swap; then it is destroyed through the RA (audited), so renewals leave no live keys
+	// behind. Default RetireGrace.
+	Grace time.Duration
 	// Renewed, if set, is called after each renewal with the new certificate.
 	Renewed func(*x509.Certificate)
 }
+
+// RetireGrace is how long a renewed server certificate's key is kept before it is destroyed.
+const RetireGrace = time.Minute
+
+// renewalPrincipal destroys the keys of renewed server certificates: the server acting on its own keys.
+var renewalPrincipal = ra.Principal{ID: "server:tls-renewal", Role: ra.RoleAdmin}
 
 // NewTLSRenewer returns a renewer holding the server certificate for hosts (ServerTLSValid).
 func (n *Node) NewTLSRenewer(ctx context.Context, hosts []string, validity time.Duration) (*TLSRenewer, error) {
@@ -152,7 +166,11 @@ func (n *Node) NewTLSRenewer(ctx context.Context, hosts []string, validity time.
 	if err != nil {
 		return nil, err
 	}
-	r := &TLSRenewer{n: n, hosts: slices.Clone(hosts), validity: validity}
+	uri, err := os.ReadFile(filepath.Join(n.Dir, TLSDir, "server.key-uri"))
+	if err != nil {
+		return nil, err
+	}
+	r := &TLSRenewer{n: n, hosts: slices.Clone(hosts), validity: validity, keyURI: string(bytes.TrimSpace(uri)), Grace: RetireGrace}
 	r.cur.Store(c)
 	return r, nil
 }
@@ -166,12 +184,23 @@ func (r *TLSRenewer) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 }
 
 // Run renews the certificate when it is due until ctx ends. A failed renewal is logged and retried after a
-// tenth of the time left (at least a second, at most ten minutes), while the current certificate serves on.
+// tenth of the time left (at least a second, at most ten minutes), while the current certificate serves on. The
+// replaced certificate's key is destroyed Grace after the swap (or as Run returns, if sooner).
 func (r *TLSRenewer) Run(ctx context.Context) {
+	var retire string // a replaced key, destroyed at retireAt
+	var retireAt time.Time
+	defer func() {
+		if retire != "" { // no handshake starts any more; the node is still open until Run returns
+			r.retire(context.WithoutCancel(ctx), retire)
+		}
+	}()
 	for {
 		leaf := r.cur.Load().Leaf
-		wait := RenewAt(leaf).Sub(r.n.Now())
-		if wait > 0 {
+		due := RenewAt(leaf)
+		if retire != "" && retireAt.Before(due) {
+			due = retireAt
+		}
+		if wait := due.Sub(r.n.Now()); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -180,7 +209,12 @@ func (r *TLSRenewer) Run(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		c, err := r.n.issueServerTLS(ctx, r.hosts, r.validity)
+		if retire != "" && !r.n.Now().Before(retireAt) {
+			r.retire(ctx, retire)
+			retire = ""
+			continue
+		}
+		c, uri, err := r.n.issueServerTLS(ctx, r.hosts, r.validity)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -196,8 +230,24 @@ func (r *TLSRenewer) Run(ctx context.Context) {
 		}
 		r.cur.Store(c)
 		r.n.Logger.Info("server TLS certificate renewed", "serial", fmt.Sprintf("%x", c.Leaf.SerialNumber), "not_after", c.Leaf.NotAfter, "renew_at", RenewAt(c.Leaf))
+		if retire != "" { // renewed again before the last key's grace ended
+			r.retire(ctx, retire)
+		}
+		if r.keyURI != "" && r.keyURI != uri {
+			retire, retireAt = r.keyURI, r.n.Now().Add(r.Grace)
+		}
+		r.keyURI = uri
 		if r.Renewed != nil {
 			r.Renewed(c.Leaf)
 		}
 	}
+}
+
+// retire destroys a replaced server certificate's key through the RA (key glossary and audit trail).
+func (r *TLSRenewer) retire(ctx context.Context, uri string) {
+	if err := r.n.RA.DestroyKey(ctx, renewalPrincipal, uri, "superseded: the server certificate was renewed"); err != nil {
+		r.n.Logger.Error("the replaced server TLS key was not destroyed; destroy it with 'keyward key destroy'", "key", uri, "err", err)
+		return
+	}
+	r.n.Logger.Info("replaced server TLS key destroyed", "key", uri)
 }
