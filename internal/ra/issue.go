@@ -76,6 +76,7 @@ type prepared struct {
 	csr     *x509.CertificateRequest
 	key     *issuer.SubjectKey
 	spki    []byte // SHA-256 of key's SubjectPublicKeyInfo
+	reissue bool   // the key was certified before (for the same subject)
 	at      time.Time
 	token   *issuer.Prepared
 
@@ -215,6 +216,7 @@ func (r *RA) prepare(ctx context.Context, p Principal, req IssueRequest, pc *par
 	if err := duplicateKey(owners, out.spki, csr.Subject.String()); err != nil {
 		return out, err
 	}
+	out.reissue = len(owners) > 0
 	if caID, err = r.issuingCA(ctx, caID); err != nil {
 		return out, err
 	}
@@ -326,13 +328,13 @@ func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, ac
 	if err := tx.InsertCertificate(ctx, c); err != nil {
 		return err
 	}
-	alg, _ := keystore.AlgorithmOf(s.prepared.csr.PublicKey)
-	if err := tx.InsertKey(ctx, &store.Key{
-		URI: DeviceKeyURI(c.SPKISHA256), Purpose: string(keystore.PurposeDeviceIdentity), Algorithm: string(alg),
-		Location: string(keystore.LocationDevice), State: store.KeyActive, Owner: c.Serial, SPKISHA256: c.SPKISHA256,
-		CreatedAt: c.CreatedAt, StateChangedAt: c.CreatedAt,
-	}); err != nil && !errors.Is(err, store.ErrExists) {
-		return err
+	// A re-issue for a key already certified (for this subject: prepare refused any other) leaves the key's
+	// glossary row as it is.
+	if !s.prepared.reissue {
+		alg, _ := keystore.AlgorithmOf(s.prepared.csr.PublicKey)
+		if err := tx.InsertCertificateKey(ctx, c, string(alg)); err != nil {
+			return err
+		}
 	}
 	details := map[string]string{"profile": c.Profile, "issuer": c.IssuerID, "subject": c.Subject, "role": p.Role,
 		"spki_sha256": hex.EncodeToString(c.SPKISHA256), "not_after": c.NotAfter.Format(time.RFC3339)}
@@ -433,7 +435,7 @@ func (r *RA) Chain(ctx context.Context, env, product string) ([][]byte, error) {
 }
 
 // DeviceKeyURI names a key Keyward does not hold, by the SHA-256 of its SubjectPublicKeyInfo.
-func DeviceKeyURI(spki []byte) string { return "spki:sha256:" + hex.EncodeToString(spki) }
+func DeviceKeyURI(spki []byte) string { return store.DeviceKeyURI(spki) }
 
 // SerialOf returns the canonical serial of a DER certificate, or "" if it does not parse.
 func SerialOf(der []byte) string {

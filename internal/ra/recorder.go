@@ -229,6 +229,14 @@ func (t *recorder) InsertKey(ctx context.Context, k *store.Key) error {
 	return nil
 }
 
+func (t *recorder) InsertCertificateKey(ctx context.Context, c *store.Certificate, algorithm string) error {
+	if err := t.Tx.InsertCertificateKey(ctx, c, algorithm); err != nil {
+		return err
+	}
+	t.note(audit.StateKey, store.DeviceKeyURI(c.SPKISHA256), map[string]string{"state": store.KeyActive})
+	return nil
+}
+
 func (t *recorder) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
 	if err := t.Tx.SetKeyState(ctx, uri, state, at); err != nil {
 		return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/keyward/keyward/internal/audit"
 )
@@ -10,14 +11,25 @@ import (
 // to millions of enrolled devices in minutes, where issuing them would take hours. Nothing in the product uses
 // it: the registration authority writes through Tx, one checked decision at a time.
 
-// Enrolled is one device enrollment as a bulk load stores it: the certificate, the glossary row of its key,
-// the registry's row of the device, and the audit event that records the three (the load seals it into the
-// chain).
+// Enrolled is one device enrollment as a bulk load stores it: the certificate, the glossary row of its key
+// (stored as Tx.InsertCertificateKey stores it: Key.Algorithm, State and StateChangedAt beside the certificate;
+// the rest is the certificate's), the registry's row of the device, and the audit event that records the three
+// (the load seals it into the chain).
 type Enrolled struct {
 	Cert   Certificate
 	Key    Key
 	Device Device
 	Event  audit.Event
+}
+
+// CheckDeviceKey refuses a record whose Key is not its certificate's device key: a bulk load stores it as
+// Tx.InsertCertificateKey does, beside the certificate.
+func (r *Enrolled) CheckDeviceKey() error {
+	k := &r.Key
+	if k.Owner != r.Cert.Serial || k.URI != DeviceKeyURI(r.Cert.SPKISHA256) || k.Purpose != DeviceKeyPurpose || k.Location != DeviceKeyLocation {
+		return fmt.Errorf("key %q of certificate %s is not the certificate's device key", k.URI, r.Cert.Serial)
+	}
+	return nil
 }
 
 // BulkLoader is a backend's bulk path for benchmark fixtures. Both backends implement it; an architecture test

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
@@ -88,6 +91,51 @@ const (
 	KeyCompromised   = "compromised"
 	KeyDestroyed     = "destroyed"
 )
+
+// A device key certified by Keyward (a key generated on the device, which Keyward never holds) is in the
+// glossary under DeviceKeyURI of its SPKI hash, with purpose DeviceKeyPurpose and location DeviceKeyLocation; its
+// owner and creation time are those of the first certificate of the key (Tx.InsertCertificateKey).
+const (
+	DeviceKeyPurpose  = "device-identity"
+	DeviceKeyLocation = "device"
+	deviceKeyPrefix   = "spki:sha256:"
+)
+
+// DeviceKeyURI is the glossary URI of a key Keyward does not hold, named by the SHA-256 of its
+// SubjectPublicKeyInfo.
+func DeviceKeyURI(spkiSHA256 []byte) string { return deviceKeyPrefix + hex.EncodeToString(spkiSHA256) }
+
+// DeviceKeySPKI returns the SPKI hash a DeviceKeyURI names, and false for any other URI.
+func DeviceKeySPKI(uri string) ([]byte, bool) {
+	h, ok := strings.CutPrefix(uri, deviceKeyPrefix)
+	if !ok || len(h) != 2*sha256.Size {
+		return nil, false
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || hex.EncodeToString(b) != h {
+		return nil, false
+	}
+	return b, true
+}
+
+// MergeKeys returns the glossary rows of keys and device keys (each ordered by URI) as one list ordered by
+// URI, the first row of a URI kept.
+func MergeKeys(keys, device []*Key) []*Key {
+	out := make([]*Key, 0, len(keys)+len(device))
+	for len(keys) > 0 || len(device) > 0 {
+		var k *Key
+		if len(device) == 0 || (len(keys) > 0 && keys[0].URI <= device[0].URI) {
+			k, keys = keys[0], keys[1:]
+		} else {
+			k, device = device[0], device[1:]
+		}
+		if n := len(out); n > 0 && out[n-1].URI == k.URI {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
 
 // Key is one entry of the key glossary: a key Keyward holds or knows of (a device's key, for instance).
 type Key struct {
@@ -201,10 +249,17 @@ type Tx interface {
 	// SetTokenLastUsed records that token id authenticated a request at at (ErrNotFound if there is none).
 	SetTokenLastUsed(ctx context.Context, id string, at time.Time) error
 	InsertKey(ctx context.Context, k *Key) error
+	// InsertCertificateKey records in the key glossary the device-held key of certificate c, inserted before in
+	// this transaction, as DeviceKeyURI(c.SPKISHA256), of algorithm, active since c.CreatedAt, owned by c's
+	// serial. A key the glossary holds already (a re-issue for the same key, or a row of InsertKey) is left as it
+	// is, without an error. The row is keyed by c's serial, so that issuance appends to it (serials are
+	// time-ordered) where a row keyed by the URI, a hash, went to a random place.
+	InsertCertificateKey(ctx context.Context, c *Certificate, algorithm string) error
 	// InsertKDK records a key-derivation key version; its key row must exist (ErrNotFound otherwise) and
 	// (environment, product line, purpose, version) be free (ErrExists otherwise).
 	InsertKDK(ctx context.Context, k *KDK) error
-	// SetKeyState moves the key at uri to state at time at; for KeyDestroyed it also sets DestroyedAt.
+	// SetKeyState moves the key at uri (either kind of glossary row) to state at time at; for KeyDestroyed it
+	// also sets DestroyedAt.
 	SetKeyState(ctx context.Context, uri, state string, at time.Time) error
 	// InsertCertificate stores c. It fails with ErrDuplicateKey if another subject's certificate has the same
 	// SPKI hash, and ErrDuplicateSerial if the serial is taken.

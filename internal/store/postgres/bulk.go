@@ -22,9 +22,9 @@ var _ store.BulkLoader = (*Store)(nil)
 const bulkRecords = 50_000
 
 var (
-	certCopyColumns   = strings.Split(sqlrecord.CertificateColumns, ", ")
-	keyCopyColumns    = strings.Split(sqlrecord.KeyColumns, ", ")
-	deviceCopyColumns = strings.Split(sqlrecord.DeviceColumns, ", ")
+	certCopyColumns      = strings.Split(sqlrecord.CertificateColumns, ", ")
+	deviceKeyCopyColumns = strings.Split(sqlrecord.DeviceKeyRowColumns, ", ")
+	deviceCopyColumns    = strings.Split(sqlrecord.DeviceColumns, ", ")
 )
 
 // LoadEnrolled implements store.BulkLoader. next is called from a goroutine of its own, one call at a time,
@@ -91,6 +91,9 @@ func (s *Store) copyBatch(ctx context.Context, batch sqlrecord.EnrolledBatch) (e
 		return fmt.Errorf("bulk load on %s: read chain head: %w", s.where, err)
 	}
 	for _, r := range recs {
+		if err = r.CheckDeviceKey(); err != nil {
+			return fmt.Errorf("bulk load on %s: %w", s.where, err)
+		}
 		e := &r.Event
 		audit.Seal(e, seq, head)
 		seq, head = e.Seq, e.Hash
@@ -103,7 +106,7 @@ func (s *Store) copyBatch(ctx context.Context, batch sqlrecord.EnrolledBatch) (e
 		{"certificates", certCopyColumns, func(r *store.Enrolled, _ int) []any { return codec.AppendCertificateArgs(nil, &r.Cert) }},
 		// The binding that InsertCertificate makes in the same statement as the certificate.
 		{"certificate_keys", []string{"spki_sha256", "subject"}, func(r *store.Enrolled, _ int) []any { return []any{r.Cert.SPKISHA256, r.Cert.Subject} }},
-		{"keys", keyCopyColumns, func(r *store.Enrolled, _ int) []any { return codec.KeyArgs(&r.Key) }},
+		{"device_keys", deviceKeyCopyColumns, func(r *store.Enrolled, _ int) []any { return codec.DeviceKeyRowArgs(&r.Key) }},
 		{"devices", deviceCopyColumns, func(r *store.Enrolled, _ int) []any { return codec.DeviceArgs(&r.Device) }},
 		{"audit_events", auditCopyColumns, func(r *store.Enrolled, i int) []any { return codec.AppendEventArgs(nil, &r.Event, details[i]) }},
 	}
@@ -128,15 +131,15 @@ func (s *Store) copyBatch(ctx context.Context, batch sqlrecord.EnrolledBatch) (e
 // measurement does not share the disk with the writing out of the load. CHECKPOINT needs the pg_checkpoint
 // role or a superuser; without either, the result says so.
 func (s *Store) SettleBulk(ctx context.Context) (string, error) {
-	if _, err := s.pool.Exec(ctx, `VACUUM (ANALYZE) certificates, certificate_keys, keys, devices, audit_events`); err != nil {
+	if _, err := s.pool.Exec(ctx, `VACUUM (ANALYZE) certificates, certificate_keys, device_keys, devices, audit_events`); err != nil {
 		return "", fmt.Errorf("settle %s: vacuum: %w", s.where, err)
 	}
-	done := "VACUUM (ANALYZE) of certificates, certificate_keys, keys, devices, audit_events; CHECKPOINT"
+	done := "VACUUM (ANALYZE) of certificates, certificate_keys, device_keys, devices, audit_events; CHECKPOINT"
 	if _, err := s.pool.Exec(ctx, `CHECKPOINT`); err != nil {
 		if pgCode(err) != insufficientPrivilege {
 			return "", fmt.Errorf("settle %s: checkpoint: %w", s.where, err)
 		}
-		done = "VACUUM (ANALYZE) of certificates, certificate_keys, keys, devices, audit_events; no CHECKPOINT (the role may not)"
+		done = "VACUUM (ANALYZE) of certificates, certificate_keys, device_keys, devices, audit_events; no CHECKPOINT (the role may not)"
 	}
 	return done, nil
 }

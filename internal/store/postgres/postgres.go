@@ -131,6 +131,9 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 	k, err := codec.ScanKey(s.pool.QueryRow(ctx, sqlrecord.SelectKey, uri))
+	if spki, ok := store.DeviceKeySPKI(uri); ok && errors.Is(err, pgx.ErrNoRows) {
+		k, err = codec.ScanDeviceKey(s.pool.QueryRow(ctx, sqlrecord.SelectDeviceKey, spki))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -143,7 +146,11 @@ func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	return keys, nil
+	device, err := collect(ctx, s.pool, codec.ScanDeviceKey, sqlrecord.ListDeviceKeys)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return store.MergeKeys(keys, device), nil
 }
 
 // CertificatesBySPKI returns the certificates whose SPKI hash is h, ordered by serial.

@@ -201,8 +201,33 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 	}
 }
 
+// insertCertificateKey is Tx.InsertCertificateKey's statement: $1 serial, $2 algorithm, $3 state, $4 time,
+// $5 SPKI hash, $6 URI. The certificates_spki_sha256 entries it reads are those InsertCertificate just wrote.
+const insertCertificateKey = `INSERT INTO device_keys (serial, algorithm, state, state_changed_at, destroyed_at)
+	SELECT $1::text, $2::text, $3::text, $4::timestamptz, NULL
+	WHERE NOT EXISTS (SELECT 1 FROM certificates c JOIN device_keys d ON d.serial = c.serial WHERE c.spki_sha256 = $5::bytea)
+	AND NOT EXISTS (SELECT 1 FROM keys WHERE uri = $6::text)`
+
+func (t *tx) InsertCertificateKey(ctx context.Context, c *store.Certificate, algorithm string) error {
+	args := []any{c.Serial, algorithm, store.KeyActive, codec.BindTime(c.CreatedAt), c.SPKISHA256, store.DeviceKeyURI(c.SPKISHA256)}
+	if t.pipeline {
+		t.queue(insertCertificateKey, args...)
+		t.checks = append(t.checks, queuedCheck{exec: func(pgconn.CommandTag) error { return nil }})
+		return nil
+	}
+	if _, err := t.tx.Exec(ctx, insertCertificateKey, args...); err != nil {
+		return fmt.Errorf("insert key of certificate %s: %w", c.Serial, err)
+	}
+	return nil
+}
+
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
 	tag, err := t.tx.Exec(ctx, sqlrecord.SetKeyState, codec.SetKeyStateArgs(uri, state, at)...)
+	if spki, ok := store.DeviceKeySPKI(uri); ok && err == nil && tag.RowsAffected() == 0 {
+		args := codec.SetKeyStateArgs(uri, state, at)
+		args[2] = spki
+		tag, err = t.tx.Exec(ctx, sqlrecord.SetDeviceKeyState, args...)
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)

@@ -29,6 +29,9 @@ const bulkRecords = 100_000
 // random-key index pages a transaction touches stay in it instead of spilling to the WAL before commit.
 const bulkCacheKiB = 2 << 20
 
+// insertDeviceKey stores a device key's glossary row beside its certificate (store.Enrolled.CheckDeviceKey).
+var insertDeviceKey = `INSERT INTO device_keys (` + sqlrecord.DeviceKeyRowColumns + `) VALUES ($1, $2, $3, $4, $5)`
+
 // insertDevice stores a new device; the bulk load never replaces one.
 var insertDevice = `INSERT INTO devices (` + sqlrecord.DeviceColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 
@@ -87,7 +90,7 @@ func (s *Store) loadTx(ctx context.Context, batches <-chan sqlrecord.EnrolledBat
 			}
 		}
 	}()
-	for i, q := range []string{sqlrecord.InsertCertificate, sqlrecord.InsertKey, insertDevice, sqlrecord.InsertEvent} {
+	for i, q := range []string{sqlrecord.InsertCertificate, insertDeviceKey, insertDevice, sqlrecord.InsertEvent} {
 		if st[i], err = sqltx.PrepareContext(ctx, positional(q)); err != nil {
 			return 0, false, fmt.Errorf("bulk load into %s: prepare %q: %w", s.path, q, err)
 		}
@@ -107,7 +110,10 @@ func (s *Store) loadTx(ctx context.Context, batches <-chan sqlrecord.EnrolledBat
 			if _, err = st[0].ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...); err != nil {
 				return 0, false, bulkError("certificate "+c.Serial, err)
 			}
-			if _, err = st[1].ExecContext(ctx, codec.KeyArgs(&r.Key)...); err != nil {
+			if err = r.CheckDeviceKey(); err != nil {
+				return 0, false, fmt.Errorf("bulk load: %w", err)
+			}
+			if _, err = st[1].ExecContext(ctx, codec.DeviceKeyRowArgs(&r.Key)...); err != nil {
 				return 0, false, bulkError("key "+r.Key.URI, err)
 			}
 			d := &r.Device

@@ -196,6 +196,7 @@ func ping(ctx context.Context, db *sql.DB) error {
 const (
 	stInsertCA = iota
 	stInsertKey
+	stInsertCertKey
 	stSetKeyState
 	stKeyConflict
 	stInsertCert
@@ -213,6 +214,7 @@ const (
 const (
 	stGetCA = iota
 	stGetKey
+	stGetDeviceKey
 	stGetCert
 	stWalkAudit
 	stCertsBySPKIRead
@@ -224,9 +226,10 @@ const (
 // prepare prepares the store's statements on the writer and the reader pools.
 func (s *Store) prepare(ctx context.Context) error {
 	writeSQL := [numWriteStmts]string{
-		stInsertCA:    sqlrecord.InsertCA,
-		stInsertKey:   sqlrecord.InsertKey,
-		stSetKeyState: sqlrecord.SetKeyState,
+		stInsertCA:      sqlrecord.InsertCA,
+		stInsertKey:     sqlrecord.InsertKey,
+		stInsertCertKey: insertCertificateKey,
+		stSetKeyState:   sqlrecord.SetKeyState,
 		// The duplicate-key check of InsertCertificate; PostgreSQL makes it within its insert instead.
 		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ? AND subject <> ? LIMIT 1`,
 		stInsertCert:  sqlrecord.InsertCertificate,
@@ -244,6 +247,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	readSQL := [numReadStmts]string{
 		stGetCA:           sqlrecord.SelectCA,
 		stGetKey:          sqlrecord.SelectKey,
+		stGetDeviceKey:    sqlrecord.SelectDeviceKey,
 		stGetCert:         sqlrecord.SelectCertificate,
 		stWalkAudit:       sqlrecord.WalkAudit,
 		stCertsBySPKIRead: sqlrecord.CertificatesBySPKI,
@@ -397,6 +401,9 @@ func (s *Store) ListCAs(ctx context.Context) ([]*store.CA, error) {
 // GetKey returns the key with the given URI, or an error wrapping store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 	k, err := codec.ScanKey(s.rs[stGetKey].QueryRowContext(ctx, uri))
+	if spki, ok := store.DeviceKeySPKI(uri); ok && errors.Is(err, sql.ErrNoRows) {
+		k, err = codec.ScanDeviceKey(s.rs[stGetDeviceKey].QueryRowContext(ctx, spki))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get key %q: %w", uri, notFound(err))
 	}
@@ -405,15 +412,20 @@ func (s *Store) GetKey(ctx context.Context, uri string) (*store.Key, error) {
 
 // ListKeys returns every key of the glossary, ordered by URI.
 func (s *Store) ListKeys(ctx context.Context) ([]*store.Key, error) {
-	rows, err := s.r.QueryContext(ctx, sqlrecord.ListKeys)
-	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+	var lists [2][]*store.Key
+	for i, q := range []struct {
+		sql  string
+		scan func(sqlrecord.Row) (*store.Key, error)
+	}{{sqlrecord.ListKeys, codec.ScanKey}, {sqlrecord.ListDeviceKeys, codec.ScanDeviceKey}} {
+		rows, err := s.r.QueryContext(ctx, q.sql)
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		if lists[i], err = collect(rows, q.scan); err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
 	}
-	keys, err := collect(rows, codec.ScanKey)
-	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
-	}
-	return keys, nil
+	return store.MergeKeys(lists[0], lists[1]), nil
 }
 
 // CertificatesBySPKI returns the certificates whose SPKI hash is h, ordered by serial.

@@ -116,14 +116,39 @@ func (t *tx) InsertKey(ctx context.Context, k *store.Key) error {
 	}
 }
 
+// insertCertificateKey is Tx.InsertCertificateKey's statement: $1 serial, $2 algorithm, $3 state, $4 time,
+// $5 SPKI hash, $6 URI. The certificates_spki_sha256 pages it reads are those InsertCertificate just wrote.
+const insertCertificateKey = `INSERT INTO device_keys (serial, algorithm, state, state_changed_at, destroyed_at)
+	SELECT $1, $2, $3, $4, NULL
+	WHERE NOT EXISTS (SELECT 1 FROM certificates c JOIN device_keys d ON d.serial = c.serial WHERE c.spki_sha256 = $5)
+	AND NOT EXISTS (SELECT 1 FROM keys WHERE uri = $6)`
+
+func (t *tx) InsertCertificateKey(ctx context.Context, c *store.Certificate, algorithm string) error {
+	_, err := t.stmt(ctx, stInsertCertKey).ExecContext(ctx, c.Serial, algorithm, store.KeyActive, codec.BindTime(c.CreatedAt),
+		c.SPKISHA256, store.DeviceKeyURI(c.SPKISHA256))
+	if err != nil {
+		return fmt.Errorf("insert key of certificate %s: %w", c.Serial, err)
+	}
+	return nil
+}
+
 func (t *tx) SetKeyState(ctx context.Context, uri, state string, at time.Time) error {
 	res, err := t.stmt(ctx, stSetKeyState).ExecContext(ctx, codec.SetKeyStateArgs(uri, state, at)...)
 	if err != nil {
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
+	n, err := res.RowsAffected()
+	if spki, ok := store.DeviceKeySPKI(uri); ok && err == nil && n == 0 {
+		args := codec.SetKeyStateArgs(uri, state, at)
+		args[2] = spki
+		if res, err = t.tx.ExecContext(ctx, sqlrecord.SetDeviceKeyState, args...); err == nil {
+			n, err = res.RowsAffected()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("set key %q state %s: %w", uri, state, err)
-	} else if n == 0 {
+	}
+	if n == 0 {
 		return fmt.Errorf("set key %q state %s: %w", uri, state, store.ErrNotFound)
 	}
 	return nil

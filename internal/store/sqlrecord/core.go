@@ -20,10 +20,12 @@ const (
 	KeyColumns         = `uri, purpose, algorithm, location, state, owner, spki_sha256, created_at, state_changed_at, destroyed_at`
 	CertificateColumns = `serial, issuer_id, profile, profile_version, subject, not_before, not_after, spki_sha256, der, status, ` +
 		`revoked_at, revocation_reason, created_at`
-	KDKColumns    = `uri, environment, product_line, purpose, version, created_at`
-	TokenColumns  = `id, name, role, hash, created_at, revoked_at, expires_at, last_used_at, revocation_reason`
-	AuditColumns  = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
-	ChangeColumns = `seq, action, subject`
+	// DeviceKeyColumns: a device key's glossary row, device_keys d joined with its certificate c.
+	DeviceKeyColumns = `c.serial, c.spki_sha256, c.created_at, d.algorithm, d.state, d.state_changed_at, d.destroyed_at`
+	KDKColumns       = `uri, environment, product_line, purpose, version, created_at`
+	TokenColumns     = `id, name, role, hash, created_at, revoked_at, expires_at, last_used_at, revocation_reason`
+	AuditColumns     = `seq, time, actor, action, subject, outcome, details, prev_hash, hash`
+	ChangeColumns    = `seq, action, subject`
 )
 
 // Statements on the core tables that both dialects run as they are.
@@ -50,6 +52,17 @@ const (
 	SetKeyState = `UPDATE keys SET state = $1, state_changed_at = $2,
 		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
 		WHERE uri = $3`
+
+	// SelectDeviceKey reads the glossary row of the device key whose SPKI hash is $1 (device_keys: a device key
+	// certified by Keyward, its fields the first certificate's). ListDeviceKeys reads every one, in URI order.
+	SelectDeviceKey = `SELECT ` + DeviceKeyColumns + ` FROM device_keys d JOIN certificates c ON c.serial = d.serial
+		WHERE c.spki_sha256 = $1 ORDER BY c.serial LIMIT 1`
+	ListDeviceKeys = `SELECT ` + DeviceKeyColumns + ` FROM device_keys d JOIN certificates c ON c.serial = d.serial
+		ORDER BY c.spki_sha256, c.serial`
+	// SetDeviceKeyState is SetKeyState for the device key whose SPKI hash is $3.
+	SetDeviceKeyState = `UPDATE device_keys SET state = $1, state_changed_at = $2,
+		destroyed_at = CASE WHEN $1 = $4 THEN $2 ELSE destroyed_at END
+		WHERE serial IN (SELECT serial FROM certificates WHERE spki_sha256 = $3)`
 
 	InsertCertificate  = `INSERT INTO certificates (` + CertificateColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	SelectCertificate  = `SELECT ` + CertificateColumns + ` FROM certificates WHERE serial = $1`
@@ -145,6 +158,26 @@ func (c Codec) ScanKey(r Row) (*store.Key, error) {
 	}
 	k.SPKISHA256 = nonEmpty(k.SPKISHA256)
 	return &k, nil
+}
+
+// ScanDeviceKey reads a row of DeviceKeyColumns as the glossary entry it stands for.
+func (c Codec) ScanDeviceKey(r Row) (*store.Key, error) {
+	k := store.Key{Purpose: store.DeviceKeyPurpose, Location: store.DeviceKeyLocation}
+	if err := r.Scan(&k.Owner, &k.SPKISHA256, c.ScanTime(&k.CreatedAt), &k.Algorithm, &k.State,
+		c.ScanTime(&k.StateChangedAt), c.ScanNullTime(&k.DestroyedAt)); err != nil {
+		return nil, err
+	}
+	k.URI = store.DeviceKeyURI(k.SPKISHA256)
+	return &k, nil
+}
+
+// DeviceKeyRowColumns are the columns of device_keys, in the order of DeviceKeyRowArgs.
+const DeviceKeyRowColumns = `serial, algorithm, state, state_changed_at, destroyed_at`
+
+// DeviceKeyRowArgs returns the device_keys row of k, a device key whose owner is its first certificate's serial
+// (a bulk load's; store.Enrolled.CheckDeviceKey).
+func (c Codec) DeviceKeyRowArgs(k *store.Key) []any {
+	return []any{k.Owner, k.Algorithm, k.State, c.BindTime(k.StateChangedAt), c.BindNullTime(k.DestroyedAt)}
 }
 
 // KeyArgs returns k's values in the order of KeyColumns.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 	runCases(t, open, []testCase{
 		{"CA", testCA},
 		{"Key", testKey},
+		{"CertificateKey", testCertificateKey},
 		{"Certificate", testCertificate},
 		{"DuplicateKey", testDuplicateKey},
 		{"DuplicateKeyConcurrent", testDuplicateKeyConcurrent},
@@ -667,6 +669,86 @@ func testSavepoint(t *testing.T, s Backend) {
 	if n, err := store.VerifyAudit(ctx, s); err != nil || n != 4 {
 		t.Fatalf("VerifyAudit: %d events, %v", n, err)
 	}
+}
+
+// testCertificateKey: a certified device key's glossary row, stored beside its certificate, reads back through
+// GetKey and ListKeys (merged in URI order with the other rows), changes state through SetKeyState, is not
+// duplicated by a re-issue for the same key, pipelined or not, and does not shadow a row InsertKey made for
+// the same URI.
+func testCertificateKey(t *testing.T, s Backend) {
+	ctx := context.Background()
+	withCAs(t, s, "dev/demo-implant")
+	a := newCert(t, "dev/demo-implant", "PX1-000001", nil)
+	again := newCert(t, "dev/demo-implant", "PX1-000001", a.SPKISHA256) // a re-issue for the same key
+	b := newCert(t, "dev/demo-implant", "PX1-000002", nil)
+	c := newCert(t, "dev/demo-implant", "PX1-000003", nil)
+	a.CreatedAt, again.CreatedAt, b.CreatedAt, c.CreatedAt = us(t0), us(t0.Add(time.Hour)), us(t0.Add(time.Minute)), us(t0.Add(2*time.Minute))
+	held := &store.Key{URI: "pkcs11:token=keyward;object=dev-root", Purpose: "root-signing", Algorithm: "ECDSA-P384",
+		Location: "pkcs11", State: store.KeyActive, Owner: "dev/root", CreatedAt: us(t0), StateChangedAt: us(t0)}
+	soft := &store.Key{URI: "soft:dev-issuing", Purpose: "ca-signing", Algorithm: "ECDSA-P256",
+		Location: "software", State: store.KeyActive, Owner: "dev/demo-implant", CreatedAt: us(t0), StateChangedAt: us(t0)}
+	// c's key was recorded by InsertKey first (as a factory reconciliation records a site's device key).
+	cKey := &store.Key{URI: store.DeviceKeyURI(c.SPKISHA256), Purpose: "device-identity", Algorithm: "ECDSA-P256", Location: "device",
+		State: store.KeyActive, Owner: "site-record-7", SPKISHA256: c.SPKISHA256, CreatedAt: us(t0), StateChangedAt: us(t0)}
+	tx(t, s, func(tx store.Tx) error {
+		for _, k := range []*store.Key{held, soft, cKey} {
+			if err := tx.InsertKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		for _, x := range []*store.Certificate{a, again, c} {
+			if _, err := certAndEvent(ctx, tx, x); err != nil {
+				return err
+			}
+			if err := tx.InsertCertificateKey(ctx, x, "ECDSA-P256"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	tx(t, s, func(tx store.Tx) error { // pipelined, as the registration authority records an issuance
+		tx.Pipeline()
+		if _, err := certAndEvent(ctx, tx, b); err != nil {
+			return err
+		}
+		return tx.InsertCertificateKey(ctx, b, "Ed25519")
+	})
+	deviceKey := func(x *store.Certificate, alg string) *store.Key {
+		return &store.Key{URI: store.DeviceKeyURI(x.SPKISHA256), Purpose: store.DeviceKeyPurpose, Algorithm: alg, Location: store.DeviceKeyLocation,
+			State: store.KeyActive, Owner: x.Serial, SPKISHA256: x.SPKISHA256, CreatedAt: x.CreatedAt, StateChangedAt: x.CreatedAt}
+	}
+	aKey, bKey := deviceKey(a, "ECDSA-P256"), deviceKey(b, "Ed25519")
+	for _, k := range []*store.Key{aKey, bKey, cKey} {
+		got, err := s.GetKey(ctx, k.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, "GetKey "+k.URI, got, k)
+	}
+	want := []*store.Key{held, aKey, bKey, cKey, soft}
+	slices.SortFunc(want, func(x, y *store.Key) int { return strings.Compare(x.URI, y.URI) })
+	all, err := s.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "ListKeys", all, want)
+
+	destroyed := t0.Add(3 * time.Hour)
+	tx(t, s, func(tx store.Tx) error { return tx.SetKeyState(ctx, aKey.URI, store.KeyDestroyed, destroyed) })
+	got, err := s.GetKey(ctx, aKey.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := *aKey
+	w.State, w.StateChangedAt, w.DestroyedAt = store.KeyDestroyed, us(destroyed), ptr(us(destroyed))
+	mustEqual(t, "device key after SetKeyState destroyed", got, &w)
+
+	unknown := store.DeviceKeyURI(randBytes(t, sha256.Size))
+	if _, err := s.GetKey(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetKey of an uncertified key: got %v, want ErrNotFound", err)
+	}
+	err = s.Tx(ctx, func(tx store.Tx) error { return tx.SetKeyState(ctx, unknown, store.KeyCompromised, t0) })
+	wantErr(t, "SetKeyState on an uncertified key", err, store.ErrNotFound)
 }
 
 // testPipeline: pipelined writes behave as immediate ones once sent. In a savepoint, a certificate whose key
