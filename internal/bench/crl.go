@@ -26,7 +26,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -164,15 +163,9 @@ func CRL(ctx context.Context, opts CRLOptions) (*CRLResult, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	res.RSSBeforeBytes, res.RSSScope = startPeakRSS()
-	if opts.CPUProfile != "" {
-		f, err := os.Create(opts.CPUProfile)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
+	stopProfile, err := cpuProfile(opts.CPUProfile)
+	if err != nil {
+		return nil, err
 	}
 	cpu0 := processCPU()
 	heap := sampleHeap(5 * time.Millisecond)
@@ -181,9 +174,7 @@ func CRL(ctx context.Context, opts CRLOptions) (*CRLResult, error) {
 	res.Seconds = time.Since(start).Seconds()
 	res.CPUSeconds = processCPU() - cpu0
 	res.PeakHeapBytes = heap()
-	if opts.CPUProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	res.PeakRSSBytes = peakRSS(res.RSSScope)
 	if err != nil {
 		return nil, err

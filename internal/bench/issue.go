@@ -48,6 +48,8 @@ type IssueOptions struct {
 	// Prefill, if positive, enrolls this many devices into the store before the timed part (prefill.go), so
 	// that issuance is measured on a store of that size.
 	Prefill int
+	// CPUProfile, if set, is where a CPU profile of the timed part is written (go tool pprof).
+	CPUProfile string
 }
 
 // IssueResult is what the issuance benchmark measured.
@@ -189,6 +191,10 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	progress("issuing %d certificates (workers %d, %d per transaction)", opts.N, opts.Workers, opts.BatchSize)
 	runtime.GC() // not the prefill's garbage
 	stopCheckpoints := checkpointEvery(ctx, n, opts.CheckpointEvery)
+	stopProfile, err := cpuProfile(opts.CPUProfile)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	err = n.RA.IssueStream(ctx, ra.Principal{ID: "bench", Role: ra.RoleAdmin}, ra.StreamOptions{Workers: opts.Workers, BatchSize: opts.BatchSize}, next, func(r ra.StreamResult) {
 		if r.Err != nil {
@@ -202,6 +208,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 		}
 	})
 	elapsed := time.Since(start)
+	stopProfile()
 	if cerr := stopCheckpoints(); err == nil {
 		err = cerr
 	}

@@ -63,6 +63,7 @@ measured as often as needed, for instance again on a quieter machine.`,
 	issue.Flags().IntVar(&o.BatchSize, "batch", 512, "certificates per transaction")
 	issue.Flags().DurationVar(&o.LimitTime, "limit-time", 0, "how long to measure the limit (default 3s)")
 	issue.Flags().IntVar(&o.Prefill, "prefill", 0, "enrolled devices to load into the store before measuring (not timed)")
+	issue.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the timed issuance to this file")
 	issue.Flags().StringVar(&o.Dir, "dir", "", "keep the store in this directory; a later run with the same --dir measures on it again")
 	g.addJSON(issue)
 	c.AddCommand(issue)
