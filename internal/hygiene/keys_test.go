@@ -89,3 +89,28 @@ func TestCheckSPKI(t *testing.T) {
 		})
 	}
 }
+
+func TestCertificateSPKI(t *testing.T) {
+	key := pkitest.Key(t)
+	ca := pkitest.NewRoot(t, "Test root", key)
+	leaf := ca.Leaf(t, &x509.Certificate{Subject: pkix.Name{CommonName: "PX1-1"}}, pkitest.KeyOf(t, "Ed25519").Public())
+	got, err := CertificateSPKI(leaf.Raw)
+	if err != nil || string(got) != string(leaf.RawSubjectPublicKeyInfo) {
+		t.Fatalf("CertificateSPKI: %x, %v; want the certificate's", got, err)
+	}
+	for _, bad := range [][]byte{nil, {0x30, 0x00}, leaf.Raw[:len(leaf.Raw)-1], append(append([]byte(nil), leaf.Raw...), 0)} {
+		if _, err := CertificateSPKI(bad); err == nil {
+			t.Errorf("CertificateSPKI(%x...) accepted a malformed certificate", bad[:min(len(bad), 8)])
+		}
+	}
+}
+
+func FuzzCertificateSPKI(f *testing.F) {
+	f.Add([]byte{0x30, 0x03, 0x30, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		spki, err := CertificateSPKI(der)
+		if err == nil {
+			CheckSPKI(spki) // must not panic, whatever the key
+		}
+	})
+}
