@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { pkitest.Main(m) }
 var admin = ra.Principal{ID: "test:fleet", Role: ra.RoleAdmin}
 
 // openNode initialises a data directory on db ("" for SQLite).
-func openNode(t *testing.T, db string) (*node.Node, string) {
+func openNode(t testing.TB, db string) (*node.Node, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "kw")
 	n, _, err := node.Init(context.Background(), node.InitOptions{Options: node.Options{Dir: dir, DB: db, Warn: io.Discard,
@@ -52,7 +52,7 @@ func backends(t *testing.T, fn func(t *testing.T, db string)) {
 }
 
 // csrWith makes a CSR for cn signed by s with alg.
-func csrWith(t *testing.T, s crypto.Signer, cn string, alg x509.SignatureAlgorithm) []byte {
+func csrWith(t testing.TB, s crypto.Signer, cn string, alg x509.SignatureAlgorithm) []byte {
 	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, SignatureAlgorithm: alg}, s)
 	if err != nil {
