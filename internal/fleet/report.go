@@ -117,11 +117,11 @@ func SaveReport(dataDir string, rep *Report) (string, error) {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return "", fmt.Errorf("save fleet scan report %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return "", fmt.Errorf("save fleet scan report %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -114,7 +114,7 @@ func testWalkCertificates(t *testing.T, s Backend) {
 		t.Fatalf("walk: %d certificates, %v; want %d", seen, err, n)
 	}
 	stop := errors.New("stop")
-	if err := s.WalkCertificates(ctx, func(*store.Certificate) error { return stop }); err != stop {
+	if err := s.WalkCertificates(ctx, func(*store.Certificate) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("walk stopped by fn: %v, want fn's error unwrapped", err)
 	}
 }
