@@ -85,7 +85,7 @@ type Holder struct {
 	Algorithm  string `json:"algorithm"`
 	// InScope: a certificate of the scanned environment and product line (only those are revoked).
 	InScope bool `json:"in_scope"`
-	// Revoked is set by Revoke: "revoked" (now, keyCompromise), "already revoked", "not revoked: <why>".
+	// Revocation is set by Revoke: "revoked (keyCompromise)", "already revoked", "not revoked: <why>".
 	Revocation string `json:"revocation,omitempty"`
 }
 
@@ -93,8 +93,8 @@ type Holder struct {
 type RevocationSummary struct {
 	Revoked         int `json:"revoked"`
 	AlreadyRevoked  int `json:"already_revoked"`
-	ImportedOnly    int `json:"imported_not_revoked"` // imported certificates: reported, never revoked here
-	OtherEnvOrOwned int `json:"out_of_scope"`         // certificates of another environment or product line, and Keyward's own keys
+	ImportedOnly    int `json:"imported_not_revoked"` // imported certificates (each once): reported, never revoked here
+	OtherEnvOrOwned int `json:"out_of_scope"`         // certificates of another environment or product line, and Keyward's own keys (each once)
 	Failed          int `json:"failed"`
 }
 

@@ -17,33 +17,35 @@ import (
 func Revoke(ctx context.Context, r *ra.RA, p ra.Principal, rep *Report) error {
 	sum := &RevocationSummary{}
 	rep.Revocation = sum
-	done := map[string]string{} // serial -> outcome
+	done := map[string]string{} // holder -> outcome: each holder is counted and revoked once
 	for fi := range rep.Findings {
 		for hi := range rep.Findings[fi].Holders {
 			h := &rep.Findings[fi].Holders[hi]
+			id := h.Kind + "\x00" + h.Serial + "\x00" + h.Issuer + "\x00" + h.Source + "\x00" + h.KeyURI
+			if outcome, ok := done[id]; ok {
+				h.Revocation = outcome
+				continue
+			}
 			switch {
 			case h.Kind == HolderImported:
 				h.Revocation = "not revoked: issued by another system; revoke it there"
 				sum.ImportedOnly++
-				continue
 			case h.Kind != HolderCertificate:
 				h.Revocation = "not revoked: Keyward's own key; retire or roll it over (ca rollover, firmware rotate)"
 				sum.OtherEnvOrOwned++
-				continue
 			case !h.InScope:
 				h.Revocation = "not revoked: outside the scanned environment and product line"
 				sum.OtherEnvOrOwned++
-				continue
 			}
-			if outcome, ok := done[h.Serial]; ok {
-				h.Revocation = outcome
+			if h.Revocation != "" {
+				done[id] = h.Revocation
 				continue
 			}
 			outcome, err := revokeOne(ctx, r, p, h, sum)
 			if err != nil {
 				return err
 			}
-			h.Revocation, done[h.Serial] = outcome, outcome
+			h.Revocation, done[id] = outcome, outcome
 		}
 	}
 	return nil
