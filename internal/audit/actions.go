@@ -74,6 +74,12 @@ const (
 	ActionFactoryReconcile = "factory.reconcile"
 )
 
+// The fleet key-hygiene scan.
+const (
+	// ActionFleetImport: certificates issued by other systems imported for the scan only (never trusted).
+	ActionFleetImport = "fleet.import-certs"
+)
+
 // Prefixes of the actions whose changes caches follow (feed.Subscribe).
 const (
 	// PrefixKey and PrefixCA: a key destroyed or a CA created, imported or retired: the CA custodian re-checks

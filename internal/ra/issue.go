@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/internal/ca"
 	"github.com/keyward/keyward/internal/hierarchy"
+	"github.com/keyward/keyward/internal/hygiene"
 	"github.com/keyward/keyward/internal/issuer"
 	"github.com/keyward/keyward/internal/keystore"
 	"github.com/keyward/keyward/internal/profile"
@@ -325,6 +326,10 @@ func signError(id string, err error) error {
 // in tx.
 func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, action string, extra map[string]string) error {
 	c := s.row
+	// What the fleet scan needs of the CSR's signature (its nonce's trace) goes in with the certificate.
+	if sig, ok := hygiene.CSRSignature(s.prepared.csr); ok && c.CSR == nil {
+		c.CSR = &store.CSRSignature{Algorithm: int(sig.Algorithm), Digest: sig.Digest, R: sig.R, S: sig.S}
+	}
 	if err := tx.InsertCertificate(ctx, c); err != nil {
 		return err
 	}

@@ -173,6 +173,9 @@ type Certificate struct {
 	RevokedAt        *time.Time
 	RevocationReason int
 	CreatedAt        time.Time
+	// CSR, when set, is what is kept of the signature on the CSR the certificate was issued from: InsertCertificate
+	// writes it with the certificate (hygiene.go). It is never read back into this field.
+	CSR *CSRSignature
 }
 
 // KDK is one version of a key-derivation key: the key of URI (its key glossary row holds state, algorithm and
@@ -230,6 +233,7 @@ type Tx interface {
 	FactoryTx
 	AuditSinkTx
 	AuditLogTx
+	HygieneTx
 
 	InsertCA(ctx context.Context, ca *CA) error
 	// SetCAStatus sets the status of CA id (ErrNotFound if there is none).
@@ -261,8 +265,8 @@ type Tx interface {
 	// SetKeyState moves the key at uri (either kind of glossary row) to state at time at; for KeyDestroyed it
 	// also sets DestroyedAt.
 	SetKeyState(ctx context.Context, uri, state string, at time.Time) error
-	// InsertCertificate stores c. It fails with ErrDuplicateKey if another subject's certificate has the same
-	// SPKI hash, and ErrDuplicateSerial if the serial is taken.
+	// InsertCertificate stores c, and c.CSR if set. It fails with ErrDuplicateKey if another subject's
+	// certificate has the same SPKI hash, and ErrDuplicateSerial if the serial is taken.
 	InsertCertificate(ctx context.Context, c *Certificate) error
 	// CertificateBySPKI returns the certificates whose SPKI hash equals h (used for the duplicate-key check).
 	CertificatesBySPKI(ctx context.Context, h []byte) ([]*Certificate, error)
@@ -301,6 +305,7 @@ type Reader interface {
 	FactoryStore
 	AuditSinkStore
 	AuditLogStore
+	HygieneStore
 
 	GetCA(ctx context.Context, id string) (*CA, error)
 	ListCAs(ctx context.Context) ([]*CA, error)

@@ -255,6 +255,16 @@ const insertCertificate = `WITH owner AS (
 )
 SELECT (SELECT subject FROM owner), EXISTS (SELECT 1 FROM inserted)`
 
+// insertCertificateCSR is insertCertificate that also writes the certificate's CSR signature ($14-$17, see
+// store.CSRSignature) keyed by its serial, in the same statement: a data-modifying WITH runs to completion
+// whether or not the query reads it, and inserts the row only if the certificate was inserted.
+var insertCertificateCSR = strings.Replace(insertCertificate, `RETURNING 1
+)`, `RETURNING serial
+), csr AS (
+	INSERT INTO csr_signatures (`+sqlrecord.CSRSignatureColumns+`)
+	SELECT serial, $14::integer, $15::bytea, $16::bytea, $17::bytea FROM inserted
+)`, 1)
+
 // InsertCertificate stores c. A key may be certified again for the same subject (a re-issue to the same
 // device) but never for another one: the architecture refuses a key shared by two devices. If the serial is
 // taken, nothing is stored but the key's binding to c.Subject, which only a certificate for c.Subject can use.
@@ -262,12 +272,16 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	if len(c.SPKISHA256) != sha256.Size {
 		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
 	}
+	q, args := insertCertificate, codec.AppendCertificateArgs(make([]any, 0, 17), c)
+	if c.CSR != nil {
+		q, args = insertCertificateCSR, append(args, c.CSR.Algorithm, c.CSR.Digest, c.CSR.R, c.CSR.S)
+	}
 	if t.pipeline {
-		t.queue(insertCertificate, codec.AppendCertificateArgs(nil, c)...)
+		t.queue(q, args...)
 		t.checks = append(t.checks, queuedCheck{row: func(r pgx.Row) error { return insertedCertificate(c, r) }})
 		return nil
 	}
-	return insertedCertificate(c, t.tx.QueryRow(ctx, insertCertificate, codec.AppendCertificateArgs(nil, c)...))
+	return insertedCertificate(c, t.tx.QueryRow(ctx, q, args...))
 }
 
 // insertedCertificate reads the result of insertCertificate for c.

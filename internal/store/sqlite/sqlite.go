@@ -208,6 +208,7 @@ const (
 	stSavepoint
 	stRelease
 	stRollbackTo
+	stInsertCSRSig
 	numWriteStmts
 )
 
@@ -242,6 +243,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		stSavepoint:  `SAVEPOINT request`,
 		stRelease:    `RELEASE request`,
 		stRollbackTo: `ROLLBACK TO request`,
+		// InsertCertificate's CSR signature row (hygiene.go), one per certificate issued from an ECDSA or
+		// Ed25519 CSR.
+		stInsertCSRSig: sqlrecord.InsertCSRSignature,
 	}
 
 	readSQL := [numReadStmts]string{

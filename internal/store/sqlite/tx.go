@@ -174,7 +174,7 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
 	switch {
 	case err == nil:
-		return nil
+		return t.insertCSRSignature(ctx, c)
 	case isUnique(err):
 		return fmt.Errorf("insert certificate %s: %w", c.Serial, store.ErrDuplicateSerial)
 	case isForeignKey(err):
@@ -182,6 +182,18 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	default:
 		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
 	}
+}
+
+// insertCSRSignature writes c.CSR, if set, keyed by c's serial: one row appended at the right edge of
+// csr_signatures (serials ascend with issuance time).
+func (t *tx) insertCSRSignature(ctx context.Context, c *store.Certificate) error {
+	if c.CSR == nil {
+		return nil
+	}
+	if _, err := t.stmt(ctx, stInsertCSRSig).ExecContext(ctx, codec.CSRSignatureArgs(c.Serial, c.CSR)...); err != nil {
+		return fmt.Errorf("insert certificate %s: its CSR signature: %w", c.Serial, err)
+	}
+	return nil
 }
 
 func (t *tx) CertificatesBySPKI(ctx context.Context, h []byte) ([]*store.Certificate, error) {

@@ -58,6 +58,8 @@ func TestStatements(t *testing.T) {
 		{"InsertFirmwareApproval", InsertFirmwareApproval, FirmwareApprovalColumns},
 		{"InsertFactorySite", InsertFactorySite, FactorySiteColumns},
 		{"InsertFactoryExport", InsertFactoryExport, FactoryExportColumns},
+		{"InsertCSRSignature", InsertCSRSignature, CSRSignatureColumns},
+		{"InsertImportedCertificate", InsertImportedCertificate, ImportedCertificateColumns},
 		{"PutFactoryBatch", PutFactoryBatch, FactoryBatchColumns},
 		{"InsertSiteLog", InsertSiteLog, SiteLogColumns},
 	}
@@ -96,10 +98,22 @@ func TestStatements(t *testing.T) {
 		{"SelectFactorySite", SelectFactorySite, 1}, {"SetFactorySiteReserved", SetFactorySiteReserved, 2},
 		{"LastFactoryExportSeq", LastFactoryExportSeq, 1}, {"SelectFactoryBatch", SelectFactoryBatch, 1},
 		{"FactoryBatchCounts", FactoryBatchCounts, 2}, {"SiteLogLength", SiteLogLength, 1}, {"WalkSiteLog", WalkSiteLog, 3},
+		{"WalkCertificates", WalkCertificates, 2}, {"WalkImportedCertificates", WalkImportedCertificates, 3},
+		{"ImportedBySPKI", ImportedBySPKI, 1}, {"SharedKeys", SharedKeys, 0}, {"CSRNonceCollisions", CSRNonceCollisions, 0},
+		{"CSRSignatureArgs", InsertCSRSignature, len(c.CSRSignatureArgs("s", &store.CSRSignature{}))},
+		{"ImportedCertificateArgs", InsertImportedCertificate, len(c.ImportedCertificateArgs(&store.ImportedCertificate{}))},
 	} {
 		if got := placeholders(t, tc.name, tc.q); got != tc.args {
 			t.Errorf("%s: %d placeholders, want %d", tc.name, got, tc.args)
 		}
+	}
+}
+
+// TestCSRNonceCollisionsColumns: the join reads the certificate's columns in ScanCertificate's order.
+func TestCSRNonceCollisionsColumns(t *testing.T) {
+	want := "SELECT c." + strings.ReplaceAll(CertificateColumns, ", ", ", c.") + ", s.algorithm"
+	if got := strings.Join(strings.Fields(CSRNonceCollisions), " "); !strings.HasPrefix(got, want) {
+		t.Errorf("CSRNonceCollisions starts %q, want %q", got[:min(len(got), len(want))], want)
 	}
 }
 
