@@ -299,7 +299,11 @@ func (in *Input) cbom(g *Glossary, st *TLSStatement, classes []RevocationClass) 
 	var out bytes.Buffer
 	enc := cdx.NewBOMEncoder(&out, cdx.BOMFileFormatJSON)
 	enc.SetPretty(true)
-	if err := enc.EncodeVersion(bom, cdx.SpecVersion1_6); err != nil {
+	// Encode, not EncodeVersion: the library's conversion to 1.6 turns cryptographic-asset components into
+	// applications (its list of 1.6 component types lacks it). Only 1.6 fields are set here, and the tests hold
+	// the output to the 1.6 schema.
+	bom.SpecVersion, bom.JSONSchema, bom.XMLNS = cdx.SpecVersion1_6, "http://cyclonedx.org/schema/bom-1.6.schema.json", ""
+	if err := enc.Encode(bom); err != nil {
 		return nil, fmt.Errorf("evidence: encode the CBOM: %w", err)
 	}
 	return out.Bytes(), nil
