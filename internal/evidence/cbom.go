@@ -100,7 +100,7 @@ func (b *cbomBuilder) algorithm(a algorithm) string {
 	if _, ok := b.comps[ref]; ok {
 		return ref
 	}
-	p := &cdx.CryptoAlgorithmProperties{Primitive: a.primitive, AlgorithmFamily: a.family, ParameterSetIdentifier: a.params, Curve: a.curve, Mode: a.mode,
+	p := &cdx.CryptoAlgorithmProperties{Primitive: a.primitive, ParameterSetIdentifier: a.params, Curve: a.curve, Mode: a.mode,
 		ExecutionEnvironment: cdx.CryptoExecutionEnvironmentSoftwarePlainRAM, ImplementationPlatform: cdx.ImplementationPlatformGeneric}
 	if len(a.functions) > 0 {
 		f := append([]cdx.CryptoFunction(nil), a.functions...)

@@ -70,7 +70,7 @@ func tlsPage(in *Input, st *TLSStatement) *page {
 	for _, s := range st.CipherSuites {
 		srows = append(srows, []string{s.Name, fmt.Sprintf("0x%04x", s.ID), s.Version})
 	}
-	return &page{Title: "TLS configuration statement", Subtitle: "Found at " + rfc3339(in.Now) + " by in-memory handshakes against the listener's own configuration (" + st.Library + "); tls.json holds the same.",
+	return &page{Title: "TLS configuration statement", Subtitle: "Found at " + rfc3339(in.Now) + " by loopback handshakes against the listener's own configuration (" + st.Library + "); tls.json holds the same.",
 		Sections: []section{
 			{ID: "listeners", Heading: "Listeners", Level: 2, Paras: []string{
 				"The operator API, EST enrollment and the console share one HTTPS listener with this configuration. Client certificates: " + st.ClientAuth +

@@ -54,7 +54,7 @@ var probeGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.S
 // errProbed ends a probe handshake once the server has chosen its parameters: no certificate is needed.
 var errProbed = errors.New("probed")
 
-// ProbeTLS finds what the listener configuration server accepts, by one in-memory handshake per offer. The
+// ProbeTLS finds what the listener configuration server accepts, by one handshake per offer over the loopback interface. The
 // server's side runs with server's own settings; its certificate callback records that the handshake got past
 // version and group negotiation (crypto/tls picks the certificate after both) and stops it there, so no key
 // or certificate is needed and nothing leaves the process.
@@ -120,12 +120,29 @@ func probe(ctx context.Context, server, client *tls.Config) (bool, error) {
 	cc := client.Clone()
 	cc.ServerName = "probe.invalid"
 	cc.InsecureSkipVerify = true //nolint:gosec // the handshake stops before any certificate is sent
-	a, b := net.Pipe()
+	// A loopback connection, not net.Pipe: a pipe's writes wait for the reader, and after a HelloRetryRequest
+	// both sides write at once (the server its compatibility ChangeCipherSpec, the client its second hello).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return false, fmt.Errorf("evidence: TLS probe: %w", err)
+	}
+	defer ln.Close()
 	done := make(chan error, 1)
 	go func() {
+		a, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
 		defer a.Close()
+		_ = a.SetDeadline(time.Now().Add(5 * time.Second))
 		done <- tls.Server(a, sc).HandshakeContext(ctx)
 	}()
+	var d net.Dialer
+	b, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return false, fmt.Errorf("evidence: TLS probe: %w", err)
+	}
 	cerr := tls.Client(b, cc).HandshakeContext(ctx)
 	_ = b.Close()
 	serr := <-done
