@@ -240,7 +240,7 @@ does not verify; the message names the first file, --json lists all.`,
 					return err
 				}
 				vkey, err = n.RA.AuditVerifierKey(cmd.Context(), principal())
-				n.Close()
+				_ = n.Close()
 				if err != nil {
 					return err
 				}

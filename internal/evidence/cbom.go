@@ -152,9 +152,10 @@ func (in *Input) cbom(g *Glossary, st *TLSStatement, classes []RevocationClass) 
 		if k.RotateBy != nil {
 			rp.ExpirationDate = rfc3339(*k.RotateBy)
 		}
-		if k.Custody == "software" {
+		switch k.Custody {
+		case "software":
 			rp.SecuredBy = &cdx.SecuredBy{Mechanism: "Software", AlgorithmRef: cdx.BOMReference(algRef("AES-256-GCM"))}
-		} else if k.Custody == "pkcs11" {
+		case "pkcs11":
 			rp.SecuredBy = &cdx.SecuredBy{Mechanism: "HSM"}
 		}
 		destroyed := ""
