@@ -115,6 +115,17 @@ func TestEvidenceEndToEnd(t *testing.T) {
 	mustKW(t, "evidence", "--data", data, "--env", "dev", "--out", filepath.Join(base, "pack3"), "--previous", pack1)
 	mustKW(t, "evidence", "verify", filepath.Join(base, "pack3"), "--key", keyFile)
 
+	// A previous pack of another installation: its checkpoint is not this log's, exit 8, nothing written.
+	other := initDir(t)
+	otherPack := filepath.Join(t.TempDir(), "other")
+	mustKW(t, "evidence", "--data", other, "--env", "dev", "--out", otherPack)
+	if _, errs, code := kw(t, "evidence", "--data", data, "--env", "dev", "--out", filepath.Join(base, "pack4"), "--previous", otherPack); code != ExitAuditBroken || !strings.Contains(errs, "--previous") {
+		t.Errorf("--previous of another installation: exit %d, %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(base, "pack4")); err == nil {
+		t.Error("a refused pack was written")
+	}
+
 	// An existing --out: exit 6, nothing written, the last checkpoint recorded unchanged.
 	last := filepath.Join(data, "reports", "evidence", "dev-last-checkpoint")
 	before, _ := os.ReadFile(last)
