@@ -6,6 +6,7 @@ replace github.com/weppos/publicsuffix-go => github.com/weppos/publicsuffix-go v
 
 require (
 	filippo.io/mldsa v1.0.0
+	github.com/CycloneDX/cyclonedx-go v0.12.0
 	github.com/ThalesGroup/crypto11 v1.5.0
 	github.com/chromedp/chromedp v0.23.1
 	github.com/fxamacker/cbor/v2 v2.9.6
@@ -14,6 +15,7 @@ require (
 	github.com/miekg/pkcs11 v1.1.1
 	github.com/pion/dtls/v4 v4.0.1
 	github.com/prometheus/client_golang v1.25.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/smallstep/pkcs7 v0.2.3
 	github.com/spf13/cobra v1.10.2
@@ -56,7 +58,6 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/thales-e-security/pool v0.0.2 // indirect
 	github.com/weppos/publicsuffix-go v0.50.4-0.20260821095816-b0fdb5c2d345 // indirect
 	github.com/x448/float16 v0.8.4 // indirect

@@ -101,6 +101,10 @@ const (
 	ActionAuditProve      = "audit.prove"
 )
 
+// ActionEvidenceGenerate: an evidence pack for a premarket submission generated and its manifest signed with
+// the audit key ('keyward evidence').
+const ActionEvidenceGenerate = "evidence.generate"
+
 // Key-derivation keys and the device keys they derive.
 const (
 	ActionKDKCreate = "key.kdk.create" // the first version of a KDK for an environment, product line and purpose

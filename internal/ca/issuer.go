@@ -204,8 +204,8 @@ func (c *Custodian) SignExport(ctx context.Context, uri string, digest []byte) (
 	return g.Sign(rand.Reader, digest, opts)
 }
 
-// SignCheckpoint signs msg, the text of an audit log checkpoint (c2sp.org/tlog-checkpoint), with the Ed25519
-// audit-signing key at uri: a pure Ed25519 signature (RFC 8032), which signed notes require.
+// SignCheckpoint signs msg, the text of an audit log checkpoint (c2sp.org/tlog-checkpoint) or of an evidence
+// pack's manifest (which the RA starts with a line no checkpoint has), with the Ed25519 audit-signing key at uri: a pure Ed25519 signature (RFC 8032), which signed notes require.
 func (c *Custodian) SignCheckpoint(ctx context.Context, uri string, msg []byte) ([]byte, error) {
 	g, err := c.signer(ctx, uri, keystore.PurposeAuditSigning, false)
 	if err != nil {

@@ -29,7 +29,7 @@ const (
 	ExitNotFound    = 5  // no such CA, certificate, key or profile
 	ExitConflict    = 6  // conflicts with existing state (duplicate key, exists already)
 	ExitUnavailable = 7  // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
-	ExitAuditBroken = 8  // audit log verification failed: 'audit verify', 'audit check-proof'
+	ExitAuditBroken = 8  // verification failed: 'audit verify', 'audit check-proof', 'evidence verify'
 	ExitRevoked     = 9  // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
 	ExitFindings    = 10 // the check found problems: 'probe' FAIL, 'fleet scan' findings (the answer, not a failure)
 )
@@ -44,7 +44,8 @@ const ExitCodes = `Exit codes:
   5  not found
   6  conflict with existing state (duplicate key, already exists)
   7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
-  8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)
+  8  verification failed: the audit log (chain, Merkle tree, checkpoint, proof, or a table that disagrees with
+     the log) or an evidence pack (a changed, missing or added file, a bad signature or proof)
   9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)
   10 the check found problems (probe FAIL, fleet scan findings)`
 
@@ -221,6 +222,7 @@ and records every change in a hash-chained audit trail.
 		fleetCmd(g),
 		configCmd(g),
 		manCmd(g),
+		evidenceCmd(g),
 	)
 	if env.Stdout != nil {
 		root.SetOut(env.Stdout) // before enforceUsage: cobra's completion commands keep the writer they see then
