@@ -22,15 +22,16 @@ import (
 // Exit codes of keyward.
 const (
 	ExitOK          = 0
-	ExitInternal    = 1 // an unexpected failure
-	ExitUsage       = 2 // bad flags or arguments
-	ExitBadRequest  = 3 // the input breaks a rule (profile, key quality, malformed file)
-	ExitDenied      = 4 // unauthorised or forbidden
-	ExitNotFound    = 5 // no such CA, certificate, key or profile
-	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
-	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
-	ExitAuditBroken = 8 // audit log verification failed: 'audit verify', 'audit check-proof'
-	ExitRevoked     = 9 // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
+	ExitInternal    = 1  // an unexpected failure
+	ExitUsage       = 2  // bad flags or arguments
+	ExitBadRequest  = 3  // the input breaks a rule (profile, key quality, malformed file)
+	ExitDenied      = 4  // unauthorised or forbidden
+	ExitNotFound    = 5  // no such CA, certificate, key or profile
+	ExitConflict    = 6  // conflicts with existing state (duplicate key, exists already)
+	ExitUnavailable = 7  // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
+	ExitAuditBroken = 8  // audit log verification failed: 'audit verify', 'audit check-proof'
+	ExitRevoked     = 9  // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
+	ExitProbeFailed = 10 // 'probe tls': a case FAILed, the target accepted what it must refuse (the answer, not a failure of the run)
 )
 
 // ExitCodes documents the exit codes; it is printed by 'keyward --help'.
@@ -44,7 +45,8 @@ const ExitCodes = `Exit codes:
   6  conflict with existing state (duplicate key, already exists)
   7  backend unavailable (keystore cannot be unsealed, PKCS#11 module or PIN, database)
   8  audit log verification failed (chain, Merkle tree, checkpoint, proof, or a table that disagrees with the log)
-  9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)`
+  9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)
+  10 probe found failures: 'probe tls' ran and a case FAILed (0 means every case PASS or N/A)`
 
 // Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
 type Env struct {
@@ -216,6 +218,7 @@ and records every change in a hash-chained audit trail.
 		revocationCmd(g),
 		factoryCmd(g),
 		trustCmd(g),
+		probeCmd(g),
 		configCmd(g),
 		manCmd(g),
 	)
