@@ -22,17 +22,20 @@ import (
 // Exit codes of keyward.
 const (
 	ExitOK          = 0
-	ExitInternal    = 1  // an unexpected failure
-	ExitUsage       = 2  // bad flags or arguments
-	ExitBadRequest  = 3  // the input breaks a rule (profile, key quality, malformed file)
-	ExitDenied      = 4  // unauthorised or forbidden
-	ExitNotFound    = 5  // no such CA, certificate, key or profile
-	ExitConflict    = 6  // conflicts with existing state (duplicate key, exists already)
-	ExitUnavailable = 7  // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
-	ExitAuditBroken = 8  // audit log verification failed: 'audit verify', 'audit check-proof'
-	ExitRevoked     = 9  // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
-	ExitProbeFailed = 10 // 'probe tls': a case FAILed, the target accepted what it must refuse (the answer, not a failure of the run)
+	ExitInternal    = 1 // an unexpected failure
+	ExitUsage       = 2 // bad flags or arguments
+	ExitBadRequest  = 3 // the input breaks a rule (profile, key quality, malformed file)
+	ExitDenied      = 4 // unauthorised or forbidden
+	ExitNotFound    = 5 // no such CA, certificate, key or profile
+	ExitConflict    = 6 // conflicts with existing state (duplicate key, exists already)
+	ExitUnavailable = 7 // a backend is unavailable or refused us (keystore cannot be unsealed, HSM, database)
+	ExitAuditBroken = 8 // audit log verification failed: 'audit verify', 'audit check-proof'
+	ExitRevoked     = 9 // 'revocation check': the certificate or serial is revoked (the answer, not a failure)
 )
+
+// ExitProbeFailed is 'probe tls' finding a case FAILed: the target accepted what it must refuse, or refused
+// the control (the answer, not a failure of the run).
+const ExitProbeFailed = 10
 
 // ExitCodes documents the exit codes; it is printed by 'keyward --help'.
 const ExitCodes = `Exit codes:
