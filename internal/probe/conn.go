@@ -170,7 +170,8 @@ func serve(ctx context.Context, o Options, c probeCase, conn net.Conn) outcome {
 		MaxVersion:   c.maxVersion,
 		CipherSuites: c.cipherSuites,
 	}
-	tc := tls.Server(conn, cfg)
+	rec := &recordingConn{Conn: conn}
+	tc := tls.Server(rec, cfg)
 	defer tc.Close()
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	err := tc.HandshakeContext(ctx)
@@ -179,6 +180,12 @@ func serve(ctx context.Context, o Options, c probeCase, conn net.Conn) outcome {
 		return outcome{kind: accepted, observed: fmt.Sprintf("accepted (%s): the device completed the handshake", tls.VersionName(tc.ConnectionState().Version))}
 	}
 	if _, ok := remoteAlert(err); !ok {
+		// A client that refuses the server's certificate before it has switched its own writes to the
+		// handshake keys (OpenSSL does) sends its alert as a plaintext record (RFC 8446 5.1, 6), which
+		// crypto/tls, reading with the keys, cannot decrypt: read the alert from the record itself.
+		if alert, ok := plaintextAlert(rec.last()); ok {
+			return outcome{kind: refused, alert: alert, observed: fmt.Sprintf("refused the handshake with the alert %q (sent unencrypted)", alert)}
+		}
 		for _, s := range offerRefusals {
 			if strings.Contains(err.Error(), s) {
 				return outcome{kind: refused, observed: fmt.Sprintf("refused: the device's hello offers none of it (%v)", err)}
@@ -186,4 +193,40 @@ func serve(ctx context.Context, o Options, c probeCase, conn net.Conn) outcome {
 		}
 	}
 	return failed(err, "the handshake")
+}
+
+// recordingConn keeps the last bytes read from the peer.
+type recordingConn struct {
+	net.Conn
+	tail []byte
+}
+
+// recordTail is enough for the last record of an alert (5 bytes of header, 2 of alert).
+const recordTail = 64
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.tail = append(c.tail, p[:n]...)
+		if len(c.tail) > recordTail {
+			c.tail = c.tail[len(c.tail)-recordTail:]
+		}
+	}
+	return n, err
+}
+
+func (c *recordingConn) last() []byte { return c.tail }
+
+// plaintextAlert returns the name of the alert in b if b ends with a plaintext TLS alert record: content
+// type alert (21), a legacy version 3.x, length 2, a level of warning (1) or fatal (2) and the description
+// (RFC 8446 5.1 and 6).
+func plaintextAlert(b []byte) (string, bool) {
+	if len(b) < 7 {
+		return "", false
+	}
+	r := b[len(b)-7:]
+	if r[0] != 21 || r[1] != 3 || r[3] != 0 || r[4] != 2 || (r[5] != 1 && r[5] != 2) {
+		return "", false
+	}
+	return strings.TrimPrefix(tls.AlertError(r[6]).Error(), "tls: "), true
 }
