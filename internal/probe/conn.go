@@ -37,10 +37,10 @@ const (
 
 // judge turns an outcome into a result.
 func judge(expected string, out outcome) string {
-	switch {
-	case out.kind == notPresented:
+	switch out.kind {
+	case notPresented:
 		return NA
-	case out.kind == expected:
+	case expected:
 		return Pass
 	}
 	return Fail

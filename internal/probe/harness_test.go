@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -63,9 +62,7 @@ type env struct {
 	root    *x509.Certificate
 }
 
-var (
-	envOnce sync.Mutex
-)
+var envOnce sync.Mutex
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -227,15 +224,6 @@ func connectDevice(addr string, config func() *tls.Config, stop <-chan struct{})
 	}
 }
 
-// results maps case names to results.
-func results(r *probe.Report) map[string]string {
-	out := map[string]string{}
-	for _, c := range r.Cases {
-		out[c.Name] = c.Result
-	}
-	return out
-}
-
 // wantResults compares a report's results with want (case → result); a case want does not name must PASS,
 // but for the two that are N/A by nature (p-192 always; wrong-name as a client).
 func wantResults(t *testing.T, r *probe.Report, want map[string]string) {
@@ -267,11 +255,6 @@ func countCerts(t *testing.T, s store.Store) int {
 		t.Fatal(err)
 	}
 	return len(certs)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // lockedBuffer collects a child process's output from several goroutines.
