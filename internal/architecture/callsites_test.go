@@ -48,10 +48,14 @@ const bench = "internal/bench"
 // pkitest makes CA chains for tests only.
 const pkitest = "internal/pkitest"
 
+// probe makes the certificates no Keyward key may sign (weak keys, SHA-1, an unknown CA, self-signed) under a
+// throwaway CA generated in memory for one run of 'keyward probe tls'.
+const probe = "internal/probe"
+
 var sensitiveCalls = []sensitive{
 	{"a keystore signer (Signer(ctx, uri, purpose))", methodCall("Signer", 3),
 		[]string{"internal/ca", "internal/keystore", bench}},
-	{"x509.CreateCertificate", pkgCall("crypto/x509", "CreateCertificate"), []string{"internal/ca", "internal/issuer", bench, pkitest}},
+	{"x509.CreateCertificate", pkgCall("crypto/x509", "CreateCertificate"), []string{"internal/ca", "internal/issuer", bench, pkitest, probe}},
 	{"x509.CreateRevocationList", pkgCall("crypto/x509", "CreateRevocationList"), []string{"internal/ca", "internal/issuer", bench}},
 	{"a store transaction (Tx(ctx, fn))", methodCall("Tx", 2), []string{"internal/ra", "internal/store", bench}},
 	{"an audit append (AppendAudit)", methodCall("AppendAudit", 2), []string{"internal/ra", "internal/store", bench}},

@@ -47,7 +47,8 @@ const ExitCodes = `Exit codes:
   8  verification failed: the audit log (chain, Merkle tree, checkpoint, proof, or a table that disagrees with
      the log) or an evidence pack (a changed, missing or added file, a bad signature or proof)
   9  revoked: 'revocation check' answers that the certificate or serial is revoked (0 means not revoked)
-  10 the check found problems (probe FAIL, fleet scan findings)`
+  10 the check found problems: 'probe tls' had a case FAIL, 'fleet scan' has findings (0: every case PASS or
+     N/A, no findings)`
 
 // Env is what a command runs with: streams and the process environment, so tests can run commands in-process.
 type Env struct {
@@ -220,6 +221,7 @@ and records every change in a hash-chained audit trail.
 		factoryCmd(g),
 		trustCmd(g),
 		fleetCmd(g),
+		probeCmd(g),
 		configCmd(g),
 		manCmd(g),
 		evidenceCmd(g),

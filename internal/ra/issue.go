@@ -352,9 +352,9 @@ func (r *RA) record(ctx context.Context, tx store.Tx, p Principal, s *signed, ac
 		details["lint_warnings"] = strings.Join(names, ",")
 	}
 	subject := c.Serial
-	if extra != nil {
+	if device, ok := extra["device"]; ok {
 		details["serial"] = c.Serial
-		subject = extra["device"]
+		subject = device
 	}
 	for k, v := range extra {
 		details[k] = v
