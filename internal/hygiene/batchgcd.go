@@ -36,7 +36,7 @@ func BatchGCD(ctx context.Context, moduli []*big.Int) ([]SharedFactor, error) {
 		next := make([]*big.Int, (len(prev)+1)/2)
 		if err := parallel(ctx, len(next), func(i int) {
 			if 2*i+1 < len(prev) {
-				next[i] = new(big.Int).Mul(prev[2*i], prev[2*i+1])
+				next[i] = mul(prev[2*i], prev[2*i+1])
 			} else {
 				next[i] = prev[2*i]
 			}
@@ -51,8 +51,7 @@ func BatchGCD(ctx context.Context, moduli []*big.Int) ([]SharedFactor, error) {
 		nodes := levels[k]
 		next := make([]*big.Int, len(nodes))
 		if err := parallel(ctx, len(nodes), func(i int) {
-			sq := new(big.Int).Mul(nodes[i], nodes[i])
-			next[i] = new(big.Int).Mod(rem[i/2], sq)
+			next[i] = mod(rem[i/2], mul(nodes[i], nodes[i]))
 		}); err != nil {
 			return nil, err
 		}

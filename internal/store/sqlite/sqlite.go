@@ -74,8 +74,9 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 		return nil, fmt.Errorf("open sqlite store %q: path must not contain '?' or '#'", path)
 	}
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
-	// Issuance inserts into two indexes on random keys (the SPKI hash, the device key's URI; serials ascend,
-	// issuer.NewSerial), so a transaction of a few hundred certificates dirties a few hundred index pages.
+	// Issuance inserts into one index on random keys (the SPKI hash; serials ascend, issuer.NewSerial, and a
+	// device key's glossary row is keyed by its serial), so a transaction of a few hundred certificates dirties
+	// a few hundred index pages.
 	// cache_size keeps up to 64 MiB of pages in the writer so that they are not re-read. No commit checkpoints (wal_autocheckpoint 0): the checkpointer
 	// copies the WAL into the database once a second on a connection of its own, so a page rewritten by many
 	// transactions within that second is copied and fsynced once, and no request waits for a checkpoint.
@@ -84,7 +85,10 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 	wdsn := path + "?" + common + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 		"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(-1)" +
 		"&_pragma=temp_store(MEMORY)&_txlock=immediate"
-	rdsn := path + "?" + common + "&_pragma=query_only(1)"
+	// Every issuance reads the certificates' SPKI index at a random place before signing (the duplicate-key
+	// pre-check) on a reader connection; with SQLite's default 2 MB cache, on a store of millions each lookup
+	// re-read and re-parsed most of its path from the file. cache_size gives each reader what the writer has.
+	rdsn := path + "?" + common + "&_pragma=query_only(1)&_pragma=cache_size(-65536)"
 
 	// The file holds no key material, but it does hold the audit trail and the device inventory: create it
 	// readable by its owner only. SQLite gives the -wal and -shm files the same mode.
