@@ -17,7 +17,6 @@ func prime(t testing.TB, bits int) *big.Int {
 	return p
 }
 
-
 // TestBatchGCDPlanted plants each way moduli can share primes among RSA-shaped moduli (products of two 256-bit
 // primes) and checks that exactly those are found, with their factors.
 func TestBatchGCDPlanted(t *testing.T) {
