@@ -67,11 +67,11 @@ func cpuProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close() // a diagnostic file; nothing to do about a failed close
 		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
 	}
 	return func() {
 		pprof.StopCPUProfile()
-		f.Close()
+		_ = f.Close() // a diagnostic file; nothing to do about a failed close
 	}, nil
 }
