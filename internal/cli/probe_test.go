@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -17,38 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/pkg/certpolicy"
 	"github.com/keyward/keyward/pkg/revocation/filter"
 	"github.com/keyward/keyward/pkg/verify"
 )
-
-// probeDevice serves TLS on loopback with the configuration config returns for each connection, holding an
-// accepted connection until the client closes it.
-func probeDevice(t *testing.T, config func() *tls.Config) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, config())
-				defer tc.Close()
-				_ = tc.SetDeadline(time.Now().Add(15 * time.Second))
-				if tc.Handshake() == nil {
-					_, _ = io.Copy(io.Discard, tc)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 func probeServerCert(t *testing.T) tls.Certificate {
 	t.Helper()
@@ -73,7 +45,7 @@ func TestProbeTLS(t *testing.T) {
 	dir := initDir(t)
 	root := parsePEMCerts(t, mustKW(t, "ca", "export", "--data", dir, "--env", "dev"))[0]
 	publish := t.TempDir()
-	good := probeDevice(t, func() *tls.Config {
+	good := pkitest.ServeTLS(t, func() *tls.Config {
 		o := verify.Options{Anchors: []*x509.Certificate{root}, Roles: []certpolicy.Role{certpolicy.Gateway}, Usage: x509.ExtKeyUsageClientAuth,
 			Revocation: verify.Revocation{Policy: verify.FailClosed}}
 		if data, err := os.ReadFile(filepath.Join(publish, "filter", "dev.kwf")); err == nil {
@@ -93,7 +65,7 @@ func TestProbeTLS(t *testing.T) {
 		}
 		return cfg
 	})
-	broken := probeDevice(t, func() *tls.Config {
+	broken := pkitest.ServeTLS(t, func() *tls.Config {
 		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{probeServerCert(t)}}
 	})
 	out := t.TempDir()

@@ -174,35 +174,6 @@ func selfCert(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }
 
-// serveDevice runs a TLS server on loopback with the configuration config returns for each connection; an
-// accepted connection is held until the client closes it, as a device that waits for a request does.
-func serveDevice(t *testing.T, config func() *tls.Config) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, config())
-				defer tc.Close()
-				_ = tc.SetDeadline(time.Now().Add(15 * time.Second))
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, tc)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // connectDevice dials the probe's listener over and over, as a device retrying its server would, with the
 // configuration config returns for each connection, until stop is closed.
 func connectDevice(addr string, config func() *tls.Config, stop <-chan struct{}) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/pkitest"
 	"github.com/keyward/keyward/internal/probe"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/store"
@@ -43,7 +44,7 @@ func failing(names ...string) map[string]string {
 // every weak offer; the report records it, and the state the probe left is what it says.
 func TestClientAgainstVerifyingDevice(t *testing.T) {
 	e := newEnv(t)
-	addr := serveDevice(t, func() *tls.Config {
+	addr := pkitest.ServeTLS(t, func() *tls.Config {
 		cfg, err := e.verifier([]certpolicy.Role{certpolicy.Gateway}, x509.ExtKeyUsageClientAuth).ServerConfig(selfCert(t))
 		if err != nil {
 			t.Error(err)
@@ -178,7 +179,7 @@ func TestClientAgainstBrokenDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := e.options(probe.Client)
-			o.Target = serveDevice(t, tc.config)
+			o.Target = pkitest.ServeTLS(t, tc.config)
 			o.PeerHasIntermediates = tc.peerHasInter
 			r, err := probe.Run(context.Background(), e.authority(), o)
 			if err != nil {
