@@ -64,6 +64,13 @@ func NewVerifierWith(b *ProofBuilder) *Verifier {
 	return &Verifier{prevHash: GenesisHash, tree: b.tree, builder: b}
 }
 
+// NewVerifierAfter returns a verifier expecting the chain to go on after event seq, whose hash is hash (from an
+// earlier verification that reached it). It checks the links of what follows, not what precedes, and keeps no
+// Merkle tree: Tree is nil.
+func NewVerifierAfter(seq int64, hash []byte) *Verifier {
+	return &Verifier{prevSeq: seq, prevHash: bytes.Clone(hash)}
+}
+
 // Next checks e against the chain so far and appends it to the tree. The error names the first bad event and
 // what is wrong with it.
 func (v *Verifier) Next(e *Event) error {
@@ -77,9 +84,10 @@ func (v *Verifier) Next(e *Event) error {
 	case !bytes.Equal(sum[:], e.Hash):
 		return fmt.Errorf("%w at event %d: content does not match its hash (the event was altered)", ErrChainBroken, e.Seq)
 	}
-	if v.builder != nil {
+	switch {
+	case v.builder != nil:
 		v.builder.appendEncoded(enc)
-	} else {
+	case v.tree != nil:
 		v.tree.AppendEncoded(enc)
 	}
 	v.prevSeq, v.prevHash = e.Seq, e.Hash
@@ -89,6 +97,10 @@ func (v *Verifier) Next(e *Event) error {
 
 // Count is the number of events verified so far.
 func (v *Verifier) Count() int64 { return v.count }
+
+// Last is the sequence number and hash of the last verified event (of the event the verifier was started
+// after, if none yet).
+func (v *Verifier) Last() (int64, []byte) { return v.prevSeq, bytes.Clone(v.prevHash) }
 
 // Head is the hash of the last verified event, hex encoded.
 func (v *Verifier) Head() string { return hex.EncodeToString(v.prevHash) }

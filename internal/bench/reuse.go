@@ -16,6 +16,10 @@ type issueMark struct {
 	Runs    int   `json:"runs"`
 	Issued  int64 `json:"issued"`
 	Next    int   `json:"next_device_serial"`
+	// The last audit event an earlier run verified the chain up to (from its first event): a later run verifies
+	// what follows it.
+	AuditSeq  int64  `json:"audit_verified_seq,omitempty"`
+	AuditHash []byte `json:"audit_verified_hash,omitempty"`
 }
 
 const issueMarkFile = "bench-issue.json"

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/hierarchy"
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/store"
@@ -33,6 +36,30 @@ func TestIssueReuseDir(t *testing.T) {
 	if res.Issued != n || res.Prefill != prefill || !res.AuditVerified {
 		t.Fatalf("second run: issued %d, prefill %d, verified %v; want %d, %d, true", res.Issued, res.Prefill, res.AuditVerified, n, prefill)
 	}
+	// The second run verified its own events after the head the first one verified, not the whole chain again.
+	if res.AuditVerifiedAfter < prefill+n || res.AuditEvents < n || res.AuditEvents >= res.AuditVerifiedAfter {
+		t.Fatalf("second run verified %d events after event %d; want at least %d after at least %d", res.AuditEvents, res.AuditVerifiedAfter, n, prefill+n)
+	}
+	// A verified head that is not the chain's fails the next run's verification.
+	mark, err := readIssueMark(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := mark.AuditHash
+	mark.AuditHash = append([]byte{good[0] ^ 1}, good[1:]...)
+	if err := writeIssueMark(dir, mark); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Issue(ctx, opts); !errors.Is(err, audit.ErrChainBroken) {
+		t.Fatalf("run after a wrong verified head: %v, want %v", err, audit.ErrChainBroken)
+	}
+	if mark, err = readIssueMark(dir); err != nil || !bytes.Equal(mark.AuditHash[1:], good[1:]) || mark.AuditHash[0] == good[0] {
+		t.Fatalf("a failed verification moved the verified head: %v", err)
+	}
+	mark.AuditHash = good
+	if err := writeIssueMark(dir, mark); err != nil {
+		t.Fatal(err)
+	}
 	opts.Prefill = 10
 	if _, err := Issue(ctx, opts); err == nil || !strings.Contains(err.Error(), "already holds a benchmark store") {
 		t.Fatalf("--prefill onto a kept store: %v", err)
@@ -51,8 +78,8 @@ func TestIssueReuseDir(t *testing.T) {
 	for _, c := range certs {
 		subjects[c.Subject] = true
 	}
-	if len(certs) != prefill+2*n || len(subjects) != prefill+2*n {
-		t.Fatalf("%d certificates with %d subjects, want %d distinct", len(certs), len(subjects), prefill+2*n)
+	if len(certs) != prefill+3*n || len(subjects) != prefill+3*n {
+		t.Fatalf("%d certificates with %d subjects, want %d distinct", len(certs), len(subjects), prefill+3*n)
 	}
 
 	foreign := t.TempDir()

@@ -30,7 +30,9 @@ rate with a run without --prefill to see what the store's size costs.
 
 --dir DIR keeps the store (and, with --db, uses that database) after the run; a later run given the same --dir
 and --db measures on the store as that run left it, without --prefill: a store of millions is loaded once and
-measured as often as needed, for instance again on a quieter machine.`,
+measured as often as needed, for instance again on a quieter machine. Such a run verifies the audit chain from
+the event the earlier run verified it up to (kept with the store), not from the first event again
+(audit_verified_after in JSON).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.DB = g.db

@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/node"
 	"github.com/keyward/keyward/internal/ra"
 	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/store"
 )
 
 // serveOptions are the settings of 'keyward serve': each is a flag, a KEYWARD_* variable and a key of the
@@ -109,6 +110,13 @@ which wins over the file. 'keyward config show' prints what is in effect and whe
 			}
 			if err := n.Follow(ctx); err != nil {
 				return err
+			}
+			if w, ok := n.Store.(store.Warmer); ok { // in the background: issuance reads the store until it is warm
+				go func() {
+					if err := w.Warm(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+						fmt.Fprintf(g.env.Stderr, "keyward: warning: %v (the duplicate-key pre-check reads the store instead)\n", err)
+					}
+				}()
 			}
 			renewer, err := n.NewTLSRenewer(ctx, tlsNames(o.names, o.listen), o.tlsValidity)
 			if err != nil {

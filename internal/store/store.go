@@ -380,6 +380,13 @@ type PoolStats struct {
 	WaitTime time.Duration // total time callers waited
 }
 
+// Warmer is implemented by stores that keep in memory what spares the issuance path a read (SQLite: the
+// filter of certified keys) and build it when first needed. Warm builds it now and returns once it is ready,
+// so that a server warms up at start and a benchmark does not time the build.
+type Warmer interface {
+	Warm(ctx context.Context) error
+}
+
 // Pooled is implemented by stores that can report their connection pools.
 type Pooled interface {
 	PoolStats() []PoolStats

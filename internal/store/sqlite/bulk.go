@@ -110,6 +110,7 @@ func (s *Store) loadTx(ctx context.Context, batches <-chan sqlrecord.EnrolledBat
 			if _, err = st[0].ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...); err != nil {
 				return 0, false, bulkError("certificate "+c.Serial, err)
 			}
+			s.keys.add(c.SPKISHA256)
 			if err = r.CheckDeviceKey(); err != nil {
 				return 0, false, fmt.Errorf("bulk load: %w", err)
 			}

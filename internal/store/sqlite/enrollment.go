@@ -124,9 +124,12 @@ func (s *Store) GetDevice(ctx context.Context, env, product, serial string) (*st
 
 // IssuanceFacts reads the certificates of spki and the device, with the two prepared statements.
 func (s *Store) IssuanceFacts(ctx context.Context, spki []byte, env, product, serial string) ([]*store.Certificate, *store.Device, error) {
-	certs, err := s.CertificatesBySPKI(ctx, spki)
-	if err != nil {
-		return nil, nil, err
+	var certs []*store.Certificate
+	if !s.keys.absent(spki) { // most issuances certify a new key: the filter spares them the index
+		var err error
+		if certs, err = s.CertificatesBySPKI(ctx, spki); err != nil {
+			return nil, nil, err
+		}
 	}
 	// Most issuances name a serial the registry does not hold: that answer costs no error value.
 	d, err := codec.ScanDevice(s.rs[stGetDevice].QueryRowContext(ctx, env, product, serial))

@@ -48,9 +48,13 @@ type Store struct {
 	restarts       atomic.Int64 // checkpoints finished on the writer's connection, for tests
 	ws             [numWriteStmts]*sql.Stmt
 	rs             [numReadStmts]*sql.Stmt
+	keys           *keyFilter // which keys the certificates may hold (keyfilter.go)
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Warmer = (*Store)(nil)
+)
 
 // Open opens the SQLite database at path, creating it if needed, and applies any pending schema migrations.
 //
@@ -126,6 +130,7 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 		_ = s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
+	s.keys = newKeyFilter(s.r, s.writerIdle, keyFilterMinKeys)
 	if s.cp, err = sql.Open("sqlite", path+"?"+common); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
@@ -134,6 +139,19 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 	s.cpStop, s.cpDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(every, restartFrames)
 	return s, nil
+}
+
+// Warm implements store.Warmer: it builds the filter of certified keys (keyfilter.go) unless it is built, and
+// returns once it is.
+func (s *Store) Warm(ctx context.Context) error { return s.keys.warm(ctx) }
+
+// writerIdle returns once no write transaction is open on the writer connection (or ctx ends).
+func (s *Store) writerIdle(ctx context.Context) error {
+	c, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // checkpointer copies the WAL into the database in the background, on a connection of its own, so that no
@@ -201,6 +219,8 @@ const (
 	stInsertCA = iota
 	stInsertKey
 	stInsertCertKey
+	stInsertNewCertKey
+	stKeyRecorded
 	stSetKeyState
 	stKeyConflict
 	stInsertCert
@@ -231,12 +251,15 @@ const (
 // prepare prepares the store's statements on the writer and the reader pools.
 func (s *Store) prepare(ctx context.Context) error {
 	writeSQL := [numWriteStmts]string{
-		stInsertCA:      sqlrecord.InsertCA,
-		stInsertKey:     sqlrecord.InsertKey,
-		stInsertCertKey: insertCertificateKey,
-		stSetKeyState:   sqlrecord.SetKeyState,
+		stInsertCA:         sqlrecord.InsertCA,
+		stInsertKey:        sqlrecord.InsertKey,
+		stInsertCertKey:    insertCertificateKey,
+		stInsertNewCertKey: insertNewCertificateKey,
+		stKeyRecorded:      `SELECT 1 FROM keys WHERE uri = ?`,
+		stSetKeyState:      sqlrecord.SetKeyState,
 		// The duplicate-key check of InsertCertificate; PostgreSQL makes it within its insert instead.
-		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ? AND subject <> ? LIMIT 1`,
+		// Another subject's certificate first, if there is one; no row at all: the key is new.
+		stKeyConflict: `SELECT subject FROM certificates WHERE spki_sha256 = ?1 ORDER BY subject = ?2 LIMIT 1`,
 		stInsertCert:  sqlrecord.InsertCertificate,
 		stCertsBySPKI: sqlrecord.CertificatesBySPKI,
 		stAuditHead:   sqlrecord.AuditHead,
@@ -313,6 +336,9 @@ func positional(q string) string {
 // (spki_sha256 = ?) as a full scan of certificates, so every enrollment slowed as the table grew. Keyward's
 // queries are all equality or range lookups on indexes the planner picks without statistics.
 func (s *Store) Close() error {
+	if s.keys != nil {
+		s.keys.close()
+	}
 	s.cpOnce.Do(func() {
 		if s.cpStop != nil {
 			close(s.cpStop)

@@ -24,6 +24,10 @@ type tx struct {
 	// pipeline: see Pipeline.
 	pipeline bool
 
+	// newKeySerial is the serial of the certificate InsertCertificate last stored for a key no certificate
+	// held before (under this transaction's write lock): its InsertCertificateKey needs no second look.
+	newKeySerial string
+
 	// The audit chain head, read once per transaction and then advanced by each append.
 	headKnown bool
 	headSeq   int64
@@ -123,10 +127,29 @@ const insertCertificateKey = `INSERT INTO device_keys (serial, algorithm, state,
 	WHERE NOT EXISTS (SELECT 1 FROM certificates c JOIN device_keys d ON d.serial = c.serial WHERE c.spki_sha256 = $5)
 	AND NOT EXISTS (SELECT 1 FROM keys WHERE uri = $6)`
 
+// insertNewCertificateKey is insertCertificateKey for a key InsertCertificate found no certificate of, once
+// stKeyRecorded found no key row of its URI: the certificates' SPKI index is not read a third time, and a
+// one-row VALUES insert needs no statement journal (an INSERT ... SELECT opens one, and truncating it walks
+// every page the group transaction has journaled so far).
+const insertNewCertificateKey = `INSERT INTO device_keys (serial, algorithm, state, state_changed_at, destroyed_at)
+	VALUES ($1, $2, $3, $4, NULL)`
+
 func (t *tx) InsertCertificateKey(ctx context.Context, c *store.Certificate, algorithm string) error {
-	_, err := t.stmt(ctx, stInsertCertKey).ExecContext(ctx, c.Serial, algorithm, store.KeyActive, codec.BindTime(c.CreatedAt),
-		c.SPKISHA256, store.DeviceKeyURI(c.SPKISHA256))
-	if err != nil {
+	at, uri := codec.BindTime(c.CreatedAt), store.DeviceKeyURI(c.SPKISHA256)
+	if c.Serial != t.newKeySerial {
+		if _, err := t.stmt(ctx, stInsertCertKey).ExecContext(ctx, c.Serial, algorithm, store.KeyActive, at, c.SPKISHA256, uri); err != nil {
+			return fmt.Errorf("insert key of certificate %s: %w", c.Serial, err)
+		}
+		return nil
+	}
+	var one int
+	switch err := t.stmt(ctx, stKeyRecorded).QueryRowContext(ctx, uri).Scan(&one); {
+	case err == nil: // recorded before it was certified (a factory site's record): that row stays the key's
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("insert key of certificate %s: %w", c.Serial, err)
+	}
+	if _, err := t.stmt(ctx, stInsertNewCertKey).ExecContext(ctx, c.Serial, algorithm, store.KeyActive, at); err != nil {
 		return fmt.Errorf("insert key of certificate %s: %w", c.Serial, err)
 	}
 	return nil
@@ -161,19 +184,27 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
 	}
 	// The transaction holds the write lock, so no other writer can certify the key between check and insert.
+	t.newKeySerial = ""
 	var other string
 	err := t.stmt(ctx, stKeyConflict).QueryRowContext(ctx, c.SPKISHA256, c.Subject).Scan(&other)
+	newKey := false
 	switch {
-	case err == nil:
+	case err == nil && other != c.Subject:
 		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
 			c.Serial, c.Subject, c.SPKISHA256, other, store.ErrDuplicateKey)
-	case !errors.Is(err, sql.ErrNoRows):
+	case errors.Is(err, sql.ErrNoRows):
+		newKey = true
+	case err != nil:
 		return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
 	}
 	var args [13]any // one per column: the statement does not keep them, so they stay off the heap
 	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
 	switch {
 	case err == nil:
+		t.s.keys.add(c.SPKISHA256)
+		if newKey {
+			t.newKeySerial = c.Serial
+		}
 		return t.insertCSRSignature(ctx, c)
 	case isUnique(err):
 		return fmt.Errorf("insert certificate %s: %w", c.Serial, store.ErrDuplicateSerial)
