@@ -18,7 +18,9 @@ func benchCmd(g *globals) *cobra.Command {
 registration authority into a fresh store (SQLite in a temporary directory, or --db postgres://... naming an
 empty database), with the audit trail, and print certificates/s beside the in-process limit measured in the
 same run: a plain x509.CreateCertificate loop on all cores with the same key and template. The audit chain is
-verified at the end. --json prints one object with per_second, limit_per_second and ratio.
+verified at the end. --json prints one object with per_second, limit_per_second and ratio. What the store keeps in
+memory for issuance (SQLite: the filter of certified keys) is built after the limit and before the timed part,
+as 'keyward serve' builds it when it starts (warm_seconds).
 
 --prefill N first enrolls N devices into the store, not timed, as a factory station's enrollments would leave
 them (a real certificate under the same issuing CA, stamped from one fully linted certificate and signed, with a

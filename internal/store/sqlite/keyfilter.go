@@ -23,9 +23,13 @@ import (
 // are set (a collision) costs no more than the index lookup the filter would have spared; the filter only ever
 // says "certainly absent" or "look it up".
 //
-// What it may miss: a certificate another process (an operator's command on the same file) inserts while this
-// one runs. The pre-check is not the rule, only the early refusal before signing: the insert checks the index
-// again under the write lock (tx.InsertCertificate) and refuses the duplicate there.
+// What it may miss: a certificate another process (an operator's command on the same file, or a second Store)
+// inserts while this one runs. The writer notices such a commit when its next transaction begins (PRAGMA
+// data_version, which moves only for other connections' commits): from then until a filter whose build began
+// after it is ready, the filter is not trusted for the rule itself. The rule, a key certified for one subject
+// only, is kept by tx.InsertCertificate under the write lock: it reads the certificates' SPKI index unless the
+// filter, trusted, says no certificate holds the key (absentForWrite), which for a new key on a store of
+// millions spares the writer a random page.
 const (
 	keyFilterBlockWords = 8                           // 512 bits: one cache line
 	keyFilterProbes     = 7                           // bits set per key, 9 bits of the hash each
@@ -42,6 +46,9 @@ type keyBits struct {
 	blocks uint64 // a power of two
 	added  atomic.Int64
 	ready  atomic.Bool // every certificate committed before its build began is in it
+	// foreign is keyFilter.foreign when the build began: a filter is trusted for the rule only while no other
+	// connection's commit has been seen since.
+	foreign int64
 }
 
 func newKeyBits(keys int64) *keyBits {
@@ -99,6 +106,9 @@ type keyFilter struct {
 	firstErr  error
 	builds    atomic.Int64 // filters built, for tests
 	failedAt  atomic.Int64 // when the last build failed (Unix seconds): the next waits a minute
+	// foreign counts the commits of other connections the writer has seen (foreignCommit).
+	foreign atomic.Int64
+	spared  atomic.Int64 // inserts whose key check the filter answered, for tests
 }
 
 // newKeyFilter returns the filter of the certificates in db, built in the background the first time absent is
@@ -165,24 +175,35 @@ func (k *keyFilter) rebuild(keys int64) bool {
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
-		defer k.building.Unlock()
-		err := k.idle(k.ctx)
-		if err == nil {
-			err = k.fill(nb)
+		stale := k.build(nb)
+		k.building.Unlock()
+		if stale { // another connection committed while it was built: build one that has its certificates
+			k.rebuild(nb.added.Load())
 		}
-		if err != nil {
-			k.failedAt.Store(time.Now().Unix())
-			k.next.CompareAndSwap(nb, nil)
-			k.firstEnded(err)
-			return
-		}
-		nb.ready.Store(true)
-		k.cur.Store(nb)
-		k.next.CompareAndSwap(nb, nil)
-		k.builds.Add(1)
-		k.firstEnded(nil)
 	}()
 	return true
+}
+
+// build fills nb after the writer is idle and makes it the filter in use; it reports whether another
+// connection's commit was seen meanwhile.
+func (k *keyFilter) build(nb *keyBits) (stale bool) {
+	err := k.idle(k.ctx)
+	if err == nil {
+		nb.foreign = k.foreign.Load()
+		err = k.fill(nb)
+	}
+	if err != nil {
+		k.failedAt.Store(time.Now().Unix())
+		k.next.CompareAndSwap(nb, nil)
+		k.firstEnded(err)
+		return false
+	}
+	nb.ready.Store(true)
+	k.cur.Store(nb)
+	k.next.CompareAndSwap(nb, nil)
+	k.builds.Add(1)
+	k.firstEnded(nil)
+	return nb.foreign != k.foreign.Load()
 }
 
 // fill adds every SPKI hash of the certificates table to f, reading the covering index in key order a batch
@@ -248,6 +269,27 @@ func (k *keyFilter) absent(h []byte) bool {
 		return false
 	}
 	return cur.ready.Load() && len(h) == sha256.Size && !cur.mayHold(h)
+}
+
+// absentForWrite reports whether, by a filter built since the last commit of another connection the writer
+// saw, no certificate holds key h. The caller holds the write lock and has called foreignCommit for any such
+// commit since its previous transaction.
+func (k *keyFilter) absentForWrite(h []byte) bool {
+	cur := k.cur.Load()
+	if cur == nil || !cur.ready.Load() || cur.foreign != k.foreign.Load() || len(h) != sha256.Size || cur.mayHold(h) {
+		return false
+	}
+	k.spared.Add(1)
+	return true
+}
+
+// foreignCommit records that another connection committed since the writer's last transaction: the filter is
+// rebuilt before it is trusted for the rule again.
+func (k *keyFilter) foreignCommit() {
+	k.foreign.Add(1)
+	if cur := k.cur.Load(); cur != nil {
+		k.rebuild(cur.added.Load())
+	}
 }
 
 func (k *keyFilter) close() {

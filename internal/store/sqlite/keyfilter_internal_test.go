@@ -89,7 +89,7 @@ func waitBuilds(t *testing.T, s *Store, n int64) {
 func TestKeyFilter(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keyward.db")
-	s, err := Open(ctx, path)
+	s, err := open(ctx, path, 5*time.Millisecond, 200) // checkpoints and WAL restarts all along
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +174,19 @@ func TestKeyFilter(t *testing.T) {
 	waitBuilds(t, s, builds+1)
 	found("a transaction open while the rebuild began")
 
+	// The writer's own commits, checkpoints and WAL restarts are not another connection's commits: the
+	// filter stayed trusted and answered the insert's key check for new keys.
+	if n := s.keys.foreign.Load(); n != 0 {
+		t.Fatalf("%d commits of other connections seen, want 0", n)
+	}
+	if s.checkpoints.Load() == 0 || s.restarts.Load() == 0 {
+		t.Fatalf("checkpoints %d, restarts %d: the test wants both", s.checkpoints.Load(), s.restarts.Load())
+	}
+	spared := s.keys.spared.Load()
+	if spared < int64(len(all))/2 {
+		t.Fatalf("the filter answered %d of %d inserts' key checks", spared, len(all))
+	}
+
 	// Another process (another Store on the file) stores a key this store's filter never saw: the
 	// pre-check may miss it, the insert does not.
 	other, err := Open(ctx, path)
@@ -190,4 +203,28 @@ func TestKeyFilter(t *testing.T) {
 	if !errors.Is(err, store.ErrDuplicateKey) {
 		t.Fatalf("inserting a key another process certified for another subject: %v, want ErrDuplicateKey", err)
 	}
+	if s.keys.foreign.Load() != 1 {
+		t.Fatalf("%d commits of other connections seen, want 1", s.keys.foreign.Load())
+	}
+	// The filter rebuilt after that commit has its key: trusted again, and a second attempt is refused too.
+	deadline := time.Now().Add(20 * time.Second)
+	for cur := s.keys.cur.Load(); cur.foreign != s.keys.foreign.Load(); cur = s.keys.cur.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no filter built since the other process's commit")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !s.keys.cur.Load().mayHold(foreign.SPKISHA256) {
+		t.Fatal("the filter built after the other process's commit lacks its key")
+	}
+	again := filterCert(t, "CN=DEMO-MINE-2", foreign.SPKISHA256)
+	if err := s.Tx(ctx, func(tx store.Tx) error { return tx.InsertCertificate(ctx, again) }); !errors.Is(err, store.ErrDuplicateKey) {
+		t.Fatalf("again, with the filter rebuilt: %v, want ErrDuplicateKey", err)
+	}
+	spared = s.keys.spared.Load()
+	add(10)
+	if s.keys.spared.Load() < spared+10 {
+		t.Fatalf("after the rebuild the filter answered %d of 10 inserts' key checks", s.keys.spared.Load()-spared)
+	}
+	found("at the end")
 }

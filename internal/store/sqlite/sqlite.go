@@ -49,6 +49,8 @@ type Store struct {
 	ws             [numWriteStmts]*sql.Stmt
 	rs             [numReadStmts]*sql.Stmt
 	keys           *keyFilter // which keys the certificates may hold (keyfilter.go)
+	// dataVersion is the writer connection's PRAGMA data_version when last read (tx.checkForeign).
+	dataVersion atomic.Int64
 }
 
 var (
@@ -131,6 +133,12 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	s.keys = newKeyFilter(s.r, s.writerIdle, keyFilterMinKeys)
+	var v int64
+	if err := s.w.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	s.dataVersion.Store(v)
 	if s.cp, err = sql.Open("sqlite", path+"?"+common); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)

@@ -24,6 +24,9 @@ type tx struct {
 	// pipeline: see Pipeline.
 	pipeline bool
 
+	// foreignChecked: this transaction has compared PRAGMA data_version with the writer's last (checkForeign).
+	foreignChecked bool
+
 	// newKeySerial is the serial of the certificate InsertCertificate last stored for a key no certificate
 	// held before (under this transaction's write lock): its InsertCertificateKey needs no second look.
 	newKeySerial string
@@ -184,21 +187,24 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		return fmt.Errorf("insert certificate %s: SPKI SHA-256 is %d bytes, want %d", c.Serial, len(c.SPKISHA256), sha256.Size)
 	}
 	// The transaction holds the write lock, so no other writer can certify the key between check and insert.
+	// A key the trusted filter has never seen is held by no certificate (keyfilter.go); any other is looked up.
 	t.newKeySerial = ""
-	var other string
-	err := t.stmt(ctx, stKeyConflict).QueryRowContext(ctx, c.SPKISHA256, c.Subject).Scan(&other)
-	newKey := false
-	switch {
-	case err == nil && other != c.Subject:
-		return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
-			c.Serial, c.Subject, c.SPKISHA256, other, store.ErrDuplicateKey)
-	case errors.Is(err, sql.ErrNoRows):
-		newKey = true
-	case err != nil:
-		return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
+	newKey := t.checkForeign(ctx) && t.s.keys.absentForWrite(c.SPKISHA256)
+	if !newKey {
+		var other string
+		err := t.stmt(ctx, stKeyConflict).QueryRowContext(ctx, c.SPKISHA256, c.Subject).Scan(&other)
+		switch {
+		case err == nil && other != c.Subject:
+			return fmt.Errorf("insert certificate %s for %q: key %x is certified for %q: %w",
+				c.Serial, c.Subject, c.SPKISHA256, other, store.ErrDuplicateKey)
+		case errors.Is(err, sql.ErrNoRows):
+			newKey = true
+		case err != nil:
+			return fmt.Errorf("insert certificate %s: check key: %w", c.Serial, err)
+		}
 	}
 	var args [13]any // one per column: the statement does not keep them, so they stay off the heap
-	_, err = t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
+	_, err := t.stmt(ctx, stInsertCert).ExecContext(ctx, codec.AppendCertificateArgs(args[:0], c)...)
 	switch {
 	case err == nil:
 		t.s.keys.add(c.SPKISHA256)
@@ -213,6 +219,24 @@ func (t *tx) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	default:
 		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
 	}
+}
+
+// checkForeign reads PRAGMA data_version once per transaction and tells the key filter if another
+// connection has committed since the writer's previous look; it reports whether that look succeeded (if not,
+// the filter is not trusted in this transaction).
+func (t *tx) checkForeign(ctx context.Context) bool {
+	if t.foreignChecked {
+		return true
+	}
+	var v int64
+	if err := t.tx.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return false
+	}
+	t.foreignChecked = true
+	if old := t.s.dataVersion.Swap(v); old != v {
+		t.s.keys.foreignCommit()
+	}
+	return true
 }
 
 // insertCSRSignature writes c.CSR, if set, keyed by c's serial: one row appended at the right edge of
