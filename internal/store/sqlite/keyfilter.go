@@ -33,17 +33,17 @@ import (
 const (
 	keyFilterBlockWords = 8                           // 512 bits: one cache line
 	keyFilterProbes     = 7                           // bits set per key, 9 bits of the hash each
-	keyFilterBitsPerKey = 12                          // at least; the block count is rounded up to a power of two
+	keyFilterBitsPerKey = 12                          // for the keys it is sized for: half as many again as it holds
 	keyFilterMinKeys    = 1 << 16                     // sized for at least this many keys
 	keyFilterScanBatch  = 1 << 14                     // keys read per query while the filter is built
 	keyFilterMaxBits    = 1 << 34                     // 2 GiB: beyond it the filter is not kept and every lookup reads
-	keyFilterGrowAt     = keyFilterBitsPerKey * 3 / 4 // bits per key below which it is rebuilt twice as large
+	keyFilterGrowAt     = keyFilterBitsPerKey * 3 / 4 // bits per key below which it is rebuilt (it holds twice what it was built with)
 )
 
 // keyBits is one filter of a given size.
 type keyBits struct {
 	words  []atomic.Uint64
-	blocks uint64 // a power of two
+	blocks uint64
 	added  atomic.Int64
 	ready  atomic.Bool // every certificate committed before its build began is in it
 	// foreign is keyFilter.foreign when the build began: a filter is trusted for the rule only while no other
@@ -52,14 +52,13 @@ type keyBits struct {
 }
 
 func newKeyBits(keys int64) *keyBits {
-	want := max(uint64(keys)*keyFilterBitsPerKey/(keyFilterBlockWords*64), 1)
-	blocks := uint64(1) << bits.Len64(want-1)
+	blocks := max((uint64(keys)*keyFilterBitsPerKey+keyFilterBlockWords*64-1)/(keyFilterBlockWords*64), 1)
 	return &keyBits{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks}
 }
 
 // probe calls fn with the index of each word to test or set, and the bit in it.
 func (f *keyBits) probe(h []byte, fn func(w int, bit uint64) bool) bool {
-	block := binary.LittleEndian.Uint64(h[0:8]) & (f.blocks - 1)
+	block, _ := bits.Mul64(binary.LittleEndian.Uint64(h[0:8]), f.blocks) // uniform in [0, blocks)
 	v := binary.LittleEndian.Uint64(h[8:16])
 	base := int(block) * keyFilterBlockWords
 	for i := 0; i < keyFilterProbes; i++ {
@@ -119,7 +118,7 @@ func newKeyFilter(db *sql.DB, idle func(context.Context) error, minKeys int64) *
 	return k
 }
 
-// start builds the first filter, sized for twice the certificates the table holds (their rowids: certificates
+// start builds the first filter, sized for half as many again as the certificates the table holds (their rowids: certificates
 // are never deleted).
 func (k *keyFilter) start() {
 	if err := k.begin(); err != nil {
@@ -134,7 +133,7 @@ func (k *keyFilter) begin() error {
 	if err := k.db.QueryRowContext(k.ctx, `SELECT coalesce(max(rowid), 0) FROM certificates`).Scan(&rows); err != nil {
 		return fmt.Errorf("key filter: %w", err)
 	}
-	if uint64(max(2*rows, k.minKeys))*keyFilterBitsPerKey > keyFilterMaxBits {
+	if uint64(max(rows*3/2, k.minKeys))*keyFilterBitsPerKey > keyFilterMaxBits {
 		return fmt.Errorf("key filter: %d certificates need more than %d bits", rows, uint64(keyFilterMaxBits))
 	}
 	k.rebuild(rows)
@@ -159,13 +158,13 @@ func (k *keyFilter) warm(ctx context.Context) error {
 	}
 }
 
-// rebuild starts building a filter sized for twice keys (at least minKeys) unless one is being built, and
+// rebuild starts building a filter sized for half as many again as keys (at least minKeys) unless one is being built, and
 // reports whether it started one.
 func (k *keyFilter) rebuild(keys int64) bool {
 	if now := time.Now().Unix(); now-k.failedAt.Load() < 60 || !k.building.TryLock() {
 		return false
 	}
-	size := max(2*keys, k.minKeys)
+	size := max(keys*3/2, k.minKeys)
 	if uint64(size)*keyFilterBitsPerKey > keyFilterMaxBits {
 		k.building.Unlock()
 		return false
