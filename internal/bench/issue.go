@@ -76,6 +76,11 @@ type IssueResult struct {
 	// AuditVerifiedAfter: on a kept store, the event an earlier run verified the chain up to; this run verified
 	// the AuditEvents after it.
 	AuditVerifiedAfter int64 `json:"audit_verified_after,omitempty"`
+	// CPUPer1k is the CPU time (user and system, every thread of the process: workers, writer, checkpointer)
+	// the timed part used per 1,000 certificates; CPUUse that time over the elapsed time (2 is two busy cores).
+	// Unlike the rate, neither counts the time the host gives to others, so they compare stores more steadily.
+	CPUPer1k float64 `json:"cpu_seconds_per_1000,omitempty"`
+	CPUUse   float64 `json:"cpu_use,omitempty"`
 	// WarmSeconds is how long the store took to build what it keeps in memory for issuance (store.Warmer),
 	// before the timed part.
 	WarmSeconds float64 `json:"warm_seconds,omitempty"`
@@ -215,7 +220,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	err = n.RA.IssueStream(ctx, ra.Principal{ID: "bench", Role: ra.RoleAdmin}, ra.StreamOptions{Workers: opts.Workers, BatchSize: opts.BatchSize}, next, func(r ra.StreamResult) {
 		if r.Err != nil {
 			failed.Add(1)
@@ -227,7 +232,7 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 			progress("  %d issued", c)
 		}
 	})
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	stopProfile()
 	if cerr := stopCheckpoints(); err == nil {
 		err = cerr
@@ -242,6 +247,10 @@ func Issue(ctx context.Context, opts IssueOptions) (*IssueResult, error) {
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(res.Issued) / res.Seconds
 	res.Ratio = res.PerSecond / res.LimitPerSecond
+	if res.Issued > 0 && cpu > 0 {
+		res.CPUPer1k = cpu / float64(res.Issued) * 1000
+		res.CPUUse = cpu / res.Seconds
+	}
 	res.CertBytes = int(size.Load())
 	res.Stamped = n.RA.IssuanceCounts().Stamped
 	res.Prefill = mark.Prefill

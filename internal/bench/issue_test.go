@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -24,6 +25,18 @@ func TestIssueSmall(t *testing.T) {
 	}
 	if res.CertBytes == 0 || res.CertBytes > 400 {
 		t.Fatalf("certificate size %d", res.CertBytes)
+	}
+}
+
+// TestIssueCPU: the run reports the CPU it used per 1,000 certificates and the cores it kept busy, which can be
+// no more than the machine has (the clock ticks of /proc/self/stat round it by 10 ms).
+func TestIssueCPU(t *testing.T) {
+	res, err := Issue(context.Background(), IssueOptions{N: 1000, LimitTime: 100 * time.Millisecond, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CPUPer1k <= 0 || res.CPUUse <= 0 || res.CPUUse > float64(runtime.NumCPU())+0.5 {
+		t.Fatalf("CPU %.3f s per 1,000, %.2f cores busy of %d", res.CPUPer1k, res.CPUUse, runtime.NumCPU())
 	}
 }
 

@@ -20,7 +20,8 @@ empty database), with the audit trail, and print certificates/s beside the in-pr
 same run: a plain x509.CreateCertificate loop on all cores with the same key and template. The audit chain is
 verified at the end. --json prints one object with per_second, limit_per_second and ratio. What the store keeps in
 memory for issuance (SQLite: the filter of certified keys) is built after the limit and before the timed part,
-as 'keyward serve' builds it when it starts (warm_seconds).
+as 'keyward serve' builds it when it starts (warm_seconds). The CPU the timed part used per 1,000 certificates
+and how many cores it kept busy (cpu_seconds_per_1000, cpu_use) do not count time the host gives to others.
 
 --prefill N first enrolls N devices into the store, not timed, as a factory station's enrollments would leave
 them (a real certificate under the same issuing CA, stamped from one fully linted certificate and signed, with a
@@ -58,6 +59,9 @@ the event the earlier run verified it up to (kept with the store), not from the 
 			fmt.Fprintf(g.env.Stdout, "issued %d certificates (%d bytes each; %d stamped) in %.2fs into %s with %s keystore\n", res.Issued, res.CertBytes, res.Stamped, res.Seconds, res.Store, res.Keystore)
 			fmt.Fprintf(g.env.Stdout, "  %.0f certificates/s\n  %.0f certificates/s in-process limit (x509.CreateCertificate, %d cores)\n  ratio %.2f\n  audit chain verified: %d events\n",
 				res.PerSecond, res.LimitPerSecond, res.GOMAXPROCS, res.Ratio, res.AuditEvents)
+			if res.CPUPer1k > 0 {
+				fmt.Fprintf(g.env.Stdout, "  CPU %.3f s per 1,000 certificates, %.2f cores busy\n", res.CPUPer1k, res.CPUUse)
+			}
 			return nil
 		},
 	}
