@@ -45,7 +45,6 @@ type keyBits struct {
 	words  []atomic.Uint64
 	blocks uint64
 	added  atomic.Int64
-	ready  atomic.Bool // every certificate committed before its build began is in it
 	// foreign is keyFilter.foreign when the build began: a filter is trusted for the rule only while no other
 	// connection's commit has been seen since.
 	foreign int64
@@ -85,8 +84,9 @@ func (f *keyBits) mayHold(h []byte) bool {
 	return f.probe(h, func(w int, bit uint64) bool { return f.words[w].Load()&bit != 0 })
 }
 
-// keyFilter is the store's filter: the one answering lookups, and while it is rebuilt larger the next one,
-// which every insert also goes into.
+// keyFilter is the store's filter: the one answering lookups (only a filter whose build finished, holding
+// every certificate committed before its build began), and while one is built the next, which every insert
+// also goes into.
 type keyFilter struct {
 	cur, next atomic.Pointer[keyBits]
 	building  sync.Mutex // held by the goroutine building next
@@ -197,7 +197,6 @@ func (k *keyFilter) build(nb *keyBits) (stale bool) {
 		k.firstEnded(err)
 		return false
 	}
-	nb.ready.Store(true)
 	k.cur.Store(nb)
 	k.next.CompareAndSwap(nb, nil)
 	k.builds.Add(1)
@@ -267,7 +266,7 @@ func (k *keyFilter) absent(h []byte) bool {
 		}
 		return false
 	}
-	return cur.ready.Load() && len(h) == sha256.Size && !cur.mayHold(h)
+	return len(h) == sha256.Size && !cur.mayHold(h)
 }
 
 // absentForWrite reports whether, by a filter built since the last commit of another connection the writer
@@ -275,7 +274,7 @@ func (k *keyFilter) absent(h []byte) bool {
 // commit since its previous transaction.
 func (k *keyFilter) absentForWrite(h []byte) bool {
 	cur := k.cur.Load()
-	if cur == nil || !cur.ready.Load() || cur.foreign != k.foreign.Load() || len(h) != sha256.Size || cur.mayHold(h) {
+	if cur == nil || cur.foreign != k.foreign.Load() || len(h) != sha256.Size || cur.mayHold(h) {
 		return false
 	}
 	k.spared.Add(1)
