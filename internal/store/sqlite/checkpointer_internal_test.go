@@ -14,7 +14,8 @@ import (
 )
 
 // TestCheckpointer: with commits no longer checkpointing, the checkpointer copies the WAL into the database
-// while writers and readers go on, the chain stays intact, and Close stops it.
+// while writers and readers go on, has the writer start it over once it is large (after catching up on its own
+// connection), the chain stays intact, and Close stops it.
 func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keyward.db")
@@ -59,6 +60,10 @@ func TestCheckpointer(t *testing.T) {
 	}
 	if s.checkpoints.Load() == 0 || s.restarts.Load() == 0 {
 		t.Fatalf("the checkpointer ran %d times and had the writer start the WAL over %d times", s.checkpoints.Load(), s.restarts.Load())
+	}
+	// Before each pass on the writer's connection the checkpointer caught up on its own.
+	if s.catchUps.Load() < s.restarts.Load() {
+		t.Fatalf("%d passes on the writer's connection after %d catch-up passes; want one at least before each", s.restarts.Load(), s.catchUps.Load())
 	}
 	// Everything written is in the database file once a checkpoint has run after the last commit, and the WAL
 	// was started over under the load: it holds far fewer frames than the transactions written.
