@@ -228,8 +228,9 @@ func (s *Store) passiveCheckpoint() (frames int, err error) {
 	return frames, err
 }
 
-// writerCopyFrames is the most frames the checkpointer leaves to the writer's own pass when it starts the WAL
-// over (a millisecond of commits under load); catchUpPasses bounds the passes it makes to get there.
+// writerCopyFrames is the most frames a catch-up pass may find new before the checkpointer leaves the rest to
+// the writer's own pass (a hundred-odd certificates' pages; under load a group commits about 950 frames at
+// once); catchUpPasses bounds the passes it makes to get there.
 const (
 	writerCopyFrames = 256
 	catchUpPasses    = 8
