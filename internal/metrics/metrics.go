@@ -182,7 +182,7 @@ const RenewalCacheTTL = 60 * time.Second
 
 // State reads, at each scrape, what is not observed as it happens: every CA's remaining validity, the audit
 // head and the age of the newest checkpoint, the CRLs', OCSP responses' and filters' age, the certificates in
-// their profile's renewal window, the database pools.
+// their profile's renewal window, the database pools, and what the store keeps in memory (store.Warmer).
 type State struct {
 	m     *Metrics
 	st    Source
@@ -192,6 +192,7 @@ type State struct {
 	caNotAfter, auditHead, checkpointAge, checkpointSize, crlAge, crlNext, crlBytes, crlEntries *prometheus.Desc
 	poolOpen, poolInUse, poolWaits, poolWaitSeconds                                             *prometheus.Desc
 	renewalDue, ocspAge, ocspBytes, filterAge, filterNext, filterBytes, filterVersion           *prometheus.Desc
+	keyFilterBytes, keyFilterKeys                                                               *prometheus.Desc
 
 	mu      sync.Mutex
 	certs   map[string]certCache // CA id -> its parsed NotAfter, by the DER it was parsed from
@@ -230,6 +231,8 @@ func (m *Metrics) NewState(st Source, pools func() []store.PoolStats, now func()
 		filterNext:      d("keyward_filter_next_update_seconds", "Seconds until the nextUpdate of the served revocation filter of the scope (negative: stale).", "scope"),
 		filterBytes:     d("keyward_filter_bytes", "Size of the served revocation filter of the scope, in bytes.", "scope"),
 		filterVersion:   d("keyward_filter_version", "Version of the served revocation filter of the scope.", "scope"),
+		keyFilterBytes:  d("keyward_key_filter_bytes", "Memory of the SQLite store's filter of certified keys, in bytes (0 until it is built)."),
+		keyFilterKeys:   d("keyward_key_filter_keys", "Keys in the SQLite store's filter of certified keys."),
 	}
 }
 
@@ -269,7 +272,7 @@ func (s *State) renewalCounts(ctx context.Context, now time.Time) map[string]int
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.caNotAfter, s.auditHead, s.checkpointAge, s.checkpointSize, s.crlAge, s.crlNext, s.crlBytes, s.crlEntries,
-		s.poolOpen, s.poolInUse, s.poolWaits, s.poolWaitSeconds, s.renewalDue, s.ocspAge, s.ocspBytes, s.filterAge, s.filterNext, s.filterBytes, s.filterVersion} {
+		s.poolOpen, s.poolInUse, s.poolWaits, s.poolWaitSeconds, s.renewalDue, s.ocspAge, s.ocspBytes, s.filterAge, s.filterNext, s.filterBytes, s.filterVersion, s.keyFilterBytes, s.keyFilterKeys} {
 		ch <- d
 	}
 }
@@ -333,6 +336,11 @@ func (s *State) Collect(ch chan<- prometheus.Metric) {
 		g(s.crlNext, v.NextUpdate.Sub(now).Seconds(), k.ca, kind)
 		g(s.crlBytes, float64(v.Bytes), k.ca, kind)
 		g(s.crlEntries, float64(v.Entries), k.ca, kind)
+	}
+	if w, ok := s.st.(store.Warmer); ok {
+		ws := w.WarmStats()
+		g(s.keyFilterBytes, float64(ws.Bytes))
+		g(s.keyFilterKeys, float64(ws.Keys))
 	}
 	if s.pools != nil {
 		for _, p := range s.pools() {

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -30,6 +32,13 @@ func TestMetrics(t *testing.T) {
 	bad, _ := json.Marshal(map[string]string{"profile": "implant-identity", "csr": csrPEM(t, "not a serial!")})
 	if code, _ := ts.do(t, "POST", "/api/v1/certificates", ts.admin, bad); code != http.StatusBadRequest {
 		t.Fatalf("bad issue: %d", code)
+	}
+	// The SQLite store's key filter, once built, reports its memory and keys (PostgreSQL keeps none).
+	warmer, warms := ts.n.Store.(store.Warmer)
+	if warms {
+		if err := warmer.Warm(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if code, _ := ts.do(t, "GET", "/metrics", "", nil); code != http.StatusUnauthorized {
 		t.Fatalf("/metrics without a token: %d", code)
@@ -61,7 +70,27 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	if warms {
+		for _, name := range []string{"keyward_key_filter_bytes", "keyward_key_filter_keys"} {
+			if v, ok := gaugeValue(text, name); !ok || v < 1 {
+				t.Errorf("/metrics: %s = %v (found %v), want at least 1 once the filter is built", name, v, ok)
+			}
+		}
+	} else if strings.Contains(text, "keyward_key_filter_bytes") {
+		t.Errorf("/metrics reports a key filter for a store that keeps none")
+	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", text)
 	}
+}
+
+// gaugeValue returns the value of the unlabelled series name in a Prometheus text exposition.
+func gaugeValue(text, name string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -385,6 +385,14 @@ type PoolStats struct {
 // so that a server warms up at start and a benchmark does not time the build.
 type Warmer interface {
 	Warm(ctx context.Context) error
+	// WarmStats reports what it keeps in memory, for metrics.
+	WarmStats() WarmStats
+}
+
+// WarmStats describes what a Warmer keeps in memory.
+type WarmStats struct {
+	Bytes int64 // memory of the filter in use; 0 until one is built
+	Keys  int64 // keys in the filter in use: the certificates' when it was built and those inserted since
 }
 
 // Pooled is implemented by stores that can report their connection pools.

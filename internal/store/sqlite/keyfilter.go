@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/internal/store"
 )
 
 // The key filter: which SPKI hashes the certificates table may hold, so that the duplicate-key pre-check of an
@@ -288,6 +290,15 @@ func (k *keyFilter) foreignCommit() {
 	if cur := k.cur.Load(); cur != nil {
 		k.rebuild(cur.added.Load())
 	}
+}
+
+// stats reports the filter in use (none: zero), 8 bytes a word.
+func (k *keyFilter) stats() store.WarmStats {
+	cur := k.cur.Load()
+	if cur == nil {
+		return store.WarmStats{}
+	}
+	return store.WarmStats{Bytes: int64(len(cur.words)) * 8, Keys: cur.added.Load()}
 }
 
 func (k *keyFilter) close() {

@@ -154,6 +154,9 @@ func open(ctx context.Context, path string, every time.Duration, restartFrames i
 // returns once it is.
 func (s *Store) Warm(ctx context.Context) error { return s.keys.warm(ctx) }
 
+// WarmStats implements store.Warmer: the key filter's memory and keys.
+func (s *Store) WarmStats() store.WarmStats { return s.keys.stats() }
+
 // writerIdle returns once no write transaction is open on the writer connection (or ctx ends).
 func (s *Store) writerIdle(ctx context.Context) error {
 	c, err := s.w.Conn(ctx)
