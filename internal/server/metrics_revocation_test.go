@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -54,13 +52,9 @@ func TestRevocationAndRenewalMetrics(t *testing.T) {
 	}
 	value := func(text, series string) float64 {
 		t.Helper()
-		mm := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(text)
-		if mm == nil {
-			t.Fatalf("/metrics lacks %s:\n%s", series, text)
-		}
-		v, err := strconv.ParseFloat(mm[1], 64)
-		if err != nil {
-			t.Fatal(err)
+		v, ok := metricValue(text, series)
+		if !ok {
+			t.Fatalf("/metrics lacks %s (or its value is not a number):\n%s", series, text)
 		}
 		return v
 	}

@@ -72,7 +72,7 @@ func TestMetrics(t *testing.T) {
 	}
 	if warms {
 		for _, name := range []string{"keyward_key_filter_bytes", "keyward_key_filter_keys"} {
-			if v, ok := gaugeValue(text, name); !ok || v < 1 {
+			if v, ok := metricValue(text, name); !ok || v < 1 {
 				t.Errorf("/metrics: %s = %v (found %v), want at least 1 once the filter is built", name, v, ok)
 			}
 		}
@@ -84,10 +84,11 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// gaugeValue returns the value of the unlabelled series name in a Prometheus text exposition.
-func gaugeValue(text, name string) (float64, bool) {
+// metricValue returns the value of one series (its name and labels as exposed, e.g. `name{label="v"}`) in a
+// Prometheus text exposition.
+func metricValue(text, series string) (float64, bool) {
 	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			return f, err == nil
 		}
